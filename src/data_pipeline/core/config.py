@@ -1,0 +1,166 @@
+"""Config models: pydantic v2 behind the spec's plain ``config={...}`` dicts.
+
+Every component declares a :class:`ConfigModel` subclass. Unknown keys are rejected, and a bad key
+or value raises :class:`~data_pipeline.core.errors.ConfigError` at construction, naming the field
+path (``columns[1].strategy``) and, for a choice, the allowed values.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+
+from data_pipeline.core.errors import ConfigError
+from data_pipeline.core.secrets import register_secret
+
+__all__ = [
+    "ConfigModel",
+    "SecretStr",
+    "format_loc",
+    "format_validation_error",
+    "interpolate_env",
+    "validate_config",
+]
+
+M = TypeVar("M", bound="ConfigModel")
+
+
+class ConfigModel(BaseModel):
+    """Base of every component's config model: strict about unknown keys."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_default=True,
+        arbitrary_types_allowed=True,
+        populate_by_name=True,
+    )
+
+
+def format_loc(loc: tuple[int | str, ...], prefix: str = "") -> str:
+    """``("columns", 1, "strategy")`` -> ``columns[1].strategy`` (after ``prefix`` if given)."""
+    text = prefix
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "config"
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """One line per problem: the field path, what is wrong, and what was given."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p and p.endswith("]")))
+        path = format_loc(loc, prefix)
+        kind = err["type"]
+        msg = err["msg"]
+        if kind == "extra_forbidden":
+            msg = "unknown key"
+        elif kind == "missing":
+            msg = "required key is missing"
+        given = err.get("input")
+        shown = ""
+        if kind not in ("missing", "extra_forbidden") and not isinstance(given, (dict, list)):
+            shown = f" (got {given!r})" if not _looks_secret(path) else " (got ***)"
+        lines.append(f"{path}: {msg}{shown}")
+    return "; ".join(lines)
+
+
+def _looks_secret(path: str) -> bool:
+    from data_pipeline.core.secrets import is_secret_key
+
+    return is_secret_key(path.rsplit(".", 1)[-1])
+
+
+def validate_config(
+    model: type[M],
+    config: Mapping[str, Any] | BaseModel | None,
+    *,
+    component: str | None = None,
+    prefix: str = "config",
+) -> M:
+    """Validate ``config`` against ``model``; raise :class:`ConfigError` naming every bad field."""
+    if isinstance(config, model):
+        return config
+    if isinstance(config, BaseModel):
+        config = config.model_dump()
+    if config is None:
+        config = {}
+    if not isinstance(config, Mapping):
+        raise ConfigError(
+            f"config must be a mapping of keys to values, got {type(config).__name__}",
+            component=component,
+            hint="pass config={...} as a dict",
+        )
+    try:
+        validated = model.model_validate(dict(config))
+    except ValidationError as exc:
+        allowed = sorted(model.model_fields)
+        raise ConfigError(
+            f"invalid config: {format_validation_error(exc, prefix)}",
+            component=component,
+            hint=f"the keys {model.__name__} accepts are: {', '.join(allowed)}",
+        ) from None
+    _register_secrets(validated)
+    return validated
+
+
+def _register_secrets(value: Any, key: object = None) -> None:
+    from data_pipeline.core.secrets import is_secret_key
+
+    if isinstance(value, SecretStr):
+        register_secret(value)
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            _register_secrets(getattr(value, name), name)
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            _register_secrets(v, k)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _register_secrets(v)
+    elif isinstance(value, str) and is_secret_key(key):
+        register_secret(value)
+
+
+_ENV = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+def interpolate_env(value: Any, *, path: str = "", environ: Mapping[str, str] | None = None) -> Any:
+    """Replace ``${NAME}`` and ``${NAME:-default}`` in every string of a nested structure.
+
+    A variable that is unset and has no default raises :class:`ConfigError` naming the path.
+    ``$${NAME}`` keeps a literal ``${NAME}``.
+    """
+    env = os.environ if environ is None else environ
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            start = match.start()
+            if start > 0 and match.string[start - 1] == "$":
+                return match.group(0)
+            name, default = match.group("name"), match.group("default")
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"{path or 'value'}: environment variable {name} is not set",
+                hint=f"export {name}=... or write ${{{name}:-default}}",
+            )
+
+        result = _ENV.sub(sub, value)
+        return result.replace("$${", "${")
+    if isinstance(value, Mapping):
+        return {
+            k: interpolate_env(v, path=f"{path}.{k}" if path else str(k), environ=env)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [interpolate_env(v, path=f"{path}[{i}]", environ=env) for i, v in enumerate(value)]
+    return value

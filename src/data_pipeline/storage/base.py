@@ -1,0 +1,98 @@
+"""StorageSystem: the base of every storage backend. Public methods own metadata; hooks store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from data_pipeline.core.component import Component
+from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.errors import ConfigError, StorageError
+from data_pipeline.core.frames import convert_output, row_count, to_narwhals
+
+__all__ = ["IF_EXISTS", "IfExists", "StorageSystem", "StoreResult"]
+
+IfExists = Literal["fail", "replace", "append", "upsert"]
+IF_EXISTS: tuple[str, ...] = ("fail", "replace", "append", "upsert")
+
+
+@dataclass
+class StoreResult:
+    """What one ``store`` call wrote."""
+
+    target: str
+    rows: int
+    bytes: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class StorageSystem(Component):
+    """Abstract base class for all storage systems.
+
+    Subclasses implement ``_store(data, target, if_exists, **options) -> StoreResult`` and
+    ``_retrieve(target, query, params, **options)`` returning a polars or Arrow frame.
+    """
+
+    layer: ClassVar[str] = "storage"
+    error_class = StorageError
+    supported_if_exists: ClassVar[tuple[str, ...]] = IF_EXISTS
+
+    def default_target(self) -> str | None:
+        """The table, key or path used when ``store`` is called without one."""
+        return None
+
+    def default_if_exists(self) -> str:
+        return "append"
+
+    def store(
+        self,
+        data: Any,
+        table: str | None = None,
+        *,
+        if_exists: str | None = None,
+        **options: Any,
+    ) -> StoreResult:
+        """Store a frame of any supported engine under ``table`` (a table, key or file name)."""
+        target = table or self.default_target()
+        mode = if_exists or self.default_if_exists()
+        if target is None:
+            raise ConfigError(
+                "no table given and no default configured",
+                component=self.label,
+                hint="pass table=... or set default_table in the config",
+            )
+        if mode not in self.supported_if_exists:
+            raise ConfigError(
+                f"if_exists={mode!r} is not supported here",
+                component=self.label,
+                hint=f"use one of {', '.join(self.supported_if_exists)}",
+            )
+        with self._operation("store") as op:
+            op.rows_in = row_count(to_narwhals(data, component=self.label))
+            result = self._store(data, target, mode, **options)
+            op.rows_out = result.rows
+            op.details.update({"target": result.target, "bytes": result.bytes, **result.details})
+            return result
+
+    def retrieve(
+        self,
+        table: str | None = None,
+        *,
+        query: str | None = None,
+        params: Any = None,
+        output: str = "polars",
+        **options: Any,
+    ) -> Any:
+        """Read a table (or run a query with bound ``params``) into a frame (polars by default)."""
+        target = table if table is not None or query is not None else self.default_target()
+        with self._operation("retrieve") as op:
+            data = self._retrieve(target, query=query, params=params, **options)
+            out = convert_output(data, output, component=self.label)
+            op.rows_out = row_count(to_narwhals(out))
+            return out
+
+    def _store(self, data: Any, target: str, if_exists: str, **options: Any) -> StoreResult:
+        raise NotImplementedError(f"{type(self).__name__} must implement _store()")
+
+    def _retrieve(self, target: str | None, *, query: str | None, params: Any, **options: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement _retrieve()")
