@@ -1,0 +1,44 @@
+# Two commands on a fresh machine:
+#   make demo   set up .venv, generate the sales data, run examples/sales/pipeline.yaml
+#   make test   set up .venv with the test extra, then ruff, mypy (src/) and pytest
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+ROWS   ?= 100000
+
+.PHONY: demo test lint typecheck pytest bench browser clean
+
+$(VENV)/.base: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.test: pyproject.toml $(VENV)/.base
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.base
+	$(PY) examples/sales/generate.py --rows $(ROWS)
+	$(VENV)/bin/data-pipeline run examples/sales/pipeline.yaml
+	@echo "Open the dashboard: $(CURDIR)/examples/sales/output/sales_dashboard.html"
+
+browser:
+	@bash scripts/ensure-chromium.sh
+
+lint: $(VENV)/.test
+	$(VENV)/bin/ruff check src tests benchmarks examples
+
+typecheck: $(VENV)/.test
+	$(VENV)/bin/mypy src/data_pipeline
+
+pytest: $(VENV)/.test browser
+	$(VENV)/bin/pytest -q
+
+test: lint typecheck pytest
+
+bench: $(VENV)/.test
+	$(PY) -m benchmarks e2e_batch
+
+clean:
+	rm -rf $(VENV) examples/sales/data examples/sales/output benchmarks/.data .pytest_cache .mypy_cache .ruff_cache

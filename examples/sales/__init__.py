@@ -1,0 +1,1 @@
+"""The sales example: a deterministic data generator and a pipeline over it."""
