@@ -1,0 +1,552 @@
+"""Visualization and Chart: the bases of every chart, table and KPI tile.
+
+``Visualization.render(data)`` owns the public method (timing, status, rows in and out, error
+translation through :meth:`Component._operation`); a subclass fills ``_render``. ``Chart`` adds what
+every Vega-Lite chart shares: column checks, aggregation before collecting (on the input's own engine
+through Narwhals), a cap on embedded points with a caption saying what was done, JSON-safe records,
+and PNG/SVG export through vl-convert. Altair and vl-convert are imported inside functions only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import narwhals as nw
+from pydantic import Field, field_validator
+
+from data_pipeline.core.component import Component, Operation
+from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.errors import (
+    ChartRenderingError,
+    ColumnNotFoundError,
+    HTMLExportError,
+    VisualizationError,
+)
+from data_pipeline.core.frames import (
+    column_names,
+    require_columns,
+    row_count,
+    to_narwhals,
+    to_polars,
+)
+
+if TYPE_CHECKING:
+    import polars as pl
+
+__all__ = [
+    "AGGREGATES",
+    "BaseChartConfig",
+    "Chart",
+    "ChartColumnNotFoundError",
+    "ChartConfig",
+    "Prepared",
+    "Visualization",
+    "VisualizationConfig",
+    "field_ref",
+    "to_records",
+]
+
+Aggregate = Literal["sum", "mean", "median", "min", "max", "count", "n_unique", "std"]
+AGGREGATES: tuple[str, ...] = ("sum", "mean", "median", "min", "max", "count", "n_unique", "std")
+FieldType = Literal["quantitative", "temporal", "ordinal", "nominal"]
+
+#: d3-format / d3-time-format strings: no quotes or backslashes (Vega-Lite puts them in expressions).
+_FORMAT = re.compile(r"^[\w\s,.%$#+\-:/()\[\]~<>^=]*$")
+#: a literal colour: #rgb[a], #rrggbb[aa], a CSS colour name, or rgb()/hsl() with numbers only.
+_COLOR = re.compile(r"^(#[0-9a-fA-F]{3,8}|[a-zA-Z]{3,30}|(rgb|rgba|hsl|hsla)\([0-9.,%\s]+\))$")
+_SCHEME = re.compile(r"^[a-z0-9-]{2,40}$")
+
+
+class ChartColumnNotFoundError(ChartRenderingError, ColumnNotFoundError):
+    """A column named in a chart's config is not in the data (a ChartRenderingError and a KeyError)."""
+
+
+class VisualizationConfig(ConfigModel):
+    """Keys shared by every visualization."""
+
+    title: str | None = None
+    description: str | None = None
+
+
+class BaseChartConfig(VisualizationConfig):
+    """Keys shared by every chart: size, tooltip, colour scheme and the cap on embedded rows."""
+
+    width: int | Literal["container"] = 400
+    height: int | Literal["container"] = 250
+    tooltip: bool | list[str] = True
+    scheme: str | None = None
+    max_points: int = Field(default=5000, ge=10)
+
+    @field_validator("scheme")
+    @classmethod
+    def _check_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not _SCHEME.match(value):
+            raise ValueError("a Vega colour scheme name such as 'tableau10', 'blues' or 'viridis'")
+        return value
+
+
+class ChartConfig(BaseChartConfig):
+    """Keys of x/y charts (the spec's ``x``, ``y``, ``title``, ``color`` and more)."""
+
+    x: str
+    y: str | None = None
+    color: str | None = None
+    series: str | None = None
+    aggregate: Aggregate | None = None
+    x_title: str | None = None
+    y_title: str | None = None
+    x_format: str | None = None
+    y_format: str | None = None
+    x_type: FieldType | None = None
+    y_type: FieldType | None = None
+    sort: Literal["x", "-x", "y", "-y", "ascending", "descending"] | list[Any] | None = None
+
+    @field_validator("x_format", "y_format")
+    @classmethod
+    def _check_format(cls, value: str | None) -> str | None:
+        if value is not None and not _FORMAT.match(value):
+            raise ValueError(
+                "a d3 format such as ',.2f', '.1%' or '%Y-%m-%d' (no quotes or backslashes)"
+            )
+        return value
+
+
+@dataclass
+class Prepared:
+    """The rows a chart embeds, and what was done to get them."""
+
+    frame: pl.DataFrame
+    rows_in: int | None
+    notes: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def caption(self) -> str | None:
+        return " ".join(self.notes) if self.notes else None
+
+
+def field_ref(name: str) -> str:
+    """A column name as a Vega-Lite ``field``: dots and brackets escaped so they are not paths."""
+    return name.replace("\\", "\\\\").replace(".", "\\.").replace("[", "\\[").replace("]", "\\]")
+
+
+def infer_type(dtype: Any) -> FieldType:
+    """Vega-Lite type from a polars dtype."""
+    if dtype.is_temporal() and not _is_duration_or_time(dtype):
+        return "temporal"
+    if dtype.is_numeric():
+        return "quantitative"
+    return "nominal"
+
+
+def _is_duration_or_time(dtype: Any) -> bool:
+    import polars as pl
+
+    return isinstance(dtype, pl.Duration) or dtype == pl.Time
+
+
+def to_records(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """JSON-safe rows: dates as ISO text, NaN/inf as null, decimals as floats, other types as text."""
+    import polars as pl
+
+    exprs = []
+    for name, dtype in frame.schema.items():
+        col = pl.col(name)
+        if dtype == pl.Date:
+            col = col.dt.strftime("%Y-%m-%dT00:00:00")
+        elif isinstance(dtype, pl.Datetime):
+            if dtype.time_zone is not None:
+                col = col.dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+            else:
+                col = col.dt.strftime("%Y-%m-%dT%H:%M:%S%.3f")
+        elif dtype.is_float():
+            col = pl.when(col.is_finite()).then(col).otherwise(None)
+        elif isinstance(dtype, pl.Decimal):
+            col = col.cast(pl.Float64)
+        elif dtype.is_integer() or dtype == pl.Boolean or dtype == pl.String or dtype == pl.Null:
+            pass
+        elif isinstance(dtype, (pl.List, pl.Array, pl.Struct)):
+            col = col.map_elements(repr, return_dtype=pl.String)
+        else:
+            col = col.cast(pl.String)
+        exprs.append(col.alias(name))
+    return frame.select(exprs).to_dicts()
+
+
+def vl_version() -> str | None:
+    """The vl-convert Vega-Lite version matching Altair's schema (``"6.4"``), or None for its latest."""
+    import altair as alt
+    import vl_convert as vlc
+
+    match = re.match(r"v(\d+)\.(\d+)", alt.SCHEMA_VERSION)
+    if not match:
+        return None
+    wanted = f"{match.group(1)}.{match.group(2)}"
+    return wanted if wanted in vlc.get_vegalite_versions() else None
+
+
+def check_color(value: str, *, component: str, columns: Sequence[str]) -> None:
+    if not _COLOR.match(value):
+        raise ChartRenderingError(
+            f"color {value!r} is neither a column of the data nor a CSS colour",
+            component=component,
+            hint=f"use a colour such as 'steelblue' or '#1f77b4', or one of the columns: "
+            f"{', '.join(map(repr, columns))}",
+        )
+
+
+class Visualization(Component):
+    """Abstract base class for all visualizations.
+
+    ``render(data)`` returns a JSON-able dict: a Vega-Lite spec for charts, a table or KPI
+    description for the others. Subclasses implement ``_render(frame, op)``.
+
+    Example:
+        >>> from data_pipeline.visualization import LineChart
+        >>> LineChart(name="sales_chart", config={"x": "date", "y": "sales"}).name
+        'sales_chart'
+    """
+
+    layer: ClassVar[str] = "visualization"
+    error_class = VisualizationError
+    config_model: ClassVar[type[ConfigModel]] = VisualizationConfig
+    #: how the dashboard embeds the rendered dict: "vega-lite", "table" or "kpi".
+    kind: ClassVar[str] = "vega-lite"
+
+    @property
+    def title(self) -> str:
+        value = getattr(self.settings, "title", None)
+        return str(value) if value else self.name
+
+    def render(self, data: Any, *, keep_fields: Sequence[str] = ()) -> dict[str, Any]:
+        """Render ``data`` (pandas, Polars, PyArrow, DuckDB, ...) to a JSON-able dict.
+
+        ``keep_fields``: columns a dashboard filter needs; a chart that aggregates with ``sum``,
+        ``count``, ``min`` or ``max`` keeps them as extra group keys (when that stays within
+        ``max_points``) and lets Vega-Lite finish the aggregation, so the filter can apply.
+        """
+        with self._operation("render") as op:
+            frame = to_narwhals(data, component=self.label)
+            op.rows_in = row_count(frame)
+            self._keep_fields = tuple(keep_fields)
+            try:
+                return self._render(frame, op)
+            finally:
+                self._keep_fields = ()
+
+    def _render(self, frame: Any, op: Operation) -> dict[str, Any]:
+        raise NotImplementedError(f"{type(self).__name__} must implement _render()")
+
+    def fields(self) -> list[str]:
+        """Columns this visualization reads (used by the dashboard filter)."""
+        return []
+
+    # -- helpers shared by subclasses ---------------------------------------------------------
+
+    def _require(self, frame: Any, columns: Sequence[str | None]) -> None:
+        wanted = [c for c in dict.fromkeys(columns) if c is not None]
+        try:
+            require_columns(frame, wanted, component=self.label)
+        except ColumnNotFoundError as exc:
+            raise ChartColumnNotFoundError(
+                exc.detail, component=self.label, hint=exc.hint or "check the chart's config"
+            ) from None
+
+
+class Chart(Visualization):
+    """Base class for chart visualizations, built with Altair (Vega-Lite).
+
+    Subclasses say which columns they need (``_columns``), how to reduce the rows
+    (``_prepare_frame``), and how to encode them (``_chart``); this class checks columns, aggregates
+    on the input's engine before collecting, caps embedded rows at ``max_points`` and exports
+    PNG and SVG.
+
+    Example:
+        >>> from data_pipeline.visualization import BarChart
+        >>> chart = BarChart(name="revenue", config={"x": "product", "y": "revenue", "aggregate": "sum"})
+        >>> chart.settings.max_points
+        5000
+    """
+
+    error_class = ChartRenderingError
+    config_model: ClassVar[type[ConfigModel]] = ChartConfig
+    settings: Any
+    #: whether the chart can let Vega-Lite finish an aggregation (see ``render(keep_fields=)``)
+    supports_rollup: ClassVar[bool] = False
+    _keep_fields: tuple[str, ...] = ()
+
+    # -- what subclasses fill in ---------------------------------------------------------------
+
+    def _columns(self, names: Sequence[str]) -> list[str]:
+        """Columns to read from the input, given the columns it has."""
+        s = self.settings
+        cols = [s.x, s.y, self._series_column(names)]
+        cols += self._tooltip_columns()
+        return [c for c in dict.fromkeys(cols) if c is not None]
+
+    def _group_keys(self, names: Sequence[str]) -> list[str]:
+        s = self.settings
+        return [c for c in (s.x, self._series_column(names)) if c is not None]
+
+    def _reduce(self, prepared: Prepared) -> Prepared:
+        """Cap the rows at ``max_points`` (after aggregation); default: keep the first ones."""
+        limit = self.settings.max_points
+        if prepared.frame.height > limit:
+            total = prepared.frame.height
+            prepared.frame = prepared.frame.head(limit)
+            prepared.notes.append(f"Showing the first {limit:,} of {total:,} rows.")
+        return prepared
+
+    def _chart(self, alt: Any, prepared: Prepared, names: Sequence[str]) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement _chart()")
+
+    def fields(self) -> list[str]:
+        s = self.settings
+        return [c for c in (s.x, s.y, s.series, s.color) if c is not None]
+
+    # -- the shared mechanism ------------------------------------------------------------------
+
+    def _series_column(self, names: Sequence[str]) -> str | None:
+        series = getattr(self.settings, "series", None)
+        color = getattr(self.settings, "color", None)
+        if series is not None:
+            return str(series)
+        if color is not None and color in names:
+            return str(color)
+        return None
+
+    def _literal_color(self, names: Sequence[str]) -> str | None:
+        color = getattr(self.settings, "color", None)
+        if color is None or color in names:
+            return None
+        check_color(color, component=self.label, columns=names)
+        return str(color)
+
+    def _tooltip_columns(self) -> list[str]:
+        tooltip = self.settings.tooltip
+        return list(tooltip) if isinstance(tooltip, list) else []
+
+    def _aggregate(self) -> str | None:
+        return self.settings.aggregate  # type: ignore[no-any-return]
+
+    def _value_column(self) -> str | None:
+        return self.settings.y  # type: ignore[no-any-return]
+
+    def _render(self, frame: Any, op: Operation) -> dict[str, Any]:
+        import altair as alt
+
+        names = column_names(frame)
+        self._literal_color(names)
+        series = getattr(self.settings, "series", None)
+        color = getattr(self.settings, "color", None)
+        if series is not None and color is not None and color in names and color != series:
+            raise ChartRenderingError(
+                f"series={series!r} and color={color!r} name two different columns",
+                component=self.label,
+                hint="one column splits the series: keep 'series', or set 'color' to the same "
+                "column or to a CSS colour",
+            )
+        wanted = self._columns(names)
+        self._require(frame, wanted)
+        prepared = None
+        rollup = self._rollup_field(names, wanted)
+        if rollup is not None:
+            prepared = self._prepare(frame, names, [*wanted, rollup], extra_keys=[rollup])
+            if prepared.frame.height > self.settings.max_points:
+                prepared = None
+            else:
+                op_name = _ROLLUP[str(self._aggregate())]
+                prepared.details["rollup"] = {"field": rollup, "op": op_name}
+        if prepared is None:
+            prepared = self._prepare(frame, names, wanted)
+        prepared = self._reduce(prepared)
+        chart = self._chart(alt, prepared, names)
+        spec = self._finish(alt, chart, prepared)
+        op.rows_out = prepared.frame.height
+        op.details.update(prepared.details)
+        if prepared.caption:
+            op.details["caption"] = prepared.caption
+        return spec
+
+    def _rollup_field(self, names: Sequence[str], wanted: Sequence[str]) -> str | None:
+        if not self.supports_rollup or str(self._aggregate()) not in _ROLLUP:
+            return None
+        for name in self._keep_fields:
+            if name in names and name not in wanted:
+                return name
+        return None
+
+    def _rollup(self, prepared: Prepared) -> str | None:
+        """The Vega-Lite aggregate finishing a rolled-up aggregation, or None."""
+        info = prepared.details.get("rollup")
+        return str(info["op"]) if info else None
+
+    def _prepare(
+        self,
+        frame: Any,
+        names: Sequence[str],
+        wanted: list[str],
+        *,
+        extra_keys: Sequence[str] = (),
+    ) -> Prepared:
+        """Select the needed columns and aggregate on the input's engine; then collect to polars."""
+        rows_in = row_count(frame)
+        selected = frame.select([nw.col(c) for c in wanted])
+        how = self._aggregate()
+        keys: list[str] = []
+        notes: list[str] = []
+        details: dict[str, Any] = {}
+        if how is not None:
+            keys = [*self._group_keys(names), *extra_keys]
+            extra = [
+                c for c in self._tooltip_columns() if c not in keys and c != self._value_column()
+            ]
+            if extra:
+                raise ChartRenderingError(
+                    f"tooltip columns {', '.join(map(repr, extra))} are neither grouped nor aggregated",
+                    component=self.label,
+                    hint=f"with aggregate={how!r} the tooltip may list only {', '.join(map(repr, keys))} "
+                    f"and the value column",
+                )
+            selected = self._group(selected, keys, how)
+            details["aggregate"] = how
+        out = to_polars(selected)
+        if how is not None and keys:
+            out = out.sort(keys, nulls_last=True)  # engines return groups in any order
+        return Prepared(frame=out, rows_in=rows_in, notes=notes, details=details)
+
+    def _group(self, frame: Any, keys: list[str], how: str) -> Any:
+        value = self._value_column()
+        if value is None or value in keys:
+            return frame.group_by(keys).agg(nw.len().alias(value or "count"))
+        return frame.group_by(keys).agg(agg_expr(value, how))
+
+    def _finish(self, alt: Any, chart: Any, prepared: Prepared) -> dict[str, Any]:
+        s = self.settings
+        title = None
+        if s.title or prepared.caption:
+            extra = {"subtitle": prepared.caption} if prepared.caption else {}
+            title = alt.Title(text=s.title or "", anchor="start", **extra)
+        props: dict[str, Any] = {"width": s.width, "height": s.height}
+        if title is not None:
+            props["title"] = title
+        if s.description:
+            props["description"] = s.description
+        chart = chart.properties(**props)
+        spec: dict[str, Any] = chart.to_dict()
+        spec.pop("config", None)
+        spec["data"] = {"name": "source"}
+        spec["datasets"] = {"source": to_records(prepared.frame)}
+        spec["usermeta"] = {
+            "data_pipeline": {
+                "chart": type(self).__name__,
+                "name": self.name,
+                "rows_in": prepared.rows_in,
+                "rows_plotted": prepared.frame.height,
+                "caption": prepared.caption,
+                **prepared.details,
+            }
+        }
+        return spec
+
+    # -- encodings helpers ---------------------------------------------------------------------
+
+    def _type(self, prepared: Prepared, column: str, override: str | None = None) -> str:
+        if override:
+            return override
+        return infer_type(prepared.frame.schema[column])
+
+    def _tooltip(self, alt: Any, prepared: Prepared, default: Sequence[str]) -> list[Any]:
+        tooltip = self.settings.tooltip
+        if tooltip is False:
+            return []
+        columns = list(dict.fromkeys(default)) if tooltip is True else list(tooltip)
+        out = []
+        for c in columns:
+            if c not in prepared.frame.columns:
+                continue
+            kind = self._type(prepared, c)
+            extra: dict[str, Any] = {}
+            if kind == "quantitative":
+                extra["format"] = ",.4~f"
+            elif kind == "temporal":
+                extra["timeUnit"] = "yearmonthdatehoursminutes"
+            rollup = self._rollup(prepared)
+            if rollup and c == (self._value_column() or "count"):
+                extra["aggregate"] = rollup
+            out.append(alt.Tooltip(field=field_ref(c), type=kind, title=c, **extra))
+        return out
+
+    def _color(self, alt: Any, prepared: Prepared, names: Sequence[str]) -> Any | None:
+        series = self._series_column(names)
+        if series is None:
+            return None
+        scale = alt.Scale(scheme=self.settings.scheme) if self.settings.scheme else alt.Undefined
+        return alt.Color(field=field_ref(series), type="nominal", title=series, scale=scale)
+
+    # -- export --------------------------------------------------------------------------------
+
+    def to_png(self, data: Any, *, scale: float = 2.0) -> bytes:
+        """The chart as PNG bytes (vl-convert; no browser needed)."""
+        import vl_convert as vlc
+
+        spec = self.render(data)
+        return bytes(vlc.vegalite_to_png(spec, scale=scale, vl_version=vl_version()))
+
+    def to_svg(self, data: Any) -> str:
+        """The chart as an SVG document (vl-convert)."""
+        import vl_convert as vlc
+
+        spec = self.render(data)
+        return str(vlc.vegalite_to_svg(spec, vl_version=vl_version()))
+
+    def save_png(self, path: str | Path, data: Any, *, scale: float = 2.0) -> Path:
+        """Write the chart as a PNG file; returns the path."""
+        return _write_atomic(Path(path), self.to_png(data, scale=scale), self.label)
+
+    def save_svg(self, path: str | Path, data: Any) -> Path:
+        """Write the chart as an SVG file; returns the path."""
+        return _write_atomic(Path(path), self.to_svg(data).encode("utf-8"), self.label)
+
+
+#: aggregations Vega-Lite can finish from partial results, and how
+_ROLLUP = {"sum": "sum", "count": "sum", "min": "min", "max": "max"}
+
+
+def agg_expr(column: str, how: str) -> Any:
+    """A Narwhals aggregation of ``column`` named after it."""
+    col = nw.col(column)
+    if how == "count":
+        return col.count().alias(column)
+    if how == "n_unique":
+        return col.n_unique().alias(column)
+    return getattr(col, how)().alias(column)
+
+
+def _write_atomic(path: Path, payload: bytes, component: str) -> Path:
+    """Write to a temporary file beside ``path`` and rename it into place."""
+    import os
+    import tempfile
+
+    try:
+        directory = path.parent if str(path.parent) else Path(".")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(payload)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise HTMLExportError(
+            f"could not write {str(path)!r}: {exc.strerror or exc}",
+            component=component,
+            hint="check the file path and permissions (the directory must exist and be writable)",
+        ) from exc
+    return path

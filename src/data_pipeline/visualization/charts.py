@@ -1,0 +1,600 @@
+"""The charts: LineChart, BarChart, ScatterPlot, PieChart and Heatmap (Altair / Vega-Lite).
+
+``color`` is a column name when the data has a column of that name (one series per value, like
+``series``), otherwise a literal CSS colour (``"blue"``, ``"#1f77b4"``) for the marks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.errors import ChartRenderingError
+from data_pipeline.visualization.base import (
+    Aggregate,
+    BaseChartConfig,
+    Chart,
+    ChartConfig,
+    Prepared,
+    field_ref,
+)
+
+__all__ = [
+    "BarChart",
+    "BarChartConfig",
+    "Heatmap",
+    "HeatmapConfig",
+    "LineChart",
+    "LineChartConfig",
+    "PieChart",
+    "PieChartConfig",
+    "ScatterPlot",
+    "ScatterPlotConfig",
+]
+
+_ORDER = "_dp_order"
+
+
+def _axis(alt: Any, fmt: str | None) -> Any:
+    return alt.Axis(format=fmt) if fmt else alt.Undefined
+
+
+class _XYChart(Chart):
+    """Shared x/y encodings of LineChart, BarChart and ScatterPlot."""
+
+    def _x(self, alt: Any, p: Prepared, **extra: Any) -> Any:
+        s = self.settings
+        return alt.X(
+            field=field_ref(s.x),
+            type=self._type(p, s.x, s.x_type),
+            title=s.x_title or s.x,
+            axis=_axis(alt, s.x_format),
+            **extra,
+        )
+
+    def _y(self, alt: Any, p: Prepared, **extra: Any) -> Any:
+        s = self.settings
+        y = self._y_column()
+        rollup = self._rollup(p)
+        if rollup:
+            extra["aggregate"] = rollup
+        return alt.Y(
+            field=field_ref(y),
+            type=self._type(p, y, s.y_type),
+            title=s.y_title or (y if s.aggregate in (None, "count") else f"{y} ({s.aggregate})"),
+            axis=_axis(alt, s.y_format),
+            **extra,
+        )
+
+    def _y_column(self) -> str:
+        s = self.settings
+        return str(s.y) if s.y is not None else "count"
+
+    def _check_y(self) -> None:
+        s = self.settings
+        if s.y is None and s.aggregate != "count":
+            raise ChartRenderingError(
+                "no y column configured",
+                component=self.label,
+                hint='set "y" to a column, or "aggregate": "count" to count rows per x',
+            )
+
+    def _render(self, frame: Any, op: Any) -> dict[str, Any]:
+        self._check_y()
+        return super()._render(frame, op)
+
+
+class LineChartConfig(ChartConfig):
+    """LineChart keys: the chart keys plus ``points`` and ``interpolate``."""
+
+    points: bool = False
+    interpolate: (
+        Literal["linear", "monotone", "step", "step-after", "step-before", "basis"] | None
+    ) = None
+
+
+class LineChart(_XYChart):
+    """Line chart visualization: one line, or one per value of ``series`` (or a ``color`` column).
+
+    Rows are aggregated per x (and series) when ``aggregate`` is set; above ``max_points`` rows
+    the lines are downsampled with LTTB, which keeps peaks and troughs, and the subtitle says so.
+
+    Example:
+        >>> chart = LineChart(name="sales_chart", config={
+        ...     "x": "date", "y": "sales", "title": "Sales Over Time", "color": "blue",
+        ... })
+        >>> chart.settings.color
+        'blue'
+    """
+
+    config_model: ClassVar[type[ConfigModel]] = LineChartConfig
+    supports_rollup: ClassVar[bool] = True
+
+    def _reduce(self, prepared: Prepared) -> Prepared:
+        import polars as pl
+
+        from data_pipeline.visualization.sampling import lttb_indices
+
+        s = self.settings
+        df = prepared.frame
+        series = self._series_column(df.columns)
+        y = self._y_column()
+        keys = ([series] if series else []) + [s.x]
+        df = df.filter(pl.col(s.x).is_not_null()).sort(keys, nulls_last=True)
+        limit = s.max_points
+        if df.height > limit:
+            groups = df.partition_by(series, maintain_order=True) if series else [df]
+            budget = limit // len(groups)
+            if budget < 3:
+                raise ChartRenderingError(
+                    f"{len(groups):,} series cannot be drawn within max_points={limit:,}",
+                    component=self.label,
+                    hint="aggregate to fewer series, filter the data, or raise max_points",
+                )
+            parts = []
+            for g in groups:
+                g = g.filter(pl.col(y).is_not_null())
+                xs = g.get_column(s.x)
+                xs = xs.to_physical() if xs.dtype.is_temporal() else xs
+                if not xs.dtype.is_numeric():
+                    xs = pl.Series(range(g.height))
+                idx = lttb_indices(
+                    xs.cast(pl.Float64).to_numpy(),
+                    g.get_column(y).cast(pl.Float64).to_numpy(),
+                    budget,
+                )
+                parts.append(g[idx])
+            total = df.height
+            df = pl.concat(parts)
+            prepared.notes.append(
+                f"Downsampled from {total:,} to {df.height:,} points (LTTB, shape-preserving)."
+            )
+            prepared.details["downsampled"] = "lttb"
+        prepared.frame = df
+        return prepared
+
+    def _chart(self, alt: Any, p: Prepared, names: Sequence[str]) -> Any:
+        s = self.settings
+        mark: dict[str, Any] = {"point": s.points}
+        if s.interpolate:
+            mark["interpolate"] = s.interpolate
+        color = self._literal_color(names)
+        if color:
+            mark["color"] = color
+        enc: dict[str, Any] = {"x": self._x(alt, p), "y": self._y(alt, p)}
+        series = self._series_column(names)
+        colour = self._color(alt, p, names)
+        if colour is not None:
+            enc["color"] = colour
+        tooltip = self._tooltip(alt, p, [c for c in (s.x, self._y_column(), series) if c])
+        if tooltip:
+            enc["tooltip"] = tooltip
+            mark["tooltip"] = True
+        return alt.Chart(alt.Data(name="source")).mark_line(**mark).encode(**enc)
+
+
+class BarChartConfig(ChartConfig):
+    """BarChart keys: the chart keys plus ``orientation`` and ``mode`` (stacked, grouped, normalized)."""
+
+    orientation: Literal["vertical", "horizontal"] = "vertical"
+    mode: Literal["stacked", "grouped", "normalized"] = "stacked"
+
+
+class BarChart(_XYChart):
+    """Bar chart visualization: vertical or horizontal; stacked, grouped or normalized by ``series``.
+
+    Above ``max_points`` rows the bars are summed per category (unless ``aggregate`` says
+    otherwise) and, if still too many, the top categories by total are kept; the subtitle says so.
+
+    Example:
+        >>> chart = BarChart(name="by_product", config={
+        ...     "x": "product", "y": "revenue", "aggregate": "sum", "series": "region",
+        ...     "mode": "grouped", "sort": "-y",
+        ... })
+        >>> chart.settings.mode
+        'grouped'
+    """
+
+    config_model: ClassVar[type[ConfigModel]] = BarChartConfig
+    supports_rollup: ClassVar[bool] = True
+
+    def _reduce(self, prepared: Prepared) -> Prepared:
+        import polars as pl
+
+        s = self.settings
+        df = prepared.frame
+        series = self._series_column(df.columns)
+        y = self._y_column()
+        keys = [s.x] + ([series] if series else [])
+        limit = s.max_points
+        if df.height > limit and s.aggregate is None:
+            total = df.height
+            df = df.group_by(keys, maintain_order=True).agg(pl.col(y).sum())
+            prepared.notes.append(f"Summed {total:,} rows into {df.height:,} bars.")
+            prepared.details["aggregate"] = "sum"
+        if df.height > limit:
+            totals = (
+                df.group_by(s.x).agg(pl.col(y).abs().sum().alias("_t")).sort("_t", descending=True)
+            )
+            per = max(1, df.height // max(1, totals.height))
+            keep_n = max(1, limit // per)
+            keep = totals.head(keep_n).get_column(s.x)
+            prepared.notes.append(
+                f"Showing the top {keep.len():,} of {totals.height:,} categories by total."
+            )
+            df = df.filter(pl.col(s.x).is_in(keep.implode()))
+            if df.height > limit:
+                df = df.head(limit)
+            prepared.details["truncated"] = True
+        if isinstance(s.sort, list):
+            order = {v: i for i, v in enumerate(s.sort)}
+            df = df.with_columns(
+                pl.col(s.x)
+                .replace_strict(order, default=len(order), return_dtype=pl.Int64)
+                .alias(_ORDER)
+            )
+        prepared.frame = df
+        return prepared
+
+    def _sort(self, alt: Any) -> Any:
+        s = self.settings
+        value_channel = "y" if s.orientation == "vertical" else "x"
+        if s.sort is None:
+            return alt.Undefined
+        if isinstance(s.sort, list):
+            return alt.EncodingSortField(field=_ORDER, op="min", order="ascending")
+        return {
+            "x": "ascending",
+            "-x": "descending",
+            "ascending": "ascending",
+            "descending": "descending",
+            "y": value_channel,
+            "-y": f"-{value_channel}",
+        }[s.sort]
+
+    def _chart(self, alt: Any, p: Prepared, names: Sequence[str]) -> Any:
+        s = self.settings
+        mark: dict[str, Any] = {}
+        color = self._literal_color(names)
+        if color:
+            mark["color"] = color
+        series = self._series_column(names)
+        horizontal = s.orientation == "horizontal"
+        cat_cls, val_cls = (alt.Y, alt.X) if horizontal else (alt.X, alt.Y)
+        x_type = s.x_type or ("ordinal" if self._type(p, s.x) == "quantitative" else None)
+        category = cat_cls(
+            field=field_ref(s.x),
+            type=x_type or self._type(p, s.x),
+            title=s.x_title or s.x,
+            axis=_axis(alt, s.x_format),
+            sort=self._sort(alt),
+        )
+        stack: Any = alt.Undefined
+        if series and s.mode == "normalized":
+            stack = "normalize"
+        elif series and s.mode == "grouped":
+            stack = None
+        y = self._y_column()
+        value = val_cls(
+            field=field_ref(y),
+            type=self._type(p, y, s.y_type),
+            title=s.y_title or (y if s.aggregate in (None, "count") else f"{y} ({s.aggregate})"),
+            axis=_axis(alt, s.y_format),
+            stack=stack,
+            aggregate=self._rollup(p) or alt.Undefined,
+        )
+        enc: dict[str, Any] = (
+            {"y": category, "x": value} if horizontal else {"x": category, "y": value}
+        )
+        colour = self._color(alt, p, names)
+        if colour is not None:
+            enc["color"] = colour
+            if s.mode == "grouped":
+                offset = alt.XOffset if s.orientation == "vertical" else alt.YOffset
+                enc["xOffset" if s.orientation == "vertical" else "yOffset"] = offset(
+                    field=field_ref(series or ""), type="nominal"
+                )
+        tooltip = self._tooltip(alt, p, [c for c in (s.x, self._y_column(), series) if c])
+        if tooltip:
+            enc["tooltip"] = tooltip
+            mark["tooltip"] = True
+        return alt.Chart(alt.Data(name="source")).mark_bar(**mark).encode(**enc)
+
+
+class ScatterPlotConfig(ChartConfig):
+    """ScatterPlot keys: the chart keys plus ``size`` (a column), ``shape`` (a column), ``opacity``."""
+
+    size: str | None = None
+    shape: str | None = None
+    opacity: float = Field(default=0.7, ge=0.0, le=1.0)
+
+
+class ScatterPlot(_XYChart):
+    """Scatter plot visualization with optional size, colour and shape encodings.
+
+    Above ``max_points`` rows a reproducible random sample is drawn (seed 0); the subtitle says so.
+
+    Example:
+        >>> chart = ScatterPlot(name="age_income", config={
+        ...     "x": "age", "y": "income", "color": "region", "size": "quantity",
+        ... })
+        >>> chart.settings.size
+        'quantity'
+    """
+
+    config_model: ClassVar[type[ConfigModel]] = ScatterPlotConfig
+
+    def _columns(self, names: Sequence[str]) -> list[str]:
+        s = self.settings
+        return [c for c in dict.fromkeys([*super()._columns(names), s.size, s.shape]) if c]
+
+    def _group_keys(self, names: Sequence[str]) -> list[str]:
+        s = self.settings
+        return [c for c in dict.fromkeys([*super()._group_keys(names), s.shape]) if c]
+
+    def fields(self) -> list[str]:
+        s = self.settings
+        return [c for c in (*super().fields(), s.size, s.shape) if c]
+
+    def _prepare(
+        self,
+        frame: Any,
+        names: Sequence[str],
+        wanted: list[str],
+        *,
+        extra_keys: Sequence[str] = (),
+    ) -> Prepared:
+        s = self.settings
+        if s.aggregate is not None and s.size is not None:
+            raise ChartRenderingError(
+                "size cannot be combined with aggregate",
+                component=self.label,
+                hint="drop 'size' or 'aggregate'",
+            )
+        return super()._prepare(frame, names, wanted, extra_keys=extra_keys)
+
+    def _reduce(self, prepared: Prepared) -> Prepared:
+        limit = self.settings.max_points
+        df = prepared.frame
+        if df.height > limit:
+            total = df.height
+            import polars as pl
+
+            df = (
+                df.with_row_index("_dp_row").sample(n=limit, seed=0).sort("_dp_row").drop("_dp_row")
+            )
+            assert isinstance(df, pl.DataFrame)
+            prepared.notes.append(f"Showing a random sample of {limit:,} of {total:,} points.")
+            prepared.details["downsampled"] = "sample"
+            prepared.frame = df
+        return prepared
+
+    def _chart(self, alt: Any, p: Prepared, names: Sequence[str]) -> Any:
+        s = self.settings
+        mark: dict[str, Any] = {"opacity": s.opacity, "filled": True}
+        color = self._literal_color(names)
+        if color:
+            mark["color"] = color
+        enc: dict[str, Any] = {
+            "x": self._x(alt, p, scale=alt.Scale(zero=False)),
+            "y": self._y(alt, p, scale=alt.Scale(zero=False)),
+        }
+        colour = self._color(alt, p, names)
+        if colour is not None:
+            enc["color"] = colour
+        if s.size:
+            enc["size"] = alt.Size(
+                field=field_ref(s.size), type=self._type(p, s.size), title=s.size
+            )
+        if s.shape:
+            enc["shape"] = alt.Shape(field=field_ref(s.shape), type="nominal", title=s.shape)
+        series = self._series_column(names)
+        tooltip = self._tooltip(
+            alt, p, [c for c in (s.x, self._y_column(), series, s.size, s.shape) if c]
+        )
+        if tooltip:
+            enc["tooltip"] = tooltip
+            mark["tooltip"] = True
+        return alt.Chart(alt.Data(name="source")).mark_point(**mark).encode(**enc)
+
+
+class PieChartConfig(BaseChartConfig):
+    """PieChart keys: ``category``, ``value`` (counted when absent), ``aggregate``, ``donut``, ..."""
+
+    category: str
+    value: str | None = None
+    aggregate: Aggregate | None = None
+    donut: bool = False
+    inner_radius: int | None = Field(default=None, ge=0)
+    max_slices: int = Field(default=10, ge=2)
+    other_label: str = "Other"
+    width: int | Literal["container"] = 260
+    height: int | Literal["container"] = 260
+
+
+class PieChart(Chart):
+    """Pie chart (or donut) visualization of ``value`` per ``category``.
+
+    Values are aggregated per category on the input's engine (``sum`` by default, a row count
+    when ``value`` is not given); categories beyond ``max_slices`` are summed into "Other".
+
+    Example:
+        >>> chart = PieChart(name="share", config={"category": "region", "value": "revenue", "donut": True})
+        >>> chart.settings.max_slices
+        10
+    """
+
+    config_model: ClassVar[type[ConfigModel]] = PieChartConfig
+
+    def _columns(self, names: Sequence[str]) -> list[str]:
+        s = self.settings
+        return [c for c in (s.category, s.value) if c]
+
+    def _group_keys(self, names: Sequence[str]) -> list[str]:
+        return [str(self.settings.category)]
+
+    def _aggregate(self) -> str | None:
+        s = self.settings
+        return str(s.aggregate or ("sum" if s.value else "count"))
+
+    def _value_column(self) -> str | None:
+        return self.settings.value  # type: ignore[no-any-return]
+
+    def _series_column(self, names: Sequence[str]) -> str | None:
+        return str(self.settings.category)
+
+    def _literal_color(self, names: Sequence[str]) -> str | None:
+        return None
+
+    def _tooltip_columns(self) -> list[str]:
+        return []
+
+    def fields(self) -> list[str]:
+        s = self.settings
+        return [c for c in (s.category, s.value) if c]
+
+    def _reduce(self, prepared: Prepared) -> Prepared:
+        import polars as pl
+
+        s = self.settings
+        value = s.value or "count"
+        df = prepared.frame.sort(value, descending=True, nulls_last=True)
+        if df.height > s.max_slices:
+            keep = s.max_slices - 1
+            rest = df.slice(keep)
+            other = pl.DataFrame(
+                {s.category: [s.other_label], value: [rest.get_column(value).sum()]},
+                schema={s.category: pl.String, value: df.schema[value]},
+                strict=False,
+            )
+            df = pl.concat([df.head(keep).with_columns(pl.col(s.category).cast(pl.String)), other])
+            prepared.notes.append(
+                f"{rest.height:,} smaller categories are summed into {s.other_label!r}."
+            )
+        prepared.frame = df.with_row_index(_ORDER)
+        return prepared
+
+    def _chart(self, alt: Any, p: Prepared, names: Sequence[str]) -> Any:
+        s = self.settings
+        value = s.value or "count"
+        mark: dict[str, Any] = {}
+        if s.donut or s.inner_radius:
+            mark["innerRadius"] = s.inner_radius if s.inner_radius is not None else 60
+        scale = alt.Scale(scheme=s.scheme) if s.scheme else alt.Undefined
+        enc: dict[str, Any] = {
+            "theta": alt.Theta(
+                field=field_ref(value), type="quantitative", stack=True, title=value
+            ),
+            "color": alt.Color(
+                field=field_ref(s.category),
+                type="nominal",
+                title=s.category,
+                scale=scale,
+                sort=alt.EncodingSortField(field=_ORDER, op="min", order="ascending"),
+            ),
+            "order": alt.Order(field=_ORDER, type="quantitative", sort="ascending"),
+        }
+        tooltip = self._tooltip(alt, p, [s.category, value])
+        if tooltip:
+            enc["tooltip"] = tooltip
+            mark["tooltip"] = True
+        return alt.Chart(alt.Data(name="source")).mark_arc(**mark).encode(**enc)
+
+
+class HeatmapConfig(BaseChartConfig):
+    """Heatmap keys: ``x``, ``y``, ``value`` (counted when absent), ``aggregate``, ``scheme``."""
+
+    x: str
+    y: str
+    value: str | None = None
+    aggregate: Aggregate | None = None
+    x_title: str | None = None
+    y_title: str | None = None
+    value_title: str | None = None
+    scheme: str | None = "blues"
+
+
+class Heatmap(Chart):
+    """Heatmap visualization: ``value`` aggregated per (``x``, ``y``) cell, coloured by a scheme.
+
+    Aggregation (``mean`` by default, a row count when ``value`` is not given) runs on the
+    input's engine; dates become ``YYYY-MM-DD`` labels.
+
+    Example:
+        >>> chart = Heatmap(name="hm", config={"x": "weekday", "y": "region", "value": "revenue",
+        ...                                    "aggregate": "sum", "scheme": "viridis"})
+        >>> chart.settings.scheme
+        'viridis'
+    """
+
+    config_model: ClassVar[type[ConfigModel]] = HeatmapConfig
+    supports_rollup: ClassVar[bool] = True
+
+    def _columns(self, names: Sequence[str]) -> list[str]:
+        s = self.settings
+        return [c for c in dict.fromkeys([s.x, s.y, s.value]) if c]
+
+    def _group_keys(self, names: Sequence[str]) -> list[str]:
+        s = self.settings
+        return list(dict.fromkeys([s.x, s.y]))
+
+    def _aggregate(self) -> str | None:
+        s = self.settings
+        return str(s.aggregate or ("mean" if s.value else "count"))
+
+    def _value_column(self) -> str | None:
+        return self.settings.value  # type: ignore[no-any-return]
+
+    def _series_column(self, names: Sequence[str]) -> str | None:
+        return None
+
+    def _literal_color(self, names: Sequence[str]) -> str | None:
+        return None
+
+    def _tooltip_columns(self) -> list[str]:
+        return []
+
+    def fields(self) -> list[str]:
+        s = self.settings
+        return [c for c in (s.x, s.y, s.value) if c]
+
+    def _reduce(self, prepared: Prepared) -> Prepared:
+        import polars as pl
+
+        s = self.settings
+        df = prepared.frame
+        for c in {s.x, s.y}:
+            if df.schema[c] == pl.Date or isinstance(df.schema[c], pl.Datetime):
+                df = df.with_columns(pl.col(c).dt.strftime("%Y-%m-%d"))
+        df = df.sort([s.y, s.x], nulls_last=True)
+        prepared.frame = df
+        return super()._reduce(prepared)
+
+    def _chart(self, alt: Any, p: Prepared, names: Sequence[str]) -> Any:
+        s = self.settings
+        value = s.value or "count"
+
+        def kind(c: str) -> str:
+            return "ordinal" if self._type(p, c) == "quantitative" else "nominal"
+
+        enc: dict[str, Any] = {
+            "x": alt.X(field=field_ref(s.x), type=kind(s.x), title=s.x_title or s.x),
+            "y": alt.Y(field=field_ref(s.y), type=kind(s.y), title=s.y_title or s.y),
+            "color": alt.Color(
+                field=field_ref(value),
+                type="quantitative",
+                title=s.value_title
+                or (value if s.value is None else f"{value} ({self._aggregate()})"),
+                scale=alt.Scale(scheme=s.scheme) if s.scheme else alt.Undefined,
+                aggregate=self._rollup(p) or alt.Undefined,
+            ),
+        }
+        mark: dict[str, Any] = {}
+        tooltip = self._tooltip(alt, p, [s.x, s.y, value])
+        if tooltip:
+            enc["tooltip"] = tooltip
+            mark["tooltip"] = True
+        return alt.Chart(alt.Data(name="source")).mark_rect(**mark).encode(**enc)

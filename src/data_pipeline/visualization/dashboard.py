@@ -1,0 +1,395 @@
+"""Dashboard: visualizations in a grid, rendered to one JSON spec or one offline HTML file."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from data_pipeline.core.component import Component
+from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.errors import (
+    ConfigError,
+    DashboardRenderingError,
+    DuplicateNameError,
+    HTMLExportError,
+    NotFoundError,
+)
+from data_pipeline.visualization.base import Visualization, _write_atomic
+
+__all__ = [
+    "Dashboard",
+    "DashboardConfig",
+    "FilterConfig",
+    "VisualizationSpec",
+    "create_visualization",
+    "visualization_types",
+]
+
+#: the most distinct values a dashboard filter offers
+MAX_FILTER_VALUES = 500
+
+
+class FilterConfig(ConfigModel):
+    """A dashboard-level filter: a dropdown over the values of ``field``."""
+
+    field: str
+    label: str | None = None
+
+
+class VisualizationSpec(ConfigModel):
+    """One visualization declared in a dashboard config (e.g. from a pipeline YAML file)."""
+
+    type: str
+    name: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    span: int = Field(default=1, ge=1, le=12)
+    #: the name of the data set this visualization draws (for pipeline files; not used here)
+    data: str | None = None
+
+
+class DashboardConfig(ConfigModel):
+    """Dashboard keys: ``title``, ``description``, ``columns``, ``theme``, ``filter``, ``visualizations``."""
+
+    title: str | None = None
+    description: str | None = None
+    columns: int = Field(default=2, ge=1, le=12)
+    theme: Literal["light", "dark"] = "light"
+    filter: FilterConfig | None = None
+    visualizations: list[VisualizationSpec] = Field(default_factory=list)
+
+
+def visualization_types() -> dict[str, type[Visualization]]:
+    """Visualization classes by the ``type`` names a dashboard config may use."""
+    from data_pipeline.visualization.charts import (
+        BarChart,
+        Heatmap,
+        LineChart,
+        PieChart,
+        ScatterPlot,
+    )
+    from data_pipeline.visualization.kpi import KPI
+    from data_pipeline.visualization.table import Table
+
+    classes: list[type[Visualization]] = [
+        LineChart,
+        BarChart,
+        ScatterPlot,
+        PieChart,
+        Heatmap,
+        Table,
+        KPI,
+    ]
+    return {cls.__name__: cls for cls in classes}
+
+
+def create_visualization(spec: VisualizationSpec | Mapping[str, Any]) -> Visualization:
+    """Build a visualization from ``{"type": "LineChart", "name": ..., "config": {...}}``."""
+    from data_pipeline.core.config import validate_config
+
+    if not isinstance(spec, VisualizationSpec):
+        spec = validate_config(VisualizationSpec, spec, component="visualization")
+    types = visualization_types()
+    if spec.type not in types:
+        raise ConfigError(
+            f"visualization {spec.name!r}: unknown type {spec.type!r}",
+            hint=f"use one of: {', '.join(types)}",
+        )
+    return types[spec.type](spec.name, spec.config)
+
+
+@dataclass
+class _Item:
+    visualization: Visualization
+    span: int
+
+
+class Dashboard(Component):
+    """Dashboard containing multiple visualizations laid out in a grid.
+
+    ``render(data)`` returns a JSON-able dict (each chart's Vega-Lite spec and the layout);
+    ``save_html(path, data)`` writes one self-contained HTML file that draws offline. ``data`` is a
+    dict of visualization name to frame, or one frame used by every visualization.
+
+    Example:
+        >>> dashboard = Dashboard(name="sales_dashboard", config={
+        ...     "title": "Sales", "columns": 2, "theme": "dark", "filter": {"field": "region"},
+        ... })
+        >>> dashboard.settings.columns
+        2
+    """
+
+    layer: ClassVar[str] = "visualization"
+    error_class = DashboardRenderingError
+    config_model: ClassVar[type[ConfigModel]] = DashboardConfig
+    settings: DashboardConfig
+
+    def __init__(self, name: str, config: Mapping[str, Any] | None = None) -> None:
+        super().__init__(name, config)
+        self._items: list[_Item] = []
+        self.data_names: dict[str, str] = {}
+        for i, spec in enumerate(self.settings.visualizations):
+            try:
+                viz = create_visualization(spec)
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"config.visualizations[{i}]: {exc.detail}", component=self.label, hint=exc.hint
+                ) from None
+            self.add_visualization(viz, span=spec.span)
+            if spec.data is not None:
+                self.data_names[viz.name] = spec.data
+
+    # -- contents ------------------------------------------------------------------------------
+
+    @property
+    def title(self) -> str:
+        return self.settings.title or self.name
+
+    @property
+    def visualizations(self) -> list[Visualization]:
+        return [i.visualization for i in self._items]
+
+    def add_visualization(
+        self, visualization: Visualization, *, span: int = 1, position: int | None = None
+    ) -> Visualization:
+        """Add a visualization (spanning ``span`` grid columns) at the end or at ``position``."""
+        if not isinstance(visualization, Visualization):
+            raise ConfigError(
+                f"add_visualization expects a Visualization, got {type(visualization).__name__}",
+                component=self.label,
+                hint="pass e.g. LineChart(name=..., config={...})",
+            )
+        if visualization.name in self.list_visualizations():
+            raise DuplicateNameError(
+                f"a visualization named {visualization.name!r} is already on the dashboard",
+                component=self.label,
+                hint="choose another name, or remove_visualization() it first",
+            )
+        if not isinstance(span, int) or span < 1:
+            raise ConfigError(
+                f"span must be a positive integer, got {span!r}",
+                component=self.label,
+                hint=f"use 1 to {self.settings.columns}",
+            )
+        item = _Item(visualization, min(span, self.settings.columns))
+        if position is None:
+            self._items.append(item)
+        else:
+            self._items.insert(position, item)
+        return visualization
+
+    def get_visualization(self, name: str) -> Visualization:
+        return self._items[self._index(name)].visualization
+
+    def list_visualizations(self) -> list[str]:
+        return [i.visualization.name for i in self._items]
+
+    def remove_visualization(self, name: str) -> Visualization:
+        """Remove and return the visualization named ``name``."""
+        return self._items.pop(self._index(name)).visualization
+
+    def reorder(self, names: Sequence[str]) -> None:
+        """Put the visualizations in the order of ``names`` (every name exactly once)."""
+        current = self.list_visualizations()
+        if isinstance(names, str) or sorted(names) != sorted(current):
+            raise ConfigError(
+                f"reorder needs each visualization exactly once, got {list(names)!r}",
+                component=self.label,
+                hint=f"the dashboard has: {', '.join(map(repr, current))}",
+            )
+        by_name = {i.visualization.name: i for i in self._items}
+        self._items = [by_name[n] for n in names]
+
+    def _index(self, name: str) -> int:
+        for i, item in enumerate(self._items):
+            if item.visualization.name == name:
+                return i
+        known = self.list_visualizations()
+        raise NotFoundError(
+            f"unknown visualization {name!r}",
+            component=self.label,
+            hint=f"the dashboard has: {', '.join(map(repr, known))}" if known else "it is empty",
+        )
+
+    # -- rendering -----------------------------------------------------------------------------
+
+    def render(self, data: Any) -> dict[str, Any]:
+        """Render every visualization; returns a JSON-able dict of specs and layout."""
+        with self._operation("render") as op:
+            result = self._render(data)
+            op.details["visualizations"] = len(result["visualizations"])
+            return result
+
+    def _data_for(self, data: Any) -> dict[str, Any]:
+        names = self.list_visualizations()
+        if not isinstance(data, Mapping):
+            return dict.fromkeys(names, data)
+        unknown = [k for k in data if k not in names]
+        if unknown:
+            raise DashboardRenderingError(
+                f"data given for unknown visualization(s) {', '.join(map(repr, unknown))}",
+                component=self.label,
+                hint=f"the dashboard has: {', '.join(map(repr, names))}",
+            )
+        missing = [n for n in names if n not in data]
+        if missing:
+            raise DashboardRenderingError(
+                f"no data for visualization(s) {', '.join(map(repr, missing))}",
+                component=self.label,
+                hint='pass data={"<visualization name>": frame, ...} with one entry per '
+                "visualization, or one frame for all",
+            )
+        return dict(data)
+
+    def _render(self, data: Any) -> dict[str, Any]:
+        if not self._items:
+            raise DashboardRenderingError(
+                "the dashboard has no visualizations",
+                component=self.label,
+                hint="add one with dashboard.add_visualization(LineChart(...))",
+            )
+        per_viz = self._data_for(data)
+        s = self.settings
+        theme = _theme_config(s.theme)
+        flt = s.filter
+        values: dict[str, Any] = {}
+        items = []
+        for item in self._items:
+            viz = item.visualization
+            spec = viz.render(per_viz[viz.name], keep_fields=[flt.field] if flt else ())
+            entry: dict[str, Any] = {
+                "name": viz.name,
+                "type": type(viz).__name__,
+                "kind": viz.kind,
+                "title": viz.title,
+                "span": item.span,
+                "spec": spec,
+            }
+            rows = _rows_of(viz.kind, spec)
+            if viz.kind == "vega-lite" and theme:
+                spec["config"] = _merge(spec.get("config", {}), theme)
+            if viz.kind == "kpi" and spec.get("sparkline") and theme:
+                spec["sparkline"]["config"] = _merge(spec["sparkline"].get("config", {}), theme)
+            if flt is not None and rows and any(flt.field in r for r in rows[:1]):
+                entry["filterable"] = True
+                for r in rows:
+                    v = r.get(flt.field)
+                    values.setdefault(_key(v), v)
+            items.append(entry)
+        filter_spec = None
+        if flt is not None:
+            ordered = sorted(values.values(), key=lambda v: (v is None, str(v)))
+            filter_spec = {
+                "field": flt.field,
+                "label": flt.label or flt.field,
+                "values": ordered[:MAX_FILTER_VALUES],
+                "truncated": len(ordered) > MAX_FILTER_VALUES,
+            }
+        return {
+            "name": self.name,
+            "title": self.title,
+            "description": s.description,
+            "theme": s.theme,
+            "generated_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+            "layout": {
+                "columns": s.columns,
+                "items": [{"name": i["name"], "span": i["span"]} for i in items],
+            },
+            "filter": filter_spec,
+            "visualizations": items,
+        }
+
+    def save_html(self, path: str | Path, data: Any) -> Path:
+        """Write the dashboard as ONE self-contained HTML file (no network needed to open it)."""
+        from data_pipeline.visualization.html import build_page
+
+        target = Path(path)
+        rendered = self.render(data)
+        with self._operation("save_html") as op:
+            page = build_page(rendered)
+            payload = page.encode("utf-8")
+            _write_atomic(target, payload, self.label)
+            op.details.update({"path": str(target), "bytes": len(payload)})
+        self.logger.info("%s: wrote %s (%d bytes)", self.label, target, len(payload))
+        return target
+
+    def save_images(
+        self, directory: str | Path, data: Any, *, format: Literal["png", "svg"] = "png"
+    ) -> list[Path]:
+        """Write each chart as ``<directory>/<name>.png`` (or ``.svg``) through vl-convert."""
+        from data_pipeline.visualization.base import Chart
+
+        folder = Path(directory)
+        per_viz = self._data_for(data)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HTMLExportError(
+                f"could not create the folder {str(folder)!r}: {exc.strerror or exc}",
+                component=self.label,
+                hint="check the path and permissions",
+            ) from exc
+        paths = []
+        for item in self._items:
+            viz = item.visualization
+            if not isinstance(viz, Chart):
+                continue
+            safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in viz.name)
+            target = folder / f"{safe}.{format}"
+            if format == "png":
+                viz.save_png(target, per_viz[viz.name])
+            else:
+                viz.save_svg(target, per_viz[viz.name])
+            paths.append(target)
+        return paths
+
+    def _translate_error(self, exc: BaseException, operation: str) -> BaseException | None:
+        if (
+            operation == "save_html"
+            and isinstance(exc, OSError)
+            and not isinstance(exc, HTMLExportError)
+        ):
+            return HTMLExportError(
+                f"could not write the HTML file: {exc}",
+                component=self.label,
+                hint="check the file path and permissions",
+            )
+        return super()._translate_error(exc, operation)
+
+
+def _rows_of(kind: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    if kind == "vega-lite":
+        rows = spec.get("datasets", {}).get("source", [])
+        return rows if isinstance(rows, list) else []
+    if kind == "table":
+        return list(spec.get("records", []))
+    return []
+
+
+def _key(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _theme_config(theme: str) -> dict[str, Any]:
+    if theme != "dark":
+        return {}
+    import vl_convert as vlc
+
+    return copy.deepcopy(dict(vlc.get_themes()["dark"]))
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
