@@ -48,9 +48,20 @@ _secret_values: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 
 
+_NOT_SECRET_SUFFIX = re.compile(r"[-_](url|uri|endpoint|path|file|location|type|header|param|field)$", re.IGNORECASE)
+
+
 def is_secret_key(key: object) -> bool:
-    """True when a config or header key names a secret (``password``, ``X-API-Key``, ...)."""
-    return isinstance(key, str) and bool(_SECRET_KEY.search(key))
+    """True when a config or header key names a secret (``password``, ``X-API-Key``, ...).
+
+    Keys that name *where* a secret lives rather than the secret (``token_url``,
+    ``password_file``, ``api_key_header``) are not secret.
+    """
+    return (
+        isinstance(key, str)
+        and bool(_SECRET_KEY.search(key))
+        and not _NOT_SECRET_SUFFIX.search(key)
+    )
 
 
 def register_secret(value: object) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
 
-from data_pipeline.core.component import Component
+from data_pipeline.core.component import Component, Operation
 from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.errors import IngestionError
 from data_pipeline.core.frames import convert_output, row_count, to_narwhals
@@ -23,8 +24,15 @@ class DataSource(Component):
     """Abstract base class for all data sources.
 
     Subclasses set ``config_model`` (a :class:`SourceConfig` subclass) and implement ``_read()``,
-    returning a polars DataFrame or LazyFrame, or a pyarrow Table. ``ingest()`` converts it to the
-    configured ``output``, times the call and keeps the metadata.
+    returning a polars DataFrame or LazyFrame, or a pyarrow Table (or an iterator of those, for
+    sources that read in batches). ``ingest()`` converts it to the configured ``output``, times
+    the call and keeps the metadata. While ``_read()`` runs, :attr:`current_operation` is the
+    operation record, so a source can count rejected rows or add details.
+
+    Example:
+        >>> from data_pipeline.ingestion import FileSystemSource
+        >>> FileSystemSource(name="sales", config={"path": "data/*.csv"}).get_metadata()["status"]
+        'idle'
     """
 
     layer: ClassVar[str] = "ingestion"
@@ -33,13 +41,49 @@ class DataSource(Component):
     concurrent_safe: ClassVar[bool] = True
     """Whether ``DataIngestionManager.ingest_all`` may run this source beside others."""
 
+    _active_op: Operation | None = None
+
+    @property
+    def current_operation(self) -> Operation:
+        """The operation record of the ``ingest()`` call in progress (a scratch one otherwise)."""
+        if self._active_op is None:
+            self._active_op = Operation(name="read")
+        return self._active_op
+
     def ingest(self, **options: Any) -> Any:
-        """Read the source and return its data in the configured ``output`` form."""
+        """Read the source and return its data in the configured ``output`` form.
+
+        A source configured to read in batches (``chunk_size``) returns an iterator of frames.
+        """
+        output = self.settings.output  # type: ignore[attr-defined]
         with self._operation("ingest") as op:
-            data = self._read(**options)
-            out = convert_output(data, self.settings.output, component=self.label)  # type: ignore[attr-defined]
-            op.rows_out = row_count(to_narwhals(out))
-            return out
+            self._active_op = op
+            try:
+                data = self._read(**options)
+                if isinstance(data, Iterator):
+                    return self._convert_batches(data, output, op)
+                out = convert_output(data, output, component=self.label)
+                op.rows_out = row_count(to_narwhals(out))
+                return out
+            finally:
+                self._active_op = None
+
+    def _convert_batches(self, batches: Iterator[Any], output: str, op: Operation) -> Iterator[Any]:
+        op.rows_out = 0
+        op.details["batches"] = 0
+        try:
+            for batch in batches:
+                out = convert_output(batch, output, component=self.label)
+                op.rows_out += row_count(to_narwhals(out)) or 0
+                op.details["batches"] += 1
+                yield out
+        except Exception as exc:
+            self.status = "failed"
+            error = self._translate_error(exc, "ingest")
+            self._last_error = str(error)
+            if error is None or error is exc:
+                raise
+            raise error from exc
 
     def _read(self, **options: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement _read()")

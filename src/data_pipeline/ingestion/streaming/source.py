@@ -1,0 +1,106 @@
+"""StreamingSource: read a bounded batch of messages from a streaming platform as a frame."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+
+from data_pipeline.core.errors import ConfigError, UnsupportedOperationError
+from data_pipeline.ingestion.base import DataSource, SourceConfig
+
+__all__ = ["StreamingConfig", "StreamingSource"]
+
+Platform = Literal["redis", "nats", "rabbitmq", "mqtt", "kafka"]
+
+_EXTRAS = {
+    "redis": "redis",
+    "nats": "nats",
+    "rabbitmq": "rabbitmq",
+    "mqtt": "mqtt",
+    "kafka": "kafka",
+}
+_DEFAULT_PORTS = {"redis": 6379, "nats": 4222, "rabbitmq": 5672, "mqtt": 1883, "kafka": 9092}
+
+
+class StreamingConfig(SourceConfig):
+    """Config of :class:`StreamingSource`."""
+
+    platform: Platform
+    url: str | None = None
+    """A connection URL (``redis://host:6379/0``); or give host/port/username/password."""
+    host: str = "localhost"
+    port: int | None = Field(default=None, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    db: int = Field(default=0, ge=0)
+    """Redis database number."""
+    stream: str | list[str] = Field(
+        validation_alias=AliasChoices("stream", "topic", "queue", "subject")
+    )
+    """The stream key (Redis), subject (NATS), queue (RabbitMQ) or topic (MQTT, Kafka)."""
+    group: str | None = None
+    """A consumer group: messages are shared among consumers and acknowledged after the read."""
+    consumer: str = "data-pipeline"
+    start_id: str = "0"
+    """Where to start without a group: ``0`` from the beginning, ``$`` only new messages."""
+    max_messages: int = Field(default=1000, ge=1)
+    """The batch ends after this many messages ..."""
+    timeout: float = Field(default=5.0, ge=0)
+    """... or when no message arrived for this many seconds."""
+    ack: bool = True
+    """Acknowledge messages read through a group (XACK) once the batch is built."""
+    decode_json: list[str] = Field(default_factory=list)
+    """Fields whose values are JSON objects to unnest into ``field__key`` columns."""
+    state_path: str | None = None
+    """Without a group: keep the last id read in this file so the next run continues after it."""
+
+
+class StreamingSource(DataSource):
+    """Data source for streaming platforms: each ``ingest()`` returns a bounded batch.
+
+    Example:
+        >>> from data_pipeline.ingestion import StreamingSource
+        >>> source = StreamingSource(name="events", config={
+        ...     "platform": "redis",
+        ...     "host": "localhost",
+        ...     "port": 6379,
+        ...     "stream": "events",
+        ...     "group": "pipeline",
+        ...     "max_messages": 1000,
+        ...     "timeout": 5,
+        ... })
+
+    The frame has ``_stream`` and ``_id`` columns, then one column per message field.
+    """
+
+    config_model = StreamingConfig
+    settings: StreamingConfig
+    concurrent_safe = True
+
+    def __init__(self, name: str, config: Any = None) -> None:
+        super().__init__(name, config)
+        self._positions: dict[str, str] = {}
+
+    @property
+    def port(self) -> int:
+        return self.settings.port or _DEFAULT_PORTS[self.settings.platform]
+
+    def _read(self, **options: Any) -> Any:
+        if options:
+            raise ConfigError(
+                f"ingest() got unexpected options {sorted(options)}",
+                component=self.label,
+                hint="StreamingSource takes its settings from the config",
+            )
+        platform = self.settings.platform
+        if platform == "redis":
+            from data_pipeline.ingestion.streaming.redis import read_batch
+
+            return read_batch(self)
+        raise UnsupportedOperationError(
+            f"platform {platform!r} is not supported yet by StreamingSource",
+            component=self.label,
+            hint=f"use platform: redis for now; {platform} support will need "
+            f"`pip install 'data-pipeline[{_EXTRAS[platform]}]'` once it lands",
+        )

@@ -1,0 +1,411 @@
+"""DatabaseSource against real PostgreSQL, MariaDB and SQLite (tables made and dropped per test)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from data_pipeline.core.errors import ConfigError, IngestionConnectionError, InputNotFoundError
+from data_pipeline.ingestion.database import DatabaseSource
+from tests.conftest import require_service
+
+PG = {
+    "db_type": "postgresql",
+    "host": "127.0.0.1",
+    "port": 5432,
+    "database": "test",
+    "username": "postgres",
+}
+MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
+
+
+def _name() -> str:
+    return f"dp_types_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def pg_table() -> Iterator[str]:
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    import psycopg
+
+    name = _name()
+    with psycopg.connect(
+        "host=127.0.0.1 port=5432 dbname=test user=postgres", autocommit=True
+    ) as conn:
+        conn.execute(
+            f"""CREATE TABLE {name} (id int PRIMARY KEY, amount numeric(12,2), ts timestamp,
+            tstz timestamptz, d date, flag boolean, txt text, doc jsonb, raw bytea, score double precision)"""
+        )
+        conn.execute(
+            f"""INSERT INTO {name} VALUES
+            (1, 12345.67, '2024-01-02 03:04:05.123456', '2024-01-02 03:04:05+02', '2024-01-02', true,
+             'héllo', '{{"a": 1}}', '\\x00ff', 1.5),
+            (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+            (3, -0.01, '1999-12-31 23:59:59', '1999-12-31 23:59:59+00', '1999-12-31', false, 'x', '[]', '', -2)"""
+        )
+        try:
+            yield name
+        finally:
+            conn.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+@pytest.fixture
+def maria_table() -> Iterator[str]:
+    require_service("MariaDB", "127.0.0.1", 3306)
+    import pymysql
+
+    name = _name()
+    conn = pymysql.connect(
+        host="127.0.0.1", port=3306, user="root", database="test", autocommit=True
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                f"""CREATE TABLE {name} (id INT PRIMARY KEY, amount DECIMAL(12,2), ts DATETIME(6), d DATE,
+                flag BOOLEAN, txt TEXT, doc JSON, raw BLOB, score DOUBLE)"""
+            )
+            cur.execute(
+                f"""INSERT INTO {name} VALUES
+                (1, 12345.67, '2024-01-02 03:04:05.123456', '2024-01-02', 1, 'héllo', '{{"a": 1}}', x'00ff', 1.5),
+                (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+                (3, -0.01, '1999-12-31 23:59:59', '1999-12-31', 0, 'x', '[]', '', -2)"""
+            )
+        yield name
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {name}")
+        conn.close()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> str:
+    path = tmp_path / "test.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, amount REAL, ts TIMESTAMP, d DATE, flag BOOLEAN, txt TEXT, raw BLOB)"
+    )
+    conn.executemany(
+        "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (1, 1.5, "2024-01-02 03:04:05", "2024-01-02", 1, "héllo", b"\x00\xff"),
+            (2, None, None, None, None, None, None),
+            (3, -2.0, "1999-12-31 23:59:59", "1999-12-31", 0, "x", b""),
+        ]
+        + [(i, float(i), None, None, 1, f"r{i}", None) for i in range(4, 101)],
+    )
+    conn.commit()
+    conn.close()
+    return str(path)
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------
+
+
+def test_postgres_types_by_keys(pg_table: str) -> None:
+    src = DatabaseSource(name="pg", config={**PG, "password": "unused-pass-123", "table": pg_table})
+    out = src.ingest().sort("id")
+    schema = out.schema
+    assert schema["amount"] == pl.Decimal(12, 2)
+    assert schema["ts"] == pl.Datetime("us")
+    assert schema["tstz"] == pl.Datetime("us", "UTC")
+    assert schema["d"] == pl.Date and schema["flag"] == pl.Boolean
+    assert schema["raw"] == pl.Binary and schema["doc"] == pl.String
+    first, nulls, _ = out.to_dicts()
+    assert first["amount"] == Decimal("12345.67")
+    assert first["ts"] == datetime(2024, 1, 2, 3, 4, 5, 123456)
+    assert first["tstz"] == datetime(2024, 1, 2, 1, 4, 5, tzinfo=timezone.utc)
+    assert first["d"] == date(2024, 1, 2) and first["flag"] is True
+    assert (
+        first["txt"] == "héllo"
+        and json.loads(first["doc"]) == {"a": 1}
+        and first["raw"] == b"\x00\xff"
+    )
+    assert all(v is None for k, v in nulls.items() if k != "id")
+    meta = src.get_metadata()
+    assert meta["details"]["engine"] == "adbc"
+    assert meta["rows_out"] == 3
+    assert "unused-pass-123" not in json.dumps(meta)
+
+
+def test_postgres_query_with_bound_params(pg_table: str) -> None:
+    src = DatabaseSource(
+        name="pg",
+        config={
+            **PG,
+            "query": f"SELECT id, txt FROM {pg_table} WHERE id >= :low AND txt <> :skip ORDER BY id",
+            "params": {"low": 1, "skip": "x'; DROP TABLE x; --"},
+        },
+    )
+    assert src.ingest()["id"].to_list() == [1, 3]
+
+
+def test_postgres_table_columns_where_chunks(pg_table: str) -> None:
+    src = DatabaseSource(
+        name="pg",
+        config={
+            "url": "postgresql://postgres@127.0.0.1:5432/test",
+            "table": pg_table,
+            "columns": ["id", "amount"],
+            "where": "id <= :top",
+            "params": {"top": 3},
+            "chunk_size": 2,
+        },
+    )
+    batches = src.ingest()
+    assert isinstance(batches, Iterator)
+    frames = list(batches)
+    assert [f.height for f in frames] == [2, 1]
+    assert pl.concat(frames).sort("id")["id"].to_list() == [1, 2, 3]
+    assert frames[0].columns == ["id", "amount"]
+    assert src.get_metadata()["rows_out"] == 3
+
+
+@pytest.mark.parametrize("engine", ["connectorx", "sqlalchemy"])
+def test_postgres_other_engines(pg_table: str, engine: str) -> None:
+    out = DatabaseSource(name="pg", config={**PG, "table": pg_table, "engine": engine}).ingest()
+    assert out.height == 3
+    assert out.sort("id")["amount"].to_list()[0] == Decimal("12345.67")
+
+
+def test_postgres_missing_table(pg_table: str) -> None:
+    with pytest.raises(InputNotFoundError, match=r"not found on 127\.0\.0\.1:5432/test"):
+        DatabaseSource(name="pg", config={**PG, "table": "no_such_table_dp"}).ingest()
+
+
+def test_connection_error_names_target_not_password() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    secret = "very-secret-pw-42"
+    for config in (
+        {**PG, "port": port, "password": secret, "table": "t"},
+        {"url": f"mysql+pymysql://root:{secret}@127.0.0.1:{port}/test", "table": "t"},
+        {
+            "url": f"postgresql://postgres:{secret}@127.0.0.1:{port}/test",
+            "table": "t",
+            "engine": "sqlalchemy",
+        },
+    ):
+        src = DatabaseSource(name="db", config=config)
+        with pytest.raises(IngestionConnectionError, match=f"127.0.0.1:{port}/test") as info:
+            src.ingest()
+        assert secret not in str(info.value)
+        assert secret not in json.dumps(src.get_metadata())
+
+
+# -- MariaDB --------------------------------------------------------------------------------
+
+
+def test_mariadb_types_connectorx(maria_table: str) -> None:
+    src = DatabaseSource(name="maria", config={"url": MARIADB_URL, "table": maria_table})
+    out = src.ingest().sort("id")
+    assert src.get_metadata()["details"]["engine"] == "connectorx"
+    first, nulls, last = out.to_dicts()
+    assert first["amount"] == Decimal("12345.67") and last["amount"] == Decimal("-0.01")
+    assert first["ts"] == datetime(2024, 1, 2, 3, 4, 5, 123456)
+    assert first["d"] == date(2024, 1, 2)
+    assert first["flag"] == 1 and last["flag"] == 0  # MariaDB BOOLEAN is TINYINT(1)
+    assert first["txt"] == "héllo" and json.loads(first["doc"]) == {"a": 1}
+    assert first["raw"] == b"\x00\xff"
+    assert all(v is None for k, v in nulls.items() if k != "id")
+
+
+def test_mariadb_params_use_sqlalchemy(maria_table: str) -> None:
+    src = DatabaseSource(
+        name="maria",
+        config={
+            "db_type": "mariadb",
+            "host": "127.0.0.1",
+            "database": "test",
+            "username": "root",
+            "table": maria_table,
+            "columns": ["id", "amount", "txt"],
+            "where": "txt = :t",
+            "params": {"t": "héllo"},
+        },
+    )
+    out = src.ingest()
+    assert src.get_metadata()["details"]["engine"] == "sqlalchemy"
+    assert out.to_dicts() == [{"id": 1, "amount": Decimal("12345.67"), "txt": "héllo"}]
+
+
+def test_mariadb_chunks(maria_table: str) -> None:
+    for params in ({}, {"x": 0}):
+        src = DatabaseSource(
+            name="maria",
+            config={
+                "url": MARIADB_URL,
+                "query": f"SELECT id FROM {maria_table} WHERE id > {':x' if params else '0'} ORDER BY id",
+                "params": params,
+                "chunk_size": 2,
+                "output": "arrow",
+            },
+        )
+        batches = list(src.ingest())
+        assert all(isinstance(b, pa.Table) for b in batches)
+        assert [b.num_rows for b in batches] == [2, 1]
+
+
+# -- SQLite ---------------------------------------------------------------------------------
+
+
+def test_sqlite_types_and_paths(sqlite_db: str) -> None:
+    fast = DatabaseSource(name="lite", config={"url": f"sqlite:///{sqlite_db}", "table": "items"})
+    out = fast.ingest().sort("id")
+    assert fast.get_metadata()["details"]["engine"] == "connectorx"
+    assert out.height == 100
+    first = out.row(0, named=True)
+    assert first["ts"] == datetime(2024, 1, 2, 3, 4, 5) and first["d"] == date(2024, 1, 2)
+    assert first["flag"] is True and first["raw"] == b"\x00\xff" and first["txt"] == "héllo"
+    assert all(v is None for k, v in out.row(1, named=True).items() if k != "id")
+    bound = DatabaseSource(
+        name="lite",
+        config={
+            "db_type": "sqlite",
+            "database": sqlite_db,
+            "query": "SELECT id, txt FROM items WHERE id < :n ORDER BY id",
+            "params": {"n": 4},
+        },
+    )
+    assert bound.ingest().to_dicts() == [
+        {"id": 1, "txt": "héllo"},
+        {"id": 2, "txt": None},
+        {"id": 3, "txt": "x"},
+    ]
+
+
+@pytest.mark.parametrize("params", [{}, {"low": 0}])
+def test_sqlite_chunks(sqlite_db: str, params: dict[str, Any]) -> None:
+    src = DatabaseSource(
+        name="lite",
+        config={
+            "url": f"sqlite:///{sqlite_db}",
+            "table": "items",
+            "columns": ["id"],
+            "where": "id > :low" if params else None,
+            "params": params,
+            "chunk_size": 30,
+        },
+    )
+    sizes = [b.height for b in src.ingest()]
+    assert sizes == [30, 30, 30, 10]
+
+
+def test_sqlite_incremental(sqlite_db: str, tmp_path: Path) -> None:
+    config = {
+        "url": f"sqlite:///{sqlite_db}",
+        "table": "items",
+        "columns": ["id", "txt"],
+        "incremental": {"cursor_column": "id", "state_path": str(tmp_path / "s.json")},
+    }
+    assert DatabaseSource(name="lite", config=config).ingest().height == 100
+    assert DatabaseSource(name="lite", config=config).ingest().height == 0
+    conn = sqlite3.connect(sqlite_db)
+    conn.execute("INSERT INTO items (id, txt) VALUES (101, 'new'), (102, 'newer')")
+    conn.commit()
+    conn.close()
+    assert DatabaseSource(name="lite", config=config).ingest()["id"].to_list() == [101, 102]
+
+
+def test_sqlite_missing_table(sqlite_db: str) -> None:
+    with pytest.raises(InputNotFoundError, match="nope"):
+        DatabaseSource(
+            name="lite", config={"url": f"sqlite:///{sqlite_db}", "table": "nope"}
+        ).ingest()
+
+
+def test_config_errors() -> None:
+    with pytest.raises(ConfigError, match="exactly one of 'query' or 'table'"):
+        DatabaseSource(name="x", config={"url": "sqlite://", "query": "select 1", "table": "t"})
+    with pytest.raises(ConfigError, match="url"):
+        DatabaseSource(name="x", config={"table": "t"})
+    with pytest.raises(ConfigError, match="db_type"):
+        DatabaseSource(name="x", config={"db_type": "oracle9", "host": "h", "table": "t"})
+    with pytest.raises(ConfigError, match="params has no 'x'"):
+        (
+            DatabaseSource(name="x", config={**PG, "query": "select :x"}).build_query() and None
+        ) or _adbc_sql("select :x")
+
+
+def _adbc_sql(sql: str) -> Any:
+    from data_pipeline.ingestion.database import _positional
+
+    return _positional(sql, {})
+
+
+def test_quoted_identifiers(sqlite_db: str) -> None:
+    src = DatabaseSource(
+        name="lite",
+        config={"url": f"sqlite:///{sqlite_db}", "table": 'items"; DROP TABLE items; --'},
+    )
+    sql, _ = src.build_query()
+    assert sql == 'SELECT * FROM "items""; DROP TABLE items; --"'
+    with pytest.raises(InputNotFoundError):
+        src.ingest()
+    assert sqlite3.connect(sqlite_db).execute("SELECT count(*) FROM items").fetchone() == (100,)
+
+
+@pytest.mark.parametrize("engine", ["auto", "sqlalchemy"])
+def test_mariadb_wrong_password(maria_table: str, engine: str) -> None:
+    from data_pipeline.core.errors import IngestionAuthenticationError
+
+    secret = "wrong-pw-9876"
+    src = DatabaseSource(
+        name="maria",
+        config={
+            "url": f"mysql+pymysql://root:{secret}@127.0.0.1:3306/test",
+            "table": maria_table,
+            "engine": engine,
+        },
+    )
+    with pytest.raises(
+        IngestionAuthenticationError, match=r"127\.0\.0\.1:3306/test refused"
+    ) as info:
+        src.ingest()
+    assert secret not in str(info.value)
+    assert secret not in json.dumps(src.get_metadata())
+
+
+def test_duckdb_file(tmp_path: Path) -> None:
+    import duckdb
+
+    path = tmp_path / "wh.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            "CREATE TABLE sales AS SELECT range AS id, range * 1.5::DECIMAL(10,2) AS amount,"
+            " TIMESTAMPTZ '2024-01-01 00:00:00+00' + to_days(range::INTEGER) AS ts FROM range(10)"
+        )
+    src = DatabaseSource(
+        name="wh",
+        config={
+            "db_type": "duckdb",
+            "database": str(path),
+            "table": "sales",
+            "where": "id >= :low",
+            "params": {"low": 7},
+        },
+    )
+    out = src.ingest()
+    assert src.get_metadata()["details"]["engine"] == "duckdb"
+    assert out["id"].to_list() == [7, 8, 9]
+    assert out.schema["ts"].time_zone in ("UTC", "Etc/UTC")  # type: ignore[union-attr]
+    chunks = DatabaseSource(
+        name="wh",
+        config={
+            "url": f"duckdb:///{path}",
+            "query": "SELECT id FROM sales ORDER BY id",
+            "chunk_size": 4,
+        },
+    ).ingest()
+    assert [c.height for c in chunks] == [4, 4, 2]

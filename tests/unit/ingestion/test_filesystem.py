@@ -1,0 +1,403 @@
+"""FileSystemSource on real files in tmp_path: every format, compression, encodings, bad rows."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pytest
+from polars.testing import assert_frame_equal
+
+from data_pipeline.core.errors import ConfigError, InputNotFoundError, ParseError
+from data_pipeline.ingestion.filesystem import FileSystemSource
+
+FRAME = pl.DataFrame({"id": [1, 2, 3], "name": ["a", "b", None], "price": [1.5, 2.0, 3.25]})
+CSV = b"id,name,price\n1,a,1.5\n2,b,2.0\n3,,3.25\n"
+
+
+def source(config: dict[str, object], name: str = "src") -> FileSystemSource:
+    return FileSystemSource(name=name, config=config)
+
+
+def test_csv_basic_and_metadata(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_bytes(CSV)
+    src = source({"path": str(tmp_path / "a.csv")})
+    out = src.ingest()
+    assert isinstance(out, pl.DataFrame)
+    assert_frame_equal(out, FRAME)
+    meta = src.get_metadata()
+    assert meta["status"] == "succeeded"
+    assert meta["rows_out"] == 3
+    assert meta["details"]["format"] == "csv"
+
+
+@pytest.mark.parametrize("output", ["polars", "lazy", "pandas", "arrow"])
+def test_outputs(tmp_path: Path, output: str) -> None:
+    (tmp_path / "a.csv").write_bytes(CSV)
+    out = source({"path": str(tmp_path / "a.csv"), "output": output}).ingest()
+    expected = {
+        "polars": pl.DataFrame,
+        "lazy": pl.LazyFrame,
+        "pandas": pd.DataFrame,
+        "arrow": pa.Table,
+    }
+    assert isinstance(out, expected[output])
+    assert_frame_equal(
+        pl.DataFrame(pl.from_pandas(out) if output == "pandas" else out)
+        if output != "lazy"
+        else out.collect(),
+        FRAME,
+    )
+
+
+def test_lazy_output_is_lazy(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes(CSV)
+    lazy = source({"path": str(path), "output": "lazy"}).ingest()
+    assert isinstance(lazy, pl.LazyFrame)
+    # the plan is a scan of the file, not an in-memory frame
+    assert "csv" in lazy.explain().lower()
+    assert lazy.filter(pl.col("id") > 1).collect()["id"].to_list() == [2, 3]
+
+
+@pytest.mark.parametrize("ext", ["parquet", "json", "jsonl", "ndjson", "ipc", "arrow", "feather"])
+def test_each_format_by_extension(tmp_path: Path, ext: str) -> None:
+    path = tmp_path / f"data.{ext}"
+    if ext == "parquet":
+        FRAME.write_parquet(path)
+    elif ext == "json":
+        FRAME.write_json(path)
+    elif ext in ("jsonl", "ndjson"):
+        FRAME.write_ndjson(path)
+    else:
+        FRAME.write_ipc(path)
+    assert_frame_equal(source({"path": str(path)}).ingest(), FRAME)
+
+
+@pytest.mark.parametrize("compression", ["gz", "zst", "bz2"])
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "json"])
+def test_compression_by_extension(tmp_path: Path, compression: str, fmt: str) -> None:
+    if fmt == "csv":
+        raw = CSV
+    elif fmt == "jsonl":
+        raw = "".join(json.dumps(r) + "\n" for r in FRAME.to_dicts()).encode()
+    else:
+        raw = json.dumps(FRAME.to_dicts()).encode()
+    if compression == "gz":
+        data = gzip.compress(raw)
+    elif compression == "bz2":
+        data = bz2.compress(raw)
+    else:
+        buf = pa.BufferOutputStream()
+        with pa.CompressedOutputStream(buf, "zstd") as out:
+            out.write(raw)
+        data = buf.getvalue().to_pybytes()
+    path = tmp_path / f"data.{fmt}.{compression}"
+    path.write_bytes(data)
+    assert_frame_equal(source({"path": str(path)}).ingest(), FRAME)
+
+
+def test_glob_with_source_file_column(tmp_path: Path) -> None:
+    for i in range(3):
+        (tmp_path / f"part{i}.csv").write_text(f"id,v\n{i},{i * 10}\n")
+    (tmp_path / "other.txt.bak").write_text("ignored")
+    out = source({"path": str(tmp_path / "part*.csv"), "source_file_column": "file"}).ingest()
+    assert out["id"].to_list() == [0, 1, 2]
+    assert [Path(p).name for p in out["file"].to_list()] == ["part0.csv", "part1.csv", "part2.csv"]
+
+
+def test_source_file_column_slow_path(tmp_path: Path) -> None:
+    for i in range(2):
+        (tmp_path / f"p{i}.csv").write_bytes(f"id,city\n{i},Zürich\n".encode("latin-1"))
+    out = source(
+        {"path": str(tmp_path / "p*.csv"), "encoding": "latin-1", "source_file_column": "src"}
+    ).ingest()
+    assert out["city"].to_list() == ["Zürich", "Zürich"]
+    assert [Path(p).name for p in out["src"].to_list()] == ["p0.csv", "p1.csv"]
+
+
+def test_csv_options(tmp_path: Path) -> None:
+    path = tmp_path / "semi.csv"
+    path.write_text("# comment\nzip;amount;note\n'01234';NA;'x;y'\n'99999';5;-\n")
+    out = source(
+        {
+            "path": str(path),
+            "delimiter": ";",
+            "quote_char": "'",
+            "skip_rows": 1,
+            "null_values": ["NA", "-"],
+            "schema_overrides": {"zip": "string", "amount": "float64"},
+        }
+    ).ingest()
+    assert out.schema == pl.Schema({"zip": pl.String, "amount": pl.Float64, "note": pl.String})
+    assert out.to_dicts() == [
+        {"zip": "01234", "amount": None, "note": "x;y"},
+        {"zip": "99999", "amount": 5.0, "note": None},
+    ]
+
+
+def test_no_header_and_tsv(tmp_path: Path) -> None:
+    path = tmp_path / "data.tsv"
+    path.write_text("1\tx\n2\ty\n")
+    out = source({"path": str(path), "has_header": False}).ingest()
+    assert out.shape == (2, 2)
+    assert out.to_series(1).to_list() == ["x", "y"]
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252"])
+def test_latin1(tmp_path: Path, encoding: str) -> None:
+    path = tmp_path / "l.csv"
+    path.write_bytes("name,city\nJosé,Zürich\n".encode(encoding))
+    out = source({"path": str(path), "encoding": encoding}).ingest()
+    assert out.to_dicts() == [{"name": "José", "city": "Zürich"}]
+
+
+def test_utf8_bom(tmp_path: Path) -> None:
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + CSV)
+    out = source({"path": str(path)}).ingest()
+    assert out.columns == ["id", "name", "price"]
+    out = source({"path": str(path), "encoding": "utf-8-sig"}).ingest()
+    assert out.columns == ["id", "name", "price"]
+
+
+def test_wrong_encoding_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(b"a\nok\n" + "caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ParseError, match=r"bad\.csv.*line"):
+        source({"path": str(path), "encoding": "ascii"}).ingest()
+
+
+def test_json_data_selector_and_flatten(tmp_path: Path) -> None:
+    body = {
+        "meta": {"count": 2},
+        "data": {
+            "items": [
+                {"id": 1, "customer": {"city": "Oslo", "zip": "0150"}, "tags": ["a"]},
+                {"id": 2, "customer": {"city": "Rome"}, "tags": []},
+            ]
+        },
+    }
+    path = tmp_path / "body.json"
+    path.write_text(json.dumps(body))
+    out = source({"path": str(path), "data_selector": "data.items", "flatten": True}).ingest()
+    assert out.columns == ["id", "customer__city", "customer__zip", "tags"]
+    assert out["customer__city"].to_list() == ["Oslo", "Rome"]
+    assert out["tags"].to_list() == [["a"], []]
+    with pytest.raises(ParseError, match=r"data_selector 'data\.nope'"):
+        source({"path": str(path), "data_selector": "data.nope"}).ingest()
+
+
+def test_json_object_auto_detects_list(tmp_path: Path) -> None:
+    path = tmp_path / "body.json"
+    path.write_text(json.dumps({"results": [{"a": 1}, {"a": 2}], "next": None}))
+    assert source({"path": str(path)}).ingest()["a"].to_list() == [1, 2]
+
+
+def test_malformed_json_names_position(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text('[{"a": 1},\n {"a": }]')
+    with pytest.raises(ParseError, match=r"bad\.json.*line 2, column"):
+        source({"path": str(path)}).ingest()
+
+
+def test_missing_file_and_empty_glob(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.csv"
+    with pytest.raises(InputNotFoundError, match=r"nope\.csv"):
+        source({"path": str(missing)}).ingest()
+    with pytest.raises(InputNotFoundError, match=r"nothing"):
+        source({"path": str(tmp_path / "*.parquet")}).ingest()
+    assert source({"path": str(missing)}).get_metadata()["status"] == "idle"
+
+
+def test_config_errors() -> None:
+    with pytest.raises(ConfigError, match="format"):
+        FileSystemSource(name="x", config={"path": "a.csv", "format": "xml"})
+    with pytest.raises(ConfigError, match="delimiter"):
+        FileSystemSource(name="x", config={"path": "a.csv", "delimiter": ";;"})
+    with pytest.raises(ConfigError, match="encoding"):
+        FileSystemSource(name="x", config={"path": "a.csv", "encoding": "klingon"})
+    with pytest.raises(ConfigError, match=r"schema_overrides.*unknown type"):
+        FileSystemSource(name="x", config={"path": "a.csv", "schema_overrides": {"a": "bigint!"}})
+    with pytest.raises(ConfigError, match="unknown key"):
+        FileSystemSource(name="x", config={"path": "a.csv", "delimeter": ";"})
+
+
+def test_unknown_extension_needs_format(tmp_path: Path) -> None:
+    path = tmp_path / "data.dat"
+    path.write_bytes(CSV)
+    with pytest.raises(ConfigError, match="format"):
+        source({"path": str(path)}).ingest()
+    assert_frame_equal(source({"path": str(path), "format": "csv"}).ingest(), FRAME)
+
+
+def test_parquet_hive_directory(tmp_path: Path) -> None:
+    root = tmp_path / "sales"
+    for region in ("eu", "us"):
+        part = root / f"region={region}"
+        part.mkdir(parents=True)
+        pl.DataFrame({"amount": [1, 2] if region == "eu" else [3]}).write_parquet(
+            part / "0.parquet"
+        )
+    out = source({"path": str(root)}).ingest().sort("amount")
+    assert out.to_dicts() == [
+        {"amount": 1, "region": "eu"},
+        {"amount": 2, "region": "eu"},
+        {"amount": 3, "region": "us"},
+    ]
+
+
+def test_memory_url_via_fsspec() -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    with fs.open("/dp-test/a.csv", "wb") as f:
+        f.write(CSV)
+    with fs.open("/dp-test/b.csv", "wb") as f:
+        f.write(b"id,name,price\n4,d,4.0\n")
+    try:
+        out = source({"path": "memory://dp-test/*.csv", "source_file_column": "f"}).ingest()
+        assert out["id"].to_list() == [1, 2, 3, 4]
+        assert out["f"].to_list()[-1].endswith("b.csv")
+    finally:
+        fs.rm("/dp-test", recursive=True)
+
+
+BAD_CSV = (
+    "id,name,price\n"
+    "1,a,1.5\n"
+    "2,b\n"  # line 3: too few fields
+    "3,c,3.0,extra\n"  # line 4: too many fields
+    "x,d,4.0\n"  # line 5: id not an integer
+    '5,"e,quoted",5.5\n'
+    "6,f,abc\n"  # line 7: price not a number
+)
+
+
+def test_bad_rows_error_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(BAD_CSV)
+    with pytest.raises(ParseError, match=r"bad\.csv' line 3: expected 3 fields, found 2"):
+        source({"path": str(path), "infer_schema_length": 2}).ingest()
+
+
+def test_bad_rows_skip(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(BAD_CSV)
+    src = source({"path": str(path), "on_bad_rows": "skip", "infer_schema_length": 1})
+    out = src.ingest()
+    assert out.to_dicts() == [
+        {"id": 1, "name": "a", "price": 1.5},
+        {"id": 5, "name": "e,quoted", "price": 5.5},
+    ]
+    meta = src.get_metadata()
+    assert (meta["rows_in"], meta["rows_out"], meta["rows_rejected"]) == (6, 2, 4)
+
+
+def test_bad_rows_reject_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(BAD_CSV)
+    rejects = tmp_path / "rejects" / "bad_rows.csv"
+    src = source(
+        {
+            "path": str(path),
+            "on_bad_rows": "reject",
+            "reject_path": str(rejects),
+            "infer_schema_length": 1,
+            "output": "lazy",
+        }
+    )
+    out = src.ingest()
+    assert isinstance(out, pl.LazyFrame)
+    assert out.collect()["id"].to_list() == [1, 5]
+    rejected = pl.read_csv(rejects)
+    assert rejected["line"].to_list() == [3, 4, 5, 7]
+    assert rejected["raw"].to_list() == ["2,b", "3,c,3.0,extra", "x,d,4.0", "6,f,abc"]
+    assert "expected 3 fields, found 4" in rejected["reason"][1]
+    assert "column 'id'" in rejected["reason"][2]
+    assert "column 'price'" in rejected["reason"][3]
+    meta = src.get_metadata()
+    assert meta["rows_rejected"] == 4
+    assert meta["details"]["reject_path"] == str(rejects)
+
+
+def test_incremental_by_modification_time(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    data = tmp_path / "in"
+    data.mkdir()
+    (data / "a.csv").write_text("id\n1\n")
+    config = {"path": str(data / "*.csv"), "incremental": True, "state_path": str(state)}
+    assert source(config).ingest()["id"].to_list() == [1]
+    assert source(config).ingest().height == 0  # nothing new
+    (data / "b.csv").write_text("id\n2\n")
+    (data / "a.csv").write_text("id\n1\n10\n")
+    os.utime(data / "a.csv", ns=(1, 10**18))
+    assert sorted(source(config).ingest()["id"].to_list()) == [1, 2, 10]
+    assert source(config).ingest().height == 0
+
+
+def test_excel(tmp_path: Path) -> None:
+    pytest.importorskip("fastexcel")
+    pytest.importorskip("xlsxwriter")
+    path = tmp_path / "book.xlsx"
+    FRAME.write_excel(path, worksheet="prices")
+    out = source({"path": str(path), "sheet_name": "prices"}).ingest()
+    assert out["id"].to_list() == [1, 2, 3]
+    assert out["price"].to_list() == [1.5, 2.0, 3.25]
+
+
+def test_jsonl_flatten_and_schema_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "e.jsonl"
+    path.write_text(
+        '{"id": 1, "user": {"name": "a", "geo": {"lat": 1.5}}}\n{"id": 2, "user": null}\n'
+    )
+    out = source({"path": str(path), "flatten": True, "schema_overrides": {"id": "int32"}}).ingest()
+    assert out.columns == ["id", "user__name", "user__geo__lat"]
+    assert out.schema["id"] == pl.Int32
+    assert out["user__geo__lat"].to_list() == [1.5, None]
+
+
+@pytest.mark.parametrize("mode", ["error", "skip"])
+def test_invalid_utf8_names_line(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(b"name,n\nok,1\n" + "Zürich,2\n".encode("latin-1"))
+    with pytest.raises(ParseError, match=r"mixed\.csv.*not valid UTF-8.*line 3") as info:
+        source({"path": str(path), "on_bad_rows": mode}).ingest()
+    assert "encoding" in str(info.value)
+
+
+def test_jsonl_bad_lines_reject(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"id": 1}\n{"id": \n[1, 2]\n\n{"id": 4}\n')
+    rejects = tmp_path / "rej.csv"
+    src = source({"path": str(path), "on_bad_rows": "reject", "reject_path": str(rejects)})
+    assert src.ingest()["id"].to_list() == [1, 4]
+    rejected = pl.read_csv(rejects)
+    assert rejected["line"].to_list() == [2, 3]
+    assert rejected["raw"].to_list() == ['{"id": ', "[1, 2]"]
+    assert (
+        "invalid JSON" in rejected["reason"][0]
+        and "expected a JSON object" in rejected["reason"][1]
+    )
+    assert src.get_metadata()["rows_rejected"] == 2
+
+
+def test_bad_rows_mode_unsupported_for_parquet(tmp_path: Path) -> None:
+    from data_pipeline.core.errors import UnsupportedOperationError
+
+    FRAME.write_parquet(tmp_path / "a.parquet")
+    with pytest.raises(UnsupportedOperationError, match="CSV and JSON Lines"):
+        source({"path": str(tmp_path / "a.parquet"), "on_bad_rows": "skip"}).ingest()
+
+
+def test_jsonl_error_names_line(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"id": 1}\n{"id": 2}\n{"id": oops}\n')
+    with pytest.raises(ParseError, match=r"events\.jsonl' line 3: invalid JSON at column 8"):
+        source({"path": str(path)}).ingest()
