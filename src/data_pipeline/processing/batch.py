@@ -1,0 +1,357 @@
+"""BatchProcessor: run a processing pipeline over data larger than memory, batch by batch."""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import narwhals as nw
+from pydantic import Field
+
+from data_pipeline.core.component import Operation
+from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.errors import (
+    BatchProcessingError,
+    InputNotFoundError,
+    InputTypeError,
+    UnsupportedOperationError,
+)
+from data_pipeline.core.frames import column_names, convert_output, to_narwhals, to_polars
+from data_pipeline.processing._engines import engine_of
+from data_pipeline.processing._incremental import IncrementalAggregation, split_steps
+from data_pipeline.processing.base import DataProcessor
+from data_pipeline.processing.pipeline import ProcessingPipeline
+
+__all__ = ["BatchProcessor", "BatchProcessorConfig"]
+
+
+class BatchProcessorConfig(ConfigModel):
+    """Config of :class:`BatchProcessor` (see its docstring)."""
+
+    batch_size: int = Field(default=100_000, gt=0)
+    mode: Literal["batches", "polars_streaming"] = "batches"
+    format: Literal["auto", "parquet", "csv"] = "auto"
+    table: str | None = None
+    if_exists: Literal["append", "replace", "fail"] = "append"
+    output: Literal["polars", "lazy", "pandas", "arrow", "native"] = "polars"
+    collect: bool = True
+
+
+class BatchProcessor(DataProcessor):
+    """Run a :class:`ProcessingPipeline` over data in batches of ``batch_size`` rows.
+
+    Input (``process(data)``): a Parquet or CSV path or glob (or a list of them), read with
+    PyArrow datasets one batch at a time so the files never need to fit in memory; an iterable
+    of frames of any engine (e.g. ``DatabaseSource`` batches); or one frame, which is sliced.
+
+    The pipeline's steps before its first aggregating step (:class:`DataAggregator` or
+    :class:`WindowedAggregator`) run on each batch; the aggregation is computed as partial
+    aggregates per batch merged exactly (sum of sums, count of counts, mean = sum / count, min of
+    mins, std from count, sum and sum of squares, first/last in batch order); then ``having``,
+    ``sort`` and the steps after the aggregation run once on the merged result. ``median`` and
+    ``n_unique`` cannot be merged and are refused with a hint. For files, ``mode:
+    polars_streaming`` instead runs the whole pipeline on a Polars scan collected by Polars'
+    streaming engine (bounded memory, every aggregation exact, median included). Without an aggregating step every
+    processed batch is written to the storage system (``storage=``, an object with
+    ``store(frame, table, if_exists=...)``) under ``table`` (the first write uses ``if_exists``,
+    later ones append), and the batches are concatenated into the result unless
+    ``collect: false``. With an aggregation the final result is written once. Progress
+    (batches, rows, seconds) is kept in :attr:`progress` and in the metadata's details, and
+    ``on_progress`` is called after each batch.
+
+    The result is a Polars DataFrame (or ``output``: ``pandas``, ``arrow``, ``lazy``); for a
+    frame input with ``output: native`` it has the input's type.
+
+    Example:
+        >>> import polars as pl
+        >>> from data_pipeline.processing import DataAggregator, ProcessingPipeline
+        >>> pipeline = ProcessingPipeline("daily").add_processor(DataAggregator(
+        ...     name="agg", config={"group_by": ["day"], "aggregations": {"amount": "mean"}}))
+        >>> runner = BatchProcessor(name="batches", config={"batch_size": 2}, pipeline=pipeline)
+        >>> df = pl.DataFrame({"day": [1, 1, 1, 2], "amount": [1.0, 2.0, 6.0, 5.0]})
+        >>> runner.process(df).rows()
+        [(1, 3.0), (2, 5.0)]
+    """
+
+    config_model = BatchProcessorConfig
+    settings: BatchProcessorConfig
+
+    def __init__(
+        self,
+        name: str,
+        config: Any = None,
+        *,
+        pipeline: ProcessingPipeline | None = None,
+        storage: Any = None,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        super().__init__(name, config)
+        self.pipeline = pipeline if pipeline is not None else ProcessingPipeline(f"{name}_steps")
+        self.storage = storage
+        self.on_progress = on_progress
+        self.progress: dict[str, Any] = {}
+        split_steps(self.pipeline.processors)  # nothing to check yet; steps may be added later
+
+    def set_pipeline(self, pipeline: ProcessingPipeline) -> BatchProcessor:
+        self.pipeline = pipeline
+        return self
+
+    def set_storage(self, storage: Any) -> BatchProcessor:
+        self.storage = storage
+        return self
+
+    def required_columns(self, columns: Any) -> list[str]:
+        steps = self.pipeline.processors
+        return steps[0].required_columns(columns) if steps else []
+
+    def output_columns(self, columns: Any) -> list[str]:
+        current = list(columns)
+        for step in self.pipeline.processors:
+            current = step.output_columns(current)
+        return current
+
+    # -- the public entry point -----------------------------------------------------------
+
+    def process(self, data: Any) -> Any:
+        """Process files (path, glob, list), an iterable of frames, or one frame, in batches."""
+        template = None
+        if _is_frame(data):
+            template = to_narwhals(data, component=self.label)
+            batches: Iterable[Any] = self._slices(template)
+            source = f"a {engine_of(template)} frame"
+        elif isinstance(data, (str, os.PathLike)) or (
+            isinstance(data, (list, tuple))
+            and data
+            and all(isinstance(p, (str, os.PathLike)) for p in data)
+        ):
+            paths = self._expand(data)
+            if self.settings.mode == "polars_streaming":
+                return self._streaming(paths)
+            batches = self._read_files(paths)
+            source = ", ".join(paths[:3]) + (
+                f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+            )
+        elif isinstance(data, Iterable):
+            batches = iter(data)
+            source = "an iterator of frames"
+        else:
+            raise InputTypeError(
+                f"cannot read batches from a {type(data).__name__}",
+                component=self.label,
+                hint="pass a Parquet/CSV path or glob, a list of paths, an iterable of frames, "
+                "or a frame",
+            )
+        with self._operation("process") as op:
+            op.details["source"] = source
+            result = self._run(batches, op)
+            op.rows_out = None if result is None else int(to_polars(result).height)
+        if result is None:
+            return None
+        if template is not None and self.settings.output == "native":
+            return _to_engine(template, result)
+        return convert_output(result, self.settings.output, component=self.label)
+
+    def _apply_frame(self, frame: Any, op: Operation) -> Any:
+        result = self._run(self._slices(frame), op)
+        return nw.from_native(_to_engine(frame, result)) if result is not None else frame
+
+    def _streaming(self, paths: list[str]) -> Any:
+        """The whole pipeline on a Polars scan, collected by Polars' streaming engine."""
+        import polars as pl
+
+        with self._operation("process") as op:
+            fmt = self._format(paths)
+            scan = pl.scan_parquet(paths) if fmt == "parquet" else pl.scan_csv(paths)
+            op.details["source"] = ", ".join(paths[:3])
+            op.details["mode"] = "polars_streaming"
+            start = time.perf_counter()
+            lazy = self.pipeline.run_frame(nw.from_native(scan)).to_native()
+            result = lazy.collect(engine="streaming")
+            self.progress = {
+                "batches": None,
+                "rows_in": None,
+                "rows_out": result.height,
+                "seconds": round(time.perf_counter() - start, 3),
+                "total_rows": None,
+            }
+            op.details["progress"] = self.progress
+            op.rows_out = result.height
+            if self.storage is not None and self.settings.table:
+                self._store(result, False)
+        return convert_output(result, self.settings.output, component=self.label)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _expand(self, data: Any) -> list[str]:
+        items = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+        paths: list[str] = []
+        for item in items:
+            text = os.fspath(item)
+            if any(ch in text for ch in "*?["):
+                found = sorted(glob.glob(text, recursive=True))
+                if not found:
+                    raise InputNotFoundError(
+                        f"the glob {text!r} matches no file",
+                        component=self.label,
+                        hint="check the directory and the pattern",
+                    )
+                paths.extend(found)
+            elif not Path(text).exists():
+                raise InputNotFoundError(
+                    f"the file {text!r} does not exist",
+                    component=self.label,
+                    hint="check the path (relative paths start in the current directory)",
+                )
+            else:
+                paths.append(text)
+        return paths
+
+    def _format(self, paths: list[str]) -> str:
+        if self.settings.format != "auto":
+            return self.settings.format
+        suffixes = {Path(p).suffix.lower() for p in paths}
+        if suffixes <= {".parquet", ".pq"}:
+            return "parquet"
+        if suffixes <= {".csv", ".txt"}:
+            return "csv"
+        raise BatchProcessingError(
+            f"cannot tell the file format from the extension(s) {sorted(suffixes)}",
+            component=self.label,
+            hint='set "format": "parquet" or "csv" in the config',
+        )
+
+    def _read_files(self, paths: list[str]) -> Iterator[Any]:
+        import polars as pl
+        import pyarrow.dataset as ds
+
+        dataset = ds.dataset(paths, format=self._format(paths))
+        self.progress["total_rows"] = (
+            dataset.count_rows() if self._format(paths) == "parquet" else None
+        )
+        for record_batch in dataset.to_batches(batch_size=self.settings.batch_size):
+            if record_batch.num_rows:
+                yield pl.from_arrow(record_batch)
+
+    def _slices(self, frame: Any) -> Iterator[Any]:
+        size = self.settings.batch_size
+        if isinstance(frame, nw.DataFrame):
+            self.progress["total_rows"] = frame.shape[0]
+            for start in range(0, frame.shape[0], size):
+                yield frame[start : start + size]
+            return
+        native = frame.to_native()
+        engine = engine_of(frame)
+        if engine == "polars-lazy":
+            offset = 0
+            while True:
+                chunk = native.slice(offset, size).collect()
+                if chunk.height == 0:
+                    return
+                yield chunk
+                offset += size
+        if engine == "duckdb":
+            offset = 0
+            while True:
+                chunk = native.limit(size, offset).to_arrow_table()
+                if chunk.num_rows == 0:
+                    return
+                yield chunk
+                offset += size
+        raise UnsupportedOperationError(
+            f"the engine {engine!r} cannot be sliced into batches here",
+            component=self.label,
+            hint="pass an eager frame, a Polars LazyFrame, a DuckDB relation, or files",
+        )
+
+    # -- running ----------------------------------------------------------------------------
+
+    def _run(self, batches: Iterable[Any], op: Operation) -> Any:
+        import polars as pl
+
+        pre, agg_step, post = split_steps(self.pipeline.processors)
+        incremental = IncrementalAggregation(agg_step, self.label) if agg_step else None
+        self.progress = {
+            "batches": 0,
+            "rows_in": 0,
+            "rows_out": 0,
+            "seconds": 0.0,
+            "total_rows": self.progress.get("total_rows"),
+        }
+        op.details["progress"] = self.progress
+        start = time.perf_counter()
+        outputs: list[Any] = []
+        checked = False
+        written = False
+        for raw in batches:
+            frame = to_narwhals(raw, component=self.label)
+            if not checked:
+                self.pipeline.check(column_names(frame))
+                checked = True
+            rows = frame.shape[0] if isinstance(frame, nw.DataFrame) else None
+            for step in pre:
+                frame = step.apply(frame)
+            if incremental is not None:
+                incremental.add(frame)
+            else:
+                if isinstance(frame, nw.LazyFrame):
+                    frame = frame.collect()
+                native = frame.to_native()
+                if self.storage is not None and self.settings.table:
+                    self._store(native, written)
+                    written = True
+                self.progress["rows_out"] += frame.shape[0]
+                if self.settings.collect:
+                    outputs.append(to_polars(native))
+            self.progress["batches"] += 1
+            self.progress["rows_in"] += rows or 0
+            self.progress["seconds"] = round(time.perf_counter() - start, 3)
+            if self.on_progress is not None:
+                self.on_progress(dict(self.progress))
+        op.rows_in = self.progress["rows_in"]
+        if incremental is not None:
+            result = incremental.result()
+            for step in post:
+                result = step.apply(result)
+            final = to_polars(result.to_native())
+            self.progress["rows_out"] = final.height
+            if self.storage is not None and self.settings.table:
+                self._store(final, False)
+            return final
+        if not self.settings.collect:
+            return None
+        if not outputs:
+            return pl.DataFrame({c: [] for c in self.output_columns([])})
+        return pl.concat(outputs, how="vertical_relaxed")
+
+    def _store(self, frame: Any, appended_before: bool) -> None:
+        mode = "append" if appended_before else self.settings.if_exists
+        self.storage.store(frame, self.settings.table, if_exists=mode)
+
+
+def _is_frame(data: Any) -> bool:
+    if isinstance(data, (nw.DataFrame, nw.LazyFrame)):
+        return True
+    if isinstance(data, (str, bytes, os.PathLike, list, tuple, dict)):
+        return False
+    try:
+        nw.from_native(data)
+    except TypeError:
+        return False
+    return True
+
+
+def _to_engine(template: Any, result: Any) -> Any:
+    """A Polars result as a native frame of ``template``'s engine."""
+    engine = engine_of(template)
+    from data_pipeline.processing._engines import duckdb_connection, match_engine
+
+    if engine == "duckdb" and duckdb_connection(template.to_native()) is None:
+        import duckdb
+
+        return duckdb.from_arrow(to_polars(result).to_arrow())
+
+    return match_engine(template, to_polars(result)).to_native()
