@@ -353,3 +353,66 @@ def test_csp_blocks_a_script_that_got_into_the_page(browser: Any, tmp_path: Path
     assert visit.dialogs == []
     assert any("Content Security Policy" in e for e in visit.console_errors)
     page.context.close()
+
+
+def test_date_range_filter(browser: Any, tmp_path: Path) -> None:
+    d = Dashboard(
+        "range",
+        {"filter": {"field": "date", "type": "date_range", "label": XSS[0]}, "columns": 3},
+    )
+    d.add_visualization(
+        LineChart(
+            name="line", config={"x": "date", "y": "revenue", "aggregate": "sum", "points": True}
+        )
+    )
+    d.add_visualization(
+        BarChart(name="daily", config={"x": "date", "y": "revenue", "aggregate": "sum"})
+    )
+    # aggregated away from the date: keeps it as a group key, Vega-Lite finishes the sum
+    d.add_visualization(
+        BarChart(name="rolled", config={"x": "product", "y": "revenue", "aggregate": "sum"})
+    )
+    d.add_visualization(
+        Heatmap(
+            name="heat", config={"x": "date", "y": "region", "value": "revenue", "aggregate": "sum"}
+        )
+    )
+    d.add_visualization(ScatterPlot(name="scatter", config={"x": "qty", "y": "revenue"}))
+    d.add_visualization(Table(name="table", config={"max_rows": 200}), span=3)
+    path = d.save_html(tmp_path / "range.html", sales())
+    page, visit = open_dashboard(browser, path)
+    assert page.get_attribute("#dp-from", "value") == "2024-01-01"
+    assert page.get_attribute("#dp-to", "max") == "2024-01-30"
+    assert XSS[0] in (page.text_content(".dp-range") or "")
+    full = {"#dp-viz-0": 31, "#dp-viz-1": 30, "#dp-viz-2": 5, "#dp-viz-3": 60, "#dp-viz-4": 120}
+    assert {card: marks(page, card) for card in full} == full
+    rows = "Array.from(document.querySelectorAll('#dp-viz-5 tbody tr')).filter(r => !r.hidden)"
+    assert page.evaluate(f"{rows}.length") == 120
+    bars = "Array.from(document.querySelectorAll('#dp-viz-2 g.role-mark > path')).map(p => p.getAttribute('d'))"
+    before = page.evaluate(bars)
+
+    page.fill("#dp-from", "2024-01-10")
+    page.fill("#dp-to", "2024-01-19")
+    page.wait_for_timeout(200)
+    ten_days = {"#dp-viz-0": 11, "#dp-viz-1": 10, "#dp-viz-2": 5, "#dp-viz-3": 20, "#dp-viz-4": 120}
+    assert {card: marks(page, card) for card in ten_days} == ten_days
+    assert page.evaluate(bars) != before
+    dates = page.evaluate(f"{rows}.map(r => r.cells[0].textContent)")
+    assert len(dates) == 40
+    assert all("2024-01-10" <= x[:10] <= "2024-01-19" for x in dates)
+
+    # an open end: from the 25th on
+    page.fill("#dp-to", "")
+    page.fill("#dp-from", "2024-01-25")
+    page.wait_for_timeout(200)
+    assert marks(page, "#dp-viz-1") == 6
+    assert page.evaluate(f"{rows}.length") == 24
+
+    page.click("#dp-range-reset")
+    page.wait_for_timeout(200)
+    assert {card: marks(page, card) for card in full} == full
+    assert page.evaluate(f"{rows}.length") == 120
+    assert page.evaluate(bars) == before
+    assert page.get_attribute("#dp-from", "value") == "2024-01-01"
+    visit.assert_clean()
+    page.context.close()

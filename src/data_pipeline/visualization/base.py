@@ -278,6 +278,8 @@ class Chart(Visualization):
     #: whether the chart can let Vega-Lite finish an aggregation (see ``render(keep_fields=)``)
     supports_rollup: ClassVar[bool] = False
     _keep_fields: tuple[str, ...] = ()
+    #: query results a dashboard collected in advance, by ``(columns, extra group keys)``
+    _precollected: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] | None = None
 
     # -- what subclasses fill in ---------------------------------------------------------------
 
@@ -393,12 +395,33 @@ class Chart(Visualization):
         *,
         extra_keys: Sequence[str] = (),
     ) -> Prepared:
-        """Select the needed columns and aggregate on the input's engine; then collect to polars."""
+        """Select the needed columns and aggregate on the input's engine; then collect to polars.
+
+        A dashboard may have collected the query already, together with its other charts'
+        queries (see :meth:`plan_queries`); the result is then taken from ``_precollected``.
+        """
         rows_in = row_count(frame)
+        selected, keys, details = self._query(frame, names, wanted, extra_keys=extra_keys)
+        key = (tuple(wanted), tuple(extra_keys))
+        out = self._precollected.pop(key, None) if self._precollected else None
+        if out is None:
+            out = to_polars(selected)
+        if keys:
+            out = out.sort(keys, nulls_last=True)  # engines return groups in any order
+        return Prepared(frame=out, rows_in=rows_in, notes=[], details=details)
+
+    def _query(
+        self,
+        frame: Any,
+        names: Sequence[str],
+        wanted: list[str],
+        *,
+        extra_keys: Sequence[str] = (),
+    ) -> tuple[Any, list[str], dict[str, Any]]:
+        """The (lazy where the input is lazy) Narwhals query of the rows to embed, its group keys."""
         selected = frame.select([nw.col(c) for c in wanted])
         how = self._aggregate()
         keys: list[str] = []
-        notes: list[str] = []
         details: dict[str, Any] = {}
         if how is not None:
             keys = [*self._group_keys(names), *extra_keys]
@@ -414,10 +437,35 @@ class Chart(Visualization):
                 )
             selected = self._group(selected, keys, how)
             details["aggregate"] = how
-        out = to_polars(selected)
-        if how is not None and keys:
-            out = out.sort(keys, nulls_last=True)  # engines return groups in any order
-        return Prepared(frame=out, rows_in=rows_in, notes=notes, details=details)
+        return selected, keys, details
+
+    def plan_queries(
+        self, data: Any, *, keep_fields: Sequence[str] = ()
+    ) -> list[tuple[tuple[tuple[str, ...], tuple[str, ...]], Any]]:
+        """The lazy queries ``render(data, keep_fields=...)`` would collect first, with their keys.
+
+        Used by :class:`Dashboard` to collect every chart's aggregation in one go (Polars runs
+        them in parallel and reads a shared input once). Returns ``[]`` for eager input or when
+        the config has a problem (``render`` then reports it).
+        """
+        try:
+            frame = to_narwhals(data, component=self.label)
+            if not isinstance(frame, nw.LazyFrame):
+                return []
+            names = column_names(frame)
+            wanted = self._columns(names)
+            if any(c not in names for c in wanted):
+                return []
+            self._keep_fields = tuple(keep_fields)
+            try:
+                rollup = self._rollup_field(names, wanted)
+            finally:
+                self._keep_fields = ()
+            cols, extra = ([*wanted, rollup], [rollup]) if rollup else (wanted, [])
+            selected, _, _ = self._query(frame, names, cols, extra_keys=extra)
+        except (VisualizationError, ValueError, TypeError, KeyError):
+            return []
+        return [((tuple(cols), tuple(extra)), selected)]
 
     def _group(self, frame: Any, keys: list[str], how: str) -> Any:
         value = self._value_column()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import narwhals as nw
 from pydantic import Field
 
 from data_pipeline.core.component import Component
@@ -36,10 +38,20 @@ MAX_FILTER_VALUES = 500
 
 
 class FilterConfig(ConfigModel):
-    """A dashboard-level filter: a dropdown over the values of ``field``."""
+    """A dashboard-level filter on ``field``: a dropdown over its values, or a date range.
+
+    ``type: "dropdown"`` (the default) offers the distinct values of ``field``;
+    ``type: "date_range"`` offers two date inputs (from, to; both inclusive) over a Date or
+    Datetime ``field``.
+
+    Example:
+        >>> FilterConfig(field="date", type="date_range", label="Order date").type
+        'date_range'
+    """
 
     field: str
     label: str | None = None
+    type: Literal["dropdown", "date_range"] = "dropdown"
 
 
 class VisualizationSpec(ConfigModel):
@@ -122,6 +134,10 @@ class Dashboard(Component):
         ... })
         >>> dashboard.settings.columns
         2
+        >>> Dashboard(name="by_date", config={
+        ...     "filter": {"field": "date", "type": "date_range", "label": "Order date"},
+        ... }).settings.filter.type
+        'date_range'
     """
 
     layer: ClassVar[str] = "visualization"
@@ -257,11 +273,19 @@ class Dashboard(Component):
         s = self.settings
         theme = _theme_config(s.theme)
         flt = s.filter
+        keep = [flt.field] if flt else []
         values: dict[str, Any] = {}
         items = []
+        precollected = self._collect_together(per_viz, keep)
         for item in self._items:
             viz = item.visualization
-            spec = viz.render(per_viz[viz.name], keep_fields=[flt.field] if flt else ())
+            if viz.name in precollected:
+                viz._precollected = precollected[viz.name]  # type: ignore[attr-defined]
+            try:
+                spec = viz.render(per_viz[viz.name], keep_fields=keep)
+            finally:
+                if viz.name in precollected:
+                    viz._precollected = None  # type: ignore[attr-defined]
             entry: dict[str, Any] = {
                 "name": viz.name,
                 "type": type(viz).__name__,
@@ -277,14 +301,37 @@ class Dashboard(Component):
                 spec["sparkline"]["config"] = _merge(spec["sparkline"].get("config", {}), theme)
             if flt is not None and rows and any(flt.field in r for r in rows[:1]):
                 entry["filterable"] = True
-                for r in rows:
-                    v = r.get(flt.field)
-                    values.setdefault(_key(v), v)
+                if flt.type == "date_range":
+                    _check_dates(rows, flt.field, viz.name, self.label)
+                    days = [r[flt.field][:10] for r in rows if r.get(flt.field) is not None]
+                    if days:
+                        values["min"] = min([values.get("min", days[0]), *days])
+                        values["max"] = max([values.get("max", days[0]), *days])
+                else:
+                    for r in rows:
+                        v = r.get(flt.field)
+                        values.setdefault(_key(v), v)
             items.append(entry)
         filter_spec = None
-        if flt is not None:
+        if flt is not None and flt.type == "date_range":
+            if not any(i.get("filterable") for i in items):
+                raise DashboardRenderingError(
+                    f"no visualization has the date-range filter's field {flt.field!r}",
+                    component=self.label,
+                    hint="name a Date or Datetime column the charts embed (as x, series or an "
+                    "aggregated chart's group key), or drop the filter",
+                )
+            filter_spec = {
+                "type": "date_range",
+                "field": flt.field,
+                "label": flt.label or flt.field,
+                "min": values.get("min"),
+                "max": values.get("max"),
+            }
+        elif flt is not None:
             ordered = sorted(values.values(), key=lambda v: (v is None, str(v)))
             filter_spec = {
+                "type": "dropdown",
                 "field": flt.field,
                 "label": flt.label or flt.field,
                 "values": ordered[:MAX_FILTER_VALUES],
@@ -303,6 +350,34 @@ class Dashboard(Component):
             "filter": filter_spec,
             "visualizations": items,
         }
+
+    def _collect_together(
+        self, per_viz: Mapping[str, Any], keep: Sequence[str]
+    ) -> dict[str, dict[Any, Any]]:
+        """Collect the charts' lazy Polars aggregations in ONE ``collect_all`` (run in parallel,
+        a shared scan read once) instead of one collect per chart; ``{}`` when fewer than two."""
+        from data_pipeline.visualization.base import Chart
+
+        planned: list[tuple[str, Any, Any]] = []
+        for item in self._items:
+            viz = item.visualization
+            if not isinstance(viz, Chart):
+                continue
+            for key, query in viz.plan_queries(per_viz[viz.name], keep_fields=keep):
+                if query.implementation is nw.Implementation.POLARS:
+                    planned.append((viz.name, key, query.to_native()))
+        if len(planned) < 2:
+            return {}
+        import polars as pl
+
+        try:
+            frames = pl.collect_all([q for _, _, q in planned])
+        except Exception:  # each chart then collects (and reports errors) on its own
+            return {}
+        out: dict[str, dict[Any, Any]] = {}
+        for (name, key, _), frame in zip(planned, frames, strict=True):
+            out.setdefault(name, {})[key] = frame
+        return out
 
     def save_html(self, path: str | Path, data: Any) -> Path:
         """Write the dashboard as ONE self-contained HTML file (no network needed to open it)."""
@@ -369,6 +444,23 @@ def _rows_of(kind: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
     if kind == "table":
         return list(spec.get("records", []))
     return []
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}($|T)")
+
+
+def _check_dates(rows: list[dict[str, Any]], field: str, viz: str, component: str) -> None:
+    """The date-range filter's field must hold dates (ISO text in the embedded rows)."""
+    for r in rows:
+        v = r.get(field)
+        if v is not None and not (isinstance(v, str) and _ISO_DATE.match(v)):
+            raise DashboardRenderingError(
+                f"the date-range filter's field {field!r} holds {v!r} in visualization {viz!r}, "
+                "not a date",
+                component=component,
+                hint="use a Date or Datetime column (parse it first, e.g. with try_parse_dates), "
+                'or a dropdown filter ("type": "dropdown")',
+            )
 
 
 def _key(value: Any) -> str:

@@ -185,7 +185,41 @@ BOOT_SCRIPT = r"""
 
   var filter = payload.filter;
   var select = document.getElementById("dp-filter");
-  if (filter && select) {
+  var from = document.getElementById("dp-from");
+  var to = document.getElementById("dp-to");
+  if (filter && filter.type === "date_range" && from && to) {
+    // ISO dates compare as text: "2024-01-31" < "2024-02-01"; rows carry "YYYY-MM-DD..." values
+    var inRange = function (value, lo, hi) {
+      if (lo === "" && hi === "") { return true; }
+      if (value === null || value === undefined) { return false; }
+      var day = String(value).slice(0, 10);
+      return (lo === "" || day >= lo) && (hi === "" || day <= hi);
+    };
+    var applyRange = function (lo, hi) {
+      payload.charts.forEach(function (chart) {
+        if (!chart.filterable || !views[chart.id]) { return; }
+        var rows = chart.spec.datasets.source;
+        var kept = rows.filter(function (row) { return inRange(row[filter.field], lo, hi); });
+        views[chart.id].data("source", kept).runAsync();
+      });
+      Array.prototype.forEach.call(document.querySelectorAll("tr[data-dp-d]"), function (row) {
+        var day = row.getAttribute("data-dp-d");
+        row.hidden = !inRange(day === "" ? null : day, lo, hi);
+      });
+    };
+    var onChange = function () { applyRange(from.value, to.value); };
+    from.addEventListener("change", onChange);
+    to.addEventListener("change", onChange);
+    var reset = document.getElementById("dp-range-reset");
+    if (reset) {
+      reset.addEventListener("click", function () {
+        from.value = filter.min || "";
+        to.value = filter.max || "";
+        applyRange("", "");  // every row again, also those without a date
+      });
+    }
+  }
+  if (filter && filter.type !== "date_range" && select) {
     select.addEventListener("change", function () {
       var choice = select.value === "" ? null : filter.values[Number(select.value)];
       var key = choice === null ? null : JSON.stringify(choice);
@@ -219,6 +253,9 @@ h1 { margin: 0 0 4px; font-size: 24px; }
 .dp-generated { margin: 0; color: var(--muted); font-size: 12px; }
 .dp-filter { margin-top: 12px; }
 .dp-filter select { margin-left: 6px; padding: 2px 4px; }
+.dp-range label { margin-left: 10px; }
+.dp-range input { margin-left: 6px; padding: 1px 4px; }
+.dp-range button { margin-left: 10px; padding: 2px 8px; }
 .dp-grid { display: grid; gap: 16px; grid-template-columns: repeat(var(--dp-columns, 2), minmax(0, 1fr)); }
 .dp-card { background: var(--card); border: 1px solid var(--border); border-radius: 8px; padding: 12px;
   overflow: auto; min-width: 0; }
@@ -247,7 +284,11 @@ def _span_css(columns: int) -> str:
 
 
 def _table_html(
-    item: dict[str, Any], filter_field: str | None, filter_index: dict[str, int]
+    item: dict[str, Any],
+    filter_field: str | None,
+    filter_index: dict[str, int],
+    *,
+    date_range: bool = False,
 ) -> str:
     spec = item["spec"]
     columns = spec["columns"]
@@ -264,7 +305,10 @@ def _table_html(
             cls = ' class="dp-num"' if col["numeric"] else ""
             cells.append(f'<td{cls} data-sort="{escape(sort)}">{escape(text)}</td>')
         attr = ""
-        if filter_field is not None and filter_field in raw:
+        if filter_field is not None and filter_field in raw and date_range:
+            day = raw[filter_field]
+            attr = f' data-dp-d="{escape(day[:10] if isinstance(day, str) else "")}"'
+        elif filter_field is not None and filter_field in raw:
             index = filter_index.get(json.dumps(raw[filter_field]), -1)
             attr = f' data-dp-f="{index}"'
         body.append(f"<tr{attr}>{''.join(cells)}</tr>")
@@ -297,7 +341,10 @@ def build_page(rendered: dict[str, Any]) -> str:
     cards: list[str] = []
     flt = rendered.get("filter")
     filter_field = flt["field"] if flt else None
-    filter_index = {json.dumps(v): i for i, v in enumerate(flt["values"])} if flt else {}
+    date_range = flt is not None and flt.get("type") == "date_range"
+    filter_index = (
+        {json.dumps(v): i for i, v in enumerate(flt["values"])} if flt and not date_range else {}
+    )
     for i, item in enumerate(rendered["visualizations"]):
         span = min(int(item.get("span", 1)), int(rendered["layout"]["columns"]))
         span_cls = f" dp-span-{span}" if span > 1 else ""
@@ -313,7 +360,7 @@ def build_page(rendered: dict[str, Any]) -> str:
         elif kind == "table":
             title = item["spec"].get("title")
             heading = f"<h2>{escape(title)}</h2>" if title else ""
-            inner = heading + _table_html(item, filter_field, filter_index)
+            inner = heading + _table_html(item, filter_field, filter_index, date_range=date_range)
         elif kind == "kpi":
             spark = item["spec"].get("sparkline")
             inner = _kpi_html(item, chart_id if spark else None)
@@ -333,7 +380,17 @@ def build_page(rendered: dict[str, Any]) -> str:
         f'<p class="dp-generated">Generated <time datetime="{escape(rendered["generated_at"])}">'
         f"{escape(rendered['generated_at'])}</time></p>"
     )
-    if flt:
+    if flt and date_range:
+        bounds = "".join(f' {k}="{escape(str(flt[k]))}"' for k in ("min", "max") if flt.get(k))
+        lo = f' value="{escape(str(flt["min"]))}"' if flt.get("min") else ""
+        hi = f' value="{escape(str(flt["max"]))}"' if flt.get("max") else ""
+        header.append(
+            f'<div class="dp-filter dp-range"><span class="dp-range-label">{escape(flt["label"])}</span>'
+            f'<label>from<input type="date" id="dp-from"{bounds}{lo}></label>'
+            f'<label>to<input type="date" id="dp-to"{bounds}{hi}></label>'
+            '<button type="button" id="dp-range-reset">All dates</button></div>'
+        )
+    elif flt:
         options = ['<option value="">All</option>']
         options += [
             f'<option value="{i}">{escape("(missing)" if v is None else str(v))}</option>'

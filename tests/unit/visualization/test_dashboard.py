@@ -242,6 +242,7 @@ def test_filter_values_and_filterable_flags() -> None:
     )
     spec = d.render(processed())
     assert spec["filter"] == {
+        "type": "dropdown",
         "field": "region",
         "label": "Region",
         "values": ["East", "North", "South"],
@@ -331,3 +332,98 @@ def test_dashboard_from_config_declares_visualizations() -> None:
             "bad",
             {"visualizations": [{"type": "LineChart", "name": "x", "config": {"x": "a", "z": 1}}]},
         )
+
+
+def test_lazy_polars_charts_are_collected_together() -> None:
+    data = processed()
+    d = Dashboard("d", {"filter": {"field": "region"}})
+    d.add_visualization(
+        BarChart(name="sum", config={"x": "date", "y": "sales", "aggregate": "sum"})
+    )
+    d.add_visualization(
+        BarChart(name="mean", config={"x": "region", "y": "sales", "aggregate": "mean"})
+    )
+    d.add_visualization(PieChart(name="pie", config={"category": "region", "value": "sales"}))
+    # a rollup above max_points falls back to its own collect
+    d.add_visualization(
+        BarChart(
+            name="big", config={"x": "date", "y": "sales", "aggregate": "sum", "max_points": 10}
+        )
+    )
+    d.add_visualization(LineChart(name="raw", config={"x": "date", "y": "sales"}))
+    d.add_visualization(Table(name="table", config={"max_rows": 5}))
+    together = d._collect_together(dict.fromkeys(d.list_visualizations(), data.lazy()), ["region"])
+    assert set(together) == {"sum", "mean", "pie", "big", "raw"}
+    assert list(together["sum"]) == [(("date", "sales", "region"), ("region",))]
+    assert d._collect_together(dict.fromkeys(d.list_visualizations(), data), ["region"]) == {}
+
+    lazy = d.render(data.lazy())
+    eager = d.render(data)
+    for a, b in zip(lazy["visualizations"], eager["visualizations"], strict=True):
+        for item in (a, b):  # a lazy input's row count is not known without computing it
+            item["spec"].get("usermeta", {}).get("data_pipeline", {}).pop("rows_in", None)
+        assert a == b, a["name"]
+    assert lazy["filter"] == eager["filter"]
+    assert all(v._precollected is None for v in d.visualizations if hasattr(v, "_precollected"))
+
+
+def test_date_range_filter_spec_and_page(tmp_path: Path) -> None:
+    data = processed()
+    d = Dashboard(
+        "d", {"filter": {"field": "date", "type": "date_range", "label": "<b>Order</b> date"}}
+    )
+    d.add_visualization(LineChart(name="line", config={"x": "date", "y": "sales"}))
+    d.add_visualization(
+        BarChart(name="rolled", config={"x": "region", "y": "sales", "aggregate": "sum"})
+    )
+    d.add_visualization(PieChart(name="pie", config={"category": "region", "value": "sales"}))
+    d.add_visualization(Table(name="table", config={"columns": ["date", "sales"]}))
+    spec = d.render(data)
+    assert spec["filter"] == {
+        "type": "date_range",
+        "field": "date",
+        "label": "<b>Order</b> date",
+        "min": "2024-01-01",
+        "max": "2024-01-30",
+    }
+    flags = {v["name"]: v.get("filterable", False) for v in spec["visualizations"]}
+    assert flags == {"line": True, "rolled": True, "pie": False, "table": True}
+    rolled = spec["visualizations"][1]["spec"]
+    assert rolled["usermeta"]["data_pipeline"]["rollup"] == {"field": "date", "op": "sum"}
+
+    html = d.save_html(tmp_path / "d.html", data).read_text()
+    assert (
+        '<input type="date" id="dp-from" min="2024-01-01" max="2024-01-30" value="2024-01-01">'
+        in html
+    )
+    assert "&lt;b&gt;Order&lt;/b&gt; date" in html and "<b>Order" not in html
+    assert '<tr data-dp-d="2024-01-05">' in html
+    assert 'id="dp-filter"' not in html
+
+
+def test_date_range_filter_on_datetimes_and_errors() -> None:
+    data = processed().with_columns(
+        ts=pl.col("date").cast(pl.Datetime("ms")) + pl.duration(hours=13),
+        text=pl.col("date").cast(pl.String).str.replace("2024", "year 2024"),
+    )
+    d = Dashboard("d", {"filter": {"field": "ts", "type": "date_range"}})
+    d.add_visualization(LineChart(name="line", config={"x": "ts", "y": "sales"}))
+    f = d.render(data)["filter"]
+    assert (f["min"], f["max"], f["label"]) == ("2024-01-01", "2024-01-30", "ts")
+
+    bad = Dashboard("bad", {"filter": {"field": "text", "type": "date_range"}})
+    bad.add_visualization(LineChart(name="line", config={"x": "text", "y": "sales"}))
+    with pytest.raises(
+        DashboardRenderingError, match=r"'text' holds 'year 2024-01-01'.*'line'"
+    ) as e:
+        bad.render(data)
+    assert "Date or Datetime" in str(e.value)
+
+    none = Dashboard("none", {"filter": {"field": "ts", "type": "date_range"}})
+    none.add_visualization(
+        BarChart(name="bar", config={"x": "region", "y": "sales", "aggregate": "mean"})
+    )
+    with pytest.raises(DashboardRenderingError, match=r"no visualization has .* field 'ts'"):
+        none.render(data)
+    with pytest.raises(ConfigError, match="type"):
+        Dashboard("x", {"filter": {"field": "ts", "type": "slider"}})
