@@ -24,6 +24,17 @@ DATA_DIR = Path(__file__).resolve().parent / ".data"
 
 BENCHMARKS = {
     "e2e_batch": "benchmarks.e2e_batch",
+    "ingest_csv": "benchmarks.ingest_csv",
+    "ingest_rest": "benchmarks.ingest_rest",
+    "ingest_db": "benchmarks.ingest_db",
+    "transform_chain": "benchmarks.transform_chain",
+    "store_postgres": "benchmarks.store_postgres",
+    "store_parquet": "benchmarks.store_parquet",
+    "store_duckdb": "benchmarks.store_duckdb",
+    "process_groupby": "benchmarks.process_groupby",
+    "process_join": "benchmarks.process_join",
+    "batch_out_of_core": "benchmarks.batch_out_of_core",
+    "viz_dashboard": "benchmarks.viz_dashboard",
 }
 
 

@@ -1,0 +1,122 @@
+"""The ``data-pipeline`` command.
+
+Exit codes: 0 ok, 1 the run failed, 2 the file is invalid (or the command line is wrong).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="data-pipeline",
+    help="Run and check data pipelines described in YAML files.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+FileArg = Annotated[Path, typer.Argument(help="The pipeline YAML file.", show_default=False)]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log each component's work (INFO).")]
+
+
+def _console(stderr: bool = False):  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _load(file: Path):  # type: ignore[no-untyped-def]
+    from data_pipeline.core.errors import ConfigError, DataPipelineError
+    from data_pipeline.pipeline import load_pipeline
+
+    try:
+        return load_pipeline(file)
+    except (ConfigError, DataPipelineError) as exc:
+        err = _console(stderr=True)
+        err.print(f"[bold red]invalid pipeline file[/] {file}", markup=True)
+        err.print(str(exc), markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+@app.command()
+def validate(file: FileArg) -> None:
+    """Check a pipeline file without running anything."""
+    loaded = _load(file)
+    spec = loaded.spec
+    _console().print(
+        f"{file}: valid ({len(spec.sources)} sources, {len(spec.transformations)} transformation "
+        f"pipelines, {len(spec.storage)} storage systems, {len(spec.processing)} processing pipelines, "
+        f"{len(spec.dashboards)} dashboards; engine {spec.engine})",
+        markup=False,
+    )
+
+
+@app.command()
+def run(file: FileArg, verbose: Verbose = False) -> None:
+    """Run a pipeline file end to end, then print rows and seconds per stage."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from data_pipeline.pipeline import describe_error, run_pipeline
+
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(name)s - %(levelname)s - %(message)s")
+    loaded = _load(file)
+    console = _console()
+    try:
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False
+        ) as progress:
+            tasks: dict[str, int] = {}
+
+            def on_stage(stage: str, event: str) -> None:
+                if event == "start" and stage not in tasks:
+                    tasks[stage] = progress.add_task(stage, total=1)
+                elif event in ("done", "failed") and stage in tasks:
+                    mark = "[green]done[/]" if event == "done" else "[red]failed[/]"
+                    progress.update(tasks[stage], completed=1, description=f"{stage} {mark}")
+
+            result = run_pipeline(loaded, on_stage=on_stage)
+    except Exception as exc:
+        err = _console(stderr=True)
+        err.print("[bold red]pipeline failed[/]", markup=True)
+        err.print(describe_error(exc), markup=False)
+        raise typer.Exit(EXIT_FAILED) from None
+
+    table = Table(title=f"pipeline {loaded.spec.name!r}")
+    table.add_column("stage")
+    table.add_column("rows", justify="right")
+    table.add_column("seconds", justify="right")
+    table.add_column("items")
+    for stage in result.stages.values():
+        rows = "-" if stage.rows is None else f"{stage.rows:,}"
+        table.add_row(stage.stage, rows, f"{stage.seconds:.3f}", ", ".join(stage.items))
+    table.add_row("total", "", f"{result.seconds:.3f}", "")
+    console.print(table)
+    for key, path in result.outputs.items():
+        if key.startswith("dashboard:"):
+            console.print(f"dashboard {key.split(':', 1)[1]!r}: {path}", markup=False)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from data_pipeline import __version__
+
+    _console().print(f"data-pipeline {__version__}", markup=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,509 @@
+"""A whole pipeline from one YAML file: sources, transformations, storage, processing, dashboards.
+
+The file uses the same class names and config keys as the Python API::
+
+    name: sales
+    engine: polars            # polars (lazy) | pandas | duckdb | arrow
+    sources:
+      sales:
+        type: FileSystemSource
+        config: {path: data/sales.csv}
+    transformations:
+      clean:                   # a list of steps; input: the only source
+        - type: MissingValueHandler
+          config: {strategy: fill, columns: [age, income, education]}
+    storage:
+      lake:
+        type: FileSystemStorage
+        config: {base_path: output/lake}
+        store:
+          - {data: clean, table: sales_clean, if_exists: replace}
+    processing:
+      daily:
+        input: clean           # the mapping form names its input
+        steps:
+          - type: DataAggregator
+            config: {group_by: [date], aggregations: {revenue: sum}}
+    dashboards:
+      sales:
+        title: Sales
+        path: output/sales.html
+        visualizations:
+          - {type: LineChart, name: revenue, data: daily, config: {x: date, y: revenue}}
+
+Rules:
+
+* ``${NAME}`` and ``${NAME:-default}`` are replaced from the environment before validation.
+* Everything is validated before anything runs; an error names the YAML path
+  (``transformations.clean[1].config.strategy``) and the allowed values.
+* A transformation or processing pipeline is a list of steps (its input is the only source, or the
+  only transformation for processing) or a mapping ``{input: NAME, steps: [...]}``.
+* Relative paths in the config keys ``path``, ``base_path``, ``database`` (file databases),
+  ``state_path`` and ``reject_path`` are resolved against the YAML file's folder.
+* A ``store`` entry runs as soon as its data exists: after transformations for sources and
+  transformations, after processing for processing outputs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+
+from data_pipeline.core.config import (
+    ConfigModel,
+    format_validation_error,
+    interpolate_env,
+)
+from data_pipeline.core.errors import ConfigError, DataPipelineError, InputNotFoundError
+from data_pipeline.core.frames import row_count, to_narwhals
+from data_pipeline.core.log import get_logger
+
+__all__ = [
+    "PipelineFile",
+    "PipelineRun",
+    "StageResult",
+    "load_pipeline",
+    "run_pipeline",
+]
+
+logger = get_logger(__name__)
+
+Engine = Literal["polars", "pandas", "duckdb", "arrow"]
+STAGES = ("ingestion", "transformation", "storage", "processing", "visualization")
+BASE_CLASSES = frozenset(
+    {"DataSource", "Transformer", "DataFrameTransformer", "StorageSystem", "DataProcessor", "Visualization", "Chart"}
+)
+PATH_KEYS = ("path", "base_path", "database", "state_path", "reject_path")
+
+
+# -- the file's shape -----------------------------------------------------------------------
+
+
+class ComponentSpec(ConfigModel):
+    type: str
+    name: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class StoreSpec(ConfigModel):
+    data: str
+    table: str | None = None
+    if_exists: str | None = None
+
+
+class StorageSpec(ComponentSpec):
+    store: list[StoreSpec] = Field(default_factory=list)
+
+
+class StepsSpec(ConfigModel):
+    input: str | None = None
+    steps: list[ComponentSpec]
+
+
+class VisualizationSpec(ComponentSpec):
+    data: str | None = None
+
+
+class DashboardSpec(ConfigModel):
+    title: str | None = None
+    description: str | None = None
+    path: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    visualizations: list[VisualizationSpec] = Field(default_factory=list)
+
+
+class PipelineFile(ConfigModel):
+    """The validated content of a pipeline YAML file."""
+
+    name: str = "pipeline"
+    description: str | None = None
+    engine: Engine = "polars"
+    sources: dict[str, ComponentSpec] = Field(default_factory=dict)
+    transformations: dict[str, StepsSpec] = Field(default_factory=dict)
+    storage: dict[str, StorageSpec] = Field(default_factory=dict)
+    processing: dict[str, StepsSpec] = Field(default_factory=dict)
+    dashboards: dict[str, DashboardSpec] = Field(default_factory=dict)
+
+    @field_validator("transformations", "processing", mode="before")
+    @classmethod
+    def _list_form(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: {"steps": v} if isinstance(v, list) else v for k, v in value.items()}
+        return value
+
+
+# -- loading and validating -----------------------------------------------------------------
+
+
+@dataclass
+class LoadedPipeline:
+    """A validated pipeline file with every component built (nothing has run yet)."""
+
+    spec: PipelineFile
+    base_dir: Path
+    sources: dict[str, Any]
+    transformations: dict[str, tuple[str, Any]]  # name -> (input, TransformationPipeline)
+    storage: dict[str, tuple[Any, list[StoreSpec]]]
+    processing: dict[str, tuple[str, Any]]
+    dashboards: dict[str, tuple[Any, DashboardSpec, dict[str, str]]]  # viz name -> data name
+    source_file: Path | None = None
+
+
+def _layer_classes(layer: str, base: type) -> dict[str, type]:
+    import importlib
+
+    module = importlib.import_module(f"data_pipeline.{layer}")
+    classes = {}
+    for name in getattr(module, "__all__", []):
+        obj = getattr(module, name)
+        if isinstance(obj, type) and issubclass(obj, base) and name not in BASE_CLASSES:
+            classes[name] = obj
+    return classes
+
+
+def _invalid(path: str, message: str, hint: str | None = None) -> ConfigError:
+    return ConfigError(f"{path}: {message}", component="pipeline file", hint=hint)
+
+
+def _resolve_paths(config: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    out = dict(config)
+    for key in PATH_KEYS:
+        value = out.get(key)
+        if isinstance(value, str) and value and "://" not in value and value != ":memory:":
+            p = Path(value).expanduser()
+            if not p.is_absolute():
+                out[key] = str(base_dir / p)
+    return out
+
+
+def _build(cls: type, name: str, config: dict[str, Any], path: str, base_dir: Path) -> Any:
+    from data_pipeline.core.config import validate_config
+
+    config = _resolve_paths(config, base_dir)
+    model = getattr(cls, "config_model", None)
+    if model is not None:
+        validate_config(model, config, component=f"{cls.__name__} {name!r}", prefix=f"{path}.config")
+    return cls(name=name, config=config)
+
+
+def _component_class(classes: dict[str, type], type_name: str, path: str, what: str) -> type:
+    if type_name not in classes:
+        import difflib
+
+        close = difflib.get_close_matches(type_name, list(classes), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise _invalid(
+            f"{path}.type",
+            f"unknown {what} type {type_name!r}",
+            hint + f"allowed: {', '.join(sorted(classes))}",
+        )
+    return classes[type_name]
+
+
+def load_pipeline(
+    source: str | Path | Mapping[str, Any], *, environ: Mapping[str, str] | None = None
+) -> LoadedPipeline:
+    """Read, interpolate and validate a pipeline file, and build every component.
+
+    Raises :class:`ConfigError` naming the YAML path of the first problem found.
+    """
+    import yaml
+
+    source_file: Path | None = None
+    if isinstance(source, Mapping):
+        raw: Any = dict(source)
+        base_dir = Path.cwd()
+    else:
+        source_file = Path(source)
+        if not source_file.is_file():
+            raise InputNotFoundError(
+                f"pipeline file {str(source_file)!r} does not exist",
+                component="pipeline file",
+                hint="check the path passed to `data-pipeline run`",
+            )
+        base_dir = source_file.resolve().parent
+        try:
+            raw = yaml.safe_load(source_file.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(
+                f"{source_file} is not valid YAML{where}: {getattr(exc, 'problem', exc)}",
+                component="pipeline file",
+            ) from None
+    if not isinstance(raw, Mapping):
+        raise _invalid("(top level)", "a pipeline file must be a mapping with sources, transformations, ...")
+    raw = interpolate_env(raw, environ=environ)
+    try:
+        spec = PipelineFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"invalid pipeline file: {format_validation_error(exc)}",
+            component="pipeline file",
+            hint=f"top-level keys: {', '.join(PipelineFile.model_fields)}",
+        ) from None
+    return _build_all(spec, base_dir, source_file)
+
+
+def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> LoadedPipeline:
+    from data_pipeline.ingestion import DataSource
+    from data_pipeline.processing import DataProcessor, ProcessingPipeline
+    from data_pipeline.storage import StorageSystem
+    from data_pipeline.transformation import TransformationPipeline, Transformer
+    from data_pipeline.visualization import Dashboard, Visualization
+
+    datasets: dict[str, str] = {}  # name -> where it is declared
+
+    def declare(name: str, where: str) -> None:
+        if name in datasets:
+            raise _invalid(where, f"the name {name!r} is already used by {datasets[name]}", "names of sources, transformations and processing pipelines must be unique")
+        datasets[name] = where
+
+    source_classes = _layer_classes("ingestion", DataSource)
+    sources = {}
+    for name, s in spec.sources.items():
+        path = f"sources.{name}"
+        declare(name, path)
+        cls = _component_class(source_classes, s.type, path, "source")
+        sources[name] = _build(cls, name, s.config, path, base_dir)
+
+    def steps_of(
+        section: str, name: str, steps: StepsSpec, classes: dict[str, type], pipeline: Any, default_inputs: list[str]
+    ) -> tuple[str, Any]:
+        path = f"{section}.{name}"
+        inp = steps.input
+        if inp is None:
+            if len(default_inputs) != 1:
+                raise _invalid(
+                    f"{path}.input",
+                    "no input given and there is not exactly one candidate",
+                    f"write {section}: {{{name}: {{input: NAME, steps: [...]}}}} with one of: "
+                    + (", ".join(default_inputs) or "(none declared)"),
+                )
+            inp = default_inputs[0]
+        elif inp not in datasets:
+            raise _invalid(f"{path}.input", f"unknown input {inp!r}", f"known: {', '.join(datasets)}")
+        for i, step in enumerate(steps.steps):
+            step_path = f"{path}[{i}]"
+            cls = _component_class(classes, step.type, step_path, section.rstrip("s") + " step")
+            pipeline.add(_build(cls, step.name or f"{name}_{i}_{step.type}", step.config, step_path, base_dir))
+        declare(name, path)
+        return inp, pipeline
+
+    transformer_classes = _layer_classes("transformation", Transformer)
+    transformations = {
+        name: steps_of("transformations", name, s, transformer_classes, TransformationPipeline(name), list(spec.sources))
+        for name, s in spec.transformations.items()
+    }
+    processor_classes = _layer_classes("processing", DataProcessor)
+    processing = {
+        name: steps_of(
+            "processing", name, s, processor_classes, ProcessingPipeline(name), list(spec.transformations) or list(spec.sources)
+        )
+        for name, s in spec.processing.items()
+    }
+
+    storage_classes = _layer_classes("storage", StorageSystem)
+    storage = {}
+    for name, s in spec.storage.items():
+        path = f"storage.{name}"
+        cls = _component_class(storage_classes, s.type, path, "storage")
+        system = _build(cls, name, s.config, path, base_dir)
+        for i, entry in enumerate(s.store):
+            if entry.data not in datasets:
+                raise _invalid(f"{path}.store[{i}].data", f"unknown data {entry.data!r}", f"known: {', '.join(datasets)}")
+        storage[name] = (system, s.store)
+
+    viz_classes = _layer_classes("visualization", Visualization)
+    last_output = list(spec.processing) or list(spec.transformations) or list(spec.sources)
+    dashboards = {}
+    for name, d in spec.dashboards.items():
+        path = f"dashboards.{name}"
+        dconfig = dict(d.config)
+        if d.title is not None:
+            dconfig.setdefault("title", d.title)
+        if d.description is not None:
+            dconfig.setdefault("description", d.description)
+        dashboard = _build(Dashboard, name, dconfig, path, base_dir)
+        feeds: dict[str, str] = {}
+        for i, v in enumerate(d.visualizations):
+            vpath = f"{path}.visualizations[{i}]"
+            cls = _component_class(viz_classes, v.type, vpath, "visualization")
+            vname = v.name or f"{v.type}_{i}"
+            data_name = v.data
+            if data_name is None:
+                if len(last_output) != 1:
+                    raise _invalid(f"{vpath}.data", "no data given and there is not exactly one candidate", f"known: {', '.join(datasets)}")
+                data_name = last_output[0]
+            if data_name not in datasets:
+                raise _invalid(f"{vpath}.data", f"unknown data {data_name!r}", f"known: {', '.join(datasets)}")
+            dashboard.add_visualization(_build(cls, vname, v.config, vpath, base_dir))
+            feeds[vname] = data_name
+        dashboards[name] = (dashboard, d, feeds)
+
+    return LoadedPipeline(spec, base_dir, sources, transformations, storage, processing, dashboards, source_file)
+
+
+# -- running --------------------------------------------------------------------------------
+
+
+@dataclass
+class StageResult:
+    stage: str
+    seconds: float = 0.0
+    rows: int | None = None
+    items: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PipelineRun:
+    """What a run did: per-stage rows and seconds, the datasets it made, the files it wrote."""
+
+    stages: dict[str, StageResult]
+    data: dict[str, Any]
+    outputs: dict[str, str]
+    seconds: float
+
+
+def _to_engine(data: Any, engine: str) -> Any:
+    import polars as pl
+
+    from data_pipeline.core.frames import to_arrow, to_polars
+
+    if engine == "polars":
+        if isinstance(data, (pl.DataFrame, pl.LazyFrame)):
+            return data.lazy()
+        return to_polars(data).lazy()
+    if engine == "pandas":
+        return to_polars(data).to_pandas()
+    if engine == "arrow":
+        return to_arrow(data)
+    if engine == "duckdb":
+        import duckdb
+
+        return duckdb.from_arrow(to_arrow(data))
+    raise ConfigError(f"unknown engine {engine!r}", component="pipeline")
+
+
+def _materialize(data: Any) -> Any:
+    """Compute a lazy result once so that several consumers do not recompute it."""
+    import polars as pl
+
+    if isinstance(data, pl.LazyFrame):
+        return data.collect()
+    frame = to_narwhals(data)
+    if frame.implementation.name == "DUCKDB":
+        import duckdb
+
+        return duckdb.from_arrow(frame.collect(backend="pyarrow").to_native())
+    return data
+
+
+def run_pipeline(
+    pipeline: LoadedPipeline | str | Path | Mapping[str, Any],
+    *,
+    on_stage: Callable[[str, str], None] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> PipelineRun:
+    """Run a pipeline file (or an already loaded one) end to end.
+
+    ``on_stage(stage, event)`` is called with event ``"start"`` and ``"done"`` for progress display.
+    """
+    loaded = pipeline if isinstance(pipeline, LoadedPipeline) else load_pipeline(pipeline, environ=environ)
+    engine = loaded.spec.engine
+    stages = {s: StageResult(s) for s in STAGES}
+    data: dict[str, Any] = {}
+    outputs: dict[str, str] = {}
+    started = time.perf_counter()
+
+    def stage(name: str) -> _Stage:
+        return _Stage(stages[name], on_stage)
+
+    stored: set[tuple[str, int]] = set()
+
+    def store_ready() -> None:
+        for sname, (system, entries) in loaded.storage.items():
+            for i, entry in enumerate(entries):
+                if (sname, i) in stored or entry.data not in data:
+                    continue
+                result = system.store(data[entry.data], entry.table or entry.data, if_exists=entry.if_exists)
+                stored.add((sname, i))
+                stages["storage"].rows = (stages["storage"].rows or 0) + result.rows
+                stages["storage"].items.append(f"{entry.data} -> {sname}.{entry.table or entry.data}")
+                outputs[f"{sname}:{entry.table or entry.data}"] = str(result.target)
+
+    with stage("ingestion") as st:
+        for name, source in loaded.sources.items():
+            out = _to_engine(source.ingest(), engine)
+            data[name] = out
+            st.add(name, row_count(to_narwhals(out)))
+
+    with stage("transformation") as st:
+        for name, (inp, tpipe) in loaded.transformations.items():
+            out = _materialize(tpipe.transform(data[inp]))
+            data[name] = out
+            st.add(name, row_count(to_narwhals(out)))
+
+    with stage("storage"):
+        store_ready()
+
+    with stage("processing") as st:
+        for name, (inp, ppipe) in loaded.processing.items():
+            source_data = data[inp]
+            out = _materialize(ppipe.process(source_data))
+            data[name] = out
+            st.add(name, row_count(to_narwhals(out)))
+
+    with stage("storage"):
+        store_ready()
+
+    with stage("visualization") as st:
+        for name, (dashboard, dspec, feeds) in loaded.dashboards.items():
+            viz_data = {vname: data[dname] for vname, dname in feeds.items()}
+            if dspec.path:
+                target = Path(dspec.path)
+                if not target.is_absolute():
+                    target = loaded.base_dir / target
+                dashboard.save_html(str(target), viz_data)
+                outputs[f"dashboard:{name}"] = str(target)
+            else:
+                dashboard.render(viz_data)
+            st.add(f"{name} ({len(feeds)} charts)", None)
+
+    return PipelineRun(stages, data, outputs, time.perf_counter() - started)
+
+
+class _Stage:
+    def __init__(self, result: StageResult, callback: Callable[[str, str], None] | None) -> None:
+        self.result = result
+        self.callback = callback
+        self._start = 0.0
+
+    def add(self, item: str, rows: int | None) -> None:
+        self.result.items.append(item)
+        if rows is not None:
+            self.result.rows = (self.result.rows or 0) + rows
+
+    def __enter__(self) -> _Stage:
+        self._start = time.perf_counter()
+        if self.callback:
+            self.callback(self.result.stage, "start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.result.seconds += time.perf_counter() - self._start
+        if self.callback:
+            self.callback(self.result.stage, "failed" if exc[0] else "done")
+
+
+def describe_error(exc: BaseException) -> str:
+    """The message to show a user for a failed run."""
+    if isinstance(exc, DataPipelineError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
