@@ -1,0 +1,94 @@
+"""Helpers shared by the transformers: column resolution, dtypes, NaN handling, counting.
+
+Everything here works from the schema alone or builds Narwhals expressions; nothing computes a
+lazy frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import narwhals as nw
+
+from data_pipeline.core.errors import UnsupportedOperationError
+from data_pipeline.core.frames import is_lazy
+
+__all__ = [
+    "engine_label",
+    "is_float",
+    "is_numeric",
+    "missing_expr",
+    "should_count",
+    "unsupported",
+    "value_expr",
+]
+
+NwFrame = Any
+
+
+def schema_of(frame: NwFrame) -> dict[str, Any]:
+    """Column name -> Narwhals dtype, from the schema alone."""
+    return dict(frame.collect_schema())
+
+
+def engine_label(frame: NwFrame) -> str:
+    """``pandas``, ``polars``, ``polars-lazy``, ``pyarrow``, ``duckdb``, ``pyspark``, ..."""
+    name = str(frame.implementation).lower().split(".")[-1]
+    if name == "polars" and is_lazy(frame):
+        return "polars-lazy"
+    return name
+
+
+def is_numeric(dtype: Any) -> bool:
+    return bool(dtype.is_numeric())
+
+
+def is_float(dtype: Any) -> bool:
+    return bool(dtype.is_float())
+
+
+def value_expr(column: str, dtype: Any, *, nan_as_null: bool) -> Any:
+    """The column as an expression, with NaN turned into null for float columns when asked."""
+    expr = nw.col(column)
+    if nan_as_null and is_float(dtype):
+        expr = expr.fill_nan(None)
+    return expr
+
+
+def missing_expr(column: str, dtype: Any, *, nan_as_null: bool) -> Any:
+    """True where the value is missing (null, and NaN when ``nan_as_null``); never null itself."""
+    expr = nw.col(column).is_null()
+    if nan_as_null and is_float(dtype):
+        expr = expr | nw.col(column).is_nan().fill_null(False)
+    return expr
+
+
+def should_count(frame: NwFrame, setting: bool | None) -> bool:
+    """Count only on eager frames unless the config forces it (counting a lazy frame computes it)."""
+    if setting is None:
+        return not is_lazy(frame)
+    return setting
+
+
+def collect_row(frame: NwFrame, exprs: Sequence[Any]) -> dict[str, Any]:
+    """Evaluate aggregate expressions into one row of Python values (collects a lazy frame)."""
+    if not exprs:
+        return {}
+    result = frame.select(*exprs)
+    if is_lazy(result):
+        result = result.collect()
+    rows = result.rows(named=True)
+    return dict(rows[0]) if rows else {}
+
+
+def unsupported(
+    frame: NwFrame, operation: str, instead: str, *, component: str
+) -> UnsupportedOperationError:
+    """An error naming the engine, the operation and what to use instead."""
+    engine = engine_label(frame)
+    return UnsupportedOperationError(
+        f"the {engine} engine cannot {operation}",
+        component=component,
+        hint=instead,
+    )

@@ -1,0 +1,355 @@
+"""MissingValueHandler: fill or drop missing values, per column, on every engine."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import narwhals as nw
+from pydantic import Field, model_validator
+
+from data_pipeline.core.component import Operation
+from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.errors import MissingValueError
+from data_pipeline.core.frames import is_lazy
+from data_pipeline.transformation._common import (
+    collect_row,
+    is_numeric,
+    missing_expr,
+    schema_of,
+    should_count,
+    unsupported,
+    value_expr,
+)
+from data_pipeline.transformation.base import DataFrameTransformer
+
+__all__ = ["MissingValueConfig", "MissingValueHandler", "Strategy"]
+
+Strategy = Literal[
+    "fill",
+    "mean",
+    "median",
+    "mode",
+    "constant",
+    "forward_fill",
+    "backward_fill",
+    "drop",
+    "drop_columns",
+]
+_STATS = ("mean", "median")
+_NEEDS_VALUE = ("constant",)
+
+
+class ColumnStrategy(ConfigModel):
+    """A per-column override: ``{"strategy": "constant", "value": 0}``."""
+
+    strategy: Strategy
+    value: Any = None
+
+    @model_validator(mode="after")
+    def _value_given(self) -> ColumnStrategy:
+        if self.strategy in _NEEDS_VALUE and self.value is None:
+            raise ValueError("strategy 'constant' needs a 'value'")
+        return self
+
+
+class MissingValueConfig(ConfigModel):
+    """Config of :class:`MissingValueHandler`."""
+
+    strategy: Strategy = "fill"
+    columns: list[str] | None = None
+    value: Any = None
+    column_strategies: dict[str, Strategy | ColumnStrategy] = Field(default_factory=dict)
+    order_by: list[str] | None = None
+    limit: int | None = Field(default=None, ge=1)
+    max_missing_ratio: float = Field(default=0.5, ge=0.0, le=1.0)
+    nan_as_null: bool = True
+    count: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _order_by_list(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("order_by", "columns"):
+                if isinstance(data.get(key), str):
+                    data = {**data, key: [data[key]]}
+        return data
+
+    @model_validator(mode="after")
+    def _value_given(self) -> MissingValueConfig:
+        if self.strategy in _NEEDS_VALUE and self.value is None:
+            raise ValueError(
+                "strategy 'constant' needs a 'value' (a scalar or a {column: value} dict)"
+            )
+        return self
+
+
+class MissingValueHandler(DataFrameTransformer):
+    """Fill or drop missing values (null, and NaN unless ``nan_as_null: false``).
+
+    Strategies: ``fill`` (``value`` if given, else the median for numeric columns and the mode
+    for every other type), ``mean``, ``median``, ``mode``, ``constant`` (needs ``value``),
+    ``forward_fill``/``backward_fill`` (``order_by`` required on lazy engines), ``drop`` (rows
+    with a missing value in the columns) and ``drop_columns`` (columns whose missing ratio is
+    above ``max_missing_ratio``). ``columns`` defaults to every column; ``column_strategies``
+    overrides the strategy per column. On eager frames ``get_metadata()["details"]`` holds the
+    count filled per column; lazy frames are not counted unless ``count: true``.
+
+    Example:
+        >>> import polars as pl
+        >>> handler = MissingValueHandler(name="handle_missing_values", config={
+        ...     "strategy": "fill",
+        ...     "columns": ["age", "income", "education"],
+        ... })
+        >>> df = pl.DataFrame({"age": [30, None, 50], "income": [1.0, 2.0, None],
+        ...                    "education": ["BSc", None, "BSc"]})
+        >>> handler.transform(df).row(1)
+        (40.0, 2.0, 'BSc')
+    """
+
+    config_model = MissingValueConfig
+    settings: MissingValueConfig
+
+    # -- schema-only contract -----------------------------------------------------------------
+
+    def required_columns(self, columns: Sequence[str]) -> list[str]:
+        s = self.settings
+        needed = list(s.columns or [])
+        needed += [c for c in s.column_strategies if c not in needed]
+        needed += [c for c in (s.order_by or []) if c not in needed]
+        return needed
+
+    def output_columns(self, columns: Sequence[str]) -> list[str]:
+        # drop_columns depends on the data; the schema-only answer keeps every column.
+        return list(columns)
+
+    # -- planning ----------------------------------------------------------------------------
+
+    def _plan(self, schema: dict[str, Any]) -> list[tuple[str, str, Any]]:
+        """(column, strategy, value) for each column to handle, with ``fill`` resolved."""
+        s = self.settings
+        explicit = s.columns is not None
+        targets = list(s.columns) if s.columns is not None else list(schema)
+        targets += [c for c in s.column_strategies if c not in targets]
+        plan: list[tuple[str, str, Any]] = []
+        for column in targets:
+            override = s.column_strategies.get(column)
+            if isinstance(override, ColumnStrategy):
+                strategy, value = override.strategy, override.value
+            elif override is not None:
+                strategy, value = override, None
+            else:
+                strategy, value = s.strategy, s.value
+                if isinstance(value, dict):
+                    value = value.get(column)
+                    if strategy == "constant" and value is None:
+                        continue  # a per-column value dict only fills the columns it names
+            dtype = schema[column]
+            numeric = is_numeric(dtype)
+            if strategy == "fill":
+                strategy = "constant" if value is not None else ("median" if numeric else "mode")
+            if strategy in _STATS and not numeric:
+                if not explicit and override is None:
+                    continue  # default columns: mean/median apply to the numeric ones only
+                raise MissingValueError(
+                    f"strategy {strategy!r} needs a numeric column; column {column!r} is {dtype}",
+                    component=self.label,
+                    hint="use 'mode' or 'constant' for this column (column_strategies)",
+                )
+            if strategy == "constant":
+                _check_value(self.label, column, dtype, value)
+            plan.append((column, strategy, value))
+        return plan
+
+    # -- the work ----------------------------------------------------------------------------
+
+    def _apply_frame(self, frame: Any, op: Operation) -> Any:
+        s = self.settings
+        schema = schema_of(frame)
+        plan = self._plan(schema)
+        nan = s.nan_as_null
+        count = should_count(frame, s.count)
+        op.details["strategies"] = {c: st for c, st, _ in plan}
+
+        # 1. drop columns whose missing ratio is too high (needs one small aggregate query)
+        drop_cols = [c for c, st, _ in plan if st == "drop_columns"]
+        if drop_cols:
+            ratios = collect_row(
+                frame,
+                [
+                    missing_expr(c, schema[c], nan_as_null=nan).cast(nw.Int64).mean().alias(c)
+                    for c in drop_cols
+                ],
+            )
+            dropped = [
+                c
+                for c in drop_cols
+                if ratios.get(c) is not None and ratios[c] > s.max_missing_ratio
+            ]
+            if dropped:
+                frame = frame.drop(dropped)
+            op.details["columns_dropped"] = dropped
+            op.details["missing_ratios"] = {c: ratios.get(c) for c in drop_cols}
+
+        # 2. drop rows with a missing value in the 'drop' columns
+        drop_rows = [c for c, st, _ in plan if st == "drop"]
+        if drop_rows:
+            rows_before = None if is_lazy(frame) else len(frame)
+            any_missing = nw.any_horizontal(
+                *[missing_expr(c, schema[c], nan_as_null=nan) for c in drop_rows],
+                ignore_nulls=True,
+            )
+            frame = frame.filter(~any_missing)
+            if rows_before is not None:
+                op.details["rows_dropped"] = rows_before - len(frame)
+
+        # 3. fill
+        fills = [(c, st, v) for c, st, v in plan if st not in ("drop", "drop_columns")]
+        if not fills:
+            return frame
+        for _, st, _ in fills:
+            if st in ("forward_fill", "backward_fill") and not s.order_by and is_lazy(frame):
+                raise unsupported(
+                    frame,
+                    f"{st.replace('_', '-')} without an order (a lazy frame has no row order)",
+                    "set 'order_by' to the column(s) that order the rows, e.g. "
+                    "{'strategy': 'forward_fill', 'order_by': ['date']}",
+                    component=self.label,
+                )
+        counted = [c for c, _, _ in fills]
+        before = self._missing_counts(frame, counted, schema) if count else None
+        frame, modes = self._modes(frame, [c for c, st, _ in fills if st == "mode"], schema)
+        frame = frame.with_columns(
+            *[self._fill_expr(c, st, modes.get(c, v), schema[c]) for c, st, v in fills]
+        )
+        helpers = [m.name for m in modes.values() if isinstance(m, _Helper)]
+        if helpers:
+            frame = frame.drop(*helpers, _KEY)
+        if before is not None:
+            after = self._missing_counts(frame, counted, schema)
+            op.details["filled"] = {c: int(before[c]) - int(after[c]) for c in counted}
+            op.details["still_missing"] = {c: int(after[c]) for c in counted if after[c]}
+        return frame
+
+    def _modes(
+        self, frame: Any, columns: list[str], schema: dict[str, Any]
+    ) -> tuple[Any, dict[str, Any]]:
+        """The most frequent non-missing value per column (ties: the smallest value).
+
+        Polars (eager and lazy), pandas and PyArrow get one expression per column. SQL engines
+        (DuckDB, Spark) cannot broadcast ``drop_nulls().mode()``: they get a helper column joined
+        on from a one-row aggregate, so the frame stays lazy (their row order is undefined anyway).
+        """
+        modes: dict[str, Any] = {}
+        if not columns:
+            return frame, modes
+        nan = self.settings.nan_as_null
+        if frame.implementation in _EXPRESSION_MODE:
+            # one expression per column: stays in with_columns, keeps row order, no join
+            for column in columns:
+                x = value_expr(column, schema[column], nan_as_null=nan)
+                modes[column] = _Expr(x.drop_nulls().mode(keep="all").min())
+            return frame, modes
+        source = frame
+        for position, column in enumerate(columns):
+            x = value_expr(column, schema[column], nan_as_null=nan)
+            top = (
+                source.select(x.alias(_VALUE))
+                .filter(~nw.col(_VALUE).is_null())
+                .group_by(_VALUE)
+                .agg(nw.len().alias(_COUNT))
+                .sort([_COUNT, _VALUE], descending=[True, False])
+                .head(1)
+            )
+            if not is_lazy(frame):
+                rows = top.rows()
+                modes[column] = rows[0][0] if rows else None
+                continue
+            helper = _Helper(f"__dp_mode_{position}")
+            top = top.select(nw.col(_VALUE).alias(helper.name), nw.lit(1).alias(_KEY))
+            if position == 0:
+                frame = frame.with_columns(nw.lit(1).alias(_KEY))
+            frame = frame.join(top, on=_KEY, how="left")
+            modes[column] = helper
+        return frame, modes
+
+    def _missing_counts(
+        self, frame: Any, columns: list[str], schema: dict[str, Any]
+    ) -> dict[str, int]:
+        nan = self.settings.nan_as_null
+        row = collect_row(
+            frame,
+            [
+                missing_expr(c, schema[c], nan_as_null=nan).cast(nw.Int64).sum().alias(c)
+                for c in columns
+            ],
+        )
+        return {c: int(row.get(c) or 0) for c in columns}
+
+    def _fill_expr(self, column: str, strategy: str, value: Any, dtype: Any) -> Any:
+        s = self.settings
+        x = value_expr(column, dtype, nan_as_null=s.nan_as_null)
+        if strategy in _STATS and dtype.is_integer():
+            x = x.cast(nw.Float64)  # the same float result on every engine (pyarrow would truncate)
+        if strategy == "mean":
+            return x.fill_null(x.mean()).alias(column)
+        if strategy == "median":
+            return x.fill_null(x.median()).alias(column)
+        if strategy == "mode":
+            if isinstance(value, _Expr):
+                return x.fill_null(value.expr).alias(column)
+            if isinstance(value, _Helper):
+                return x.fill_null(nw.col(value.name)).alias(column)
+            if value is None:
+                return x.alias(column)  # no value at all: nothing to take a mode of
+            return x.fill_null(nw.lit(value, dtype=dtype)).alias(column)
+        if strategy == "constant":
+            return x.fill_null(nw.lit(value)).alias(column)
+        direction = "forward" if strategy == "forward_fill" else "backward"
+        filled = x.fill_null(strategy=direction, limit=s.limit)
+        if s.order_by:
+            filled = filled.over(order_by=s.order_by)
+        return filled.alias(column)
+
+
+_KEY = "__dp_mode_key"
+_VALUE = "__dp_value"
+_COUNT = "__dp_count"
+
+
+class _Helper:
+    """A helper column that holds a lazily computed statistic."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class _Expr:
+    """A statistic as a Narwhals expression (engines that broadcast length-changing ones)."""
+
+    def __init__(self, expr: Any) -> None:
+        self.expr = expr
+
+
+_EXPRESSION_MODE = {
+    nw.Implementation.POLARS,
+    nw.Implementation.PANDAS,
+    nw.Implementation.PYARROW,
+    nw.Implementation.MODIN,
+    nw.Implementation.CUDF,
+}
+
+
+def _check_value(component: str, column: str, dtype: Any, value: Any) -> None:
+    """A constant must fit the column: no text into numbers, no numbers into text."""
+    numeric = is_numeric(dtype)
+    text = dtype == nw.String
+    bad = (numeric and isinstance(value, str)) or (
+        text and isinstance(value, (int, float)) and not isinstance(value, bool)
+    )
+    if bad:
+        raise MissingValueError(
+            f"cannot fill column {column!r} ({dtype}) with {value!r} ({type(value).__name__})",
+            component=component,
+            hint="give a value of the column's type, or convert the column first (DataTypeConverter)",
+        )

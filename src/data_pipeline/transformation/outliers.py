@@ -1,0 +1,342 @@
+"""OutlierHandler: find outliers per column (IQR, z-score, percentiles, fixed bounds) and act."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import narwhals as nw
+from pydantic import Field, model_validator
+
+from data_pipeline.core.component import Operation
+from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.errors import DataTypeError
+from data_pipeline.core.frames import is_lazy
+from data_pipeline.transformation._common import (
+    collect_row,
+    is_numeric,
+    schema_of,
+    should_count,
+    value_expr,
+)
+from data_pipeline.transformation.base import DataFrameTransformer
+
+__all__ = ["OutlierConfig", "OutlierHandler"]
+
+Method = Literal["iqr", "zscore", "percentile", "bounds"]
+Action = Literal["clip", "remove", "flag", "null"]
+
+
+class OutlierRule(ConfigModel):
+    """Per-column settings; any key left out is taken from the top level."""
+
+    method: Method | None = None
+    factor: float | None = Field(default=None, gt=0)
+    threshold: float | None = Field(default=None, gt=0)
+    lower_percentile: float | None = Field(default=None, ge=0, le=1)
+    upper_percentile: float | None = Field(default=None, ge=0, le=1)
+    lower: float | None = None
+    upper: float | None = None
+    action: Action | None = None
+
+
+class OutlierConfig(ConfigModel):
+    """Config of :class:`OutlierHandler`."""
+
+    method: Method = "iqr"
+    columns: list[str] | None = None
+    factor: float = Field(default=1.5, gt=0)
+    threshold: float = Field(default=3.0, gt=0)
+    lower_percentile: float = Field(default=0.01, ge=0, le=1)
+    upper_percentile: float = Field(default=0.99, ge=0, le=1)
+    lower: float | None = None
+    upper: float | None = None
+    action: Action = "clip"
+    flag_suffix: str = Field(default="_outlier", min_length=1)
+    column_settings: dict[str, OutlierRule] = Field(default_factory=dict)
+    nan_as_null: bool = True
+    count: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _columns_list(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("columns"), str):
+            data = {**data, "columns": [data["columns"]]}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OutlierConfig:
+        rules: list[tuple[str, Any]] = [("", self)]
+        rules += [(f"column_settings.{c}.", r) for c, r in self.column_settings.items()]
+        for where, rule in rules:
+            method = rule.method or self.method
+            lower = rule.lower if rule.lower is not None else self.lower
+            upper = rule.upper if rule.upper is not None else self.upper
+            if method == "bounds" and lower is None and upper is None:
+                raise ValueError(f"{where}method 'bounds' needs 'lower' and/or 'upper'")
+            if lower is not None and upper is not None and lower > upper:
+                raise ValueError(f"{where}lower ({lower}) is above upper ({upper})")
+            lp = (
+                rule.lower_percentile
+                if rule.lower_percentile is not None
+                else self.lower_percentile
+            )
+            up = (
+                rule.upper_percentile
+                if rule.upper_percentile is not None
+                else self.upper_percentile
+            )
+            if method == "percentile" and lp >= up:
+                raise ValueError(
+                    f"{where}lower_percentile ({lp}) must be below upper_percentile ({up})"
+                )
+        return self
+
+
+class OutlierHandler(DataFrameTransformer):
+    """Detect outliers per numeric column and clip, remove, flag or null them.
+
+    Methods: ``iqr`` (outside ``[Q1 - factor*IQR, Q3 + factor*IQR]``, linear quantiles),
+    ``zscore`` (further than ``threshold`` sample standard deviations from the mean),
+    ``percentile`` (outside the ``lower_percentile``/``upper_percentile`` quantiles, as fractions
+    0..1) and ``bounds`` (outside fixed ``lower``/``upper``). Actions: ``clip`` to the bounds,
+    ``remove`` the rows, ``flag`` (adds a boolean column ``<column><flag_suffix>``) or ``null``.
+    Missing values (and NaN) are never outliers and are kept as they are. ``columns`` defaults to
+    every numeric column; ``column_settings`` overrides any key per column. On eager frames
+    ``get_metadata()["details"]`` holds the bounds and the outlier count per column.
+
+    Clipping an integer column gives a float column unless the bounds are fixed integers.
+
+    Example:
+        >>> import polars as pl
+        >>> handler = OutlierHandler(name="clip_prices", config={
+        ...     "method": "bounds", "lower": 0, "upper": 100, "action": "clip",
+        ...     "columns": ["price"],
+        ... })
+        >>> handler.transform(pl.DataFrame({"price": [-5.0, 50.0, 500.0]}))["price"].to_list()
+        [0.0, 50.0, 100.0]
+    """
+
+    config_model = OutlierConfig
+    settings: OutlierConfig
+
+    def required_columns(self, columns: Sequence[str]) -> list[str]:
+        needed = list(self.settings.columns or [])
+        return needed + [c for c in self.settings.column_settings if c not in needed]
+
+    def output_columns(self, columns: Sequence[str]) -> list[str]:
+        out = list(columns)
+        flagged = [
+            c for c in self._targets_from_names(columns) if self._rule(c)["action"] == "flag"
+        ]
+        return out + [
+            c + self.settings.flag_suffix
+            for c in flagged
+            if c + self.settings.flag_suffix not in out
+        ]
+
+    # -- planning ----------------------------------------------------------------------------
+
+    def _targets_from_names(self, columns: Sequence[str]) -> list[str]:
+        s = self.settings
+        targets = list(s.columns) if s.columns is not None else list(columns)
+        return targets + [c for c in s.column_settings if c not in targets]
+
+    def _targets(self, schema: dict[str, Any]) -> list[str]:
+        s = self.settings
+        targets = self._targets_from_names(list(schema))
+        out = []
+        for column in targets:
+            dtype = schema[column]
+            if is_numeric(dtype):
+                out.append(column)
+            elif s.columns is not None or column in s.column_settings:
+                raise DataTypeError(
+                    f"outliers need a numeric column; column {column!r} is {dtype}",
+                    component=self.label,
+                    hint="convert it first (DataTypeConverter) or leave it out of 'columns'",
+                )
+        return out
+
+    def _rule(self, column: str) -> dict[str, Any]:
+        s = self.settings
+        merged = {k: getattr(s, k) for k in OutlierRule.model_fields}
+        rule = s.column_settings.get(column)
+        if rule is not None:
+            merged.update({k: v for k, v in rule.model_dump().items() if v is not None})
+        return merged
+
+    def _stats(self, column: str, dtype: Any, rule: dict[str, Any]) -> dict[str, Any]:
+        """The aggregate expressions a method needs, each computed once."""
+        x = value_expr(column, dtype, nan_as_null=self.settings.nan_as_null)
+        if dtype.is_integer():
+            x = x.cast(nw.Float64)
+        method = rule["method"]
+        if method == "iqr":
+            return {
+                "q1": x.quantile(0.25, interpolation="linear"),
+                "q3": x.quantile(0.75, interpolation="linear"),
+            }
+        if method == "zscore":
+            return {"mean": x.mean(), "sd": x.std(ddof=1)}
+        return {
+            "lo": x.quantile(rule["lower_percentile"], interpolation="linear"),
+            "hi": x.quantile(rule["upper_percentile"], interpolation="linear"),
+        }
+
+    @staticmethod
+    def _combine(rule: dict[str, Any], v: dict[str, Any]) -> tuple[Any, Any]:
+        """Bounds from the statistics (plain numbers or expressions alike)."""
+        method = rule["method"]
+        if method == "iqr":
+            spread = (v["q3"] - v["q1"]) * rule["factor"]
+            return v["q1"] - spread, v["q3"] + spread
+        if method == "zscore":
+            return v["mean"] - v["sd"] * rule["threshold"], v["mean"] + v["sd"] * rule["threshold"]
+        return v["lo"], v["hi"]
+
+    # -- the work ----------------------------------------------------------------------------
+
+    def _apply_frame(self, frame: Any, op: Operation) -> Any:
+        s = self.settings
+        schema = schema_of(frame)
+        targets = self._targets(schema)
+        op.details["columns"] = list(targets)
+        if not targets:
+            return frame
+        rules = {c: self._rule(c) for c in targets}
+        op.details["methods"] = {c: rules[c]["method"] for c in targets}
+        op.details["actions"] = {c: rules[c]["action"] for c in targets}
+        frame, bounds, helpers, known = self._resolve_bounds(frame, schema, targets, rules)
+        masks = {c: self._mask(c, schema[c], *bounds[c]) for c in targets}
+
+        if should_count(frame, s.count):
+            exprs = [masks[c].cast(nw.Int64).sum().alias(f"n{i}") for i, c in enumerate(targets)]
+            for i, c in enumerate(targets):
+                if c not in known:
+                    lo, hi = bounds[c]
+                    exprs.append((lo if lo is not None else nw.lit(None)).max().alias(f"lo{i}"))
+                    exprs.append((hi if hi is not None else nw.lit(None)).max().alias(f"hi{i}"))
+            row = collect_row(frame, exprs)
+            op.details["outliers"] = {c: int(row[f"n{i}"] or 0) for i, c in enumerate(targets)}
+            op.details["bounds"] = {
+                c: known[c] if c in known else [_plain(row[f"lo{i}"]), _plain(row[f"hi{i}"])]
+                for i, c in enumerate(targets)
+            }
+
+        updates = []
+        removing = []
+        for c in targets:
+            action = rules[c]["action"]
+            if action == "clip":
+                updates.append(self._clip(c, schema[c], rules[c], *bounds[c]))
+            elif action == "null":
+                updates.append(nw.when(~masks[c]).then(nw.col(c)).alias(c))
+            elif action == "flag":
+                updates.append(masks[c].alias(c + s.flag_suffix))
+            else:
+                removing.append(masks[c])
+        if updates:
+            frame = frame.with_columns(*updates)
+        if removing:
+            rows_before = None if is_lazy(frame) else len(frame)
+            frame = frame.filter(~nw.any_horizontal(*removing, ignore_nulls=True))
+            if rows_before is not None:
+                op.details["rows_removed"] = rows_before - len(frame)
+        return frame.drop(*helpers) if helpers else frame
+
+    def _resolve_bounds(
+        self, frame: Any, schema: dict[str, Any], targets: list[str], rules: dict[str, Any]
+    ) -> tuple[Any, dict[str, tuple[Any, Any]], list[str], dict[str, list[Any]]]:
+        """Compute each statistic once.
+
+        Eager frames: one aggregate pass, then the bounds are literals. Lazy frames: the bounds
+        become helper columns in one ``with_columns`` (so an engine computes each quantile once,
+        and SQL engines never filter on a window function); they are dropped at the end.
+        Returns the frame, the bound expressions, the helper names and the bounds already known
+        as plain values (for metadata).
+        """
+        stats = [c for c in targets if rules[c]["method"] != "bounds"]
+        known: dict[str, list[Any]] = {}
+        bounds: dict[str, tuple[Any, Any]] = {}
+        for c in targets:
+            if c not in stats:
+                lower, upper = rules[c]["lower"], rules[c]["upper"]
+                known[c] = [_plain(lower), _plain(upper)]
+                bounds[c] = (
+                    nw.lit(lower) if lower is not None else None,
+                    nw.lit(upper) if upper is not None else None,
+                )
+        helpers: list[str] = []
+        if not stats:
+            return frame, bounds, helpers, known
+        exprs = {c: self._stats(c, schema[c], rules[c]) for c in stats}
+        names = {c: {k: f"__dp_{k}_{i}" for k in exprs[c]} for i, c in enumerate(stats)}
+        if not is_lazy(frame):
+            row = collect_row(
+                frame, [e.alias(names[c][k]) for c in stats for k, e in exprs[c].items()]
+            )
+            for c in stats:
+                values = {k: _plain(row[names[c][k]]) for k in exprs[c]}
+                lo, hi = (
+                    (None, None)
+                    if any(v is None for v in values.values())
+                    else self._combine(rules[c], values)
+                )
+                known[c] = [lo, hi]
+                bounds[c] = (
+                    nw.lit(lo, dtype=nw.Float64) if lo is not None else None,
+                    nw.lit(hi, dtype=nw.Float64) if hi is not None else None,
+                )
+            return frame, bounds, helpers, known
+        columns = []
+        for c in stats:
+            columns += [e.alias(names[c][k]) for k, e in exprs[c].items()]
+            helpers += list(names[c].values())
+            bounds[c] = self._combine(rules[c], {k: nw.col(n) for k, n in names[c].items()})
+        return frame.with_columns(*columns), bounds, helpers, known
+
+    def _mask(self, column: str, dtype: Any, lower: Any, upper: Any) -> Any:
+        x = value_expr(column, dtype, nan_as_null=self.settings.nan_as_null)
+        parts = []
+        if lower is not None:
+            parts.append((x < lower).fill_null(False))
+        if upper is not None:
+            parts.append((x > upper).fill_null(False))
+        if not parts:
+            return x.is_null() & ~x.is_null()  # no bound at all: nothing is an outlier
+        return nw.any_horizontal(*parts, ignore_nulls=True) if len(parts) > 1 else parts[0]
+
+    def _clip(self, column: str, dtype: Any, rule: dict[str, Any], lower: Any, upper: Any) -> Any:
+        x = value_expr(column, dtype, nan_as_null=self.settings.nan_as_null)
+        keep_int = (
+            dtype.is_integer()
+            and rule["method"] == "bounds"
+            and all(b is None or float(b).is_integer() for b in (rule["lower"], rule["upper"]))
+        )
+        original = nw.col(column)
+        if dtype.is_integer():
+            if keep_int:
+                lower = (
+                    nw.lit(int(rule["lower"]), dtype=dtype) if rule["lower"] is not None else None
+                )
+                upper = (
+                    nw.lit(int(rule["upper"]), dtype=dtype) if rule["upper"] is not None else None
+                )
+            else:
+                x = x.cast(nw.Float64)
+                original = original.cast(nw.Float64)
+        expr: Any = None
+        if lower is None and upper is None:
+            return nw.col(column)
+        if lower is not None:
+            expr = nw.when((x < lower).fill_null(False)).then(lower)
+        if upper is not None:
+            cond = (x > upper).fill_null(False)
+            expr = nw.when(cond).then(upper) if expr is None else expr.when(cond).then(upper)
+        return expr.otherwise(original).alias(column)
+
+
+def _plain(value: Any) -> Any:
+    """A bound as a plain float for metadata (``None`` stays ``None``)."""
+    return None if value is None else float(value)

@@ -1,0 +1,691 @@
+"""DataTypeConverter: convert columns to int, float, decimal, bool, string, date, datetime, category.
+
+Values that cannot be converted are found with Narwhals expressions (a pattern check on text,
+a range/integrality check on numbers), so the behaviour is the same on every engine and never
+depends on how a backend's own cast fails.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import narwhals as nw
+from pydantic import Field, model_validator
+
+from data_pipeline.core.component import Operation
+from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.errors import DataTypeError, UnsupportedOperationError
+from data_pipeline.core.frames import is_lazy
+from data_pipeline.transformation._common import collect_row, engine_label, schema_of, unsupported
+from data_pipeline.transformation.base import DataFrameTransformer
+
+__all__ = ["DataTypeConverter", "TypeSpec"]
+
+TypeName = Literal[
+    "int",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "float",
+    "float32",
+    "float64",
+    "decimal",
+    "bool",
+    "string",
+    "date",
+    "datetime",
+    "category",
+]
+ErrorMode = Literal["raise", "coerce", "reject"]
+
+_INTS: dict[str, tuple[Any, int, int]] = {
+    "int": (nw.Int64, -(2**63), 2**63 - 1),
+    "int64": (nw.Int64, -(2**63), 2**63 - 1),
+    "int32": (nw.Int32, -(2**31), 2**31 - 1),
+    "int16": (nw.Int16, -(2**15), 2**15 - 1),
+    "int8": (nw.Int8, -(2**7), 2**7 - 1),
+}
+_FLOATS = {"float": nw.Float64, "float64": nw.Float64, "float32": nw.Float32}
+_PANDAS_INTS = {
+    "int": "Int64",
+    "int64": "Int64",
+    "int32": "Int32",
+    "int16": "Int16",
+    "int8": "Int8",
+}
+_TRUE = ["true", "t", "yes", "y", "1"]
+_FALSE = ["false", "f", "no", "n", "0"]
+_INT_TEXT = r"^[+-]?\d{1,19}$"
+_FLOAT_TEXT = r"(?i)^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|inf|infinity|nan)$"
+_DECIMAL_TEXT = r"^[+-]?(?:\d+\.?\d*|\.\d+)$"
+_DEFAULT_DATE = "%Y-%m-%d"
+_DEFAULT_DATETIME = "%Y-%m-%d %H:%M:%S"
+_DIRECTIVES = {
+    "Y": r"\d{4}",
+    "y": r"\d{2}",
+    "m": r"(?:0?[1-9]|1[0-2])",
+    "d": r"(?:0?[1-9]|[12]\d|3[01])",
+    "e": r"(?: ?[1-9]|[12]\d|3[01])",
+    "H": r"(?:[01]?\d|2[0-3])",
+    "I": r"(?:0?[1-9]|1[0-2])",
+    "M": r"[0-5]\d",
+    "S": r"(?:[0-5]\d|60)",
+    "f": r"\d{1,9}",
+    "j": r"\d{3}",
+    "b": r"[A-Za-z]{3}",
+    "B": r"[A-Za-z]+",
+    "a": r"[A-Za-z]{3}",
+    "A": r"[A-Za-z]+",
+    "p": r"(?:AM|PM|am|pm)",
+    "z": r"(?:[+-]\d{2}:?\d{2}|Z)",
+    "%": "%",
+}
+
+
+def format_pattern(fmt: str) -> str:
+    """A regular expression that a value must match to be parsed with strftime format ``fmt``."""
+    out = []
+    i = 0
+    while i < len(fmt):
+        char = fmt[i]
+        if char == "%":
+            if i + 1 >= len(fmt) or fmt[i + 1] not in _DIRECTIVES:
+                directive = fmt[i : i + 2]
+                raise ValueError(
+                    f"format {fmt!r}: unsupported directive {directive!r} "
+                    f"(supported: {', '.join('%' + d for d in _DIRECTIVES)})"
+                )
+            out.append(_DIRECTIVES[fmt[i + 1]])
+            i += 2
+        else:
+            out.append(re.escape(char))
+            i += 1
+    return "^" + "".join(out) + "$"
+
+
+class TypeSpec(ConfigModel):
+    """One column's target: ``{"type": "datetime", "format": "%d/%m/%Y %H:%M", "time_zone": "UTC"}``."""
+
+    type: TypeName
+    format: str | None = None
+    time_zone: str | None = None
+    precision: int = Field(default=38, ge=1, le=38)
+    scale: int = Field(default=9, ge=0, le=38)
+
+    @model_validator(mode="after")
+    def _check(self) -> TypeSpec:
+        if self.format is not None:
+            if self.type not in ("date", "datetime"):
+                raise ValueError(f"'format' only applies to date and datetime, not {self.type!r}")
+            format_pattern(self.format)
+        if self.time_zone is not None:
+            if self.type != "datetime":
+                raise ValueError("'time_zone' only applies to datetime")
+            import zoneinfo
+
+            try:
+                zoneinfo.ZoneInfo(self.time_zone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"unknown time zone {self.time_zone!r} (use an IANA name such as 'Europe/Paris')"
+                ) from None
+        if self.scale > self.precision:
+            raise ValueError(f"scale ({self.scale}) cannot exceed precision ({self.precision})")
+        return self
+
+
+class ConverterConfig(ConfigModel):
+    """Config of :class:`DataTypeConverter`."""
+
+    columns: dict[str, TypeName | TypeSpec]
+    errors: ErrorMode = "raise"
+    max_examples: int = Field(default=5, ge=1)
+    strip_whitespace: bool = True
+
+    @model_validator(mode="after")
+    def _some(self) -> ConverterConfig:
+        if not self.columns:
+            raise ValueError("'columns' must name at least one column and its type")
+        return self
+
+    def spec(self, column: str) -> TypeSpec:
+        value = self.columns[column]
+        return value if isinstance(value, TypeSpec) else TypeSpec(type=value)
+
+
+class DataTypeConverter(DataFrameTransformer):
+    """Convert columns to another type; bad values raise, become null, or are rejected.
+
+    ``columns`` maps a column to a type name (int, int8-int64, float, float32, float64,
+    decimal, bool, string, date, datetime, category) or to ``{"type": ..., "format": ...,
+    "time_zone": ..., "precision": ..., "scale": ...}``. Text is stripped first (unless
+    ``strip_whitespace: false``); an empty text is missing (null), not an error. Bools accept
+    true/false, t/f, yes/no, y/n, 1/0 (any case). Dates default to ``%Y-%m-%d``, datetimes to
+    ``%Y-%m-%d %H:%M:%S`` (also a ``T`` separator, a date alone, or no seconds).
+    ``time_zone`` localizes naive values and converts aware ones (``%z``).
+
+    ``errors``: ``raise`` (default) names the column, the first bad values and their row
+    positions (on DuckDB and Spark this runs one small check query and positions are not
+    defined; on a Polars LazyFrame the check runs inside the plan and ``collect()`` raises);
+    ``coerce`` turns bad values into nulls; ``reject`` keeps the good rows and puts the bad ones,
+    unconverted, with a ``_reject_reason`` column, in ``self.last_rejects``.
+
+    Example:
+        >>> import polars as pl
+        >>> converter = DataTypeConverter(name="types", config={
+        ...     "columns": {"qty": "int", "day": {"type": "date", "format": "%d/%m/%Y"}},
+        ...     "errors": "coerce",
+        ... })
+        >>> converter.transform(pl.DataFrame({"qty": ["3", "x"], "day": ["05/01/2024", ""]})).rows()
+        [(3, datetime.date(2024, 1, 5)), (None, None)]
+    """
+
+    config_model = ConverterConfig
+    settings: ConverterConfig
+    _pandas = False
+    _duckdb = False
+    _arrow = False
+
+    def required_columns(self, columns: Sequence[str]) -> list[str]:
+        return list(self.settings.columns)
+
+    # -- building the conversion expressions -------------------------------------------------
+
+    def _convert(self, frame: Any, column: str, dtype: Any, spec: TypeSpec) -> tuple[Any, Any]:
+        """(converted expression, missing-before expression) for one column."""
+        col = nw.col(column)
+        target = spec.type
+        text = dtype == nw.String
+        missing = col.is_null()
+        if dtype.is_float():
+            missing = missing | col.is_nan().fill_null(False)
+        if dtype == nw.Unknown:  # e.g. Polars' Null type: an all-null column casts directly
+            return col.cast(_target_dtype(spec)), missing
+        if text:
+            value = col.str.strip_chars() if self.settings.strip_whitespace else col
+            missing = missing | (value.str.len_chars() == 0).fill_null(False)
+            return self._from_text(frame, column, value, spec), missing
+        if target in _INTS:
+            nw_type, lo, hi = _INTS[target]
+            x = col
+            if dtype == nw.Boolean:
+                return self._int_cast(col, nw_type), missing
+            if not dtype.is_numeric():
+                raise self._cannot(column, dtype, target)
+            valid = (x >= lo) & (x <= hi)
+            if dtype.is_float():
+                valid = valid & ~x.is_nan() & (x.round(0) == x)
+            return self._int_cast(nw.when(valid.fill_null(False)).then(x), nw_type), missing
+        if target in _FLOATS:
+            if not (dtype.is_numeric() or dtype == nw.Boolean):
+                raise self._cannot(column, dtype, target)
+            return col.cast(_FLOATS[target]), missing
+        if target == "decimal":
+            if not dtype.is_numeric():
+                raise self._cannot(column, dtype, target)
+            valid = col.abs() < 10 ** (spec.precision - spec.scale)
+            if dtype.is_float():
+                valid = valid & ~col.is_nan()
+            decimal = nw.Decimal(spec.precision, spec.scale)
+            return nw.when(valid.fill_null(False)).then(col).cast(decimal), missing
+        if target == "bool":
+            if dtype == nw.Boolean:
+                return col, missing
+            if not dtype.is_numeric():
+                raise self._cannot(column, dtype, target)
+            return nw.when(col == 1).then(nw.lit(True)).when(col == 0).then(nw.lit(False)), missing
+        if target == "string":
+            return col.cast(nw.String), missing
+        if target == "category":
+            return col.cast(nw.String).cast(nw.Categorical), missing
+        if target == "date":
+            if dtype == nw.Date:
+                return col, missing
+            if dtype == nw.Datetime:
+                return col.dt.date(), missing
+            raise self._cannot(column, dtype, target)
+        # datetime
+        if dtype == nw.Datetime:
+            return self._zone(
+                col, spec, aware=getattr(dtype, "time_zone", None) is not None
+            ), missing
+        if dtype == nw.Date:
+            return self._zone(col.cast(nw.Datetime("us")), spec, aware=False), missing
+        raise self._cannot(column, dtype, target)
+
+    def _from_text(self, frame: Any, column: str, value: Any, spec: TypeSpec) -> Any:
+        target = spec.type
+        if target in _INTS:
+            nw_type, lo, hi = _INTS[target]
+            valid = value.str.contains(_INT_TEXT)
+            unsigned = self._unsigned(value)
+            as_int = self._int_cast(nw.when(valid.fill_null(False)).then(unsigned), nw.Int64)
+            if nw_type == nw.Int64:
+                return as_int
+            in_range = ((as_int >= lo) & (as_int <= hi)).fill_null(False)
+            return self._int_cast(nw.when(in_range).then(as_int), nw_type)
+        if target in _FLOATS:
+            valid = value.str.contains(_FLOAT_TEXT)
+            unsigned = self._unsigned(value)
+            return nw.when(valid.fill_null(False)).then(unsigned).cast(_FLOATS[target])
+        if target == "decimal":
+            valid = value.str.contains(_DECIMAL_TEXT)
+            unsigned = self._unsigned(value)
+            return (
+                nw.when(valid.fill_null(False))
+                .then(unsigned)
+                .cast(nw.Decimal(spec.precision, spec.scale))
+            )
+        if target == "bool":
+            lower = value.str.to_lowercase()
+            return (
+                nw.when(lower.is_in(_TRUE))
+                .then(nw.lit(True))
+                .when(lower.is_in(_FALSE))
+                .then(nw.lit(False))
+            )
+        if target == "string":
+            return nw.col(column)
+        if target == "category":
+            return nw.col(column).cast(nw.Categorical)
+        if target == "date":
+            fmt = spec.format or _DEFAULT_DATE
+            valid = value.str.contains(format_pattern(fmt))
+            return nw.when(valid.fill_null(False)).then(value).str.to_date(format=fmt)
+        fmt = spec.format or _DEFAULT_DATETIME
+        if spec.format is None:
+            value = value.str.replace_all("T", " ", literal=True)
+            size = value.str.len_chars()
+            value = (
+                nw.when(size == 10)
+                .then(nw.concat_str([value, nw.lit(" 00:00:00")]))
+                .when(size == 16)
+                .then(nw.concat_str([value, nw.lit(":00")]))
+                .otherwise(value)
+            )
+        valid = value.str.contains(format_pattern(fmt))
+        parsed = nw.when(valid.fill_null(False)).then(value).str.to_datetime(format=fmt)
+        return self._zone(parsed, spec, aware="%z" in fmt)
+
+    def _unsigned(self, value: Any) -> Any:
+        # PyArrow cannot parse a leading '+'; the other engines can
+        return value.str.replace_all(r"^\+", "") if self._arrow else value
+
+    def _int_cast(self, expr: Any, nw_type: Any) -> Any:
+        # numpy-backed pandas cannot hold nulls in int columns: carry floats, fixed at the end
+        return expr.cast(nw.Float64) if self._pandas else expr.cast(nw_type)
+
+    def _zone(self, expr: Any, spec: TypeSpec, *, aware: bool) -> Any:
+        zone = spec.time_zone
+        if zone is None:
+            return expr
+        if self._duckdb and zone == "UTC":
+            zone = "Etc/UTC"  # DuckDB names its UTC connection zone so
+        if aware:
+            return expr.dt.convert_time_zone(zone)
+        return expr.dt.replace_time_zone(zone)
+
+    def _cannot(self, column: str, dtype: Any, target: str) -> DataTypeError:
+        return DataTypeError(
+            f"cannot convert column {column!r} from {dtype} to {target}",
+            component=self.label,
+            hint="convert it to string first, or choose another target type",
+        )
+
+    # -- the work ----------------------------------------------------------------------------
+
+    def _apply_frame(self, frame: Any, op: Operation) -> Any:
+        s = self.settings
+        schema = schema_of(frame)
+        conversions: dict[str, Any] = {}
+        bad: dict[str, Any] = {}
+        specs = {c: s.spec(c) for c in s.columns}
+        pandas_like = frame.implementation.is_pandas_like()
+        self._pandas = pandas_like
+        self._duckdb = engine_label(frame) == "duckdb"
+        self._arrow = frame.implementation is nw.Implementation.PYARROW
+        helpers: list[str] = []
+        if frame.implementation is nw.Implementation.POLARS:
+            fast = [c for c, spec in specs.items() if _polars_fast(schema[c], spec)]
+            if fast:
+                frame, helpers = self._polars_prepare(frame, fast, specs, conversions, bad)
+                if not helpers:  # converted (and checked at collect time) already
+                    specs = {c: spec for c, spec in specs.items() if c not in fast}
+                    if not specs:
+                        op.details["types"] = {c: s.spec(c).type for c in s.columns}
+                        return frame
+        elif frame.implementation is nw.Implementation.PANDAS:
+            fast = [
+                c for c, spec in specs.items() if schema[c] == nw.String and spec.type == "datetime"
+            ]
+            if fast:
+                frame = self._pandas_prepare(frame, fast, specs, conversions, bad, helpers)
+        for column, spec in specs.items():
+            if column in conversions:
+                continue
+            self._check_engine(frame, column, spec, pandas_like)
+            converted, missing = self._convert(frame, column, schema[column], spec)
+            if pandas_like and spec.type in _INTS:
+                converted = converted.cast(nw.Float64)  # numpy ints cannot hold nulls; fixed below
+            if not is_lazy(frame):
+                # eager: convert once into a helper column that every mode then reuses
+                helper = f"__dp_cast_{len(helpers)}"
+                frame = frame.with_columns(converted.alias(helper))
+                helpers.append(helper)
+                converted = nw.col(helper)
+            conversions[column] = converted.alias(column)
+            bad[column] = (~missing & converted.is_null()).fill_null(False)
+        op.details["types"] = {c: s.spec(c).type for c in s.columns}
+        try:
+            result = self._run(frame, conversions, bad, specs, op, helpers)
+        except NotImplementedError as exc:
+            if isinstance(exc, UnsupportedOperationError):
+                raise
+            raise unsupported(
+                frame,
+                f"do this conversion ({exc})".replace("\n", " "),
+                "convert on another engine (e.g. Polars), or choose another target type",
+                component=self.label,
+            ) from exc
+        if pandas_like:
+            result = self._pandas_nullable(result, specs)
+        return result
+
+    def _check_engine(self, frame: Any, column: str, spec: TypeSpec, pandas_like: bool) -> None:
+        engine = engine_label(frame)
+        if spec.type == "category" and engine == "duckdb":
+            raise unsupported(
+                frame,
+                f"convert column {column!r} to category (DuckDB has no categorical type here)",
+                "use 'string' on DuckDB, or convert after collecting to Polars or pandas",
+                component=self.label,
+            )
+        if spec.type == "date" and pandas_like:
+            raise unsupported(
+                frame,
+                f"convert column {column!r} to date (numpy-backed pandas has no date type)",
+                "use 'datetime' for pandas, or pyarrow-backed pandas: "
+                "df.convert_dtypes(dtype_backend='pyarrow')",
+                component=self.label,
+            )
+        if (
+            spec.time_zone is not None
+            and engine == "duckdb"
+            and spec.time_zone not in ("UTC", "Etc/UTC")
+        ):
+            raise unsupported(
+                frame,
+                f"set time zone {spec.time_zone!r} on column {column!r} (DuckDB keeps the time zone "
+                "in the connection, not in the column)",
+                "use time_zone 'UTC' on DuckDB, or convert on Polars or pandas",
+                component=self.label,
+            )
+
+    def _run(
+        self,
+        frame: Any,
+        conversions: dict[str, Any],
+        bad: dict[str, Any],
+        specs: dict[str, TypeSpec],
+        op: Operation,
+        helpers: list[str],
+    ) -> Any:
+        s = self.settings
+        lazy = is_lazy(frame)
+        specs = {c: s.spec(c) for c in bad}
+
+        def done(result: Any) -> Any:
+            return result.drop(*helpers) if helpers else result
+
+        if s.errors == "coerce":
+            if not lazy:
+                row = collect_row(frame, [b.cast(nw.Int64).sum().alias(c) for c, b in bad.items()])
+                op.details["coerced"] = {c: int(row[c] or 0) for c in bad}
+            return done(frame.with_columns(*conversions.values()))
+        if s.errors == "raise":
+            self._raise_on_bad(frame, bad, specs)
+            return done(frame.with_columns(*conversions.values()))
+        # reject
+        any_bad = nw.any_horizontal(*bad.values(), ignore_nulls=True)
+        reasons = [
+            nw.when(b).then(
+                nw.concat_str(
+                    [
+                        nw.lit(f"{c}: cannot convert "),
+                        nw.col(c).cast(nw.String),
+                        nw.lit(f" to {specs[c].type}"),
+                    ],
+                )
+            )
+            for c, b in bad.items()
+        ]
+        rejects = frame.filter(any_bad).with_columns(
+            nw.concat_str(reasons, separator="; ", ignore_nulls=True).alias("_reject_reason")
+        )
+        rejects = done(rejects)
+        good = done(frame.filter(~any_bad).with_columns(*conversions.values()))
+        self.last_rejects = rejects.to_native()
+        if not lazy:
+            op.rows_rejected = len(rejects)
+            op.details["rows_rejected"] = len(rejects)
+        return good
+
+    def _raise_on_bad(self, frame: Any, bad: dict[str, Any], specs: dict[str, TypeSpec]) -> None:
+        s = self.settings
+        lazy = is_lazy(frame)
+        any_bad = nw.any_horizontal(*bad.values(), ignore_nulls=True)
+        flags = [b.alias(f"__dp_bad_{i}") for i, b in enumerate(bad.values())]
+        source = frame if lazy else frame.with_row_index("__dp_row")
+        sample = source.filter(any_bad).with_columns(*flags).head(s.max_examples * len(bad))
+        if lazy:
+            sample = sample.collect()
+        if len(sample) == 0:
+            return
+        rows = sample.rows(named=True)
+        parts = []
+        for i, column in enumerate(bad):
+            hits = [r for r in rows if r[f"__dp_bad_{i}"]][: s.max_examples]
+            if not hits:
+                continue
+            if lazy:
+                shown = ", ".join(repr(r[column]) for r in hits)
+            else:
+                shown = ", ".join(f"{r[column]!r} (row {r['__dp_row']})" for r in hits)
+            parts.append(f"column {column!r}: cannot convert to {specs[column].type}: {shown}")
+        where = "" if not lazy else " (row positions are not defined on a lazy engine)"
+        raise DataTypeError(
+            "; ".join(parts) + where,
+            component=self.label,
+            hint="fix the data, give a 'format', or set errors: 'coerce' (bad values become null) "
+            "or 'reject' (bad rows go to last_rejects)",
+        )
+
+    def _polars_prepare(
+        self,
+        frame: Any,
+        fast: list[str],
+        specs: dict[str, TypeSpec],
+        conversions: dict[str, Any],
+        bad: dict[str, Any],
+    ) -> tuple[Any, list[str]]:
+        """Polars fast path for text -> int/float/date/datetime: native non-strict parsing.
+
+        ``errors: raise`` on a LazyFrame checks each column while the plan runs (at collect),
+        so nothing is computed twice. Otherwise the converted values and bad-value flags become
+        helper columns in one ``with_columns`` that the shared code then uses.
+        """
+        import polars as pl
+
+        s = self.settings
+        native = frame.to_native()
+        if s.errors == "raise" and is_lazy(frame):
+            exprs = []
+            for c in fast:
+                spec = specs[c]
+                check = functools.partial(
+                    _check_series, self.label, c, spec, s.strip_whitespace, s.max_examples
+                )
+                exprs.append(pl.col(c).map_batches(check, return_dtype=_polars_dtype(spec)))
+            return nw.from_native(native.with_columns(exprs)), []
+        exprs = []
+        helpers: list[str] = []
+        for i, c in enumerate(fast):
+            converted, missing = _polars_text(pl.col(c), specs[c], s.strip_whitespace)
+            conv_name, bad_name = f"__dp_conv_{i}", f"__dp_bad_{i}"
+            exprs += [converted.alias(conv_name), (converted.is_null() & ~missing).alias(bad_name)]
+            conversions[c] = nw.col(conv_name).alias(c)
+            bad[c] = nw.col(bad_name)
+            helpers += [conv_name, bad_name]
+        return nw.from_native(native.with_columns(exprs)), helpers
+
+    def _pandas_prepare(
+        self,
+        frame: Any,
+        fast: list[str],
+        specs: dict[str, TypeSpec],
+        conversions: dict[str, Any],
+        bad: dict[str, Any],
+        helpers: list[str],
+    ) -> Any:
+        """pandas fast path for text -> datetime: ``pandas.to_datetime(errors="coerce")``.
+
+        Without a ``format`` it parses ISO 8601 (a date alone, a ``T`` or a space, minutes or
+        seconds), as the other engines do with their default formats.
+        """
+        import pandas as pd
+
+        native = frame.to_native()
+        added: dict[str, Any] = {}
+        for c in fast:
+            spec = specs[c]
+            series = native[c]
+            value = series.str.strip() if self.settings.strip_whitespace else series
+            missing = series.isna() | (value.str.len() == 0)
+            parsed = pd.to_datetime(value, format=spec.format or "ISO8601", errors="coerce")
+            if spec.time_zone is not None:
+                if "%z" in (spec.format or "") or getattr(parsed.dt, "tz", None) is not None:
+                    parsed = parsed.dt.tz_convert(spec.time_zone)
+                else:
+                    parsed = parsed.dt.tz_localize(spec.time_zone)
+            conv_name, bad_name = f"__dp_pconv_{len(helpers)}", f"__dp_pbad_{len(helpers)}"
+            added[conv_name] = parsed.astype(parsed.dtype.name.replace("ns", "us"))
+            added[bad_name] = (parsed.isna() & ~missing).fillna(False).astype(bool)
+            conversions[c] = nw.col(conv_name).alias(c)
+            bad[c] = nw.col(bad_name)
+            helpers += [conv_name, bad_name]
+        return nw.from_native(native.assign(**added))
+
+    @staticmethod
+    def _pandas_nullable(frame: Any, specs: dict[str, TypeSpec]) -> Any:
+        """numpy-backed pandas cannot hold nulls in int or bool columns: use nullable dtypes."""
+        native = frame.to_native()
+        changed = False
+        for column, spec in specs.items():
+            if spec.type in _PANDAS_INTS:
+                native[column] = native[column].astype(_PANDAS_INTS[spec.type])
+                changed = True
+            elif spec.type == "bool" and native[column].dtype == object:
+                native[column] = native[column].astype("boolean")
+                changed = True
+        return nw.from_native(native) if changed else frame
+
+
+# -- Polars fast path ---------------------------------------------------------------------------
+
+
+def _polars_fast(dtype: Any, spec: TypeSpec) -> bool:
+    return bool(dtype == nw.String) and (
+        spec.type in _INTS or spec.type in _FLOATS or spec.type in ("date", "datetime")
+    )
+
+
+def _polars_dtype(spec: TypeSpec) -> Any:
+    import polars as pl
+
+    ints = {
+        "int": pl.Int64,
+        "int64": pl.Int64,
+        "int32": pl.Int32,
+        "int16": pl.Int16,
+        "int8": pl.Int8,
+    }
+    if spec.type in ints:
+        return ints[spec.type]
+    if spec.type in _FLOATS:
+        return pl.Float32 if spec.type == "float32" else pl.Float64
+    if spec.type == "date":
+        return pl.Date
+    fmt = spec.format or _DEFAULT_DATETIME
+    zone = spec.time_zone or ("UTC" if "%z" in fmt else None)
+    return pl.Datetime("us", zone)
+
+
+def _polars_text(col: Any, spec: TypeSpec, strip: bool) -> tuple[Any, Any]:
+    """(converted, missing) Polars expressions for a text column; bad values become null."""
+    import polars as pl
+
+    value = col.str.strip_chars() if strip else col
+    missing = col.is_null() | (value.str.len_bytes() == 0)
+    if spec.type in _INTS or spec.type in _FLOATS:
+        return value.cast(_polars_dtype(spec), strict=False), missing
+    if spec.type == "date":
+        return value.str.to_date(spec.format or _DEFAULT_DATE, strict=False), missing
+    fmt = spec.format or _DEFAULT_DATETIME
+    if spec.format is None:
+        value = value.str.replace("T", " ", literal=True)
+        size = value.str.len_chars()
+        value = (
+            pl.when(size == 10)
+            .then(value + " 00:00:00")
+            .when(size == 16)
+            .then(value + ":00")
+            .otherwise(value)
+        )
+    parsed = value.str.to_datetime(fmt, strict=False, time_unit="us")
+    if spec.time_zone is not None:
+        if "%z" in fmt:
+            parsed = parsed.dt.convert_time_zone(spec.time_zone)
+        else:
+            parsed = parsed.dt.replace_time_zone(spec.time_zone)
+    return parsed, missing
+
+
+def _check_series(
+    component: str, column: str, spec: TypeSpec, strip: bool, examples: int, series: Any
+) -> Any:
+    """Convert one column while a Polars plan runs; raise naming the first bad values."""
+    import polars as pl
+
+    converted, missing = _polars_text(pl.col("v"), spec, strip)
+    out = pl.DataFrame({"v": series}).select(
+        converted.alias("c"), (converted.is_null() & ~missing).alias("b")
+    )
+    flags = out["b"]
+    if flags.any():
+        positions = flags.arg_true().head(examples).to_list()
+        shown = ", ".join(f"{series[p]!r} (row {p})" for p in positions)
+        raise DataTypeError(
+            f"column {column!r}: cannot convert {int(flags.sum())} value(s) to {spec.type}: {shown}",
+            component=component,
+            hint="fix the data, give a 'format', or set errors: 'coerce' (bad values become null) "
+            "or 'reject' (bad rows go to last_rejects)",
+        )
+    return out["c"].alias(series.name)
+
+
+def _target_dtype(spec: TypeSpec) -> Any:
+    """The Narwhals dtype a spec converts to."""
+    if spec.type in _INTS:
+        return _INTS[spec.type][0]
+    if spec.type in _FLOATS:
+        return _FLOATS[spec.type]
+    simple = {"bool": nw.Boolean, "string": nw.String, "date": nw.Date, "category": nw.Categorical}
+    if spec.type in simple:
+        return simple[spec.type]
+    if spec.type == "decimal":
+        return nw.Decimal(spec.precision, spec.scale)
+    return nw.Datetime("us", spec.time_zone)
