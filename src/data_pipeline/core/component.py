@@ -101,7 +101,8 @@ class Component:
             self.status = "failed"
             error = self._translate_error(exc, name)
             self._last_error = str(error) if error is not None else f"{type(exc).__name__}"
-            self.logger.error("%s: %s failed: %s", self.label, name, self._last_error)
+            detail = getattr(error, "detail", self._last_error)
+            self.logger.error("%s: %s failed: %s", self.label, name, detail)
             if error is None or error is exc:
                 raise
             raise error from exc

@@ -97,6 +97,8 @@ class StepPipeline(Component, Generic[S]):
         super().__init__(name, config)
         self.steps: list[S] = []
         self.step_metadata: list[dict[str, Any]] = []
+        self.rejects: dict[str, Any] = {}
+        """Rows each step routed out on the last run (native frames with ``_reject_reason``)."""
 
     def add(self, step: S) -> StepPipeline[S]:
         self._check_step(step)
@@ -162,15 +164,21 @@ class StepPipeline(Component, Generic[S]):
         with self._operation("run", rows_in=row_count(frame)) as op:
             self.check(column_names(frame))
             self.step_metadata = []
+            self.rejects = {}
             for step in self.steps:
                 start = time.perf_counter()
                 frame = step.apply(frame)
+                rejected = step._last.rows_rejected if step._last is not None else None
+                if rejected:
+                    self.rejects[step.name] = step.last_rejects
+                    op.rows_rejected = (op.rows_rejected or 0) + rejected
                 self.step_metadata.append(
                     {
                         "step": step.name,
                         "type": type(step).__name__,
                         "seconds": round(time.perf_counter() - start, 6),
                         "rows_out": row_count(frame),
+                        "rows_rejected": rejected,
                     }
                 )
             op.rows_out = row_count(frame)
