@@ -30,7 +30,7 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log each compone
 def _console(stderr: bool = False):  # type: ignore[no-untyped-def]
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def _load(file: Path):  # type: ignore[no-untyped-def]
@@ -104,6 +104,24 @@ def run(file: FileArg, verbose: Verbose = False) -> None:
     for key, path in result.outputs.items():
         if key.startswith("dashboard:"):
             console.print(f"dashboard {key.split(':', 1)[1]!r}: {path}", markup=False)
+
+
+@app.command()
+def dashboard(file: FileArg) -> None:
+    """Re-render a pipeline's dashboards from its stored data, without re-running ingestion."""
+    from data_pipeline.pipeline import describe_error, render_dashboards
+
+    loaded = _load(file)
+    try:
+        written = render_dashboards(loaded)
+    except Exception as exc:
+        err = _console(stderr=True)
+        err.print("[bold red]rendering the dashboards failed[/]", markup=True)
+        err.print(describe_error(exc), markup=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    console = _console()
+    for name, path in written.items():
+        console.print(f"dashboard {name!r}: {path}", markup=False)
 
 
 @app.command()

@@ -68,6 +68,7 @@ __all__ = [
     "PipelineRun",
     "StageResult",
     "load_pipeline",
+    "render_dashboards",
     "run_pipeline",
 ]
 
@@ -476,6 +477,54 @@ def run_pipeline(
             st.add(f"{name} ({len(feeds)} charts)", None)
 
     return PipelineRun(stages, data, outputs, time.perf_counter() - started)
+
+
+def render_dashboards(
+    pipeline: LoadedPipeline | str | Path | Mapping[str, Any],
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Re-render the dashboards of a pipeline from its stored data, without ingesting anything.
+
+    Each visualization's data set is read back from the first storage system that stores it; a
+    processing output that was not stored is recomputed from its stored input. Returns the path
+    written per dashboard.
+    """
+    loaded = pipeline if isinstance(pipeline, LoadedPipeline) else load_pipeline(pipeline, environ=environ)
+    stored_at: dict[str, tuple[Any, str]] = {}
+    for system, entries in loaded.storage.values():
+        for entry in entries:
+            stored_at.setdefault(entry.data, (system, entry.table or entry.data))
+    cache: dict[str, Any] = {}
+
+    def fetch(name: str, path: str) -> Any:
+        if name in cache:
+            return cache[name]
+        if name in stored_at:
+            system, table = stored_at[name]
+            cache[name] = system.retrieve(table)
+        elif name in loaded.processing:
+            inp, ppipe = loaded.processing[name]
+            cache[name] = _materialize(ppipe.process(_to_engine(fetch(inp, path), loaded.spec.engine)))
+        else:
+            raise ConfigError(
+                f"{path}: the data set {name!r} is not stored by any storage system",
+                component="pipeline file",
+                hint=f"add a store entry for {name!r} (or for the input of the processing pipeline that makes it), "
+                "or run the whole pipeline with `data-pipeline run`",
+            )
+        return cache[name]
+
+    written: dict[str, str] = {}
+    for name, (dashboard, dspec, feeds) in loaded.dashboards.items():
+        path = f"dashboards.{name}"
+        viz_data = {vname: fetch(dname, path) for vname, dname in feeds.items()}
+        target = Path(dspec.path or f"{name}.html")
+        if not target.is_absolute():
+            target = loaded.base_dir / target
+        dashboard.save_html(str(target), viz_data)
+        written[name] = str(target)
+    return written
 
 
 class _Stage:
