@@ -84,7 +84,18 @@ def register_secret(value: object) -> None:
             return
         _secret_values.update(candidates)
         ordered = sorted(_secret_values, key=len, reverse=True)
-        _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+        _pattern = re.compile("|".join(_secret_pattern(v) for v in ordered))
+
+
+def _secret_pattern(value: str) -> str:
+    """A long secret is masked wherever it appears; a short one only as a whole word.
+
+    So the spec's example password ``"pass"`` is masked in ``user:pass@`` but ``password`` stays.
+    """
+    escaped = re.escape(value)
+    if len(value) >= 8:
+        return escaped
+    return rf"(?<![A-Za-z0-9]){escaped}(?![A-Za-z0-9])"
 
 
 def redact_url(url: str) -> str:

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from data_pipeline.core.component import Component
-from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.errors import ConfigError, StorageError
 from data_pipeline.core.frames import convert_output, row_count, to_narwhals
 
@@ -36,6 +35,7 @@ class StorageSystem(Component):
     layer: ClassVar[str] = "storage"
     error_class = StorageError
     supported_if_exists: ClassVar[tuple[str, ...]] = IF_EXISTS
+    accepts_primary_key: ClassVar[bool] = False
 
     def default_target(self) -> str | None:
         """The table, key or path used when ``store`` is called without one."""
@@ -52,7 +52,12 @@ class StorageSystem(Component):
         if_exists: str | None = None,
         **options: Any,
     ) -> StoreResult:
-        """Store a frame of any supported engine under ``table`` (a table, key or file name)."""
+        """Store a frame of any supported engine under ``table`` (a table, key or file name).
+
+        ``schema=`` (a :class:`~data_pipeline.storage.schema.Schema`) validates the data first,
+        raising :class:`StorageSchemaError` with every violation, casts it to the declared
+        types, and supplies the primary key to backends that use one.
+        """
         target = table or self.default_target()
         mode = if_exists or self.default_if_exists()
         if target is None:
@@ -67,8 +72,11 @@ class StorageSystem(Component):
                 component=self.label,
                 hint=f"use one of {', '.join(self.supported_if_exists)}",
             )
+        schema = options.pop("schema", None)
         with self._operation("store") as op:
             op.rows_in = row_count(to_narwhals(data, component=self.label))
+            if schema is not None:
+                data = self._apply_schema(schema, data, options)
             result = self._store(data, target, mode, **options)
             op.rows_out = result.rows
             op.details.update({"target": result.target, "bytes": result.bytes, **result.details})
@@ -91,8 +99,27 @@ class StorageSystem(Component):
             op.rows_out = row_count(to_narwhals(out))
             return out
 
+    def _apply_schema(self, schema: Any, data: Any, options: dict[str, Any]) -> Any:
+        """Check ``data`` against a registered Schema (every violation at once), then cast to it."""
+        from data_pipeline.storage.schema import Schema
+
+        if not isinstance(schema, Schema):
+            raise ConfigError(
+                f"schema= expects a Schema, got {type(schema).__name__}",
+                component=self.label,
+                hint="pass registry.get('name') or Schema(...)",
+            )
+        schema.check(data, component=self.label)
+        if self.accepts_primary_key:
+            if schema.primary_key:
+                options.setdefault("primary_key", list(schema.primary_key))
+            options.setdefault("not_null", [f.name for f in schema.fields if not f.nullable])
+        return schema.cast(data)
+
     def _store(self, data: Any, target: str, if_exists: str, **options: Any) -> StoreResult:
         raise NotImplementedError(f"{type(self).__name__} must implement _store()")
 
-    def _retrieve(self, target: str | None, *, query: str | None, params: Any, **options: Any) -> Any:
+    def _retrieve(
+        self, target: str | None, *, query: str | None, params: Any, **options: Any
+    ) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement _retrieve()")

@@ -34,7 +34,9 @@ class StorageManager:
     def remove_storage_system(self, name: str) -> StorageSystem:
         return self.systems.remove(name)
 
-    def store_data(self, data: Any, storage_name: str, table: str | None = None, **options: Any) -> StoreResult:
+    def store_data(
+        self, data: Any, storage_name: str, table: str | None = None, **options: Any
+    ) -> StoreResult:
         """Store ``data`` in the storage system named ``storage_name``."""
         return self.systems.get(storage_name).store(data, table, **options)
 

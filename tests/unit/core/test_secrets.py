@@ -77,3 +77,8 @@ def test_redact_structures() -> None:
 def test_short_values_are_not_registered() -> None:
     register_secret("ab")
     assert redact_text("abc ab") == "abc ab"
+
+
+def test_short_secret_is_masked_only_as_a_whole_word() -> None:
+    register_secret("pass")
+    assert redact_text("password: pass, user:pass@host, bypass") == "password: ***, user:***@host, bypass"

@@ -1,0 +1,802 @@
+"""FileSystemStorage: Parquet, CSV, JSON Lines and Arrow IPC files under one base path.
+
+Every write is atomic. A single file is written to a hidden temporary file beside the target and
+renamed over it with :func:`os.replace`, so a reader (or a crash) sees the old file or the new one,
+never part of one. A hive-partitioned dataset is written to a hidden version directory; the
+dataset's name is a symbolic link that is swapped to the new version in one rename, so a dataset
+appears whole or not at all, and ``replace`` never leaves it missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import uuid
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from data_pipeline.core.config import ConfigModel, validate_config
+from data_pipeline.core.errors import (
+    ConfigError,
+    InputNotFoundError,
+    StorageError,
+    StorageSchemaError,
+    UnsupportedOperationError,
+)
+from data_pipeline.core.frames import to_polars
+from data_pipeline.storage._common import check_columns_match
+from data_pipeline.storage.base import StorageSystem, StoreResult
+
+if TYPE_CHECKING:
+    import polars as pl
+
+__all__ = ["FileSystemStorage", "FileSystemStorageConfig"]
+
+FileFormat = Literal["parquet", "csv", "jsonl", "ipc"]
+EXTENSIONS: dict[str, str] = {
+    "parquet": ".parquet",
+    "csv": ".csv",
+    "jsonl": ".jsonl",
+    "ipc": ".arrow",
+}
+_FORMAT_ALIASES = {
+    "ndjson": "jsonl",
+    "json_lines": "jsonl",
+    "jsonlines": "jsonl",
+    "arrow": "ipc",
+    "feather": "ipc",
+    "pq": "parquet",
+}
+COMPRESSIONS: dict[str, tuple[str, ...]] = {
+    "parquet": ("uncompressed", "snappy", "gzip", "lz4", "zstd", "brotli"),
+    "csv": ("uncompressed", "gzip", "zstd"),
+    "jsonl": ("uncompressed", "gzip", "zstd"),
+    "ipc": ("uncompressed", "lz4", "zstd"),
+}
+DEFAULT_COMPRESSION = {
+    "parquet": "zstd",
+    "csv": "uncompressed",
+    "jsonl": "uncompressed",
+    "ipc": "uncompressed",
+}
+_TEXT_SUFFIX = {"gzip": ".gz", "zstd": ".zst"}
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+class FileSystemStorageConfig(ConfigModel):
+    """Config of :class:`FileSystemStorage`."""
+
+    base_path: str = "data"
+    format: FileFormat = "parquet"
+    compression: str | None = None
+    compression_level: int | None = None
+    row_group_size: int | None = Field(default=None, gt=0)
+    partition_by: list[str] | None = None
+    default_table: str | None = None
+    default_if_exists: Literal["fail", "replace", "append"] = "replace"
+    storage_options: dict[str, Any] | None = None
+    fsync: bool = False
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _alias_format(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower().lstrip(".")
+            return _FORMAT_ALIASES.get(value, value)
+        return value
+
+    @field_validator("partition_by", mode="before")
+    @classmethod
+    def _one_column(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [value]
+        return value or None
+
+    @model_validator(mode="after")
+    def _check_compression(self) -> FileSystemStorageConfig:
+        if self.compression is None:
+            self.compression = DEFAULT_COMPRESSION[self.format]
+        else:
+            self.compression = self.compression.lower()
+            if self.compression in ("none", "uncompressed", ""):
+                self.compression = "uncompressed"
+        if self.partition_by and self.format not in ("parquet", "ipc"):
+            raise ValueError(
+                f"partition_by needs format 'parquet' or 'ipc' (hive-partitioned {self.format} "
+                "cannot be read back with its partition columns)"
+            )
+        allowed = COMPRESSIONS[self.format]
+        if self.compression not in allowed:
+            raise ValueError(
+                f"compression {self.compression!r} is not available for {self.format}; "
+                f"allowed: {', '.join(allowed)}"
+            )
+        return self
+
+
+class FileSystemStorage(StorageSystem):
+    """Storage system for file systems: Parquet (default), CSV, JSON Lines or Arrow IPC files.
+
+    ``store(data, "sales")`` writes ``<base_path>/sales.parquet`` (or, with ``partition_by``, a
+    hive-partitioned directory ``<base_path>/sales/region=EU/...``) atomically. Names are
+    relative to ``base_path``: absolute names and ``..`` are rejected, so nothing is written
+    outside it. ``if_exists`` is ``replace`` (default), ``fail`` or ``append`` (a single file is
+    rewritten with the new rows added; a partitioned dataset gets new part files). ``base_path``
+    may also be an fsspec URL (``s3://bucket/prefix``, ``memory://x``): single files are written
+    to a temporary name and moved, which is atomic only where the file system's move is.
+
+    Example:
+        >>> storage = FileSystemStorage(name="lake", config={
+        ...     "base_path": "data/lake",
+        ...     "format": "parquet",          # parquet | csv | jsonl | ipc
+        ...     "compression": "zstd",
+        ...     "row_group_size": 500_000,
+        ...     "partition_by": ["region"],   # optional hive partitioning
+        ... })
+    """
+
+    config_model = FileSystemStorageConfig
+    settings: FileSystemStorageConfig
+    supported_if_exists = ("fail", "replace", "append")
+
+    _OPTIONS = frozenset(
+        {"format", "compression", "compression_level", "row_group_size", "partition_by"}
+    )
+
+    def default_target(self) -> str | None:
+        return self.settings.default_table
+
+    def default_if_exists(self) -> str:
+        return self.settings.default_if_exists
+
+    # -- paths ------------------------------------------------------------------------------
+
+    @property
+    def is_local(self) -> bool:
+        base = self.settings.base_path
+        return "://" not in base or base.startswith("file://")
+
+    def _local_base(self) -> str:
+        base = self.settings.base_path
+        if base.startswith("file://"):
+            base = base[len("file://") :]
+        return os.path.abspath(os.path.expanduser(base))
+
+    def _relative(self, name: str, fmt: str, compression: str) -> str:
+        """The validated relative name without extension; rejects anything leaving base_path."""
+        if not isinstance(name, str) or not name.strip() or "\x00" in name:
+            raise ConfigError(
+                f"invalid file name {name!r}",
+                component=self.label,
+                hint="pass a relative name like 'sales'",
+            )
+        text = name.replace("\\", "/")
+        path = PurePosixPath(text)
+        if path.is_absolute() or _DRIVE.match(text) or "://" in text or ".." in path.parts:
+            raise ConfigError(
+                f"file name {name!r} points outside base_path {self.settings.base_path!r}",
+                component=self.label,
+                hint="use a relative name without '..' (e.g. 'sales' or 'year=2024/sales')",
+            )
+        rel = str(path)
+        for ext in (self._extension(fmt, compression), EXTENSIONS[fmt]):
+            if rel.endswith(ext) and len(rel) > len(ext):
+                rel = rel[: -len(ext)]
+                break
+        if rel in ("", "."):
+            raise ConfigError(
+                f"invalid file name {name!r}", component=self.label, hint="pass e.g. 'sales'"
+            )
+        return rel
+
+    @staticmethod
+    def _extension(fmt: str, compression: str) -> str:
+        ext = EXTENSIONS[fmt]
+        if fmt in ("csv", "jsonl"):
+            ext += _TEXT_SUFFIX.get(compression, "")
+        return ext
+
+    def _inside_base(self, path: str) -> str:
+        base = os.path.realpath(self._local_base())
+        real = os.path.realpath(path)
+        if real != base and not real.startswith(base + os.sep):
+            raise ConfigError(
+                f"{path!r} resolves outside base_path {self.settings.base_path!r}",
+                component=self.label,
+                hint="a symbolic link inside base_path points elsewhere; use another name",
+            )
+        return path
+
+    def _effective(self, options: dict[str, Any]) -> FileSystemStorageConfig:
+        unknown = set(options) - self._OPTIONS
+        if unknown:
+            raise ConfigError(
+                f"unknown option(s) {', '.join(sorted(unknown))}",
+                component=self.label,
+                hint=f"store() accepts {', '.join(sorted(self._OPTIONS))}",
+            )
+        if not options:
+            return self.settings
+        raw = self.settings.model_dump()
+        if "format" in options and "compression" not in options:
+            raw["compression"] = None
+        raw.update(options)
+        return validate_config(FileSystemStorageConfig, raw, component=self.label, prefix="options")
+
+    # -- store ------------------------------------------------------------------------------
+
+    def _store(self, data: Any, target: str, if_exists: str, **options: Any) -> StoreResult:
+        cfg = self._effective(options)
+        assert cfg.compression is not None
+        rel = self._relative(target, cfg.format, cfg.compression)
+        frame = self._frame(data)
+        if cfg.partition_by:
+            from data_pipeline.core.frames import require_columns
+
+            require_columns(frame, cfg.partition_by, component=self.label, what="partition column")
+            if not self.is_local:
+                raise UnsupportedOperationError(
+                    "partitioned datasets are written to local paths only",
+                    component=self.label,
+                    hint="use a local base_path, or drop partition_by for fsspec URLs",
+                )
+            return self._store_dataset(frame, rel, if_exists, cfg)
+        if not self.is_local:
+            return self._store_remote(frame, rel, if_exists, cfg)
+        return self._store_file(frame, rel, if_exists, cfg)
+
+    def _frame(self, data: Any) -> pl.DataFrame | pl.LazyFrame:
+        import polars as pl
+
+        if isinstance(data, (pl.DataFrame, pl.LazyFrame)):
+            return data
+        return to_polars(data)
+
+    def _store_file(
+        self,
+        frame: pl.DataFrame | pl.LazyFrame,
+        rel: str,
+        if_exists: str,
+        cfg: FileSystemStorageConfig,
+    ) -> StoreResult:
+        assert cfg.compression is not None
+        base = self._local_base()
+        path = os.path.join(base, rel + self._extension(cfg.format, cfg.compression))
+        parent = os.path.dirname(path)
+        os.makedirs(parent, exist_ok=True)
+        self._inside_base(parent)
+        _sweep(parent, os.path.basename(path), keep=None)
+        exists = os.path.lexists(path)
+        if exists and if_exists == "fail":
+            raise StorageError(
+                f"{path!r} already exists",
+                component=self.label,
+                hint="store with if_exists='replace' or 'append', or choose another name",
+            )
+        tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
+        try:
+            if exists and if_exists == "append":
+                rows = self._append_file(frame, path, tmp, cfg)
+            else:
+                rows = _write(frame, tmp, cfg)
+            if cfg.fsync:
+                _fsync(tmp)
+            os.replace(tmp, path)
+            if cfg.fsync:
+                _fsync_dir(parent)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
+        return StoreResult(
+            target=path,
+            rows=rows,
+            bytes=os.path.getsize(path),
+            details={"format": cfg.format, "if_exists": if_exists},
+        )
+
+    def _append_file(
+        self, frame: pl.DataFrame | pl.LazyFrame, path: str, tmp: str, cfg: FileSystemStorageConfig
+    ) -> int:
+        """Old rows plus new rows into ``tmp`` (renamed over ``path`` by the caller)."""
+        import polars as pl
+
+        if cfg.format in ("csv", "jsonl"):
+            if cfg.format == "csv":
+                existing = pl.read_csv(path, n_rows=0).columns
+                names = frame.collect_schema().names()
+                check_columns_match(existing, names, target=path, component=self.label)
+                frame = frame.select(existing)
+            shutil.copyfile(path, tmp)
+            new = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+            comp: Any = cfg.compression
+            with open(tmp, "ab") as handle:
+                if cfg.format == "csv":
+                    new.write_csv(
+                        handle,
+                        include_header=False,
+                        compression=comp,
+                        compression_level=cfg.compression_level,
+                        check_extension=False,
+                    )
+                else:
+                    new.write_ndjson(
+                        handle,
+                        compression=comp,
+                        compression_level=cfg.compression_level,
+                        check_extension=False,
+                    )
+            return int(new.height)
+        old = pl.scan_parquet(path) if cfg.format == "parquet" else pl.scan_ipc(path)
+        schema = old.collect_schema()
+        new_lazy = frame.lazy() if isinstance(frame, pl.DataFrame) else frame
+        check_columns_match(
+            schema.names(), new_lazy.collect_schema().names(), target=path, component=self.label
+        )
+        new_lazy = _cast_to(
+            new_lazy.select(schema.names()), schema, target=path, component=self.label
+        )
+        count = _count(new_lazy) if isinstance(frame, pl.LazyFrame) else frame.height
+        _write(pl.concat([old, new_lazy], how="vertical"), tmp, cfg)
+        return count
+
+    def _store_dataset(
+        self,
+        frame: pl.DataFrame | pl.LazyFrame,
+        rel: str,
+        if_exists: str,
+        cfg: FileSystemStorageConfig,
+    ) -> StoreResult:
+        """A hive-partitioned directory: build a new version, then swap the name's link to it."""
+        import polars as pl
+
+        base = self._local_base()
+        link = os.path.join(base, rel)
+        parent, leaf = os.path.split(link)
+        os.makedirs(parent, exist_ok=True)
+        self._inside_base(parent)
+        _sweep(parent, leaf, keep=os.path.realpath(link) if os.path.islink(link) else None)
+        exists = os.path.lexists(link)
+        if exists and if_exists == "fail":
+            raise StorageError(
+                f"dataset {link!r} already exists",
+                component=self.label,
+                hint="store with if_exists='replace' or 'append', or choose another name",
+            )
+        if exists and not os.path.isdir(link):
+            raise StorageError(
+                f"{link!r} exists and is not a dataset directory",
+                component=self.label,
+                hint="remove it or choose another name",
+            )
+        token = uuid.uuid4().hex
+        version = os.path.join(parent, f".{leaf}.v-{token}")
+        scratch = os.path.join(parent, f".{leaf}.in-{token}")
+        df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+        old_version: str | None = None
+        if exists:
+            old_version = os.path.realpath(link)
+        try:
+            if exists and if_exists == "append":
+                names = self._dataset_scan(link, cfg.format).collect_schema().names()
+                check_columns_match(names, df.columns, target=link, component=self.label)
+                schema = self._dataset_scan(link, cfg.format).collect_schema()
+                df = _cast_to(
+                    df.lazy().select(names), schema, target=link, component=self.label
+                ).collect()
+                _copy_tree_links(old_version or link, version)
+                _write_partitioned(df, scratch, cfg)
+                _merge_tree(scratch, version, prefix=token[:12])
+            else:
+                _write_partitioned(df, version, cfg)
+            if cfg.fsync:
+                _fsync_dir(version)
+            self._swap_link(link, version, exists)
+        except BaseException:
+            shutil.rmtree(version, ignore_errors=True)
+            raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if old_version and os.path.realpath(old_version) != os.path.realpath(version):
+            shutil.rmtree(old_version, ignore_errors=True)
+        size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(version) for f in fs)
+        return StoreResult(
+            target=link,
+            rows=int(df.height),
+            bytes=size,
+            details={
+                "format": cfg.format,
+                "if_exists": if_exists,
+                "partition_by": cfg.partition_by,
+            },
+        )
+
+    def _swap_link(self, link: str, version: str, exists: bool) -> None:
+        parent, leaf = os.path.split(link)
+        if exists and not os.path.islink(link):
+            # A plain directory (not made by us): move it aside, then link; restore on failure.
+            aside = os.path.join(parent, f".{leaf}.old-{uuid.uuid4().hex}")
+            os.replace(link, aside)
+            try:
+                os.symlink(os.path.basename(version), link)
+            except BaseException:
+                os.replace(aside, link)
+                raise
+            shutil.rmtree(aside, ignore_errors=True)
+            return
+        tmp_link = os.path.join(parent, f".{leaf}.lnk-{uuid.uuid4().hex}")
+        os.symlink(os.path.basename(version), tmp_link)
+        try:
+            os.replace(tmp_link, link)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp_link)
+            raise
+
+    def _store_remote(
+        self,
+        frame: pl.DataFrame | pl.LazyFrame,
+        rel: str,
+        if_exists: str,
+        cfg: FileSystemStorageConfig,
+    ) -> StoreResult:
+        import polars as pl
+
+        fs, root = self._fs()
+        assert cfg.compression is not None
+        path = f"{root.rstrip('/')}/{rel}{self._extension(cfg.format, cfg.compression)}"
+        exists = fs.exists(path)
+        if exists and if_exists == "fail":
+            raise StorageError(
+                f"{path!r} already exists",
+                component=self.label,
+                hint="store with if_exists='replace' or 'append'",
+            )
+        df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+        rows = int(df.height)
+        if exists and if_exists == "append":
+            with fs.open(path, "rb") as handle:
+                old = _read(handle, cfg.format)
+            check_columns_match(old.columns, df.columns, target=path, component=self.label)
+            df = pl.concat([old, df.select(old.columns).cast(old.schema)], how="vertical")  # type: ignore[arg-type]
+        parent, leaf = path.rsplit("/", 1) if "/" in path else ("", path)
+        tmp = (
+            f"{parent}/.{leaf}.tmp-{uuid.uuid4().hex}"
+            if parent
+            else f".{leaf}.tmp-{uuid.uuid4().hex}"
+        )
+        if parent:
+            fs.makedirs(parent, exist_ok=True)
+        try:
+            with fs.open(tmp, "wb") as handle:
+                _write(df, handle, cfg)
+            fs.mv(tmp, path)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                fs.rm(tmp)
+            raise
+        size = fs.size(path)
+        return StoreResult(
+            target=self._display(path),
+            rows=rows,
+            bytes=int(size) if size is not None else None,
+            details={"format": cfg.format, "if_exists": if_exists},
+        )
+
+    def _fs(self) -> tuple[Any, str]:
+        from data_pipeline.core.deps import import_optional
+
+        fsspec = import_optional("fsspec", extra="s3", feature="Remote file storage")
+        fs, root = fsspec.core.url_to_fs(
+            self.settings.base_path, **(self.settings.storage_options or {})
+        )
+        return fs, str(root)
+
+    def _display(self, path: str) -> str:
+        base = self.settings.base_path
+        scheme = base.split("://", 1)[0]
+        return (
+            path
+            if "://" in path
+            else f"{scheme}://{path.lstrip('/')}"
+            if scheme == "memory"
+            else path
+        )
+
+    # -- retrieve ---------------------------------------------------------------------------
+
+    def _retrieve(
+        self,
+        target: str | None,
+        *,
+        query: str | None,
+        params: Any,
+        columns: list[str] | None = None,
+        format: str | None = None,
+        **options: Any,
+    ) -> Any:
+        import polars as pl
+
+        if options:
+            raise ConfigError(
+                f"unknown option(s) {', '.join(sorted(options))}",
+                component=self.label,
+                hint="retrieve() accepts table, query, columns, format, output",
+            )
+        if target is None:
+            raise ConfigError(
+                "no file name given and no default_table configured",
+                component=self.label,
+                hint="call retrieve('name') or set default_table",
+            )
+        cfg = self._effective({"format": format}) if format else self.settings
+        assert cfg.compression is not None
+        rel = self._relative(target, cfg.format, cfg.compression)
+        frame = self._scan(rel, cfg)
+        if columns:
+            from data_pipeline.core.frames import require_columns
+
+            require_columns(frame, columns, component=self.label)
+            frame = frame.select(columns)
+        if query is not None:
+            if params:
+                raise UnsupportedOperationError(
+                    "bound params are not supported for file queries",
+                    component=self.label,
+                    hint="filter the result, or load the files into DataWarehouseStorage (DuckDB)",
+                )
+            leaf = PurePosixPath(rel).name
+            context = pl.SQLContext(frames={leaf: frame, rel: frame, "data": frame})
+            return context.execute(query)
+        return frame
+
+    def _scan(self, rel: str, cfg: FileSystemStorageConfig) -> pl.LazyFrame:
+        import polars as pl
+
+        assert cfg.compression is not None
+        ext = self._extension(cfg.format, cfg.compression)
+        if not self.is_local:
+            fs, root = self._fs()
+            path = f"{root.rstrip('/')}/{rel}{ext}"
+            if not fs.exists(path):
+                raise InputNotFoundError(
+                    f"{self._display(path)!r} does not exist",
+                    component=self.label,
+                    hint="check the name and the format in the config",
+                )
+            with fs.open(path, "rb") as handle:
+                return _read(handle, cfg.format).lazy()
+        base = self._local_base()
+        dataset = os.path.join(base, rel)
+        path = dataset + ext
+        if os.path.isfile(path):
+            self._inside_base(path)
+            if cfg.format == "parquet":
+                return pl.scan_parquet(path)
+            if cfg.format == "ipc":
+                return pl.scan_ipc(path)
+            with open(path, "rb") as handle:  # compressed text is read eagerly
+                if cfg.compression != "uncompressed":
+                    return _read(handle, cfg.format).lazy()
+            if cfg.format == "csv":
+                return pl.scan_csv(path, try_parse_dates=True)
+            return pl.scan_ndjson(path)
+        if os.path.isdir(dataset):
+            self._inside_base(dataset)
+            return self._dataset_scan(dataset, cfg.format)
+        known = self.list_stored()
+        raise InputNotFoundError(
+            f"{path!r} does not exist",
+            component=self.label,
+            hint=f"stored names: {', '.join(map(repr, known))}"
+            if known
+            else "nothing is stored here yet",
+        )
+
+    @staticmethod
+    def _dataset_scan(path: str, fmt: str) -> pl.LazyFrame:
+        import polars as pl
+
+        real = os.path.realpath(path)
+        if fmt == "parquet":
+            return pl.scan_parquet(real, hive_partitioning=True)
+        return pl.scan_ipc(os.path.join(real, "**", "*.arrow"), hive_partitioning=True)
+
+    def list_stored(self) -> list[str]:
+        """Names stored under base_path in the configured format (datasets included)."""
+        if not self.is_local:
+            return []
+        base = self._local_base()
+        if not os.path.isdir(base):
+            return []
+        assert self.settings.compression is not None
+        ext = self._extension(self.settings.format, self.settings.compression)
+        names = []
+        for root, dirs, files in os.walk(base):
+            dirs[:] = [d for d in dirs if not d.startswith(".") and "=" not in d]
+            rel_root = os.path.relpath(root, base)
+            for f in files:
+                if f.endswith(ext) and not f.startswith("."):
+                    names.append(os.path.normpath(os.path.join(rel_root, f[: -len(ext)])))
+            for d in list(dirs):
+                if os.path.islink(os.path.join(root, d)):
+                    names.append(os.path.normpath(os.path.join(rel_root, d)))
+        return sorted(names)
+
+
+# -- writers ----------------------------------------------------------------------------------
+
+
+def _write(frame: pl.DataFrame | pl.LazyFrame, target: Any, cfg: FileSystemStorageConfig) -> int:
+    """Write one file (path or binary handle); returns the rows written."""
+    import polars as pl
+
+    comp: Any = cfg.compression
+    level = cfg.compression_level
+    if isinstance(frame, pl.LazyFrame):
+        if cfg.format == "parquet" and isinstance(target, str):
+            frame.sink_parquet(
+                target, compression=comp, compression_level=level, row_group_size=cfg.row_group_size
+            )
+            return _count(pl.scan_parquet(target))
+        frame = frame.collect()
+    if cfg.format == "parquet":
+        frame.write_parquet(
+            target, compression=comp, compression_level=level, row_group_size=cfg.row_group_size
+        )
+    elif cfg.format == "csv":
+        frame.write_csv(target, compression=comp, compression_level=level, check_extension=False)
+    elif cfg.format == "jsonl":
+        frame.write_ndjson(target, compression=comp, compression_level=level, check_extension=False)
+    else:
+        frame.write_ipc(target, compression=comp)
+    return int(frame.height)
+
+
+def _write_partitioned(df: pl.DataFrame, directory: str, cfg: FileSystemStorageConfig) -> None:
+    import polars as pl
+
+    assert cfg.partition_by is not None
+    comp: Any = cfg.compression
+    level = cfg.compression_level
+    os.makedirs(directory, exist_ok=False)
+    if cfg.format == "parquet":
+        df.write_parquet(
+            directory,
+            partition_by=cfg.partition_by,
+            compression=comp,
+            compression_level=level,
+            row_group_size=cfg.row_group_size,
+        )
+        return
+    df.lazy().sink_ipc(
+        pl.PartitionBy(directory, key=cfg.partition_by), compression=comp, mkdir=True
+    )
+    # polars may name IPC parts *.ipc; keep one extension so that scans find them.
+    for root, _, files in os.walk(directory):
+        for f in files:
+            if not f.endswith(".arrow"):
+                os.replace(
+                    os.path.join(root, f), os.path.join(root, os.path.splitext(f)[0] + ".arrow")
+                )
+
+
+def _read(handle: Any, fmt: str) -> pl.DataFrame:
+    import polars as pl
+
+    if fmt == "parquet":
+        return pl.read_parquet(handle)
+    if fmt == "ipc":
+        return pl.read_ipc(handle)
+    if fmt == "csv":
+        return pl.read_csv(handle, try_parse_dates=True)
+    return pl.read_ndjson(handle)
+
+
+def _count(frame: pl.LazyFrame) -> int:
+    import polars as pl
+
+    return int(frame.select(pl.len()).collect().item())
+
+
+def _cast_to(frame: pl.LazyFrame, schema: Any, *, target: str, component: str) -> pl.LazyFrame:
+    """Cast new rows to the existing file's types; a type that differs and cannot cast is an error."""
+    new_schema = frame.collect_schema()
+    differing = {
+        c: (new_schema[c], schema[c]) for c in schema.names() if new_schema[c] != schema[c]
+    }
+    if not differing:
+        return frame
+    import polars as pl
+
+    bad = [
+        f"{c!r} ({new} -> {old})"
+        for c, (new, old) in differing.items()
+        if not (
+            new == pl.Null
+            or (new.is_numeric() and old.is_numeric())
+            or (new.is_temporal() and old.is_temporal())
+        )
+    ]
+    if bad:
+        raise StorageSchemaError(
+            f"column types differ from {target!r}: {', '.join(bad)}",
+            component=component,
+            hint="cast the columns to the stored types, or store with if_exists='replace'",
+        )
+    return frame.cast({c: old for c, (_, old) in differing.items()})
+
+
+def _copy_tree_links(source: str, dest: str) -> None:
+    """Recreate ``source``'s files under ``dest`` as hard links (copies where links fail)."""
+    for root, _, files in os.walk(source):
+        rel = os.path.relpath(root, source)
+        out = os.path.normpath(os.path.join(dest, rel))
+        os.makedirs(out, exist_ok=True)
+        for f in files:
+            src, dst = os.path.join(root, f), os.path.join(out, f)
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+
+
+def _merge_tree(source: str, dest: str, *, prefix: str) -> None:
+    """Move every file of ``source`` into the same relative folder of ``dest`` under a unique name."""
+    for root, _, files in os.walk(source):
+        rel = os.path.relpath(root, source)
+        out = os.path.normpath(os.path.join(dest, rel))
+        os.makedirs(out, exist_ok=True)
+        for f in files:
+            os.replace(os.path.join(root, f), os.path.join(out, f"part-{prefix}-{f}"))
+
+
+STALE_SECONDS = 3600.0
+
+
+def _sweep(parent: str, leaf: str, *, keep: str | None) -> None:
+    """Remove what crashed writers left beside ``leaf`` (temporary files, unused versions).
+
+    Only entries older than an hour are touched, so that a concurrent writer's files survive.
+    """
+    import time
+
+    prefix = f".{leaf}."
+    markers = (".tmp-", ".v-", ".in-", ".lnk-")
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return
+    now = time.time()
+    for entry in entries:
+        name = entry.name
+        if not name.startswith(prefix) or not any(m in name[len(prefix) - 1 :] for m in markers):
+            continue
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < STALE_SECONDS:
+                continue
+            if keep is not None and os.path.realpath(entry.path) == keep:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.remove(entry.path)
+        except OSError:
+            continue
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: str) -> None:
+    with contextlib.suppress(OSError):
+        _fsync(path)

@@ -1,0 +1,567 @@
+"""DataWarehouseStorage: DuckDB (embedded, the default) and Delta Lake tables.
+
+DuckDB loads go straight from Arrow: the frame is registered as an Arrow view and copied with
+``CREATE TABLE ... AS`` / ``INSERT ... BY NAME`` / ``MERGE INTO`` inside one transaction, so a
+load lands whole or not at all. Delta Lake tables (``engine: delta``) are written with
+``deltalake``; every Delta commit is atomic by design.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.deps import import_optional
+from data_pipeline.core.errors import (
+    ConfigError,
+    InputNotFoundError,
+    StorageConnectionError,
+    StorageError,
+    StorageSchemaError,
+)
+from data_pipeline.storage._common import as_arrow, check_identifier, quote_ident, quote_qualified
+from data_pipeline.storage.base import StorageSystem, StoreResult
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["DataWarehouseStorage", "DataWarehouseStorageConfig"]
+
+
+class DataWarehouseStorageConfig(ConfigModel):
+    """Config of :class:`DataWarehouseStorage`."""
+
+    engine: Literal["duckdb", "delta", "sqlalchemy"] = "duckdb"
+    database: str = ":memory:"
+    url: str | None = None
+    schema_name: str | None = Field(default=None, alias="schema")
+    path: str | None = None
+    default_table: str | None = None
+    default_if_exists: Literal["fail", "replace", "append", "upsert"] = "append"
+    primary_key: list[str] | None = None
+    schema_evolution: bool = False
+    partition_by: list[str] | None = None
+    storage_options: dict[str, str] | None = None
+    read_only: bool = False
+    duckdb_config: dict[str, Any] | None = None
+
+    @field_validator("primary_key", "partition_by", mode="before")
+    @classmethod
+    def _one_column(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [value]
+        return value or None
+
+    @model_validator(mode="after")
+    def _check_engine(self) -> DataWarehouseStorageConfig:
+        if self.engine == "delta" and not self.path:
+            raise ValueError(
+                "engine 'delta' needs 'path' (a directory or URL holding the Delta tables)"
+            )
+        if self.engine == "sqlalchemy" and not self.url:
+            raise ValueError(
+                "engine 'sqlalchemy' needs 'url' (e.g. snowflake://user:pw@account/db)"
+            )
+        if self.engine != "sqlalchemy" and self.url:
+            raise ValueError("url applies to engine 'sqlalchemy'")
+        if self.engine == "duckdb" and self.partition_by:
+            raise ValueError(
+                "partition_by applies to engine 'delta' (DuckDB tables are not partitioned)"
+            )
+        return self
+
+
+class DataWarehouseStorage(StorageSystem):
+    """Storage system for data warehouses: embedded DuckDB by default, or Delta Lake tables.
+
+    Other warehouses: ``engine: sqlalchemy`` with a SQLAlchemy ``url`` (Snowflake, BigQuery,
+    Redshift, ... where a dialect is installed); loads go through RelationalDBStorage's generic
+    SQLAlchemy path (PostgreSQL, MySQL and SQLite URLs through its fast paths). Only those three
+    are tested here.
+
+    DuckDB: ``database`` is a file path (``":memory:"`` keeps the data in this object only).
+    ``store(data, "sales", if_exists=...)``: ``fail``, ``replace`` (atomic, in one transaction),
+    ``append`` (``INSERT ... BY NAME``) or ``upsert`` (``MERGE INTO`` on ``primary_key``).
+    Tables are created from the frame's Arrow schema, with a PRIMARY KEY when ``primary_key`` is
+    set. ``retrieve("sales")`` or ``retrieve(query="SELECT ... WHERE x > ?", params=[1])``.
+
+    Delta Lake (``engine: delta``): each table is the directory ``<path>/<table>``; ``upsert``
+    is a Delta MERGE on ``primary_key``; ``partition_by`` partitions new tables.
+
+    Example:
+        >>> warehouse = DataWarehouseStorage(name="warehouse", config={
+        ...     "database": "data/warehouse.duckdb",
+        ...     "schema": "analytics",
+        ...     "default_table": "sales",
+        ...     "default_if_exists": "upsert",
+        ...     "primary_key": ["order_id"],
+        ... })
+    """
+
+    config_model = DataWarehouseStorageConfig
+    accepts_primary_key = True
+    settings: DataWarehouseStorageConfig
+
+    def __init__(self, name: str, config: Any = None) -> None:
+        super().__init__(name, config)
+        self._memory_con: Any = None
+        self._sql: Any = None
+        if self.settings.engine == "sqlalchemy":
+            from data_pipeline.storage.relational import RelationalDBStorage
+
+            sql_config: dict[str, Any] = {
+                "url": self.settings.url,
+                "primary_key": self.settings.primary_key,
+                "schema_evolution": self.settings.schema_evolution,
+            }
+            if self.settings.schema_name:
+                sql_config["schema"] = self.settings.schema_name
+            self._sql = RelationalDBStorage(name=name, config=sql_config)
+
+    def default_target(self) -> str | None:
+        return self.settings.default_table
+
+    def default_if_exists(self) -> str:
+        return self.settings.default_if_exists
+
+    # -- DuckDB connection ----------------------------------------------------------------
+
+    @property
+    def _schema(self) -> str:
+        return self.settings.schema_name or "main"
+
+    @contextmanager
+    def connect(self) -> Iterator[Any]:
+        """A DuckDB connection: kept for ``:memory:``, opened and closed per call for a file.
+
+        Closing after each call releases the file lock, so other processes can open the file.
+        """
+        import duckdb
+
+        database = self.settings.database
+        if database == ":memory:":
+            if self._memory_con is None:
+                self._memory_con = duckdb.connect(
+                    ":memory:", config=dict(self.settings.duckdb_config or {})
+                )
+            yield self._memory_con
+            return
+        if not self.settings.read_only:
+            os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
+        try:
+            con = duckdb.connect(
+                database,
+                read_only=self.settings.read_only,
+                config=dict(self.settings.duckdb_config or {}),
+            )
+        except duckdb.Error as exc:
+            raise StorageConnectionError(
+                f"cannot open DuckDB database {database!r}: {exc}",
+                component=self.label,
+                hint="check the path; a DuckDB file can be open for writing in one process only",
+            ) from exc
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def close(self) -> None:
+        """Close the in-memory connection (its data is lost)."""
+        if self._memory_con is not None:
+            self._memory_con.close()
+            self._memory_con = None
+
+    # -- store ------------------------------------------------------------------------------
+
+    def _store(self, data: Any, target: str, if_exists: str, **options: Any) -> StoreResult:
+        unknown = set(options) - {"primary_key", "not_null"}
+        if unknown:
+            raise ConfigError(
+                f"unknown option(s) {', '.join(sorted(unknown))}",
+                component=self.label,
+                hint="store() accepts table, if_exists, primary_key, not_null, schema",
+            )
+        not_null = list(options.get("not_null") or [])
+        key = options.get("primary_key") or self.settings.primary_key
+        if isinstance(key, str):
+            key = [key]
+        check_identifier(target, component=self.label)
+        table = as_arrow(data)
+        if if_exists == "upsert" and not key:
+            raise ConfigError(
+                "if_exists='upsert' needs a primary key",
+                component=self.label,
+                hint="set primary_key in the config or pass primary_key=[...]",
+            )
+        if key:
+            missing = [k for k in key if k not in table.column_names]
+            if missing:
+                raise StorageSchemaError(
+                    f"primary key column(s) {', '.join(map(repr, missing))} not in the data for {target!r}",
+                    component=self.label,
+                    hint=f"the data has columns: {', '.join(map(repr, table.column_names))}",
+                )
+        if self._sql is not None:
+            return self._sql._store(table, target, if_exists, primary_key=key, not_null=not_null)  # type: ignore[no-any-return]
+        if self.settings.engine == "delta":
+            return self._store_delta(table, target, if_exists, key)
+        return self._store_duckdb(table, target, if_exists, key, not_null)
+
+    def _store_duckdb(
+        self,
+        table: pa.Table,
+        target: str,
+        if_exists: str,
+        key: list[str] | None,
+        not_null: list[str],
+    ) -> StoreResult:
+        import duckdb
+
+        qualified = quote_qualified(target, self.settings.schema_name)
+        view = f"__dp_src_{uuid.uuid4().hex}"
+        src = quote_ident(view)
+        with self.connect() as con:
+            con.register(view, table)
+            try:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    if self.settings.schema_name:
+                        con.execute(
+                            f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.settings.schema_name)}"
+                        )
+                    existing = self._columns(con, target)
+                    if existing is not None and if_exists == "fail":
+                        raise StorageError(
+                            f"table {self._display(target)!r} already exists",
+                            component=self.label,
+                            hint="store with if_exists='replace', 'append' or 'upsert'",
+                        )
+                    if key:
+                        self._check_unique(con, src, key, target)
+                    if existing is None or if_exists == "replace":
+                        self._create(
+                            con, qualified, src, key, not_null, replace=existing is not None
+                        )
+                        action = "created" if existing is None else "replaced"
+                    else:
+                        columns = self._evolve(
+                            con, qualified, src, existing, table.column_names, target
+                        )
+                        if if_exists == "append":
+                            con.execute(f"INSERT INTO {qualified} BY NAME SELECT * FROM {src}")  # noqa: S608
+                            action = "appended"
+                        else:
+                            assert key is not None
+                            self._merge(con, qualified, src, key, columns, target)
+                            action = "upserted"
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+            except duckdb.ConstraintException as exc:
+                raise StorageError(
+                    f"constraint violation in table {self._display(target)!r}: {exc}; the table is unchanged",
+                    component=self.label,
+                    hint="remove the offending rows (see the key above) or use if_exists='upsert'",
+                ) from exc
+            except (duckdb.ConversionException, duckdb.BinderException) as exc:
+                raise StorageSchemaError(
+                    f"the data does not fit table {self._display(target)!r}: {exc}",
+                    component=self.label,
+                    hint="cast the columns to the table's types, or store with if_exists='replace'",
+                ) from exc
+            finally:
+                con.unregister(view)
+        return StoreResult(
+            target=self._display(target),
+            rows=table.num_rows,
+            bytes=int(table.nbytes),
+            details={"action": action, "database": self.settings.database, "engine": "duckdb"},
+        )
+
+    def _display(self, target: str) -> str:
+        return f"{self.settings.schema_name}.{target}" if self.settings.schema_name else target
+
+    def _columns(self, con: Any, target: str) -> list[str] | None:
+        rows = con.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [self._schema, target],
+        ).fetchall()
+        return [r[0] for r in rows] or None
+
+    def _create(
+        self,
+        con: Any,
+        qualified: str,
+        src: str,
+        key: list[str] | None,
+        not_null: list[str],
+        *,
+        replace: bool,
+    ) -> None:
+        verb = "CREATE OR REPLACE TABLE" if replace else "CREATE TABLE"
+        if not key and not not_null:
+            con.execute(f"{verb} {qualified} AS SELECT * FROM {src}")  # noqa: S608
+            return
+        described = con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()  # noqa: S608
+        required = set(not_null)
+        columns = ", ".join(
+            f"{quote_ident(name)} {ctype}" + (" NOT NULL" if name in required else "")
+            for name, ctype, *_ in described
+        )
+        pk = f", PRIMARY KEY ({', '.join(quote_ident(k) for k in key)})" if key else ""
+        con.execute(f"{verb} {qualified} ({columns}{pk})")
+        con.execute(f"INSERT INTO {qualified} BY NAME SELECT * FROM {src}")  # noqa: S608
+
+    def _evolve(
+        self,
+        con: Any,
+        qualified: str,
+        src: str,
+        existing: list[str],
+        incoming: list[str],
+        target: str,
+    ) -> list[str]:
+        """Add the data's new columns when schema_evolution allows; otherwise name them in an error."""
+        new = [c for c in incoming if c not in existing]
+        if not new:
+            return existing
+        if not self.settings.schema_evolution:
+            raise StorageSchemaError(
+                f"column(s) {', '.join(map(repr, new))} are not in table {self._display(target)!r}",
+                component=self.label,
+                hint="set schema_evolution: true to add them, drop them, or use if_exists='replace'",
+            )
+        described = con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()  # noqa: S608
+        types = {name: ctype for name, ctype, *_ in described}
+        for column in new:
+            con.execute(f"ALTER TABLE {qualified} ADD COLUMN {quote_ident(column)} {types[column]}")
+        return existing + new
+
+    def _check_unique(self, con: Any, src: str, key: list[str], target: str) -> None:
+        cols = ", ".join(quote_ident(k) for k in key)
+        dup = con.execute(
+            f"SELECT {cols}, COUNT(*) AS n FROM {src} GROUP BY ALL HAVING COUNT(*) > 1 LIMIT 1"  # noqa: S608
+        ).fetchone()
+        if dup is not None:
+            sample = dict(zip(key, dup[:-1], strict=True))
+            raise StorageError(
+                f"duplicate primary key {sample} ({dup[-1]} rows) in the data for table "
+                f"{self._display(target)!r}; the table is unchanged",
+                component=self.label,
+                hint="deduplicate the data on the primary key before storing",
+            )
+
+    def _merge(
+        self, con: Any, qualified: str, src: str, key: list[str], columns: list[str], target: str
+    ) -> None:
+        incoming = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]  # noqa: S608
+        on = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in key)
+        updates = [c for c in incoming if c not in key]
+        update_sql = ", ".join(f"{quote_ident(c)} = s.{quote_ident(c)}" for c in updates)
+        insert_cols = ", ".join(quote_ident(c) for c in incoming)
+        insert_vals = ", ".join(f"s.{quote_ident(c)}" for c in incoming)
+        matched = f"WHEN MATCHED THEN UPDATE SET {update_sql} " if updates else ""
+        con.execute(
+            f"MERGE INTO {qualified} AS t USING {src} AS s ON ({on}) {matched}"  # noqa: S608
+            f"WHEN NOT MATCHED THEN INSERT ({insert_cols}) VALUES ({insert_vals})"
+        )
+
+    # -- Delta Lake ---------------------------------------------------------------------------
+
+    def _delta_uri(self, target: str) -> str:
+        text = target.replace("\\", "/")
+        parts = PurePosixPath(text).parts
+        if not text or PurePosixPath(text).is_absolute() or ".." in parts or "://" in text:
+            raise ConfigError(
+                f"Delta table name {target!r} points outside path {self.settings.path!r}",
+                component=self.label,
+                hint="use a plain relative table name",
+            )
+        assert self.settings.path is not None
+        return f"{self.settings.path.rstrip('/')}/{text}"
+
+    def _delta_exists(self, uri: str) -> bool:
+        deltalake = import_optional("deltalake", extra="delta", feature="Delta Lake tables")
+        try:
+            deltalake.DeltaTable(uri, storage_options=self.settings.storage_options)
+        except deltalake.exceptions.TableNotFoundError:
+            return False
+        return True
+
+    def _store_delta(
+        self, table: pa.Table, target: str, if_exists: str, key: list[str] | None
+    ) -> StoreResult:
+        deltalake = import_optional("deltalake", extra="delta", feature="Delta Lake tables")
+        uri = self._delta_uri(target)
+        exists = self._delta_exists(uri)
+        if exists and if_exists == "fail":
+            raise StorageError(
+                f"Delta table {uri!r} already exists",
+                component=self.label,
+                hint="store with if_exists='replace', 'append' or 'upsert'",
+            )
+        opts = self.settings.storage_options
+        if key:
+            self._check_unique_arrow(table, key, target)
+        if exists and if_exists == "upsert":
+            assert key is not None
+            predicate = " AND ".join(
+                f"t.{quote_ident(k, '`')} = s.{quote_ident(k, '`')}" for k in key
+            )
+            (
+                deltalake.DeltaTable(uri, storage_options=opts)
+                .merge(source=table, predicate=predicate, source_alias="s", target_alias="t")
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .execute()
+            )
+            action = "upserted"
+        else:
+            mode = "append" if exists and if_exists == "append" else "overwrite"
+            kwargs: dict[str, Any] = {}
+            if mode == "overwrite":
+                kwargs["schema_mode"] = "overwrite"
+                if self.settings.partition_by:
+                    kwargs["partition_by"] = self.settings.partition_by
+            elif self.settings.schema_evolution:
+                kwargs["schema_mode"] = "merge"
+            try:
+                deltalake.write_deltalake(uri, table, mode=mode, storage_options=opts, **kwargs)
+            except deltalake.exceptions.SchemaMismatchError as exc:
+                raise StorageSchemaError(
+                    f"the data does not fit Delta table {uri!r}: {exc}",
+                    component=self.label,
+                    hint="set schema_evolution: true to add new columns, or use if_exists='replace'",
+                ) from exc
+            action = "appended" if mode == "append" else ("replaced" if exists else "created")
+        return StoreResult(
+            target=uri,
+            rows=table.num_rows,
+            bytes=int(table.nbytes),
+            details={"action": action, "engine": "delta"},
+        )
+
+    def _check_unique_arrow(self, table: pa.Table, key: list[str], target: str) -> None:
+        import polars as pl
+
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        dup = frame.group_by(key).len().filter(pl.col("len") > 1).head(1)
+        if dup.height:
+            row = dup.row(0, named=True)
+            count = row.pop("len")
+            raise StorageError(
+                f"duplicate primary key {row} ({count} rows) in the data for table {target!r}; "
+                "the table is unchanged",
+                component=self.label,
+                hint="deduplicate the data on the primary key before storing",
+            )
+
+    # -- retrieve -----------------------------------------------------------------------------
+
+    def _retrieve(
+        self, target: str | None, *, query: str | None, params: Any, **options: Any
+    ) -> Any:
+        if options:
+            raise ConfigError(
+                f"unknown option(s) {', '.join(sorted(options))}",
+                component=self.label,
+                hint="retrieve() accepts table, query, params, output",
+            )
+        if target is None and query is None:
+            raise ConfigError(
+                "no table or query given and no default_table configured",
+                component=self.label,
+                hint="call retrieve('table') or retrieve(query='SELECT ...')",
+            )
+        if self._sql is not None:
+            return self._sql._retrieve(target, query=query, params=params)
+        if self.settings.engine == "delta":
+            return self._retrieve_delta(target, query, params)
+        import duckdb
+
+        with self.connect() as con:
+            if query is None:
+                assert target is not None
+                if self._columns(con, target) is None:
+                    raise self._not_found(con, target)
+                sql = f"SELECT * FROM {quote_qualified(target, self.settings.schema_name)}"  # noqa: S608
+                return con.sql(sql).to_arrow_table()
+            try:
+                return con.sql(query, params=params).to_arrow_table()
+            except duckdb.CatalogException as exc:
+                raise InputNotFoundError(
+                    f"query refers to a missing table or column: {exc}",
+                    component=self.label,
+                    hint=f"tables in the database: {', '.join(self.list_tables(con)) or 'none'}",
+                ) from exc
+
+    def _not_found(self, con: Any, target: str) -> InputNotFoundError:
+        tables = self.list_tables(con)
+        return InputNotFoundError(
+            f"table {self._display(target)!r} does not exist in {self.settings.database!r}",
+            component=self.label,
+            hint=f"tables: {', '.join(map(repr, tables))}"
+            if tables
+            else "the database has no tables yet",
+        )
+
+    def list_tables(self, con: Any = None) -> list[str]:
+        """Tables in the configured schema (Delta: table directories under ``path``)."""
+        if self._sql is not None:
+            return self._sql.list_tables()  # type: ignore[no-any-return]
+        if self.settings.engine == "delta":
+            assert self.settings.path is not None
+            path = self.settings.path
+            if "://" in path or not os.path.isdir(path):
+                return []
+            return sorted(
+                d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d, "_delta_log"))
+            )
+        if con is None:
+            with self.connect() as fresh:
+                return self.list_tables(fresh)
+        rows = con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ? ORDER BY table_name",
+            [self._schema],
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def _retrieve_delta(self, target: str | None, query: str | None, params: Any) -> Any:
+        deltalake = import_optional("deltalake", extra="delta", feature="Delta Lake tables")
+        if target is None:
+            raise ConfigError(
+                "a Delta query needs table=... (the table the query reads, by that name)",
+                component=self.label,
+                hint="retrieve('sales', query='SELECT * FROM sales WHERE x > ?', params=[1])",
+            )
+        uri = self._delta_uri(target)
+        if not self._delta_exists(uri):
+            tables = self.list_tables()
+            raise InputNotFoundError(
+                f"Delta table {uri!r} does not exist",
+                component=self.label,
+                hint=f"tables: {', '.join(map(repr, tables))}" if tables else "no Delta tables yet",
+            )
+        data = deltalake.DeltaTable(
+            uri, storage_options=self.settings.storage_options
+        ).to_pyarrow_table()
+        if query is None:
+            return data
+        import duckdb
+
+        con = duckdb.connect()
+        try:
+            con.register(target, data)
+            return con.sql(query, params=params).to_arrow_table()
+        finally:
+            con.close()

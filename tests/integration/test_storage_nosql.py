@@ -1,0 +1,287 @@
+"""NoSQLDBStorage: the embedded document store, real Redis, and MongoDB through a SecantusDB server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from data_pipeline.core.errors import (
+    ConfigError,
+    InputNotFoundError,
+    StorageConnectionError,
+    StorageError,
+    StorageSchemaError,
+)
+from data_pipeline.storage.nosql import NoSQLDBStorage
+from tests.conftest import require_service
+
+REDIS_HOST = os.environ.get("DATA_PIPELINE_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("DATA_PIPELINE_REDIS_PORT", "6379"))
+
+
+def frame() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "name": ["a", None, 'quote " ; --'],
+            "amount": [1.5, 2.0, None],
+            "active": [True, False, None],
+            "day": [dt.date(2024, 1, d) for d in (1, 2, 3)],
+            "ts": [dt.datetime(2024, 1, 1, 12, 0, s) for s in (1, 2, 3)],
+        }
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def mongo_port() -> Iterator[int]:
+    """A SecantusDB server (MongoDB wire protocol) started for these tests."""
+    exe = shutil.which("secantusd-py") or str(Path(sys.executable).parent / "secantusd-py")
+    if not Path(exe).exists():
+        require_service("MongoDB (secantusd-py not installed)", "127.0.0.1", 27017)
+        yield 27017
+        return
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--host", "127.0.0.1", "--port", str(port), "--storage-path", ":memory:"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        require_service("MongoDB (secantusd-py)", "127.0.0.1", port)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+@pytest.fixture(params=["embedded-memory", "embedded-dir", "mongodb"])
+def docs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NoSQLDBStorage]:
+    kind = str(request.param)
+    if kind == "embedded-memory":
+        config: dict[str, Any] = {}
+    elif kind == "embedded-dir":
+        config = {"database": str(tmp_path / "docs")}
+    else:
+        port = request.getfixturevalue("mongo_port")
+        config = {
+            "db_type": "mongodb",
+            "host": "127.0.0.1",
+            "port": port,
+            "database": f"dp_{uuid.uuid4().hex[:8]}",
+        }
+    storage = NoSQLDBStorage(name=f"docs_{kind}", config=config)
+    yield storage
+    storage.close()
+
+
+def test_documents_roundtrip_and_modes(docs: NoSQLDBStorage, make_frame: Any) -> None:
+    result = docs.store(make_frame(frame().to_dict(as_series=False)), "customers")
+    assert result.rows == 3 or result.rows is None
+    out = docs.retrieve("customers").sort("id")
+    assert out["id"].to_list() == [1, 2, 3]
+    assert out["name"].to_list() == ["a", None, 'quote " ; --']
+    assert out["amount"].to_list() == [1.5, 2.0, None]
+    assert out["day"].cast(pl.Date).to_list() == frame()["day"].to_list()
+    with pytest.raises(StorageError, match="already exists"):
+        docs.store(frame(), "customers", if_exists="fail")
+    docs.store(frame().head(1).with_columns(id=pl.lit(10)), "customers", if_exists="append")
+    assert docs.retrieve("customers").height == 4
+    docs.store(
+        pl.DataFrame({"id": [1, 20], "name": ["A", "T"]}),
+        "customers",
+        if_exists="upsert",
+        primary_key="id",
+    )
+    out = docs.retrieve("customers").sort("id")
+    assert out["id"].to_list() == [1, 2, 3, 10, 20]
+    assert out.filter(pl.col("id") == 1)["name"].item() == "A"
+    docs.store(frame().head(2), "customers", if_exists="replace")
+    assert docs.retrieve("customers")["id"].to_list() == [1, 2]
+
+
+def test_documents_filter_columns_limit(docs: NoSQLDBStorage) -> None:
+    docs.store(frame(), "c")
+    assert sorted(docs.retrieve("c", query={"id": {"$gte": 2}})["id"].to_list()) == [2, 3]
+    assert docs.retrieve("c", filter={"name": "a"})["id"].to_list() == [1]
+    out = docs.retrieve("c", columns=["id"], limit=2)
+    assert out.columns == ["id"] and out.height == 2
+    with pytest.raises(InputNotFoundError, match="'nope'"):
+        docs.retrieve("nope")
+    with pytest.raises(ConfigError, match="filter document"):
+        docs.retrieve("c", query="SELECT 1")
+
+
+def test_documents_upsert_needs_key(docs: NoSQLDBStorage) -> None:
+    with pytest.raises(ConfigError, match="primary key"):
+        docs.store(frame(), "c", if_exists="upsert")
+    with pytest.raises(StorageError, match=r"duplicate primary key \{'id': 1\}"):
+        docs.store(pl.DataFrame({"id": [1, 1]}), "c", if_exists="upsert", primary_key="id")
+
+
+def test_mongodb_duplicate_key_append_names_collection(mongo_port: int) -> None:
+    storage = NoSQLDBStorage(
+        name="m",
+        config={
+            "db_type": "mongodb",
+            "host": "127.0.0.1",
+            "port": mongo_port,
+            "database": "dp_dup",
+            "primary_key": ["id"],
+        },
+    )
+    try:
+        storage.store(frame(), "people", if_exists="replace")
+        with pytest.raises(StorageError, match="duplicate key in collection 'people'"):
+            storage.store(pl.DataFrame({"id": [2]}), "people", if_exists="append")
+    finally:
+        storage.close()
+
+
+def test_mongodb_unreachable_names_server_not_password() -> None:
+    port = free_port()
+    storage = NoSQLDBStorage(
+        name="m",
+        config={
+            "db_type": "mongodb",
+            "host": "127.0.0.1",
+            "port": port,
+            "database": "x",
+            "username": "u",
+            "password": "Very-Secret-77",
+            "connect_timeout": 1,
+        },
+    )
+    with pytest.raises(StorageConnectionError) as info:
+        storage.store(frame(), "c")
+    assert f"127.0.0.1:{port}/x" in str(info.value)
+    assert "Very-Secret-77" not in str(info.value)
+    assert "Very-Secret-77" not in repr(storage.get_metadata())
+
+
+@pytest.fixture
+def redis_table() -> Iterator[str]:
+    require_service("Redis", REDIS_HOST, REDIS_PORT)
+    import redis
+
+    name = f"dp_{uuid.uuid4().hex[:8]}"
+    yield name
+    client = redis.Redis(REDIS_HOST, REDIS_PORT, db=5)
+    keys = list(client.scan_iter(f"*{name}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def redis_storage(**config: Any) -> NoSQLDBStorage:
+    return NoSQLDBStorage(
+        name="cache",
+        config={
+            "db_type": "redis",
+            "host": REDIS_HOST,
+            "port": REDIS_PORT,
+            "database": "5",
+            **config,
+        },
+    )
+
+
+@pytest.mark.parametrize("value_format", ["hash", "json"])
+def test_redis_roundtrip_modes_and_filter(redis_table: str, value_format: str) -> None:
+    storage = redis_storage(primary_key=["id"], value_format=value_format)
+    storage.store(frame(), redis_table)
+    assert_frame_equal(storage.retrieve(redis_table).sort("id"), frame(), check_dtypes=False)
+    assert storage.retrieve(redis_table, query={"amount": {"$gt": 1.8}})["id"].to_list() == [2]
+    with pytest.raises(StorageError, match="already exists"):
+        storage.store(frame(), redis_table, if_exists="fail")
+    storage.store(pl.DataFrame({"id": [3, 4], "name": ["C", "D"]}), redis_table, if_exists="upsert")
+    out = storage.retrieve(redis_table).sort("id")
+    assert out["id"].to_list() == [1, 2, 3, 4]
+    assert out.filter(pl.col("id") == 3)["name"].item() == "C"
+    storage.store(frame().head(1), redis_table, if_exists="replace")
+    assert storage.retrieve(redis_table)["id"].to_list() == [1]
+    import redis
+
+    client = redis.Redis(REDIS_HOST, REDIS_PORT, db=5)
+    assert client.exists(f"{redis_table}:2") == 0  # replace removed the old keys
+    client.close()
+    storage.close()
+
+
+def test_redis_key_template_and_ttl(redis_table: str) -> None:
+    storage = redis_storage(key_template="cust:{id}:" + redis_table, ttl=120)
+    storage.store(frame(), redis_table)
+    import redis
+
+    client = redis.Redis(REDIS_HOST, REDIS_PORT, db=5)
+    try:
+        assert client.hget(f"cust:3:{redis_table}", "name") == b'quote " ; --'
+        assert 0 < client.ttl(f"cust:1:{redis_table}") <= 120
+        assert client.hexists(f"cust:2:{redis_table}", "name") is False  # nulls are not stored
+    finally:
+        client.close()
+        storage.close()
+
+
+def test_redis_bad_keys(redis_table: str) -> None:
+    storage = redis_storage(key_template="k:{region}")
+    with pytest.raises(StorageSchemaError, match="'region'"):
+        storage.store(frame(), redis_table)
+    with pytest.raises(ConfigError, match="key_template or primary_key"):
+        redis_storage().store(frame(), redis_table)
+    dup = redis_storage(key_template="k:{active}:" + redis_table)
+    with pytest.raises(StorageSchemaError, match="nulls"):
+        dup.store(frame(), redis_table)
+    with pytest.raises(InputNotFoundError):
+        storage.retrieve(redis_table)
+    storage.close()
+
+
+def test_redis_unreachable_names_server() -> None:
+    storage = NoSQLDBStorage(
+        name="cache",
+        config={
+            "db_type": "redis",
+            "host": "127.0.0.1",
+            "port": free_port(),
+            "password": "Redis-Pw-99",
+            "primary_key": "id",
+        },
+    )
+    with pytest.raises(StorageConnectionError) as info:
+        storage.store(frame(), "t")
+    assert "127.0.0.1" in str(info.value)
+    assert "Redis-Pw-99" not in str(info.value)
+
+
+def test_config_errors() -> None:
+    with pytest.raises(ConfigError, match="db_type"):
+        NoSQLDBStorage(name="x", config={"db_type": "cassandra"})
+    with pytest.raises(ConfigError, match="key_template"):
+        NoSQLDBStorage(name="x", config={"key_template": "a:{id}"})
+    with pytest.raises(ConfigError, match="placeholder"):
+        NoSQLDBStorage(name="x", config={"db_type": "redis", "key_template": "fixed"})

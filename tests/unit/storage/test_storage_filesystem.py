@@ -1,0 +1,371 @@
+"""FileSystemStorage: formats, atomic writes, base_path confinement, partitioned datasets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from polars.testing import assert_frame_equal
+
+from data_pipeline.core.errors import (
+    ColumnNotFoundError,
+    ConfigError,
+    InputNotFoundError,
+    StorageError,
+    StorageSchemaError,
+)
+from data_pipeline.storage.filesystem import FileSystemStorage
+
+DATA = {
+    "id": [1, 2, 3, 4],
+    "region": ["EU", "US", "EU", "APAC"],
+    "amount": [10.5, None, 3.25, 7.0],
+    "day": [__import__("datetime").date(2024, 1, d) for d in (1, 2, 3, 4)],
+}
+
+
+def frame() -> pl.DataFrame:
+    return pl.DataFrame(DATA)
+
+
+def storage(tmp_path: Path, **config: Any) -> FileSystemStorage:
+    return FileSystemStorage(name="files", config={"base_path": str(tmp_path / "lake"), **config})
+
+
+def listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_parquet_roundtrip_every_engine(tmp_path: Path, make_frame: Any) -> None:
+    store = storage(tmp_path)
+    result = store.store(make_frame(DATA), "sales")
+    assert result.target == str(tmp_path / "lake" / "sales.parquet")
+    assert result.rows == 4 or result.rows is None
+    out = store.retrieve("sales")
+    expected = frame()
+    if out.schema["day"] != pl.Date:  # pandas turns dates into datetimes
+        expected = expected.with_columns(pl.col("day").cast(out.schema["day"]))
+    assert_frame_equal(out, expected)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "compression", "suffix"),
+    [
+        ("parquet", None, ".parquet"),
+        ("parquet", "snappy", ".parquet"),
+        ("csv", None, ".csv"),
+        ("csv", "gzip", ".csv.gz"),
+        ("jsonl", None, ".jsonl"),
+        ("jsonl", "zstd", ".jsonl.zst"),
+        ("ipc", None, ".arrow"),
+        ("ipc", "lz4", ".arrow"),
+    ],
+)
+def test_formats_roundtrip_and_append(
+    tmp_path: Path, fmt: str, compression: str | None, suffix: str
+) -> None:
+    store = storage(tmp_path, format=fmt, compression=compression)
+    store.store(frame(), "sales")
+    assert (tmp_path / "lake" / f"sales{suffix}").is_file()
+    store.store(frame().lazy(), "sales", if_exists="append")
+    out = store.retrieve("sales")
+    expected = pl.concat([frame(), frame()])
+    if fmt == "jsonl":  # JSON has no date type
+        expected = expected.with_columns(pl.col("day").cast(pl.String))
+    assert_frame_equal(out, expected)
+    assert [p.name for p in (tmp_path / "lake").iterdir()] == [
+        f"sales{suffix}"
+    ]  # no temp files left
+
+
+def test_parquet_compression_and_row_group_size(tmp_path: Path) -> None:
+    store = storage(tmp_path, compression="gzip", row_group_size=1000)
+    big = pl.DataFrame({"x": range(5000)})
+    store.store(big, "big")
+    meta = pq.ParquetFile(tmp_path / "lake" / "big.parquet").metadata
+    assert meta.num_rows == 5000
+    assert meta.num_row_groups == 5
+    assert meta.row_group(0).column(0).compression == "GZIP"
+
+
+def test_name_with_extension_and_subfolder(tmp_path: Path) -> None:
+    store = storage(tmp_path)
+    store.store(frame(), "year=2024/sales.parquet")
+    assert (tmp_path / "lake" / "year=2024" / "sales.parquet").is_file()
+    assert store.retrieve("year=2024/sales").height == 4
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../escape",
+        "a/../../escape",
+        "/tmp/absolute",
+        "..",
+        "C:\\evil",
+        "s3://bucket/x",
+        "",
+        "a\x00b",
+    ],
+)
+def test_names_outside_base_path_are_rejected(tmp_path: Path, name: str) -> None:
+    store = storage(tmp_path)
+    before = listing(tmp_path)
+    with pytest.raises(ConfigError):
+        store.store(frame(), name)
+    assert listing(tmp_path) == before
+
+
+def test_symlink_escape_is_rejected(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "lake").mkdir()
+    os.symlink(outside, tmp_path / "lake" / "link")
+    store = storage(tmp_path)
+    with pytest.raises(ConfigError, match="outside base_path"):
+        store.store(frame(), "link/sales")
+    assert list(outside.iterdir()) == []
+
+
+def test_if_exists_fail_replace_and_upsert(tmp_path: Path) -> None:
+    store = storage(tmp_path)
+    store.store(frame(), "sales")
+    with pytest.raises(StorageError, match="already exists"):
+        store.store(frame().head(1), "sales", if_exists="fail")
+    assert store.retrieve("sales").height == 4
+    store.store(frame().head(2), "sales", if_exists="replace")
+    assert store.retrieve("sales").height == 2
+    with pytest.raises(ConfigError, match="upsert"):
+        store.store(frame(), "sales", if_exists="upsert")
+
+
+def test_append_with_other_columns_is_a_schema_error(tmp_path: Path) -> None:
+    store = storage(tmp_path)
+    store.store(frame(), "sales")
+    with pytest.raises(StorageSchemaError, match="'extra'"):
+        store.store(frame().with_columns(extra=pl.lit(1)), "sales", if_exists="append")
+    with pytest.raises(StorageSchemaError, match="'region'"):
+        store.store(
+            frame().with_columns(pl.col("region").cast(pl.Categorical).to_physical()),
+            "sales",
+            if_exists="append",
+        )
+    assert_frame_equal(store.retrieve("sales"), frame())
+
+
+def test_append_reorders_columns_and_casts_numbers(tmp_path: Path) -> None:
+    store = storage(tmp_path)
+    store.store(frame(), "sales")
+    other = (
+        frame().select(["amount", "id", "region", "day"]).with_columns(pl.col("id").cast(pl.Int32))
+    )
+    store.store(other, "sales", if_exists="append")
+    out = store.retrieve("sales")
+    assert out.columns == ["id", "region", "amount", "day"]
+    assert out.schema["id"] == pl.Int64
+    assert out.height == 8
+
+
+def failing_lazy() -> pl.LazyFrame:
+    def boom(_: pl.DataFrame) -> pl.DataFrame:
+        raise RuntimeError("source broke mid-write")
+
+    return frame().lazy().map_batches(boom, schema=frame().schema)
+
+
+def test_failed_write_leaves_old_file_and_no_temp_files(tmp_path: Path) -> None:
+    store = storage(tmp_path)
+    store.store(frame(), "sales")
+    before = (tmp_path / "lake" / "sales.parquet").read_bytes()
+    with pytest.raises(StorageError, match="source broke"):
+        store.store(failing_lazy(), "sales", if_exists="replace")
+    assert (tmp_path / "lake" / "sales.parquet").read_bytes() == before
+    assert listing(tmp_path / "lake") == ["sales.parquet"]
+    assert store.get_metadata()["status"] == "failed"
+
+
+def test_partitioned_dataset_replace_append(tmp_path: Path) -> None:
+    store = storage(tmp_path, partition_by=["region"])
+    result = store.store(frame(), "sales")
+    root = tmp_path / "lake" / "sales"
+    assert result.rows == 4 and result.bytes and result.bytes > 0
+    assert sorted(p.name for p in root.iterdir()) == ["region=APAC", "region=EU", "region=US"]
+    store.store(frame(), "sales", if_exists="append")
+    assert len(list((root / "region=EU").iterdir())) == 2
+    out = store.retrieve("sales").sort("id")
+    assert out.height == 8
+    assert sorted(out.columns) == sorted(DATA)
+    store.store(frame().filter(pl.col("region") == "EU"), "sales", if_exists="replace")
+    assert sorted(p.name for p in root.iterdir()) == ["region=EU"]
+    assert store.retrieve("sales").height == 2
+    # exactly one hidden version directory remains beside the name
+    hidden = [p.name for p in (tmp_path / "lake").iterdir() if p.name.startswith(".")]
+    assert len(hidden) == 1 and hidden[0].startswith(".sales.v-")
+    with pytest.raises(StorageError, match="already exists"):
+        store.store(frame(), "sales", if_exists="fail")
+
+
+def test_partitioned_failure_keeps_previous_version(tmp_path: Path) -> None:
+    store = storage(tmp_path, partition_by="region")
+    store.store(frame(), "sales")
+    before = listing(tmp_path / "lake")
+    with pytest.raises(StorageError):
+        store.store(failing_lazy(), "sales", if_exists="replace")
+    with pytest.raises(StorageError):
+        store.store(failing_lazy(), "sales", if_exists="append")
+    assert listing(tmp_path / "lake") == before
+    assert store.retrieve("sales").height == 4
+
+
+def test_partition_column_missing_names_it(tmp_path: Path) -> None:
+    store = storage(tmp_path, partition_by=["country"])
+    with pytest.raises(ColumnNotFoundError, match="country"):
+        store.store(frame(), "sales")
+
+
+def test_config_errors_at_construction(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="format"):
+        storage(tmp_path, format="xlsx")
+    with pytest.raises(ConfigError, match="compression"):
+        storage(tmp_path, format="csv", compression="snappy")
+    with pytest.raises(ConfigError, match="partition_by"):
+        storage(tmp_path, format="csv", partition_by=["region"])
+    with pytest.raises(ConfigError, match="unknown key"):
+        storage(tmp_path, base_pth="x")
+    with pytest.raises(ConfigError, match="row_group_size"):
+        storage(tmp_path, row_group_size=0)
+
+
+def test_retrieve_missing_lists_known_names(tmp_path: Path) -> None:
+    store = storage(tmp_path)
+    store.store(frame(), "sales")
+    with pytest.raises(InputNotFoundError, match="'sales'"):
+        store.retrieve("sale")
+
+
+def test_retrieve_columns_query_and_outputs(tmp_path: Path) -> None:
+    store = storage(tmp_path)
+    store.store(frame(), "sales")
+    assert store.retrieve("sales", columns=["id"]).columns == ["id"]
+    out = store.retrieve(
+        "sales", query="SELECT region, SUM(id) AS n FROM sales GROUP BY region ORDER BY region"
+    )
+    assert out.to_dicts() == [
+        {"region": "APAC", "n": 4},
+        {"region": "EU", "n": 4},
+        {"region": "US", "n": 2},
+    ]
+    assert isinstance(store.retrieve("sales", output="lazy"), pl.LazyFrame)
+    assert type(store.retrieve("sales", output="arrow")).__name__ == "Table"
+    assert type(store.retrieve("sales", output="pandas")).__name__ == "DataFrame"
+
+
+def test_default_table_and_metadata(tmp_path: Path) -> None:
+    store = storage(tmp_path, default_table="daily")
+    store.store(frame())
+    meta = store.get_metadata()
+    assert meta["status"] == "succeeded"
+    assert meta["rows_out"] == 4
+    assert meta["details"]["bytes"] == os.path.getsize(tmp_path / "lake" / "daily.parquet")
+    assert store.retrieve().height == 4
+
+
+def test_fsspec_memory_url() -> None:
+    import fsspec
+
+    store = FileSystemStorage(
+        name="mem", config={"base_path": "memory://dp-test-lake", "format": "csv"}
+    )
+    store.store(frame(), "sales")
+    store.store(frame(), "sales", if_exists="append")
+    assert store.retrieve("sales").height == 8
+    fs = fsspec.filesystem("memory")
+    assert [p.rsplit("/", 1)[-1] for p in fs.ls("/dp-test-lake", detail=False)] == ["sales.csv"]
+    fs.rm("/dp-test-lake", recursive=True)
+
+
+# Scale with DATA_PIPELINE_CRASH_ROUNDS=20 DATA_PIPELINE_CRASH_ROWS=1000000 for the full drill.
+CRASH_ROUNDS = int(os.environ.get("DATA_PIPELINE_CRASH_ROUNDS", "3"))
+CRASH_ROWS = int(os.environ.get("DATA_PIPELINE_CRASH_ROWS", "200_000"))
+
+CHILD = textwrap.dedent(
+    """
+    import sys, polars as pl
+    from data_pipeline.storage.filesystem import FileSystemStorage
+    base, partitioned = sys.argv[1], sys.argv[2] == "1"
+    config = {"base_path": base, "partition_by": ["part"]} if partitioned else {"base_path": base}
+    store = FileSystemStorage(name="child", config=config)
+    n = int(sys.argv[-1])
+    version = 1
+    print("ready", flush=True)
+    while True:
+        df = pl.DataFrame({"i": range(n), "version": [version] * n, "part": [i % 4 for i in range(n)]})
+        store.store(df, "t", if_exists="replace")
+        version += 1
+    """
+)
+
+
+@pytest.mark.parametrize("partitioned", [False, True])
+def test_sigkill_mid_write_leaves_old_or_new(tmp_path: Path, partitioned: bool) -> None:
+    import random
+
+    rng = random.Random(7)
+    base = tmp_path / "lake"
+    store = FileSystemStorage(name="check", config={"base_path": str(base)})
+    for _ in range(CRASH_ROUNDS):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(base), "1" if partitioned else "0", str(CRASH_ROWS)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.2 + rng.random() * (0.5 + CRASH_ROWS / 400_000))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        name = "t"
+        if not (base / "t.parquet").exists() and not (base / "t").exists():
+            continue  # killed before the first write landed
+        out = store.retrieve(name)
+        assert out.height == CRASH_ROWS
+        assert out["version"].n_unique() == 1
+
+
+def test_stale_leftovers_of_crashed_writers_are_swept(tmp_path: Path) -> None:
+    store = storage(tmp_path)
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    old_tmp = lake / ".sales.parquet.tmp-dead"
+    old_tmp.write_bytes(b"partial")
+    fresh_tmp = lake / ".sales.parquet.tmp-live"
+    fresh_tmp.write_bytes(b"someone is writing")
+    old_version = lake / ".ds.v-dead"
+    old_version.mkdir()
+    two_hours_ago = time.time() - 7200
+    os.utime(old_tmp, (two_hours_ago, two_hours_ago))
+    os.utime(old_version, (two_hours_ago, two_hours_ago))
+    store.store(frame(), "sales")
+    store.store(frame(), "ds", partition_by=["region"])
+    assert not old_tmp.exists()
+    assert not old_version.exists()
+    assert fresh_tmp.exists()
+    assert store.retrieve("ds").height == 4
+
+
+def test_fsync_option_writes_durably(tmp_path: Path) -> None:
+    store = storage(tmp_path, fsync=True)
+    store.store(frame(), "sales")
+    store.store(frame(), "ds", partition_by="region")
+    assert store.retrieve("sales").height == 4
+    assert store.retrieve("ds").height == 4

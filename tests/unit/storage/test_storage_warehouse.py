@@ -1,0 +1,267 @@
+"""DataWarehouseStorage on embedded DuckDB (a file) and on Delta Lake tables."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from data_pipeline.core.errors import (
+    ConfigError,
+    InputNotFoundError,
+    StorageConnectionError,
+    StorageError,
+    StorageSchemaError,
+)
+from data_pipeline.storage.warehouse import DataWarehouseStorage
+
+DATA = {"id": [1, 2, 3], "name": ["a", "b", "c"], "amount": [1.5, None, 3.0]}
+
+
+def frame() -> pl.DataFrame:
+    return pl.DataFrame(DATA)
+
+
+def duck(tmp_path: Path, **config: Any) -> DataWarehouseStorage:
+    return DataWarehouseStorage(
+        name="wh", config={"database": str(tmp_path / "wh.duckdb"), **config}
+    )
+
+
+def sql(tmp_path: Path, query: str) -> list[tuple[Any, ...]]:
+    con = duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True)
+    try:
+        return con.execute(query).fetchall()
+    finally:
+        con.close()
+
+
+def test_roundtrip_every_engine(tmp_path: Path, make_frame: Any) -> None:
+    wh = duck(tmp_path)
+    result = wh.store(make_frame(DATA), "sales")
+    assert result.rows == 3
+    assert result.details["action"] == "created"
+    assert_frame_equal(wh.retrieve("sales"), frame())
+    # an independent reader sees the same rows
+    assert sql(tmp_path, "SELECT count(*), sum(id) FROM sales") == [(3, 6)]
+
+
+def test_if_exists_modes(tmp_path: Path) -> None:
+    wh = duck(tmp_path, default_table="sales", primary_key="id")
+    wh.store(frame())
+    with pytest.raises(StorageError, match="already exists"):
+        wh.store(frame(), if_exists="fail")
+    wh.store(pl.DataFrame({"id": [4], "name": ["d"], "amount": [4.0]}), if_exists="append")
+    assert wh.retrieve().height == 4
+    upsert = pl.DataFrame({"amount": [20.0, 5.0], "id": [2, 5], "name": ["B", "e"]})
+    assert wh.store(upsert, if_exists="upsert").details["action"] == "upserted"
+    out = wh.retrieve().sort("id")
+    assert out["id"].to_list() == [1, 2, 3, 4, 5]
+    assert out.filter(pl.col("id") == 2).row(0) == (2, "B", 20.0)
+    wh.store(frame().head(1), if_exists="replace")
+    assert wh.retrieve().to_dicts() == [{"id": 1, "name": "a", "amount": 1.5}]
+    # replace keeps the primary key
+    with pytest.raises(StorageError, match=r"constraint violation in table 'sales'"):
+        wh.store(frame().head(1), if_exists="append")
+
+
+def test_upsert_needs_key_and_unique_keys(tmp_path: Path) -> None:
+    wh = duck(tmp_path)
+    wh.store(frame(), "sales")
+    with pytest.raises(ConfigError, match="primary key"):
+        wh.store(frame(), "sales", if_exists="upsert")
+    dup = pl.DataFrame({"id": [7, 7], "name": ["x", "y"], "amount": [1.0, 2.0]})
+    with pytest.raises(StorageError, match=r"duplicate primary key \{'id': 7\}"):
+        wh.store(dup, "sales", if_exists="upsert", primary_key=["id"])
+    with pytest.raises(StorageSchemaError, match="'nope'"):
+        wh.store(frame(), "sales", if_exists="upsert", primary_key=["nope"])
+    assert wh.retrieve("sales").height == 3
+
+
+def test_failed_replace_leaves_table_unchanged(tmp_path: Path) -> None:
+    wh = duck(tmp_path, primary_key=["id"])
+    wh.store(frame(), "sales")
+    bad = pl.DataFrame({"id": [1, 1], "name": ["x", "y"], "amount": [0.0, 0.0]})
+    with pytest.raises(StorageError, match="the table is unchanged"):
+        wh.store(bad, "sales", if_exists="replace")
+    assert_frame_equal(wh.retrieve("sales"), frame())
+    wrong_type = pl.DataFrame({"id": ["not a number"], "name": ["x"], "amount": [0.0]})
+    with pytest.raises(StorageSchemaError, match="sales"):
+        wh.store(wrong_type, "sales", if_exists="append")
+    assert_frame_equal(wh.retrieve("sales"), frame())
+
+
+def test_hostile_table_name_is_stored_verbatim(tmp_path: Path) -> None:
+    wh = duck(tmp_path)
+    wh.store(frame(), "sales")
+    evil = 'x"; DROP TABLE sales; --'
+    wh.store(frame(), evil)
+    assert sorted(wh.list_tables()) == ["sales", evil]
+    assert wh.retrieve(evil).height == 3
+    assert wh.retrieve("sales").height == 3
+
+
+def test_schema_evolution(tmp_path: Path) -> None:
+    wh = duck(tmp_path)
+    wh.store(frame(), "sales")
+    wider = frame().with_columns(region=pl.lit("EU"))
+    with pytest.raises(StorageSchemaError, match="'region'"):
+        wh.store(wider, "sales", if_exists="append")
+    evolving = duck(tmp_path, schema_evolution=True)
+    evolving.store(wider, "sales", if_exists="append")
+    out = evolving.retrieve("sales")
+    assert out.columns == ["id", "name", "amount", "region"]
+    assert out["region"].null_count() == 3
+
+
+def test_schema_query_params_and_missing_table(tmp_path: Path) -> None:
+    wh = duck(tmp_path, schema="analytics")
+    wh.store(frame(), "sales")
+    assert sql(tmp_path, "SELECT count(*) FROM analytics.sales") == [(3,)]
+    out = wh.retrieve(
+        query="SELECT id FROM analytics.sales WHERE name = ? OR id > ?", params=["a", 2]
+    )
+    assert sorted(out["id"].to_list()) == [1, 3]
+    with pytest.raises(InputNotFoundError, match="'sales'"):
+        wh.retrieve("sale")
+    with pytest.raises(InputNotFoundError, match="missing table"):
+        wh.retrieve(query="SELECT * FROM nowhere")
+
+
+def test_memory_database_keeps_data_between_calls() -> None:
+    wh = DataWarehouseStorage(name="mem", config={})
+    wh.store(frame(), "t")
+    wh.store(frame(), "t")
+    assert wh.retrieve("t").height == 6
+    wh.close()
+
+
+def test_unopenable_database_names_the_path(tmp_path: Path) -> None:
+    (tmp_path / "adir").mkdir()
+    wh = DataWarehouseStorage(name="wh", config={"database": str(tmp_path / "adir")})
+    with pytest.raises(StorageConnectionError, match="adir"):
+        wh.store(frame(), "t")
+
+
+def test_config_errors() -> None:
+    with pytest.raises(ConfigError, match="path"):
+        DataWarehouseStorage(name="d", config={"engine": "delta"})
+    with pytest.raises(ConfigError, match="engine"):
+        DataWarehouseStorage(name="d", config={"engine": "oracle"})
+    with pytest.raises(ConfigError, match="partition_by"):
+        DataWarehouseStorage(name="d", config={"partition_by": ["x"]})
+
+
+def test_delta_tables(tmp_path: Path) -> None:
+    wh = DataWarehouseStorage(
+        name="lake",
+        config={
+            "engine": "delta",
+            "path": str(tmp_path / "delta"),
+            "primary_key": "id",
+            "partition_by": ["name"],
+        },
+    )
+    assert wh.store(frame(), "sales").details["action"] == "created"
+    assert (tmp_path / "delta" / "sales" / "_delta_log").is_dir()
+    assert (tmp_path / "delta" / "sales" / "name=a").is_dir()
+    with pytest.raises(StorageError, match="already exists"):
+        wh.store(frame(), "sales", if_exists="fail")
+    wh.store(pl.DataFrame({"id": [9], "name": ["z"], "amount": [9.0]}), "sales", if_exists="append")
+    wh.store(
+        pl.DataFrame({"id": [1, 10], "name": ["a", "q"], "amount": [100.0, 10.0]}),
+        "sales",
+        if_exists="upsert",
+    )
+    out = wh.retrieve("sales").sort("id")
+    assert out["id"].to_list() == [1, 2, 3, 9, 10]
+    assert out.filter(pl.col("id") == 1)["amount"].item() == 100.0
+    queried = wh.retrieve(
+        "sales", query="SELECT id FROM sales WHERE amount > ? ORDER BY id", params=[5.0]
+    )
+    assert queried["id"].to_list() == [1, 9, 10]
+    wh.store(frame().head(1), "sales", if_exists="replace")
+    assert wh.retrieve("sales").height == 1
+    assert wh.list_tables() == ["sales"]
+    with pytest.raises(ConfigError):
+        wh.store(frame(), "../outside")
+    with pytest.raises(InputNotFoundError):
+        wh.retrieve("other")
+
+
+# Scale with DATA_PIPELINE_CRASH_ROUNDS=20 DATA_PIPELINE_CRASH_ROWS=1000000 for the full drill.
+CRASH_ROUNDS = int(os.environ.get("DATA_PIPELINE_CRASH_ROUNDS", "3"))
+CRASH_ROWS = int(os.environ.get("DATA_PIPELINE_CRASH_ROWS", "200_000"))
+
+CHILD = textwrap.dedent(
+    """
+    import sys, polars as pl
+    from data_pipeline.storage.warehouse import DataWarehouseStorage
+    wh = DataWarehouseStorage(name="child", config={"database": sys.argv[1], "primary_key": ["i"]})
+    n = int(sys.argv[-1])
+    version = 1
+    print("ready", flush=True)
+    while True:
+        df = pl.DataFrame({"i": range(n), "version": [version] * n})
+        mode = "replace" if version % 2 else "upsert"
+        wh.store(df, "t", if_exists=mode)
+        version += 1
+    """
+)
+
+
+def test_sigkill_mid_load_leaves_old_or_new(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(11)
+    db = tmp_path / "wh.duckdb"
+    for _ in range(CRASH_ROUNDS):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(db), str(CRASH_ROWS)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.2 + rng.random() * (0.6 + CRASH_ROWS / 400_000))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        check = DataWarehouseStorage(name="check", config={"database": str(db)})
+        if "t" not in check.list_tables():
+            continue
+        out = check.retrieve("t")
+        assert out.height == CRASH_ROWS
+        assert out["version"].n_unique() == 1
+
+
+def test_sqlalchemy_engine_delegates(tmp_path: Path) -> None:
+    wh = DataWarehouseStorage(
+        name="sa",
+        config={
+            "engine": "sqlalchemy",
+            "url": f"sqlite:///{tmp_path / 'w.sqlite'}",
+            "primary_key": "id",
+        },
+    )
+    wh.store(frame(), "sales")
+    wh.store(
+        pl.DataFrame({"id": [3, 4], "name": ["C", "D"], "amount": [0.0, 4.0]}),
+        "sales",
+        if_exists="upsert",
+    )
+    assert wh.retrieve("sales").sort("id")["name"].to_list() == ["a", "b", "C", "D"]
+    assert wh.list_tables() == ["sales"]
+    assert wh.get_metadata()["rows_out"] == 4
+    with pytest.raises(ConfigError, match="url"):
+        DataWarehouseStorage(name="sa", config={"engine": "sqlalchemy"})
