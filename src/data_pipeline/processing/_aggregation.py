@@ -219,6 +219,35 @@ def check_engine_support(frame: Any, plans: Sequence[AggPlan], component: str | 
             )
 
 
+def _spark_first_last(
+    frame: Any, group_by: Sequence[str], plans: Sequence[AggPlan]
+) -> tuple[Any, list[AggPlan]]:
+    """Spark: Narwhals has no ``first``/``last`` there, so a window column holds each group's
+    first/last value by ``order_by`` (nulls last, as in DuckDB); the plan then takes its max."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    def col(name: str) -> Any:
+        return F.col("`" + name.replace("`", "``") + "`")
+
+    native = frame.to_native()
+    out: list[AggPlan] = []
+    for index, plan in enumerate(plans):
+        if plan.func not in _ORDERED:
+            out.append(plan)
+            continue
+        helper = f"__dp_{plan.func}_{index}"
+        window = (
+            Window.partitionBy(*[col(c) for c in group_by])
+            .orderBy(*[col(c).asc_nulls_last() for c in plan.order_by])
+            .rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+        )
+        pick = F.first if plan.func == "first" else F.last
+        native = native.withColumn(helper, pick(col(plan.column)).over(window))
+        out.append(AggPlan(column=helper, func="max", output=plan.output))
+    return nw.from_native(native), out
+
+
 def aggregate_frame(
     frame: Any,
     group_by: Sequence[str],
@@ -232,6 +261,8 @@ def aggregate_frame(
     table with a median is aggregated by Polars (zero-copy) and converted back to a table.
     """
     check_engine_support(frame, plans, component)
+    if _engine(frame) == "pyspark" and any(p.func in _ORDERED for p in plans):
+        frame, plans = _spark_first_last(frame, group_by, plans)
     if _engine(frame) == "pyarrow" and any(p.func == "median" for p in plans):
         as_polars = nw.from_native(frame.to_polars())
         result = aggregate_frame(as_polars, group_by, plans, component=component)
@@ -251,8 +282,10 @@ class PartialAggregation:
 
     ``sum`` -> sum of sums; ``count`` -> sum of counts; ``min``/``max`` -> min of mins / max of
     maxes; ``mean`` -> sum and count, divided at the end (never an average of averages); ``std``
-    -> count, sum and sum of squares; ``first``/``last`` -> the first/last of the batches in batch
-    order (or by ``order_by``, carrying the order value). ``median`` and ``n_unique`` have no
+    -> count, mean and sum of squared deviations from the mean (M2) of each batch, merged with
+    Chan et al.'s update (``M2 = M2_a + M2_b + n_a n_b / n (mean_a - mean_b)^2``: no sum of
+    squares, so no cancellation on large values such as epoch seconds); ``first``/``last`` ->
+    the first/last of the batches in batch order (or by ``order_by``, carrying the order value). ``median`` and ``n_unique`` have no
     exact partial form and are refused with :class:`UnsupportedOperationError`.
 
     Partials are computed on the batch's engine; merged state is a Polars DataFrame.
@@ -288,7 +321,6 @@ class PartialAggregation:
 
     def partial(self, frame: Any) -> Any:
         """Per-batch partial aggregates of a Narwhals frame (any engine)."""
-        helpers = []
         exprs: list[Any] = []
         for i, plan in enumerate(self.plans):
             name = self._name
@@ -300,27 +332,53 @@ class PartialAggregation:
                 exprs.append(getattr(col, func)().alias(name(i, "v")))
             elif func == "count":
                 exprs.append(col.count().alias(name(i, "n")))
-            elif func in ("mean", "std"):
+            elif func == "mean":
                 exprs += [col.sum().alias(name(i, "s")), col.count().alias(name(i, "n"))]
-                if func == "std":
-                    sq = name(i, "x2")
-                    helpers.append((col.cast(nw.Float64) * col.cast(nw.Float64)).alias(sq))
-                    exprs.append(nw.col(sq).sum().alias(name(i, "q")))
+            elif func == "std":
+                exprs += [
+                    col.count().alias(name(i, "n")),
+                    col.mean().alias(name(i, "m")),
+                    col.var(ddof=0).alias(name(i, "v2")),
+                ]
             elif func in _ORDERED:
                 order = list(plan.order_by) or None
                 exprs.append(getattr(col, func)(order_by=order).alias(name(i, "v")))
                 if order:
                     bound = nw.col(order[0]).min() if func == "first" else nw.col(order[0]).max()
                     exprs.append(bound.alias(name(i, "o")))
-        if helpers:
-            frame = frame.with_columns(*helpers)
         check_engine_support(frame, self.plans, self.component)
         if self.keys:
-            return frame.group_by(*self.keys, drop_null_keys=False).agg(*exprs)
-        return frame.select(*exprs)
+            result = frame.group_by(*self.keys, drop_null_keys=False).agg(*exprs)
+        else:
+            result = frame.select(*exprs)
+        # std: population variance -> M2 = n * variance, in the position the merged state has it
+        stds = [i for i, p in enumerate(self.plans) if p.func == "std" and p.column != "*"]
+        if not stds:
+            return result
+        name = self._name
+        result = result.with_columns(
+            *[(nw.col(name(i, "n")) * nw.col(name(i, "v2"))).alias(name(i, "m2")) for i in stds]
+        )
+        renamed = {name(i, "v2"): name(i, "m2") for i in stds}
+        return result.select(
+            *[renamed.get(c, c) for c in result.columns if c not in renamed.values()]
+        )
 
     def merge(self, state: Any) -> Any:
-        """Re-aggregate concatenated partials (a Narwhals eager frame, batch order kept)."""
+        """Re-aggregate concatenated partials (a Narwhals Polars frame, batch order kept).
+
+        A ``std`` part is (count, mean, M2 = sum of squared deviations from the mean); a group
+        without values has null mean and M2, taken as 0 (its weight is 0). Merged exactly:
+        ``M2 = sum(M2_i) + sum(n_i (mean_i - mean)^2)`` with ``mean = sum(n_i mean_i) / n``.
+        """
+        fixes: list[Any] = []
+        for i, plan in enumerate(self.plans):
+            if plan.func == "std" and plan.column != "*":
+                for part in ("m", "m2"):
+                    col = nw.col(self._name(i, part))
+                    fixes.append(col.fill_null(0).cast(nw.Float64).alias(self._name(i, part)))
+        if fixes:
+            state = state.with_columns(*fixes)
         exprs: list[Any] = []
         for i, plan in enumerate(self.plans):
             name = self._name
@@ -329,10 +387,18 @@ class PartialAggregation:
                 exprs.append(nw.col(name(i, "n")).sum())
             elif func in ("sum", "min", "max"):
                 exprs.append(getattr(nw.col(name(i, "v")), func)())
-            elif func in ("mean", "std"):
+            elif func == "mean":
                 exprs += [nw.col(name(i, "s")).sum(), nw.col(name(i, "n")).sum()]
-                if func == "std":
-                    exprs.append(nw.col(name(i, "q")).sum())
+            elif func == "std":
+                n, m = nw.col(name(i, "n")), nw.col(name(i, "m"))
+                mean = (n * m).sum() / n.sum().clip(lower_bound=1)
+                exprs += [
+                    n.sum(),
+                    mean.alias(name(i, "m")),
+                    (nw.col(name(i, "m2")).sum() + (n * (m - mean) ** 2).sum()).alias(
+                        name(i, "m2")
+                    ),
+                ]
             elif func in _ORDERED:
                 order = name(i, "o") if plan.order_by else None
                 exprs.append(getattr(nw.col(name(i, "v")), func)(order_by=order))
@@ -355,9 +421,8 @@ class PartialAggregation:
                 n = nw.col(name(i, "n"))
                 expr = nw.when(n > 0).then(nw.col(name(i, "s")) / n)
             elif func == "std":
-                n, s, q = (nw.col(name(i, p)) for p in ("n", "s", "q"))
-                var = (q - s.cast(nw.Float64) * s.cast(nw.Float64) / n) / (n - 1)
-                expr = nw.when(n > 1).then(var.clip(lower_bound=0).sqrt())
+                n, m2 = nw.col(name(i, "n")), nw.col(name(i, "m2"))
+                expr = nw.when(n > 1).then((m2 / (n - 1)).clip(lower_bound=0).sqrt())
             else:
                 expr = nw.col(name(i, "v"))
             exprs.append(expr.alias(plan.output))

@@ -34,7 +34,8 @@ def match_engine(
     """``other`` (native or Narwhals) as a Narwhals frame of ``template``'s engine.
 
     Conversions go through Arrow. A frame for a DuckDB template is registered on the template's
-    own connection (relations of different connections cannot be joined).
+    own connection (relations of different connections cannot be joined); one for a PySpark
+    template becomes a DataFrame of the template's SparkSession.
     """
     other_nw = to_narwhals(other, component=component)
     target, source = engine_of(template), engine_of(other_nw)
@@ -53,6 +54,10 @@ def match_engine(
         connection = duckdb_connection(template.to_native())
         if connection is not None:
             return nw.from_native(connection.from_arrow(to_arrow(native)))
+    if target == "pyspark":
+        session = getattr(template.to_native(), "sparkSession", None)
+        if session is not None:  # Spark 4 takes an Arrow table (columnar, no row loop)
+            return nw.from_native(session.createDataFrame(to_arrow(native)))
     raise UnsupportedOperationError(
         f"the {what} is a {source} frame and the data a {target} frame; "
         f"the engine {target!r} cannot take a frame from another engine here",

@@ -44,15 +44,17 @@ class BatchProcessorConfig(ConfigModel):
 class BatchProcessor(DataProcessor):
     """Run a :class:`ProcessingPipeline` over data in batches of ``batch_size`` rows.
 
-    Input (``process(data)``): a Parquet or CSV path or glob (or a list of them), read with
-    PyArrow datasets one batch at a time so the files never need to fit in memory; an iterable
+    Input (``process(data)``): a Parquet or CSV path or glob (or a list of them), read one batch
+    at a time by Polars' streaming reader (only the columns the steps up to the aggregation
+    read) so the files never need to fit in memory; an iterable
     of frames of any engine (e.g. ``DatabaseSource`` batches); or one frame, which is sliced.
 
     The pipeline's steps before its first aggregating step (:class:`DataAggregator` or
     :class:`WindowedAggregator`) run on each batch; the aggregation is computed as partial
     aggregates per batch merged exactly (sum of sums, count of counts, mean = sum / count, min of
-    mins, std from count, sum and sum of squares, first/last in batch order); then ``having``,
-    ``sort`` and the steps after the aggregation run once on the merged result. ``median`` and
+    mins, std from count, mean and squared deviations (Chan's merge), first/last in batch
+    order); then ``having``, ``sort`` and the steps after the aggregation run once on the merged
+    result. ``median`` and
     ``n_unique`` cannot be merged and are refused with a hint. For files, ``mode:
     polars_streaming`` instead runs the whole pipeline on a Polars scan collected by Polars'
     streaming engine (bounded memory, every aggregation exact, median included). Without an aggregating step every
@@ -161,11 +163,8 @@ class BatchProcessor(DataProcessor):
 
     def _streaming(self, paths: list[str]) -> Any:
         """The whole pipeline on a Polars scan, collected by Polars' streaming engine."""
-        import polars as pl
-
         with self._operation("process") as op:
-            fmt = self._format(paths)
-            scan = pl.scan_parquet(paths) if fmt == "parquet" else pl.scan_csv(paths)
+            scan = self._scan(paths)
             op.details["source"] = ", ".join(paths[:3])
             op.details["mode"] = "polars_streaming"
             start = time.perf_counter()
@@ -225,16 +224,80 @@ class BatchProcessor(DataProcessor):
         )
 
     def _read_files(self, paths: list[str]) -> Iterator[Any]:
-        import polars as pl
-        import pyarrow.dataset as ds
+        """Batches of ``batch_size`` rows, reading only the columns the pipeline needs.
 
-        dataset = ds.dataset(paths, format=self._format(paths))
+        Read by Polars' streaming engine (``collect_batches``): decoding runs ahead in Polars'
+        threads with bounded buffering, and batches come out in file order. CSV types are
+        inferred from the first 10,000 rows with dates parsed; an empty CSV field is null.
+        """
+        import polars as pl
+
+        fmt = self._format(paths)
+        scan = self._scan(paths)
+        names = scan.collect_schema().names()
+        keep = self._input_columns(names)
+        if keep is not None:
+            scan = scan.select(keep)
         self.progress["total_rows"] = (
-            dataset.count_rows() if self._format(paths) == "parquet" else None
+            scan.select(pl.len()).collect().item() if fmt == "parquet" else None
         )
-        for record_batch in dataset.to_batches(batch_size=self.settings.batch_size):
-            if record_batch.num_rows:
-                yield pl.from_arrow(record_batch)
+        for frame in scan.collect_batches(chunk_size=self.settings.batch_size):
+            if frame.height:
+                yield frame
+
+    def _scan(self, paths: list[str]) -> Any:
+        """A Polars scan of the files (CSV: dates parsed, types from the first 10,000 rows)."""
+        import polars as pl
+
+        if self._format(paths) == "parquet":
+            return pl.scan_parquet(paths, glob=False)
+        return pl.scan_csv(paths, glob=False, try_parse_dates=True, infer_schema_length=10_000)
+
+    def _input_columns(self, names: list[str]) -> list[str] | None:
+        """The input columns the pipeline reads, or None for all of them.
+
+        Only when the pipeline aggregates (otherwise every batch is written out whole) and every
+        step before the aggregation is one whose reads are known exactly: a DataFilter, a
+        DataEnricher without lookups (derived columns, date parts, buckets), a DataJoiner whose
+        right side is a frame. Walking back from the aggregation, a column a step makes is not
+        needed from the input, the columns it reads are (for a join also the left columns whose
+        names clash with right-side ones: they decide which columns get the suffix).
+        """
+        from data_pipeline.processing.enrich import DataEnricher
+        from data_pipeline.processing.filter import DataFilter
+        from data_pipeline.processing.join import DataJoiner
+        from data_pipeline.processing.join import _is_frame as is_frame
+
+        pre, agg_step, _post = split_steps(self.pipeline.processors)
+        if agg_step is None:
+            return None
+        for step in pre:
+            exact = (
+                type(step) is DataFilter
+                or (
+                    type(step) is DataEnricher
+                    and not step.settings.lookups
+                    and not step.settings.rest_lookups
+                )
+                or (type(step) is DataJoiner and is_frame(step._right))
+            )
+            if not exact:
+                return None
+        before: list[list[str]] = []
+        current = list(names)
+        for step in pre:
+            before.append(current)
+            current = step.output_columns(current)
+        needed = set(agg_step.required_columns(current))
+        for step, columns in zip(reversed(pre), reversed(before), strict=True):
+            made = set(step.output_columns(columns)) - set(columns)
+            needed = (needed - made) | set(step.required_columns(columns))
+            if isinstance(step, DataJoiner):
+                needed |= set(columns) & set(column_names(step._right))
+        keep = [c for c in names if c in needed]
+        if len(keep) == len(names):
+            return None
+        return keep or names[:1]  # a count of rows still needs one column to count
 
     def _slices(self, frame: Any) -> Iterator[Any]:
         size = self.settings.batch_size
@@ -253,6 +316,11 @@ class BatchProcessor(DataProcessor):
                     return
                 yield chunk
                 offset += size
+        if engine == "pyspark":
+            # Spark spills to disk itself and cannot slice cheaply (no row order): the whole
+            # DataFrame is one batch, run on Spark; only the partial aggregates are collected
+            yield native
+            return
         if engine == "duckdb":
             offset = 0
             while True:

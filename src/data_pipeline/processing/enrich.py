@@ -326,6 +326,8 @@ class DataEnricher(DataProcessor):
         }
         if part == "quarter":
             return (col.month() - 1) // 3 + 1
+        if part == "weekday" and engine_of(frame) == "pyspark":
+            return (col.weekday() + 6) % 7 + 1  # Narwhals gives Sunday 0 on Spark: back to 7
         return simple[part]()
 
     def _lookup(

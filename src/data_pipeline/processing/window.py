@@ -37,6 +37,16 @@ def parse_duration(text: str) -> tuple[int, str, dt.timedelta]:
     return count, unit, dt.timedelta(**{_UNITS[unit]: count})
 
 
+def _spark_window_start(frame: Any, column: str, name: str, step: str) -> Any:
+    """``frame`` with ``name`` = ``column`` truncated to ``step`` (e.g. 15m), epoch-aligned, on Spark."""
+    from pyspark.sql import functions as F
+
+    count, unit, _ = parse_duration(step)
+    native = frame.to_native()
+    interval = f"{count} {_UNITS[unit]}"
+    return nw.from_native(native.withColumn(name, F.window(F.col(column), interval).start))
+
+
 def _as_list(value: Any) -> Any:
     if value is None:
         return []
@@ -166,7 +176,13 @@ class WindowedAggregator(DataProcessor):
                 "(e.g. relation.pl())",
             )
         frame = frame.filter(~nw.col(self.time_column).is_null())
-        base = nw.col(self.time_column).dt.truncate(step)
+        if engine_of(frame) == "pyspark":
+            # Narwhals truncates on Spark to one unit only and date_trunc turns a naive timestamp
+            # into a zoned one; Spark's window() cuts any step and keeps the type
+            frame = _spark_window_start(frame, self.time_column, start, step)
+            base = nw.col(start)
+        else:
+            base = nw.col(self.time_column).dt.truncate(step)
         if self.slide is None:
             return frame.with_columns(base.alias(start))
         copies = int(self.window / self.slide)
