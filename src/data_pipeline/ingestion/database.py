@@ -80,9 +80,33 @@ _BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
 
 class IncrementalConfig(ConfigModel):
     cursor_column: str
-    """A column that grows (``updated_at``, ``id``): each run reads rows above the last value."""
+    """A column that grows (``updated_at``, ``id``): each run reads rows above the last value.
+
+    With ``query``, a column of the query's result (the query is wrapped in a sub-select)."""
     initial_value: Any = None
+    """The first run reads rows whose cursor is above this (all rows when absent)."""
+    lookback: float = Field(default=0, ge=0)
+    """Re-read this much before the last value (seconds for timestamps and dates, units for
+    numbers) to catch rows committed late; needs ``primary_key``."""
+    primary_key: str | list[str] | None = None
+    """With it, the next run re-reads from the last value (minus ``lookback``) and drops the rows
+    it already delivered (same key and cursor value), so late rows are neither lost nor doubled."""
     state_path: str | None = None
+
+    @model_validator(mode="after")
+    def _lookback_needs_key(self) -> IncrementalConfig:
+        if self.lookback and not self.primary_key:
+            raise ValueError("'lookback' needs 'primary_key' (to drop the rows already delivered)")
+        if isinstance(self.primary_key, list) and not self.primary_key:
+            raise ValueError("'primary_key': give at least one column")
+        return self
+
+    @property
+    def keys(self) -> list[str]:
+        """The primary key columns (empty without ``primary_key``)."""
+        if self.primary_key is None:
+            return []
+        return [self.primary_key] if isinstance(self.primary_key, str) else list(self.primary_key)
 
 
 class DatabaseConfig(SourceConfig):
@@ -120,8 +144,6 @@ class DatabaseConfig(SourceConfig):
             raise ValueError("give exactly one of 'query' or 'table'")
         if self.query and (self.columns or self.where or self.schema_name):
             raise ValueError("'columns', 'where' and 'schema' go with 'table', not 'query'")
-        if self.incremental and not self.table:
-            raise ValueError("'incremental' needs 'table' (the source adds the cursor condition)")
         if self.db_type and self.db_type not in ("sqlite", "duckdb") and not self.host:
             raise ValueError(f"db_type {self.db_type!r} needs 'host'")
         return self
@@ -204,33 +226,51 @@ class DatabaseSource(DataSource):
 
     # -- SQL ----------------------------------------------------------------------------------
 
-    def build_query(self, last_value: Any = None) -> tuple[str, dict[str, Any]]:
-        """The SQL to run and its bound parameters (``:name`` placeholders)."""
-        s = self.settings
-        params = dict(s.params)
-        if s.query:
-            return s.query, params
+    def _quote(self) -> Any:
+        """The dialect's identifier quoting function."""
         sa = import_optional("sqlalchemy", extra="sql", feature="DatabaseSource")
         url = self._sa_url()
         if _kind(url.get_backend_name()) == "duckdb":  # quoting rules of PostgreSQL
             url = sa.engine.make_url("postgresql+psycopg://")
-        dialect = url.get_dialect()()
-        quote = dialect.identifier_preparer.quote
+        return url.get_dialect()().identifier_preparer.quote
+
+    def build_query(
+        self, last_value: Any = None, *, inclusive: bool = False
+    ) -> tuple[str, dict[str, Any]]:
+        """The SQL to run and its bound parameters (``:name`` placeholders).
+
+        With ``incremental``, rows whose cursor is above ``last_value`` (at or above it when
+        ``inclusive``), in cursor order; a ``query`` is wrapped in a sub-select for that.
+        """
+        s = self.settings
+        params = dict(s.params)
+        inc = s.incremental
+        if s.query and inc is None:
+            return s.query, params
+        quote = self._quote()
+        condition = ""
+        order = ""
+        if inc is not None:
+            column = quote(inc.cursor_column)
+            if last_value is not None:
+                condition = f"{column} {'>=' if inclusive else '>'} :_dp_last_value"
+                params["_dp_last_value"] = last_value
+            order = f" ORDER BY {column}"
+        if s.query:
+            inner = s.query.strip().rstrip(";").rstrip()
+            sql = f"SELECT * FROM ({inner}) AS _dp_query"  # noqa: S608 - values bound
+            if condition:
+                sql += f" WHERE {condition}"
+            return sql + order, params
         cols = ", ".join(quote(c) for c in s.columns) if s.columns else "*"
         assert s.table is not None
         table = quote(s.table) if not s.schema_name else f"{quote(s.schema_name)}.{quote(s.table)}"
         conditions = [f"({s.where})"] if s.where else []
-        order = ""
-        if s.incremental is not None:
-            column = quote(s.incremental.cursor_column)
-            if last_value is not None:
-                conditions.append(f"{column} > :_dp_last_value")
-                params["_dp_last_value"] = last_value
-            order = f" ORDER BY {column}"
+        if condition:
+            conditions.append(condition)
         sql = f"SELECT {cols} FROM {table}"  # noqa: S608 - identifiers quoted, values bound
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)
-        del sa
         return sql + order, params
 
     # -- reading ------------------------------------------------------------------------------
@@ -243,14 +283,13 @@ class DatabaseSource(DataSource):
                 component=self.label,
                 hint="DatabaseSource takes its settings from the config",
             )
-        state: StateStore | None = None
+        tracker: _Tracker | None = None
         last_value = None
+        inclusive = False
         if s.incremental is not None:
-            state = StateStore.for_source(self.name, s.incremental.state_path)
-            last_value = state.load().get("last_value", s.incremental.initial_value)
-            if last_value is not None:
-                last_value = _restore(last_value)
-        sql, params = self.build_query(last_value)
+            tracker = _Tracker(self, s.incremental)
+            last_value, inclusive = tracker.since()
+        sql, params = self.build_query(last_value, inclusive=inclusive)
         kind = self._kind()
         path = self._path(kind, params)
         op = self.current_operation
@@ -258,8 +297,8 @@ class DatabaseSource(DataSource):
         self.logger.debug("%s: reading from %s via %s", self.label, self.where(), path)
         if s.chunk_size:
             batches = self._batches(path, sql, params, s.chunk_size)
-            if state is not None:
-                return self._track(batches, state)
+            if tracker is not None:
+                return tracker.track(batches)
             return batches
         try:
             table = self._table(path, sql, params)
@@ -267,8 +306,8 @@ class DatabaseSource(DataSource):
             raise
         except Exception as exc:
             raise self._db_error(exc) from exc
-        if state is not None and table.num_rows:
-            self._save_state(state, table)
+        if tracker is not None:
+            return tracker.apply(table)
         return table
 
     def _path(self, kind: str, params: Mapping[str, Any]) -> str:
@@ -331,36 +370,6 @@ class DatabaseSource(DataSource):
             raise
         except Exception as exc:
             raise self._db_error(exc) from exc
-
-    def _track(self, batches: Iterator[Any], state: StateStore) -> Iterator[Any]:
-        from data_pipeline.core.frames import to_arrow
-
-        for batch in batches:
-            table = to_arrow(batch)
-            if table.num_rows:
-                self._save_state(state, table)
-            yield batch
-
-    def _save_state(self, state: StateStore, table: pa.Table) -> None:
-        import pyarrow.compute as pc
-
-        inc = self.settings.incremental
-        assert inc is not None
-        if inc.cursor_column not in table.column_names:
-            raise IngestionError(
-                f"incremental cursor_column {inc.cursor_column!r} is not in the result",
-                component=self.label,
-                hint=f"the result has columns: {', '.join(map(repr, table.column_names))}",
-            )
-        value = pc.max(table[inc.cursor_column]).as_py()
-        previous = state.load().get("last_value")
-        if previous is not None and value is not None:
-            try:
-                if _restore(previous) >= value:
-                    return
-            except TypeError:
-                pass
-        state.save({"last_value": _dump(value)})
 
     def _no_params(self, params: Mapping[str, Any], path: str) -> None:
         if params:
@@ -529,6 +538,119 @@ class DatabaseSource(DataSource):
         if isinstance(exc, Exception) and not isinstance(exc, DataPipelineError):
             return self._db_error(exc)
         return super()._translate_error(exc, operation)
+
+
+class _Tracker:
+    """Incremental state of one ``ingest()``: the last cursor value and the boundary rows.
+
+    The state file holds ``last_value`` and, with a ``primary_key``, ``boundary_rows``: the key
+    and cursor of the rows delivered inside the lookback window before ``last_value`` (those the
+    next run reads again). The next run drops those rows, keeps the rest, and moves the window.
+    """
+
+    def __init__(self, source: DatabaseSource, inc: IncrementalConfig) -> None:
+        self.source = source
+        self.inc = inc
+        self.keys = inc.keys
+        self.store = StateStore.for_source(source.name, inc.state_path)
+        saved = self.store.load()
+        self.last = _restore(saved["last_value"]) if saved.get("last_value") is not None else None
+        self.seen: list[list[Any]] = [
+            [_restore(v) for v in row] for row in (saved.get("boundary_rows") or [])
+        ]
+        self.window = list(self.seen)
+        self.dropped = 0
+
+    def since(self) -> tuple[Any, bool]:
+        """The value the query's cursor condition starts from, and whether it is inclusive."""
+        if self.last is None:
+            initial = self.inc.initial_value
+            return (_restore(initial) if initial is not None else None), False
+        if not self.keys:
+            return self.last, False
+        return _minus(self.last, self.inc.lookback), True
+
+    def apply(self, table: Any) -> Any:
+        """Drop rows delivered before, advance the state (saved), return the new rows."""
+        import polars as pl
+
+        frame = table if isinstance(table, pl.DataFrame) else pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        column = self.inc.cursor_column
+        missing = [c for c in [*self.keys, column] if c not in frame.columns]
+        if missing:
+            raise IngestionError(
+                f"incremental column(s) {', '.join(map(repr, missing))} not in the result",
+                component=self.source.label,
+                hint=f"the result has columns: {', '.join(map(repr, frame.columns))}",
+            )
+        if frame.height == 0:
+            return table
+        if self.keys and self.seen:
+            names = [*self.keys, column]
+            seen = pl.DataFrame(self.seen, schema=names, orient="row", strict=False)
+            seen = seen.with_columns(pl.col(c).cast(frame.schema[c], strict=False) for c in names)
+            before = frame.height
+            frame = frame.join(seen, on=names, how="anti", nulls_equal=True, maintain_order="left")
+            self.dropped += before - frame.height
+            self.source.current_operation.details["duplicates_dropped"] = self.dropped
+            if frame.height == 0:
+                return frame
+        value = frame[column].max()
+        if value is not None and (self.last is None or _later(value, self.last)):
+            self.last = value
+        if self.keys and self.last is not None:
+            boundary = _minus(self.last, self.inc.lookback)
+            dtype = frame.schema[column]
+            recent = frame.filter(pl.col(column) >= pl.lit(boundary, dtype=dtype))
+            self.window = [r for r in self.window if not _later(boundary, r[-1])]
+            self.window += [list(r) for r in recent.select(*self.keys, column).iter_rows()]
+        self.store.save(
+            {
+                "last_value": _dump(self.last),
+                **(
+                    {"boundary_rows": [[_dump(v) for v in r] for r in self.window]}
+                    if self.keys
+                    else {}
+                ),
+            }
+        )
+        return frame
+
+    def track(self, batches: Iterator[Any]) -> Iterator[Any]:
+        """``apply`` to each batch as it is read (the state is saved after each one)."""
+        for batch in batches:
+            out = self.apply(batch)
+            if len(out):
+                yield out
+
+
+def _minus(value: Any, lookback: float) -> Any:
+    """``value - lookback``: seconds for timestamps and dates, units for numbers."""
+    from datetime import date, datetime, timedelta
+    from decimal import Decimal
+
+    if not lookback or value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, datetime):
+        return value - timedelta(seconds=lookback)
+    if isinstance(value, date):
+        return value - timedelta(days=int(lookback // 86_400))
+    if isinstance(value, Decimal):
+        return value - Decimal(str(lookback))
+    if isinstance(value, int):
+        return value - int(lookback) if float(lookback).is_integer() else value - lookback
+    if isinstance(value, float):
+        return value - lookback
+    return value
+
+
+def _later(a: Any, b: Any) -> bool:
+    """``a > b`` (values restored from the state file compare with fresh ones)."""
+    try:
+        return bool(a > b)
+    except TypeError:
+        return str(a) > str(b)
 
 
 def _installed(module: str) -> bool:

@@ -309,8 +309,8 @@ class FileSystemSource(DataSource):
     def _collect(self, frame: pl.LazyFrame, files: list[str], fmt: str) -> pl.DataFrame:
         import polars as pl
 
-        try:
-            return frame.collect()
+        try:  # the engine polars.read_csv / read_parquet use for an eager read
+            return frame.collect(engine="in-memory")
         except (
             pl.exceptions.ComputeError,
             pl.exceptions.SchemaError,
