@@ -13,7 +13,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--child"]:
         child(argv[1], argv[2], int(argv[3]))
         return 0
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description="ours vs the hand-written baseline")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description="ours vs the hand-written baseline"
+    )
     parser.add_argument("name", nargs="?", help="benchmark to run; omit to list them")
     parser.add_argument("--rows", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=3)

@@ -35,11 +35,27 @@ def _out_dir(name: str) -> Path:
 def pipeline_spec(csv: Path, out: Path) -> dict[str, Any]:
     return {
         "name": "e2e_batch",
-        "sources": {"sales": {"type": "FileSystemSource", "config": {"path": str(csv), "try_parse_dates": True, "output": "lazy"}}},
+        "sources": {
+            "sales": {
+                "type": "FileSystemSource",
+                "config": {"path": str(csv), "try_parse_dates": True, "output": "lazy"},
+            }
+        },
         "transformations": {
             "clean": [
-                {"type": "MissingValueHandler", "config": {"strategy": "fill", "columns": [*NUMERIC_FILL, *TEXT_FILL]}},
-                {"type": "OutlierHandler", "config": {"method": "iqr", "factor": FACTOR, "action": "clip", "columns": CLIP}},
+                {
+                    "type": "MissingValueHandler",
+                    "config": {"strategy": "fill", "columns": [*NUMERIC_FILL, *TEXT_FILL]},
+                },
+                {
+                    "type": "OutlierHandler",
+                    "config": {
+                        "method": "iqr",
+                        "factor": FACTOR,
+                        "action": "clip",
+                        "columns": CLIP,
+                    },
+                },
             ]
         },
         "storage": {
@@ -106,7 +122,8 @@ def check(params: dict[str, Any]) -> str:
     a = a.with_columns(pl.col("quantity").cast(pl.Float64))
     b = b.with_columns(pl.col("quantity").cast(pl.Float64))
     same = a.shape == b.shape and all(
-        ((a[c] - b[c]).abs().max() or 0) < 1e-6 for c in ("quantity", "price", "revenue")  # type: ignore[operator]
+        ((a[c] - b[c]).abs().max() or 0) < 1e-6
+        for c in ("quantity", "price", "revenue")  # type: ignore[operator]
     )
     return f"results equal: {same} ({a.height:,} groups)"
 

@@ -99,7 +99,9 @@ def run(name: str, rows: int | None, repeat: int) -> int:
     base_t = min(r["seconds"] for r in base)
     base_m = max(r["peak_mb"] for r in base)
     print()
-    print(f"{'variant':<22}{'min s':>9}{'median s':>10}{'max s':>9}{'peak MB':>10}{'time x':>9}{'mem x':>8}  target")
+    print(
+        f"{'variant':<22}{'min s':>9}{'median s':>10}{'max s':>9}{'peak MB':>10}{'time x':>9}{'mem x':>8}  target"
+    )
     failed = False
     for variant, rs in results.items():
         times = [r["seconds"] for r in rs]
@@ -111,9 +113,9 @@ def run(name: str, rows: int | None, repeat: int) -> int:
         if target:
             ok_t = t_ratio <= target.get("time", float("inf"))
             ok_m = m_ratio <= target.get("memory", float("inf"))
-            verdict = " ".join(
-                f"{k}<={v}x" for k, v in target.items()
-            ) + ("  OK" if ok_t and ok_m else "  MISSED")
+            verdict = " ".join(f"{k}<={v}x" for k, v in target.items()) + (
+                "  OK" if ok_t and ok_m else "  MISSED"
+            )
             failed |= not (ok_t and ok_m)
         print(
             f"{variant:<22}{min(times):>9.3f}{statistics.median(times):>10.3f}{max(times):>9.3f}"

@@ -87,15 +87,15 @@ def generate(rows: int, seed: int = 42) -> pl.DataFrame:
         df.join(products, on="product_id", how="left")
         .with_columns(
             date=(pl.lit(START) + pl.duration(days=pl.col("date"))).cast(pl.Date),
-            region=pl.col("region").replace_strict(dict(enumerate(REGIONS)), return_dtype=pl.String),
+            region=pl.col("region").replace_strict(
+                dict(enumerate(REGIONS)), return_dtype=pl.String
+            ),
             education=pl.col("education").replace_strict(
                 dict(enumerate(EDUCATION)), return_dtype=pl.String
             ),
             price=pl.when(pl.Series(missing["price"])).then(None).otherwise(pl.col("price")),
             age=pl.when(pl.Series(missing["age"])).then(None).otherwise(pl.col("age")),
-            income=pl.when(pl.Series(missing["income"]))
-            .then(None)
-            .otherwise(pl.col("income")),
+            income=pl.when(pl.Series(missing["income"])).then(None).otherwise(pl.col("income")),
         )
         .with_columns(
             education=pl.when(pl.Series(missing["education"]))

@@ -62,20 +62,26 @@ def validate(file: FileArg) -> None:
 @app.command()
 def run(file: FileArg, verbose: Verbose = False) -> None:
     """Run a pipeline file end to end, then print rows and seconds per stage."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from data_pipeline.pipeline import describe_error, run_pipeline
 
     if verbose:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(name)s - %(levelname)s - %(message)s")
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s - %(name)s - %(levelname)s - %(message)s"
+        )
     loaded = _load(file)
     console = _console()
     try:
         with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
         ) as progress:
-            tasks: dict[str, int] = {}
+            tasks: dict[str, TaskID] = {}
 
             def on_stage(stage: str, event: str) -> None:
                 if event == "start" and stage not in tasks:

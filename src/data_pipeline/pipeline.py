@@ -74,10 +74,18 @@ __all__ = [
 
 logger = get_logger(__name__)
 
-Engine = Literal["polars", "pandas", "duckdb", "arrow"]
+Engine = Literal["polars", "pandas", "duckdb", "arrow", "spark"]
 STAGES = ("ingestion", "transformation", "storage", "processing", "visualization")
 BASE_CLASSES = frozenset(
-    {"DataSource", "Transformer", "DataFrameTransformer", "StorageSystem", "DataProcessor", "Visualization", "Chart"}
+    {
+        "DataSource",
+        "Transformer",
+        "DataFrameTransformer",
+        "StorageSystem",
+        "DataProcessor",
+        "Visualization",
+        "Chart",
+    }
 )
 PATH_KEYS = ("path", "base_path", "database", "state_path", "reject_path")
 
@@ -188,7 +196,9 @@ def _build(cls: type, name: str, config: dict[str, Any], path: str, base_dir: Pa
     config = _resolve_paths(config, base_dir)
     model = getattr(cls, "config_model", None)
     if model is not None:
-        validate_config(model, config, component=f"{cls.__name__} {name!r}", prefix=f"{path}.config")
+        validate_config(
+            model, config, component=f"{cls.__name__} {name!r}", prefix=f"{path}.config"
+        )
     return cls(name=name, config=config)
 
 
@@ -238,7 +248,9 @@ def load_pipeline(
                 component="pipeline file",
             ) from None
     if not isinstance(raw, Mapping):
-        raise _invalid("(top level)", "a pipeline file must be a mapping with sources, transformations, ...")
+        raise _invalid(
+            "(top level)", "a pipeline file must be a mapping with sources, transformations, ..."
+        )
     raw = interpolate_env(raw, environ=environ)
     try:
         spec = PipelineFile.model_validate(raw)
@@ -262,7 +274,11 @@ def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> 
 
     def declare(name: str, where: str) -> None:
         if name in datasets:
-            raise _invalid(where, f"the name {name!r} is already used by {datasets[name]}", "names of sources, transformations and processing pipelines must be unique")
+            raise _invalid(
+                where,
+                f"the name {name!r} is already used by {datasets[name]}",
+                "names of sources, transformations and processing pipelines must be unique",
+            )
         datasets[name] = where
 
     source_classes = _layer_classes("ingestion", DataSource)
@@ -274,7 +290,12 @@ def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> 
         sources[name] = _build(cls, name, s.config, path, base_dir)
 
     def steps_of(
-        section: str, name: str, steps: StepsSpec, classes: dict[str, type], pipeline: Any, default_inputs: list[str]
+        section: str,
+        name: str,
+        steps: StepsSpec,
+        classes: dict[str, type],
+        pipeline: Any,
+        default_inputs: list[str],
     ) -> tuple[str, Any]:
         path = f"{section}.{name}"
         inp = steps.input
@@ -288,23 +309,41 @@ def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> 
                 )
             inp = default_inputs[0]
         elif inp not in datasets:
-            raise _invalid(f"{path}.input", f"unknown input {inp!r}", f"known: {', '.join(datasets)}")
+            raise _invalid(
+                f"{path}.input", f"unknown input {inp!r}", f"known: {', '.join(datasets)}"
+            )
         for i, step in enumerate(steps.steps):
             step_path = f"{path}[{i}]"
             cls = _component_class(classes, step.type, step_path, section.rstrip("s") + " step")
-            pipeline.add(_build(cls, step.name or f"{name}_{i}_{step.type}", step.config, step_path, base_dir))
+            pipeline.add(
+                _build(
+                    cls, step.name or f"{name}_{i}_{step.type}", step.config, step_path, base_dir
+                )
+            )
         declare(name, path)
         return inp, pipeline
 
     transformer_classes = _layer_classes("transformation", Transformer)
     transformations = {
-        name: steps_of("transformations", name, s, transformer_classes, TransformationPipeline(name), list(spec.sources))
+        name: steps_of(
+            "transformations",
+            name,
+            s,
+            transformer_classes,
+            TransformationPipeline(name),
+            list(spec.sources),
+        )
         for name, s in spec.transformations.items()
     }
     processor_classes = _layer_classes("processing", DataProcessor)
     processing = {
         name: steps_of(
-            "processing", name, s, processor_classes, ProcessingPipeline(name), list(spec.transformations) or list(spec.sources)
+            "processing",
+            name,
+            s,
+            processor_classes,
+            ProcessingPipeline(name),
+            list(spec.transformations) or list(spec.sources),
         )
         for name, s in spec.processing.items()
     }
@@ -317,7 +356,11 @@ def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> 
         system = _build(cls, name, s.config, path, base_dir)
         for i, entry in enumerate(s.store):
             if entry.data not in datasets:
-                raise _invalid(f"{path}.store[{i}].data", f"unknown data {entry.data!r}", f"known: {', '.join(datasets)}")
+                raise _invalid(
+                    f"{path}.store[{i}].data",
+                    f"unknown data {entry.data!r}",
+                    f"known: {', '.join(datasets)}",
+                )
         storage[name] = (system, s.store)
 
     viz_classes = _layer_classes("visualization", Visualization)
@@ -339,15 +382,23 @@ def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> 
             data_name = v.data
             if data_name is None:
                 if len(last_output) != 1:
-                    raise _invalid(f"{vpath}.data", "no data given and there is not exactly one candidate", f"known: {', '.join(datasets)}")
+                    raise _invalid(
+                        f"{vpath}.data",
+                        "no data given and there is not exactly one candidate",
+                        f"known: {', '.join(datasets)}",
+                    )
                 data_name = last_output[0]
             if data_name not in datasets:
-                raise _invalid(f"{vpath}.data", f"unknown data {data_name!r}", f"known: {', '.join(datasets)}")
+                raise _invalid(
+                    f"{vpath}.data", f"unknown data {data_name!r}", f"known: {', '.join(datasets)}"
+                )
             dashboard.add_visualization(_build(cls, vname, v.config, vpath, base_dir))
             feeds[vname] = data_name
         dashboards[name] = (dashboard, d, feeds)
 
-    return LoadedPipeline(spec, base_dir, sources, transformations, storage, processing, dashboards, source_file)
+    return LoadedPipeline(
+        spec, base_dir, sources, transformations, storage, processing, dashboards, source_file
+    )
 
 
 # -- running --------------------------------------------------------------------------------
@@ -388,6 +439,26 @@ def _to_engine(data: Any, engine: str) -> Any:
         import duckdb
 
         return duckdb.from_arrow(to_arrow(data))
+    if engine == "spark":
+        # the shared session: the one this process made already, or a new one (local, or the
+        # cluster of SPARK_REMOTE / spark.master); data goes in as Arrow (no row loop)
+        from data_pipeline.core.deps import import_optional
+        from data_pipeline.core.frames import engine_name
+        from data_pipeline.processing._engines import spark_from_arrow
+
+        sql = import_optional("pyspark.sql", extra="spark", feature="engine: spark")
+        if isinstance(data, sql.DataFrame) or engine_name(data).startswith("pyspark"):
+            return data
+        import pyarrow as pa
+
+        table = to_arrow(data)
+        # Spark reads no dictionary (categorical) columns: decode them to their values
+        fields = [
+            pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f
+            for f in table.schema
+        ]
+        session = sql.SparkSession.builder.getOrCreate()
+        return spark_from_arrow(session, table.cast(pa.schema(fields)))
     raise ConfigError(f"unknown engine {engine!r}", component="pipeline")
 
 
@@ -402,6 +473,8 @@ def _materialize(data: Any) -> Any:
         import duckdb
 
         return duckdb.from_arrow(frame.collect(backend="pyarrow").to_native())
+    if frame.implementation.name.startswith("PYSPARK"):
+        return data.cache()  # computed by Spark at the first use, kept for the next consumers
     return data
 
 
@@ -415,7 +488,11 @@ def run_pipeline(
 
     ``on_stage(stage, event)`` is called with event ``"start"`` and ``"done"`` for progress display.
     """
-    loaded = pipeline if isinstance(pipeline, LoadedPipeline) else load_pipeline(pipeline, environ=environ)
+    loaded = (
+        pipeline
+        if isinstance(pipeline, LoadedPipeline)
+        else load_pipeline(pipeline, environ=environ)
+    )
     engine = loaded.spec.engine
     stages = {s: StageResult(s) for s in STAGES}
     data: dict[str, Any] = {}
@@ -432,10 +509,14 @@ def run_pipeline(
             for i, entry in enumerate(entries):
                 if (sname, i) in stored or entry.data not in data:
                     continue
-                result = system.store(data[entry.data], entry.table or entry.data, if_exists=entry.if_exists)
+                result = system.store(
+                    data[entry.data], entry.table or entry.data, if_exists=entry.if_exists
+                )
                 stored.add((sname, i))
                 stages["storage"].rows = (stages["storage"].rows or 0) + result.rows
-                stages["storage"].items.append(f"{entry.data} -> {sname}.{entry.table or entry.data}")
+                stages["storage"].items.append(
+                    f"{entry.data} -> {sname}.{entry.table or entry.data}"
+                )
                 outputs[f"{sname}:{entry.table or entry.data}"] = str(result.target)
 
     with stage("ingestion") as st:
@@ -490,7 +571,11 @@ def render_dashboards(
     processing output that was not stored is recomputed from its stored input. Returns the path
     written per dashboard.
     """
-    loaded = pipeline if isinstance(pipeline, LoadedPipeline) else load_pipeline(pipeline, environ=environ)
+    loaded = (
+        pipeline
+        if isinstance(pipeline, LoadedPipeline)
+        else load_pipeline(pipeline, environ=environ)
+    )
     stored_at: dict[str, tuple[Any, str]] = {}
     for system, entries in loaded.storage.values():
         for entry in entries:
@@ -505,7 +590,9 @@ def render_dashboards(
             cache[name] = system.retrieve(table)
         elif name in loaded.processing:
             inp, ppipe = loaded.processing[name]
-            cache[name] = _materialize(ppipe.process(_to_engine(fetch(inp, path), loaded.spec.engine)))
+            cache[name] = _materialize(
+                ppipe.process(_to_engine(fetch(inp, path), loaded.spec.engine))
+            )
         else:
             raise ConfigError(
                 f"{path}: the data set {name!r} is not stored by any storage system",
@@ -555,4 +642,3 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, DataPipelineError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
-

@@ -60,5 +60,3 @@ def marks(page: Any, card: str) -> int:
             f"document.querySelectorAll('{card} :is({MARKS})').length"
         )
     )
-
-

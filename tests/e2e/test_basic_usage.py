@@ -38,7 +38,9 @@ def records(n: int = 400) -> list[dict[str, Any]]:
                 "revenue": round((1 + (i * 7) % 5) * (10 + (i * 13) % 17 * 0.5), 2),
                 "age": None if i % 5 == 0 else 20 + (i * 3) % 50,
                 "income": None if i % 6 == 0 else 30000.0 + (i * 977) % 40000,
-                "education": None if i % 9 == 0 else ["bachelor", "master", "bachelor", "phd"][i % 4],
+                "education": None
+                if i % 9 == 0
+                else ["bachelor", "master", "bachelor", "phd"][i % 4],
             }
         )
     return out
@@ -49,7 +51,7 @@ def api() -> Iterator[str]:
     body = json.dumps(records()).encode()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if self.headers.get("Authorization") != f"Bearer {API_KEY}":
                 self.send_response(401)
                 self.end_headers()
@@ -138,9 +140,13 @@ def test_basic_usage_as_written(api: str, tmp_path: Path, monkeypatch: pytest.Mo
 
     dashboard = dashboard_manager.create_dashboard("sales_dashboard")
     dashboard.add_visualization(
-        LineChart(name="sales_chart", config={"x": "date", "y": "revenue", "title": "Sales Over Time"})
+        LineChart(
+            name="sales_chart", config={"x": "date", "y": "revenue", "title": "Sales Over Time"}
+        )
     )
-    dashboard_spec = dashboard_manager.render_dashboard("sales_dashboard", {"sales_chart": processed_data})
+    dashboard_spec = dashboard_manager.render_dashboard(
+        "sales_dashboard", {"sales_chart": processed_data}
+    )
     dashboard.save_html("sales_dashboard.html", {"sales_chart": processed_data})
     # ---- end of the spec's example ----
 
@@ -165,9 +171,16 @@ def test_basic_usage_as_written(api: str, tmp_path: Path, monkeypatch: pytest.Mo
     expected_filled = pl.from_arrow(filled.arrow())
 
     assert isinstance(data, pl.DataFrame) and data.height == 400
-    assert transformed_data.select(pl.col("age", "income", "education").null_count()).sum_horizontal().item() == 0
+    assert (
+        transformed_data.select(pl.col("age", "income", "education").null_count())
+        .sum_horizontal()
+        .item()
+        == 0
+    )
     assert sorted(transformed_data["age"].to_list()) == sorted(expected_filled["age"].to_list())
-    assert sorted(transformed_data["education"].to_list()) == sorted(expected_filled["education"].to_list())
+    assert sorted(transformed_data["education"].to_list()) == sorted(
+        expected_filled["education"].to_list()
+    )
 
     got = processed_data.sort("date", "product_id")
     assert got["quantity"].to_list() == expected["quantity"].to_list()
@@ -177,7 +190,10 @@ def test_basic_usage_as_written(api: str, tmp_path: Path, monkeypatch: pytest.Mo
 
     stored = storage_manager.retrieve_data("customer_db", table)
     assert stored.height == 400
-    assert stored.select(pl.col("age", "income", "education").null_count()).sum_horizontal().item() == 0
+    assert (
+        stored.select(pl.col("age", "income", "education").null_count()).sum_horizontal().item()
+        == 0
+    )
 
     assert dashboard_spec["name"] == "sales_dashboard"
     (chart,) = dashboard_spec["visualizations"]
@@ -193,7 +209,9 @@ def test_basic_usage_as_written(api: str, tmp_path: Path, monkeypatch: pytest.Mo
     db_storage.store(pl.DataFrame({"x": [1]}), f"{table}_drop", if_exists="replace")
     import psycopg
 
-    with psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres", autocommit=True) as conn:
+    with psycopg.connect(
+        "host=127.0.0.1 port=5432 dbname=test user=postgres", autocommit=True
+    ) as conn:
         conn.execute(f'drop table if exists "{table}", "{table}_drop"')
 
 
@@ -203,7 +221,11 @@ def test_spec_chart_of_a_column_the_aggregation_does_not_make_names_it() -> None
 
     manager = DashboardManager()
     dashboard = manager.create_dashboard("sales_dashboard")
-    dashboard.add_visualization(LineChart(name="sales_chart", config={"x": "date", "y": "sales", "title": "Sales Over Time"}))
+    dashboard.add_visualization(
+        LineChart(
+            name="sales_chart", config={"x": "date", "y": "sales", "title": "Sales Over Time"}
+        )
+    )
     processed = pl.DataFrame({"date": ["2024-01-01"], "product_id": ["P1"], "revenue": [1.0]})
     with pytest.raises(ChartRenderingError) as info:
         manager.render_dashboard("sales_dashboard", {"sales_chart": processed})

@@ -9,9 +9,6 @@ open one).
 from __future__ import annotations
 
 import datetime as dt
-import os
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +25,7 @@ from data_pipeline.visualization import (
     ScatterPlot,
     Table,
 )
-
-from tests.e2e.browser import Visit, marks, open_dashboard
+from tests.e2e.browser import marks, open_dashboard
 
 pytestmark = pytest.mark.browser
 

@@ -19,13 +19,29 @@ pytestmark = pytest.mark.browser
 
 def test_demo_dashboard_draws_offline(browser: Any, tmp_path: Path) -> None:
     example = tmp_path / "sales"
-    shutil.copytree(ROOT / "examples" / "sales", example, ignore=shutil.ignore_patterns("data", "output", "__pycache__"))
+    shutil.copytree(
+        ROOT / "examples" / "sales",
+        example,
+        ignore=shutil.ignore_patterns("data", "output", "__pycache__"),
+    )
     subprocess.run(
-        [sys.executable, str(example / "generate.py"), "--rows", "20000", "--out", str(example / "data" / "sales.csv")],
+        [
+            sys.executable,
+            str(example / "generate.py"),
+            "--rows",
+            "20000",
+            "--out",
+            str(example / "data" / "sales.csv"),
+        ],
         check=True,
     )
     cli = Path(sys.executable).parent / "data-pipeline"
-    run = subprocess.run([str(cli), "run", str(example / "pipeline.yaml")], capture_output=True, text=True, check=False)
+    run = subprocess.run(
+        [str(cli), "run", str(example / "pipeline.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     html = example / "output" / "sales_dashboard.html"
     assert str(html) in run.stdout.replace("\n", "")

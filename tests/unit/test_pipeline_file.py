@@ -125,7 +125,7 @@ def test_unknown_top_level_key_and_env(tmp_path: Path) -> None:
 
 
 def test_missing_file() -> None:
-    with pytest.raises(InputNotFoundError, match="does-not-exist.yaml"):
+    with pytest.raises(InputNotFoundError, match=r"does-not-exist\.yaml"):
         load_pipeline("does-not-exist.yaml")
 
 
@@ -171,7 +171,9 @@ def test_dashboard_command_rerenders_from_stored_data(sales_dir: Path) -> None:
         return re.findall(r'data-name="([^"]+)"', html_text)
 
     def revenues(html_text: str) -> list[float]:
-        return sorted(round(float(v), 4) for v in re.findall(r'"revenue":(-?[0-9.eE+-]+)', html_text))
+        return sorted(
+            round(float(v), 4) for v in re.findall(r'"revenue":(-?[0-9.eE+-]+)', html_text)
+        )
 
     assert names(again) == names(first) and len(names(first)) == 5
     assert revenues(again) == revenues(first) and revenues(first)

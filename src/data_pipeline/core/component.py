@@ -164,7 +164,9 @@ class Component:
             "status": self.status,
             "last_operation": op.name if op else None,
             "last_operation_time": self._last_time.isoformat() if self._last_time else None,
-            "duration_seconds": round(self._last_duration, 6) if self._last_duration is not None else None,
+            "duration_seconds": round(self._last_duration, 6)
+            if self._last_duration is not None
+            else None,
             "rows_in": op.rows_in if op else None,
             "rows_out": op.rows_out if op else None,
             "rows_rejected": op.rows_rejected if op else None,
@@ -180,7 +182,9 @@ class Component:
 _combined: dict[tuple[type, type], type] = {}
 
 
-def _combine(layer: type[DataPipelineError], case: type[DataPipelineError]) -> type[DataPipelineError]:
+def _combine(
+    layer: type[DataPipelineError], case: type[DataPipelineError]
+) -> type[DataPipelineError]:
     """The most specific class that is both the layer's error and the case (cached)."""
     if issubclass(layer, case):
         return layer

@@ -55,7 +55,9 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
     """One line per problem: the field path, what is wrong, and what was given."""
     lines = []
     for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p and p.endswith("]")))
+        loc = tuple(
+            p for p in err["loc"] if not (isinstance(p, str) and "[" in p and p.endswith("]"))
+        )
         path = format_loc(loc, prefix)
         kind = err["type"]
         msg = err["msg"]

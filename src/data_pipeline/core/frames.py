@@ -121,8 +121,10 @@ def to_polars(data: AnyFrame) -> pl.DataFrame:
         return data.collect()
     frame = to_narwhals(data)
     if isinstance(frame, nw.LazyFrame):
-        return frame.collect(backend="polars").to_native()
-    return frame.to_polars()
+        result: pl.DataFrame = frame.collect(backend="polars").to_native()
+        return result
+    eager: pl.DataFrame = frame.to_polars()
+    return eager
 
 
 def convert_output(data: AnyFrame, output: str, *, component: str | None = None) -> AnyFrame:

@@ -61,8 +61,10 @@ class Registry(Generic[T]):
         known = self.names()
         close = difflib.get_close_matches(str(name), known, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        hint += f"known {self.kind}s: {', '.join(map(repr, known))}" if known else (
-            f"no {self.kind} is registered yet"
+        hint += (
+            f"known {self.kind}s: {', '.join(map(repr, known))}"
+            if known
+            else (f"no {self.kind} is registered yet")
         )
         return NotFoundError(f"unknown {self.kind} {name!r}", component=self.owner, hint=hint)
 

@@ -37,7 +37,9 @@ _SECRET_KEY = re.compile(
     r"credential|private[-_]?key|access[-_]?key|client[-_]?secret|cookie|session[-_]?id|sas)",
     re.IGNORECASE,
 )
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
+_URL_CREDENTIALS = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@"
+)
 _QUERY_SECRET = re.compile(
     r"(?P<key>[?&](?:api[-_]?key|apikey|token|access[-_]?token|key|secret|password|sig|signature)=)[^&#\s]+",
     re.IGNORECASE,
@@ -48,7 +50,9 @@ _secret_values: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 
 
-_NOT_SECRET_SUFFIX = re.compile(r"[-_](url|uri|endpoint|path|file|location|type|header|param|field)$", re.IGNORECASE)
+_NOT_SECRET_SUFFIX = re.compile(
+    r"[-_](url|uri|endpoint|path|file|location|type|header|param|field)$", re.IGNORECASE
+)
 
 
 def is_secret_key(key: object) -> bool:

@@ -58,16 +58,16 @@ class FrameStep(Component):
         return to_narwhals(result, component=self.label)
 
     def _apply_native(self, data: Any, op: Operation) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} must implement _apply_frame or _apply_native")
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement _apply_frame or _apply_native"
+        )
 
     # -- the public mechanism ----------------------------------------------------------------
 
     def apply(self, frame: NwFrame) -> NwFrame:
         """Run the step on a Narwhals frame with metadata and error translation."""
         with self._operation(self.operation_name, rows_in=row_count(frame)) as op:
-            require_columns(
-                frame, self.required_columns(column_names(frame)), component=self.label
-            )
+            require_columns(frame, self.required_columns(column_names(frame)), component=self.label)
             result = self._apply_frame(frame, op)
             op.rows_out = row_count(result)
             return result

@@ -31,7 +31,9 @@ def test_unknown_key_is_named() -> None:
 
 def test_wrong_type_and_nested_path_and_allowed_values() -> None:
     with pytest.raises(ConfigError) as info:
-        validate_config(Model, {"url": "x", "timeout": "soon", "columns": [{}, {"strategy": "max"}]})
+        validate_config(
+            Model, {"url": "x", "timeout": "soon", "columns": [{}, {"strategy": "max"}]}
+        )
     msg = str(info.value)
     assert "config.timeout" in msg and "'soon'" in msg
     assert "config.columns[1].strategy" in msg
@@ -57,11 +59,14 @@ def test_secret_value_is_not_echoed_in_errors() -> None:
 def test_interpolate_env() -> None:
     env = {"HOST": "db", "PW": "s3cret"}
     out = interpolate_env(
-        {"a": "${HOST}:5432", "b": ["${PW}", "${MISSING:-dflt}"], "c": 3, "d": "$${HOST}"}, environ=env
+        {"a": "${HOST}:5432", "b": ["${PW}", "${MISSING:-dflt}"], "c": 3, "d": "$${HOST}"},
+        environ=env,
     )
     assert out == {"a": "db:5432", "b": ["s3cret", "dflt"], "c": 3, "d": "${HOST}"}
 
 
 def test_interpolate_env_missing_names_path() -> None:
-    with pytest.raises(ConfigError, match=r"storage.db.config.password: environment variable NOPE is not set"):
+    with pytest.raises(
+        ConfigError, match=r"storage.db.config.password: environment variable NOPE is not set"
+    ):
         interpolate_env({"storage": {"db": {"config": {"password": "${NOPE}"}}}}, environ={})

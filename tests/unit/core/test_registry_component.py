@@ -50,7 +50,10 @@ def test_operation_records_metadata() -> None:
 
 def test_operation_translates_library_errors() -> None:
     c = Component("c")
-    with pytest.raises(InputNotFoundError, match="Component 'c': read failed"), c._operation("read"):
+    with (
+        pytest.raises(InputNotFoundError, match="Component 'c': read failed"),
+        c._operation("read"),
+    ):
         open("/nonexistent/file.csv")  # noqa: SIM115
     assert c.get_metadata()["status"] == "failed"
     with pytest.raises(DataPipelineError) as info, c._operation("read"):

@@ -29,7 +29,11 @@ def make() -> Thing:
         "thing",
         {
             "password": PASSWORD,
-            "headers": {"Authorization": f"Bearer {TOKEN}", "X-API-Key": "key-98765", "Accept": "json"},
+            "headers": {
+                "Authorization": f"Bearer {TOKEN}",
+                "X-API-Key": "key-98765",
+                "Accept": "json",
+            },
         },
     )
 
@@ -81,4 +85,7 @@ def test_short_values_are_not_registered() -> None:
 
 def test_short_secret_is_masked_only_as_a_whole_word() -> None:
     register_secret("pass")
-    assert redact_text("password: pass, user:pass@host, bypass") == "password: ***, user:***@host, bypass"
+    assert (
+        redact_text("password: pass, user:pass@host, bypass")
+        == "password: ***, user:***@host, bypass"
+    )
