@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 import socket
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 
-ENGINES = ["pandas", "polars", "polars-lazy", "pyarrow", "duckdb"]
-if os.environ.get("DATA_PIPELINE_SPARK", "") == "1":  # the Spark engine joins with issue 4/6 work
-    ENGINES.append("pyspark")
+ENGINES: list[Any] = [
+    "pandas",
+    "polars",
+    "polars-lazy",
+    "pyarrow",
+    "duckdb",
+    pytest.param("pyspark", marks=pytest.mark.spark),
+]
 
 REQUIRE_SERVICES = os.environ.get("DATA_PIPELINE_REQUIRE_SERVICES") == "1"
 
@@ -27,6 +36,71 @@ def require_service(name: str, host: str, port: int) -> None:
         if REQUIRE_SERVICES:
             pytest.fail(message + "; DATA_PIPELINE_REQUIRE_SERVICES=1 forbids skipping")
         pytest.skip(message)
+
+
+def spark_unavailable() -> str | None:
+    """Why a local SparkSession cannot start here (pyspark or Java missing), or ``None``."""
+    if importlib.util.find_spec("pyspark") is None:
+        return "pyspark is not installed (pip install 'data-pipeline[spark]')"
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").exists():
+        return None
+    if shutil.which("java") is None:
+        return "Java (17 or later) is not installed or not on PATH, and JAVA_HOME is not set"
+    return None
+
+
+_LOG4J = """rootLogger.level = error
+rootLogger.appenderRef.stdout.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n
+"""
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """ONE local SparkSession for the whole test run (starting one takes ~15 s).
+
+    Skips when pyspark or Java is missing; fails instead under DATA_PIPELINE_REQUIRE_SERVICES=1.
+    Bound to 127.0.0.1, no UI, two shuffle partitions, UTC, quiet logs.
+    """
+    reason = spark_unavailable()
+    if reason:
+        if REQUIRE_SERVICES:
+            pytest.fail(
+                f"Spark unavailable: {reason}; DATA_PIPELINE_REQUIRE_SERVICES=1 forbids skipping"
+            )
+        pytest.skip(f"Spark unavailable: {reason}")
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    log4j = tmp_path_factory.mktemp("spark") / "log4j2.properties"
+    log4j.write_text(_LOG4J, encoding="utf-8")
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("data-pipeline-tests")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        # tiny test frames: compiling generated code costs more than it saves
+        .config("spark.sql.codegen.wholeStage", "false")
+        .config("spark.sql.adaptive.enabled", "false")
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
 
 
 @pytest.fixture(scope="session")
@@ -64,17 +138,33 @@ def make_frame(engine: str, duckdb_connection: Any, request: pytest.FixtureReque
             return duckdb_connection.from_arrow(df.to_arrow())
         if engine == "pyspark":
             spark = request.getfixturevalue("spark")
-            return spark.createDataFrame(df.to_pandas())
+            return spark_frame(spark, df)
         raise AssertionError(engine)
 
     return make
+
+
+def spark_frame(spark: Any, df: pl.DataFrame) -> Any:
+    """A Spark DataFrame from Arrow (keeps nulls, NaN and dtypes; no pandas on the way).
+
+    Spark makes a naive Arrow timestamp a session-zoned TIMESTAMP: cast back to TIMESTAMP_NTZ so
+    that naive stays naive, as on the other engines.
+    """
+    frame = spark.createDataFrame(df.to_arrow())
+    naive = [c for c, t in df.schema.items() if isinstance(t, pl.Datetime) and t.time_zone is None]
+    if naive:
+        from pyspark.sql import functions as F
+
+        quoted = {c: "`" + c.replace("`", "``") + "`" for c in naive}
+        frame = frame.withColumns({c: F.col(quoted[c]).cast("timestamp_ntz") for c in naive})
+    return frame
 
 
 def to_polars(native: Any) -> pl.DataFrame:
     """Any engine's result as a polars DataFrame, for comparison with the oracle."""
     from data_pipeline.core.frames import to_polars as convert
 
-    return convert(native)
+    return convert(native)  # PySpark: Narwhals collects it through Arrow (toArrow), no pandas
 
 
 def native_type_name(native: Any) -> str:

@@ -86,3 +86,32 @@ def test_sales_on_spark_matches_polars(
     lake = pl.read_parquet(output / "lake" / "**" / "*.parquet")
     assert lake.height == 5_000
     assert (output / "sales_dashboard.html").stat().st_size > 0
+
+
+def test_engine_spark_converts_through_arrow(spark: Any) -> None:
+    """Naive timestamps stay naive, categoricals become strings, nulls and NaN survive."""
+    import datetime as dt
+
+    from pyspark.sql import DataFrame
+
+    from data_pipeline.pipeline import _materialize, _to_engine
+
+    frame = pl.DataFrame(
+        {
+            "ts": [dt.datetime(2024, 3, 1, 9, 30), None],
+            "région": pl.Series(["n", None], dtype=pl.Categorical),
+            "x": [float("nan"), None],
+        }
+    )
+    out = _materialize(_to_engine(frame.lazy(), "spark"))
+    assert isinstance(out, DataFrame)
+    assert {f.name: f.dataType.typeName() for f in out.schema.fields} == {
+        "ts": "timestamp_ntz",
+        "région": "string",
+        "x": "double",
+    }
+    back = to_polars(out)
+    assert back["ts"].to_list() == frame["ts"].to_list()
+    assert back["région"].to_list() == ["n", None]
+    assert back["x"].is_nan().to_list() == [True, None]
+    assert _to_engine(out, "spark") is out

@@ -9,7 +9,7 @@ import narwhals as nw
 from data_pipeline.core.errors import UnsupportedOperationError
 from data_pipeline.core.frames import to_arrow, to_narwhals, to_polars
 
-__all__ = ["duckdb_connection", "engine_of", "match_engine"]
+__all__ = ["duckdb_connection", "engine_of", "match_engine", "spark_from_arrow"]
 
 
 def duckdb_connection(relation: Any) -> Any:
@@ -18,6 +18,20 @@ def duckdb_connection(relation: Any) -> Any:
     if connection is None or not hasattr(connection, "from_arrow"):
         return None
     return connection
+
+
+def spark_from_arrow(session: Any, table: Any) -> Any:
+    """A Spark DataFrame of ``table``; naive timestamps stay naive (Spark would zone them)."""
+    import pyarrow as pa
+
+    frame = session.createDataFrame(table)
+    naive = [f.name for f in table.schema if pa.types.is_timestamp(f.type) and f.type.tz is None]
+    if any(frame.schema[n].dataType.typeName() == "timestamp" for n in naive):
+        from pyspark.sql import functions as F
+
+        quoted = {n: "`" + n.replace("`", "``") + "`" for n in naive}
+        frame = frame.withColumns({n: F.col(quoted[n]).cast("timestamp_ntz") for n in naive})
+    return frame
 
 
 def engine_of(frame: Any) -> str:
@@ -57,7 +71,7 @@ def match_engine(
     if target == "pyspark":
         session = getattr(template.to_native(), "sparkSession", None)
         if session is not None:  # Spark 4 takes an Arrow table (columnar, no row loop)
-            return nw.from_native(session.createDataFrame(to_arrow(native)))
+            return nw.from_native(spark_from_arrow(session, to_arrow(native)))
     raise UnsupportedOperationError(
         f"the {what} is a {source} frame and the data a {target} frame; "
         f"the engine {target!r} cannot take a frame from another engine here",
