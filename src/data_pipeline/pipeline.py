@@ -3,7 +3,7 @@
 The file uses the same class names and config keys as the Python API::
 
     name: sales
-    engine: polars            # polars (lazy) | pandas | duckdb | arrow
+    engine: polars            # polars (lazy) | pandas | duckdb | arrow | spark
     sources:
       sales:
         type: FileSystemSource
