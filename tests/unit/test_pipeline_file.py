@@ -187,3 +187,27 @@ def test_dashboard_command_names_unstored_data(sales_dir: Path) -> None:
     result = CliRunner().invoke(app, ["dashboard", str(path)])
     assert result.exit_code == 1
     assert "is not stored by any storage system" in result.output
+
+
+@pytest.mark.parametrize("engine", ["pandas", "duckdb", "arrow"])
+def test_same_pipeline_on_every_engine_gives_the_polars_answer(
+    sales_dir: Path, engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from data_pipeline.core.frames import engine_name, to_polars
+
+    monkeypatch.setenv("DATA_PIPELINE_ENGINE", "polars")
+    reference = (
+        run_pipeline(sales_dir / "pipeline.yaml").data["daily_revenue"].sort("date", "product_id")
+    )
+    monkeypatch.setenv("DATA_PIPELINE_ENGINE", engine)
+    result = run_pipeline(sales_dir / "pipeline.yaml")
+    native = result.data["daily_revenue"]
+    assert engine_name(native) == {"arrow": "pyarrow"}.get(engine, engine)
+    got = to_polars(native).sort("date", "product_id")
+    assert got.columns == reference.columns and got.height == reference.height
+    assert (
+        got["quantity"].cast(pl.Int64).to_list() == reference["quantity"].cast(pl.Int64).to_list()
+    )
+    assert (got["price"] - reference["price"]).abs().max() < 1e-9  # type: ignore[operator]
+    # revenue is round(quantity * price, 2) per row: engines break half-cent ties differently
+    assert (got["revenue"] - reference["revenue"]).abs().max() < 0.05  # type: ignore[operator]
