@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from data_pipeline.core.config import (
     ConfigModel,
@@ -126,17 +126,36 @@ class DashboardSpec(ConfigModel):
     visualizations: list[VisualizationSpec] = Field(default_factory=list)
 
 
+class SparkSpec(ConfigModel):
+    """``spark:`` settings used when ``engine: spark`` (the session is shared by the process)."""
+
+    master: str | None = None
+    """``local[4]``, ``spark://host:7077``, ``yarn``, ...; unset: ``spark.master`` or local."""
+    app_name: str = "data-pipeline"
+    conf: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    """Spark settings, e.g. ``spark.sql.shuffle.partitions: 64``."""
+
+
 class PipelineFile(ConfigModel):
     """The validated content of a pipeline YAML file."""
 
     name: str = "pipeline"
     description: str | None = None
     engine: Engine = "polars"
+    spark: SparkSpec | None = None
     sources: dict[str, ComponentSpec] = Field(default_factory=dict)
     transformations: dict[str, StepsSpec] = Field(default_factory=dict)
     storage: dict[str, StorageSpec] = Field(default_factory=dict)
     processing: dict[str, StepsSpec] = Field(default_factory=dict)
     dashboards: dict[str, DashboardSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _spark_needs_engine(self) -> PipelineFile:
+        if self.spark is not None and self.engine != "spark":
+            raise ValueError(
+                f"a spark: section is given but engine is {self.engine!r}; set engine: spark"
+            )
+        return self
 
     @field_validator("transformations", "processing", mode="before")
     @classmethod
@@ -422,7 +441,31 @@ class PipelineRun:
     seconds: float
 
 
-def _to_engine(data: Any, engine: str) -> Any:
+def _spark_session(spec: SparkSpec | None) -> Any:
+    """The process's SparkSession, built with the file's ``spark:`` settings."""
+    from data_pipeline.core.deps import import_optional
+
+    sql = import_optional("pyspark.sql", extra="spark", feature="engine: spark")
+    builder = sql.SparkSession.builder
+    if spec is not None:
+        builder = builder.appName(spec.app_name)
+        if spec.master:
+            builder = builder.master(spec.master)
+        for key, value in spec.conf.items():
+            builder = builder.config(
+                key, str(value).lower() if isinstance(value, bool) else str(value)
+            )
+    session = builder.getOrCreate()
+    if spec is not None:
+        for key, value in spec.conf.items():  # runtime settings also apply to a running session
+            try:
+                session.conf.set(key, str(value).lower() if isinstance(value, bool) else str(value))
+            except Exception:  # a static setting of a session that already runs: kept as it is
+                logger.warning("spark: %s cannot change on a running session; kept as it is", key)
+    return session
+
+
+def _to_engine(data: Any, engine: str, spark: SparkSpec | None = None) -> Any:
     import polars as pl
 
     from data_pipeline.core.frames import to_arrow, to_polars
@@ -457,7 +500,7 @@ def _to_engine(data: Any, engine: str) -> Any:
             pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f
             for f in table.schema
         ]
-        session = sql.SparkSession.builder.getOrCreate()
+        session = _spark_session(spark)
         return spark_from_arrow(session, table.cast(pa.schema(fields)))
     raise ConfigError(f"unknown engine {engine!r}", component="pipeline")
 
@@ -521,7 +564,7 @@ def run_pipeline(
 
     with stage("ingestion") as st:
         for name, source in loaded.sources.items():
-            out = _to_engine(source.ingest(), engine)
+            out = _to_engine(source.ingest(), engine, loaded.spec.spark)
             data[name] = out
             st.add(name, row_count(to_narwhals(out)))
 
@@ -591,7 +634,7 @@ def render_dashboards(
         elif name in loaded.processing:
             inp, ppipe = loaded.processing[name]
             cache[name] = _materialize(
-                ppipe.process(_to_engine(fetch(inp, path), loaded.spec.engine))
+                ppipe.process(_to_engine(fetch(inp, path), loaded.spec.engine, loaded.spec.spark))
             )
         else:
             raise ConfigError(

@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from data_pipeline.pipeline import run_pipeline
 from tests.conftest import to_polars
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,3 +116,36 @@ def test_engine_spark_converts_through_arrow(spark: Any) -> None:
     assert back["région"].to_list() == ["n", None]
     assert back["x"].is_nan().to_list() == [True, None]
     assert _to_engine(out, "spark") is out
+
+
+def test_spark_section_sets_the_session_conf(spark: Any, tmp_path: Path) -> None:
+    csv = tmp_path / "t.csv"
+    pl.DataFrame({"k": ["a", "b", "a"], "v": [1, 2, 3]}).write_csv(csv)
+    before = spark.conf.get("spark.sql.shuffle.partitions")
+    spec = {
+        "engine": "spark",
+        "spark": {"master": "local[2]", "conf": {"spark.sql.shuffle.partitions": 3}},
+        "sources": {"t": {"type": "FileSystemSource", "config": {"path": str(csv)}}},
+        "processing": {
+            "agg": [
+                {
+                    "type": "DataAggregator",
+                    "config": {"group_by": ["k"], "aggregations": {"v": "sum"}},
+                }
+            ]
+        },
+    }
+    try:
+        result = run_pipeline(spec)
+        assert spark.conf.get("spark.sql.shuffle.partitions") == "3"
+        assert to_polars(result.data["agg"]).sort("k")["v"].to_list() == [4, 2]
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", before)
+
+
+def test_spark_section_without_engine_spark_is_invalid() -> None:
+    from data_pipeline.core.errors import ConfigError
+    from data_pipeline.pipeline import load_pipeline
+
+    with pytest.raises(ConfigError, match="engine: spark"):
+        load_pipeline({"spark": {"master": "local[2]"}, "sources": {}})
