@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ROWS   ?= 100000
 
-.PHONY: demo test lint typecheck pytest bench browser clean
+.PHONY: demo test lint typecheck pytest bench browser docs clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ pytest: $(VENV)/.test browser
 	$(VENV)/bin/pytest -q
 
 test: lint typecheck pytest
+
+docs: $(VENV)/.base  ## the PNGs of docs/visualization.md, made by vl-convert (no browser)
+	$(PY) -m data_pipeline.visualization.example --images docs/img/visualization
 
 bench: $(VENV)/.test
 	$(PY) -m benchmarks e2e_batch
