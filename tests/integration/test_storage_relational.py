@@ -411,3 +411,30 @@ def test_sigkill_mid_load_leaves_old_or_new(system: str, tmp_path: Path) -> None
         handle.drop_all()
         if system == "mariadb":  # a killed MySQL load may leave its staging table
             handle.storage.drop_stale_staging(older_than_seconds=0)
+
+
+def test_loads_in_several_chunks(db: DB) -> None:
+    """batch_size smaller than the data: every chunk lands, and a failing load changes nothing."""
+    table = db.table()
+    storage = db.make(batch_size=1_000, primary_key=["id"])
+    n = 2_500
+    frame = pl.DataFrame(
+        {
+            "id": range(n),
+            "text": [f'row {i}, "q"' for i in range(n)],
+            "x": [i / 4 for i in range(n)],
+        }
+    )
+    storage.store(frame, table, if_exists="replace")
+    out = storage.retrieve(table).sort("id")
+    assert out.to_dict(as_series=False) == frame.to_dict(as_series=False)
+    more = frame.with_columns(pl.col("id") + n)
+    storage.store(more, table, if_exists="append")
+    assert db.count(table) == 2 * n
+    # the last chunk repeats a stored key: the whole load is rolled back
+    clash = more.with_columns(pl.col("id") + n).with_columns(
+        pl.when(pl.col("id") == 3 * n - 1).then(0).otherwise(pl.col("id")).alias("id")
+    )
+    with pytest.raises(StorageError, match="constraint violation"):
+        storage.store(clash, table, if_exists="append")
+    assert db.count(table) == 2 * n

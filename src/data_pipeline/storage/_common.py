@@ -1,11 +1,23 @@
-"""Small helpers shared by the storage backends: identifier quoting, frame conversion."""
+"""Helpers shared by the storage backends: identifier quoting, frame conversion, option and
+primary-key checks, and the errors every backend raises alike (connection failures, existing
+targets, new columns, constraint violations)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from data_pipeline.core.errors import ConfigError, StorageSchemaError
+from pydantic import BeforeValidator, Field, SecretStr
+
+from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.errors import (
+    ConfigError,
+    InputNotFoundError,
+    StorageAuthenticationError,
+    StorageConnectionError,
+    StorageError,
+    StorageSchemaError,
+)
 from data_pipeline.core.frames import to_arrow, to_polars
 
 if TYPE_CHECKING:
@@ -13,12 +25,31 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = [
+    "ColumnList",
+    "ServerConfig",
+    "already_exists_error",
     "as_arrow",
     "as_polars",
+    "check_columns_match",
     "check_identifier",
+    "check_unique_key",
+    "column_list",
+    "connection_error",
+    "constraint_error",
+    "first_lines",
+    "misfit_error",
+    "new_columns_error",
+    "not_found_error",
+    "primary_key",
     "quote_ident",
     "quote_qualified",
+    "reject_unknown_options",
+    "require_key_columns",
+    "require_target",
+    "require_upsert_key",
 ]
+
+_NO_USER = object()
 
 
 def check_identifier(name: object, *, what: str = "table", component: str | None = None) -> str:
@@ -80,3 +111,212 @@ def check_columns_match(
             component=component,
             hint="select/rename columns to match the target, or store with if_exists='replace'",
         )
+
+
+# -- options, keys and targets shared by the backends --------------------------------------------
+
+
+def column_list(value: Any) -> Any:
+    """Config validator body: one column name becomes a list; empty becomes ``None``."""
+    if isinstance(value, str):
+        return [value]
+    return value or None
+
+
+#: a config field holding column names: one name is accepted for a list of one; empty is None
+ColumnList = Annotated[list[str] | None, BeforeValidator(column_list)]
+
+
+class ServerConfig(ConfigModel):
+    """Connection keys shared by the server-backed stores (relational and NoSQL databases)."""
+
+    url: str | None = None
+    host: str = "localhost"
+    port: int | None = Field(default=None, gt=0, lt=65536)
+    database: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    connect_timeout: int = Field(default=10, gt=0)
+
+
+def reject_unknown_options(
+    options: Any,
+    allowed: Sequence[str],
+    *,
+    hint: str,
+    component: str | None,
+    what: str = "option",
+) -> None:
+    """Raise :class:`ConfigError` naming the keys of ``options`` not in ``allowed``."""
+    unknown = set(options) - set(allowed)
+    if unknown:
+        raise ConfigError(
+            f"unknown {what}(s) {', '.join(sorted(unknown))}",
+            component=component,
+            hint=hint,
+        )
+
+
+def primary_key(options: dict[str, Any], configured: list[str] | None) -> list[str] | None:
+    """The store call's ``primary_key=`` option, else the configured one, as a list."""
+    key = options.get("primary_key") or configured
+    if isinstance(key, str):
+        return [key]
+    return list(key) if key else None
+
+
+def require_upsert_key(if_exists: str, key: list[str] | None, *, component: str | None) -> None:
+    if if_exists == "upsert" and not key:
+        raise ConfigError(
+            "if_exists='upsert' needs a primary key",
+            component=component,
+            hint="set primary_key in the config or pass primary_key=[...]",
+        )
+
+
+def require_key_columns(
+    key: list[str], columns: Sequence[str], *, what: str, component: str | None
+) -> None:
+    """Raise :class:`StorageSchemaError` when a primary key column is not in the data for ``what``."""
+    missing = [k for k in key if k not in columns]
+    if missing:
+        raise StorageSchemaError(
+            f"primary key column(s) {', '.join(map(repr, missing))} not in the data for {what}",
+            component=component,
+            hint=f"the data has columns: {', '.join(map(repr, columns))}",
+        )
+
+
+def check_unique_key(
+    frame: pl.DataFrame, key: list[str], target: str, component: str | None
+) -> None:
+    """Raise :class:`StorageError` with a sample when the data repeats a primary key."""
+    import polars as pl
+
+    dup = frame.group_by(key).len().filter(pl.col("len") > 1).head(1)
+    if dup.height:
+        row = dup.row(0, named=True)
+        count = row.pop("len")
+        raise duplicate_key_error(row, count, repr(target), component)
+
+
+def duplicate_key_error(
+    sample: dict[str, Any], count: Any, target: str, component: str | None
+) -> StorageError:
+    return StorageError(
+        f"duplicate primary key {sample} ({count} rows) in the data for table {target}; "
+        "the table is unchanged",
+        component=component,
+        hint="deduplicate the data on the primary key before storing",
+    )
+
+
+def already_exists_error(
+    what: str,
+    *,
+    component: str | None,
+    where: str | None = None,
+    modes: str = "'replace', 'append' or 'upsert'",
+) -> StorageError:
+    """The error of ``if_exists='fail'`` when the target exists (``what`` names it, ``where`` the store)."""
+    location = f" in {where}" if where else ""
+    return StorageError(
+        f"{what} already exists{location}",
+        component=component,
+        hint=f"store with if_exists={modes}",
+    )
+
+
+def new_columns_error(
+    new: Sequence[str], table: str, *, component: str | None
+) -> StorageSchemaError:
+    """The data has columns the table lacks and schema evolution is off."""
+    return StorageSchemaError(
+        f"column(s) {', '.join(map(repr, new))} are not in table {table!r}",
+        component=component,
+        hint="set schema_evolution: true to add them, drop them, or use if_exists='replace'",
+    )
+
+
+def constraint_error(table: str, detail: str, *, component: str | None) -> StorageError:
+    return StorageError(
+        f"constraint violation in table {table!r}: {detail}; the table is unchanged",
+        component=component,
+        hint="fix or remove the offending rows (see the key above), or use if_exists='upsert'",
+    )
+
+
+def misfit_error(table: str, detail: str, *, component: str | None) -> StorageSchemaError:
+    return StorageSchemaError(
+        f"the data does not fit table {table!r}: {detail}",
+        component=component,
+        hint="cast the columns to the table's types, or store with if_exists='replace'",
+    )
+
+
+def require_target(target: str | None, query: Any, *, component: str | None) -> None:
+    """``retrieve()`` of SQL stores needs a table or a query."""
+    if target is None and query is None:
+        raise ConfigError(
+            "no table or query given and no default_table configured",
+            component=component,
+            hint="call retrieve('table') or retrieve(query='SELECT ...')",
+        )
+
+
+def not_found_error(
+    message: str, names: Sequence[str], *, kind: str, empty: str, component: str | None
+) -> InputNotFoundError:
+    """:class:`InputNotFoundError` whose hint lists what does exist (``kind: 'a', 'b'``)."""
+    return InputNotFoundError(
+        message,
+        component=component,
+        hint=f"{kind}: {', '.join(map(repr, names))}" if names else empty,
+    )
+
+
+# -- connection errors ----------------------------------------------------------------------------
+
+_AUTH_MARKERS = (
+    "password authentication failed",
+    "access denied",
+    "authentication failed",
+    "no password",
+)
+
+
+def first_lines(exc: BaseException, n: int = 3) -> str:
+    """The first ``n`` lines of an exception's text, joined on one line."""
+    text = str(exc).strip()
+    return " ".join(line.strip() for line in text.splitlines()[:n])
+
+
+def connection_error(
+    exc: BaseException,
+    *,
+    what: str,
+    where: str,
+    component: str | None,
+    user: object = _NO_USER,
+    auth: bool | None = None,
+    lines: int = 3,
+) -> StorageError:
+    """A connection failure naming ``what`` at ``where`` (host, port, database), never the password.
+
+    ``auth=None`` detects authentication failures from the (redacted) message.
+    """
+    from data_pipeline.core.secrets import redact_text
+
+    text = redact_text(first_lines(exc, lines))
+    if auth is None:
+        lowered = text.lower()
+        auth = any(s in lowered for s in _AUTH_MARKERS)
+    cls = StorageAuthenticationError if auth else StorageConnectionError
+    who = "" if user is _NO_USER else f" as user {user!r}"
+    return cls(
+        f"cannot connect to {what} at {where}{who}: {text}",
+        component=component,
+        hint="check username and password in the config"
+        if auth
+        else "check host, port and database in the config, and that the server is running",
+    )

@@ -38,11 +38,13 @@ class StorageSystem(Component):
     accepts_primary_key: ClassVar[bool] = False
 
     def default_target(self) -> str | None:
-        """The table, key or path used when ``store`` is called without one."""
-        return None
+        """The table, key or path used when ``store`` is called without one (``default_table``)."""
+        value = getattr(self.settings, "default_table", None)
+        return str(value) if value is not None else None
 
     def default_if_exists(self) -> str:
-        return "append"
+        """The config's ``default_if_exists`` (``append`` when the config has none)."""
+        return str(getattr(self.settings, "default_if_exists", "append"))
 
     def store(
         self,

@@ -28,7 +28,13 @@ from data_pipeline.core.errors import (
     UnsupportedOperationError,
 )
 from data_pipeline.core.frames import to_polars
-from data_pipeline.storage._common import check_columns_match
+from data_pipeline.storage._common import (
+    ColumnList,
+    already_exists_error,
+    check_columns_match,
+    not_found_error,
+    reject_unknown_options,
+)
 from data_pipeline.storage.base import StorageSystem, StoreResult
 
 if TYPE_CHECKING:
@@ -65,6 +71,7 @@ DEFAULT_COMPRESSION = {
 }
 _TEXT_SUFFIX = {"gzip": ".gz", "zstd": ".zst"}
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_FILE_MODES = "'replace' or 'append', or choose another name"
 
 
 class FileSystemStorageConfig(ConfigModel):
@@ -75,7 +82,7 @@ class FileSystemStorageConfig(ConfigModel):
     compression: str | None = None
     compression_level: int | None = None
     row_group_size: int | None = Field(default=None, gt=0)
-    partition_by: list[str] | None = None
+    partition_by: ColumnList = None
     default_table: str | None = None
     default_if_exists: Literal["fail", "replace", "append"] = "replace"
     storage_options: dict[str, Any] | None = None
@@ -88,13 +95,6 @@ class FileSystemStorageConfig(ConfigModel):
             value = value.strip().lower().lstrip(".")
             return _FORMAT_ALIASES.get(value, value)
         return value
-
-    @field_validator("partition_by", mode="before")
-    @classmethod
-    def _one_column(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [value]
-        return value or None
 
     @model_validator(mode="after")
     def _check_compression(self) -> FileSystemStorageConfig:
@@ -146,12 +146,6 @@ class FileSystemStorage(StorageSystem):
     _OPTIONS = frozenset(
         {"format", "compression", "compression_level", "row_group_size", "partition_by"}
     )
-
-    def default_target(self) -> str | None:
-        return self.settings.default_table
-
-    def default_if_exists(self) -> str:
-        return self.settings.default_if_exists
 
     # -- paths ------------------------------------------------------------------------------
 
@@ -212,13 +206,12 @@ class FileSystemStorage(StorageSystem):
         return path
 
     def _effective(self, options: dict[str, Any]) -> FileSystemStorageConfig:
-        unknown = set(options) - self._OPTIONS
-        if unknown:
-            raise ConfigError(
-                f"unknown option(s) {', '.join(sorted(unknown))}",
-                component=self.label,
-                hint=f"store() accepts {', '.join(sorted(self._OPTIONS))}",
-            )
+        reject_unknown_options(
+            options,
+            tuple(self._OPTIONS),
+            hint=f"store() accepts {', '.join(sorted(self._OPTIONS))}",
+            component=self.label,
+        )
         if not options:
             return self.settings
         raw = self.settings.model_dump()
@@ -272,11 +265,7 @@ class FileSystemStorage(StorageSystem):
         _sweep(parent, os.path.basename(path), keep=None)
         exists = os.path.lexists(path)
         if exists and if_exists == "fail":
-            raise StorageError(
-                f"{path!r} already exists",
-                component=self.label,
-                hint="store with if_exists='replace' or 'append', or choose another name",
-            )
+            raise already_exists_error(repr(path), component=self.label, modes=_FILE_MODES)
         tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
         try:
             if exists and if_exists == "append":
@@ -362,11 +351,7 @@ class FileSystemStorage(StorageSystem):
         _sweep(parent, leaf, keep=os.path.realpath(link) if os.path.islink(link) else None)
         exists = os.path.lexists(link)
         if exists and if_exists == "fail":
-            raise StorageError(
-                f"dataset {link!r} already exists",
-                component=self.label,
-                hint="store with if_exists='replace' or 'append', or choose another name",
-            )
+            raise already_exists_error(f"dataset {link!r}", component=self.label, modes=_FILE_MODES)
         if exists and not os.path.isdir(link):
             raise StorageError(
                 f"{link!r} exists and is not a dataset directory",
@@ -451,10 +436,8 @@ class FileSystemStorage(StorageSystem):
         path = f"{root.rstrip('/')}/{rel}{self._extension(cfg.format, cfg.compression)}"
         exists = fs.exists(path)
         if exists and if_exists == "fail":
-            raise StorageError(
-                f"{path!r} already exists",
-                component=self.label,
-                hint="store with if_exists='replace' or 'append'",
+            raise already_exists_error(
+                repr(path), component=self.label, modes="'replace' or 'append'"
             )
         df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
         rows = int(df.height)
@@ -521,12 +504,12 @@ class FileSystemStorage(StorageSystem):
     ) -> Any:
         import polars as pl
 
-        if options:
-            raise ConfigError(
-                f"unknown option(s) {', '.join(sorted(options))}",
-                component=self.label,
-                hint="retrieve() accepts table, query, columns, format, output",
-            )
+        reject_unknown_options(
+            options,
+            (),
+            hint="retrieve() accepts table, query, columns, format, output",
+            component=self.label,
+        )
         if target is None:
             raise ConfigError(
                 "no file name given and no default_table configured",
@@ -588,13 +571,12 @@ class FileSystemStorage(StorageSystem):
         if os.path.isdir(dataset):
             self._inside_base(dataset)
             return self._dataset_scan(dataset, cfg.format)
-        known = self.list_stored()
-        raise InputNotFoundError(
+        raise not_found_error(
             f"{path!r} does not exist",
+            self.list_stored(),
+            kind="stored names",
+            empty="nothing is stored here yet",
             component=self.label,
-            hint=f"stored names: {', '.join(map(repr, known))}"
-            if known
-            else "nothing is stored here yet",
         )
 
     @staticmethod

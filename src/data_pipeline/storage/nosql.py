@@ -19,21 +19,31 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.deps import import_optional
 from data_pipeline.core.errors import (
     ConfigError,
     InputNotFoundError,
-    StorageAuthenticationError,
-    StorageConnectionError,
     StorageError,
     StorageSchemaError,
 )
 from data_pipeline.core.secrets import redact_text
-from data_pipeline.storage._common import as_polars, check_identifier
-from data_pipeline.storage.base import StorageSystem, StoreResult
+from data_pipeline.storage._common import (
+    ColumnList,
+    ServerConfig,
+    already_exists_error,
+    as_polars,
+    check_identifier,
+    check_unique_key,
+    connection_error,
+    not_found_error,
+    primary_key,
+    reject_unknown_options,
+    require_key_columns,
+    require_upsert_key,
+)
+from data_pipeline.storage.base import IfExists, StorageSystem, StoreResult
 
 if TYPE_CHECKING:
     import polars as pl
@@ -43,24 +53,17 @@ __all__ = ["NoSQLDBStorage", "NoSQLDBStorageConfig"]
 _DEFAULT_PORTS = {"mongodb": 27017, "redis": 6379}
 
 
-class NoSQLDBStorageConfig(ConfigModel):
+class NoSQLDBStorageConfig(ServerConfig):
     """Config of :class:`NoSQLDBStorage`."""
 
     db_type: Literal["embedded", "mongodb", "redis"] = "embedded"
-    url: str | None = None
-    host: str = "localhost"
-    port: int | None = Field(default=None, gt=0, lt=65536)
-    database: str | None = None
-    username: str | None = None
-    password: SecretStr | None = None
     default_table: str | None = Field(default=None, alias="default_collection")
-    default_if_exists: Literal["fail", "replace", "append", "upsert"] = "append"
-    primary_key: list[str] | None = None
+    default_if_exists: IfExists = "append"
+    primary_key: ColumnList = None
     key_template: str | None = None
     value_format: Literal["hash", "json"] = "hash"
     ttl: int | None = Field(default=None, gt=0)
     batch_size: int = Field(default=10_000, gt=0)
-    connect_timeout: int = Field(default=10, gt=0)
 
     @field_validator("db_type", mode="before")
     @classmethod
@@ -71,13 +74,6 @@ class NoSQLDBStorageConfig(ConfigModel):
                 value, value
             )
         return value
-
-    @field_validator("primary_key", mode="before")
-    @classmethod
-    def _one_column(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [value]
-        return value or None
 
     @model_validator(mode="after")
     def _check(self) -> NoSQLDBStorageConfig:
@@ -128,12 +124,6 @@ class NoSQLDBStorage(StorageSystem):
         self._client: Any = None
         self._memory_db = f"data_pipeline_{uuid.uuid4().hex[:12]}"
 
-    def default_target(self) -> str | None:
-        return self.settings.default_table
-
-    def default_if_exists(self) -> str:
-        return self.settings.default_if_exists
-
     def where(self) -> str:
         cfg = self.settings
         if cfg.db_type == "embedded":
@@ -150,13 +140,13 @@ class NoSQLDBStorage(StorageSystem):
     # -- connections ---------------------------------------------------------------------
 
     def _connect_error(self, exc: Exception, auth: bool = False) -> Exception:
-        cls = StorageAuthenticationError if auth else StorageConnectionError
-        return cls(
-            f"cannot connect to {self.settings.db_type} at {self.where()}: {redact_text(str(exc)).splitlines()[0]}",
+        return connection_error(
+            exc,
+            what=self.settings.db_type,
+            where=self.where(),
             component=self.label,
-            hint="check username and password"
-            if auth
-            else "check host, port and database in the config, and that the server is running",
+            auth=auth,
+            lines=1,
         )
 
     def _database(self) -> Any:
@@ -249,40 +239,24 @@ class NoSQLDBStorage(StorageSystem):
     # -- store ---------------------------------------------------------------------------
 
     def _store(self, data: Any, target: str, if_exists: str, **options: Any) -> StoreResult:
-        unknown = set(options) - {"primary_key", "ttl", "not_null"}
-        if unknown:
-            raise ConfigError(
-                f"unknown option(s) {', '.join(sorted(unknown))}",
-                component=self.label,
-                hint="store() accepts table, if_exists, primary_key, ttl",
-            )
+        reject_unknown_options(
+            options,
+            ("primary_key", "ttl", "not_null"),
+            hint="store() accepts table, if_exists, primary_key, ttl",
+            component=self.label,
+        )
         check_identifier(target, what="collection", component=self.label)
-        key = options.get("primary_key") or self.settings.primary_key
-        if isinstance(key, str):
-            key = [key]
+        key = primary_key(options, self.settings.primary_key)
         frame = as_polars(data)
         if key:
-            missing = [k for k in key if k not in frame.columns]
-            if missing:
-                raise StorageSchemaError(
-                    f"primary key column(s) {', '.join(map(repr, missing))} not in the data for {target!r}",
-                    component=self.label,
-                    hint=f"the data has columns: {', '.join(map(repr, frame.columns))}",
-                )
-            from data_pipeline.storage.relational import _check_unique
-
-            _check_unique(frame, key, target, self.label)
+            require_key_columns(key, frame.columns, what=repr(target), component=self.label)
+            check_unique_key(frame, key, target, self.label)
         if self.settings.db_type == "redis":
             action = self._store_redis(
                 frame, target, if_exists, key, options.get("ttl", self.settings.ttl)
             )
         else:
-            if if_exists == "upsert" and not key:
-                raise ConfigError(
-                    "if_exists='upsert' needs a primary key",
-                    component=self.label,
-                    hint="set primary_key in the config or pass primary_key=[...]",
-                )
+            require_upsert_key(if_exists, key, component=self.label)
             action = self._store_documents(frame, target, if_exists, key)
         return StoreResult(
             target=target,
@@ -299,10 +273,8 @@ class NoSQLDBStorage(StorageSystem):
         present = target in db.list_collection_names()
         exists = present and db[target].count_documents({}, limit=1) > 0
         if exists and if_exists == "fail":
-            raise StorageError(
-                f"collection {target!r} already exists in {self.where()}",
-                component=self.label,
-                hint="store with if_exists='replace', 'append' or 'upsert'",
+            raise already_exists_error(
+                f"collection {target!r}", where=self.where(), component=self.label
             )
         docs = _documents(frame)
         step = self.settings.batch_size
@@ -411,10 +383,8 @@ class NoSQLDBStorage(StorageSystem):
         with self._redis() as client:
             exists = bool(client.exists(index))
             if exists and if_exists == "fail":
-                raise StorageError(
-                    f"table {target!r} already exists in Redis {self.where()}",
-                    component=self.label,
-                    hint="store with if_exists='replace', 'append' or 'upsert'",
+                raise already_exists_error(
+                    f"table {target!r}", where=f"Redis {self.where()}", component=self.label
                 )
             old: list[Any] = (
                 list(client.smembers(index)) if exists and if_exists == "replace" else []
@@ -464,12 +434,12 @@ class NoSQLDBStorage(StorageSystem):
         include_id: bool = False,
         **options: Any,
     ) -> Any:
-        if options:
-            raise ConfigError(
-                f"unknown option(s) {', '.join(sorted(options))}",
-                component=self.label,
-                hint="retrieve() accepts table, query/filter, columns, limit, include_id, output",
-            )
+        reject_unknown_options(
+            options,
+            (),
+            hint="retrieve() accepts table, query/filter, columns, limit, include_id, output",
+            component=self.label,
+        )
         if target is None:
             raise ConfigError(
                 "no collection given and no default_table configured",
@@ -490,12 +460,12 @@ class NoSQLDBStorage(StorageSystem):
         db = self._database()
         if target not in db.list_collection_names():
             known = [c for c in db.list_collection_names() if not c.startswith("__dp_")]
-            raise InputNotFoundError(
+            raise not_found_error(
                 f"collection {target!r} does not exist in {self.where()}",
+                sorted(known),
+                kind="collections",
+                empty="nothing is stored yet",
                 component=self.label,
-                hint=f"collections: {', '.join(map(repr, sorted(known)))}"
-                if known
-                else "nothing is stored yet",
             )
         projection: dict[str, int] | None = None
         if columns:

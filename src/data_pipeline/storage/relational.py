@@ -20,29 +20,49 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import queue
 import tempfile
+import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import quote
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.deps import import_optional
 from data_pipeline.core.errors import (
     ConfigError,
     InputNotFoundError,
-    StorageAuthenticationError,
     StorageConnectionError,
     StorageError,
     StorageSchemaError,
     UnsupportedOperationError,
 )
 from data_pipeline.core.secrets import redact_text
-from data_pipeline.storage._common import as_polars, check_identifier
-from data_pipeline.storage.base import StorageSystem, StoreResult
+from data_pipeline.storage._common import (
+    ColumnList,
+    ServerConfig,
+    already_exists_error,
+    as_polars,
+    check_identifier,
+    check_unique_key,
+    connection_error,
+    constraint_error,
+    first_lines,
+    misfit_error,
+    new_columns_error,
+    not_found_error,
+    primary_key,
+    quote_ident,
+    quote_qualified,
+    reject_unknown_options,
+    require_key_columns,
+    require_target,
+    require_upsert_key,
+)
+from data_pipeline.storage.base import IfExists, StorageSystem, StoreResult
 
 if TYPE_CHECKING:
     import polars as pl
@@ -55,22 +75,15 @@ _DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
 _MAX_IDENT = {"postgresql": 63, "mysql": 64, "mariadb": 64}
 
 
-class RelationalDBStorageConfig(ConfigModel):
+class RelationalDBStorageConfig(ServerConfig):
     """Config of :class:`RelationalDBStorage` (the spec's keys plus schema and primary_key)."""
 
     db_type: DBType = "sqlite"
-    url: str | None = None
-    host: str = "localhost"
-    port: int | None = Field(default=None, gt=0, lt=65536)
-    database: str | None = None
-    username: str | None = None
-    password: SecretStr | None = None
     schema_name: str | None = Field(default=None, alias="schema")
     default_table: str | None = None
-    default_if_exists: Literal["fail", "replace", "append", "upsert"] = "append"
-    primary_key: list[str] | None = None
+    default_if_exists: IfExists = "append"
+    primary_key: ColumnList = None
     schema_evolution: bool = False
-    connect_timeout: int = Field(default=10, gt=0)
     batch_size: int = Field(default=100_000, gt=0)
     mysql_load: Literal["auto", "load_data", "insert"] = "auto"
     connect_args: dict[str, Any] | None = None
@@ -82,13 +95,6 @@ class RelationalDBStorageConfig(ConfigModel):
             value = value.strip().lower()
             return _DB_ALIASES.get(value, value)
         return value
-
-    @field_validator("primary_key", mode="before")
-    @classmethod
-    def _one_column(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [value]
-        return value or None
 
     @model_validator(mode="after")
     def _check(self) -> RelationalDBStorageConfig:
@@ -141,12 +147,6 @@ class RelationalDBStorage(StorageSystem):
         super().__init__(name, config)
         self._backend = _make_backend(self)
 
-    def default_target(self) -> str | None:
-        return self.settings.default_table
-
-    def default_if_exists(self) -> str:
-        return self.settings.default_if_exists
-
     @property
     def db_type(self) -> str:
         return self._backend.kind
@@ -167,33 +167,19 @@ class RelationalDBStorage(StorageSystem):
     # -- store ------------------------------------------------------------------------------
 
     def _store(self, data: Any, target: str, if_exists: str, **options: Any) -> StoreResult:
-        unknown = set(options) - {"primary_key", "not_null"}
-        if unknown:
-            raise ConfigError(
-                f"unknown option(s) {', '.join(sorted(unknown))}",
-                component=self.label,
-                hint="store() accepts table, if_exists, primary_key, not_null, schema",
-            )
-        key = options.get("primary_key") or self.settings.primary_key
-        if isinstance(key, str):
-            key = [key]
+        reject_unknown_options(
+            options,
+            ("primary_key", "not_null"),
+            hint="store() accepts table, if_exists, primary_key, not_null, schema",
+            component=self.label,
+        )
+        key = primary_key(options, self.settings.primary_key)
         self._backend.check_name(target)
         frame = as_polars(data)
-        if if_exists == "upsert" and not key:
-            raise ConfigError(
-                "if_exists='upsert' needs a primary key",
-                component=self.label,
-                hint="set primary_key in the config or pass primary_key=[...]",
-            )
+        require_upsert_key(if_exists, key, component=self.label)
         if key:
-            missing = [k for k in key if k not in frame.columns]
-            if missing:
-                raise StorageSchemaError(
-                    f"primary key column(s) {', '.join(map(repr, missing))} not in the data for table {target!r}",
-                    component=self.label,
-                    hint=f"the data has columns: {', '.join(map(repr, frame.columns))}",
-                )
-            _check_unique(frame, key, target, self.label)
+            require_key_columns(key, frame.columns, what=f"table {target!r}", component=self.label)
+            check_unique_key(frame, key, target, self.label)
         self._backend.not_null = set(options.get("not_null") or [])
         try:
             action = self._backend.store(frame, target, if_exists, key)
@@ -215,30 +201,24 @@ class RelationalDBStorage(StorageSystem):
     def _retrieve(
         self, target: str | None, *, query: str | None, params: Any, **options: Any
     ) -> Any:
-        if options:
-            raise ConfigError(
-                f"unknown option(s) {', '.join(sorted(options))}",
-                component=self.label,
-                hint="retrieve() accepts table, query, params, output",
-            )
-        if target is None and query is None:
-            raise ConfigError(
-                "no table or query given and no default_table configured",
-                component=self.label,
-                hint="call retrieve('table') or retrieve(query='SELECT ...')",
-            )
+        reject_unknown_options(
+            options,
+            (),
+            hint="retrieve() accepts table, query, params, output",
+            component=self.label,
+        )
+        require_target(target, query, component=self.label)
         if query is None:
             assert target is not None
             self._backend.check_name(target)
             with self._backend.connection() as con:
                 if self._backend.columns(con, target) is None:
-                    tables = self._backend.tables(con)
-                    raise InputNotFoundError(
+                    raise not_found_error(
                         f"table {self._backend.display(target)!r} does not exist in {self._backend.where()}",
+                        self._backend.tables(con),
+                        kind="tables",
+                        empty="the database has no tables",
                         component=self.label,
-                        hint=f"tables: {', '.join(map(repr, tables))}"
-                        if tables
-                        else "the database has no tables",
                     )
             query = f"SELECT * FROM {self._backend.qualified(target)}"  # noqa: S608
             params = None
@@ -265,21 +245,6 @@ class RelationalDBStorage(StorageSystem):
 # backends
 
 
-def _check_unique(frame: pl.DataFrame, key: list[str], target: str, label: str) -> None:
-    import polars as pl
-
-    dup = frame.group_by(key).len().filter(pl.col("len") > 1).head(1)
-    if dup.height:
-        row = dup.row(0, named=True)
-        count = row.pop("len")
-        raise StorageError(
-            f"duplicate primary key {row} ({count} rows) in the data for table {target!r}; "
-            "the table is unchanged",
-            component=label,
-            hint="deduplicate the data on the primary key before storing",
-        )
-
-
 class _Backend:
     """What differs between databases: connecting, quoting, DDL, bulk loading, swapping."""
 
@@ -304,15 +269,14 @@ class _Backend:
             )
 
     def q(self, name: str) -> str:
-        c = self.quote_char
-        return c + name.replace(c, c * 2) + c
+        return quote_ident(name, self.quote_char)
 
     @property
     def schema(self) -> str | None:
         return self.cfg.schema_name
 
     def qualified(self, table: str) -> str:
-        return f"{self.q(self.schema)}.{self.q(table)}" if self.schema else self.q(table)
+        return quote_qualified(table, self.schema, self.quote_char)
 
     def display(self, table: str) -> str:
         return f"{self.schema}.{table}" if self.schema else table
@@ -338,11 +302,58 @@ class _Backend:
     def sql_type(self, dtype: Any, is_key: bool) -> str:
         raise NotImplementedError
 
-    def read(self, query: str, params: Any) -> Any:
-        raise NotImplementedError
-
     def store(self, frame: pl.DataFrame, table: str, if_exists: str, key: list[str] | None) -> str:
         raise NotImplementedError
+
+    def load_new(
+        self, con: Any, frame: pl.DataFrame, table: str, key: list[str] | None, *, replacing: bool
+    ) -> None:
+        """Create (or replace) ``table`` from ``frame`` through a staging table swapped in atomically."""
+        raise NotImplementedError
+
+    def load_append(self, con: Any, frame: pl.DataFrame, table: str) -> None:
+        raise NotImplementedError
+
+    def load_upsert(self, con: Any, frame: pl.DataFrame, table: str, key: list[str]) -> None:
+        raise NotImplementedError
+
+    # shared plan of a load (the backend's store() wraps it in its connection and transaction)
+    def store_plan(
+        self, con: Any, frame: pl.DataFrame, table: str, if_exists: str, key: list[str] | None
+    ) -> str:
+        """fail / create or replace / evolve then append or upsert; returns the action taken."""
+        existing = self.columns(con, table)
+        self.fail_if_exists(existing, if_exists, table)
+        if existing is None or if_exists == "replace":
+            self.load_new(con, frame, table, key, replacing=existing is not None)
+            return "created" if existing is None else "replaced"
+        columns = self.evolve(con, table, existing, frame)
+        if if_exists == "append":
+            self.load_append(con, frame.select([c for c in columns if c in frame.columns]), table)
+            return "appended"
+        assert key is not None
+        self.load_upsert(con, frame, table, key)
+        return "upserted"
+
+    # server databases: connectorx reads, DB-API cursor reads with bound params
+    uri_scheme: ClassVar[str] = ""
+    default_user: ClassVar[str] = ""
+
+    def uri(self) -> str:
+        """The connectorx URI (credentials percent-encoded; never shown or logged)."""
+        user = quote(self.cfg.username or self.default_user, safe="")
+        password = quote(self.cfg.password.get_secret_value(), safe="") if self.cfg.password else ""
+        auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+        database = quote(self.cfg.database or "", safe="")
+        return f"{self.uri_scheme}://{auth}{self.cfg.host}:{self.cfg.port}/{database}"
+
+    def read(self, query: str, params: Any) -> Any:
+        if params is None:
+            table = _connectorx(self.uri(), query)
+            if table is not None:
+                return table
+        with self.connection() as con, con.cursor() as cur:
+            return _fetch_frame(cur, query, params)
 
     # shared SQL
     def create_sql(
@@ -393,62 +404,35 @@ class _Backend:
         if not new:
             return existing
         if not self.cfg.schema_evolution:
-            raise StorageSchemaError(
-                f"column(s) {', '.join(map(repr, new))} are not in table {self.display(table)!r}",
-                component=self.label,
-                hint="set schema_evolution: true to add them, drop them, or use if_exists='replace'",
-            )
+            raise new_columns_error(new, self.display(table), component=self.label)
         cur = con.cursor()
         for column in new:
             ctype = self.sql_type(frame.schema[column], False)
             cur.execute(f"ALTER TABLE {self.qualified(table)} ADD COLUMN {self.q(column)} {ctype}")
         return existing + new
 
+    def fail_if_exists(self, existing: list[str] | None, if_exists: str, table: str) -> None:
+        """``if_exists='fail'`` and the table is there: an error naming table and database."""
+        if existing is not None and if_exists == "fail":
+            raise already_exists_error(
+                f"table {self.display(table)!r}", where=self.where(), component=self.label
+            )
+
     def staging_name(self) -> str:
         return f"__dp_stage_{uuid.uuid4().hex[:16]}"
 
     def integrity_error(self, exc: Exception, table: str) -> StorageError:
-        return StorageError(
-            f"constraint violation in table {self.display(table)!r}: {_first_lines(exc)}; the table is unchanged",
-            component=self.label,
-            hint="fix or remove the offending rows (see the key above), or use if_exists='upsert'",
-        )
+        return constraint_error(self.display(table), first_lines(exc), component=self.label)
 
     def schema_error(self, exc: Exception, table: str) -> StorageSchemaError:
-        return StorageSchemaError(
-            f"the data does not fit table {self.display(table)!r}: {_first_lines(exc)}; the table is unchanged",
-            component=self.label,
-            hint="cast the columns to the table's types, or store with if_exists='replace'",
+        return misfit_error(
+            self.display(table), f"{first_lines(exc)}; the table is unchanged", component=self.label
         )
 
     def connect_error(self, exc: Exception, what: str) -> StorageError:
-        text = redact_text(_first_lines(exc))
-        lowered = text.lower()
-        auth = any(
-            s in lowered
-            for s in (
-                "password authentication failed",
-                "access denied",
-                "authentication failed",
-                "no password",
-            )
+        return connection_error(
+            exc, what=what, where=self.where(), user=self.cfg.username, component=self.label
         )
-        cls = StorageAuthenticationError if auth else StorageConnectionError
-        hint = (
-            "check username and password in the config"
-            if auth
-            else "check host, port and database in the config, and that the server is running"
-        )
-        return cls(
-            f"cannot connect to {what} at {self.where()} as user {self.cfg.username!r}: {text}",
-            component=self.label,
-            hint=hint,
-        )
-
-
-def _first_lines(exc: BaseException, n: int = 3) -> str:
-    text = str(exc).strip()
-    return " ".join(line.strip() for line in text.splitlines()[:n])
 
 
 def _prepare(frame: pl.DataFrame, kind: str, label: str) -> pl.DataFrame:
@@ -499,11 +483,63 @@ def _prepare(frame: pl.DataFrame, kind: str, label: str) -> pl.DataFrame:
     return frame.select(exprs)
 
 
+def _csv_chunks(data: pl.DataFrame, step: int) -> Generator[memoryview, None, None]:
+    """``data`` as headerless CSV in chunks of ``step`` rows, for ``COPY ... FROM STDIN``.
+
+    A background thread encodes the next chunk while the caller sends this one (Polars releases
+    the GIL while it encodes), so that encoding overlaps the server's parsing instead of adding
+    to it; at most two encoded chunks wait in memory.
+    """
+    if data.height <= step:
+        if data.height:
+            buffer = io.BytesIO()
+            data.write_csv(buffer, include_header=False)
+            yield buffer.getbuffer()
+        return
+    chunks: queue.Queue[io.BytesIO | BaseException | None] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(item: io.BytesIO | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                chunks.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for offset in range(0, data.height, step):
+                buffer = io.BytesIO()
+                data.slice(offset, step).write_csv(buffer, include_header=False)
+                if not put(buffer):
+                    return
+            put(None)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(exc)
+
+    worker = threading.Thread(target=produce, name="data-pipeline-copy-encoder", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = chunks.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item.getbuffer()
+    finally:
+        stop.set()
+        worker.join()
+
+
 # -- PostgreSQL ---------------------------------------------------------------------------------
 
 
 class _PostgresBackend(_Backend):
     kind = "postgresql"
+    uri_scheme = "postgresql"
 
     @contextmanager
     def connection(self) -> Iterator[Any]:
@@ -552,22 +588,20 @@ class _PostgresBackend(_Backend):
     def copy_into(self, con: Any, qualified: str, frame: pl.DataFrame) -> None:
         data = _prepare(frame, "postgresql", self.label)
         cols = ", ".join(self.q(c) for c in data.columns)
-        step = self.cfg.batch_size
+        # closing(): a failed write stops the encoder thread at once
         with (
+            contextlib.closing(_csv_chunks(data, self.cfg.batch_size)) as chunks,
             con.cursor() as cur,
             cur.copy(f"COPY {qualified} ({cols}) FROM STDIN (FORMAT csv)") as copy,
         ):
-            for offset in range(0, data.height, step):
-                buffer = io.BytesIO()
-                data.slice(offset, step).write_csv(buffer, include_header=False)
-                copy.write(buffer.getbuffer())
+            for chunk in chunks:
+                copy.write(chunk)
 
     def store(self, frame: pl.DataFrame, table: str, if_exists: str, key: list[str] | None) -> str:
         psycopg = import_optional("psycopg", extra="postgres", feature="PostgreSQL support")
-        qualified = self.qualified(table)
         with self.connection() as con:
             try:
-                with con.transaction():
+                with con.transaction():  # DDL is transactional: the whole load is one transaction
                     if (
                         self.schema
                         and not con.execute(
@@ -576,41 +610,7 @@ class _PostgresBackend(_Backend):
                     ):
                         # checked first: CREATE SCHEMA IF NOT EXISTS needs CREATE rights even when it exists
                         con.execute(f"CREATE SCHEMA {self.q(self.schema)}")
-                    existing = self.columns(con, table)
-                    if existing is not None and if_exists == "fail":
-                        raise StorageError(
-                            f"table {self.display(table)!r} already exists in {self.where()}",
-                            component=self.label,
-                            hint="store with if_exists='replace', 'append' or 'upsert'",
-                        )
-                    if existing is None or if_exists == "replace":
-                        # load a staging table, then swap it in; all in this one transaction
-                        stage = self.staging_name()
-                        staged = self.qualified(stage)
-                        con.execute(self.create_sql(staged, frame, key))
-                        self.copy_into(con, staged, frame)
-                        if existing is not None:
-                            con.execute(f"DROP TABLE {qualified}")
-                        con.execute(f"ALTER TABLE {staged} RENAME TO {self.q(table)}")
-                        if key:
-                            con.execute(
-                                f"ALTER TABLE {qualified} RENAME CONSTRAINT {self.q(stage + '_pkey')} "
-                                f"TO {self.q(table.encode()[:58].decode(errors='ignore') + '_pkey')}"
-                            )
-                        return "created" if existing is None else "replaced"
-                    columns = self.evolve(con, table, existing, frame)
-                    if if_exists == "append":
-                        self.copy_into(
-                            con, qualified, frame.select([c for c in columns if c in frame.columns])
-                        )
-                        return "appended"
-                    assert key is not None
-                    stage = self.q(self.staging_name())
-                    con.execute(self.create_sql(stage, frame, key, temp=True) + " ON COMMIT DROP")
-                    self.copy_into(con, stage, frame)
-                    for statement in self.upsert_sqls(qualified, stage, frame.columns, key):
-                        con.execute(statement)
-                    return "upserted"
+                    return self.store_plan(con, frame, table, if_exists, key)
             except psycopg.errors.IntegrityError as exc:
                 raise self.integrity_error(exc, table) from None
             except (
@@ -620,19 +620,33 @@ class _PostgresBackend(_Backend):
             ) as exc:
                 raise self.schema_error(exc, table) from None
 
-    def uri(self) -> str:
-        user = quote(self.cfg.username or "", safe="")
-        password = quote(self.cfg.password.get_secret_value(), safe="") if self.cfg.password else ""
-        auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-        return f"postgresql://{auth}{self.cfg.host}:{self.cfg.port}/{quote(self.cfg.database or '', safe='')}"
+    def load_new(
+        self, con: Any, frame: pl.DataFrame, table: str, key: list[str] | None, *, replacing: bool
+    ) -> None:
+        # load a staging table, then swap it in; all in the caller's one transaction
+        qualified = self.qualified(table)
+        stage = self.staging_name()
+        staged = self.qualified(stage)
+        con.execute(self.create_sql(staged, frame, key))
+        self.copy_into(con, staged, frame)
+        if replacing:
+            con.execute(f"DROP TABLE {qualified}")
+        con.execute(f"ALTER TABLE {staged} RENAME TO {self.q(table)}")
+        if key:
+            con.execute(
+                f"ALTER TABLE {qualified} RENAME CONSTRAINT {self.q(stage + '_pkey')} "
+                f"TO {self.q(table.encode()[:58].decode(errors='ignore') + '_pkey')}"
+            )
 
-    def read(self, query: str, params: Any) -> Any:
-        if params is None:
-            table = _connectorx(self.uri(), query)
-            if table is not None:
-                return table
-        with self.connection() as con, con.cursor() as cur:
-            return _fetch_frame(cur, query, params)
+    def load_append(self, con: Any, frame: pl.DataFrame, table: str) -> None:
+        self.copy_into(con, self.qualified(table), frame)
+
+    def load_upsert(self, con: Any, frame: pl.DataFrame, table: str, key: list[str]) -> None:
+        stage = self.q(self.staging_name())
+        con.execute(self.create_sql(stage, frame, key, temp=True) + " ON COMMIT DROP")
+        self.copy_into(con, stage, frame)
+        for statement in self.upsert_sqls(self.qualified(table), stage, frame.columns, key):
+            con.execute(statement)
 
 
 # -- MySQL / MariaDB ----------------------------------------------------------------------------
@@ -641,6 +655,8 @@ class _PostgresBackend(_Backend):
 class _MySQLBackend(_Backend):
     kind = "mysql"
     quote_char = "`"
+    uri_scheme = "mysql"
+    default_user = "root"
 
     @contextmanager
     def connection(self) -> Iterator[Any]:
@@ -767,74 +783,22 @@ class _MySQLBackend(_Backend):
             with contextlib.suppress(OSError):
                 os.remove(path)
 
+    @contextmanager
+    def transaction(self, con: Any) -> Iterator[None]:
+        """BEGIN ... COMMIT, or ROLLBACK on any error (DDL must stay outside: it commits)."""
+        con.begin()
+        try:
+            yield
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+
     def store(self, frame: pl.DataFrame, table: str, if_exists: str, key: list[str] | None) -> str:
         pymysql = import_optional("pymysql", extra="mysql", feature="MySQL/MariaDB support")
-        qualified = self.qualified(table)
         with self.connection() as con:
             try:
-                existing = self.columns(con, table)
-                if existing is not None and if_exists == "fail":
-                    raise StorageError(
-                        f"table {self.display(table)!r} already exists in {self.where()}",
-                        component=self.label,
-                        hint="store with if_exists='replace', 'append' or 'upsert'",
-                    )
-                if existing is None or if_exists == "replace":
-                    # DDL commits implicitly in MySQL: load a staging table, then one atomic RENAME
-                    self.drop_stale(con, 3600)
-                    stage = self.staging_name()
-                    staged = self.qualified(stage)
-                    with con.cursor() as cur:
-                        cur.execute(self.create_sql(staged, frame, key))
-                    try:
-                        con.begin()
-                        self.load(con, staged, frame, table)
-                        con.commit()
-                        with con.cursor() as cur:
-                            if existing is None:
-                                cur.execute(f"RENAME TABLE {staged} TO {qualified}")
-                            else:
-                                old = self.qualified(self.staging_name())
-                                cur.execute(
-                                    f"RENAME TABLE {qualified} TO {old}, {staged} TO {qualified}"
-                                )
-                                cur.execute(f"DROP TABLE {old}")
-                    except BaseException:
-                        con.rollback()
-                        with con.cursor() as cur:
-                            cur.execute(f"DROP TABLE IF EXISTS {staged}")
-                        raise
-                    return "created" if existing is None else "replaced"
-                columns = self.evolve(con, table, existing, frame)
-                if if_exists == "append":
-                    con.begin()
-                    try:
-                        self.load(
-                            con,
-                            qualified,
-                            frame.select([c for c in columns if c in frame.columns]),
-                            table,
-                        )
-                        con.commit()
-                    except BaseException:
-                        con.rollback()
-                        raise
-                    return "appended"
-                assert key is not None
-                stage = self.q(self.staging_name())
-                with con.cursor() as cur:
-                    cur.execute(self.create_sql(stage, frame, key, temp=True))
-                con.begin()
-                try:
-                    self.load(con, stage, frame, table)
-                    with con.cursor() as cur:
-                        for statement in self.upsert_sqls(qualified, stage, frame.columns, key):
-                            cur.execute(statement)
-                    con.commit()
-                except BaseException:
-                    con.rollback()
-                    raise
-                return "upserted"
+                return self.store_plan(con, frame, table, if_exists, key)
             except pymysql.err.IntegrityError as exc:
                 raise self.integrity_error(exc, table) from None
             except (pymysql.err.DataError, pymysql.err.OperationalError) as exc:
@@ -846,19 +810,44 @@ class _MySQLBackend(_Backend):
                     raise self.connect_error(exc, "MySQL/MariaDB") from None
                 raise self.schema_error(exc, table) from None
 
-    def uri(self) -> str:
-        user = quote(self.cfg.username or "root", safe="")
-        password = quote(self.cfg.password.get_secret_value(), safe="") if self.cfg.password else ""
-        auth = f"{user}:{password}@" if password else f"{user}@"
-        return f"mysql://{auth}{self.cfg.host}:{self.cfg.port}/{quote(self.cfg.database or '', safe='')}"
+    def load_new(
+        self, con: Any, frame: pl.DataFrame, table: str, key: list[str] | None, *, replacing: bool
+    ) -> None:
+        # DDL commits implicitly in MySQL: load a staging table, then one atomic RENAME
+        qualified = self.qualified(table)
+        self.drop_stale(con, 3600)
+        staged = self.qualified(self.staging_name())
+        with con.cursor() as cur:
+            cur.execute(self.create_sql(staged, frame, key))
+        try:
+            with self.transaction(con):
+                self.load(con, staged, frame, table)
+            with con.cursor() as cur:
+                if not replacing:
+                    cur.execute(f"RENAME TABLE {staged} TO {qualified}")
+                else:
+                    old = self.qualified(self.staging_name())
+                    cur.execute(f"RENAME TABLE {qualified} TO {old}, {staged} TO {qualified}")
+                    cur.execute(f"DROP TABLE {old}")
+        except BaseException:
+            con.rollback()
+            with con.cursor() as cur:
+                cur.execute(f"DROP TABLE IF EXISTS {staged}")
+            raise
 
-    def read(self, query: str, params: Any) -> Any:
-        if params is None:
-            table = _connectorx(self.uri(), query)
-            if table is not None:
-                return table
-        with self.connection() as con, con.cursor() as cur:
-            return _fetch_frame(cur, query, params)
+    def load_append(self, con: Any, frame: pl.DataFrame, table: str) -> None:
+        with self.transaction(con):
+            self.load(con, self.qualified(table), frame, table)
+
+    def load_upsert(self, con: Any, frame: pl.DataFrame, table: str, key: list[str]) -> None:
+        stage = self.q(self.staging_name())
+        with con.cursor() as cur:
+            cur.execute(self.create_sql(stage, frame, key, temp=True))
+        with self.transaction(con):
+            self.load(con, stage, frame, table)
+            with con.cursor() as cur:
+                for statement in self.upsert_sqls(self.qualified(table), stage, frame.columns, key):
+                    cur.execute(statement)
 
 
 # -- SQLite -------------------------------------------------------------------------------------
@@ -938,14 +927,11 @@ class _SQLiteBackend(_Backend):
     def store(self, frame: pl.DataFrame, table: str, if_exists: str, key: list[str] | None) -> str:
         import sqlite3
 
-        qualified = self.qualified(table)
         with self.connection() as con:
             try:
                 con.execute("BEGIN IMMEDIATE")
                 try:
-                    action = self._store_in_transaction(
-                        con, frame, table, qualified, if_exists, key
-                    )
+                    action = self.store_plan(con, frame, table, if_exists, key)
                     con.execute("COMMIT")
                     return action
                 except BaseException:
@@ -1000,47 +986,29 @@ class _SQLiteBackend(_Backend):
             return None
         return None
 
-    def _store_in_transaction(
-        self,
-        con: Any,
-        frame: pl.DataFrame,
-        table: str,
-        qualified: str,
-        if_exists: str,
-        key: list[str] | None,
-    ) -> str:
-        existing = self.columns(con, table)
-        if existing is not None and if_exists == "fail":
-            raise StorageError(
-                f"table {table!r} already exists in {self.path!r}",
-                component=self.label,
-                hint="store with if_exists='replace', 'append' or 'upsert'",
-            )
-        if existing is None or if_exists == "replace":
-            stage = self.staging_name()
-            staged = self.q(stage)
-            con.execute(self.create_sql(staged, frame, key))
-            self.insert_rows(con, staged, frame)
-            if existing is not None:
-                con.execute(f"DROP TABLE {qualified}")
-            con.execute(f"ALTER TABLE {staged} RENAME TO {self.q(table)}")
-            return "created" if existing is None else "replaced"
-        columns = self.evolve(con, table, existing, frame)
-        if if_exists == "append":
-            self.insert_rows(
-                con, qualified, frame.select([c for c in columns if c in frame.columns])
-            )
-            return "appended"
-        assert key is not None
+    def load_new(
+        self, con: Any, frame: pl.DataFrame, table: str, key: list[str] | None, *, replacing: bool
+    ) -> None:
+        # a staging table renamed over the target, inside the caller's BEGIN IMMEDIATE
+        staged = self.q(self.staging_name())
+        con.execute(self.create_sql(staged, frame, key))
+        self.insert_rows(con, staged, frame)
+        if replacing:
+            con.execute(f"DROP TABLE {self.qualified(table)}")
+        con.execute(f"ALTER TABLE {staged} RENAME TO {self.q(table)}")
+
+    def load_append(self, con: Any, frame: pl.DataFrame, table: str) -> None:
+        self.insert_rows(con, self.qualified(table), frame)
+
+    def load_upsert(self, con: Any, frame: pl.DataFrame, table: str, key: list[str]) -> None:
         stage = self.q(self.staging_name())
         con.execute(self.create_sql(stage, frame, key, temp=True))
         try:
             self.insert_rows(con, stage, frame)
-            for statement in self.upsert_sqls(qualified, stage, frame.columns, key):
+            for statement in self.upsert_sqls(self.qualified(table), stage, frame.columns, key):
                 con.execute(statement)
         finally:
             con.execute(f"DROP TABLE IF EXISTS temp.{stage}")
-        return "upserted"
 
     def read(self, query: str, params: Any) -> Any:
         if params is None and self.path != ":memory:":
@@ -1134,10 +1102,10 @@ class _SQLAlchemyBackend(_Backend):
                 with con.begin():
                     existing = self.columns(con, table)
                     if existing is not None and if_exists == "fail":
-                        raise StorageError(
-                            f"table {self.display(table)!r} already exists",
+                        raise already_exists_error(
+                            f"table {self.display(table)!r}",
                             component=self.label,
-                            hint="store with if_exists='replace' or 'append'",
+                            modes="'replace' or 'append'",
                         )
                     if existing is not None and if_exists == "replace":
                         con.execute(sqlalchemy.text(f"DROP TABLE {self.qualified(table)}"))

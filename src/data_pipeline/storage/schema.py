@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from data_pipeline.core.errors import ConfigError, NotFoundError, StorageSchemaError
 from data_pipeline.core.frames import to_polars
+from data_pipeline.storage._common import reject_unknown_options
 
 if TYPE_CHECKING:
     import polars as pl
@@ -205,13 +206,13 @@ class SchemaField:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SchemaField:
-        unknown = set(data) - {"name", "type", "nullable", "description", "default"}
-        if unknown:
-            raise ConfigError(
-                f"unknown field key(s) {', '.join(sorted(unknown))}",
-                component="SchemaField",
-                hint="a field has name, type, nullable, description, default",
-            )
+        reject_unknown_options(
+            data,
+            ("name", "type", "nullable", "description", "default"),
+            what="field key",
+            hint="a field has name, type, nullable, description, default",
+            component="SchemaField",
+        )
         return cls(**dict(data))
 
     def __eq__(self, other: object) -> bool:
@@ -317,13 +318,13 @@ class Schema:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Schema:
-        unknown = set(data) - {"name", "fields", "primary_key", "description", "version"}
-        if unknown:
-            raise ConfigError(
-                f"unknown schema key(s) {', '.join(sorted(unknown))}",
-                component="Schema",
-                hint="a schema has name, fields, primary_key, description, version",
-            )
+        reject_unknown_options(
+            data,
+            ("name", "fields", "primary_key", "description", "version"),
+            what="schema key",
+            hint="a schema has name, fields, primary_key, description, version",
+            component="Schema",
+        )
         if "name" not in data or "fields" not in data:
             raise ConfigError("a schema needs 'name' and 'fields'", component="Schema")
         return cls(

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.deps import import_optional
@@ -23,11 +23,28 @@ from data_pipeline.core.errors import (
     ConfigError,
     InputNotFoundError,
     StorageConnectionError,
-    StorageError,
     StorageSchemaError,
 )
-from data_pipeline.storage._common import as_arrow, check_identifier, quote_ident, quote_qualified
-from data_pipeline.storage.base import StorageSystem, StoreResult
+from data_pipeline.storage._common import (
+    ColumnList,
+    already_exists_error,
+    as_arrow,
+    check_identifier,
+    check_unique_key,
+    constraint_error,
+    duplicate_key_error,
+    misfit_error,
+    new_columns_error,
+    not_found_error,
+    primary_key,
+    quote_ident,
+    quote_qualified,
+    reject_unknown_options,
+    require_key_columns,
+    require_target,
+    require_upsert_key,
+)
+from data_pipeline.storage.base import IfExists, StorageSystem, StoreResult
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -44,20 +61,13 @@ class DataWarehouseStorageConfig(ConfigModel):
     schema_name: str | None = Field(default=None, alias="schema")
     path: str | None = None
     default_table: str | None = None
-    default_if_exists: Literal["fail", "replace", "append", "upsert"] = "append"
-    primary_key: list[str] | None = None
+    default_if_exists: IfExists = "append"
+    primary_key: ColumnList = None
     schema_evolution: bool = False
-    partition_by: list[str] | None = None
+    partition_by: ColumnList = None
     storage_options: dict[str, str] | None = None
     read_only: bool = False
     duckdb_config: dict[str, Any] | None = None
-
-    @field_validator("primary_key", "partition_by", mode="before")
-    @classmethod
-    def _one_column(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [value]
-        return value or None
 
     @model_validator(mode="after")
     def _check_engine(self) -> DataWarehouseStorageConfig:
@@ -125,12 +135,6 @@ class DataWarehouseStorage(StorageSystem):
                 sql_config["schema"] = self.settings.schema_name
             self._sql = RelationalDBStorage(name=name, config=sql_config)
 
-    def default_target(self) -> str | None:
-        return self.settings.default_table
-
-    def default_if_exists(self) -> str:
-        return self.settings.default_if_exists
-
     # -- DuckDB connection ----------------------------------------------------------------
 
     @property
@@ -181,33 +185,19 @@ class DataWarehouseStorage(StorageSystem):
     # -- store ------------------------------------------------------------------------------
 
     def _store(self, data: Any, target: str, if_exists: str, **options: Any) -> StoreResult:
-        unknown = set(options) - {"primary_key", "not_null"}
-        if unknown:
-            raise ConfigError(
-                f"unknown option(s) {', '.join(sorted(unknown))}",
-                component=self.label,
-                hint="store() accepts table, if_exists, primary_key, not_null, schema",
-            )
+        reject_unknown_options(
+            options,
+            ("primary_key", "not_null"),
+            hint="store() accepts table, if_exists, primary_key, not_null, schema",
+            component=self.label,
+        )
         not_null = list(options.get("not_null") or [])
-        key = options.get("primary_key") or self.settings.primary_key
-        if isinstance(key, str):
-            key = [key]
+        key = primary_key(options, self.settings.primary_key)
         check_identifier(target, component=self.label)
         table = as_arrow(data)
-        if if_exists == "upsert" and not key:
-            raise ConfigError(
-                "if_exists='upsert' needs a primary key",
-                component=self.label,
-                hint="set primary_key in the config or pass primary_key=[...]",
-            )
+        require_upsert_key(if_exists, key, component=self.label)
         if key:
-            missing = [k for k in key if k not in table.column_names]
-            if missing:
-                raise StorageSchemaError(
-                    f"primary key column(s) {', '.join(map(repr, missing))} not in the data for {target!r}",
-                    component=self.label,
-                    hint=f"the data has columns: {', '.join(map(repr, table.column_names))}",
-                )
+            require_key_columns(key, table.column_names, what=repr(target), component=self.label)
         if self._sql is not None:
             return self._sql._store(table, target, if_exists, primary_key=key, not_null=not_null)  # type: ignore[no-any-return]
         if self.settings.engine == "delta":
@@ -238,10 +228,8 @@ class DataWarehouseStorage(StorageSystem):
                         )
                     existing = self._columns(con, target)
                     if existing is not None and if_exists == "fail":
-                        raise StorageError(
-                            f"table {self._display(target)!r} already exists",
-                            component=self.label,
-                            hint="store with if_exists='replace', 'append' or 'upsert'",
+                        raise already_exists_error(
+                            f"table {self._display(target)!r}", component=self.label
                         )
                     if key:
                         self._check_unique(con, src, key, target)
@@ -266,17 +254,11 @@ class DataWarehouseStorage(StorageSystem):
                     con.execute("ROLLBACK")
                     raise
             except duckdb.ConstraintException as exc:
-                raise StorageError(
-                    f"constraint violation in table {self._display(target)!r}: {exc}; the table is unchanged",
-                    component=self.label,
-                    hint="remove the offending rows (see the key above) or use if_exists='upsert'",
+                raise constraint_error(
+                    self._display(target), str(exc), component=self.label
                 ) from exc
             except (duckdb.ConversionException, duckdb.BinderException) as exc:
-                raise StorageSchemaError(
-                    f"the data does not fit table {self._display(target)!r}: {exc}",
-                    component=self.label,
-                    hint="cast the columns to the table's types, or store with if_exists='replace'",
-                ) from exc
+                raise misfit_error(self._display(target), str(exc), component=self.label) from exc
             finally:
                 con.unregister(view)
         return StoreResult(
@@ -335,11 +317,7 @@ class DataWarehouseStorage(StorageSystem):
         if not new:
             return existing
         if not self.settings.schema_evolution:
-            raise StorageSchemaError(
-                f"column(s) {', '.join(map(repr, new))} are not in table {self._display(target)!r}",
-                component=self.label,
-                hint="set schema_evolution: true to add them, drop them, or use if_exists='replace'",
-            )
+            raise new_columns_error(new, self._display(target), component=self.label)
         described = con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()  # noqa: S608
         types = {name: ctype for name, ctype, *_ in described}
         for column in new:
@@ -353,12 +331,7 @@ class DataWarehouseStorage(StorageSystem):
         ).fetchone()
         if dup is not None:
             sample = dict(zip(key, dup[:-1], strict=True))
-            raise StorageError(
-                f"duplicate primary key {sample} ({dup[-1]} rows) in the data for table "
-                f"{self._display(target)!r}; the table is unchanged",
-                component=self.label,
-                hint="deduplicate the data on the primary key before storing",
-            )
+            raise duplicate_key_error(sample, dup[-1], repr(self._display(target)), self.label)
 
     def _merge(
         self, con: Any, qualified: str, src: str, key: list[str], columns: list[str], target: str
@@ -404,14 +377,14 @@ class DataWarehouseStorage(StorageSystem):
         uri = self._delta_uri(target)
         exists = self._delta_exists(uri)
         if exists and if_exists == "fail":
-            raise StorageError(
-                f"Delta table {uri!r} already exists",
-                component=self.label,
-                hint="store with if_exists='replace', 'append' or 'upsert'",
-            )
+            raise already_exists_error(f"Delta table {uri!r}", component=self.label)
         opts = self.settings.storage_options
         if key:
-            self._check_unique_arrow(table, key, target)
+            import polars as pl
+
+            frame = pl.from_arrow(table)
+            assert isinstance(frame, pl.DataFrame)
+            check_unique_key(frame, key, target, self.label)
         if exists and if_exists == "upsert":
             assert key is not None
             predicate = " AND ".join(
@@ -450,39 +423,18 @@ class DataWarehouseStorage(StorageSystem):
             details={"action": action, "engine": "delta"},
         )
 
-    def _check_unique_arrow(self, table: pa.Table, key: list[str], target: str) -> None:
-        import polars as pl
-
-        frame = pl.from_arrow(table)
-        assert isinstance(frame, pl.DataFrame)
-        dup = frame.group_by(key).len().filter(pl.col("len") > 1).head(1)
-        if dup.height:
-            row = dup.row(0, named=True)
-            count = row.pop("len")
-            raise StorageError(
-                f"duplicate primary key {row} ({count} rows) in the data for table {target!r}; "
-                "the table is unchanged",
-                component=self.label,
-                hint="deduplicate the data on the primary key before storing",
-            )
-
     # -- retrieve -----------------------------------------------------------------------------
 
     def _retrieve(
         self, target: str | None, *, query: str | None, params: Any, **options: Any
     ) -> Any:
-        if options:
-            raise ConfigError(
-                f"unknown option(s) {', '.join(sorted(options))}",
-                component=self.label,
-                hint="retrieve() accepts table, query, params, output",
-            )
-        if target is None and query is None:
-            raise ConfigError(
-                "no table or query given and no default_table configured",
-                component=self.label,
-                hint="call retrieve('table') or retrieve(query='SELECT ...')",
-            )
+        reject_unknown_options(
+            options,
+            (),
+            hint="retrieve() accepts table, query, params, output",
+            component=self.label,
+        )
+        require_target(target, query, component=self.label)
         if self._sql is not None:
             return self._sql._retrieve(target, query=query, params=params)
         if self.settings.engine == "delta":
@@ -506,13 +458,12 @@ class DataWarehouseStorage(StorageSystem):
                 ) from exc
 
     def _not_found(self, con: Any, target: str) -> InputNotFoundError:
-        tables = self.list_tables(con)
-        return InputNotFoundError(
+        return not_found_error(
             f"table {self._display(target)!r} does not exist in {self.settings.database!r}",
+            self.list_tables(con),
+            kind="tables",
+            empty="the database has no tables yet",
             component=self.label,
-            hint=f"tables: {', '.join(map(repr, tables))}"
-            if tables
-            else "the database has no tables yet",
         )
 
     def list_tables(self, con: Any = None) -> list[str]:
@@ -546,11 +497,12 @@ class DataWarehouseStorage(StorageSystem):
             )
         uri = self._delta_uri(target)
         if not self._delta_exists(uri):
-            tables = self.list_tables()
-            raise InputNotFoundError(
+            raise not_found_error(
                 f"Delta table {uri!r} does not exist",
+                self.list_tables(),
+                kind="tables",
+                empty="no Delta tables yet",
                 component=self.label,
-                hint=f"tables: {', '.join(map(repr, tables))}" if tables else "no Delta tables yet",
             )
         data = deltalake.DeltaTable(
             uri, storage_options=self.settings.storage_options
