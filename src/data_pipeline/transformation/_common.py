@@ -15,10 +15,13 @@ from data_pipeline.core.errors import UnsupportedOperationError
 from data_pipeline.core.frames import is_lazy
 
 __all__ = [
+    "count_true",
     "engine_label",
     "is_float",
     "is_numeric",
     "missing_expr",
+    "nan_flags",
+    "nan_is_null",
     "should_count",
     "unsupported",
     "value_expr",
@@ -62,6 +65,48 @@ def missing_expr(column: str, dtype: Any, *, nan_as_null: bool) -> Any:
     if nan_as_null and is_float(dtype):
         expr = expr | nw.col(column).is_nan().fill_null(False)
     return expr
+
+
+def nan_is_null(frame: NwFrame) -> frozenset[str]:
+    """Float columns whose NaN already *is* the missing value (numpy-backed pandas floats).
+
+    There ``fill_nan(None)`` and ``is_nan()`` only repeat ``is_null()`` at the cost of a full
+    pass each, so callers skip them for these columns.
+    """
+    if not frame.implementation.is_pandas_like() or is_lazy(frame):
+        return frozenset()
+    import numpy as np
+
+    dtypes = frame.to_native().dtypes
+    return frozenset(str(c) for c, d in dtypes.items() if isinstance(d, np.dtype) and d.kind == "f")
+
+
+def nan_flags(frame: NwFrame, schema: dict[str, Any], nan_as_null: bool) -> dict[str, bool]:
+    """Per column: whether NaN must still be turned into null (``nan_as_null`` and not already)."""
+    if not nan_as_null:
+        return dict.fromkeys(schema, False)
+    already = nan_is_null(frame)
+    return {c: c not in already for c in schema}
+
+
+_SUM_BOOL = {
+    nw.Implementation.POLARS,
+    nw.Implementation.PANDAS,
+    nw.Implementation.MODIN,
+    nw.Implementation.CUDF,
+    nw.Implementation.PYARROW,
+}
+
+
+def count_true(frame: NwFrame, expr: Any) -> Any:
+    """An aggregate counting the true values of a boolean expression.
+
+    Polars, pandas and PyArrow sum booleans directly (no integer copy of the column); SQL
+    engines need the cast.
+    """
+    if frame.implementation in _SUM_BOOL:
+        return expr.sum()
+    return expr.cast(nw.Int64).sum()
 
 
 def should_count(frame: NwFrame, setting: bool | None) -> bool:

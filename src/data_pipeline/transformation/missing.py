@@ -14,8 +14,10 @@ from data_pipeline.core.errors import MissingValueError
 from data_pipeline.core.frames import is_lazy
 from data_pipeline.transformation._common import (
     collect_row,
+    count_true,
     is_numeric,
     missing_expr,
+    nan_flags,
     schema_of,
     should_count,
     unsupported,
@@ -167,7 +169,7 @@ class MissingValueHandler(DataFrameTransformer):
         s = self.settings
         schema = schema_of(frame)
         plan = self._plan(schema)
-        nan = s.nan_as_null
+        nan = nan_flags(frame, schema, s.nan_as_null)
         count = should_count(frame, s.count)
         op.details["strategies"] = {c: st for c, st, _ in plan}
 
@@ -177,7 +179,7 @@ class MissingValueHandler(DataFrameTransformer):
             ratios = collect_row(
                 frame,
                 [
-                    missing_expr(c, schema[c], nan_as_null=nan).cast(nw.Int64).mean().alias(c)
+                    missing_expr(c, schema[c], nan_as_null=nan[c]).cast(nw.Int64).mean().alias(c)
                     for c in drop_cols
                 ],
             )
@@ -196,7 +198,7 @@ class MissingValueHandler(DataFrameTransformer):
         if drop_rows:
             rows_before = None if is_lazy(frame) else len(frame)
             any_missing = nw.any_horizontal(
-                *[missing_expr(c, schema[c], nan_as_null=nan) for c in drop_rows],
+                *[missing_expr(c, schema[c], nan_as_null=nan[c]) for c in drop_rows],
                 ignore_nulls=True,
             )
             frame = frame.filter(~any_missing)
@@ -217,22 +219,52 @@ class MissingValueHandler(DataFrameTransformer):
                     component=self.label,
                 )
         counted = [c for c, _, _ in fills]
-        before = self._missing_counts(frame, counted, schema) if count else None
-        frame, modes = self._modes(frame, [c for c, st, _ in fills if st == "mode"], schema)
+        before = self._missing_counts(frame, counted, schema, nan) if count else None
+        frame, modes = self._modes(frame, [c for c, st, _ in fills if st == "mode"], schema, nan)
         frame = frame.with_columns(
-            *[self._fill_expr(c, st, modes.get(c, v), schema[c]) for c, st, v in fills]
+            *[self._fill_expr(c, st, modes.get(c, v), schema[c], nan[c]) for c, st, v in fills]
         )
         helpers = [m.name for m in modes.values() if isinstance(m, _Helper)]
         if helpers:
             frame = frame.drop(*helpers, _KEY)
         if before is not None:
-            after = self._missing_counts(frame, counted, schema)
+            after = self._still_missing(frame, fills, before, schema, nan)
             op.details["filled"] = {c: int(before[c]) - int(after[c]) for c in counted}
             op.details["still_missing"] = {c: int(after[c]) for c in counted if after[c]}
         return frame
 
+    def _still_missing(
+        self,
+        frame: Any,
+        fills: list[tuple[str, str, Any]],
+        before: dict[str, int],
+        schema: dict[str, Any],
+        nan: dict[str, bool],
+    ) -> dict[str, int]:
+        """Missing values left after filling, counted only where they can remain (eager frames).
+
+        A statistic (mean, median, mode) is missing only when every value is, and a constant is
+        never missing: those need no second pass. Forward/backward fill can leave gaps: counted.
+        """
+        if is_lazy(frame):  # counting was asked for (count: true): count again in one query
+            return self._missing_counts(frame, [c for c, _, _ in fills], schema, nan)
+        rows = len(frame)
+        after: dict[str, int] = {}
+        recount: list[str] = []
+        for column, strategy, value in fills:
+            if strategy in ("forward_fill", "backward_fill"):
+                recount.append(column)
+            elif strategy == "constant":
+                nan_value = isinstance(value, float) and value != value
+                after[column] = before[column] if nan_value and nan[column] else 0
+            else:
+                after[column] = before[column] if before[column] == rows else 0
+        if recount:
+            after.update(self._missing_counts(frame, recount, schema, nan))
+        return after
+
     def _modes(
-        self, frame: Any, columns: list[str], schema: dict[str, Any]
+        self, frame: Any, columns: list[str], schema: dict[str, Any], nan: dict[str, bool]
     ) -> tuple[Any, dict[str, Any]]:
         """The most frequent non-missing value per column (ties: the smallest value).
 
@@ -243,16 +275,25 @@ class MissingValueHandler(DataFrameTransformer):
         modes: dict[str, Any] = {}
         if not columns:
             return frame, modes
-        nan = self.settings.nan_as_null
+        if frame.implementation is nw.Implementation.PANDAS and not is_lazy(frame):
+            native = frame.to_native()
+            for column in columns:
+                dtype = schema[column]
+                if (nan[column] and dtype.is_float()) or dtype == nw.Categorical:
+                    continue  # NaN apart from null, or unordered categories: the expression below
+                top = native[column].mode(dropna=True)  # no copy without the nulls (drop_nulls)
+                value: Any = top.min() if len(top) else None
+                modes[column] = _Scalar(value.item() if hasattr(value, "item") else value)
+            columns = [c for c in columns if c not in modes]
         if frame.implementation in _EXPRESSION_MODE:
             # one expression per column: stays in with_columns, keeps row order, no join
             for column in columns:
-                x = value_expr(column, schema[column], nan_as_null=nan)
+                x = value_expr(column, schema[column], nan_as_null=nan[column])
                 modes[column] = _Expr(x.drop_nulls().mode(keep="all").min())
             return frame, modes
         source = frame
         for position, column in enumerate(columns):
-            x = value_expr(column, schema[column], nan_as_null=nan)
+            x = value_expr(column, schema[column], nan_as_null=nan[column])
             top = (
                 source.select(x.alias(_VALUE))
                 .filter(~nw.col(_VALUE).is_null())
@@ -274,21 +315,22 @@ class MissingValueHandler(DataFrameTransformer):
         return frame, modes
 
     def _missing_counts(
-        self, frame: Any, columns: list[str], schema: dict[str, Any]
+        self, frame: Any, columns: list[str], schema: dict[str, Any], nan: dict[str, bool]
     ) -> dict[str, int]:
-        nan = self.settings.nan_as_null
         row = collect_row(
             frame,
             [
-                missing_expr(c, schema[c], nan_as_null=nan).cast(nw.Int64).sum().alias(c)
+                count_true(frame, missing_expr(c, schema[c], nan_as_null=nan[c])).alias(c)
                 for c in columns
             ],
         )
         return {c: int(row.get(c) or 0) for c in columns}
 
-    def _fill_expr(self, column: str, strategy: str, value: Any, dtype: Any) -> Any:
+    def _fill_expr(
+        self, column: str, strategy: str, value: Any, dtype: Any, nan_as_null: bool
+    ) -> Any:
         s = self.settings
-        x = value_expr(column, dtype, nan_as_null=s.nan_as_null)
+        x = value_expr(column, dtype, nan_as_null=nan_as_null)
         if strategy in _STATS and dtype.is_integer():
             x = x.cast(nw.Float64)  # the same float result on every engine (pyarrow would truncate)
         if strategy == "mean":
@@ -300,6 +342,12 @@ class MissingValueHandler(DataFrameTransformer):
                 return x.fill_null(value.expr).alias(column)
             if isinstance(value, _Helper):
                 return x.fill_null(nw.col(value.name)).alias(column)
+            if isinstance(value, _Scalar):
+                return (
+                    x.alias(column)
+                    if value.value is None
+                    else x.fill_null(value.value).alias(column)
+                )
             if value is None:
                 return x.alias(column)  # no value at all: nothing to take a mode of
             return x.fill_null(nw.lit(value, dtype=dtype)).alias(column)
@@ -322,6 +370,13 @@ class _Helper:
 
     def __init__(self, name: str) -> None:
         self.name = name
+
+
+class _Scalar:
+    """A statistic already computed as a plain value (pandas: filled without a literal column)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 class _Expr:

@@ -14,7 +14,9 @@ from data_pipeline.core.errors import DataTypeError
 from data_pipeline.core.frames import is_lazy
 from data_pipeline.transformation._common import (
     collect_row,
+    count_true,
     is_numeric,
+    nan_flags,
     schema_of,
     should_count,
     value_expr,
@@ -166,9 +168,11 @@ class OutlierHandler(DataFrameTransformer):
             merged.update({k: v for k, v in rule.model_dump().items() if v is not None})
         return merged
 
-    def _stats(self, column: str, dtype: Any, rule: dict[str, Any]) -> dict[str, Any]:
+    def _stats(
+        self, column: str, dtype: Any, rule: dict[str, Any], nan_as_null: bool
+    ) -> dict[str, Any]:
         """The aggregate expressions a method needs, each computed once."""
-        x = value_expr(column, dtype, nan_as_null=self.settings.nan_as_null)
+        x = value_expr(column, dtype, nan_as_null=nan_as_null)
         if dtype.is_integer():
             x = x.cast(nw.Float64)
         method = rule["method"]
@@ -207,18 +211,38 @@ class OutlierHandler(DataFrameTransformer):
         rules = {c: self._rule(c) for c in targets}
         op.details["methods"] = {c: rules[c]["method"] for c in targets}
         op.details["actions"] = {c: rules[c]["action"] for c in targets}
-        frame, bounds, helpers, known = self._resolve_bounds(frame, schema, targets, rules)
-        masks = {c: self._mask(c, schema[c], *bounds[c]) for c in targets}
+        nan = nan_flags(frame, schema, s.nan_as_null)
+        native_clip = frame.implementation in _NATIVE_CLIP
+        frame, bounds, helpers, known = self._resolve_bounds(frame, schema, targets, rules, nan)
+        masks = {c: self._mask(c, schema[c], nan[c], *bounds[c]) for c in targets}
 
         if should_count(frame, s.count):
-            exprs = [masks[c].cast(nw.Int64).sum().alias(f"n{i}") for i, c in enumerate(targets)]
+            # below and above counted apart (lower <= upper, so no value is counted twice):
+            # plain comparisons and sums, no combined mask to build
+            exprs = []
+            for i, c in enumerate(targets):
+                x = value_expr(c, schema[c], nan_as_null=nan[c])
+                lo, hi = bounds[c]
+                exprs.append(
+                    count_true(frame, x < lo).alias(f"nlo{i}")
+                    if lo is not None
+                    else nw.lit(0).alias(f"nlo{i}")
+                )
+                exprs.append(
+                    count_true(frame, x > hi).alias(f"nhi{i}")
+                    if hi is not None
+                    else nw.lit(0).alias(f"nhi{i}")
+                )
             for i, c in enumerate(targets):
                 if c not in known:
                     lo, hi = bounds[c]
                     exprs.append((lo if lo is not None else nw.lit(None)).max().alias(f"lo{i}"))
                     exprs.append((hi if hi is not None else nw.lit(None)).max().alias(f"hi{i}"))
             row = collect_row(frame, exprs)
-            op.details["outliers"] = {c: int(row[f"n{i}"] or 0) for i, c in enumerate(targets)}
+            op.details["outliers"] = {
+                c: int(row[f"nlo{i}"] or 0) + int(row[f"nhi{i}"] or 0)
+                for i, c in enumerate(targets)
+            }
             op.details["bounds"] = {
                 c: known[c] if c in known else [_plain(row[f"lo{i}"]), _plain(row[f"hi{i}"])]
                 for i, c in enumerate(targets)
@@ -229,7 +253,7 @@ class OutlierHandler(DataFrameTransformer):
         for c in targets:
             action = rules[c]["action"]
             if action == "clip":
-                updates.append(self._clip(c, schema[c], rules[c], *bounds[c]))
+                updates.append(self._clip(c, schema[c], rules[c], nan[c], native_clip, *bounds[c]))
             elif action == "null":
                 updates.append(nw.when(~masks[c]).then(nw.col(c)).alias(c))
             elif action == "flag":
@@ -246,7 +270,12 @@ class OutlierHandler(DataFrameTransformer):
         return frame.drop(*helpers) if helpers else frame
 
     def _resolve_bounds(
-        self, frame: Any, schema: dict[str, Any], targets: list[str], rules: dict[str, Any]
+        self,
+        frame: Any,
+        schema: dict[str, Any],
+        targets: list[str],
+        rules: dict[str, Any],
+        nan: dict[str, bool],
     ) -> tuple[Any, dict[str, tuple[Any, Any]], list[str], dict[str, list[Any]]]:
         """Compute each statistic once.
 
@@ -264,20 +293,27 @@ class OutlierHandler(DataFrameTransformer):
                 lower, upper = rules[c]["lower"], rules[c]["upper"]
                 known[c] = [_plain(lower), _plain(upper)]
                 bounds[c] = (
-                    nw.lit(lower) if lower is not None else None,
-                    nw.lit(upper) if upper is not None else None,
+                    lower,  # plain numbers: no literal column is built (pandas would)
+                    upper,
                 )
         helpers: list[str] = []
         if not stats:
             return frame, bounds, helpers, known
-        exprs = {c: self._stats(c, schema[c], rules[c]) for c in stats}
+        exprs = {c: self._stats(c, schema[c], rules[c], nan[c]) for c in stats}
         names = {c: {k: f"__dp_{k}_{i}" for k in exprs[c]} for i, c in enumerate(stats)}
         if not is_lazy(frame):
+            native = self._pandas_quantiles(frame, stats, rules, nan)
             row = collect_row(
-                frame, [e.alias(names[c][k]) for c in stats for k, e in exprs[c].items()]
+                frame,
+                [
+                    e.alias(names[c][k])
+                    for c in stats
+                    if c not in native
+                    for k, e in exprs[c].items()
+                ],
             )
             for c in stats:
-                values = {k: _plain(row[names[c][k]]) for k in exprs[c]}
+                values = native.get(c) or {k: _plain(row[names[c][k]]) for k in exprs[c]}
                 lo, hi = (
                     (None, None)
                     if any(v is None for v in values.values())
@@ -285,8 +321,8 @@ class OutlierHandler(DataFrameTransformer):
                 )
                 known[c] = [lo, hi]
                 bounds[c] = (
-                    nw.lit(lo, dtype=nw.Float64) if lo is not None else None,
-                    nw.lit(hi, dtype=nw.Float64) if hi is not None else None,
+                    lo,  # plain floats: no literal column is built (pandas would)
+                    hi,
                 )
             return frame, bounds, helpers, known
         columns = []
@@ -296,8 +332,35 @@ class OutlierHandler(DataFrameTransformer):
             bounds[c] = self._combine(rules[c], {k: nw.col(n) for k, n in names[c].items()})
         return frame.with_columns(*columns), bounds, helpers, known
 
-    def _mask(self, column: str, dtype: Any, lower: Any, upper: Any) -> Any:
-        x = value_expr(column, dtype, nan_as_null=self.settings.nan_as_null)
+    @staticmethod
+    def _pandas_quantiles(
+        frame: Any, stats: list[str], rules: dict[str, Any], nan: dict[str, bool]
+    ) -> dict[str, dict[str, Any]]:
+        """pandas: both quantiles of a column in one ``Series.quantile([..])`` (one partial sort
+        instead of two; the values are the ones Narwhals gets, one quantile at a time)."""
+        if not frame.implementation.is_pandas_like():
+            return {}
+        import pandas as pd
+
+        native = frame.to_native()
+        out: dict[str, dict[str, Any]] = {}
+        for c in stats:
+            rule = rules[c]
+            if nan[c] or rule["method"] not in ("iqr", "percentile"):
+                continue
+            if rule["method"] == "iqr":
+                wanted = {"q1": 0.25, "q3": 0.75}
+            else:
+                wanted = {"lo": rule["lower_percentile"], "hi": rule["upper_percentile"]}
+            result = native[c].quantile(list(wanted.values()), interpolation="linear")
+            out[c] = {
+                k: None if pd.isna(v) else float(v)
+                for k, v in zip(wanted, result.tolist(), strict=True)
+            }
+        return out
+
+    def _mask(self, column: str, dtype: Any, nan_as_null: bool, lower: Any, upper: Any) -> Any:
+        x = value_expr(column, dtype, nan_as_null=nan_as_null)
         parts = []
         if lower is not None:
             parts.append((x < lower).fill_null(False))
@@ -307,8 +370,22 @@ class OutlierHandler(DataFrameTransformer):
             return x.is_null() & ~x.is_null()  # no bound at all: nothing is an outlier
         return nw.any_horizontal(*parts, ignore_nulls=True) if len(parts) > 1 else parts[0]
 
-    def _clip(self, column: str, dtype: Any, rule: dict[str, Any], lower: Any, upper: Any) -> Any:
-        x = value_expr(column, dtype, nan_as_null=self.settings.nan_as_null)
+    def _clip(
+        self,
+        column: str,
+        dtype: Any,
+        rule: dict[str, Any],
+        nan_as_null: bool,
+        native_clip: bool,
+        lower: Any,
+        upper: Any,
+    ) -> Any:
+        """Clip to the bounds; missing values and NaN are kept as they are.
+
+        Polars and pandas clip natively (one pass; both pass NaN and null through); other engines
+        get ``when/then`` (DuckDB and Spark order NaN above every number).
+        """
+        x = value_expr(column, dtype, nan_as_null=nan_as_null)
         keep_int = (
             dtype.is_integer()
             and rule["method"] == "bounds"
@@ -317,11 +394,9 @@ class OutlierHandler(DataFrameTransformer):
         original = nw.col(column)
         if dtype.is_integer():
             if keep_int:
-                lower = (
-                    nw.lit(int(rule["lower"]), dtype=dtype) if rule["lower"] is not None else None
-                )
-                upper = (
-                    nw.lit(int(rule["upper"]), dtype=dtype) if rule["upper"] is not None else None
+                lower, upper = (
+                    None if b is None else int(b) if native_clip else nw.lit(int(b), dtype=dtype)
+                    for b in (rule["lower"], rule["upper"])
                 )
             else:
                 x = x.cast(nw.Float64)
@@ -329,12 +404,17 @@ class OutlierHandler(DataFrameTransformer):
         expr: Any = None
         if lower is None and upper is None:
             return nw.col(column)
+        if native_clip:
+            return original.clip(lower, upper).alias(column)
         if lower is not None:
             expr = nw.when((x < lower).fill_null(False)).then(lower)
         if upper is not None:
             cond = (x > upper).fill_null(False)
             expr = nw.when(cond).then(upper) if expr is None else expr.when(cond).then(upper)
         return expr.otherwise(original).alias(column)
+
+
+_NATIVE_CLIP = {nw.Implementation.POLARS, nw.Implementation.PANDAS}
 
 
 def _plain(value: Any) -> Any:

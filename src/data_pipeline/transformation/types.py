@@ -19,7 +19,14 @@ from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.errors import DataTypeError, UnsupportedOperationError
 from data_pipeline.core.frames import is_lazy
-from data_pipeline.transformation._common import collect_row, engine_label, schema_of, unsupported
+from data_pipeline.transformation._common import (
+    collect_row,
+    count_true,
+    engine_label,
+    nan_is_null,
+    schema_of,
+    unsupported,
+)
 from data_pipeline.transformation.base import DataFrameTransformer
 
 __all__ = ["DataTypeConverter", "TypeSpec"]
@@ -189,6 +196,7 @@ class DataTypeConverter(DataFrameTransformer):
     _pandas = False
     _duckdb = False
     _arrow = False
+    _nan_null: frozenset[str] = frozenset()
 
     def required_columns(self, columns: Sequence[str]) -> list[str]:
         return list(self.settings.columns)
@@ -201,7 +209,7 @@ class DataTypeConverter(DataFrameTransformer):
         target = spec.type
         text = dtype == nw.String
         missing = col.is_null()
-        if dtype.is_float():
+        if dtype.is_float() and column not in self._nan_null:
             missing = missing | col.is_nan().fill_null(False)
         if dtype == nw.Unknown:  # e.g. Polars' Null type: an all-null column casts directly
             return col.cast(_target_dtype(spec)), missing
@@ -216,9 +224,11 @@ class DataTypeConverter(DataFrameTransformer):
                 return self._int_cast(col, nw_type), missing
             if not dtype.is_numeric():
                 raise self._cannot(column, dtype, target)
-            valid = (x >= lo) & (x <= hi)
+            valid = (x >= lo) & (
+                x <= hi
+            )  # false for NaN on every engine (NaN sorts last or compares false)
             if dtype.is_float():
-                valid = valid & ~x.is_nan() & (x.round(0) == x)
+                valid = valid & (x.round(0) == x)
             return self._int_cast(nw.when(valid.fill_null(False)).then(x), nw_type), missing
         if target in _FLOATS:
             if not (dtype.is_numeric() or dtype == nw.Boolean):
@@ -348,6 +358,7 @@ class DataTypeConverter(DataFrameTransformer):
         self._pandas = pandas_like
         self._duckdb = engine_label(frame) == "duckdb"
         self._arrow = frame.implementation is nw.Implementation.PYARROW
+        self._nan_null = nan_is_null(frame)
         helpers: list[str] = []
         if frame.implementation is nw.Implementation.POLARS:
             fast = [c for c, spec in specs.items() if _polars_fast(schema[c], spec)]
@@ -364,6 +375,19 @@ class DataTypeConverter(DataFrameTransformer):
             ]
             if fast:
                 frame = self._pandas_prepare(frame, fast, specs, conversions, bad, helpers)
+            numeric = [
+                c
+                for c, spec in specs.items()
+                if spec.type in _INTS and _numpy_number(frame.to_native()[c].dtype)
+            ]
+            if numeric:
+                frame = self._pandas_ints(frame, numeric, specs, conversions, bad, helpers)
+        in_plan: dict[str, tuple[Any, Any]] = {}
+        check_in_plan = (
+            frame.implementation is nw.Implementation.POLARS
+            and is_lazy(frame)
+            and s.errors == "raise"
+        )
         for column, spec in specs.items():
             if column in conversions:
                 continue
@@ -371,6 +395,13 @@ class DataTypeConverter(DataFrameTransformer):
             converted, missing = self._convert(frame, column, schema[column], spec)
             if pandas_like and spec.type in _INTS:
                 converted = converted.cast(nw.Float64)  # numpy ints cannot hold nulls; fixed below
+            if s.errors != "reject" and _infallible(schema[column], spec):
+                conversions[column] = converted.alias(column)  # cannot fail: nothing to check
+                continue
+            if check_in_plan:
+                # Polars LazyFrame: convert and check while the plan runs (no second query)
+                in_plan[column] = (converted, (~missing & converted.is_null()).fill_null(False))
+                continue
             if not is_lazy(frame):
                 # eager: convert once into a helper column that every mode then reuses
                 helper = f"__dp_cast_{len(helpers)}"
@@ -379,6 +410,8 @@ class DataTypeConverter(DataFrameTransformer):
                 converted = nw.col(helper)
             conversions[column] = converted.alias(column)
             bad[column] = (~missing & converted.is_null()).fill_null(False)
+        if in_plan:
+            frame = self._polars_check_in_plan(frame, in_plan, specs)
         op.details["types"] = {c: s.spec(c).type for c in s.columns}
         try:
             result = self._run(frame, conversions, bad, specs, op, helpers)
@@ -397,11 +430,12 @@ class DataTypeConverter(DataFrameTransformer):
 
     def _check_engine(self, frame: Any, column: str, spec: TypeSpec, pandas_like: bool) -> None:
         engine = engine_label(frame)
-        if spec.type == "category" and engine == "duckdb":
+        sql_engine = {"duckdb": "DuckDB", "pyspark": "Spark", "sqlframe": "SQLFrame"}.get(engine)
+        if spec.type == "category" and sql_engine is not None:
             raise unsupported(
                 frame,
-                f"convert column {column!r} to category (DuckDB has no categorical type here)",
-                "use 'string' on DuckDB, or convert after collecting to Polars or pandas",
+                f"convert column {column!r} to category ({sql_engine} has no categorical type here)",
+                f"use 'string' on {sql_engine}, or convert after collecting to Polars or pandas",
                 component=self.label,
             )
         if spec.type == "date" and pandas_like:
@@ -414,14 +448,15 @@ class DataTypeConverter(DataFrameTransformer):
             )
         if (
             spec.time_zone is not None
-            and engine == "duckdb"
+            and sql_engine is not None
             and spec.time_zone not in ("UTC", "Etc/UTC")
         ):
+            where = "connection" if engine == "duckdb" else "session"
             raise unsupported(
                 frame,
-                f"set time zone {spec.time_zone!r} on column {column!r} (DuckDB keeps the time zone "
-                "in the connection, not in the column)",
-                "use time_zone 'UTC' on DuckDB, or convert on Polars or pandas",
+                f"set time zone {spec.time_zone!r} on column {column!r} ({sql_engine} keeps the "
+                f"time zone in the {where}, not in the column)",
+                f"use time_zone 'UTC' on {sql_engine}, or convert on Polars or pandas",
                 component=self.label,
             )
 
@@ -441,14 +476,20 @@ class DataTypeConverter(DataFrameTransformer):
         def done(result: Any) -> Any:
             return result.drop(*helpers) if helpers else result
 
+        def convert(result: Any) -> Any:
+            return result.with_columns(*conversions.values()) if conversions else result
+
         if s.errors == "coerce":
             if not lazy:
-                row = collect_row(frame, [b.cast(nw.Int64).sum().alias(c) for c, b in bad.items()])
-                op.details["coerced"] = {c: int(row[c] or 0) for c in bad}
-            return done(frame.with_columns(*conversions.values()))
+                row = collect_row(frame, [count_true(frame, b).alias(c) for c, b in bad.items()])
+                coerced = dict.fromkeys(s.columns, 0)
+                coerced.update({c: int(row[c] or 0) for c in bad})
+                op.details["coerced"] = coerced
+            return done(convert(frame))
         if s.errors == "raise":
-            self._raise_on_bad(frame, bad, specs)
-            return done(frame.with_columns(*conversions.values()))
+            if bad:
+                self._raise_on_bad(frame, bad, specs)
+            return done(convert(frame))
         # reject
         any_bad = nw.any_horizontal(*bad.values(), ignore_nulls=True)
         reasons = [
@@ -478,6 +519,8 @@ class DataTypeConverter(DataFrameTransformer):
         s = self.settings
         lazy = is_lazy(frame)
         any_bad = nw.any_horizontal(*bad.values(), ignore_nulls=True)
+        if not lazy and not collect_row(frame, [any_bad.any().alias("any")])["any"]:
+            return  # the usual case: one cheap pass, no row index, no filtering
         flags = [b.alias(f"__dp_bad_{i}") for i, b in enumerate(bad.values())]
         source = frame if lazy else frame.with_row_index("__dp_row")
         sample = source.filter(any_bad).with_columns(*flags).head(s.max_examples * len(bad))
@@ -503,6 +546,34 @@ class DataTypeConverter(DataFrameTransformer):
             hint="fix the data, give a 'format', or set errors: 'coerce' (bad values become null) "
             "or 'reject' (bad rows go to last_rejects)",
         )
+
+    def _polars_check_in_plan(
+        self, frame: Any, in_plan: dict[str, tuple[Any, Any]], specs: dict[str, TypeSpec]
+    ) -> Any:
+        """Polars LazyFrame, ``errors: raise``: convert each column in a ``map_batches`` that
+        raises naming the first bad values, so the check costs no extra query."""
+        import polars as pl
+
+        native = frame.to_native()
+        schema = native.collect_schema()
+        exprs = []
+        for column, (converted, bad) in in_plan.items():
+            empty = pl.DataFrame(schema={column: schema[column]})
+            dtype = nw.from_native(empty).select(converted.alias(column)).to_native().dtypes[0]
+            check = functools.partial(
+                _check_narwhals,
+                self.label,
+                column,
+                specs[column].type,
+                converted,
+                bad,
+                self.settings.max_examples,
+            )
+            if specs[column].type in _INTS and schema[column].is_numeric():
+                _, lo, hi = _INTS[specs[column].type]
+                check = functools.partial(_check_int_quick, lo, hi, dtype, check)
+            exprs.append(pl.col(column).map_batches(check, return_dtype=dtype))
+        return nw.from_native(native.with_columns(exprs))
 
     def _polars_prepare(
         self,
@@ -579,6 +650,40 @@ class DataTypeConverter(DataFrameTransformer):
             helpers += [conv_name, bad_name]
         return nw.from_native(native.assign(**added))
 
+    def _pandas_ints(
+        self,
+        frame: Any,
+        columns: list[str],
+        specs: dict[str, TypeSpec],
+        conversions: dict[str, Any],
+        bad: dict[str, Any],
+        helpers: list[str],
+    ) -> Any:
+        """pandas fast path for numpy numbers -> int: cast, compare back, and build the nullable
+        integer array (values out of range or with a fraction are bad, NaN is missing)."""
+        import numpy as np
+        import pandas as pd
+
+        native = frame.to_native()
+        added: dict[str, Any] = {}
+        for c in columns:
+            values = native[c].to_numpy()
+            target = np.dtype(_PANDAS_INTS[specs[c].type].lower())
+            with np.errstate(invalid="ignore", over="ignore"):
+                ints = values.astype(target)  # NaN, fractions and overflow come back different
+                same = ints == values
+            valid = same
+            flagged = ~same & ~np.isnan(values) if values.dtype.kind == "f" else ~same
+            conv_name, bad_name = f"__dp_pconv_{len(helpers)}", f"__dp_pbad_{len(helpers)}"
+            added[conv_name] = pd.Series(
+                pd.arrays.IntegerArray(ints, ~valid), index=native.index, copy=False
+            )
+            added[bad_name] = pd.Series(flagged, index=native.index, copy=False)
+            conversions[c] = nw.col(conv_name).alias(c)
+            bad[c] = nw.col(bad_name)
+            helpers += [conv_name, bad_name]
+        return nw.from_native(native.assign(**added))
+
     @staticmethod
     def _pandas_nullable(frame: Any, specs: dict[str, TypeSpec]) -> Any:
         """numpy-backed pandas cannot hold nulls in int or bool columns: use nullable dtypes."""
@@ -586,8 +691,9 @@ class DataTypeConverter(DataFrameTransformer):
         changed = False
         for column, spec in specs.items():
             if spec.type in _PANDAS_INTS:
-                native[column] = native[column].astype(_PANDAS_INTS[spec.type])
-                changed = True
+                if str(native[column].dtype) != _PANDAS_INTS[spec.type]:
+                    native[column] = native[column].astype(_PANDAS_INTS[spec.type])
+                    changed = True
             elif spec.type == "bool" and native[column].dtype == object:
                 native[column] = native[column].astype("boolean")
                 changed = True
@@ -675,6 +781,76 @@ def _check_series(
             "or 'reject' (bad rows go to last_rejects)",
         )
     return out["c"].alias(series.name)
+
+
+def _check_narwhals(
+    component: str,
+    column: str,
+    target: str,
+    converted: Any,
+    bad: Any,
+    examples: int,
+    series: Any,
+) -> Any:
+    """Convert one Polars column with Narwhals expressions while a plan runs; raise on bad values."""
+    import polars as pl
+
+    out = (
+        nw.from_native(pl.DataFrame({column: series}))
+        .select(converted.alias("c"), bad.alias("b"))
+        .to_native()
+    )
+    flags = out["b"]
+    if flags.any():
+        positions = flags.arg_true().head(examples).to_list()
+        shown = ", ".join(f"{series[p]!r} (row {p})" for p in positions)
+        raise DataTypeError(
+            f"column {column!r}: cannot convert {int(flags.sum())} value(s) to {target}: {shown}",
+            component=component,
+            hint="fix the data, give a 'format', or set errors: 'coerce' (bad values become null) "
+            "or 'reject' (bad rows go to last_rejects)",
+        )
+    return out["c"].alias(series.name)
+
+
+def _numpy_number(dtype: Any) -> bool:
+    """A numpy int, unsigned or float dtype (not bool, not a pandas extension type)."""
+    import numpy as np
+
+    return isinstance(dtype, np.dtype) and dtype.kind in "iuf"
+
+
+def _check_int_quick(lo: int, hi: int, dtype: Any, full: Any, series: Any) -> Any:
+    """Polars numbers -> int while a plan runs: when every value is a whole number in range
+    (two reductions and one comparison), cast; otherwise run ``full``, which finds the bad values.
+    NaN takes the full path too (where it is missing, not bad).
+    """
+    low, high = series.min(), series.max()  # nulls are skipped
+    if low is None:
+        return series.cast(dtype)  # all null
+    if low < lo or high > hi:
+        return full(series)
+    if series.dtype.is_float() and (series.is_nan().any() or not (series.round() == series).all()):
+        return full(series)
+    return series.cast(dtype)
+
+
+def _infallible(dtype: Any, spec: TypeSpec) -> bool:
+    """True when converting ``dtype`` to ``spec`` can never turn a value into null."""
+    target = spec.type
+    if dtype == nw.Unknown or target in ("string", "category"):
+        return True
+    if target in _FLOATS:
+        return bool(dtype.is_numeric() or dtype == nw.Boolean)
+    if target in _INTS:
+        return bool(dtype == nw.Boolean)
+    if target == "bool":
+        return bool(dtype == nw.Boolean)
+    if target == "date":
+        return bool(dtype == nw.Date or dtype == nw.Datetime)
+    if target == "datetime":
+        return bool(dtype == nw.Date or dtype == nw.Datetime)
+    return False
 
 
 def _target_dtype(spec: TypeSpec) -> Any:

@@ -331,3 +331,43 @@ def test_forward_fill_limit(make_frame: Any) -> None:
         name="f", config={"strategy": "forward_fill", "order_by": ["id"], "limit": 2}
     ).transform(make_frame(df))
     assert to_polars(result).sort("id")["v"].to_list() == [1.0, 1.0, 1.0, None]
+
+
+def test_counts_left_after_filling(make_frame: Any, engine: str) -> None:
+    """Filled and still-missing counts per strategy (eager frames; no second pass for stats)."""
+    df = pl.DataFrame(
+        {
+            "id": [1, 2, 3, 4],
+            "a": [None, 1.0, None, 3.0],
+            "b": [None, None, None, None],
+            "c": [None, "x", None, "y"],
+            "d": [None, 2.0, None, float("nan")],
+        },
+        schema={"id": pl.Int64, "a": pl.Float64, "b": pl.Float64, "c": pl.String, "d": pl.Float64},
+    )
+    handler = MissingValueHandler(
+        name="n",
+        config={
+            "strategy": "median",
+            "columns": ["a", "b"],
+            "column_strategies": {
+                "c": "mode",
+                "d": {"strategy": "constant", "value": 0.0},
+            },
+        },
+    )
+    out = to_polars(handler.transform(make_frame(df))).sort("id")
+    assert out["a"].to_list() == [2.0, 1.0, 2.0, 3.0]
+    assert out["b"].to_list() == [None] * 4
+    assert out["c"].to_list() == ["x", "x", "x", "y"]
+    if engine in LAZY_ENGINES:
+        return
+    details = handler.get_metadata()["details"]
+    assert details["filled"] == {"a": 2, "b": 0, "c": 2, "d": 3}
+    assert details["still_missing"] == {"b": 4}
+    ordered = MissingValueHandler(
+        name="f", config={"strategy": "forward_fill", "columns": ["a"], "order_by": ["id"]}
+    )
+    ordered.transform(make_frame(df))
+    details = ordered.get_metadata()["details"]
+    assert details["filled"] == {"a": 1} and details["still_missing"] == {"a": 1}

@@ -105,7 +105,9 @@ def test_date_type(make_frame: Any, engine: str) -> None:
 def test_raise_names_column_values_and_rows(make_frame: Any, engine: str) -> None:
     converter = DataTypeConverter(name="conv", config={"columns": {"n": "int", "id": "string"}})
     with pytest.raises(DataTypeError) as info:
-        converter.transform(make_frame(TEXT))
+        result = converter.transform(make_frame(TEXT))
+        if engine == "polars-lazy":
+            result.collect()  # a Polars LazyFrame is checked while its plan runs
     text = str(info.value)
     assert "DataTypeConverter 'conv'" in text and "column 'n'" in text and "'x'" in text
     assert "errors: 'coerce'" in text
@@ -176,11 +178,11 @@ def test_numeric_sources(make_frame: Any) -> None:
 def test_category(make_frame: Any, engine: str) -> None:
     df = pl.DataFrame({"id": [1, 2, 3], "region": ["north", "south", "north"]})
     converter = DataTypeConverter(name="c", config={"columns": {"region": "category"}})
-    if engine == "duckdb":
+    if engine in ("duckdb", "pyspark"):
         with pytest.raises(UnsupportedOperationError) as info:
             converter.transform(make_frame(df))
         assert (
-            "duckdb" in str(info.value)
+            engine in str(info.value)
             and "category" in str(info.value)
             and "'string'" in str(info.value)
         )
@@ -195,8 +197,8 @@ def test_datetime_time_zones(make_frame: Any, engine: str) -> None:
     paris = DataTypeConverter(
         name="tz", config={"columns": {"ts": {"type": "datetime", "time_zone": "Europe/Paris"}}}
     )
-    if engine == "duckdb":
-        with pytest.raises(UnsupportedOperationError, match="duckdb"):
+    if engine in ("duckdb", "pyspark"):
+        with pytest.raises(UnsupportedOperationError, match=engine):
             paris.transform(make_frame(df))
     else:
         out = to_polars(paris.transform(make_frame(df))).sort("id")
@@ -342,3 +344,64 @@ def test_default_datetime_accepts_date_and_minutes(make_frame: Any) -> None:
         dt.datetime(2024, 1, 5, 10, 30, 15),
         None,
     ]
+
+
+NUMBERS = pl.DataFrame(
+    {
+        "id": [1, 2, 3, 4, 5, 6],
+        "x": [1.0, 2.5, None, float("nan"), 1e12, -7.0],
+        "k": [1, 2, 3, 2**40, None, -5],
+    }
+)
+
+
+@pytest.mark.parametrize("errors", ["raise", "coerce", "reject"])
+def test_numbers_to_int(make_frame: Any, engine: str, errors: str, check_type: Any) -> None:
+    """Numbers -> int32: fractions and values out of range are bad; NaN is missing (null)."""
+    converter = DataTypeConverter(
+        name="ints", config={"columns": {"x": "int32", "k": "int32"}, "errors": errors}
+    )
+    frame = make_frame(NUMBERS)
+    if errors == "raise":
+        with pytest.raises(DataTypeError) as info:
+            result = converter.transform(frame)
+            if engine == "polars-lazy":
+                result.collect()  # checked while the plan runs
+        text = str(info.value)
+        assert "DataTypeConverter 'ints'" in text and "int32" in text
+        if engine not in LAZY_ENGINES or engine == "polars-lazy":
+            assert "2.5 (row 1)" in text or "1099511627776 (row 3)" in text
+        return
+    result = converter.transform(frame)
+    check_type(frame, result)
+    out = to_polars(result).sort("id")
+    if errors == "coerce":
+        assert out["x"].to_list() == [1, None, None, None, None, -7]
+        assert out["k"].to_list() == [1, 2, 3, None, None, -5]
+        if engine not in LAZY_ENGINES:
+            assert converter.get_metadata()["details"]["coerced"] == {"x": 2, "k": 1}
+        return
+    assert out["id"].to_list() == [1, 3, 6]
+    assert out["x"].to_list() == [1, None, -7]
+    rejects = to_polars(converter.last_rejects).sort("id")
+    assert rejects["id"].to_list() == [2, 4, 5]  # 2.5, k = 2**40, 1e12
+
+
+def test_good_numbers_to_int_on_polars_lazy_and_pandas() -> None:
+    """The quick path: whole numbers in range convert without a second query or row scan."""
+    import pandas as pd
+
+    df = pl.DataFrame({"q": [1.0, None, 3.0, float("nan")], "n": [1, 2, None, 4]})
+    converter = DataTypeConverter(
+        name="q", config={"columns": {"q": "int32", "n": "int16", "s": "string"}}
+    )
+    lazy = converter.transform(df.with_columns(s=pl.lit("a")).lazy())
+    assert isinstance(lazy, pl.LazyFrame)
+    out = lazy.collect()
+    assert out.schema["q"] == pl.Int32 and out.schema["n"] == pl.Int16
+    assert out["q"].to_list() == [1, None, 3, None] and out["n"].to_list() == [1, 2, None, 4]
+    native = pd.DataFrame({"q": [1.0, None, 3.0], "n": [1, 2, 4], "s": ["a", "b", "c"]})
+    result = converter.transform(native)
+    assert str(result["q"].dtype) == "Int32" and str(result["n"].dtype) == "Int16"
+    assert result["q"].tolist() == [1, pd.NA, 3] and result["n"].tolist() == [1, 2, 4]
+    assert native["q"].dtype == "float64"  # the input is left as it was
