@@ -108,7 +108,7 @@ def test_import_is_light() -> None:
         "import sys, data_pipeline, data_pipeline.ingestion, data_pipeline.transformation, "
         "data_pipeline.storage, data_pipeline.processing, data_pipeline.visualization, data_pipeline.pipeline;"
         "heavy = {'polars','pandas','pyarrow','duckdb','altair','pyspark','psycopg','sqlalchemy','pymysql',"
-        "'httpx','vl_convert','connectorx','adbc_driver_postgresql','pymongo','redis','deltalake','sqlglot'};"
+        "'httpx','vl_convert','connectorx','adbc_driver_postgresql','pymongo','redis','deltalake','sqlglot','fsspec','montydb'};"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

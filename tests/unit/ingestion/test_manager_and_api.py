@@ -3,41 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-import data_pipeline.ingestion as ingestion
 from data_pipeline.core.errors import DuplicateNameError, InputNotFoundError, NotFoundError
 from data_pipeline.ingestion import DataIngestionManager, DataSource, FileSystemSource
-
-
-def test_all_matches_spec() -> None:
-    assert sorted(ingestion.__all__) == sorted(
-        [
-            "DataSource",
-            "RESTAPISource",
-            "DatabaseSource",
-            "FileSystemSource",
-            "StreamingSource",
-            "DataIngestionManager",
-        ]
-    )
-    for name in ingestion.__all__:
-        assert getattr(ingestion, name).__doc__
-
-
-def test_import_is_light() -> None:
-    code = (
-        "import sys, data_pipeline.ingestion\n"
-        "heavy = [m for m in ('polars', 'pandas', 'pyarrow', 'sqlalchemy', 'httpx', 'redis', 'fsspec') if m in sys.modules]\n"
-        "print(heavy)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
 
 
 def test_config_templates_validate() -> None:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-import data_pipeline.storage as storage_pkg
 from data_pipeline.core.errors import ConfigError, DuplicateNameError, NotFoundError
 from data_pipeline.storage import (
     DataWarehouseStorage,
@@ -17,35 +14,6 @@ from data_pipeline.storage import (
     RelationalDBStorage,
     StorageManager,
 )
-
-SPEC_API = [
-    "StorageSystem",
-    "RelationalDBStorage",
-    "NoSQLDBStorage",
-    "DataWarehouseStorage",
-    "FileSystemStorage",
-    "SchemaField",
-    "Schema",
-    "SchemaRegistry",
-    "StorageManager",
-]
-
-
-def test_public_api_matches_spec() -> None:
-    assert sorted(storage_pkg.__all__) == sorted(SPEC_API)
-    for name in SPEC_API:
-        assert getattr(storage_pkg, name).__doc__
-
-
-def test_import_is_light() -> None:
-    code = (
-        "import sys, data_pipeline.storage; "
-        "heavy = [m for m in ('polars', 'duckdb', 'pyarrow', 'pandas', 'sqlalchemy', 'psycopg', "
-        "'pymysql', 'pymongo', 'redis', 'montydb', 'deltalake', 'connectorx') if m in sys.modules]; "
-        "print(','.join(heavy))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
 
 
 def test_manager_register_store_retrieve_list_remove(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from typing import Any
 import polars as pl
 import pytest
 
-import data_pipeline.transformation as transformation
 from data_pipeline.core.errors import (
     DuplicateNameError,
     NotFoundError,
@@ -26,25 +25,6 @@ from data_pipeline.transformation import (
 )
 from tests.conftest import to_polars
 from tests.unit.transformation.conftest import LAZY_ENGINES, assert_same, oracle
-
-SPEC_API = [
-    "Transformer",
-    "DataFrameTransformer",
-    "MissingValueHandler",
-    "OutlierHandler",
-    "DataTypeConverter",
-    "ColumnRenamer",
-    "ColumnSelector",
-    "CustomTransformer",
-    "TransformationPipeline",
-    "TransformationManager",
-]
-
-
-def test_public_api_matches_spec() -> None:
-    assert sorted(transformation.__all__) == sorted(SPEC_API)
-    for name in SPEC_API:
-        assert getattr(transformation, name).__doc__
 
 
 def sales() -> pl.DataFrame:
