@@ -93,8 +93,21 @@ _DIRECTIVES = {
 }
 
 
-def format_pattern(fmt: str) -> str:
-    """A regular expression that a value must match to be parsed with strftime format ``fmt``."""
+# Spark's datetime patterns (``MM``, ``dd``, ...) take exactly two digits: a shorter value
+# fails the whole query there, so on Spark it is a bad value found before parsing
+_STRICT = {
+    "m": r"(?:0[1-9]|1[0-2])",
+    "d": r"(?:0[1-9]|[12]\d|3[01])",
+    "H": r"(?:[01]\d|2[0-3])",
+    "I": r"(?:0[1-9]|1[0-2])",
+}
+
+
+def format_pattern(fmt: str, *, strict: bool = False) -> str:
+    """A regular expression that a value must match to be parsed with strftime format ``fmt``.
+
+    ``strict``: two-digit fields must have both digits (for Spark).
+    """
     out = []
     i = 0
     while i < len(fmt):
@@ -106,12 +119,53 @@ def format_pattern(fmt: str) -> str:
                     f"format {fmt!r}: unsupported directive {directive!r} "
                     f"(supported: {', '.join('%' + d for d in _DIRECTIVES)})"
                 )
-            out.append(_DIRECTIVES[fmt[i + 1]])
+            directive = fmt[i + 1]
+            out.append(
+                _STRICT[directive] if strict and directive in _STRICT else _DIRECTIVES[directive]
+            )
             i += 2
         else:
             out.append(re.escape(char))
             i += 1
     return "^" + "".join(out) + "$"
+
+
+_DATE_PARTS = {
+    "Y": "year",
+    "y": "year",
+    "m": "month",
+    "b": "month",
+    "B": "month",
+    "d": "day",
+    "e": "day",
+}
+_MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+
+
+def date_groups(fmt: str, *, strict: bool = False) -> tuple[str, dict[str, tuple[int, str]]]:
+    """``format_pattern(fmt)`` with the first year, month and day directives captured.
+
+    Returns the pattern and ``{"year"|"month"|"day": (group number, directive)}``.
+    """
+    out = []
+    groups: dict[str, tuple[int, str]] = {}
+    i = 0
+    while i < len(fmt):
+        if fmt[i] == "%":
+            directive = fmt[i + 1]  # validated by format_pattern
+            part = _DATE_PARTS.get(directive)
+            regex = (
+                _STRICT[directive] if strict and directive in _STRICT else _DIRECTIVES[directive]
+            )
+            if part is not None and part not in groups:
+                groups[part] = (len(groups) + 1, directive)
+                regex = f"({regex})"
+            out.append(regex)
+            i += 2
+        else:
+            out.append(re.escape(fmt[i]))
+            i += 1
+    return "^" + "".join(out) + "$", groups
 
 
 class TypeSpec(ConfigModel):
@@ -304,7 +358,9 @@ class DataTypeConverter(DataFrameTransformer):
             return nw.col(column).cast(nw.Categorical)
         if target == "date":
             fmt = spec.format or _DEFAULT_DATE
-            valid = value.str.contains(format_pattern(fmt))
+            valid = self._day_exists(
+                value, value.str.contains(format_pattern(fmt, strict=self._spark)), fmt
+            )
             return nw.when(valid.fill_null(False)).then(value).str.to_date(format=fmt)
         fmt = spec.format or _DEFAULT_DATETIME
         if spec.format is None:
@@ -317,9 +373,53 @@ class DataTypeConverter(DataFrameTransformer):
                 .then(nw.concat_str([value, nw.lit(":00")]))
                 .otherwise(value)
             )
-        valid = value.str.contains(format_pattern(fmt))
+        valid = self._day_exists(
+            value, value.str.contains(format_pattern(fmt, strict=self._spark)), fmt
+        )
         parsed = nw.when(valid.fill_null(False)).then(value).str.to_datetime(format=fmt)
         return self._zone(parsed, spec, aware="%z" in fmt)
+
+    def _day_exists(self, value: Any, valid: Any, fmt: str) -> Any:
+        """``valid`` and the day exists in its month (no 2023-02-30), checked by arithmetic.
+
+        The shape check lets a day 29-31 through in any month. Engines differ on such a
+        value: PyArrow rolls it over (2023-03-02), DuckDB and Spark raise. So the year, month
+        and day are taken from the text (a regex replace with a back-reference) and the day is
+        compared with the length of the month, before any engine parses the value.
+        """
+        pattern, groups = date_groups(fmt, strict=self._spark)
+        if "day" not in groups or "month" not in groups:
+            return valid  # no day, or no month to measure it by: nothing can overflow
+        dollar = self._spark or self._polars  # back-reference syntax: Java/Rust $1, RE2/re \1
+
+        def part(name: str) -> Any:
+            ref = f"${groups[name][0]}" if dollar else f"\\{groups[name][0]}"
+            return nw.when(valid.fill_null(False)).then(value).str.replace_all(pattern, ref)
+
+        day = part("day").str.strip_chars().cast(nw.Int32)
+        month_directive = groups["month"][1]
+        if month_directive == "m":
+            month = part("month").cast(nw.Int32)
+        else:  # a month name: its first three letters
+            name = part("month").str.slice(0, 3).str.to_lowercase()
+            month = nw.when(name == _MONTHS[0]).then(nw.lit(1))
+            for number, abbr in enumerate(_MONTHS[1:], start=2):
+                month = month.when(name == abbr).then(nw.lit(number))
+        if "year" in groups:
+            year = part("year").cast(nw.Int32)
+            if groups["year"][1] == "y":  # strptime's rule: 69-99 -> 19xx, 00-68 -> 20xx
+                year = nw.when(year < 69).then(year + 2000).otherwise(year + 1900)
+            leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+        else:
+            leap = nw.lit(value=False)  # strptime's default year, 1900, is not a leap year
+        days = (
+            nw.when(month == 2)
+            .then(nw.when(leap).then(nw.lit(29)).otherwise(nw.lit(28)))
+            .when(month.is_in([4, 6, 9, 11]))
+            .then(nw.lit(30))
+            .otherwise(nw.lit(31))
+        )
+        return valid & (day <= days).fill_null(False)
 
     def _unsigned(self, value: Any) -> Any:
         # PyArrow cannot parse a leading '+'; the other engines can
@@ -358,6 +458,8 @@ class DataTypeConverter(DataFrameTransformer):
         self._pandas = pandas_like
         self._duckdb = engine_label(frame) == "duckdb"
         self._arrow = frame.implementation is nw.Implementation.PYARROW
+        self._spark = engine_label(frame) == "pyspark"
+        self._polars = frame.implementation is nw.Implementation.POLARS
         self._nan_null = nan_is_null(frame)
         helpers: list[str] = []
         if frame.implementation is nw.Implementation.POLARS:

@@ -405,3 +405,81 @@ def test_good_numbers_to_int_on_polars_lazy_and_pandas() -> None:
     assert str(result["q"].dtype) == "Int32" and str(result["n"].dtype) == "Int16"
     assert result["q"].tolist() == [1, pd.NA, 3] and result["n"].tolist() == [1, 2, 4]
     assert native["q"].dtype == "float64"  # the input is left as it was
+
+
+IMPOSSIBLE = pl.DataFrame(
+    {
+        "id": [1, 2, 3, 4, 5, 6, 7, 8],
+        "d": [
+            "2023-01-05",
+            "2023-02-30",  # impossible: February has 28 days in 2023
+            "2024-02-29",  # a leap day
+            "2023-02-29",  # not a leap year
+            "2023-04-31",  # April has 30 days
+            "x",
+            None,
+            "2023-2-5",  # unpadded month and day: fine, except on Spark (its MM/dd want two)
+        ],
+    }
+)
+
+
+@pytest.mark.parametrize("target", ["date", "datetime"])
+@pytest.mark.parametrize("errors", ["coerce", "reject", "raise"])
+def test_impossible_dates(
+    make_frame: Any, engine: str, errors: str, target: str, check_type: Any
+) -> None:
+    """A day past the end of its month is a bad value on every engine (PyArrow used to roll it
+    over to the next month, DuckDB and Spark to fail with their own error)."""
+    converter = DataTypeConverter(
+        name="days",
+        config={"columns": {"d": {"type": target, "format": "%Y-%m-%d"}}, "errors": errors},
+    )
+    frame = make_frame(IMPOSSIBLE)
+    if engine == "pandas" and target == "date":
+        with pytest.raises(UnsupportedOperationError):
+            converter.transform(frame)
+        return
+    good = {
+        1: dt.date(2023, 1, 5),
+        3: dt.date(2024, 2, 29),
+        7: None,
+        8: dt.date(2023, 2, 5),
+    }
+    bad_ids = [2, 4, 5, 6]
+    if engine == "pyspark":
+        del good[8]
+        bad_ids.append(8)
+    if target == "datetime":
+        good = {
+            k: None if v is None else dt.datetime(v.year, v.month, v.day) for k, v in good.items()
+        }
+    if errors == "raise":
+        with pytest.raises(DataTypeError) as info:
+            result = converter.transform(frame)
+            if engine == "polars-lazy":
+                result.collect()  # a Polars LazyFrame is checked while its plan runs
+        text = str(info.value)
+        assert "DataTypeConverter 'days'" in text and "column 'd'" in text
+        for value in ("'2023-02-30'", "'2023-02-29'", "'2023-04-31'", "'x'"):
+            assert value in text
+        assert "'2024-02-29'" not in text
+        assert ("'2023-2-5'" in text) == (engine == "pyspark")
+        if engine not in LAZY_ENGINES:
+            assert "'2023-02-30' (row 1)" in text
+        return
+    result = converter.transform(frame)
+    check_type(frame, result)
+    out = to_polars(result).sort("id")
+    if errors == "coerce":
+        expected = {i: good.get(i) for i in range(1, 9)}
+        assert dict(zip(out["id"].to_list(), out["d"].to_list(), strict=True)) == expected
+        return
+    assert dict(zip(out["id"].to_list(), out["d"].to_list(), strict=True)) == good
+    rejected = to_polars(converter.last_rejects).sort("id")
+    assert rejected["id"].to_list() == bad_ids
+    assert rejected["_reject_reason"].to_list()[0] == f"d: cannot convert 2023-02-30 to {target}"
+    if engine not in LAZY_ENGINES:
+        meta = converter.get_metadata()
+        assert meta["rows_rejected"] == len(bad_ids)
+        assert meta["rows_in"] == meta["rows_out"] + meta["rows_rejected"]
