@@ -50,6 +50,8 @@ class Benchmark:
     targets: dict[str, dict[str, float]] = field(default_factory=dict)
     """``{"ours": {"time": 1.15, "memory": 1.5}}``: ratios against the baseline that must not be exceeded."""
     check: Callable[[dict[str, Any]], str] | None = None
+    """Called after the runs with ``prepare()``'s params plus ``params["measured"]``:
+    ``{variant: [seconds of each run]}``; returns lines to print (extra ratios, equality checks)."""
     default_rows: int = 5_000_000
 
 
@@ -122,5 +124,8 @@ def run(name: str, rows: int | None, repeat: int) -> int:
             f"{peak:>10.1f}{t_ratio:>9.2f}{m_ratio:>8.2f}  {verdict}"
         )
     if bench.check is not None:
-        print(bench.check(bench.prepare(rows)))
+        params = bench.prepare(rows)
+        # the seconds each variant measured above, so check() can print further ratios
+        params["measured"] = {v: [r["seconds"] for r in rs] for v, rs in results.items()}
+        print(bench.check(params))
     return 1 if failed else 0

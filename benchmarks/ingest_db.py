@@ -22,19 +22,14 @@ frames of ours and ADBC.
 
 from __future__ import annotations
 
-import json
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
 from benchmarks.data import sales_csv
-from benchmarks.harness import DATA_DIR, Benchmark
+from benchmarks.harness import Benchmark
 
 URL = "postgresql://postgres@127.0.0.1:5432/test"
-TIMES = DATA_DIR / "ingest_db_times.json"
 PANDAS_FACTOR = 3.0
-_reset = False
 
 COLUMNS = """
     order_id bigint, date date, product_id text, product text, category text, region text,
@@ -53,7 +48,6 @@ def prepare(rows: int) -> dict[str, Any]:
     The libraries of every variant are imported here, outside the timed part (as the harness
     intends: imports excluded), so each variant's time is the connection and the read.
     """
-    global _reset
     import adbc_driver_postgresql.dbapi  # noqa: F401
     import connectorx  # noqa: F401
     import pandas  # noqa: F401
@@ -64,9 +58,6 @@ def prepare(rows: int) -> dict[str, Any]:
 
     import data_pipeline.ingestion  # noqa: F401
 
-    if "--child" not in sys.argv and not _reset:  # the harness's own process: a new run
-        TIMES.unlink(missing_ok=True)
-        _reset = True
     table = _table(rows)
     with psycopg.connect(URL, autocommit=True) as conn:
         exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
@@ -93,21 +84,6 @@ def prepare(rows: int) -> dict[str, Any]:
                 conn.execute(f'ALTER TABLE "{scratch}" RENAME TO "{table}"')
             conn.execute(f'VACUUM ANALYZE "{table}"')
     return {"url": URL, "table": table, "rows": rows, "sql": f'SELECT * FROM "{table}"'}
-
-
-def _timed(name: str, fn: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
-    def run(params: dict[str, Any]) -> Any:
-        start = time.perf_counter()
-        result = fn(params)
-        seconds = time.perf_counter() - start
-        if "--child" in sys.argv:
-            times = json.loads(TIMES.read_text()) if TIMES.exists() else {}
-            times.setdefault(name, []).append(seconds)
-            TIMES.write_text(json.dumps(times))
-        return result
-
-    run.__name__ = name
-    return run
 
 
 def ours(params: dict[str, Any]) -> Any:
@@ -155,7 +131,7 @@ def pandas_sqlalchemy(params: dict[str, Any]) -> Any:
 def check(params: dict[str, Any]) -> str:
     """The pandas/ours ratio of the runs above, and whether ours and ADBC give the same frame."""
     lines = []
-    times = json.loads(TIMES.read_text()) if TIMES.exists() else {}
+    times = params.get("measured", {})
     if times.get("ours") and times.get("pandas_sqlalchemy"):
         ratio = min(times["pandas_sqlalchemy"]) / min(times["ours"])
         verdict = "OK" if ratio >= PANDAS_FACTOR else "MISSED"
@@ -179,10 +155,10 @@ BENCHMARK = Benchmark(
     name="ingest_db",
     description="5M-row PostgreSQL table -> in-memory frame (DatabaseSource vs ADBC, ConnectorX, pandas)",
     variants={
-        "ours": _timed("ours", ours),
-        "adbc_direct": _timed("adbc_direct", adbc_direct),
-        "connectorx_direct": _timed("connectorx_direct", connectorx_direct),
-        "pandas_sqlalchemy": _timed("pandas_sqlalchemy", pandas_sqlalchemy),
+        "ours": ours,
+        "adbc_direct": adbc_direct,
+        "connectorx_direct": connectorx_direct,
+        "pandas_sqlalchemy": pandas_sqlalchemy,
     },
     prepare=prepare,
     baseline="adbc_direct",

@@ -26,22 +26,18 @@ once more with both in this process and tells whether the two frames are equal.
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
-from benchmarks.harness import DATA_DIR, ROOT, Benchmark
+from benchmarks.harness import ROOT, Benchmark
 
 PAGE_SIZE = 1_000
 LATENCY = 0.020
 CONCURRENCY = 16
 MAX_LIFETIME = 900.0
-TIMES = DATA_DIR / "ingest_rest_times.json"
-_reset = False
 
 _servers: dict[int, tuple[subprocess.Popen[str], str]] = {}
 
@@ -56,10 +52,6 @@ def prepare(rows: int) -> dict[str, Any]:
 
     import data_pipeline.ingestion  # noqa: F401
 
-    global _reset
-    if "--child" not in sys.argv and not _reset:  # the harness's own process: a new run
-        TIMES.unlink(missing_ok=True)
-        _reset = True
     if rows not in _servers:
         proc = subprocess.Popen(
             [
@@ -90,21 +82,6 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         proc.kill()
-
-
-def _timed(name: str, fn: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
-    def run(params: dict[str, Any]) -> Any:
-        start = time.perf_counter()
-        result = fn(params)
-        seconds = time.perf_counter() - start
-        if "--child" in sys.argv:
-            times = json.loads(TIMES.read_text()) if TIMES.exists() else {}
-            times.setdefault(name, []).append(seconds)
-            TIMES.write_text(json.dumps(times))
-        return result
-
-    run.__name__ = name
-    return run
 
 
 def ours(params: dict[str, Any]) -> Any:
@@ -149,7 +126,7 @@ def baseline(params: dict[str, Any]) -> Any:
 def check(params: dict[str, Any]) -> str:
     """Records/s of the best run of each variant above; whether the two frames agree."""
     lines = []
-    times = json.loads(TIMES.read_text()) if TIMES.exists() else {}
+    times = params.get("measured", {})
     for label in ("ours", "httpx_sequential"):
         if times.get(label):
             best = min(times[label])
@@ -238,8 +215,8 @@ BENCHMARK = Benchmark(
     name="ingest_rest",
     description="local JSON API, 20 ms/page, 1,000 records/page (RESTAPISource vs sequential httpx loop)",
     variants={
-        "ours": _timed("ours", ours),
-        "httpx_sequential": _timed("httpx_sequential", baseline),
+        "ours": ours,
+        "httpx_sequential": baseline,
     },
     prepare=prepare,
     baseline="httpx_sequential",

@@ -15,20 +15,14 @@ Four variants, each in its own process:
 
 Targets: ``ours_polars_lazy`` at most 1.1x ``polars_by_hand``; ``ours_pandas`` at most 1.2x
 ``pandas_by_hand``. The harness compares every variant with one baseline (Polars), so the pandas
-ratio is printed by ``check()`` from the times the measured processes recorded themselves (the
-same span the harness times). The data is read from Parquet in ``prepare()`` (untimed, only the
+ratio is printed by ``check()`` from the harness's measured times (``params["measured"]``). The data is read from Parquet in ``prepare()`` (untimed, only the
 engine the variant needs), and each variant runs once on 1,000 rows first (warm-up, untimed).
 ``check()`` also runs each pair once more in-process and compares the results.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
-import time
-from pathlib import Path
 from typing import Any
 
 from benchmarks._sales import sales_parquet
@@ -81,7 +75,7 @@ def _date_is_text(params: dict[str, Any]) -> bool:
 
 
 def prepare(rows: int) -> dict[str, Any]:
-    params: dict[str, Any] = {"path": sales_parquet(rows), "rows": rows, "record": False}
+    params: dict[str, Any] = {"path": sales_parquet(rows), "rows": rows}
     params["date_is_text"] = _date_is_text(params)
     argv = sys.argv[1:]
     if argv[:1] == ["--child"] and len(argv) >= 3 and argv[2] in ENGINE:
@@ -89,7 +83,6 @@ def prepare(rows: int) -> dict[str, Any]:
         frame = _load(params, ENGINE[variant])
         small = dict(params, **{f"frame_{ENGINE[variant]}": frame.head(1_000)})
         VARIANTS[variant](small)  # warm-up: lazy imports, thread pools
-        params["record"] = True
     return params
 
 
@@ -129,28 +122,6 @@ def _pipeline(params: dict[str, Any], engine: str) -> Any:
     pipeline.add_transformer(ColumnRenamer(name="rename", config={"mapping": RENAME}))
     pipeline.add_transformer(ColumnSelector(name="select", config={"include": SELECT}))
     return pipeline
-
-
-def _recorded(variant: str, work: Any) -> Any:
-    """Run ``work`` and, in a measured process, record its time for ``check()``."""
-
-    def run(params: dict[str, Any]) -> Any:
-        start = time.perf_counter()
-        result = work(params)
-        seconds = time.perf_counter() - start
-        if params.get("record"):
-            with open(_times_file(variant, os.getppid()), "a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"seconds": seconds}) + "\n")
-        return result
-
-    run.__name__ = variant
-    return run
-
-
-def _times_file(variant: str, parent: int) -> Path:
-    folder = Path(tempfile.gettempdir()) / f"dp-bench-{NAME}"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{variant}-{parent}.jsonl"
 
 
 def ours_polars_lazy(params: dict[str, Any]) -> Any:
@@ -213,10 +184,10 @@ def pandas_by_hand(params: dict[str, Any]) -> Any:
 
 
 VARIANTS = {
-    "ours_polars_lazy": _recorded("ours_polars_lazy", ours_polars_lazy),
-    "polars_by_hand": _recorded("polars_by_hand", polars_by_hand),
-    "ours_pandas": _recorded("ours_pandas", ours_pandas),
-    "pandas_by_hand": _recorded("pandas_by_hand", pandas_by_hand),
+    "ours_polars_lazy": ours_polars_lazy,
+    "polars_by_hand": polars_by_hand,
+    "ours_pandas": ours_pandas,
+    "pandas_by_hand": pandas_by_hand,
 }
 
 
@@ -243,21 +214,11 @@ def _same(a: Any, b: Any) -> tuple[bool, str]:
     return True, ""
 
 
-def _times(variant: str) -> list[float]:
-    path = _times_file(variant, os.getpid())
-    if not path.exists():
-        return []
-    times = [json.loads(line)["seconds"] for line in path.read_text().splitlines() if line]
-    path.unlink()
-    return times
-
-
 def check(params: dict[str, Any]) -> str:
-    """The pandas ratio (from the recorded times) and whether each pair gives equal results."""
+    """The pandas ratio (from the measured times) and whether each pair gives equal results."""
     lines = []
-    ours_t, hand_t = _times("ours_pandas"), _times("pandas_by_hand")
-    for variant in ("ours_polars_lazy", "polars_by_hand"):
-        _times(variant)  # recorded too; the harness table already shows them
+    measured = params.get("measured", {})
+    ours_t, hand_t = measured.get("ours_pandas", []), measured.get("pandas_by_hand", [])
     missed = False
     if ours_t and hand_t:
         ratio = min(ours_t) / min(hand_t)
