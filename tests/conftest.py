@@ -25,6 +25,23 @@ ENGINES: list[Any] = [
 
 REQUIRE_SERVICES = os.environ.get("DATA_PIPELINE_REQUIRE_SERVICES") == "1"
 
+# Property tests: deterministic (the same examples every run), no per-example deadline and no
+# "too slow" health check: these machines are shared and noisy, and a time limit is not a test.
+try:
+    from hypothesis import HealthCheck
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile(
+        "data-pipeline",
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    _hypothesis_settings.load_profile("data-pipeline")
+except ImportError:  # pragma: no cover - hypothesis is in the test extra
+    pass
+
 
 def require_service(name: str, host: str, port: int) -> None:
     """Skip (or, under DATA_PIPELINE_REQUIRE_SERVICES=1, fail) when a server is unreachable."""
