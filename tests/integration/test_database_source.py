@@ -215,7 +215,7 @@ def test_mariadb_types_connectorx(maria_table: str) -> None:
     assert first["amount"] == Decimal("12345.67") and last["amount"] == Decimal("-0.01")
     assert first["ts"] == datetime(2024, 1, 2, 3, 4, 5, 123456)
     assert first["d"] == date(2024, 1, 2)
-    assert first["flag"] == 1 and last["flag"] == 0  # MariaDB BOOLEAN is TINYINT(1)
+    assert first["flag"] is True and last["flag"] is False  # BOOLEAN is TINYINT(1): cast back
     assert first["txt"] == "héllo" and json.loads(first["doc"]) == {"a": 1}
     assert first["raw"] == b"\x00\xff"
     assert all(v is None for k, v in nulls.items() if k != "id")
@@ -255,6 +255,55 @@ def test_mariadb_chunks(maria_table: str) -> None:
         batches = list(src.ingest())
         assert all(isinstance(b, pa.Table) for b in batches)
         assert [b.num_rows for b in batches] == [2, 1]
+
+
+@pytest.fixture
+def maria_flags() -> Iterator[str]:
+    require_service("MariaDB", "127.0.0.1", 3306)
+    import pymysql
+
+    name = _name()
+    conn = pymysql.connect(
+        host="127.0.0.1", port=3306, user="root", database="test", autocommit=True
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                f"CREATE TABLE {name} (id INT PRIMARY KEY, flag BOOLEAN, lvl TINYINT(1), n TINYINT)"
+            )
+            cur.execute(f"INSERT INTO {name} VALUES (1, 1, 5, 1), (2, NULL, 0, 0), (3, 0, 1, 1)")
+        yield name
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {name}")
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    "extra", [{}, {"engine": "sqlalchemy"}, {"chunk_size": 2}], ids=["cx", "sa", "chunks"]
+)
+def test_mariadb_tinyint1_as_bool(maria_flags: str, extra: dict[str, Any]) -> None:
+    src = DatabaseSource(name="maria", config={"url": MARIADB_URL, "table": maria_flags, **extra})
+    out = src.ingest()
+    frames = list(out) if "chunk_size" in extra else [out]
+    for frame in frames:
+        # flag: TINYINT(1) with 0/1/NULL -> boolean; lvl: TINYINT(1) holding 5 -> kept integer;
+        # n: plain TINYINT -> integer
+        assert frame.schema["flag"] == pl.Boolean
+        assert frame.schema["lvl"].is_integer() and frame.schema["n"].is_integer()
+    whole = pl.concat(frames).sort("id")
+    assert whole["flag"].to_list() == [True, None, False]
+    assert whole["lvl"].to_list() == [5, 0, 1]
+
+
+def test_mariadb_tinyint1_as_bool_off(maria_flags: str) -> None:
+    src = DatabaseSource(
+        name="maria",
+        config={"url": MARIADB_URL, "table": maria_flags, "mysql_tinyint1_as_bool": False},
+    )
+    out = src.ingest().sort("id")
+    assert out.schema["flag"].is_integer()
+    assert out["flag"].to_list() == [1, None, 0]
 
 
 # -- SQLite ---------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 JSON Lines: a line that is not a JSON object is bad. CSV: a row is bad when it has a different
 number of fields than the header, or when a value cannot be parsed as its column's type (inferred from the first ``infer_schema_length`` rows, or given by
-``schema_overrides``). Lines are split natively; fields and casts are checked in polars. Quoted
-fields spanning several lines are not supported in ``skip``/``reject`` mode.
+``schema_overrides``). Lines are split natively; fields and casts are checked in polars. When the
+file contains the quote character, physical lines are joined into records by quote parity, so a
+quoted field spanning several lines stays one record (its line is the record's first line).
 """
 
 from __future__ import annotations
@@ -53,12 +54,14 @@ def _check_file(source: FileSystemSource, file: str) -> tuple[pl.DataFrame, pl.D
     raw = pl.Series("raw", lines, dtype=pl.Binary).cast(pl.String, strict=False)
     frame = pl.DataFrame({"raw": raw}).with_row_index("line", offset=first_line)
     frame = frame.with_columns(pl.col("raw").str.strip_suffix("\r"))
+    if settings.quote_char and frame["raw"].str.contains(settings.quote_char, literal=True).any():
+        frame = _join_quoted_records(frame, settings.quote_char)
     frame = frame.filter(pl.col("raw").str.strip_chars() != "")
     if settings.comment_prefix:
         frame = frame.filter(~pl.col("raw").str.starts_with(settings.comment_prefix))
     header = b"\n".join(preamble) + (b"\n" if preamble else b"")
     names = (
-        pl.scan_csv(header + (lines[0] if lines else b""), **string_options)
+        pl.scan_csv(header + (frame["raw"][0].encode() if frame.height else b""), **string_options)
         .collect_schema()
         .names()
     )
@@ -117,6 +120,28 @@ def _check_file(source: FileSystemSource, file: str) -> tuple[pl.DataFrame, pl.D
     ).sort("line")
     bad = bad.select(pl.lit(file).alias("file"), pl.col("line").cast(pl.Int64), "reason", "raw")
     return good, bad
+
+
+def _join_quoted_records(frame: pl.DataFrame, quote: str) -> pl.DataFrame:
+    """Join physical lines into records where a quoted field spans several lines.
+
+    A line whose cumulative count of quote characters is odd ends inside a quoted field, so the
+    next line continues the same record (an escaped ``""`` counts twice and keeps the parity).
+    Vectorized in polars; ``line`` is the record's first line.
+    """
+    import polars as pl
+
+    quotes = pl.col("raw").str.count_matches(quote, literal=True)
+    open_after = (quotes.cum_sum() % 2) == 1
+    starts = open_after.shift(1, fill_value=False).not_()
+    frame = frame.with_columns(record=starts.cast(pl.UInt32).cum_sum())
+    if frame["record"].n_unique() == frame.height:
+        return frame.drop("record")
+    return (
+        frame.group_by("record", maintain_order=True)
+        .agg(pl.col("line").first(), pl.col("raw").str.join("\n"))
+        .drop("record")
+    )
 
 
 def _convert(col: pl.Series, dtype: Any) -> pl.Series:

@@ -133,6 +133,9 @@ class DatabaseConfig(SourceConfig):
     engine: Literal["auto", "adbc", "connectorx", "duckdb", "sqlalchemy"] = "auto"
     connect_timeout: float = Field(default=10, gt=0)
     incremental: IncrementalConfig | None = None
+    mysql_tinyint1_as_bool: bool = True
+    """MySQL/MariaDB ``table`` reads: ``TINYINT(1)`` (``BOOLEAN``) columns holding only 0/1/NULL
+    come back as booleans."""
 
     @model_validator(mode="after")
     def _check(self) -> DatabaseConfig:
@@ -295,8 +298,11 @@ class DatabaseSource(DataSource):
         op = self.current_operation
         op.details.update({"engine": path, "target": self.where()})
         self.logger.debug("%s: reading from %s via %s", self.label, self.where(), path)
+        bools = self._mysql_bool_columns(kind, checked=bool(s.chunk_size))
         if s.chunk_size:
             batches = self._batches(path, sql, params, s.chunk_size)
+            if bools:
+                batches = (_as_bool(batch, bools, checked=True) for batch in batches)
             if tracker is not None:
                 return tracker.track(batches)
             return batches
@@ -306,9 +312,52 @@ class DatabaseSource(DataSource):
             raise
         except Exception as exc:
             raise self._db_error(exc) from exc
+        if bools:
+            table = _as_bool(table, bools, checked=False)
         if tracker is not None:
             return tracker.apply(table)
         return table
+
+    def _mysql_bool_columns(self, kind: str, checked: bool) -> list[str]:
+        """``TINYINT(1)`` columns of a MySQL/MariaDB ``table`` read (from information_schema).
+
+        With ``checked`` (chunked reads, where batches must agree on types) only the columns
+        whose values are all 0/1/NULL in the whole table are returned, checked with one query.
+        """
+        s = self.settings
+        if kind != "mysql" or not s.table or not s.mysql_tinyint1_as_bool:
+            return []
+        sa = import_optional("sqlalchemy", extra="sql", feature="DatabaseSource")
+        engine = sa.create_engine(
+            self._sa_url(), connect_args={"connect_timeout": int(s.connect_timeout)}
+        )
+        try:
+            with engine.connect() as conn:
+                names = list(
+                    conn.execute(
+                        sa.text(
+                            "SELECT COLUMN_NAME FROM information_schema.COLUMNS"
+                            " WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE())"
+                            " AND TABLE_NAME = :table AND LOWER(COLUMN_TYPE) = 'tinyint(1)'"
+                            " ORDER BY ORDINAL_POSITION"
+                        ),
+                        {"schema": s.schema_name, "table": s.table},
+                    ).scalars()
+                )
+                if s.columns is not None:
+                    names = [n for n in names if n in s.columns]
+                if not names or not checked:
+                    return names
+                quote = self._quote()
+                target = (quote(s.schema_name) + "." if s.schema_name else "") + quote(s.table)
+                sums = ", ".join(f"SUM({quote(n)} NOT IN (0, 1))" for n in names)
+                check = f"SELECT {sums} FROM {target}"  # noqa: S608 - identifiers quoted
+                counts = conn.execute(sa.text(check)).one()
+                return [n for n, bad in zip(names, counts, strict=True) if not bad]
+        except Exception as exc:
+            raise self._db_error(exc) from exc
+        finally:
+            engine.dispose()
 
     def _path(self, kind: str, params: Mapping[str, Any]) -> str:
         engine = self.settings.engine
@@ -733,6 +782,34 @@ def _fix_arrow(table: pa.Table) -> pa.Table:
         columns.append(column)
         fields.append(pa.field(field.name, typ))
     return pa.table(columns, schema=pa.schema(fields))
+
+
+def _as_bool(frame: Any, names: list[str], checked: bool) -> Any:
+    """Cast the 0/1 integer columns ``names`` of an Arrow table or polars frame to boolean.
+
+    Unless ``checked``, a column holding any value other than 0, 1 or NULL is kept as is.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not isinstance(frame, pa.Table):  # polars frames from the SQLAlchemy path
+        import polars as pl
+
+        return pl.from_arrow(_as_bool(frame.to_arrow(), names, checked))
+    for name in names:
+        if name not in frame.column_names:
+            continue
+        index = frame.column_names.index(name)
+        column = frame.column(index)
+        if not pa.types.is_integer(column.type):
+            continue
+        if not checked:
+            values = pc.drop_null(column)
+            ok = pc.all(pc.is_in(values, value_set=pa.array([0, 1], type=column.type)))
+            if ok.as_py() is False:
+                continue
+        frame = frame.set_column(index, name, column.cast(pa.bool_()))
+    return frame
 
 
 def _rebatch(reader: Any, size: int) -> Iterator[pa.Table]:

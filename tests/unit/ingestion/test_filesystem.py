@@ -401,3 +401,50 @@ def test_jsonl_error_names_line(tmp_path: Path) -> None:
     path.write_text('{"id": 1}\n{"id": 2}\n{"id": oops}\n')
     with pytest.raises(ParseError, match=r"events\.jsonl' line 3: invalid JSON at column 8"):
         source({"path": str(path)}).ingest()
+
+
+MULTILINE_CSV = (
+    "id,note,price\n"
+    '1,"first line\nsecond line",1.5\n'  # lines 2-3: one record, newline inside quotes
+    "2,b\n"  # line 4: too few fields
+    '3,"say ""hi""\n\nend",3.0\n'  # lines 5-7: escaped quotes and an empty line inside quotes
+    "4,d,abc\n"  # line 8: price not a number
+)
+
+
+@pytest.mark.parametrize("mode", ["skip", "reject"])
+def test_bad_rows_multiline_quoted_field_kept(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "multi.csv"
+    path.write_text(MULTILINE_CSV)
+    rejects = tmp_path / "rejects.csv"
+    src = source(
+        {
+            "path": str(path),
+            "on_bad_rows": mode,
+            "reject_path": str(rejects),
+            "infer_schema_length": 1,
+        }
+    )
+    out = src.ingest()
+    assert out.to_dicts() == [
+        {"id": 1, "note": "first line\nsecond line", "price": 1.5},
+        {"id": 3, "note": 'say "hi"\n\nend', "price": 3.0},
+    ]
+    meta = src.get_metadata()
+    assert (meta["rows_in"], meta["rows_out"], meta["rows_rejected"]) == (4, 2, 2)
+    if mode == "reject":
+        rejected = pl.read_csv(rejects)
+        assert rejected["line"].to_list() == [4, 8]
+        assert rejected["raw"].to_list() == ["2,b", "4,d,abc"]
+    else:
+        assert not rejects.exists()
+
+
+def test_bad_rows_error_lazy_defers_to_collect(tmp_path: Path) -> None:
+    # Documented: lazy output is not parsed at ingest, so the error is polars' own at collect.
+    path = tmp_path / "bad.csv"
+    path.write_text(BAD_CSV)
+    out = source({"path": str(path), "infer_schema_length": 2, "output": "lazy"}).ingest()
+    assert isinstance(out, pl.LazyFrame)
+    with pytest.raises(pl.exceptions.ComputeError):
+        out.collect()
