@@ -872,17 +872,7 @@ def _check_series(
     out = pl.DataFrame({"v": series}).select(
         converted.alias("c"), (converted.is_null() & ~missing).alias("b")
     )
-    flags = out["b"]
-    if flags.any():
-        positions = flags.arg_true().head(examples).to_list()
-        shown = ", ".join(f"{series[p]!r} (row {p})" for p in positions)
-        raise DataTypeError(
-            f"column {column!r}: cannot convert {int(flags.sum())} value(s) to {spec.type}: {shown}",
-            component=component,
-            hint="fix the data, give a 'format', or set errors: 'coerce' (bad values become null) "
-            "or 'reject' (bad rows go to last_rejects)",
-        )
-    return out["c"].alias(series.name)
+    return _converted_or_raise(out, series, component, column, spec.type, examples)
 
 
 def _check_narwhals(
@@ -902,6 +892,14 @@ def _check_narwhals(
         .select(converted.alias("c"), bad.alias("b"))
         .to_native()
     )
+    return _converted_or_raise(out, series, component, column, target, examples)
+
+
+def _converted_or_raise(
+    out: Any, series: Any, component: str, column: str, target: str, examples: int
+) -> Any:
+    """``out`` holds the converted column ``c`` and the bad-value flags ``b``: raise naming the
+    first bad values and their rows, or return the converted column under the input's name."""
     flags = out["b"]
     if flags.any():
         positions = flags.arg_true().head(examples).to_list()
