@@ -300,33 +300,83 @@ class FileSystemSource(DataSource):
             )
         else:
             frame = self._scan(files, fmt)
-            if self.settings.output != "lazy":
+            if self.settings.output == "lazy" and fmt in ("csv", "jsonl"):  # rows can be bad
+                frame = self._checked_lazy(frame, files, fmt)
+            elif self.settings.output != "lazy":
                 frame = self._collect(frame, files, fmt)
         if state is not None:
             state.save({"files": seen["files"]})
         return frame
 
     def _collect(self, frame: pl.LazyFrame, files: list[str], fmt: str) -> pl.DataFrame:
-        import polars as pl
-
         try:  # the engine polars.read_csv / read_parquet use for an eager read
             return frame.collect(engine="in-memory")
-        except (
-            pl.exceptions.ComputeError,
-            pl.exceptions.SchemaError,
-            pl.exceptions.InvalidOperationError,
-        ) as exc:
-            where = ""
-            if fmt in ("csv", "jsonl"):
-                from data_pipeline.ingestion._badrows import first_bad_row
+        except Exception as exc:
+            error = self._parse_error(exc, files, fmt)
+            if error is None:
+                raise
+            raise error from exc
 
-                where = first_bad_row(self, files, fmt) or ""
-            raise ParseError(
-                f"cannot parse {fmt} {_shown(files)}: {where or str(exc).splitlines()[0]}",
-                component=self.label,
-                hint="fix the file, or set schema_overrides / null_values"
-                + (", or on_bad_rows: skip or reject" if fmt in ("csv", "jsonl") else ""),
-            ) from exc
+    def _parse_error(self, exc: Exception, files: list[str], fmt: str) -> ParseError | None:
+        """Our ParseError (file, line, reason) for polars' error while reading ``files``."""
+        import polars as pl
+
+        if not isinstance(
+            exc,
+            pl.exceptions.ComputeError
+            | pl.exceptions.SchemaError
+            | pl.exceptions.InvalidOperationError,
+        ):
+            return None
+        where = ""
+        if fmt in ("csv", "jsonl"):
+            from data_pipeline.ingestion._badrows import first_bad_row
+
+            where = first_bad_row(self, files, fmt) or ""
+        return ParseError(
+            f"cannot parse {fmt} {_shown(files)}: {where or str(exc).splitlines()[0]}",
+            component=self.label,
+            hint="fix the file, or set schema_overrides / null_values"
+            + (", or on_bad_rows: skip or reject" if fmt in ("csv", "jsonl") else ""),
+        )
+
+    def _checked_lazy(self, frame: pl.LazyFrame, files: list[str], fmt: str) -> pl.LazyFrame:
+        """``frame`` as a lazy source whose read errors surface as our ParseError at collect.
+
+        The scan stays lazy and its pushdowns stay in polars: the projection, the predicate and
+        the row limit polars hands the source are applied to the inner scan, and batches are
+        passed through as polars reads them. Only the error changes: polars' own ComputeError
+        (which names neither file nor line) becomes the ParseError an eager read raises.
+        """
+        from polars.io.plugins import register_io_source
+
+        try:
+            schema = frame.collect_schema()
+        except Exception as exc:  # schema inference reads the first rows already
+            error = self._parse_error(exc, files, fmt)
+            if error is None:
+                raise
+            raise error from exc
+
+        def batches(
+            with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, _: Any
+        ) -> Any:
+            scan = frame
+            if with_columns is not None:
+                scan = scan.select(with_columns)
+            if predicate is not None:
+                scan = scan.filter(predicate)
+            if n_rows is not None:
+                scan = scan.head(n_rows)
+            try:
+                yield from scan.collect_batches()
+            except Exception as exc:
+                error = self._parse_error(exc, files, fmt)
+                if error is None:
+                    raise
+                raise error from exc
+
+        return register_io_source(batches, schema=schema)
 
     def _scan(self, files: list[str], fmt: str) -> pl.LazyFrame:
         import polars as pl
