@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 
 from data_pipeline.core.errors import ConfigError, UnsupportedOperationError
+from data_pipeline.core.frames import row_count, to_narwhals
 from data_pipeline.ingestion.base import DataSource, SourceConfig
 
 __all__ = ["StreamingConfig", "StreamingSource"]
@@ -20,6 +22,7 @@ _EXTRAS = {
     "mqtt": "mqtt",
     "kafka": "kafka",
 }
+_SUPPORTED = ("redis", "nats", "rabbitmq", "mqtt", "kafka")
 _DEFAULT_PORTS = {"redis": 6379, "nats": 4222, "rabbitmq": 5672, "mqtt": 1883, "kafka": 9092}
 
 
@@ -54,6 +57,15 @@ class StreamingConfig(SourceConfig):
     """Fields whose values are JSON objects to unnest into ``field__key`` columns."""
     state_path: str | None = None
     """Without a group: keep the last id read in this file so the next run continues after it."""
+    payload: Literal["json", "text", "bytes"] = "json"
+    """How message payloads become columns (NATS, RabbitMQ, MQTT, Kafka): ``json`` objects
+    unnested into columns, ``text`` or ``bytes`` as one ``payload`` column."""
+    on_bad_rows: Literal["error", "skip", "reject"] = "error"
+    """A payload that is not what ``payload`` says: fail, drop, or write to ``reject_path``."""
+    reject_path: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Extra client settings passed to the platform's client as they are (e.g. librdkafka
+    settings for Kafka); secrets in them are masked in metadata."""
 
 
 class StreamingSource(DataSource):
@@ -86,6 +98,25 @@ class StreamingSource(DataSource):
     def port(self) -> int:
         return self.settings.port or _DEFAULT_PORTS[self.settings.platform]
 
+    def batches(self, max_batches: int | None = None, *, until_empty: bool = True) -> Iterator[Any]:
+        """Successive bounded batches (each one ``ingest()``): feed them to a StreamProcessor.
+
+        Stops after ``max_batches`` batches, or (``until_empty``, the default) after the first
+        empty batch, i.e. when no message arrived within ``timeout``. With ``until_empty=False``
+        and no ``max_batches`` it runs until the caller stops iterating.
+
+        Example:
+            >>> for batch in source.batches(max_batches=10):  # doctest: +SKIP
+            ...     print(len(batch))
+        """
+        done = 0
+        while max_batches is None or done < max_batches:
+            batch = self.ingest()
+            done += 1
+            if until_empty and not row_count(to_narwhals(batch)):
+                return
+            yield batch
+
     def _read(self, **options: Any) -> Any:
         if options:
             raise ConfigError(
@@ -93,14 +124,17 @@ class StreamingSource(DataSource):
                 component=self.label,
                 hint="StreamingSource takes its settings from the config",
             )
-        platform = self.settings.platform
-        if platform == "redis":
-            from data_pipeline.ingestion.streaming.redis import read_batch
+        import importlib
 
-            return read_batch(self)
-        raise UnsupportedOperationError(
-            f"platform {platform!r} is not supported yet by StreamingSource",
-            component=self.label,
-            hint=f"use platform: redis for now; {platform} support will need "
-            f"`pip install 'data-pipeline[{_EXTRAS[platform]}]'` once it lands",
-        )
+        platform = self.settings.platform
+        try:  # one module per platform, each with read_batch(source) -> polars.DataFrame
+            module = importlib.import_module(f"data_pipeline.ingestion.streaming.{platform}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"data_pipeline.ingestion.streaming.{platform}":
+                raise
+            raise UnsupportedOperationError(
+                f"platform {platform!r} is not supported yet by StreamingSource",
+                component=self.label,
+                hint=f"use one of {sorted(_SUPPORTED)}",
+            ) from None
+        return module.read_batch(self)

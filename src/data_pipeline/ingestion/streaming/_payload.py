@@ -1,0 +1,180 @@
+"""Message payloads to one frame: shared by every platform that carries a payload per message.
+
+NATS, RabbitMQ, MQTT and Kafka deliver a byte payload per message (Redis Streams delivers a field
+map and does not use this module). A platform module collects the payloads and the per-message
+metadata columns (``_stream``, ``_id`` and any platform extras such as ``_partition``), then calls
+:func:`messages_to_frame`, which:
+
+* ``payload: json`` — parses all payloads in one native pass (``polars.read_ndjson`` over the
+  joined payloads), one column per top-level key; nested objects become ``parent__child`` columns.
+  Only when that pass fails are payloads checked one by one, to find the bad ones.
+* ``payload: text`` — one ``payload`` String column (UTF-8; invalid bytes make a bad row).
+* ``payload: bytes`` — one ``payload`` Binary column (never bad).
+
+Bad payloads follow ``on_bad_rows``: ``error`` raises ParseError naming the stream, the message id
+and the reason; ``skip`` drops them (counted as ``rows_skipped``); ``reject`` writes them with
+the reason to ``reject_path`` (CSV: stream, id, reason, raw). Counts: rows_in = rows_out +
+rows_rejected.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from data_pipeline.core.errors import ParseError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from data_pipeline.ingestion.streaming.source import StreamingSource
+
+__all__ = ["empty_frame", "messages_to_frame"]
+
+
+def empty_frame(meta: dict[str, Any]) -> pl.DataFrame:
+    """The frame of an empty batch: just the metadata columns, typed."""
+    import polars as pl
+
+    return pl.DataFrame({name: pl.Series(name, [], dtype=dtype) for name, dtype in meta.items()})
+
+
+def messages_to_frame(
+    source: StreamingSource,
+    meta: dict[str, list[Any]],
+    payloads: list[bytes],
+    meta_types: dict[str, Any] | None = None,
+) -> pl.DataFrame:
+    """One frame for a batch of messages: ``meta`` columns first, then the payload columns.
+
+    ``meta`` maps column name -> one value per message (``_stream`` and ``_id`` at least);
+    ``meta_types`` optionally gives their polars dtypes (String otherwise).
+    """
+    import polars as pl
+
+    types = meta_types or {}
+    head = pl.DataFrame(
+        {
+            name: pl.Series(name, values, dtype=types.get(name, pl.String))
+            for name, values in meta.items()
+        }
+    )
+    mode = source.settings.payload
+    op = source.current_operation
+    op.rows_in = len(payloads)
+    if not payloads:
+        return head
+    if mode == "bytes":
+        return head.with_columns(pl.Series("payload", payloads, dtype=pl.Binary))
+    if mode == "text":
+        text = pl.Series("payload", payloads, dtype=pl.Binary).cast(pl.String, strict=False)
+        bad = [
+            (i, "payload is not valid UTF-8")
+            for i in text.is_null().arg_true().to_list()
+            if payloads[i] is not None
+        ]
+        good = head.with_columns(text)
+        return _route_bad(source, good, head, payloads, bad)
+    body = _parse_json(payloads)
+    if body is not None:
+        return pl.concat([head, body], how="horizontal")
+    bad = _find_bad_json(payloads)
+    keep = sorted(set(range(len(payloads))) - {i for i, _ in bad})
+    good_payloads = [payloads[i] for i in keep]
+    parsed = _parse_json(good_payloads) if good_payloads else pl.DataFrame()
+    if parsed is None:  # pragma: no cover - every remaining payload parsed one by one
+        parsed = pl.DataFrame()
+    good_head = head[keep] if keep else head.clear()
+    good = pl.concat([good_head, parsed], how="horizontal") if parsed.width else good_head
+    return _route_bad(source, good, head, payloads, bad)
+
+
+def _parse_json(payloads: list[bytes]) -> pl.DataFrame | None:
+    """All payloads as JSON objects in one native pass; None when any of them is not one."""
+    import polars as pl
+
+    from data_pipeline.ingestion._common import flatten_structs
+
+    # A newline is only whitespace in a JSON document (inside strings it must be escaped), so
+    # pretty-printed payloads become one line each without changing their meaning.
+    lines = b"\n".join(p.replace(b"\r", b" ").replace(b"\n", b" ") or b"null" for p in payloads)
+    try:
+        frame = pl.read_ndjson(lines, infer_schema_length=None)
+    except Exception:
+        return None
+    if frame.height != len(payloads):
+        return None
+    return flatten_structs(frame)
+
+
+def _find_bad_json(payloads: list[bytes]) -> list[tuple[int, str]]:
+    """(index, reason) of every payload that is not a JSON object (the slow, error-only path)."""
+    bad: list[tuple[int, str]] = []
+    for i, payload in enumerate(payloads):
+        try:
+            value = json.loads(payload)
+        except (UnicodeDecodeError, ValueError) as exc:
+            bad.append((i, f"payload is not JSON: {exc}"))
+            continue
+        if not isinstance(value, dict):
+            bad.append((i, f"payload is JSON {type(value).__name__}, not an object"))
+    return bad
+
+
+def _route_bad(
+    source: StreamingSource,
+    good: pl.DataFrame,
+    head: pl.DataFrame,
+    payloads: list[bytes],
+    bad: list[tuple[int, str]],
+) -> pl.DataFrame:
+    import polars as pl
+
+    if not bad:
+        return good
+    op = source.current_operation
+    s = source.settings
+    first_index, first_reason = bad[0]
+    first = head.row(first_index, named=True)
+    where = f"message {first.get('_id')!r} of {first.get('_stream')!r}"
+    if s.on_bad_rows == "error":
+        raise ParseError(
+            f"{where}: {first_reason} (payload starts {payloads[first_index][:120]!r})",
+            component=source.label,
+            hint="fix the producer, set 'payload: text' or 'bytes' to take payloads as they "
+            "are, or set on_bad_rows: skip or reject",
+        )
+    # Note: bad rows are dropped from ``good`` by the caller's slicing (json) or here (text).
+    if s.payload == "text":
+        drop = {i for i, _ in bad}
+        good = good[[i for i in range(good.height) if i not in drop]]
+    op.rows_rejected = len(bad)
+    if s.on_bad_rows == "skip":
+        op.details["rows_skipped"] = len(bad)
+    else:
+        rejected = pl.DataFrame(
+            {
+                "stream": [str(head["_stream"][i]) for i, _ in bad],
+                "id": [str(head["_id"][i]) for i, _ in bad],
+                "reason": [reason for _, reason in bad],
+                "raw": [payloads[i].decode("utf-8", "replace") for i, _ in bad],
+            }
+        )
+        path = Path(s.reject_path or Path(".data_pipeline") / "rejects" / f"{source.name}.csv")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and path.stat().st_size:  # batches append to one reject file
+            with path.open("ab") as handle:
+                rejected.write_csv(handle, include_header=False)
+        else:
+            rejected.write_csv(path)
+        op.details["reject_path"] = str(path)
+    source.logger.warning(
+        "%s: %d bad message(s) %s (first: %s: %s)",
+        source.label,
+        len(bad),
+        "skipped" if s.on_bad_rows == "skip" else "rejected",
+        where,
+        first_reason,
+    )
+    return good
