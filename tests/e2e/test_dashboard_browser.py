@@ -342,3 +342,37 @@ def test_date_range_filter(browser: Any, tmp_path: Path) -> None:
     assert page.get_attribute("#dp-from", "value") == "2024-01-01"
     visit.assert_clean()
     page.context.close()
+
+
+def test_charts_fill_their_card_unless_given_a_width(browser: Any, tmp_path: Path) -> None:
+    d = Dashboard("widths", {"title": "Widths", "columns": 2})
+    d.add_visualization(
+        LineChart(name="wide", config={"x": "date", "y": "revenue", "aggregate": "sum"}), span=2
+    )
+    d.add_visualization(PieChart(name="pie", config={"category": "region", "value": "revenue"}))
+    d.add_visualization(
+        BarChart(name="fixed", config={"x": "product", "y": "revenue", "width": 150})
+    )
+    path = d.save_html(tmp_path / "widths.html", sales())
+    page, visit = open_dashboard(browser, path)
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.wait_for_timeout(300)  # vega-embed follows the container on window resize
+
+    def widths(i: int) -> tuple[float, float]:
+        card = page.evaluate(f"document.querySelector('#dp-chart-{i}').clientWidth")
+        svg = page.evaluate(
+            f"document.querySelector('#dp-chart-{i} svg').getBoundingClientRect().width"
+        )
+        return float(card), float(svg)
+
+    for i in (0, 1):  # no width given: the drawing spans its card (within the padding)
+        card, svg = widths(i)
+        assert card > 500 and svg >= 0.9 * card, (i, card, svg)
+    card, svg = widths(2)  # an explicit width is kept
+    assert svg < 0.6 * card, (card, svg)
+    wide_before = widths(0)[1]
+    page.set_viewport_size({"width": 900, "height": 900})
+    page.wait_for_timeout(300)
+    assert widths(0)[1] < wide_before  # and follows the card when the window narrows
+    visit.assert_clean()
+    page.context.close()

@@ -295,6 +295,8 @@ class Dashboard(Component):
                 "spec": spec,
             }
             rows = _rows_of(viz.kind, spec)
+            if viz.kind == "vega-lite":
+                _fit_card_width(viz, spec)
             if viz.kind == "vega-lite" and theme:
                 spec["config"] = _merge(spec.get("config", {}), theme)
             if viz.kind == "kpi" and spec.get("sparkline") and theme:
@@ -435,6 +437,16 @@ class Dashboard(Component):
                 hint="check the file path and permissions",
             )
         return super()._translate_error(exc, operation)
+
+
+def _fit_card_width(viz: Visualization, spec: dict[str, Any]) -> None:
+    """A chart whose ``width`` the user did not set fills its card (and follows its resizes)."""
+    if "width" in viz.settings.model_fields_set or "width" not in spec:
+        return
+    if any(key in spec for key in ("facet", "repeat", "concat", "hconcat", "vconcat")):
+        return  # Vega-Lite sizes composed views by their parts; "container" does not apply
+    spec["width"] = "container"
+    spec.setdefault("autosize", {"type": "fit-x", "contains": "padding"})
 
 
 def _rows_of(kind: str, spec: dict[str, Any]) -> list[dict[str, Any]]:

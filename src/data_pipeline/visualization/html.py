@@ -260,6 +260,7 @@ h1 { margin: 0 0 4px; font-size: 24px; }
 .dp-card { background: var(--card); border: 1px solid var(--border); border-radius: 8px; padding: 12px;
   overflow: auto; min-width: 0; }
 .dp-card h2 { margin: 0 0 8px; font-size: 16px; }
+.dp-chart { width: 100%; }
 .dp-caption { margin: 6px 0 0; color: var(--muted); font-size: 12px; }
 .dp-table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
 .dp-table th, .dp-table td { border-bottom: 1px solid var(--border); padding: 4px 8px; text-align: left; }
