@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 
 from data_pipeline.core.errors import ConfigError, IngestionConnectionError, InputNotFoundError
+from data_pipeline.ingestion._common import KEY_HASH, key_hashes
 from data_pipeline.ingestion.database import DatabaseSource
 from tests.conftest import require_service
 
@@ -527,7 +528,11 @@ def test_postgres_incremental_query_lookback(
     assert run() == [2]  # a new version of a row (new cursor value) is read again
     state = json.loads((tmp_path / "events.json").read_text())
     assert state["last_value"] == {"datetime": "2024-05-01T10:07:00+00:00"}
-    assert sorted(r[0] for r in state["boundary_rows"]) == [2, 5]
+    assert "boundary_rows" not in state  # the delivered keys live in the Parquet sidecar
+    keys = pl.read_parquet(tmp_path / state["delivered_keys"]["file"])
+    assert sorted(keys[KEY_HASH].to_list()) == sorted(
+        key_hashes(pl.DataFrame({"id": [2, 5]}), ["id"]).to_list()
+    )
 
 
 def test_postgres_incremental_query_integer_cursor(pg_table: str, tmp_path: Path) -> None:
@@ -579,3 +584,78 @@ def test_sqlite_incremental_table_primary_key_keeps_ties(tmp_path: Path) -> None
     assert src.ingest()["id"].to_list() == [3, 4]
     assert src.get_metadata()["details"]["duplicates_dropped"] == 1
     assert DatabaseSource(name="docs", config=config).ingest().height == 0
+
+
+@pytest.mark.parametrize("chunk_size", [None, 3])
+def test_postgres_late_rows_at_the_boundary_over_three_runs(
+    tmp_path: Path, chunk_size: int | None
+) -> None:
+    """Late rows at the boundary (composite key, tied timestamps) are neither lost nor doubled."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    import psycopg
+
+    table = f"dp_late_{uuid.uuid4().hex[:10]}"
+    state = tmp_path / "late.json"
+    config: dict[str, Any] = {
+        **PG,
+        "table": table,
+        "chunk_size": chunk_size,
+        "incremental": {
+            "cursor_column": "updated_at",
+            "primary_key": ["tenant", "id"],
+            "lookback": 300,
+            "state_path": str(state),
+        },
+    }
+
+    def run() -> list[tuple[str, int]]:
+        out = DatabaseSource(name="late", config=config).ingest()
+        frames = list(out) if chunk_size else [out]
+        return [(r["tenant"], r["id"]) for f in frames for r in f.iter_rows(named=True)]
+
+    with psycopg.connect(
+        "host=127.0.0.1 port=5432 dbname=test user=postgres", autocommit=True
+    ) as conn:
+        conn.execute(
+            f"CREATE TABLE {table} (tenant text, id int, updated_at timestamptz NOT NULL,"
+            " PRIMARY KEY (tenant, id))"
+        )
+        try:
+            conn.execute(
+                f"""INSERT INTO {table} VALUES ('a', 1, '2024-05-01 10:00:00+00'),
+                ('b', 1, '2024-05-01 10:04:00+00'), ('a', 2, '2024-05-01 10:05:00+00')"""
+            )
+            delivered = run()
+            assert delivered == [("a", 1), ("b", 1), ("a", 2)]
+            # late rows: one tied with the last value, one inside the window; one new row
+            conn.execute(
+                f"""INSERT INTO {table} VALUES ('b', 2, '2024-05-01 10:05:00+00'),
+                ('c', 1, '2024-05-01 10:03:00+00'), ('a', 3, '2024-05-01 10:09:00+00')"""
+            )
+            second = run()
+            assert sorted(second) == [("a", 3), ("b", 2), ("c", 1)]
+            delivered += second
+            # the window moved to 10:04; a late row inside it, a row older than it, an update
+            conn.execute(
+                f"""INSERT INTO {table} VALUES ('c', 2, '2024-05-01 10:06:00+00'),
+                ('c', 3, '2024-05-01 10:01:00+00')"""
+            )
+            conn.execute(
+                f"UPDATE {table} SET updated_at = '2024-05-01 10:10:00+00'"
+                " WHERE tenant = 'b' AND id = 1"
+            )
+            third = run()
+            assert sorted(third) == [("b", 1), ("c", 2)]  # ('c', 3) is older than the window
+            delivered += third
+            assert run() == []
+        finally:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+    assert len(set(delivered)) == len(delivered) - 1  # only ('b', 1) twice: its new version
+    saved = json.loads(state.read_text())
+    assert "boundary_rows" not in saved
+    assert saved["last_value"] == {"datetime": "2024-05-01T10:10:00+00:00"}
+    keys = pl.read_parquet(tmp_path / saved["delivered_keys"]["file"])
+    window = pl.DataFrame({"tenant": ["a", "b", "c", "a", "b"], "id": [2, 2, 2, 3, 1]})  # >= 10:05
+    assert sorted(keys[KEY_HASH].to_list()) == sorted(
+        key_hashes(window, ["tenant", "id"]).to_list()
+    )

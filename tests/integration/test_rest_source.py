@@ -627,6 +627,62 @@ def test_incremental_with_late_rows(server: tuple[str, Api], tmp_path: Path) -> 
     assert third.height == 0
 
 
+def test_incremental_late_rows_at_the_boundary_over_three_runs(
+    server: tuple[str, Api], tmp_path: Path
+) -> None:
+    """Late rows at the boundary are neither lost nor doubled; the keys sit in a sidecar."""
+    url, api = server
+    state = tmp_path / "late.json"
+    config = {
+        "url": f"{url}/events",
+        "incremental": {
+            "cursor_field": "updated_at",
+            "param": "since",
+            "lookback": 300,
+            "primary_key": "id",
+            "state_path": str(state),
+        },
+    }
+
+    def run() -> tuple[list[int], Any]:
+        src = rest(dict(config))
+        frame = src.ingest()
+        ids = frame["id"].to_list() if frame.height else []
+        return ids, src.get_metadata()["details"].get("duplicates_dropped")
+
+    api.events = [
+        {"id": 1, "updated_at": "2024-01-01T10:00:00Z"},
+        {"id": 2, "updated_at": "2024-01-01T10:05:00Z"},
+    ]
+    assert run() == ([1, 2], None)
+    api.events += [
+        {"id": 3, "updated_at": "2024-01-01T10:05:00Z"},  # late, tied with the last value
+        {"id": 4, "updated_at": "2024-01-01T10:02:30.5Z"},  # late, inside the window
+        {"id": 5, "updated_at": "2024-01-01T10:08:00Z"},  # new
+    ]
+    assert run() == ([4, 3, 5], 2)
+    assert api.requests[-1]["query"]["since"] == "2024-01-01T10:00:00Z"
+    api.events += [
+        {"id": 6, "updated_at": "2024-01-01T10:04:00Z"},  # late, inside the moved window
+        {"id": 7, "updated_at": "2024-01-01T10:01:00Z"},  # older than the window: not asked for
+    ]
+    api.events[1] = {"id": 2, "updated_at": "2024-01-01T10:09:00Z"}  # a new version of row 2
+    assert run() == ([6, 2], 2)
+    assert api.requests[-1]["query"]["since"] == "2024-01-01T10:03:00Z"
+    assert run() == ([], 4)
+    saved = json.loads(state.read_text())
+    assert saved["last_value"] == "2024-01-01T10:09:00Z"
+    assert "boundary_rows" not in saved
+    keys = pl.read_parquet(tmp_path / saved["delivered_keys"]["file"])
+    assert sorted(keys["updated_at"].to_list()) == [  # the window: 10:04 and later
+        "2024-01-01T10:04:00Z",
+        "2024-01-01T10:05:00Z",  # row 2's first version
+        "2024-01-01T10:05:00Z",
+        "2024-01-01T10:08:00Z",
+        "2024-01-01T10:09:00Z",
+    ]
+
+
 def test_oauth2_token_refreshed_on_401(server: tuple[str, Api]) -> None:
     url, api = server
     auth = {

@@ -10,17 +10,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from data_pipeline.core.errors import ConfigError, ParseError
+from data_pipeline.core.errors import ConfigError, IngestionError, ParseError
 
 if TYPE_CHECKING:
     import polars as pl
 
 __all__ = [
+    "KEY_HASH",
+    "DeliveredKeys",
     "FrameBody",
     "StateStore",
     "auto_records",
     "flatten_structs",
     "json_to_frame",
+    "key_hashes",
     "parse_dtype",
     "records_of",
     "select_path",
@@ -359,3 +362,368 @@ class StateStore:
                 json.dumps(state, indent=2, sort_keys=True, default=str), encoding="utf-8"
             )
             os.replace(tmp, self.path)
+
+
+# -- keys of the rows already delivered (incremental reads with a lookback window) -------------
+
+#: column of the key hash in a :class:`DeliveredKeys` sidecar
+KEY_HASH = "_dp_key_hash"
+#: the format of :func:`key_hashes`, written to the state file; bump it if the encoding changes
+KEY_HASH_FORMAT = "xxh64-v1"
+
+_M64 = (1 << 64) - 1
+_P1 = 0x9E3779B185EBCA87
+_P2 = 0xC2B2AE3D27D4EB4F
+_P3 = 0x165667B19E3779F9
+_P4 = 0x85EBCA77C2B2AE63
+_P5 = 0x27D4EB2F165667C5
+
+
+def _xxh64(data: Any, offsets: Any) -> Any:
+    """XXH64 (seed 0) of each ``data[offsets[i]:offsets[i+1]]``, vectorised over the rows.
+
+    ``data`` is a ``uint8`` array and ``offsets`` an ``int64`` array of ``n + 1`` positions.
+    The loops run over byte positions inside a row (a few steps for short keys), never over rows.
+    The result equals ``xxhash.xxh64_intdigest(row)`` of the reference implementation.
+    """
+    import numpy as np
+
+    u64 = np.uint64
+    p1, p2, p3, p4, p5 = (u64(p) for p in (_P1, _P2, _P3, _P4, _P5))
+    starts = offsets[:-1].astype(np.int64)
+    lengths = (offsets[1:] - offsets[:-1]).astype(np.int64)
+    n = len(lengths)
+    padded = np.concatenate([data, np.zeros(8, dtype=np.uint8)])  # reads past a row's end
+
+    def word(pos: Any) -> Any:
+        idx = pos[:, None] + np.arange(8, dtype=np.int64)
+        return np.ascontiguousarray(padded[idx]).view("<u8").ravel()
+
+    def word32(pos: Any) -> Any:
+        idx = pos[:, None] + np.arange(4, dtype=np.int64)
+        return np.ascontiguousarray(padded[idx]).view("<u4").ravel().astype(np.uint64)
+
+    def rotl(x: Any, r: int) -> Any:
+        return (x << u64(r)) | (x >> u64(64 - r))
+
+    def round_(acc: Any, value: Any) -> Any:
+        return rotl(acc + value * p2, 31) * p1
+
+    with np.errstate(over="ignore"):
+        h = np.full(n, _P5, dtype=np.uint64)
+        stripes = lengths // 32
+        big = np.flatnonzero(stripes > 0)
+        if big.size:
+            v = [
+                np.full(big.size, (_P1 + _P2) & _M64, dtype=np.uint64),
+                np.full(big.size, _P2, dtype=np.uint64),
+                np.zeros(big.size, dtype=np.uint64),
+                np.full(big.size, (-_P1) & _M64, dtype=np.uint64),
+            ]
+            count = stripes[big]
+            for step in range(int(count.max())):
+                live = np.flatnonzero(count > step)
+                pos = starts[big[live]] + 32 * step
+                for lane in range(4):
+                    v[lane][live] = round_(v[lane][live], word(pos + 8 * lane))
+            acc = rotl(v[0], 1) + rotl(v[1], 7) + rotl(v[2], 12) + rotl(v[3], 18)
+            for lane in range(4):
+                acc = (acc ^ round_(np.zeros_like(acc), v[lane])) * p1 + p4
+            h[big] = acc
+        h += lengths.astype(np.uint64)
+        pos = starts + 32 * stripes
+        left = lengths - 32 * stripes
+        for _ in range(3):  # up to three 8-byte words
+            live = np.flatnonzero(left >= 8)
+            if not live.size:
+                break
+            k1 = round_(np.zeros(live.size, dtype=np.uint64), word(pos[live]))
+            h[live] = rotl(h[live] ^ k1, 27) * p1 + p4
+            pos[live] += 8
+            left[live] -= 8
+        live = np.flatnonzero(left >= 4)
+        if live.size:
+            h[live] = rotl(h[live] ^ (word32(pos[live]) * p1), 23) * p2 + p3
+            pos[live] += 4
+            left[live] -= 4
+        for _ in range(3):  # up to three single bytes
+            live = np.flatnonzero(left >= 1)
+            if not live.size:
+                break
+            h[live] = rotl(h[live] ^ (padded[pos[live]].astype(np.uint64) * p5), 11) * p1
+            pos[live] += 1
+            left[live] -= 1
+        h ^= h >> u64(33)
+        h *= p2
+        h ^= h >> u64(29)
+        h *= p3
+        h ^= h >> u64(32)
+    return h
+
+
+def _key_text(frame: pl.DataFrame, name: str) -> pl.Expr:
+    """One key column as canonical text ``<tag><byte length>:<value>`` (``n`` for null).
+
+    Integers, strings, booleans and decimals share the tag ``s`` (``1`` and ``"1"`` are one
+    key, as JSON APIs may send either); temporal values are their integer count of days or
+    microseconds (nanoseconds for times), floats their IEEE-754 bits. The encoding is
+    prefix-free, so the row text of several columns is unambiguous.
+    """
+    import polars as pl
+
+    dtype = frame.schema[name]
+    col = pl.col(name)
+    tag = "s"
+    if dtype == pl.String:
+        value = col
+    elif isinstance(dtype, (pl.Categorical, pl.Enum)) or dtype.is_integer():
+        value = col.cast(pl.String)
+    elif dtype == pl.Boolean:
+        value = pl.when(col).then(pl.lit("true")).otherwise(pl.lit("false"))
+    elif isinstance(dtype, pl.Decimal):
+        value = col.cast(pl.String)
+        if dtype.scale:
+            value = value.str.replace(r"0+$", "").str.replace(r"\.$", "")
+    elif dtype.is_float():
+        tag = "f"
+        value = col.cast(pl.Float64).map_batches(_float_bits, return_dtype=pl.String)
+    elif dtype == pl.Date:
+        tag, value = "d", col.to_physical().cast(pl.String)
+    elif isinstance(dtype, pl.Datetime):
+        tag, value = "t", col.dt.cast_time_unit("us").to_physical().cast(pl.String)
+    elif isinstance(dtype, pl.Duration):
+        tag, value = "D", col.dt.cast_time_unit("us").to_physical().cast(pl.String)
+    elif dtype == pl.Time:
+        tag, value = "h", col.to_physical().cast(pl.String)
+    elif dtype == pl.Binary:
+        tag, value = "b", col.bin.encode("hex")
+    elif dtype == pl.Null:
+        return pl.lit("n")
+    else:
+        raise IngestionError(
+            f"primary_key column {name!r} has type {dtype}, which cannot be a key",
+            hint="use columns of plain values (numbers, text, dates) as primary_key",
+        )
+    piece = pl.concat_str([pl.lit(tag), value.str.len_bytes().cast(pl.String), pl.lit(":"), value])
+    return pl.when(col.is_null()).then(pl.lit("n")).otherwise(piece)
+
+
+def _float_bits(series: pl.Series) -> pl.Series:
+    """Float64 values -> the decimal text of their IEEE-754 bits (-0.0 as 0.0, one NaN)."""
+    import numpy as np
+    import polars as pl
+
+    values = series.fill_null(0.0).to_numpy().astype(np.float64)
+    values = np.where(values == 0.0, 0.0, values)
+    values = np.where(np.isnan(values), np.float64("nan"), values)
+    return pl.Series(series.name, values.view(np.int64)).cast(pl.String)
+
+
+def key_hashes(frame: pl.DataFrame, keys: list[str]) -> pl.Series:
+    """A stable 64-bit hash of the ``keys`` columns of each row (``UInt64`` series).
+
+    XXH64 (seed 0) of a canonical UTF-8 encoding of the key values (see :func:`_key_text`):
+    a published algorithm over bytes we define, so the value of a key never changes across
+    polars, pyarrow or Python versions (unlike ``DataFrame.hash_rows``). Two different keys
+    with the same cursor value are confused with probability ``2**-64`` per pair: for a
+    million new rows against a million delivered ones, about 5e-8.
+
+    Example:
+        >>> import polars as pl
+        >>> key_hashes(pl.DataFrame({"id": [42]}), ["id"]).to_list()
+        [5514751074008143329]
+    """
+    import numpy as np
+    import polars as pl
+    import pyarrow as pa
+
+    if frame.height == 0:
+        return pl.Series(KEY_HASH, [], dtype=pl.UInt64)
+    text = frame.select(pl.concat_str([_key_text(frame, k) for k in keys]).alias("k"))["k"]
+    array = text.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(pa.large_binary())
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    _, offsets_buffer, data_buffer = array.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[
+        array.offset : array.offset + len(array) + 1
+    ]
+    data = (
+        np.frombuffer(data_buffer, dtype=np.uint8)
+        if data_buffer is not None
+        else np.zeros(0, dtype=np.uint8)
+    )
+    return pl.Series(KEY_HASH, _xxh64(data, offsets), dtype=pl.UInt64)
+
+
+class DeliveredKeys:
+    """The keys of the rows an incremental source delivered inside its lookback window.
+
+    A source that re-reads a window before its last cursor value (to catch rows committed
+    late) drops the rows it delivered already: same primary key, same cursor value. Those keys
+    live beside the JSON state file in a Parquet sidecar, ``<state file>.keys.<id>.parquet``,
+    one row per delivered row: :data:`KEY_HASH` (:func:`key_hashes` of the key columns) and
+    the cursor value (under the cursor's column name). The JSON file keeps only the cursor and
+    names the sidecar, so it stays small however wide the window is.
+
+    A save writes a new sidecar (temp file, then ``os.replace``), then the JSON file that names
+    it (the commit point), then removes the older sidecars: a crash at any point leaves a JSON
+    file and the sidecar it names. State files of the old format, with the keys in
+    ``boundary_rows``, are read and converted on the next save.
+
+    Example:
+        >>> import polars as pl
+        >>> store = StateStore(getfixture("tmp_path") / "orders.json")
+        >>> delivered = DeliveredKeys(store, ["id"], "ts")
+        >>> batch = pl.DataFrame({"id": [1, 2], "ts": [10, 11]})
+        >>> delivered.drop_delivered(batch)[1]
+        0
+        >>> delivered.remember(batch, pl.col("ts") >= 10)
+        >>> delivered.save({"last_value": 11})
+        >>> DeliveredKeys(store, ["id"], "ts").drop_delivered(batch)[1]
+        2
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        keys: list[str],
+        cursor: str,
+        saved: Mapping[str, Any] | None = None,
+        *,
+        restore: Any = None,
+        component: str | None = None,
+    ) -> None:
+        import polars as pl
+
+        self.store = store
+        self.keys = list(keys)
+        self.cursor = cursor
+        self.columns = list(dict.fromkeys([*self.keys, cursor]))
+        """The key columns and the cursor column, each once."""
+        self.component = component
+        saved = store.load() if saved is None else saved
+        self._legacy: list[Any] | None = saved.get("boundary_rows") or None
+        self._restore = restore or (lambda value: value)
+        self._frame: pl.DataFrame | None = None
+        entry = saved.get("delivered_keys")
+        if isinstance(entry, Mapping) and entry.get("file"):
+            path = store.path.with_name(str(entry["file"]))
+            if entry.get("format", KEY_HASH_FORMAT) != KEY_HASH_FORMAT or not path.exists():
+                raise IngestionError(
+                    f"state file {str(store.path)!r} names the delivered keys in {str(path)!r}, "
+                    "which is missing or of another format",
+                    component=component,
+                    hint="restore the file, or delete the state file to read from scratch",
+                )
+            if list(entry.get("key_columns") or self.keys) != self.keys:
+                raise IngestionError(
+                    f"state file {str(store.path)!r} holds the delivered rows by primary_key "
+                    f"{entry['key_columns']}, not {self.keys}",
+                    component=component,
+                    hint="restore the previous primary_key, or delete the state file "
+                    "to read from scratch",
+                )
+            self._frame = pl.read_parquet(path)
+
+    @property
+    def sidecar_prefix(self) -> str:
+        """File name prefix of the sidecars of this state file."""
+        return f"{self.store.path.name}.keys."
+
+    def __len__(self) -> int:
+        if self._frame is not None:
+            return self._frame.height
+        return len(self._legacy or [])
+
+    def _stored(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The delivered keys, the cursor cast to ``frame``'s type (old-format rows hashed)."""
+        import polars as pl
+
+        dtype = frame.schema[self.cursor]
+        if self._frame is None and self._legacy:
+            rows = [[self._restore(v) for v in row] for row in self._legacy]
+            slots = [f"_dp_{i}" for i in range(len(self.keys) + 1)]
+            raw = pl.DataFrame(rows, schema=slots, orient="row", strict=False)
+            named = {**{k: raw[:, i] for i, k in enumerate(self.keys)}, self.cursor: raw[:, -1]}
+            old = pl.DataFrame(
+                [v.alias(n).cast(frame.schema[n], strict=False) for n, v in named.items()]
+            )
+            self._frame = pl.DataFrame([key_hashes(old, self.keys), old[self.cursor]])
+            self._legacy = None
+        if self._frame is None:
+            return pl.DataFrame(
+                [pl.Series(KEY_HASH, [], dtype=pl.UInt64), pl.Series(self.cursor, [], dtype=dtype)]
+            )
+        if self._frame.schema[self.cursor] != dtype:
+            self._frame = self._frame.with_columns(pl.col(self.cursor).cast(dtype, strict=False))
+        return self._frame
+
+    def drop_delivered(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+        """``frame`` without the rows delivered before, and how many were dropped.
+
+        Only rows whose cursor value is one of the delivered ones are hashed.
+        """
+        import numpy as np
+        import polars as pl
+
+        if frame.height == 0 or not len(self):
+            return frame, 0
+
+        stored = self._stored(frame)
+        index = "_dp_row"
+        candidates = frame.select(self.columns).with_row_index(index)
+        candidates = candidates.join(
+            stored.select(self.cursor).unique(), on=self.cursor, how="semi"
+        )
+        if candidates.height == 0:
+            return frame, 0
+        probe = pl.DataFrame(
+            [candidates[index], key_hashes(candidates, self.keys), candidates[self.cursor]]
+        )
+        hits = probe.join(stored, on=[KEY_HASH, self.cursor], how="semi")[index]
+        if hits.len() == 0:
+            return frame, 0
+        keep = np.ones(frame.height, dtype=bool)
+        keep[hits.to_numpy()] = False
+        return frame.filter(pl.Series(keep)), hits.len()
+
+    def remember(self, frame: pl.DataFrame, since: pl.Expr) -> None:
+        """Forget the keys outside the window (``since`` is false), add those of ``frame`` in it.
+
+        ``since`` is a boolean expression on the cursor column, such as
+        ``pl.col("updated_at") >= boundary``.
+        """
+        import polars as pl
+
+        recent = frame.select(self.columns).filter(since)
+        stored = self._stored(frame).filter(since)
+        fresh = pl.DataFrame([key_hashes(recent, self.keys), recent[self.cursor]])
+        self._frame = pl.concat([stored, fresh], how="vertical_relaxed") if fresh.height else stored
+
+    def save(self, state: Mapping[str, Any]) -> None:
+        """Write the sidecar, then ``state`` plus the sidecar's name to the JSON file."""
+        import glob
+        import uuid
+
+        entry: dict[str, Any] | None = None
+        written: Path | None = None
+        if self._frame is not None and self._frame.height:
+            name = f"{self.sidecar_prefix}{uuid.uuid4().hex[:12]}.parquet"
+            written = self.store.path.with_name(name)
+            written.parent.mkdir(parents=True, exist_ok=True)
+            tmp = written.with_name(f".{name}.tmp")
+            self._frame.write_parquet(tmp, statistics=False)
+            os.replace(tmp, written)
+            entry = {
+                "file": name,
+                "rows": self._frame.height,
+                "format": KEY_HASH_FORMAT,
+                "key_columns": [*self.keys],
+            }
+        elif self._legacy:  # nothing read yet: keep the old rows as they are
+            self.store.save({**state, "boundary_rows": self._legacy})
+            return
+        self.store.save({**state, **({"delivered_keys": entry} if entry else {})})
+        for old in self.store.path.parent.glob(f"{glob.escape(self.sidecar_prefix)}*.parquet"):
+            if written is None or old.name != written.name:
+                old.unlink(missing_ok=True)

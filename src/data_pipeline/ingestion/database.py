@@ -29,13 +29,13 @@ from data_pipeline.core.deps import import_optional
 from data_pipeline.core.errors import (
     ConfigError,
     DataPipelineError,
-    IngestionAuthenticationError,
     IngestionConnectionError,
     IngestionError,
     InputNotFoundError,
 )
-from data_pipeline.core.secrets import redact_url, register_secret
-from data_pipeline.ingestion._common import StateStore
+from data_pipeline.core.secrets import register_secret
+from data_pipeline.core.sql_errors import INGESTION, translate_db_error
+from data_pipeline.ingestion._common import DeliveredKeys, StateStore
 from data_pipeline.ingestion.base import DataSource, SourceConfig
 
 if TYPE_CHECKING:
@@ -57,24 +57,6 @@ _DRIVERS = {
 }
 _EXTRAS = {"postgresql": "postgres", "mysql": "mysql"}
 _DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433, "oracle": 1521}
-_AUTH_FAILURES = (
-    "password authentication failed",
-    "access denied for user",
-    "authentication failed",
-)
-_CONNECT_FAILURES = (
-    "connection refused",
-    "could not connect",
-    "can't connect",
-    "could not translate host",
-    "name or service not known",
-    "timeout expired",
-    "unknown database",
-    "connection to server",
-    "lost connection",
-    "unable to open database",
-)
-_MISSING_TABLE = ("no such table", "doesn't exist", "undefinedtable")
 _BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
 
 
@@ -556,32 +538,14 @@ class DatabaseSource(DataSource):
 
     def _db_error(self, exc: BaseException) -> DataPipelineError:
         """A driver error -> our error naming host:port/database (never the password)."""
-        text = redact_url(f"{type(exc).__name__}: {exc}").strip()
-        lower = text.lower()
-        where = self.where()
-        if any(k in lower for k in _AUTH_FAILURES):
-            return IngestionAuthenticationError(
-                f"{where} refused the credentials: {text}",
-                component=self.label,
-                hint="check username and password in the config",
-            )
-        if any(k in lower for k in _CONNECT_FAILURES) or re.search(
-            r'database "[^"]*" does not exist', lower
-        ):
-            return IngestionConnectionError(
-                f"cannot connect to {where}: {text}",
-                component=self.label,
-                hint="check host, port and database in the config, and that the server is running",
-            )
-        if any(k in lower for k in _MISSING_TABLE) or re.search(
-            r'relation "[^"]*" does not exist', lower
-        ):
-            return InputNotFoundError(
-                f"table or view not found on {where}: {text}",
-                component=self.label,
-                hint="check 'table'/'schema' or the query",
-            )
-        return IngestionError(f"query on {where} failed: {text}", component=self.label)
+        return translate_db_error(
+            exc,
+            classes=INGESTION,
+            where=self.where(),
+            component=self.label,
+            lines=None,
+            type_name=True,
+        )
 
     def _translate_error(self, exc: BaseException, operation: str) -> BaseException | None:
         if isinstance(exc, Exception) and not isinstance(exc, DataPipelineError):
@@ -590,11 +554,12 @@ class DatabaseSource(DataSource):
 
 
 class _Tracker:
-    """Incremental state of one ``ingest()``: the last cursor value and the boundary rows.
+    """Incremental state of one ``ingest()``: the last cursor value and the delivered keys.
 
-    The state file holds ``last_value`` and, with a ``primary_key``, ``boundary_rows``: the key
-    and cursor of the rows delivered inside the lookback window before ``last_value`` (those the
-    next run reads again). The next run drops those rows, keeps the rest, and moves the window.
+    The JSON state file holds ``last_value``. With a ``primary_key``, the keys and cursor
+    values of the rows delivered inside the lookback window before ``last_value`` (those the
+    next run reads again) are kept by :class:`~data_pipeline.ingestion._common.DeliveredKeys`
+    in a Parquet sidecar. The next run drops those rows, keeps the rest, and moves the window.
     """
 
     def __init__(self, source: DatabaseSource, inc: IncrementalConfig) -> None:
@@ -604,10 +569,18 @@ class _Tracker:
         self.store = StateStore.for_source(source.name, inc.state_path)
         saved = self.store.load()
         self.last = _restore(saved["last_value"]) if saved.get("last_value") is not None else None
-        self.seen: list[list[Any]] = [
-            [_restore(v) for v in row] for row in (saved.get("boundary_rows") or [])
-        ]
-        self.window = list(self.seen)
+        self.delivered = (
+            DeliveredKeys(
+                self.store,
+                self.keys,
+                inc.cursor_column,
+                saved,
+                restore=_restore,
+                component=source.label,
+            )
+            if self.keys
+            else None
+        )
         self.dropped = 0
 
     def since(self) -> tuple[Any, bool]:
@@ -635,35 +608,24 @@ class _Tracker:
             )
         if frame.height == 0:
             return table
-        if self.keys and self.seen:
-            names = [*self.keys, column]
-            seen = pl.DataFrame(self.seen, schema=names, orient="row", strict=False)
-            seen = seen.with_columns(pl.col(c).cast(frame.schema[c], strict=False) for c in names)
-            before = frame.height
-            frame = frame.join(seen, on=names, how="anti", nulls_equal=True, maintain_order="left")
-            self.dropped += before - frame.height
+        if self.delivered is not None and len(self.delivered):
+            frame, dropped = self.delivered.drop_delivered(frame)
+            self.dropped += dropped
             self.source.current_operation.details["duplicates_dropped"] = self.dropped
             if frame.height == 0:
                 return frame
         value = frame[column].max()
         if value is not None and (self.last is None or _later(value, self.last)):
             self.last = value
-        if self.keys and self.last is not None:
-            boundary = _minus(self.last, self.inc.lookback)
-            dtype = frame.schema[column]
-            recent = frame.filter(pl.col(column) >= pl.lit(boundary, dtype=dtype))
-            self.window = [r for r in self.window if not _later(boundary, r[-1])]
-            self.window += [list(r) for r in recent.select(*self.keys, column).iter_rows()]
-        self.store.save(
-            {
-                "last_value": _dump(self.last),
-                **(
-                    {"boundary_rows": [[_dump(v) for v in r] for r in self.window]}
-                    if self.keys
-                    else {}
-                ),
-            }
-        )
+        state = {"last_value": _dump(self.last)}
+        if self.delivered is not None:
+            if self.last is not None:
+                boundary = _minus(self.last, self.inc.lookback)
+                dtype = frame.schema[column]
+                self.delivered.remember(frame, pl.col(column) >= pl.lit(boundary, dtype=dtype))
+            self.delivered.save(state)
+        else:
+            self.store.save(state)
         return frame
 
     def track(self, batches: Iterator[Any]) -> Iterator[Any]:

@@ -31,6 +31,7 @@ from data_pipeline.core.errors import (
 )
 from data_pipeline.core.secrets import is_secret_key, redact_url, register_secret
 from data_pipeline.ingestion._common import (
+    DeliveredKeys,
     FrameBody,
     StateStore,
     auto_records,
@@ -693,8 +694,7 @@ class RESTAPISource(DataSource):
     def _incremental(
         self, frame: pl.DataFrame, saved: dict[str, Any], state: StateStore
     ) -> pl.DataFrame:
-        import polars as pl
-
+        """Drop the rows delivered before (by ``primary_key``), save the new cursor and keys."""
         inc = self.settings.incremental
         assert inc is not None
         keys = (
@@ -702,40 +702,55 @@ class RESTAPISource(DataSource):
         )
         if frame.height == 0:
             return frame
-        if inc.cursor_field not in frame.columns:
+        missing = [c for c in [inc.cursor_field, *keys] if c not in frame.columns]
+        if missing:
             raise IngestionError(
-                f"incremental cursor_field {inc.cursor_field!r} is not in the records",
+                f"incremental field(s) {', '.join(map(repr, missing))} not in the records",
                 component=self.label,
                 hint=f"the records have columns: {', '.join(map(repr, frame.columns))}",
             )
-        seen_rows = saved.get("boundary_rows") or []
-        if keys and seen_rows:
-            seen = pl.DataFrame(seen_rows, schema=[*keys, inc.cursor_field], orient="row")
-            seen = seen.with_columns(
-                pl.col(c).cast(frame.schema[c], strict=False) for c in seen.columns
-            )
-            before = frame.height
-            frame = frame.join(seen, on=[*keys, inc.cursor_field], how="anti", nulls_equal=True)
-            self.current_operation.details["duplicates_dropped"] = before - frame.height
+        delivered = (
+            DeliveredKeys(state, keys, inc.cursor_field, saved, component=self.label)
+            if keys
+            else None
+        )
+        if delivered is not None and len(delivered):
+            frame, dropped = delivered.drop_delivered(frame)
+            self.current_operation.details["duplicates_dropped"] = dropped
         if frame.height == 0:
             return frame
-        cursor = frame[inc.cursor_field]
-        new_last = cursor.max()
-        boundary = _minus(new_last, inc.lookback)
-        boundary_value: Any = boundary
-        try:
-            window = frame.filter(
-                pl.col(inc.cursor_field) >= pl.lit(boundary_value).cast(cursor.dtype)
-            )
-        except Exception:
-            window = frame.filter(pl.col(inc.cursor_field) == new_last)
-        rows = [list(r) for r in window.select(*keys, inc.cursor_field).iter_rows()] if keys else []
+        new_last = frame[inc.cursor_field].max()
         previous_last = saved.get("last_value")
         last = new_last if previous_last is None or _gt(new_last, previous_last) else previous_last
-        # keep earlier boundary rows that are still inside the window
-        kept = [r for r in seen_rows if not _gt(boundary, r[-1])] if keys else []
-        state.save({"last_value": _jsonable(last), "boundary_rows": _jsonable(kept + rows)})
+        values = {"last_value": _jsonable(last)}
+        if delivered is None:
+            state.save(values)
+            return frame
+        # the rows at or after last - lookback are read again next time: remember their keys
+        since = _at_or_after(inc.cursor_field, _minus(new_last, inc.lookback), frame)
+        delivered.remember(frame, since)
+        delivered.save(values)
         return frame
+
+
+def _at_or_after(column: str, boundary: Any, frame: pl.DataFrame) -> pl.Expr:
+    """``column >= boundary``; ISO timestamps given as text are compared as instants."""
+    import polars as pl
+
+    dtype = frame.schema[column]
+    col = pl.col(column)
+    when = _parse_time(boundary)
+    if dtype == pl.String and when is not None:
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        parsed = col.str.to_datetime(time_zone="UTC", strict=False)
+        text = pl.lit(str(boundary), dtype=pl.String)
+        return pl.when(parsed.is_not_null()).then(parsed >= when).otherwise(col >= text)
+    try:
+        frame.head(1).select(col >= pl.lit(boundary).cast(dtype))
+    except Exception:  # a boundary of another type: only the last value's rows
+        return col == pl.lit(frame[column].max(), dtype=dtype)
+    return col >= pl.lit(boundary).cast(dtype)
 
 
 def _param(value: Any) -> Any:

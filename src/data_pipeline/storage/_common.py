@@ -13,12 +13,11 @@ from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.errors import (
     ConfigError,
     InputNotFoundError,
-    StorageAuthenticationError,
-    StorageConnectionError,
     StorageError,
     StorageSchemaError,
 )
 from data_pipeline.core.frames import to_arrow, to_polars
+from data_pipeline.core.sql_errors import NO_USER, STORAGE, first_lines, translate_db_error
 
 if TYPE_CHECKING:
     import polars as pl
@@ -48,8 +47,6 @@ __all__ = [
     "require_target",
     "require_upsert_key",
 ]
-
-_NO_USER = object()
 
 
 def check_identifier(name: object, *, what: str = "table", component: str | None = None) -> str:
@@ -277,19 +274,6 @@ def not_found_error(
 
 # -- connection errors ----------------------------------------------------------------------------
 
-_AUTH_MARKERS = (
-    "password authentication failed",
-    "access denied",
-    "authentication failed",
-    "no password",
-)
-
-
-def first_lines(exc: BaseException, n: int = 3) -> str:
-    """The first ``n`` lines of an exception's text, joined on one line."""
-    text = str(exc).strip()
-    return " ".join(line.strip() for line in text.splitlines()[:n])
-
 
 def connection_error(
     exc: BaseException,
@@ -297,26 +281,25 @@ def connection_error(
     what: str,
     where: str,
     component: str | None,
-    user: object = _NO_USER,
+    user: object = NO_USER,
     auth: bool | None = None,
     lines: int = 3,
 ) -> StorageError:
     """A connection failure naming ``what`` at ``where`` (host, port, database), never the password.
 
-    ``auth=None`` detects authentication failures from the (redacted) message.
+    ``auth=None`` detects authentication failures from the (redacted) message; the translation
+    itself is :func:`data_pipeline.core.sql_errors.translate_db_error`, shared with ingestion.
     """
-    from data_pipeline.core.secrets import redact_text
-
-    text = redact_text(first_lines(exc, lines))
-    if auth is None:
-        lowered = text.lower()
-        auth = any(s in lowered for s in _AUTH_MARKERS)
-    cls = StorageAuthenticationError if auth else StorageConnectionError
-    who = "" if user is _NO_USER else f" as user {user!r}"
-    return cls(
-        f"cannot connect to {what} at {where}{who}: {text}",
+    error = translate_db_error(
+        exc,
+        classes=STORAGE,
+        what=what,
+        where=where,
         component=component,
-        hint="check username and password in the config"
-        if auth
-        else "check host, port and database in the config, and that the server is running",
+        user=user,
+        auth=auth,
+        connecting=True,
+        lines=lines,
     )
+    assert isinstance(error, StorageError)
+    return error
