@@ -2,7 +2,11 @@
 
 Local files are scanned lazily by polars (``scan_csv``, ``scan_parquet``, ``scan_ndjson``,
 ``scan_ipc``), so ``output: lazy`` stays lazy and large CSVs are read in parallel in Rust. Remote
-URLs (``s3://``, ``gs://``, ``http://``, ``memory://``, any fsspec protocol) are opened with fsspec.
+URLs (``s3://``, ``gs://``, ``http(s)://``, ``memory://``, any fsspec protocol) are listed with
+fsspec; ``s3://`` and range-capable ``http(s)://`` files are then scanned lazily by polars' own
+cloud reader (only the row groups and columns a query needs are fetched), every other remote file
+is read through fsspec. Errors of s3fs, gcsfs, aiohttp and polars' object store are translated into
+the framework's errors, naming the URL without credentials.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ import codecs
 import glob as globlib
 import io
 import os
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,10 +25,16 @@ from pydantic import Field, field_validator, model_validator
 
 from data_pipeline.core.errors import (
     ConfigError,
+    DataPipelineError,
+    IngestionAuthenticationError,
+    IngestionConnectionError,
+    IngestionError,
+    IngestionTimeoutError,
     InputNotFoundError,
     ParseError,
     UnsupportedOperationError,
 )
+from data_pipeline.core.secrets import is_secret_key, redact_text, redact_url, register_secret
 from data_pipeline.ingestion._common import StateStore, check_dtype_name, json_to_frame, parse_dtype
 from data_pipeline.ingestion.base import DataSource, SourceConfig
 
@@ -150,6 +163,12 @@ class FileSystemSource(DataSource):
     config_model = FileSystemConfig
     settings: FileSystemConfig
 
+    def __init__(self, name: str, config: Mapping[str, Any] | None = None) -> None:
+        super().__init__(name, config)
+        _register_option_secrets(self.settings.storage_options)
+        self._remote_info: dict[str, dict[str, Any]] = {}
+        self._ranges: dict[str, bool] = {}
+
     # -- files --------------------------------------------------------------------------------
 
     def resolve_files(self) -> list[str]:
@@ -187,20 +206,66 @@ class FileSystemSource(DataSource):
         return [path] if os.path.isfile(path) else []
 
     def _remote_files(self, url: str) -> list[str]:
+        """The files a remote URL names: one object, a glob, or every data file under a prefix.
+
+        One listing request per path; the listing's details (size, modification time, ETag) are
+        kept for ``incremental``, so no further request per file is needed.
+        """
         fs, fs_path = self._fs(url)
-        if globlib.has_magic(fs_path):
-            matches = sorted(fs.glob(fs_path))
-        elif fs.isdir(fs_path):
-            matches = sorted(p for p in fs.find(fs_path) if _format_of(p) is not None)
-        else:
-            matches = [fs_path] if fs.exists(fs_path) else []
-        return [fs.unstrip_protocol(m) for m in matches]
+        wanted = self._wanted_format()
+        found: dict[str, Any] = {}
+        with self._remote_errors(url):
+            fs.invalidate_cache()  # a listing cached by an earlier run would hide new objects
+            if globlib.has_magic(fs_path):
+                found = fs.glob(fs_path, detail=True)
+            else:
+                info = None if fs_path.endswith("/") else _info_or_none(fs, fs_path)
+                if info is not None and not _is_listing(info, fs_path):
+                    found = {fs_path: info}
+                elif info is not None or fs_path.endswith("/") or fs.isdir(fs_path):
+                    root = fs_path.rstrip("/")
+                    found = {
+                        p: i
+                        for p, i in fs.find(root, detail=True).items()
+                        if _is_data_file(p, p[len(root) :], wanted)
+                    }
+        files: list[str] = []
+        for path in sorted(found):
+            info = found[path]
+            if isinstance(info, dict) and info.get("type", "file") != "file":
+                continue
+            full = fs.unstrip_protocol(path)
+            self._remote_info[full] = info if isinstance(info, dict) else {}
+            files.append(full)
+        return files
 
     def _fs(self, url: str) -> tuple[Any, str]:
+        """The fsspec file system of ``url`` (built from ``storage_options``) and the path in it."""
         from data_pipeline.core.deps import import_optional
 
         fsspec = import_optional("fsspec", extra="s3", feature="Remote file URLs")
-        fs, fs_path = fsspec.core.url_to_fs(url, **self.settings.storage_options)
+        protocol = _protocol(url)
+        module = _FSSPEC_MODULES.get(protocol)
+        if module is not None:
+            import_optional(module, extra="s3", feature=f"{protocol}:// URLs")
+        options = dict(self.settings.storage_options)
+        try:
+            if protocol in _GCS and _gcs_emulated(options):
+                # gcsfs' default class asks a gRPC control plane for the bucket type, which an
+                # emulator does not serve (each call would wait 60 s); the JSON API one suffices.
+                gcsfs_core = import_optional("gcsfs.core", extra="s3", feature="gs:// URLs")
+                fs: Any = gcsfs_core.GCSFileSystem(**options)
+                return fs, fs._strip_protocol(url)
+            fs, fs_path = fsspec.core.url_to_fs(url, **options)
+        except TypeError as exc:
+            raise ConfigError(
+                f"storage_options {sorted(options)} are not valid for {redact_url(url)}: "
+                f"{redact_text(str(exc))}",
+                component=self.label,
+                hint=f"use the options of the fsspec file system for {protocol}:// "
+                "(s3fs: key, secret, token, endpoint_url, client_kwargs, anon; "
+                "gcsfs: token, project, endpoint_url)",
+            ) from None
         return fs, fs_path
 
     def _wanted_format(self) -> str | None:
@@ -234,8 +299,8 @@ class FileSystemSource(DataSource):
         """The decompressed bytes of one file (local or remote)."""
         if _is_remote(file):
             fs, fs_path = self._fs(file)
-            with fs.open(fs_path, "rb") as handle:
-                raw: bytes = handle.read()
+            with self._remote_errors(file):
+                raw: bytes = fs.cat_file(fs_path)
         else:
             raw = Path(file).read_bytes()
         kind = self._compression_of(file)
@@ -256,9 +321,111 @@ class FileSystemSource(DataSource):
 
     def _native_ok(self, file: str, *, csv: bool = False) -> bool:
         """Whether polars can scan ``file`` directly (lazily, in parallel)."""
-        if _is_remote(file) or self._compression_of(file) == "bz2":
+        if self._compression_of(file) == "bz2":
             return False
-        return not (csv and self.settings.encoding.lower().replace("_", "-") not in _UTF8)
+        if csv and self.settings.encoding.lower().replace("_", "-") not in _UTF8:
+            return False
+        return not _is_remote(file) or self._native_options([file]) is not None
+
+    def _native_options(self, files: list[str]) -> dict[str, Any] | None:
+        """Extra keyword arguments for a polars ``scan_*`` of ``files``; None when it cannot.
+
+        Local files need none. Remote files can be scanned natively when they share one protocol
+        polars reads (``s3://``; ``http(s)://`` from a server that serves byte ranges) and the
+        ``storage_options`` translate to polars' object-store form.
+        """
+        remote = [f for f in files if _is_remote(f)]
+        if not remote:
+            return {}
+        protocols = {_protocol(f) for f in files}
+        if len(remote) != len(files) or len(protocols) != 1:
+            return None
+        protocol = protocols.pop()
+        options = _polars_storage_options(protocol, self.settings.storage_options)
+        if options is None:
+            return None
+        if protocol in _HTTP and not all(self._serves_ranges(f) for f in files):
+            return None
+        return {"storage_options": options or None}
+
+    def _serves_ranges(self, url: str) -> bool:
+        """Whether an HTTP server answers byte-range requests (polars' reader needs them)."""
+        if url not in self._ranges:
+            import urllib.request
+
+            request = urllib.request.Request(url, method="HEAD")
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    ranges = str(response.headers.get("Accept-Ranges", "")).lower()
+                self._ranges[url] = ranges == "bytes"
+            except Exception:  # reading through fsspec then reports the real error
+                self._ranges[url] = False
+        return self._ranges[url]
+
+    @contextmanager
+    def _remote_errors(self, url: str) -> Iterator[None]:
+        """Translate an s3fs / gcsfs / aiohttp / botocore error about ``url`` (see ``_remote_error``)."""
+        try:
+            yield
+        except DataPipelineError:
+            raise
+        except Exception as exc:
+            raise self._remote_error(exc, url) from exc
+
+    def _remote_error(self, exc: BaseException, url: str) -> DataPipelineError:
+        """The framework error for a failure reading ``url``, naming it without credentials."""
+        shown = redact_url(url)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        reason = redact_text(f"{type(exc).__name__}: {first}"[:300])
+        status = _http_status(exc)
+        if isinstance(exc, FileNotFoundError) or status == 404:
+            return InputNotFoundError(
+                f"{shown} does not exist ({reason})",
+                component=self.label,
+                hint="check the bucket, the object name and the endpoint in 'path' and "
+                "'storage_options'",
+            )
+        if isinstance(exc, PermissionError) or status in (401, 403):
+            return IngestionAuthenticationError(
+                f"access to {shown} was refused ({reason})",
+                component=self.label,
+                hint="check the credentials in 'storage_options' (s3: key and secret; gs: token) "
+                "and that they may read this bucket",
+            )
+        if isinstance(exc, TimeoutError) or _named(exc, ("TimeoutError", "ReadTimeoutError")):
+            return IngestionTimeoutError(
+                f"reading {shown} timed out ({reason})",
+                component=self.label,
+                hint="check the network and the server, then retry",
+            )
+        if _is_connection_error(exc):
+            return IngestionConnectionError(
+                f"cannot connect to the server of {shown} ({reason})",
+                component=self.label,
+                hint="check that the server is up and the endpoint_url in 'storage_options'",
+            )
+        return IngestionError(
+            f"reading {shown} failed ({reason})",
+            component=self.label,
+            hint="check the URL and 'storage_options'",
+            transient=status is not None and (status >= 500 or status == 429),
+        )
+
+    def _translate_error(self, exc: BaseException, operation: str) -> BaseException | None:
+        """Remote read errors raised by polars' cloud reader name the URL; others as usual."""
+        if isinstance(exc, Exception) and not isinstance(exc, DataPipelineError):
+            text = str(exc)
+            url = _url_in(text) or (
+                self._remote_path() if text.startswith("object-store error") else None
+            )
+            if url is not None:
+                return self._remote_error(exc, url)
+        return super()._translate_error(exc, operation)
+
+    def _remote_path(self) -> str | None:
+        paths = self.settings.path if isinstance(self.settings.path, list) else [self.settings.path]
+        remote = [p for p in paths if _is_remote(p)]
+        return remote[0] if remote else None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -382,15 +549,19 @@ class FileSystemSource(DataSource):
         import polars as pl
 
         column = self.settings.source_file_column
+        # {} for local files, polars' storage_options for remote ones, None: read through fsspec
+        native = self._native_options(files) if fmt in ("csv", "parquet", "ipc", "jsonl") else None
         if fmt == "csv":
-            if all(self._native_ok(f, csv=True) for f in files):
-                frame = pl.scan_csv(files, **self.csv_options(), include_file_paths=column)
+            if native is not None and all(self._native_ok(f, csv=True) for f in files):
+                frame = pl.scan_csv(
+                    files, **self.csv_options(), include_file_paths=column, **native
+                )
             else:
                 frame = self._concat(
                     files, lambda f: pl.scan_csv(self._utf8(f), **self.csv_options())
                 )
         elif fmt == "parquet":
-            if all(self._native_ok(f) for f in files):
+            if native is not None and all(self._native_ok(f) for f in files):
                 target: Any = files
                 plain = self.settings.path
                 if isinstance(plain, str) and not globlib.has_magic(plain) and os.path.isdir(plain):
@@ -399,28 +570,33 @@ class FileSystemSource(DataSource):
                     target,
                     hive_partitioning=self.settings.hive_partitioning,
                     include_file_paths=column,
+                    **native,
                 )
             else:
                 frame = self._concat(
                     files, lambda f: pl.read_parquet(io.BytesIO(self._bytes(f))).lazy()
                 )
         elif fmt == "ipc":
-            if all(self._native_ok(f) and self._compression_of(f) == "none" for f in files):
+            if native is not None and all(
+                self._native_ok(f) and self._compression_of(f) == "none" for f in files
+            ):
                 frame = pl.scan_ipc(
                     files,
                     hive_partitioning=self.settings.hive_partitioning,
                     include_file_paths=column,
+                    **native,
                 )
             else:
                 frame = self._concat(
                     files, lambda f: pl.read_ipc(io.BytesIO(self._bytes(f))).lazy()
                 )
         elif fmt == "jsonl":
-            if all(self._native_ok(f) for f in files):
+            if native is not None and all(self._native_ok(f) for f in files):
                 frame = pl.scan_ndjson(
                     files,
                     infer_schema_length=self.settings.infer_schema_length,
                     include_file_paths=column,
+                    **native,
                 )
             else:
                 frame = self._concat(
@@ -541,12 +717,12 @@ class FileSystemSource(DataSource):
 
     def _stamp(self, file: str) -> list[Any]:
         if _is_remote(file):
-            fs, fs_path = self._fs(file)
-            info = fs.info(fs_path)
-            return [
-                str(info.get("mtime") or info.get("LastModified") or info.get("created")),
-                info.get("size"),
-            ]
+            info = self._remote_info.get(file)
+            if not info or _remote_stamp(info)[0::2] == ["None", "None"]:  # e.g. an HTML link
+                fs, fs_path = self._fs(file)
+                with self._remote_errors(file):
+                    info = fs.info(fs_path)
+            return _remote_stamp(info)
         st = os.stat(file)
         return [st.st_mtime_ns, st.st_size]
 
@@ -564,6 +740,174 @@ def _flatten_lazy(frame: pl.LazyFrame) -> pl.LazyFrame:
 
 def _is_remote(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
+
+
+# -- remote files ------------------------------------------------------------------------------
+
+_S3 = ("s3", "s3a")
+_GCS = ("gs", "gcs")
+_HTTP = ("http", "https")
+_FSSPEC_MODULES = {
+    "s3": "s3fs",
+    "s3a": "s3fs",
+    "gs": "gcsfs",
+    "gcs": "gcsfs",
+    "http": "aiohttp",
+    "https": "aiohttp",
+}
+_S3_OPTIONS = {  # s3fs option -> polars (object_store) option
+    "key": "aws_access_key_id",
+    "secret": "aws_secret_access_key",
+    "token": "aws_session_token",
+    "endpoint_url": "aws_endpoint_url",
+    "region_name": "aws_region",
+}
+_NOT_SECRET_OPTIONS = {"anon", "google_default", "cache", "cloud", "browser"}
+_URL_IN_TEXT = re.compile(r"\(path: ([a-zA-Z][a-zA-Z0-9+.-]*://[^\s)]+)\)")
+
+
+def _protocol(url: str) -> str:
+    return url.split("://", 1)[0].lower()
+
+
+def _polars_storage_options(protocol: str, options: Mapping[str, Any]) -> dict[str, str] | None:
+    """fsspec ``storage_options`` in polars' object-store form; None when they do not translate.
+
+    s3: ``key``, ``secret``, ``token``, ``endpoint_url``, ``anon`` and ``client_kwargs``
+    (``endpoint_url``, ``region_name``) translate; anything else (a profile, requester_pays, ...)
+    keeps the read on s3fs. http(s): only URLs without options. gs: never (gcsfs reads it).
+    """
+    if protocol in _HTTP:
+        return {} if not options else None
+    if protocol not in _S3:
+        return None
+    flat: dict[str, Any] = {}
+    for key, value in options.items():
+        if key == "client_kwargs" and isinstance(value, Mapping):
+            if set(value) - {"endpoint_url", "region_name"}:
+                return None
+            flat.update(value)
+        elif key in _S3_OPTIONS or key == "anon":
+            flat[key] = value
+        else:
+            return None
+    out = {_S3_OPTIONS[k]: str(v) for k, v in flat.items() if k in _S3_OPTIONS and v is not None}
+    if flat.get("anon"):
+        out["aws_skip_signature"] = "true"
+    endpoint = out.get("aws_endpoint_url", "")
+    if endpoint.startswith("http://"):
+        out["aws_allow_http"] = "true"
+    if endpoint and "aws_region" not in out:
+        out["aws_region"] = "us-east-1"  # S3-compatible servers (MinIO, moto, ...) ignore it
+    return out
+
+
+def _gcs_emulated(options: Mapping[str, Any]) -> bool:
+    endpoint = str(options.get("endpoint_url") or os.environ.get("STORAGE_EMULATOR_HOST") or "")
+    return bool(endpoint) and "googleapis.com" not in endpoint
+
+
+def _register_option_secrets(options: Any, key: object = None) -> None:
+    """Remember credential values in ``storage_options`` so no message or metadata shows them.
+
+    s3fs names the access key id just ``key``, which the generic secret-key pattern does not
+    catch; it is treated as secret here, as are ``secret``, ``token``, ``password`` and every
+    key :func:`is_secret_key` knows.
+    """
+    if isinstance(options, Mapping):
+        for k, v in options.items():
+            _register_option_secrets(v, k)
+    elif isinstance(options, (list, tuple)):
+        for v in options:
+            _register_option_secrets(v, key)
+    elif (
+        isinstance(options, str)
+        and options not in _NOT_SECRET_OPTIONS
+        and (key in ("key", "secret", "token", "password") or is_secret_key(key))
+    ):
+        register_secret(options)
+
+
+def _info_or_none(fs: Any, path: str) -> dict[str, Any] | None:
+    try:
+        info: dict[str, Any] = fs.info(path)
+    except FileNotFoundError:
+        return None
+    return info
+
+
+def _is_listing(info: Mapping[str, Any], path: str) -> bool:
+    """A directory: an object-store prefix, or an HTML index page an HTTP server made."""
+    if info.get("type") == "directory":
+        return True
+    return info.get("mimetype") == "text/html" and _format_of(path) is None
+
+
+def _is_data_file(path: str, relative: str, wanted: str | None) -> bool:
+    """A file under a listed directory: a known format, not hidden (``.x``, ``_SUCCESS``)."""
+    fmt = _format_of(path)
+    if fmt is None or (wanted is not None and _CANONICAL.get(fmt, fmt) != wanted):
+        return False
+    return not any(part.startswith((".", "_")) for part in relative.strip("/").split("/"))
+
+
+def _remote_stamp(info: Mapping[str, Any]) -> list[Any]:
+    """What tells a changed object: its modification time, size and version tag."""
+    modified = next(
+        (
+            info[k]
+            for k in ("LastModified", "mtime", "updated", "Last-Modified", "created")
+            if info.get(k)
+        ),
+        None,
+    )
+    version = next(
+        (info[k] for k in ("ETag", "etag", "generation", "md5Hash") if info.get(k)), None
+    )
+    return [str(modified), info.get("size"), str(version)]
+
+
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status of an aiohttp / gcsfs / botocore error, when it carries one."""
+    for attr in ("status", "code"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, int) and 100 <= value < 600:
+            return value
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if isinstance(status, int):
+            return status
+    return None
+
+
+def _named(exc: BaseException, names: tuple[str, ...]) -> bool:
+    return any(cls.__name__ in names for cls in type(exc).__mro__)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionError) or _named(
+        exc,
+        (
+            "EndpointConnectionError",
+            "ConnectionClosedError",
+            "ClientConnectionError",
+            "ClientConnectorError",
+            "ServerDisconnectedError",
+        ),
+    ):
+        return True
+    text = str(exc)
+    return any(
+        marker in text
+        for marker in ("error sending request", "Connection refused", "tcp connect error")
+    )
+
+
+def _url_in(text: str) -> str | None:
+    """The URL polars' object store names in an error (``... (path: s3://bucket/key)``)."""
+    match = _URL_IN_TEXT.search(text)
+    return match.group(1) if match else None
 
 
 def _format_of(file: str) -> str | None:
