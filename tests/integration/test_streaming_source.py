@@ -13,7 +13,6 @@ import pytest
 from data_pipeline.core.errors import (
     ConfigError,
     IngestionConnectionError,
-    UnsupportedOperationError,
 )
 from data_pipeline.ingestion.streaming import StreamingSource
 from tests.conftest import require_service
@@ -94,14 +93,6 @@ def test_connection_error() -> None:
     )
     with pytest.raises(IngestionConnectionError, match=f"127.0.0.1:{port}"):
         src.ingest()
-
-
-@pytest.mark.parametrize("platform", ["nats", "rabbitmq", "mqtt", "kafka"])
-def test_other_platforms_not_supported_yet(platform: str) -> None:
-    src = StreamingSource(name="e", config={"platform": platform, "topic": "t"})
-    with pytest.raises(UnsupportedOperationError, match="not supported yet") as info:
-        src.ingest()
-    assert f"data-pipeline[{platform}]" in str(info.value)
 
 
 def test_config_errors() -> None:

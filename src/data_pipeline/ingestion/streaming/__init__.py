@@ -1,8 +1,9 @@
 """Streaming sources: one :class:`StreamingSource` interface, one module per platform.
 
-Today Redis Streams is implemented (:mod:`.redis`); NATS JetStream, RabbitMQ, MQTT and Kafka
-are accepted in the config and raise :class:`~data_pipeline.core.errors.UnsupportedOperationError`
-when read, until their modules land.
+Each platform module (:mod:`.redis`, :mod:`.kafka`, :mod:`.mqtt`, :mod:`.nats`,
+:mod:`.rabbitmq`) has ``read_batch(source) -> polars.DataFrame`` and is imported only when a
+source of that platform reads, so its client library loads only then. Payload platforms turn
+their messages into columns through :mod:`._payload`.
 """
 
 from data_pipeline.ingestion.streaming.source import StreamingConfig, StreamingSource

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 
-from data_pipeline.core.errors import ConfigError, UnsupportedOperationError
+from data_pipeline.core.errors import ConfigError
 from data_pipeline.core.frames import row_count, to_narwhals
 from data_pipeline.ingestion.base import DataSource, SourceConfig
 
@@ -15,14 +15,6 @@ __all__ = ["StreamingConfig", "StreamingSource"]
 
 Platform = Literal["redis", "nats", "rabbitmq", "mqtt", "kafka"]
 
-_EXTRAS = {
-    "redis": "redis",
-    "nats": "nats",
-    "rabbitmq": "rabbitmq",
-    "mqtt": "mqtt",
-    "kafka": "kafka",
-}
-_SUPPORTED = ("redis", "nats", "rabbitmq", "mqtt", "kafka")
 _DEFAULT_PORTS = {"redis": 6379, "nats": 4222, "rabbitmq": 5672, "mqtt": 1883, "kafka": 9092}
 
 
@@ -126,15 +118,8 @@ class StreamingSource(DataSource):
             )
         import importlib
 
+        # one module per platform, each with read_batch(source) -> polars.DataFrame; its client
+        # library loads only when a source of that platform reads
         platform = self.settings.platform
-        try:  # one module per platform, each with read_batch(source) -> polars.DataFrame
-            module = importlib.import_module(f"data_pipeline.ingestion.streaming.{platform}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"data_pipeline.ingestion.streaming.{platform}":
-                raise
-            raise UnsupportedOperationError(
-                f"platform {platform!r} is not supported yet by StreamingSource",
-                component=self.label,
-                hint=f"use one of {sorted(_SUPPORTED)}",
-            ) from None
+        module = importlib.import_module(f"data_pipeline.ingestion.streaming.{platform}")
         return module.read_batch(self)

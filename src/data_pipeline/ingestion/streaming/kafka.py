@@ -1,0 +1,314 @@
+"""Kafka for :class:`StreamingSource`: one bounded batch per ``ingest()`` with confluent-kafka.
+
+* With a ``group``: the consumer joins the group, reads from the committed offsets (a new group
+  starts at ``start_id``: ``0``/``earliest`` or ``$``/``latest``) and, when ``ack`` is true,
+  commits the offsets of the batch synchronously once its frame is built. Auto-commit is off, so
+  a batch that fails before the commit is delivered again.
+* Without a group: the partitions are assigned directly (no group join), reading starts at
+  ``start_id`` and continues after the last offset read, per partition; ``state_path`` keeps those
+  positions across processes.
+
+The consumer lives for one batch: it is closed (leaving its group) before ``ingest()`` returns.
+Meta columns: ``_stream`` (topic), ``_id`` (``"partition:offset"``), ``_partition``, ``_offset``,
+``_key`` (String; Binary with ``payload: bytes``) and ``_timestamp`` (the message timestamp, UTC).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from data_pipeline.core.deps import import_optional
+from data_pipeline.core.errors import (
+    ConfigError,
+    IngestionAuthenticationError,
+    IngestionConnectionError,
+    IngestionError,
+    IngestionTimeoutError,
+    InputNotFoundError,
+)
+from data_pipeline.ingestion._common import StateStore
+from data_pipeline.ingestion.streaming._payload import messages_to_frame
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from data_pipeline.ingestion.streaming.source import StreamingSource
+
+__all__ = ["read_batch"]
+
+_CONNECT_TIMEOUT = 10.0
+"""Seconds to wait for the cluster metadata (and, with a group, for the partition assignment)."""
+_MAX_CONSUME = 100_000
+"""The most messages one ``consume()`` call returns (librdkafka allows up to 1,000,000)."""
+_EARLIEST = ("0", "earliest", "beginning")
+_LATEST = ("$", "latest", "end")
+_SCHEMES = {"kafka": "PLAINTEXT", "kafkas": "SSL", "kafka+ssl": "SSL"}
+
+
+def _bootstrap(source: StreamingSource) -> tuple[str, str, str | None, str | None]:
+    """(bootstrap.servers, security protocol, username, password) from ``url`` or host/port."""
+    s = source.settings
+    username = s.username
+    password = s.password.get_secret_value() if s.password else None
+    if not s.url:
+        return f"{s.host}:{source.port}", "PLAINTEXT", username, password
+    if "://" not in s.url:  # "host:9092,host2:9092"
+        return s.url, "PLAINTEXT", username, password
+    parts = urlsplit(s.url)
+    if parts.scheme not in _SCHEMES:
+        raise ConfigError(
+            f"Kafka url scheme {parts.scheme!r} is not supported",
+            component=source.label,
+            hint="write kafka://host:9092 (kafkas:// for TLS) or a plain 'host:9092,host2:9092'",
+        )
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, netloc = netloc.rsplit("@", 1)
+        user, _, secret = userinfo.partition(":")
+        username = username or unquote(user) or None
+        password = password or (unquote(secret) if secret else None)
+    return netloc, _SCHEMES[parts.scheme], username, password
+
+
+def _client_config(source: StreamingSource, errors: list[Any]) -> tuple[dict[str, Any], str]:
+    s = source.settings
+    servers, protocol, username, password = _bootstrap(source)
+    reset = _reset(source)
+    config: dict[str, Any] = {
+        "bootstrap.servers": servers,
+        "security.protocol": protocol,
+        "client.id": s.consumer,
+        # confluent-kafka wants a group id even for assigned partitions; without a group it is
+        # a throwaway one and nothing is ever committed to it
+        "group.id": s.group or f"data-pipeline-{uuid.uuid4().hex}",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": reset,
+        # the consumer lives for one batch and polls all the time: a short session lets the
+        # group rebalance quickly when a run dies (6 s is also Kafka's minimum)
+        "session.timeout.ms": 6000,
+        "error_cb": errors.append,
+        "logger": source.logger,
+    }
+    if username:
+        config["security.protocol"] = "SASL_SSL" if protocol == "SSL" else "SASL_PLAINTEXT"
+        config["sasl.mechanism"] = "PLAIN"
+        config["sasl.username"] = username
+        config["sasl.password"] = password or ""
+    config.update(s.options)
+    return config, servers
+
+
+def _reset(source: StreamingSource) -> str:
+    start = source.settings.start_id.strip().lower()
+    if start in _EARLIEST:
+        return "earliest"
+    if start in _LATEST:
+        return "latest"
+    raise ConfigError(
+        f"start_id {source.settings.start_id!r} is not a Kafka start position",
+        component=source.label,
+        hint="use '0' (or 'earliest') to read from the beginning, '$' (or 'latest') for new "
+        "messages only",
+    )
+
+
+def _raise_client_error(source: StreamingSource, servers: str, errors: list[Any]) -> None:
+    """Raise the error a client callback reported, if it is one that ends the batch."""
+    from confluent_kafka import KafkaError
+
+    for error in errors:
+        code = error.code()
+        if code in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED):
+            raise IngestionAuthenticationError(
+                f"Kafka at {servers} refused the credentials: {error.str()}",
+                component=source.label,
+                hint="check username and password (and sasl.mechanism in options)",
+            )
+        if code == KafkaError._ALL_BROKERS_DOWN or error.fatal():
+            raise IngestionConnectionError(
+                f"cannot connect to Kafka at {servers}: {error.str()}",
+                component=source.label,
+                hint="check url (or host and port), and that the brokers are running",
+            )
+
+
+def _metadata(consumer: Any, source: StreamingSource, servers: str, errors: list[Any]) -> Any:
+    """Cluster metadata, failing fast when the client reports the brokers down."""
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + _CONNECT_TIMEOUT
+    while True:
+        try:
+            return consumer.list_topics(timeout=0.5)
+        except KafkaException as exc:
+            _raise_client_error(source, servers, errors)
+            if time.monotonic() >= deadline:
+                raise IngestionConnectionError(
+                    f"cannot connect to Kafka at {servers}: {exc.args[0].str()}",
+                    component=source.label,
+                    hint="check url (or host and port), and that the brokers are running",
+                ) from None
+
+
+def _topics(source: StreamingSource, metadata: Any) -> list[str]:
+    s = source.settings
+    topics = [s.stream] if isinstance(s.stream, str) else list(s.stream)
+    missing = [t for t in topics if t not in metadata.topics or metadata.topics[t].error]
+    if missing:
+        raise InputNotFoundError(
+            f"Kafka topic(s) {', '.join(map(repr, missing))} not found",
+            component=source.label,
+            hint="check the topic names (stream), or create the topics first",
+        )
+    return topics
+
+
+def _assign(consumer: Any, source: StreamingSource, metadata: Any, topics: list[str]) -> None:
+    """Without a group: every partition, at the remembered position or at ``start_id``."""
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+    latest = _reset(source) == "latest"
+    assignment = []
+    for topic in topics:
+        for partition in sorted(metadata.topics[topic].partitions):
+            key = f"{topic}:{partition}"
+            known = source._positions.get(key)
+            if known is not None:
+                offset = int(known)
+            elif latest:  # pin "latest" now, so messages of the next batches are not missed
+                tp = TopicPartition(topic, partition)
+                offset = consumer.get_watermark_offsets(tp, timeout=_CONNECT_TIMEOUT)[1]
+                source._positions[key] = str(offset)
+            else:
+                offset = OFFSET_BEGINNING
+            assignment.append(TopicPartition(topic, partition, offset))
+    consumer.assign(assignment)
+
+
+def read_batch(source: StreamingSource) -> pl.DataFrame:
+    """At most ``max_messages`` messages, ending when none arrived for ``timeout`` seconds."""
+    kafka = import_optional("confluent_kafka", extra="kafka", feature="Kafka")
+    s = source.settings
+    errors: list[Any] = []
+    config, servers = _client_config(source, errors)
+    state = StateStore(s.state_path) if s.state_path and not s.group else None
+    if state is not None and not source._positions:
+        source._positions = {k: str(v) for k, v in state.load().get("positions", {}).items()}
+    try:
+        consumer = kafka.Consumer(config)
+    except (kafka.KafkaException, ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"invalid Kafka client settings: {exc}",
+            component=source.label,
+            hint="check the librdkafka settings given in options",
+        ) from None
+    messages: list[Any] = []
+    try:
+        metadata = _metadata(consumer, source, servers, errors)
+        topics = _topics(source, metadata)
+        if s.group:
+            assigned: list[bool] = []
+            consumer.subscribe(topics, on_assign=lambda _c, _p: assigned.append(True))
+            deadline = time.monotonic() + _CONNECT_TIMEOUT + 6
+            while not assigned:  # the idle timeout starts once the group has assigned us
+                want = min(s.max_messages - len(messages), _MAX_CONSUME)
+                got = consumer.consume(want, 0.2)
+                messages.extend(_good(got, source, servers))
+                _raise_client_error(source, servers, errors)
+                if time.monotonic() >= deadline:
+                    raise IngestionTimeoutError(
+                        f"Kafka at {servers}: group {s.group!r} assigned no partitions of "
+                        f"{', '.join(topics)} in time",
+                        component=source.label,
+                        hint="check that the brokers run the group coordinator",
+                        transient=True,
+                    )
+        else:
+            _assign(consumer, source, metadata, topics)
+        while len(messages) < s.max_messages:
+            want = min(s.max_messages - len(messages), _MAX_CONSUME)
+            got = consumer.consume(want, s.timeout)
+            _raise_client_error(source, servers, errors)
+            if not got:  # nothing arrived within the timeout: the batch is complete
+                break
+            messages.extend(_good(got, source, servers))
+        frame = _frame(source, messages)
+        if s.group and s.ack and messages:
+            consumer.commit(offsets=_next_offsets(messages), asynchronous=False)
+    except kafka.KafkaException as exc:
+        _raise_client_error(source, servers, errors)
+        raise IngestionError(
+            f"Kafka at {servers}: {exc.args[0].str() if exc.args else exc}",
+            component=source.label,
+            hint="check the broker logs; the batch was not committed and will be read again",
+        ) from None
+    finally:
+        consumer.close()
+    if not s.group:
+        for tp in _next_offsets(messages):
+            source._positions[f"{tp.topic}:{tp.partition}"] = str(tp.offset)
+        if state is not None:
+            state.save({"positions": source._positions})
+    source.current_operation.details["messages"] = len(messages)
+    return frame
+
+
+def _good(messages: list[Any], source: StreamingSource, servers: str) -> list[Any]:
+    """The messages that carry data; a per-message error fails the batch (nothing committed)."""
+    from confluent_kafka import KafkaError
+
+    out = []
+    for message in messages:
+        error = message.error()
+        if error is None:
+            out.append(message)
+        elif error.code() != KafkaError._PARTITION_EOF:
+            raise IngestionError(
+                f"Kafka at {servers}: topic {message.topic()!r} partition "
+                f"{message.partition()}: {error.str()}",
+                component=source.label,
+                hint="check the topic and the broker logs; the batch was not committed",
+            )
+    return out
+
+
+def _next_offsets(messages: list[Any]) -> list[Any]:
+    """Per partition, the offset after the last message read (what Kafka commits)."""
+    from confluent_kafka import TopicPartition
+
+    last: dict[tuple[str, int], int] = {}
+    for m in messages:
+        key = (m.topic(), m.partition())
+        last[key] = max(last.get(key, -1), m.offset())
+    return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]
+
+
+def _frame(source: StreamingSource, messages: list[Any]) -> pl.DataFrame:
+    import polars as pl
+
+    binary_key = source.settings.payload == "bytes"
+    keys = [m.key() for m in messages]
+    stamps = [m.timestamp() for m in messages]
+    meta: dict[str, list[Any]] = {
+        "_stream": [m.topic() for m in messages],
+        "_id": [f"{m.partition()}:{m.offset()}" for m in messages],
+        "_partition": [m.partition() for m in messages],
+        "_offset": [m.offset() for m in messages],
+        "_key": keys
+        if binary_key
+        else [k.decode("utf-8", "replace") if isinstance(k, bytes) else k for k in keys],
+        "_timestamp": [ms if kind else None for kind, ms in stamps],  # kind 0: not available
+    }
+    types = {
+        "_partition": pl.Int32,
+        "_offset": pl.Int64,
+        "_key": pl.Binary if binary_key else pl.String,
+        "_timestamp": pl.Int64,
+    }
+    frame = messages_to_frame(source, meta, [m.value() or b"" for m in messages], types)
+    stamp = pl.from_epoch("_timestamp", time_unit="ms").cast(pl.Datetime("ms", "UTC"))
+    return frame.with_columns(stamp)

@@ -1,0 +1,458 @@
+"""StreamingSource on NATS JetStream, against the real nats-server on 127.0.0.1:4222.
+
+Each test gets its own JetStream stream and subjects (deleted afterwards, consumers with it).
+The credentials tests start their own nats-server (with a user) on a free port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import json
+import re
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from data_pipeline.core.errors import (
+    ConfigError,
+    IngestionAuthenticationError,
+    IngestionConnectionError,
+    InputNotFoundError,
+    ParseError,
+)
+from data_pipeline.ingestion.streaming import StreamingSource
+from data_pipeline.processing import ProcessingPipeline, StreamProcessor, WindowedAggregator
+from tests.conftest import require_service
+from tests.unit.processing.oracle import assert_same, duck
+
+URL = "nats://127.0.0.1:4222"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "ingestion.md"
+
+
+class JetStream:
+    """A JetStream stream of its own for one test: publish to it, inspect its consumers."""
+
+    def __init__(self, url: str = URL) -> None:
+        self.url = url
+        tag = uuid.uuid4().hex[:10]
+        self.name = f"DP_TEST_{tag}"
+        self.prefix = f"dptest.{tag}"
+        self.subject = f"{self.prefix}.events"
+        self._call(self._create)
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        async def run() -> Any:
+            import nats
+
+            nc = await nats.connect(self.url)
+            try:
+                return await fn(nc.jetstream(), *args)
+            finally:
+                await nc.close()
+
+        return asyncio.run(run())
+
+    async def _create(self, js: Any) -> None:
+        await js.add_stream(name=self.name, subjects=[f"{self.prefix}.>"])
+
+    def publish(self, payloads: list[Any], subject: str | None = None) -> list[int]:
+        """Publish dicts (as JSON) or bytes; the stream sequences the server assigned."""
+
+        async def pub(js: Any) -> list[int]:
+            acks = []
+            for payload in payloads:
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                acks.append((await js.publish(subject or self.subject, data)).seq)
+            return acks
+
+        result: list[int] = self._call(pub)
+        return result
+
+    def consumer(self, durable: str) -> Any:
+        async def info(js: Any) -> Any:
+            return await js.consumer_info(self.name, durable)
+
+        return self._call(info)
+
+    def delete(self) -> None:
+        async def drop(js: Any) -> None:
+            await js.delete_stream(self.name)
+
+        self._call(drop)
+
+
+@pytest.fixture
+def js() -> Iterator[JetStream]:
+    require_service("NATS", "127.0.0.1", 4222)
+    stream = JetStream()
+    try:
+        yield stream
+    finally:
+        stream.delete()
+
+
+def nats_source(subject: str | list[str], **config: Any) -> StreamingSource:
+    return StreamingSource(
+        name="events",
+        config={"platform": "nats", "url": URL, "subject": subject, "timeout": 0.2, **config},
+    )
+
+
+def read_all(source: StreamingSource) -> list[pl.DataFrame]:
+    return list(source.batches(max_batches=100))
+
+
+def records(n: int) -> list[dict[str, Any]]:
+    return [{"n": i, "user": {"name": f"u{i}", "tier": i % 3}, "amount": i * 1.5} for i in range(n)]
+
+
+# -- bounded batches ---------------------------------------------------------------------------
+
+
+def test_bounded_batches_continue_with_nothing_lost_or_doubled(js: JetStream) -> None:
+    sent = records(23)
+    seqs = js.publish(sent)
+    src = nats_source(js.subject, max_messages=5)
+    batches = read_all(src)
+    assert [b.height for b in batches] == [5, 5, 5, 5, 3]
+    got = pl.concat(batches)
+    assert got.columns == [
+        "_stream",
+        "_id",
+        "_sequence",
+        "_timestamp",
+        "_redelivered",
+        "n",
+        "user__name",
+        "user__tier",
+        "amount",
+    ]
+    assert got["_id"].to_list() == [str(s) for s in seqs]
+    assert got["_sequence"].to_list() == seqs
+    assert got["_stream"].unique().to_list() == [js.subject]
+    assert got.select("n", "user__name", "user__tier", "amount").to_dicts() == [
+        {"n": r["n"], "user__name": r["user"]["name"], "user__tier": r["user"]["tier"],
+         "amount": r["amount"]}
+        for r in sent
+    ]  # fmt: skip
+    assert got.schema["_timestamp"] == pl.Datetime("us", "UTC")
+    # new messages after the end: exactly those, once
+    more = js.publish([{"n": 100}, {"n": 101}])
+    later = src.ingest()
+    assert later["_sequence"].to_list() == more
+    assert later["n"].to_list() == [100, 101]
+    assert src.get_metadata()["details"]["messages"] == 2
+    assert src.ingest().height == 0
+
+
+def test_wildcard_subject_reads_every_matching_subject(js: JetStream) -> None:
+    js.publish([{"k": "a"}], subject=f"{js.prefix}.a")
+    js.publish([{"k": "b"}], subject=f"{js.prefix}.b.c")
+    out = nats_source(f"{js.prefix}.>").ingest()
+    assert out["_stream"].to_list() == [f"{js.prefix}.a", f"{js.prefix}.b.c"]
+    assert out["k"].to_list() == ["a", "b"]
+    only_a = nats_source(f"{js.prefix}.a").ingest()
+    assert only_a["k"].to_list() == ["a"]
+
+
+def test_start_id_new_only_and_sequence(js: JetStream) -> None:
+    js.publish(records(4))
+    src = nats_source(js.subject, start_id="$")
+    assert src.ingest().height == 0  # the four stored before the first read are not "new"
+    fresh = js.publish([{"n": 50}, {"n": 51}])
+    assert src.ingest()["_sequence"].to_list() == fresh
+    after_two = nats_source(js.subject, start_id="2").ingest()
+    assert after_two["n"].to_list() == [2, 3, 50, 51]
+    with pytest.raises(ConfigError, match="start_id"):
+        nats_source(js.subject, start_id="1-0").ingest()
+
+
+def test_state_path_continues_across_sources(js: JetStream, tmp_path: Path) -> None:
+    seqs = js.publish(records(7))
+    state = tmp_path / "nats.json"
+    first = nats_source(js.subject, max_messages=4, state_path=str(state)).ingest()
+    assert first["_sequence"].to_list() == seqs[:4]
+    assert json.loads(state.read_text())["positions"] == {js.subject: str(seqs[3])}
+    second = nats_source(js.subject, state_path=str(state)).ingest()  # a new process, in effect
+    assert second["_sequence"].to_list() == seqs[4:]
+    assert nats_source(js.subject, state_path=str(state)).ingest().height == 0
+
+
+def test_ingest_from_inside_a_running_event_loop(js: JetStream) -> None:
+    """An async caller (a notebook, an async app): the read runs its own loop on a thread."""
+    seqs = js.publish(records(3))
+
+    async def caller() -> pl.DataFrame:
+        frame: pl.DataFrame = nats_source(js.subject).ingest()
+        return frame
+
+    assert asyncio.run(caller())["_sequence"].to_list() == seqs
+
+
+# -- payloads ------------------------------------------------------------------------------------
+
+
+def test_payload_text_and_bytes(js: JetStream) -> None:
+    raw = [b"hello", "h\u00e9 \u2603".encode(), b"", b"\x00\xff\x10"]
+    js.publish(raw)
+    as_bytes = nats_source(js.subject, payload="bytes").ingest()
+    assert as_bytes.schema["payload"] == pl.Binary
+    assert as_bytes["payload"].to_list() == raw
+    as_text = nats_source(js.subject, payload="text", max_messages=3).ingest()
+    assert as_text["payload"].to_list() == ["hello", "h\u00e9 \u2603", ""]
+
+
+@pytest.mark.parametrize("mode", ["error", "skip", "reject"])
+def test_bad_payload_follows_on_bad_rows(js: JetStream, tmp_path: Path, mode: str) -> None:
+    seqs = js.publish([{"n": 0}, b"{not json", {"n": 2}, b"[1, 2]", {"n": 4}])
+    rejects = tmp_path / "rejects.csv"
+    src = nats_source(js.subject, on_bad_rows=mode, reject_path=str(rejects))
+    if mode == "error":
+        with pytest.raises(ParseError, match=rf"message '{seqs[1]}' of '{re.escape(js.subject)}'"):
+            src.ingest()
+        return
+    out = src.ingest()
+    assert out["n"].to_list() == [0, 2, 4]
+    assert out["_sequence"].to_list() == [seqs[0], seqs[2], seqs[4]]
+    meta = src.get_metadata()
+    assert (meta["rows_in"], meta["rows_out"], meta["rows_rejected"]) == (5, 3, 2)
+    if mode == "skip":
+        assert meta["details"]["rows_skipped"] == 2
+        assert not rejects.exists()
+    else:
+        with rejects.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        assert [(r["stream"], r["id"], r["raw"]) for r in rows] == [
+            (js.subject, str(seqs[1]), "{not json"),
+            (js.subject, str(seqs[3]), "[1, 2]"),
+        ]
+        assert "not JSON" in rows[0]["reason"] and "list" in rows[1]["reason"]
+
+
+# -- durable consumer group --------------------------------------------------------------------
+
+
+def test_group_shares_messages_and_acknowledges(js: JetStream) -> None:
+    seqs = js.publish(records(10))
+    a = nats_source(js.subject, group="workers", max_messages=4)
+    b = nats_source(js.subject, group="workers", max_messages=100)
+    got_a = a.ingest()
+    got_b = b.ingest()
+    assert got_a.height == 4 and got_b.height == 6
+    assert sorted(got_a["_sequence"].to_list() + got_b["_sequence"].to_list()) == seqs
+    assert a.ingest().height == 0 and b.ingest().height == 0
+    info = js.consumer("workers")
+    assert (info.num_ack_pending, info.num_pending) == (0, 0)
+    assert a.get_metadata()["details"]["consumer"] == "workers"
+
+
+def test_failure_before_ack_leaves_messages_for_redelivery(js: JetStream) -> None:
+    seqs = js.publish([{"n": 0}, {"n": 1}, b"oops", {"n": 3}])
+    strict = nats_source(js.subject, group="g", on_bad_rows="error")
+    with pytest.raises(ParseError, match="oops"):
+        strict.ingest()
+    # the batch failed before its acknowledgement: every message comes back, marked redelivered
+    tolerant = nats_source(js.subject, group="g", on_bad_rows="skip")
+    again = tolerant.ingest()
+    assert again["_sequence"].to_list() == [seqs[0], seqs[1], seqs[3]]
+    assert again["_redelivered"].to_list() == [True, True, True]
+    assert tolerant.ingest().height == 0
+    assert js.consumer("g").num_ack_pending == 0
+
+
+def test_ack_false_peeks_and_a_later_ack_consumes(js: JetStream) -> None:
+    seqs = js.publish(records(3))
+    peek = nats_source(js.subject, group="p", ack=False)
+    assert peek.ingest()["_sequence"].to_list() == seqs
+    assert peek.ingest()["_sequence"].to_list() == seqs  # returned, not acknowledged
+    take = nats_source(js.subject, group="p")
+    assert take.ingest()["_sequence"].to_list() == seqs
+    assert take.ingest().height == 0
+
+
+def test_group_start_id_new_only(js: JetStream) -> None:
+    js.publish(records(3))
+    src = nats_source(js.subject, group="late", start_id="$")
+    assert src.ingest().height == 0
+    fresh = js.publish([{"n": 9}])
+    assert src.ingest()["_sequence"].to_list() == fresh
+
+
+def test_group_bound_to_another_subject_is_a_config_error(js: JetStream) -> None:
+    js.publish([{"n": 1}])
+    nats_source(js.subject, group="same").ingest()
+    with pytest.raises(ConfigError, match="'same'") as info:
+        nats_source(f"{js.prefix}.other", group="same").ingest()
+    assert "nats consumer rm" in str(info.value)
+
+
+def test_several_subjects(js: JetStream) -> None:
+    import nats
+
+    async def version() -> tuple[int, int]:
+        nc = await nats.connect(URL)
+        try:
+            v = nc.connected_server_version
+            return v.major, v.minor
+        finally:
+            await nc.close()
+
+    js.publish([{"k": "a"}], subject=f"{js.prefix}.a")
+    js.publish([{"k": "b"}], subject=f"{js.prefix}.b")
+    js.publish([{"k": "c"}], subject=f"{js.prefix}.c")
+    src = nats_source([f"{js.prefix}.a", f"{js.prefix}.c"])
+    if asyncio.run(version()) < (2, 10):  # filter_subjects came with nats-server 2.10
+        from data_pipeline.core.errors import UnsupportedOperationError
+
+        with pytest.raises(UnsupportedOperationError, match=r"2\.10"):
+            src.ingest()
+    else:
+        assert src.ingest()["k"].to_list() == ["a", "c"]
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+def test_subject_without_a_stream_is_input_not_found() -> None:
+    require_service("NATS", "127.0.0.1", 4222)
+    subject = f"dp.nowhere.{uuid.uuid4().hex[:8]}"
+    with pytest.raises(InputNotFoundError, match=re.escape(subject)) as info:
+        nats_source(subject).ingest()
+    assert "nats stream add" in str(info.value)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_connection_refused_names_host_and_port_without_password() -> None:
+    port = free_port()
+    src = nats_source("x", url=f"nats://alice:s3cret-pw@127.0.0.1:{port}")
+    with pytest.raises(IngestionConnectionError, match=rf"127\.0\.0\.1:{port}") as info:
+        src.ingest()
+    assert "s3cret-pw" not in str(info.value)
+    assert "s3cret-pw" not in json.dumps(src.get_metadata(), default=str)
+
+
+@pytest.fixture
+def private_server(tmp_path: Path) -> Iterator[int]:
+    """A nats-server with JetStream and a user (alice / right-pw) on a free port."""
+    binary = shutil.which("nats-server")
+    if binary is None:
+        pytest.skip("nats-server is not installed")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(tmp_path / "js"),
+         "--user", "alice", "--pass", "right-pw"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(200):  # wait until it listens
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"nats-server exited with {proc.returncode}")
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def test_credentials(private_server: int) -> None:
+    port = private_server
+    wrong = nats_source("x", url=None, host="127.0.0.1", port=port, username="alice",
+                        password="wrong-pw")  # fmt: skip
+    with pytest.raises(IngestionAuthenticationError, match=rf"127\.0\.0\.1:{port}") as info:
+        wrong.ingest()
+    assert "wrong-pw" not in str(info.value)
+    stream = JetStream(url=f"nats://alice:right-pw@127.0.0.1:{port}")
+    seqs = stream.publish([{"n": 1}, {"n": 2}])
+    right = nats_source(stream.subject, url=None, host="127.0.0.1", port=port, username="alice",
+                        password="right-pw")  # fmt: skip
+    assert right.ingest()["_sequence"].to_list() == seqs
+    in_url = nats_source(stream.subject, url=f"nats://alice:right-pw@127.0.0.1:{port}")
+    assert in_url.ingest()["n"].to_list() == [1, 2]
+
+
+# -- into a StreamProcessor --------------------------------------------------------------------
+
+
+def test_batches_feed_a_windowed_stream_processor(js: JetStream) -> None:
+    t0 = dt.datetime(2024, 6, 1, 12, 0)
+    sent = [
+        {
+            "ts": (t0 + dt.timedelta(seconds=13 * k)).isoformat(),
+            "sensor": f"s{k % 3}",
+            "value": float((k * 7) % 11),
+        }
+        for k in range(57)
+    ]
+    js.publish(sent)
+    windows = WindowedAggregator(
+        name="w",
+        config={
+            "time_column": "ts",
+            "window": "1m",
+            "group_by": "sensor",
+            "aggregations": {"value": ["sum", "max"], "*": "count"},
+        },
+    )
+    stream = StreamProcessor(
+        name="live",
+        config={"emit": "final"},
+        pipeline=ProcessingPipeline("p").add_processor(windows),
+    )
+    src = nats_source(js.subject, max_messages=10)
+    live = (
+        batch.select("ts", "sensor", "value").with_columns(pl.col("ts").str.to_datetime())
+        for batch in src.batches()
+    )
+    outputs = list(stream.process_stream(live))
+    assert stream.progress["batches"] == 6 and stream.progress["rows_in"] == 57
+    emitted = pl.concat([o for o in outputs if o.height], how="vertical_relaxed")
+    expected = duck(
+        """select sensor,
+              time_bucket(interval '1 minute', ts::timestamp, timestamp '1970-01-01') as window_start,
+              time_bucket(interval '1 minute', ts::timestamp, timestamp '1970-01-01')
+                  + interval '1 minute' as window_end,
+              sum(value) as value_sum, max(value) as value_max, count(*) as "count"
+           from t group by all""",
+        t=pl.DataFrame(sent),
+    )
+    assert_same(emitted, expected)
+    assert emitted.select("sensor", "window_start").is_duplicated().sum() == 0
+
+
+# -- the docs example ----------------------------------------------------------------------------
+
+
+def test_docs_example_config_reads(js: JetStream) -> None:
+    """The NATS block of docs/ingestion.md builds; its config reads this test's stream."""
+    text = DOC.read_text(encoding="utf-8")
+    section = text.split("### NATS JetStream", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+    code = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, str(DOC), "exec"), namespace)
+    documented: StreamingSource = namespace["nats_orders"]
+    config = {**documented.config, "url": URL, "subject": js.subject, "timeout": 0.2}
+    seqs = js.publish(records(3))
+    out = StreamingSource(name="nats_orders", config=config).ingest()
+    assert out["_sequence"].to_list() == seqs
+    assert out["user__name"].to_list() == ["u0", "u1", "u2"]
