@@ -39,6 +39,15 @@ URL = "nats://127.0.0.1:4222"
 DOC = Path(__file__).resolve().parents[2] / "docs" / "ingestion.md"
 
 
+def run_async(coro: Any) -> Any:
+    """Run ``coro`` on a thread of its own: the session's browser tests (playwright's sync API)
+    leave an event loop registered on the main thread, where ``asyncio.run`` refuses to start."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 class JetStream:
     """A JetStream stream of its own for one test: publish to it, inspect its consumers."""
 
@@ -60,7 +69,7 @@ class JetStream:
             finally:
                 await nc.close()
 
-        return asyncio.run(run())
+        return run_async(run())
 
     async def _create(self, js: Any) -> None:
         await js.add_stream(name=self.name, subjects=[f"{self.prefix}.>"])
@@ -196,7 +205,7 @@ def test_ingest_from_inside_a_running_event_loop(js: JetStream) -> None:
         frame: pl.DataFrame = nats_source(js.subject).ingest()
         return frame
 
-    assert asyncio.run(caller())["_sequence"].to_list() == seqs
+    assert run_async(caller())["_sequence"].to_list() == seqs
 
 
 # -- payloads ------------------------------------------------------------------------------------
@@ -311,7 +320,7 @@ def test_several_subjects(js: JetStream) -> None:
     js.publish([{"k": "b"}], subject=f"{js.prefix}.b")
     js.publish([{"k": "c"}], subject=f"{js.prefix}.c")
     src = nats_source([f"{js.prefix}.a", f"{js.prefix}.c"])
-    if asyncio.run(version()) < (2, 10):  # filter_subjects came with nats-server 2.10
+    if run_async(version()) < (2, 10):  # filter_subjects came with nats-server 2.10
         from data_pipeline.core.errors import UnsupportedOperationError
 
         with pytest.raises(UnsupportedOperationError, match=r"2\.10"):
