@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from data_pipeline.pipeline import LoadedPipeline
 
 __all__ = ["app", "main"]
 
@@ -59,19 +62,53 @@ def validate(file: FileArg) -> None:
     )
 
 
+Follow = Annotated[
+    bool,
+    typer.Option(
+        "--follow",
+        help="Run continuously over the file's StreamingSource, one micro-batch at a time, "
+        "until the stream is idle (Ctrl-C stops after the current batch).",
+    ),
+]
+MaxBatches = Annotated[
+    int | None,
+    typer.Option(
+        "--max-batches",
+        min=1,
+        help="With --follow: stop after this many batches.",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
-def run(file: FileArg, verbose: Verbose = False) -> None:
-    """Run a pipeline file end to end, then print rows and seconds per stage."""
+def run(
+    file: FileArg,
+    verbose: Verbose = False,
+    follow: Follow = False,
+    max_batches: MaxBatches = None,
+) -> None:
+    """Run a pipeline file end to end, then print rows and seconds per stage.
+
+    With --follow: run over the file's StreamingSource one micro-batch at a time (a line per
+    batch) until the stream is idle, --max-batches is reached or Ctrl-C.
+    """
     from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from data_pipeline.pipeline import describe_error, run_pipeline
 
+    if max_batches is not None and not follow:
+        _console(stderr=True).print("--max-batches needs --follow", markup=False)
+        raise typer.Exit(EXIT_INVALID)
     if verbose:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s - %(name)s - %(levelname)s - %(message)s"
         )
     loaded = _load(file)
+    if follow:
+        _follow(file, loaded, max_batches)
+        return
     console = _console()
     try:
         with Progress(
@@ -107,6 +144,63 @@ def run(file: FileArg, verbose: Verbose = False) -> None:
         table.add_row(stage.stage, rows, f"{stage.seconds:.3f}", ", ".join(stage.items))
     table.add_row("total", "", f"{result.seconds:.3f}", "")
     console.print(table)
+    for key, path in result.outputs.items():
+        if key.startswith("dashboard:"):
+            console.print(f"dashboard {key.split(':', 1)[1]!r}: {path}", markup=False)
+
+
+def _follow(file: Path, loaded: LoadedPipeline, max_batches: int | None) -> None:
+    from data_pipeline.core.errors import DataPipelineError
+    from data_pipeline.pipeline import (
+        BatchSummary,
+        describe_error,
+        follow_pipeline,
+        validate_follow,
+    )
+
+    err = _console(stderr=True)
+    try:
+        validate_follow(loaded)
+    except DataPipelineError as exc:
+        err.print(f"[bold red]cannot follow[/] {file}", markup=True)
+        err.print(str(exc), markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    console = _console()
+    current = 0
+
+    def on_batch(number: int, summary: BatchSummary) -> None:
+        nonlocal current
+        current = number
+        per_source = ", ".join(f"{name} {rows:,}" for name, rows in summary.rows.items())
+        console.print(
+            f"batch {number}: {summary.total_rows:,} rows read ({per_source}), "
+            f"{summary.stored_rows:,} rows stored, {summary.seconds:.3f}s",
+            markup=False,
+        )
+
+    try:
+        result = follow_pipeline(loaded, max_batches=max_batches, on_batch=on_batch)
+    except KeyboardInterrupt:
+        err.print(
+            f"interrupted during batch {current + 1}: its stores may be partly written",
+            markup=False,
+        )
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        err.print("[bold red]pipeline failed[/]", markup=True)
+        err.print(describe_error(exc), markup=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    why = {
+        "idle": "the stream is idle",
+        "max_batches": f"--max-batches {max_batches} reached",
+        "interrupted": "interrupted",
+    }[result.stopped]
+    read = ", ".join(f"{name} {rows:,}" for name, rows in result.rows.items())
+    console.print(
+        f"followed {result.batches} batch{'' if result.batches == 1 else 'es'} in {result.seconds:.3f}s, stopped: {why}; "
+        f"rows read: {read}",
+        markup=False,
+    )
     for key, path in result.outputs.items():
         if key.startswith("dashboard:"):
             console.print(f"dashboard {key.split(':', 1)[1]!r}: {path}", markup=False)

@@ -42,12 +42,16 @@ Rules:
   ``state_path`` and ``reject_path`` are resolved against the YAML file's folder.
 * A ``store`` entry runs as soon as its data exists: after transformations for sources and
   transformations, after processing for processing outputs.
+* A DataJoiner's ``right_table`` or a DataEnricher lookup's ``reference`` may name a data set of
+  the file (made before the processing pipeline runs).
+* :func:`follow_pipeline` (``data-pipeline run FILE --follow``) runs a file with a
+  StreamingSource continuously, one micro-batch at a time.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -64,12 +68,16 @@ from data_pipeline.core.frames import row_count, to_narwhals
 from data_pipeline.core.log import get_logger
 
 __all__ = [
+    "BatchSummary",
+    "FollowRun",
     "PipelineFile",
     "PipelineRun",
     "StageResult",
+    "follow_pipeline",
     "load_pipeline",
     "render_dashboards",
     "run_pipeline",
+    "validate_follow",
 ]
 
 logger = get_logger(__name__)
@@ -579,6 +587,7 @@ def run_pipeline(
 
     with stage("processing") as st:
         for name, (inp, ppipe) in loaded.processing.items():
+            _wire_references(ppipe, data)
             source_data = data[inp]
             out = _materialize(ppipe.process(source_data))
             data[name] = out
@@ -588,16 +597,8 @@ def run_pipeline(
         store_ready()
 
     with stage("visualization") as st:
-        for name, (dashboard, dspec, feeds) in loaded.dashboards.items():
-            viz_data = {vname: data[dname] for vname, dname in feeds.items()}
-            if dspec.path:
-                target = Path(dspec.path)
-                if not target.is_absolute():
-                    target = loaded.base_dir / target
-                dashboard.save_html(str(target), viz_data)
-                outputs[f"dashboard:{name}"] = str(target)
-            else:
-                dashboard.render(viz_data)
+        for name, (_, _, feeds) in loaded.dashboards.items():
+            _render_dashboard(loaded, name, data, outputs)
             st.add(f"{name} ({len(feeds)} charts)", None)
 
     return PipelineRun(stages, data, outputs, time.perf_counter() - started)
@@ -685,3 +686,344 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, DataPipelineError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+# -- following a stream ---------------------------------------------------------------------
+
+
+@dataclass
+class BatchSummary:
+    """One micro-batch of :func:`follow_pipeline`: rows read per streaming source, rows stored."""
+
+    batch: int
+    rows: dict[str, int]
+    seconds: float
+    stored_rows: int = 0
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
+
+
+@dataclass
+class FollowRun:
+    """What :func:`follow_pipeline` did.
+
+    ``batches``: the non-empty micro-batches processed; ``rows``: rows read per streaming source;
+    ``data``: every data set as it is at the end (a streaming source or transformation: its last
+    batch; a streaming processing pipeline: its full current result); ``stopped``: ``idle``
+    (every streaming source returned an empty batch), ``max_batches`` or ``interrupted``
+    (Ctrl-C, after the batch that was running).
+    """
+
+    batches: int
+    rows: dict[str, int]
+    outputs: dict[str, str]
+    data: dict[str, Any]
+    seconds: float
+    stopped: Literal["idle", "max_batches", "interrupted"]
+
+
+@dataclass
+class _FollowPlan:
+    streaming_sources: list[str]
+    streaming: set[str]  # every data set derived from a streaming source
+
+
+def _dataset_references(ppipe: Any, names: Collection[str]) -> list[tuple[Any, str]]:
+    """(step, data set) for each DataJoiner ``right_table`` / DataEnricher lookup ``reference``
+    of a processing pipeline that names a data set of the file."""
+    from data_pipeline.processing import DataEnricher, DataJoiner
+
+    refs: list[tuple[Any, str]] = []
+    for step in ppipe.processors:
+        table = step.settings.right_table if isinstance(step, DataJoiner) else None
+        if table is not None and table in names:
+            refs.append((step, table))
+        elif isinstance(step, DataEnricher):
+            refs += [(step, lk.reference) for lk in step.settings.lookups if lk.reference in names]
+    return refs
+
+
+def _wire_references(ppipe: Any, data: Mapping[str, Any]) -> None:
+    """Hand the data sets that the pipeline's joins and lookups name to those steps.
+
+    In a pipeline file, a DataJoiner's ``right_table`` and a DataEnricher lookup's ``reference``
+    may name a data set of the file (a source, transformation or processing output made before).
+    """
+    from data_pipeline.processing import DataJoiner
+
+    for step, name in _dataset_references(ppipe, data):
+        if isinstance(step, DataJoiner):
+            step.set_right(data[name])
+        else:
+            step.set_reference(name, data[name])
+
+
+def validate_follow(pipeline: LoadedPipeline) -> None:
+    """Raise when the pipeline cannot be followed (nothing runs): see :func:`follow_pipeline`."""
+    _plan_follow(pipeline)
+
+
+def _plan_follow(loaded: LoadedPipeline) -> _FollowPlan:
+    from data_pipeline.core.errors import UnsupportedOperationError
+    from data_pipeline.ingestion import StreamingSource
+
+    what = str(loaded.source_file) if loaded.source_file else f"pipeline {loaded.spec.name!r}"
+    live = [n for n, s in loaded.sources.items() if isinstance(s, StreamingSource)]
+    if not live:
+        raise ConfigError(
+            f"{what}: --follow needs a StreamingSource among the sources, and there is none "
+            f"(sources: {', '.join(loaded.sources) or 'none'})",
+            component="pipeline file",
+            hint="add a source of type StreamingSource, or run the file without --follow",
+        )
+    streaming = set(live)
+    for name, (inp, _) in loaded.transformations.items():  # declared order: inputs come first
+        if inp in streaming:
+            streaming.add(name)
+    datasets = {*loaded.sources, *loaded.transformations, *loaded.processing}
+    for name, (inp, ppipe) in loaded.processing.items():
+        if inp in streaming:
+            streaming.add(name)
+        for _, ref in _dataset_references(ppipe, datasets):
+            if ref in streaming:
+                raise UnsupportedOperationError(
+                    f"processing.{name} joins the streaming data set {ref!r}: a followed "
+                    "pipeline joins or looks up static data sets only",
+                    component="pipeline file",
+                    hint=f"join {ref!r} from a static source, or run without --follow",
+                )
+    for sname, (_, entries) in loaded.storage.items():
+        for i, entry in enumerate(entries):
+            where = f"storage.{sname}.store[{i}]"
+            if entry.data in loaded.processing and entry.data in streaming:
+                if entry.if_exists == "append":
+                    logger.warning(
+                        "%s: %r is the full current result after each batch; if_exists 'append' "
+                        "stores it again each time (use 'replace')",
+                        where,
+                        entry.data,
+                    )
+            elif entry.data in streaming and entry.if_exists == "replace":
+                logger.warning(
+                    "%s: %r is stored once per batch; if_exists 'replace' keeps only the last "
+                    "batch (use 'append')",
+                    where,
+                    entry.data,
+                )
+    return _FollowPlan(live, streaming)
+
+
+def _store_entries(
+    loaded: LoadedPipeline, data: Mapping[str, Any], names: Collection[str], outputs: dict[str, str]
+) -> int:
+    """Run the store entries of the data sets ``names``; return the rows stored."""
+    rows = 0
+    for sname, (system, entries) in loaded.storage.items():
+        for entry in entries:
+            if entry.data in names and entry.data in data:
+                table = entry.table or entry.data
+                result = system.store(data[entry.data], table, if_exists=entry.if_exists)
+                rows += result.rows
+                outputs[f"{sname}:{table}"] = str(result.target)
+    return rows
+
+
+def _render_dashboard(
+    loaded: LoadedPipeline, name: str, data: Mapping[str, Any], outputs: dict[str, str]
+) -> None:
+    dashboard, dspec, feeds = loaded.dashboards[name]
+    viz_data = {vname: data[dname] for vname, dname in feeds.items()}
+    if dspec.path:
+        target = Path(dspec.path)
+        if not target.is_absolute():
+            target = loaded.base_dir / target
+        dashboard.save_html(str(target), viz_data)
+        outputs[f"dashboard:{name}"] = str(target)
+    else:
+        dashboard.render(viz_data)
+
+
+class _StopOnInterrupt:
+    """While following: the first Ctrl-C stops after the current batch, a second one at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._installed = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopOnInterrupt:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.warning("interrupted: stopping after the current batch (Ctrl-C again stops at once)")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            import signal
+
+            previous = self._previous
+            signal.signal(
+                signal.SIGINT, previous if previous is not None else signal.default_int_handler
+            )
+
+
+def _release(frames: Mapping[str, Any]) -> None:
+    """Unpersist the Spark DataFrames that :func:`_materialize` cached for one batch."""
+    for frame in frames.values():
+        if getattr(frame, "is_cached", False) and hasattr(frame, "unpersist"):
+            frame.unpersist()
+
+
+def follow_pipeline(
+    pipeline: LoadedPipeline | str | Path | Mapping[str, Any],
+    *,
+    max_batches: int | None = None,
+    on_batch: Callable[[int, BatchSummary], None] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> FollowRun:
+    """Run a pipeline file continuously over its streaming sources, one micro-batch at a time.
+
+    Data sets derived from a :class:`StreamingSource` (its transformations, and processing
+    pipelines whose input is one of those) are *streaming*; the others are *static*. The static
+    part runs once first: sources ingested, transformations and processing run, store entries
+    written. Then each iteration ingests one bounded batch from every streaming source, runs the
+    streaming transformations on it, runs the store entries of the streaming sources and
+    transformations (use ``if_exists: append``), feeds each streaming processing pipeline one
+    micro-batch (a :class:`StreamProcessor` keeps its partial aggregates across batches, so its
+    data set is the full current result: store it with ``if_exists: replace``), and re-renders
+    the dashboards. Joins (DataJoiner ``right_table``) and lookups (DataEnricher ``reference``)
+    may name static data sets of the file.
+
+    It stops when every streaming source returned an empty batch (nothing arrived within its
+    ``timeout``), after ``max_batches`` batches, or after the current batch on Ctrl-C (a second
+    Ctrl-C raises KeyboardInterrupt at once). ``on_batch(number, summary)`` is called after each
+    non-empty batch.
+
+    Raises:
+        ConfigError: the file has no StreamingSource (before anything runs).
+        UnsupportedOperationError: a join or lookup of a streaming data set.
+    """
+    import polars as pl
+
+    from data_pipeline.core.frames import to_polars
+    from data_pipeline.processing import StreamProcessor
+
+    loaded = (
+        pipeline
+        if isinstance(pipeline, LoadedPipeline)
+        else load_pipeline(pipeline, environ=environ)
+    )
+    if max_batches is not None and max_batches < 1:
+        raise ConfigError(
+            f"max_batches must be at least 1 (got {max_batches})",
+            component="pipeline",
+            hint="omit it to follow until the stream is idle",
+        )
+    plan = _plan_follow(loaded)
+    streaming = plan.streaming
+    engine, spark = loaded.spec.engine, loaded.spec.spark
+    started = time.perf_counter()
+    data: dict[str, Any] = {}
+    outputs: dict[str, str] = {}
+
+    # the static part, once
+    for name, source in loaded.sources.items():
+        if name not in streaming:
+            data[name] = _to_engine(source.ingest(), engine, spark)
+    for name, (inp, tpipe) in loaded.transformations.items():
+        if name not in streaming:
+            data[name] = _materialize(tpipe.transform(data[inp]))
+    _store_entries(loaded, data, set(data), outputs)
+    for name, (inp, ppipe) in loaded.processing.items():
+        if name not in streaming:
+            _wire_references(ppipe, data)
+            data[name] = _materialize(ppipe.process(data[inp]))
+            _store_entries(loaded, data, {name}, outputs)
+    streaming_feeds = {
+        name: {d for d in feeds.values() if d in streaming}
+        for name, (_, _, feeds) in loaded.dashboards.items()
+    }
+    for name, feeds in streaming_feeds.items():
+        if not feeds:
+            _render_dashboard(loaded, name, data, outputs)
+
+    # one StreamProcessor per processing pipeline fed micro-batches (a pipeline fed by another
+    # processing output gets that output's full current result: it runs whole each time)
+    processors: dict[str, Any] = {}
+    for name, (inp, ppipe) in loaded.processing.items():
+        if name in streaming:
+            _wire_references(ppipe, data)
+            if inp not in loaded.processing:
+                processors[name] = StreamProcessor(name=name, pipeline=ppipe)
+    # charts fed by a streaming source or transformation show every row so far (kept here)
+    history_names = {
+        d for feeds in streaming_feeds.values() for d in feeds if d not in loaded.processing
+    }
+    history: dict[str, pl.DataFrame] = {}
+    rows = dict.fromkeys(plan.streaming_sources, 0)
+    batches = 0
+    stopped: Literal["idle", "max_batches", "interrupted"] = "max_batches"
+
+    batch: dict[str, Any] = {}
+    with _StopOnInterrupt() as interrupt:
+        while max_batches is None or batches < max_batches:
+            batch_started = time.perf_counter()
+            _release(batch)  # Spark: the previous batch's cached frames
+            batch = {}
+            read: dict[str, int] = {}
+            for name in plan.streaming_sources:
+                frame = loaded.sources[name].ingest()
+                read[name] = row_count(to_narwhals(frame)) or 0
+                if read[name]:
+                    batch[name] = _to_engine(frame, engine, spark)
+            if not batch:
+                stopped = "idle"
+                break
+            batches += 1
+            for name, (inp, tpipe) in loaded.transformations.items():
+                if inp in batch:
+                    batch[name] = _materialize(tpipe.transform(batch[inp]))
+            stored = _store_entries(loaded, batch, set(batch), outputs)
+            for name, (inp, ppipe) in loaded.processing.items():
+                if inp not in batch:
+                    continue
+                if name in processors:
+                    processors[name].process_batch(_materialize(batch[inp]))
+                    batch[name] = _materialize(processors[name].snapshot())
+                else:
+                    batch[name] = _materialize(ppipe.process(batch[inp]))
+            stored += _store_entries(loaded, batch, set(batch) & set(loaded.processing), outputs)
+            data.update(batch)
+            for name in history_names & set(batch):
+                new = to_polars(batch[name])
+                previous = history.get(name)
+                history[name] = (
+                    new if previous is None else pl.concat([previous, new], how="diagonal_relaxed")
+                )
+            view = {**data, **history}
+            for name, feeds in streaming_feeds.items():
+                if feeds & set(batch) and feeds <= set(view):
+                    _render_dashboard(loaded, name, view, outputs)
+            for name, n in read.items():
+                rows[name] += n
+            if on_batch is not None:
+                summary = BatchSummary(
+                    batches, read, time.perf_counter() - batch_started, stored_rows=stored
+                )
+                on_batch(batches, summary)
+            if interrupt.requested:
+                stopped = "interrupted"
+                break
+    return FollowRun(batches, rows, outputs, data, time.perf_counter() - started, stopped)

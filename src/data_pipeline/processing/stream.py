@@ -98,6 +98,7 @@ class StreamProcessor(DataProcessor):
         self._watermark: Any = None
         self._emitted_start: Any = None
         self._template: Any = None
+        self._last_result: Any = None
         self.progress: dict[str, Any] = {"batches": 0, "rows_in": 0, "rows_out": 0, "late_rows": 0}
 
     def required_columns(self, columns: Any) -> list[str]:
@@ -137,6 +138,7 @@ class StreamProcessor(DataProcessor):
         frame = to_narwhals(batch, component=self.label)
         with self._operation("process_batch") as op:
             result = self._step(frame, op)
+            self._last_result = result  # the snapshot of a pipeline without aggregation
             op.details["progress"] = dict(self.progress)
             op.rows_out = None if result is None else int(to_polars(result).height)
         return result
@@ -153,6 +155,32 @@ class StreamProcessor(DataProcessor):
             op.rows_out = int(to_polars(result).height)
             self.progress["rows_out"] += op.rows_out
             return self._out(result)
+
+    def snapshot(self) -> Any:
+        """The full current result: every group / window over everything seen so far.
+
+        The merged partial aggregates are finished and the steps after the aggregating step
+        applied, as if all micro-batches so far had been processed at once (``emit: final``:
+        only the windows not emitted yet, since emitted ones leave the state). Without an
+        aggregating step each micro-batch is complete by itself: the snapshot is the last
+        micro-batch's result. None before the first micro-batch. The engine is the
+        micro-batches' (``output: native``) or Polars (``output: polars``).
+
+        Example:
+            >>> import polars as pl
+            >>> from data_pipeline.processing import DataAggregator, ProcessingPipeline
+            >>> steps = ProcessingPipeline("per_user").add_processor(DataAggregator(
+            ...     name="a", config={"group_by": ["user"], "aggregations": {"v": "sum"}}))
+            >>> stream = StreamProcessor(name="s", pipeline=steps)
+            >>> _ = stream.process_batch(pl.DataFrame({"user": ["a", "b"], "v": [1, 2]}))
+            >>> _ = stream.process_batch(pl.DataFrame({"user": ["a"], "v": [5]}))
+            >>> stream.snapshot().sort("user").rows()
+            [('a', 6), ('b', 2)]
+        """
+        inc = self._incremental
+        if inc is None:
+            return self._last_result
+        return self._out(self._finish(inc, inc.state))
 
     def get_state(self) -> Any:
         """The merged partial aggregates (a Polars DataFrame) or None."""

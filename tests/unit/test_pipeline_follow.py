@@ -1,0 +1,214 @@
+"""Following a stream: StreamProcessor.snapshot() and the checks `run --follow` makes first.
+
+The runs over a real Redis stream are in tests/e2e/test_follow_pipeline.py.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from data_pipeline.cli import app
+from data_pipeline.core.errors import ConfigError, UnsupportedOperationError
+from data_pipeline.core.frames import to_polars
+from data_pipeline.pipeline import follow_pipeline, load_pipeline, validate_follow
+from data_pipeline.processing import (
+    DataAggregator,
+    DataFilter,
+    ProcessingPipeline,
+    StreamProcessor,
+)
+
+BATCHES = [
+    pl.DataFrame({"user_id": ["a", "b", "a", "c"], "amount": [10.0, 2.5, -1.0, 7.0]}),
+    pl.DataFrame({"user_id": ["b", "b", "d"], "amount": [4.0, 1.5, 3.0]}),
+    pl.DataFrame({"user_id": ["a", "c", "d", "e"], "amount": [0.5, 8.0, 1.25, 9.0]}),
+]
+
+# the oracle of the snapshot after each micro-batch: SQL over every row seen so far
+ORACLE = """
+    select user_id, sum(amount) as amount_sum, avg(amount) as avg_amount, count(*) as n
+    from seen where amount > 0 group by user_id having count(*) >= 2 order by user_id
+"""
+
+
+def _as_engine(frame: pl.DataFrame, engine: str) -> Any:
+    if engine == "pandas":
+        return frame.to_pandas()
+    if engine == "duckdb":
+        return duckdb.from_arrow(frame.to_arrow())
+    return frame
+
+
+def _per_user() -> ProcessingPipeline:
+    return (
+        ProcessingPipeline("per_user")
+        .add_processor(DataFilter(name="positive", config={"condition": "amount > 0"}))
+        .add_processor(
+            DataAggregator(
+                name="totals",
+                config={
+                    "group_by": ["user_id"],
+                    "aggregations": {
+                        "amount": ["sum", {"agg": "mean", "as": "avg_amount"}],
+                        "*": {"agg": "count", "as": "n"},
+                    },
+                },
+            )
+        )
+        .add_processor(DataFilter(name="repeat_users", config={"condition": "n >= 2"}))
+    )
+
+
+@pytest.mark.parametrize("engine", ["polars", "pandas", "duckdb"])
+def test_snapshot_is_the_whole_result_after_each_micro_batch(engine: str) -> None:
+    stream = StreamProcessor(name="live", pipeline=_per_user())
+    assert stream.snapshot() is None
+    for i, batch in enumerate(BATCHES, start=1):
+        stream.process_batch(_as_engine(batch, engine))
+        snapshot = to_polars(stream.snapshot()).sort("user_id")
+        with duckdb.connect() as con:
+            con.register("seen", pl.concat(BATCHES[:i]))
+            expected = con.sql(ORACLE).pl()
+        assert snapshot.columns == expected.columns
+        assert snapshot["user_id"].to_list() == expected["user_id"].to_list(), f"batch {i}"
+        assert snapshot["n"].to_list() == expected["n"].to_list()
+        for column in ("amount_sum", "avg_amount"):
+            assert snapshot[column].to_list() == pytest.approx(expected[column].to_list())
+    # after the last batch a, b, c and d have two positive rows or more; e only one
+    assert to_polars(stream.snapshot())["user_id"].sort().to_list() == ["a", "b", "c", "d"]
+
+
+def test_snapshot_keeps_the_engine_of_the_micro_batches() -> None:
+    stream = StreamProcessor(name="live", pipeline=_per_user())
+    stream.process_batch(BATCHES[0].to_pandas())
+    assert type(stream.snapshot()).__module__.startswith("pandas")
+    polars_out = StreamProcessor(name="live", config={"output": "polars"}, pipeline=_per_user())
+    polars_out.process_batch(BATCHES[0].to_pandas())
+    assert isinstance(polars_out.snapshot(), pl.DataFrame)
+
+
+def test_snapshot_without_aggregation_is_the_last_batch() -> None:
+    steps = ProcessingPipeline("positive").add_processor(
+        DataFilter(name="positive", config={"condition": "amount > 0"})
+    )
+    stream = StreamProcessor(name="live", pipeline=steps)
+    for batch in BATCHES:
+        stream.process_batch(batch)
+    assert stream.snapshot()["amount"].to_list() == [0.5, 8.0, 1.25, 9.0]
+    stream.reset()
+    assert stream.snapshot() is None
+
+
+# -- what `--follow` checks before anything runs ------------------------------------------------
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+STREAM = """
+sources:
+  events:
+    type: StreamingSource
+    config: {platform: redis, host: 127.0.0.1, port: 1, stream: nowhere, timeout: 0.1}
+"""
+
+
+def test_a_file_without_streaming_source_cannot_be_followed(tmp_path: Path) -> None:
+    (tmp_path / "sales.csv").write_text("id,amount\n1,2.5\n", encoding="utf-8")
+    path = _write(
+        tmp_path,
+        """
+        sources:
+          sales: {type: FileSystemSource, config: {path: sales.csv}}
+        """,
+    )
+    with pytest.raises(ConfigError) as info:
+        follow_pipeline(path)
+    assert str(path) in str(info.value)
+    assert "--follow needs a StreamingSource" in str(info.value)
+    assert "sales" in str(info.value)
+
+    result = CliRunner().invoke(app, ["run", str(path), "--follow"])
+    assert result.exit_code == 2, result.output
+    assert "--follow needs a StreamingSource" in result.output
+    # without --follow the same file runs as before
+    assert CliRunner().invoke(app, ["run", str(path)]).exit_code == 0
+
+
+def test_max_batches_needs_follow_and_is_positive(tmp_path: Path) -> None:
+    path = _write(tmp_path, STREAM)
+    result = CliRunner().invoke(app, ["run", str(path), "--max-batches", "2"])
+    assert result.exit_code == 2
+    assert "--max-batches needs --follow" in result.output
+    assert (
+        CliRunner().invoke(app, ["run", str(path), "--follow", "--max-batches", "0"]).exit_code == 2
+    )
+    with pytest.raises(ConfigError, match="max_batches must be at least 1"):
+        follow_pipeline(path, max_batches=0)
+
+
+def test_joining_two_streaming_data_sets_is_refused(tmp_path: Path) -> None:
+    more = """
+      more:
+        type: StreamingSource
+        config: {platform: redis, host: 127.0.0.1, port: 1, stream: other, timeout: 0.1}
+    processing:
+      joined:
+        input: events
+        steps:
+          - type: DataJoiner
+            config: {how: left, "on": [id], right_table: more}
+    """
+    path = _write(tmp_path, STREAM + textwrap.dedent(more).lstrip("\n"))
+    with pytest.raises(UnsupportedOperationError, match="joins the streaming data set 'more'"):
+        validate_follow(load_pipeline(path))
+
+
+def test_joins_and_lookups_name_data_sets_of_the_file(tmp_path: Path) -> None:
+    """What a followed pipeline uses to join static data: also in a plain `run`."""
+    from data_pipeline.pipeline import run_pipeline
+
+    (tmp_path / "orders.csv").write_text(
+        "user_id,amount\nu1,2.5\nu2,4.0\nu1,1.0\nu9,3.0\n", encoding="utf-8"
+    )
+    (tmp_path / "users.csv").write_text("user_id,region\nu1,north\nu2,south\n", encoding="utf-8")
+    path = _write(
+        tmp_path,
+        """
+        sources:
+          orders: {type: FileSystemSource, config: {path: orders.csv}}
+          users: {type: FileSystemSource, config: {path: users.csv}}
+        processing:
+          joined:
+            input: orders
+            steps:
+              - type: DataJoiner
+                config: {how: inner, "on": [user_id], right_table: users}
+          looked_up:
+            input: orders
+            steps:
+              - type: DataEnricher
+                config:
+                  lookups:
+                    - {reference: users, "on": user_id, defaults: {region: unknown}}
+        """,
+    )
+    result = run_pipeline(path)
+    joined = to_polars(result.data["joined"]).sort("amount")
+    assert joined.select("user_id", "region").rows() == [
+        ("u1", "north"),
+        ("u1", "north"),
+        ("u2", "south"),
+    ]
+    looked_up = to_polars(result.data["looked_up"]).sort("amount")
+    assert looked_up["region"].to_list() == ["north", "north", "unknown", "south"]
