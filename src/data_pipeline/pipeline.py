@@ -342,11 +342,11 @@ def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> 
         for i, step in enumerate(steps.steps):
             step_path = f"{path}[{i}]"
             cls = _component_class(classes, step.type, step_path, section.rstrip("s") + " step")
-            pipeline.add(
-                _build(
-                    cls, step.name or f"{name}_{i}_{step.type}", step.config, step_path, base_dir
-                )
+            built = _build(
+                cls, step.name or f"{name}_{i}_{step.type}", step.config, step_path, base_dir
             )
+            _check_references(built, step_path, datasets)
+            pipeline.add(built)
         declare(name, path)
         return inp, pipeline
 
@@ -426,6 +426,28 @@ def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> 
     return LoadedPipeline(
         spec, base_dir, sources, transformations, storage, processing, dashboards, source_file
     )
+
+
+def _check_references(step: Any, path: str, datasets: Mapping[str, str]) -> None:
+    """A join's ``right_table`` / a lookup's ``reference`` must name a data set declared before."""
+    from data_pipeline.processing import DataEnricher, DataJoiner
+
+    named: list[tuple[str, str]] = []
+    if isinstance(step, DataJoiner) and step.settings.right_table is not None:
+        named.append((f"{path}.config.right_table", step.settings.right_table))
+    elif isinstance(step, DataEnricher):
+        named += [
+            (f"{path}.config.lookups[{i}].reference", lookup.reference)
+            for i, lookup in enumerate(step.settings.lookups)
+        ]
+    for where, name in named:
+        if name not in datasets:
+            raise _invalid(
+                where,
+                f"unknown data set {name!r}",
+                "name a source, transformation or processing pipeline declared before this one; "
+                f"known: {', '.join(datasets) or '(none)'}",
+            )
 
 
 # -- running --------------------------------------------------------------------------------
@@ -634,6 +656,12 @@ def render_dashboards(
             cache[name] = system.retrieve(table)
         elif name in loaded.processing:
             inp, ppipe = loaded.processing[name]
+            known = {*loaded.sources, *loaded.transformations, *loaded.processing}
+            refs = {
+                ref: _to_engine(fetch(ref, path), loaded.spec.engine, loaded.spec.spark)
+                for _, ref in _dataset_references(ppipe, known)
+            }
+            _wire_references(ppipe, refs)
             cache[name] = _materialize(
                 ppipe.process(_to_engine(fetch(inp, path), loaded.spec.engine, loaded.spec.spark))
             )

@@ -5,6 +5,7 @@ The runs over a real Redis stream are in tests/e2e/test_follow_pipeline.py.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -212,3 +213,75 @@ def test_joins_and_lookups_name_data_sets_of_the_file(tmp_path: Path) -> None:
     ]
     looked_up = to_polars(result.data["looked_up"]).sort("amount")
     assert looked_up["region"].to_list() == ["north", "north", "unknown", "south"]
+
+
+@pytest.mark.parametrize(
+    ("step", "where"),
+    [
+        ('{type: DataJoiner, config: {"on": [user_id], right_table: userz}}', "right_table"),
+        (
+            '{type: DataEnricher, config: {lookups: [{reference: userz, "on": user_id}]}}',
+            "lookups[0].reference",
+        ),
+        # declared after the pipeline that joins it: not made yet when the join runs
+        ('{type: DataJoiner, config: {"on": [user_id], right_table: later}}', "right_table"),
+    ],
+)
+def test_a_join_of_an_unknown_data_set_fails_at_load(tmp_path: Path, step: str, where: str) -> None:
+    (tmp_path / "orders.csv").write_text("user_id,amount\nu1,2.5\n", encoding="utf-8")
+    path = _write(
+        tmp_path,
+        f"""
+        sources:
+          orders: {{type: FileSystemSource, config: {{path: orders.csv}}}}
+        processing:
+          joined:
+            input: orders
+            steps: [{step}]
+          later:
+            input: orders
+            steps: [{{type: DataFilter, config: {{condition: "amount > 0"}}}}]
+        """,
+    )
+    with pytest.raises(ConfigError, match=rf"processing\.joined\[0\]\.config\.{re.escape(where)}"):
+        load_pipeline(path)
+
+
+def test_dashboard_command_recomputes_a_join_from_stored_data(tmp_path: Path) -> None:
+    from data_pipeline.pipeline import render_dashboards, run_pipeline
+
+    (tmp_path / "orders.csv").write_text(
+        "user_id,amount\nu1,2.5\nu2,4.0\nu1,1.0\n", encoding="utf-8"
+    )
+    (tmp_path / "users.csv").write_text("user_id,region\nu1,north\nu2,south\n", encoding="utf-8")
+    path = _write(
+        tmp_path,
+        """
+        sources:
+          orders: {type: FileSystemSource, config: {path: orders.csv}}
+          users: {type: FileSystemSource, config: {path: users.csv}}
+        storage:
+          lake:
+            type: FileSystemStorage
+            config: {base_path: lake, format: parquet}
+            store: [{data: orders}, {data: users}]
+        processing:
+          by_region:
+            input: orders
+            steps:
+              - type: DataJoiner
+                config: {how: inner, "on": [user_id], right_table: users}
+              - type: DataAggregator
+                config: {group_by: [region], aggregations: {amount: sum}}
+        dashboards:
+          d:
+            path: d.html
+            visualizations:
+              - {type: Table, name: totals, data: by_region}
+        """,
+    )
+    run_pipeline(path)
+    (tmp_path / "d.html").unlink()
+    written = render_dashboards(path)  # by_region is not stored: recomputed, join included
+    html = Path(written["d"]).read_text(encoding="utf-8")
+    assert "north" in html and "south" in html and "3.5" in html
