@@ -289,6 +289,22 @@ def test_ack_false_peeks_and_a_later_ack_consumes(js: JetStream) -> None:
     assert take.ingest().height == 0
 
 
+def test_a_redelivery_within_one_batch_is_one_row(js: JetStream) -> None:
+    # ack_wait runs out while the batch is still filling: the server delivers message 1 again
+    # into the same batch; it is one row (and acknowledged), not two.
+    seqs = js.publish(records(1))
+    src = nats_source(
+        js.subject,
+        group="slow",
+        max_messages=10,
+        timeout=2.5,
+        options={"consumer": {"ack_wait": 0.5}},
+    )
+    batch = src.ingest()
+    assert batch["_sequence"].to_list() == seqs
+    assert src.ingest().height == 0
+
+
 def test_group_start_id_new_only(js: JetStream) -> None:
     js.publish(records(3))
     src = nats_source(js.subject, group="late", start_id="$")

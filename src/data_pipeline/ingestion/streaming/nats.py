@@ -284,18 +284,37 @@ async def _read_group(
             )
     sub = await js.pull_subscribe_bind(durable=durable, stream=stream_name)
     messages: list[Any] = []
+    # Unsubscribe before acknowledging: a pull request of ours still pending at the server
+    # (the last fetch gave up waiting) loses its interest with the subscription, so a message
+    # returned with nak is redelivered to the next reader, not into this closed inbox (where
+    # it would wait for ack_wait) or into this batch twice.
     try:
         messages = await _fetch(sub, s.max_messages, s.timeout)
-        frame = _frame(source, messages)
+        frame = _frame(source, _first_deliveries(messages))
     except BaseException:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
         await _nak_all(nc, messages)  # back to the consumer for redelivery, now
         raise
+    await sub.unsubscribe()
     for msg in messages:
         await (msg.ack() if s.ack else msg.nak())
     await nc.flush()  # the acks have reached the server before the batch is returned
-    await sub.unsubscribe()
     source.current_operation.details["consumer"] = durable
     return frame
+
+
+def _first_deliveries(messages: list[Any]) -> list[Any]:
+    """One message per stream sequence: a message redelivered within the same batch (its
+    ack_wait ran out while the batch was still filling) is not a second row."""
+    seen: set[int] = set()
+    unique = []
+    for msg in messages:
+        sequence = msg.metadata.sequence.stream
+        if sequence not in seen:
+            seen.add(sequence)
+            unique.append(msg)
+    return unique
 
 
 async def _nak_all(nc: Any, messages: list[Any]) -> None:
