@@ -42,13 +42,14 @@ def empty_frame(meta: dict[str, Any]) -> pl.DataFrame:
 
 def messages_to_frame(
     source: StreamingSource,
-    meta: dict[str, list[Any]],
+    meta: dict[str, Any],
     payloads: list[bytes],
     meta_types: dict[str, Any] | None = None,
 ) -> pl.DataFrame:
     """One frame for a batch of messages: ``meta`` columns first, then the payload columns.
 
-    ``meta`` maps column name -> one value per message (``_stream`` and ``_id`` at least);
+    ``meta`` maps column name -> one value per message, as a list or a polars Series
+    (``_stream`` and ``_id`` at least);
     ``meta_types`` optionally gives their polars dtypes (String otherwise).
     """
     import polars as pl
@@ -68,39 +69,89 @@ def messages_to_frame(
     if mode == "bytes":
         return head.with_columns(pl.Series("payload", payloads, dtype=pl.Binary))
     if mode == "text":
-        text = pl.Series("payload", payloads, dtype=pl.Binary).cast(pl.String, strict=False)
-        bad = [
-            (i, "payload is not valid UTF-8")
-            for i in text.is_null().arg_true().to_list()
-            if payloads[i] is not None
-        ]
-        good = head.with_columns(text)
-        return _route_bad(source, good, head, payloads, bad)
-    body = _parse_json(payloads)
+        binary = pl.Series("payload", payloads, dtype=pl.Binary)
+        try:
+            text = binary.cast(pl.String)
+            bad: list[tuple[int, str]] = []
+        except pl.exceptions.ComputeError:  # invalid UTF-8 somewhere: find it (error path only)
+            decoded = [_utf8_or_none(p) for p in payloads]
+            bad = [(i, "payload is not valid UTF-8") for i, v in enumerate(decoded) if v is None]
+            text = pl.Series("payload", decoded, dtype=pl.String)
+        return _route_bad(source, head.with_columns(text), head, payloads, bad)
+    schema = _schema(source)
+    body = _parse_json(payloads, schema)
     if body is not None:
         return pl.concat([head, body], how="horizontal")
-    bad = _find_bad_json(payloads)
+    bad = _find_bad_json(payloads, schema)
     keep = sorted(set(range(len(payloads))) - {i for i, _ in bad})
-    good_payloads = [payloads[i] for i in keep]
-    parsed = _parse_json(good_payloads) if good_payloads else pl.DataFrame()
-    if parsed is None:  # pragma: no cover - every remaining payload parsed one by one
-        parsed = pl.DataFrame()
+    parsed = _parse_json([payloads[i] for i in keep], schema) if keep else pl.DataFrame()
+    if parsed is None:  # pragma: no cover - every kept payload parsed on its own
+        raise ParseError(
+            f"{len(keep)} payloads parse one by one but not together",
+            component=source.label,
+            hint="report this with the payloads; set payload: text to read them as they are",
+        )
     good_head = head[keep] if keep else head.clear()
     good = pl.concat([good_head, parsed], how="horizontal") if parsed.width else good_head
     return _route_bad(source, good, head, payloads, bad)
 
 
-def _parse_json(payloads: list[bytes]) -> pl.DataFrame | None:
-    """All payloads as JSON objects in one native pass; None when any of them is not one."""
+def _utf8_or_none(payload: bytes) -> str | None:
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _schema(source: StreamingSource) -> dict[str, Any] | None:
+    """``payload_schema`` as polars dtypes (None: infer from every payload of the batch)."""
+    from data_pipeline.ingestion._common import parse_dtype
+
+    declared = source.settings.payload_schema
+    if not declared:
+        return None
+    # ``customer__age`` (the flattened column name) declares the field ``age`` of the object
+    # ``customer``: nested names become polars Structs, flattened again after the read.
+    tree: dict[str, Any] = {}
+    for name, kind in declared.items():
+        *parents, leaf = name.split("__")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = parse_dtype(kind)
+    return {name: _dtype(value) for name, value in tree.items()}
+
+
+def _dtype(node: Any) -> Any:
+    import polars as pl
+
+    if isinstance(node, dict):
+        return pl.Struct({name: _dtype(value) for name, value in node.items()})
+    return node
+
+
+def _parse_json(payloads: list[bytes], schema: dict[str, Any] | None = None) -> pl.DataFrame | None:
+    """All payloads as JSON objects in one native pass; None when any of them is not one.
+
+    With ``schema`` the payloads are read as those columns and types (no inference); otherwise
+    the types are inferred from every payload, so a field that first appears late in the batch
+    is not dropped.
+    """
     import polars as pl
 
     from data_pipeline.ingestion._common import flatten_structs
 
     # A newline is only whitespace in a JSON document (inside strings it must be escaped), so
-    # pretty-printed payloads become one line each without changing their meaning.
-    lines = b"\n".join(p.replace(b"\r", b" ").replace(b"\n", b" ") or b"null" for p in payloads)
+    # pretty-printed payloads become one line each without changing their meaning. The common
+    # case (one-line payloads, none empty) is checked on the joined bytes, without a Python loop.
+    lines = b"\n".join(payloads)
+    if not all(payloads) or lines.count(b"\n") != len(payloads) - 1 or b"\r" in lines:
+        lines = b"\n".join(p.replace(b"\r", b" ").replace(b"\n", b" ") or b"null" for p in payloads)
     try:
-        frame = pl.read_ndjson(lines, infer_schema_length=None)
+        if schema is not None:
+            frame = pl.read_ndjson(lines, schema=schema)
+        else:
+            frame = pl.read_ndjson(lines, infer_schema_length=None)
     except Exception:
         return None
     if frame.height != len(payloads):
@@ -108,8 +159,13 @@ def _parse_json(payloads: list[bytes]) -> pl.DataFrame | None:
     return flatten_structs(frame)
 
 
-def _find_bad_json(payloads: list[bytes]) -> list[tuple[int, str]]:
-    """(index, reason) of every payload that is not a JSON object (the slow, error-only path)."""
+def _find_bad_json(
+    payloads: list[bytes], schema: dict[str, Any] | None = None
+) -> list[tuple[int, str]]:
+    """(index, reason) of every payload that is not a JSON object, or does not fit ``schema``
+    (the slow, error-only path)."""
+    import polars as pl
+
     bad: list[tuple[int, str]] = []
     for i, payload in enumerate(payloads):
         try:
@@ -119,6 +175,13 @@ def _find_bad_json(payloads: list[bytes]) -> list[tuple[int, str]]:
             continue
         if not isinstance(value, dict):
             bad.append((i, f"payload is JSON {type(value).__name__}, not an object"))
+            continue
+        if schema is not None:
+            try:
+                pl.read_ndjson(json.dumps(value).encode(), schema=schema)
+            except Exception as exc:
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                bad.append((i, f"payload does not fit payload_schema: {reason}"))
     return bad
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlsplit
 
 from data_pipeline.core.deps import import_optional
@@ -90,6 +90,10 @@ def _client_config(source: StreamingSource, errors: list[Any]) -> tuple[dict[str
         # the consumer lives for one batch and polls all the time: a short session lets the
         # group rebalance quickly when a run dies (6 s is also Kafka's minimum)
         "session.timeout.ms": 6000,
+        # librdkafka postpones a partition's next fetch by this much once its prefetch queue is
+        # full (default 1000 ms); a batch reader empties that queue at once and would then wait
+        # out the rest of the second (500k messages: 2.3 s of consume instead of 0.3 s)
+        "fetch.queue.backoff.ms": 10,
         "error_cb": errors.append,
         "logger": source.logger,
     }
@@ -236,9 +240,9 @@ def read_batch(source: StreamingSource) -> pl.DataFrame:
             if not got:  # nothing arrived within the timeout: the batch is complete
                 break
             messages.extend(_good(got, source, servers))
-        frame = _frame(source, messages)
-        if s.group and s.ack and messages:
-            consumer.commit(offsets=_next_offsets(messages), asynchronous=False)
+        frame, next_offsets = _frame(source, messages)
+        if s.group and s.ack and next_offsets:
+            consumer.commit(offsets=next_offsets, asynchronous=False)
     except kafka.KafkaException as exc:
         _raise_client_error(source, servers, errors)
         raise IngestionError(
@@ -249,7 +253,7 @@ def read_batch(source: StreamingSource) -> pl.DataFrame:
     finally:
         consumer.close()
     if not s.group:
-        for tp in _next_offsets(messages):
+        for tp in next_offsets:
             source._positions[f"{tp.topic}:{tp.partition}"] = str(tp.offset)
         if state is not None:
             state.save({"positions": source._positions})
@@ -259,8 +263,11 @@ def read_batch(source: StreamingSource) -> pl.DataFrame:
 
 def _good(messages: list[Any], source: StreamingSource, servers: str) -> list[Any]:
     """The messages that carry data; a per-message error fails the batch (nothing committed)."""
-    from confluent_kafka import KafkaError
+    from confluent_kafka import KafkaError, Message
 
+    flags = list(map(Message.error, messages))
+    if flags.count(None) == len(flags):  # the common case, checked without a Python loop
+        return messages
     out = []
     for message in messages:
         error = message.error()
@@ -276,39 +283,58 @@ def _good(messages: list[Any], source: StreamingSource, servers: str) -> list[An
     return out
 
 
-def _next_offsets(messages: list[Any]) -> list[Any]:
-    """Per partition, the offset after the last message read (what Kafka commits)."""
-    from confluent_kafka import TopicPartition
+def _frame(source: StreamingSource, messages: list[Any]) -> tuple[pl.DataFrame, list[Any]]:
+    """The batch's frame, and per partition the offset after the last message read (what Kafka
+    commits).
 
-    last: dict[tuple[str, int], int] = {}
-    for m in messages:
-        key = (m.topic(), m.partition())
-        last[key] = max(last.get(key, -1), m.offset())
-    return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(last.items())]
-
-
-def _frame(source: StreamingSource, messages: list[Any]) -> pl.DataFrame:
+    Each message attribute is read in one C-level ``map`` pass; ``_id``, the key decoding and the
+    next offsets are computed by polars on those columns, not per message in Python.
+    """
     import polars as pl
+    from confluent_kafka import Message, TopicPartition
 
-    binary_key = source.settings.payload == "bytes"
-    keys = [m.key() for m in messages]
-    stamps = [m.timestamp() for m in messages]
-    meta: dict[str, list[Any]] = {
-        "_stream": [m.topic() for m in messages],
-        "_id": [f"{m.partition()}:{m.offset()}" for m in messages],
-        "_partition": [m.partition() for m in messages],
-        "_offset": [m.offset() for m in messages],
-        "_key": keys
-        if binary_key
-        else [k.decode("utf-8", "replace") if isinstance(k, bytes) else k for k in keys],
-        "_timestamp": [ms if kind else None for kind, ms in stamps],  # kind 0: not available
+    partitions = pl.Series("_partition", list(map(Message.partition, messages)), dtype=pl.Int32)
+    offsets = pl.Series("_offset", list(map(Message.offset, messages)), dtype=pl.Int64)
+    topics = pl.Series("_stream", list(map(Message.topic, messages)), dtype=pl.String)
+    meta: dict[str, Any] = {
+        "_stream": topics,
+        "_id": partitions.cast(pl.String) + ":" + offsets.cast(pl.String),
+        "_partition": partitions,
+        "_offset": offsets,
+        "_key": _keys(list(map(Message.key, messages)), binary=source.settings.payload == "bytes"),
+        # kind 0: the timestamp is not available
+        "_timestamp": [ms if kind else None for kind, ms in map(Message.timestamp, messages)],
     }
     types = {
         "_partition": pl.Int32,
         "_offset": pl.Int64,
-        "_key": pl.Binary if binary_key else pl.String,
+        "_key": meta["_key"].dtype,
         "_timestamp": pl.Int64,
     }
-    frame = messages_to_frame(source, meta, [m.value() or b"" for m in messages], types)
+    values = list(map(Message.value, messages))
+    if None in values:  # a tombstone (no value) is an empty payload
+        values = [value or b"" for value in values]
+    frame = messages_to_frame(source, meta, cast("list[bytes]", values), types)
     stamp = pl.from_epoch("_timestamp", time_unit="ms").cast(pl.Datetime("ms", "UTC"))
-    return frame.with_columns(stamp)
+    last = (
+        pl.DataFrame([topics, partitions, offsets])
+        .group_by("_stream", "_partition")
+        .agg(pl.col("_offset").max())
+        .sort("_stream", "_partition")
+    )
+    next_offsets = [TopicPartition(t, p, o + 1) for t, p, o in last.iter_rows()]
+    return frame.with_columns(stamp), next_offsets
+
+
+def _keys(keys: list[bytes | None], *, binary: bool) -> pl.Series:
+    """The ``_key`` column: Binary, or String (invalid UTF-8 bytes replaced by U+FFFD)."""
+    import polars as pl
+
+    series = pl.Series("_key", keys, dtype=pl.Binary)
+    if binary:
+        return series
+    try:
+        return series.cast(pl.String)
+    except pl.exceptions.PolarsError:  # some key is not UTF-8: decode each, replacing bad bytes
+        decoded = [k.decode("utf-8", "replace") if k is not None else None for k in keys]
+        return pl.Series("_key", decoded, dtype=pl.String)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 
 from data_pipeline.core.errors import ConfigError
 from data_pipeline.core.frames import row_count, to_narwhals
@@ -52,12 +52,24 @@ class StreamingConfig(SourceConfig):
     payload: Literal["json", "text", "bytes"] = "json"
     """How message payloads become columns (NATS, RabbitMQ, MQTT, Kafka): ``json`` objects
     unnested into columns, ``text`` or ``bytes`` as one ``payload`` column."""
+    payload_schema: dict[str, str] = Field(default_factory=dict)
+    """For ``payload: json``: column -> type name (``int64``, ``float64``, ``string``,
+    ``datetime[us, UTC]``, ...). Given, payloads are read as exactly these columns without
+    inferring types (faster; other fields are left out, a missing field is null, a value that
+    does not fit its type is a bad row). Empty (default): types are inferred from every payload."""
     on_bad_rows: Literal["error", "skip", "reject"] = "error"
     """A payload that is not what ``payload`` says: fail, drop, or write to ``reject_path``."""
     reject_path: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     """Extra client settings passed to the platform's client as they are (e.g. librdkafka
     settings for Kafka); secrets in them are masked in metadata."""
+
+    @field_validator("payload_schema")
+    @classmethod
+    def _dtypes(cls, value: dict[str, str]) -> dict[str, str]:
+        from data_pipeline.ingestion._common import check_dtype_name
+
+        return {k: check_dtype_name(v) for k, v in value.items()}
 
 
 class StreamingSource(DataSource):
