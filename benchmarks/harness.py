@@ -27,6 +27,7 @@ BENCHMARKS = {
     "ingest_csv": "benchmarks.ingest_csv",
     "ingest_rest": "benchmarks.ingest_rest",
     "ingest_db": "benchmarks.ingest_db",
+    "ingest_stream": "benchmarks.ingest_stream",
     "transform_chain": "benchmarks.transform_chain",
     "store_postgres": "benchmarks.store_postgres",
     "store_parquet": "benchmarks.store_parquet",
