@@ -55,7 +55,7 @@ class StreamingConfig(SourceConfig):
     payload_schema: dict[str, str] = Field(default_factory=dict)
     """For ``payload: json``: column -> type name (``int64``, ``float64``, ``string``,
     ``datetime[us, UTC]``, ...). Given, payloads are read as exactly these columns without
-    inferring types (faster; other fields are left out, a missing field is null, a value that
+    inferring types (other fields are left out, a missing field is null, a value that
     does not fit its type is a bad row). Empty (default): types are inferred from every payload."""
     on_bad_rows: Literal["error", "skip", "reject"] = "error"
     """A payload that is not what ``payload`` says: fail, drop, or write to ``reject_path``."""
