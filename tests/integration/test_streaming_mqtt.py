@@ -165,6 +165,13 @@ def test_bad_payload(broker: Any, topic: str, tmp_path: Path, mode: str) -> None
         with pytest.raises(ParseError, match="not an object") as info:
             src.ingest()
         assert topic in str(info.value)
+        # MQTT acknowledged the batch as it read it: the batch is kept, nothing is lost
+        (kept,) = tmp_path.glob("*.unprocessed-*.parquet")
+        assert str(kept) in str(info.value)
+        assert pl.read_parquet(kept)["payload"].to_list() == [
+            *(json.dumps({"n": i}).encode() for i in range(3)),
+            b"[1, 2]",
+        ]
         return
     out = src.ingest()
     assert out["n"].to_list() == [0, 1, 2]

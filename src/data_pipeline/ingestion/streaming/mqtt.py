@@ -34,6 +34,7 @@ from urllib.parse import unquote, urlsplit
 from data_pipeline.core.deps import import_optional
 from data_pipeline.core.errors import (
     ConfigError,
+    DataPipelineError,
     IngestionAuthenticationError,
     IngestionConnectionError,
     IngestionError,
@@ -251,6 +252,12 @@ def read_batch(source: StreamingSource) -> pl.DataFrame:
         if client.disconnect() == mqtt.MQTT_ERR_SUCCESS:
             collector.disconnected.wait(_CONNECT_TIMEOUT)
         client.loop_stop()
+        # Close the connection and paho's wake-up socket pair now: paho closes them only in
+        # Client.__del__, and the client sits in a reference cycle with its callbacks, so the
+        # garbage collector may finalize the sockets first (ResourceWarning: unclosed socket).
+        reset = getattr(client, "_reset_sockets", None)
+        if reset is not None:
+            reset()
     if collector.lost is not None:
         source.logger.warning(
             "%s: connection to MQTT broker at %s lost (%s); the batch ends early",
@@ -264,7 +271,37 @@ def read_batch(source: StreamingSource) -> pl.DataFrame:
         "_id": [str(i) for i in range(1, len(rows) + 1)],
         "_retained": [r[2] for r in rows],
     }
-    return messages_to_frame(source, meta, [r[1] for r in rows], {"_retained": pl.Boolean})
+    payloads = [r[1] for r in rows]
+    try:
+        return messages_to_frame(source, meta, payloads, {"_retained": pl.Boolean})
+    except DataPipelineError as exc:  # already acknowledged: keep the batch, lose nothing
+        kept = _keep_batch(source, meta, payloads)
+        raise type(exc)(
+            f"{exc.detail}; the batch's {len(rows)} messages were already acknowledged "
+            f"(MQTT acknowledges as it reads) and are kept in {str(kept)!r}",
+            component=exc.component,
+            hint=exc.hint,
+        ) from exc
+
+
+def _keep_batch(source: StreamingSource, meta: dict[str, list[Any]], payloads: list[bytes]) -> Any:
+    """Write an acknowledged batch that could not be turned into a frame to a Parquet file
+    (the meta columns and the raw payloads), beside ``reject_path`` or under
+    ``.data_pipeline/rejects/``; return its path."""
+    import datetime as dt
+    from pathlib import Path
+
+    import polars as pl
+
+    s = source.settings
+    folder = Path(s.reject_path).parent if s.reject_path else Path(".data_pipeline") / "rejects"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    path = folder / f"{source.name}.unprocessed-{stamp}.parquet"
+    frame = pl.DataFrame(meta).with_columns(pl.Series("payload", payloads, dtype=pl.Binary))
+    frame.write_parquet(path)
+    source.current_operation.details["unprocessed_path"] = str(path)
+    return path
 
 
 def _connected(collector: _Collector, source: StreamingSource, where: str) -> None:
