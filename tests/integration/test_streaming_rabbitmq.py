@@ -27,9 +27,8 @@ from data_pipeline.core.errors import (
     ParseError,
 )
 from data_pipeline.ingestion.streaming import StreamingSource
-from data_pipeline.processing import ProcessingPipeline, StreamProcessor, WindowedAggregator
 from tests.conftest import require_service
-from tests.unit.processing.oracle import assert_same, duck
+from tests.integration.stream_windows import assert_windows_match_sql, sensor_readings
 
 URL = "amqp://guest:guest@127.0.0.1:5672/"
 DOC = Path(__file__).resolve().parents[2] / "docs" / "ingestion.md"
@@ -297,49 +296,9 @@ def test_host_port_and_options(broker: Broker) -> None:
 
 def test_batches_feed_a_windowed_stream_processor(broker: Broker) -> None:
     queue = broker.queue()
-    t0 = dt.datetime(2024, 6, 1, 12, 0)
-    sent = [
-        {
-            "ts": (t0 + dt.timedelta(seconds=13 * k)).isoformat(),
-            "sensor": f"s{k % 3}",
-            "value": float((k * 7) % 11),
-        }
-        for k in range(57)
-    ]
+    sent = sensor_readings()
     broker.publish(queue, sent)
-    windows = WindowedAggregator(
-        name="w",
-        config={
-            "time_column": "ts",
-            "window": "1m",
-            "group_by": "sensor",
-            "aggregations": {"value": ["sum", "max"], "*": "count"},
-        },
-    )
-    stream = StreamProcessor(
-        name="live",
-        config={"emit": "final"},
-        pipeline=ProcessingPipeline("p").add_processor(windows),
-    )
-    src = rabbit_source(queue, max_messages=10)
-    live = (
-        batch.select("ts", "sensor", "value").with_columns(pl.col("ts").str.to_datetime())
-        for batch in src.batches()
-    )
-    outputs = list(stream.process_stream(live))
-    assert stream.progress["batches"] == 6 and stream.progress["rows_in"] == 57
-    emitted = pl.concat([o for o in outputs if o.height], how="vertical_relaxed")
-    expected = duck(
-        """select sensor,
-              time_bucket(interval '1 minute', ts::timestamp, timestamp '1970-01-01') as window_start,
-              time_bucket(interval '1 minute', ts::timestamp, timestamp '1970-01-01')
-                  + interval '1 minute' as window_end,
-              sum(value) as value_sum, max(value) as value_max, count(*) as "count"
-           from t group by all""",
-        t=pl.DataFrame(sent),
-    )
-    assert_same(emitted, expected)
-    assert emitted.select("sensor", "window_start").is_duplicated().sum() == 0
+    assert_windows_match_sql(rabbit_source(queue, max_messages=10), sent)
 
 
 # -- the docs example ----------------------------------------------------------------------------
