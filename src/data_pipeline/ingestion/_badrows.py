@@ -9,7 +9,6 @@ quoted field spanning several lines stays one record (its line is the record's f
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from data_pipeline.core.errors import ParseError
@@ -231,10 +230,9 @@ def read_checked(source: FileSystemSource, files: list[str], fmt: str = "csv") -
     if source.settings.on_bad_rows == "skip":
         op.details["rows_skipped"] = rejected.height
     elif rejected.height:
-        path = Path(
-            source.settings.reject_path or Path(".data_pipeline") / "rejects" / f"{source.name}.csv"
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from data_pipeline.ingestion._common import reject_file
+
+        path = reject_file(source.name, source.settings.reject_path)
         rejected.write_csv(path)
         op.details["reject_path"] = str(path)
     if rejected.height:

@@ -317,6 +317,18 @@ def json_to_frame(
     return frame
 
 
+def reject_file(source_name: str, reject_path: str | None) -> Path:
+    """Where a source writes rejected rows: ``reject_path``, else
+    ``.data_pipeline/rejects/<source name>.csv`` (its folder is created)."""
+    path = (
+        Path(reject_path)
+        if reject_path
+        else Path(".data_pipeline") / "rejects" / f"{source_name}.csv"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 class StateStore:
     """Incremental state kept in a small JSON file, written atomically.
 

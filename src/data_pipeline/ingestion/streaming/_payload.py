@@ -20,24 +20,17 @@ rows_rejected.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from data_pipeline.core.errors import ParseError
+from data_pipeline.ingestion._common import reject_file
 
 if TYPE_CHECKING:
     import polars as pl
 
     from data_pipeline.ingestion.streaming.source import StreamingSource
 
-__all__ = ["empty_frame", "messages_to_frame"]
-
-
-def empty_frame(meta: dict[str, Any]) -> pl.DataFrame:
-    """The frame of an empty batch: just the metadata columns, typed."""
-    import polars as pl
-
-    return pl.DataFrame({name: pl.Series(name, [], dtype=dtype) for name, dtype in meta.items()})
+__all__ = ["messages_to_frame"]
 
 
 def messages_to_frame(
@@ -77,23 +70,24 @@ def messages_to_frame(
             decoded = [_utf8_or_none(p) for p in payloads]
             bad = [(i, "payload is not valid UTF-8") for i, v in enumerate(decoded) if v is None]
             text = pl.Series("payload", decoded, dtype=pl.String)
-        return _route_bad(source, head.with_columns(text), head, payloads, bad)
+        return _without_bad(source, head.with_columns(text), head, payloads, bad)
     schema = _schema(source)
     body = _parse_json(payloads, schema)
     if body is not None:
         return pl.concat([head, body], how="horizontal")
     bad = _find_bad_json(payloads, schema)
-    keep = sorted(set(range(len(payloads))) - {i for i, _ in bad})
-    parsed = _parse_json([payloads[i] for i in keep], schema) if keep else pl.DataFrame()
+    dropped = {i for i, _ in bad}
+    kept = [p for i, p in enumerate(payloads) if i not in dropped]
+    parsed = _parse_json(kept, schema) if kept else pl.DataFrame()
     if parsed is None:  # pragma: no cover - every kept payload parsed on its own
         raise ParseError(
-            f"{len(keep)} payloads parse one by one but not together",
+            f"{len(kept)} payloads parse one by one but not together",
             component=source.label,
             hint="report this with the payloads; set payload: text to read them as they are",
         )
-    good_head = head[keep] if keep else head.clear()
-    good = pl.concat([good_head, parsed], how="horizontal") if parsed.width else good_head
-    return _route_bad(source, good, head, payloads, bad)
+    # the rows of ``head`` and ``parsed`` line up once the bad payloads' rows are gone
+    good_head = _without_bad(source, head, head, payloads, bad)
+    return pl.concat([good_head, parsed], how="horizontal") if parsed.width else good_head
 
 
 def _utf8_or_none(payload: bytes) -> str | None:
@@ -185,17 +179,19 @@ def _find_bad_json(
     return bad
 
 
-def _route_bad(
+def _without_bad(
     source: StreamingSource,
-    good: pl.DataFrame,
+    frame: pl.DataFrame,
     head: pl.DataFrame,
     payloads: list[bytes],
     bad: list[tuple[int, str]],
 ) -> pl.DataFrame:
+    """``frame`` (one row per message) without the ``bad`` messages' rows, after following
+    ``on_bad_rows`` for them: raise (error), count (skip) or write them to the reject file."""
     import polars as pl
 
     if not bad:
-        return good
+        return frame
     op = source.current_operation
     s = source.settings
     first_index, first_reason = bad[0]
@@ -208,10 +204,6 @@ def _route_bad(
             hint="fix the producer, set 'payload: text' or 'bytes' to take payloads as they "
             "are, or set on_bad_rows: skip or reject",
         )
-    # Note: bad rows are dropped from ``good`` by the caller's slicing (json) or here (text).
-    if s.payload == "text":
-        drop = {i for i, _ in bad}
-        good = good[[i for i in range(good.height) if i not in drop]]
     op.rows_rejected = len(bad)
     if s.on_bad_rows == "skip":
         op.details["rows_skipped"] = len(bad)
@@ -224,8 +216,7 @@ def _route_bad(
                 "raw": [payloads[i].decode("utf-8", "replace") for i, _ in bad],
             }
         )
-        path = Path(s.reject_path or Path(".data_pipeline") / "rejects" / f"{source.name}.csv")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = reject_file(source.name, s.reject_path)
         if path.exists() and path.stat().st_size:  # batches append to one reject file
             with path.open("ab") as handle:
                 rejected.write_csv(handle, include_header=False)
@@ -240,4 +231,5 @@ def _route_bad(
         where,
         first_reason,
     )
-    return good
+    dropped = pl.Series([i for i, _ in bad], dtype=pl.UInt32)
+    return frame.with_row_index("_row").filter(~pl.col("_row").is_in(dropped)).drop("_row")

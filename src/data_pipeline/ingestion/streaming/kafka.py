@@ -29,7 +29,6 @@ from data_pipeline.core.errors import (
     IngestionTimeoutError,
     InputNotFoundError,
 )
-from data_pipeline.ingestion._common import StateStore
 from data_pipeline.ingestion.streaming._payload import messages_to_frame
 
 if TYPE_CHECKING:
@@ -176,17 +175,18 @@ def _assign(consumer: Any, source: StreamingSource, metadata: Any, topics: list[
     from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
     latest = _reset(source) == "latest"
+    positions = source.positions()
     assignment = []
     for topic in topics:
         for partition in sorted(metadata.topics[topic].partitions):
             key = f"{topic}:{partition}"
-            known = source._positions.get(key)
+            known = positions.get(key)
             if known is not None:
                 offset = int(known)
             elif latest:  # pin "latest" now, so messages of the next batches are not missed
                 tp = TopicPartition(topic, partition)
                 offset = consumer.get_watermark_offsets(tp, timeout=_CONNECT_TIMEOUT)[1]
-                source._positions[key] = str(offset)
+                positions[key] = str(offset)
             else:
                 offset = OFFSET_BEGINNING
             assignment.append(TopicPartition(topic, partition, offset))
@@ -199,9 +199,6 @@ def read_batch(source: StreamingSource) -> pl.DataFrame:
     s = source.settings
     errors: list[Any] = []
     config, servers = _client_config(source, errors)
-    state = StateStore(s.state_path) if s.state_path and not s.group else None
-    if state is not None and not source._positions:
-        source._positions = {k: str(v) for k, v in state.load().get("positions", {}).items()}
     try:
         consumer = kafka.Consumer(config)
     except (kafka.KafkaException, ValueError, TypeError) as exc:
@@ -253,10 +250,10 @@ def read_batch(source: StreamingSource) -> pl.DataFrame:
     finally:
         consumer.close()
     if not s.group:
+        positions = source.positions()
         for tp in next_offsets:
-            source._positions[f"{tp.topic}:{tp.partition}"] = str(tp.offset)
-        if state is not None:
-            state.save({"positions": source._positions})
+            positions[f"{tp.topic}:{tp.partition}"] = str(tp.offset)
+        source.save_positions()
     source.current_operation.details["messages"] = len(messages)
     return frame
 

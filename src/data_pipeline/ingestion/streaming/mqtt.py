@@ -40,6 +40,7 @@ from data_pipeline.core.errors import (
     IngestionError,
     IngestionTimeoutError,
 )
+from data_pipeline.ingestion._common import reject_file
 from data_pipeline.ingestion.streaming._payload import messages_to_frame
 
 if TYPE_CHECKING:
@@ -289,13 +290,11 @@ def _keep_batch(source: StreamingSource, meta: dict[str, list[Any]], payloads: l
     (the meta columns and the raw payloads), beside ``reject_path`` or under
     ``.data_pipeline/rejects/``; return its path."""
     import datetime as dt
-    from pathlib import Path
 
     import polars as pl
 
     s = source.settings
-    folder = Path(s.reject_path).parent if s.reject_path else Path(".data_pipeline") / "rejects"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = reject_file(source.name, s.reject_path).parent
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     path = folder / f"{source.name}.unprocessed-{stamp}.parquet"
     frame = pl.DataFrame(meta).with_columns(pl.Series("payload", payloads, dtype=pl.Binary))

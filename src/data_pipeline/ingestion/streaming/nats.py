@@ -37,7 +37,6 @@ from data_pipeline.core.errors import (
     InputNotFoundError,
     UnsupportedOperationError,
 )
-from data_pipeline.ingestion._common import StateStore
 from data_pipeline.ingestion.streaming._payload import messages_to_frame
 
 if TYPE_CHECKING:
@@ -335,17 +334,13 @@ async def _read_ordered(
 
     s = source.settings
     key = ",".join(subjects)
-    state = StateStore(s.state_path) if s.state_path else None
-    if state is not None and key not in source._positions:
-        saved = state.load().get("positions", {})
-        if key in saved:
-            source._positions[key] = str(saved[key])
-    position = source._positions.get(key)
+    positions = source.positions()
+    position = positions.get(key)
     after = int(position) if position is not None else _start_sequence(source)
     if after is None:  # '$': new messages are those after the last one stored now
         info = await js.stream_info(stream_name)
         after = int(info.state.last_seq)
-        source._positions[key] = str(after)
+        positions[key] = str(after)
     config = ConsumerConfig(
         ack_policy=AckPolicy.NONE,
         deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
@@ -366,10 +361,9 @@ async def _read_ordered(
         with contextlib.suppress(nats.js.errors.Error):  # else inactive_threshold removes it
             await js.delete_consumer(stream_name, config.name)
     if messages:
-        source._positions[key] = str(messages[-1].metadata.sequence.stream)
-    if state is not None and key in source._positions:
-        state.save({"positions": {**state.load().get("positions", {}), **source._positions}})
-    source.current_operation.details["position"] = source._positions.get(key)
+        positions[key] = str(messages[-1].metadata.sequence.stream)
+    source.save_positions()
+    source.current_operation.details["position"] = positions.get(key)
     return frame
 
 

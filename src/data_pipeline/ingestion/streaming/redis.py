@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from data_pipeline.core.deps import import_optional
 from data_pipeline.core.errors import IngestionAuthenticationError, IngestionConnectionError
-from data_pipeline.ingestion._common import StateStore, flatten_structs
+from data_pipeline.ingestion._common import flatten_structs
 
 if TYPE_CHECKING:
     import polars as pl
@@ -43,9 +43,7 @@ def read_batch(source: StreamingSource) -> pl.DataFrame:
     s = source.settings
     streams = [s.stream] if isinstance(s.stream, str) else list(s.stream)
     client = _client(source)
-    state = StateStore(s.state_path) if s.state_path and not s.group else None
-    if state is not None and not source._positions:
-        source._positions = dict(state.load().get("positions", {}))
+    positions = source.positions()
     rows: list[dict[str, Any]] = []
     block = int(s.timeout * 1000) or None  # Redis treats BLOCK 0 as "forever": never send it
     try:
@@ -63,7 +61,7 @@ def read_batch(source: StreamingSource) -> pl.DataFrame:
                     s.group, s.consumer, dict.fromkeys(streams, ">"), count=count, block=block
                 )
             else:
-                ids = {st: source._positions.get(st, s.start_id) for st in streams}
+                ids = {st: positions.get(st, s.start_id) for st in streams}
                 reply = client.xread(ids, count=count, block=block)
             got = 0
             for stream, entries in reply or []:
@@ -71,7 +69,7 @@ def read_batch(source: StreamingSource) -> pl.DataFrame:
                     rows.append({"_stream": stream, "_id": entry_id, **fields})
                     got += 1
                 if entries and not s.group:
-                    source._positions[stream] = entries[-1][0]
+                    positions[stream] = entries[-1][0]
             if not got:  # nothing arrived within the timeout: the batch is complete
                 break
         if s.group and s.ack and rows:
@@ -94,8 +92,8 @@ def read_batch(source: StreamingSource) -> pl.DataFrame:
         ) from None
     finally:
         client.close()
-    if state is not None:
-        state.save({"positions": source._positions})
+    if not s.group:
+        source.save_positions()
     source.current_operation.details["messages"] = len(rows)
     if not rows:
         return pl.DataFrame(schema={"_stream": pl.String, "_id": pl.String})

@@ -9,6 +9,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 
 from data_pipeline.core.errors import ConfigError
 from data_pipeline.core.frames import row_count, to_narwhals
+from data_pipeline.ingestion._common import StateStore
 from data_pipeline.ingestion.base import DataSource, SourceConfig
 
 __all__ = ["StreamingConfig", "StreamingSource"]
@@ -97,6 +98,24 @@ class StreamingSource(DataSource):
     def __init__(self, name: str, config: Any = None) -> None:
         super().__init__(name, config)
         self._positions: dict[str, str] = {}
+        self._positions_loaded = False
+
+    def positions(self) -> dict[str, str]:
+        """Where a read without a group continues: key (stream, ``topic:partition``, subjects)
+        -> the last id / next offset / last sequence read, as text. Kept in memory across
+        ``ingest()`` calls and, with ``state_path``, loaded from that file once (the platform
+        modules update the dict and call :meth:`save_positions` after a batch)."""
+        if not self._positions_loaded:
+            self._positions_loaded = True
+            if self.settings.state_path:
+                saved = StateStore(self.settings.state_path).load().get("positions", {})
+                self._positions = {**{k: str(v) for k, v in saved.items()}, **self._positions}
+        return self._positions
+
+    def save_positions(self) -> None:
+        """Write :meth:`positions` to ``state_path`` (no-op without one)."""
+        if self.settings.state_path:
+            StateStore(self.settings.state_path).save({"positions": self.positions()})
 
     @property
     def port(self) -> int:
