@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from data_pipeline.core.errors import ConfigError
-from data_pipeline.core.secrets import register_secret
+from data_pipeline.core.secrets import register_secrets_in
 
 __all__ = [
     "ConfigModel",
@@ -108,26 +108,8 @@ def validate_config(
             component=component,
             hint=f"the keys {model.__name__} accepts are: {', '.join(allowed)}",
         ) from None
-    _register_secrets(validated)
+    register_secrets_in(validated)
     return validated
-
-
-def _register_secrets(value: Any, key: object = None) -> None:
-    from data_pipeline.core.secrets import is_secret_key
-
-    if isinstance(value, SecretStr):
-        register_secret(value)
-    elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            _register_secrets(getattr(value, name), name)
-    elif isinstance(value, Mapping):
-        for k, v in value.items():
-            _register_secrets(v, k)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            _register_secrets(v)
-    elif isinstance(value, str) and is_secret_key(key):
-        register_secret(value)
 
 
 _ENV = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")

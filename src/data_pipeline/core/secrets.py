@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "redact_text",
     "redact_url",
     "register_secret",
+    "register_secrets_in",
 ]
 
 MASK = "***"
@@ -89,6 +90,30 @@ def register_secret(value: object) -> None:
         _secret_values.update(candidates)
         ordered = sorted(_secret_values, key=len, reverse=True)
         _pattern = re.compile("|".join(_secret_pattern(v) for v in ordered))
+
+
+def register_secrets_in(
+    value: Any, key: object = None, *, secret_keys: Collection[str] = ()
+) -> None:
+    """Register every secret found in ``value`` (a config: dicts, lists, pydantic models).
+
+    A value is secret when it is a ``SecretStr``, or a string under a key that
+    :func:`is_secret_key` recognises or that is one of ``secret_keys`` (names that are secret
+    only in one place, such as s3fs's ``key``, the access key id).
+    """
+    if hasattr(value, "get_secret_value"):
+        register_secret(value)
+    elif hasattr(type(value), "model_fields"):  # a pydantic model
+        for name in type(value).model_fields:
+            register_secrets_in(getattr(value, name), name, secret_keys=secret_keys)
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            register_secrets_in(v, k, secret_keys=secret_keys)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            register_secrets_in(v, key, secret_keys=secret_keys)
+    elif isinstance(value, str) and (is_secret_key(key) or key in secret_keys):
+        register_secret(value)
 
 
 def _secret_pattern(value: str) -> str:

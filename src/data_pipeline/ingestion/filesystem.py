@@ -34,7 +34,7 @@ from data_pipeline.core.errors import (
     ParseError,
     UnsupportedOperationError,
 )
-from data_pipeline.core.secrets import is_secret_key, redact_text, redact_url, register_secret
+from data_pipeline.core.secrets import redact_text, redact_url, register_secrets_in
 from data_pipeline.ingestion._common import StateStore, check_dtype_name, json_to_frame, parse_dtype
 from data_pipeline.ingestion.base import DataSource, SourceConfig
 
@@ -349,18 +349,23 @@ class FileSystemSource(DataSource):
         return {"storage_options": options or None}
 
     def _serves_ranges(self, url: str) -> bool:
-        """Whether an HTTP server answers byte-range requests (polars' reader needs them)."""
-        if url not in self._ranges:
+        """Whether the HTTP server of ``url`` answers byte-range requests (polars' reader needs
+        them). Asked once per server (one HEAD request), not once per file."""
+        import urllib.parse
+
+        parts = urllib.parse.urlsplit(url)
+        server = f"{parts.scheme}://{parts.netloc}"
+        if server not in self._ranges:
             import urllib.request
 
             request = urllib.request.Request(url, method="HEAD")
             try:
                 with urllib.request.urlopen(request, timeout=30) as response:
                     ranges = str(response.headers.get("Accept-Ranges", "")).lower()
-                self._ranges[url] = ranges == "bytes"
+                self._ranges[server] = ranges == "bytes"
             except Exception:  # reading through fsspec then reports the real error
-                self._ranges[url] = False
-        return self._ranges[url]
+                self._ranges[server] = False
+        return self._ranges[server]
 
     @contextmanager
     def _remote_errors(self, url: str) -> Iterator[None]:
@@ -807,25 +812,17 @@ def _gcs_emulated(options: Mapping[str, Any]) -> bool:
     return bool(endpoint) and "googleapis.com" not in endpoint
 
 
-def _register_option_secrets(options: Any, key: object = None) -> None:
+def _register_option_secrets(options: Mapping[str, Any]) -> None:
     """Remember credential values in ``storage_options`` so no message or metadata shows them.
 
     s3fs names the access key id just ``key``, which the generic secret-key pattern does not
-    catch; it is treated as secret here, as are ``secret``, ``token``, ``password`` and every
-    key :func:`is_secret_key` knows.
+    catch; here it is secret, as are ``secret``, ``token`` and ``password``. Settings that
+    share those keys but are not credentials (gcsfs ``token: anon``) are left out.
     """
-    if isinstance(options, Mapping):
-        for k, v in options.items():
-            _register_option_secrets(v, k)
-    elif isinstance(options, (list, tuple)):
-        for v in options:
-            _register_option_secrets(v, key)
-    elif (
-        isinstance(options, str)
-        and options not in _NOT_SECRET_OPTIONS
-        and (key in ("key", "secret", "token", "password") or is_secret_key(key))
-    ):
-        register_secret(options)
+    credentials = {
+        k: v for k, v in options.items() if not (isinstance(v, str) and v in _NOT_SECRET_OPTIONS)
+    }
+    register_secrets_in(credentials, secret_keys=("key", "secret", "token", "password"))
 
 
 def _info_or_none(fs: Any, path: str) -> dict[str, Any] | None:
