@@ -175,20 +175,31 @@ def test_joining_two_streaming_data_sets_is_refused(tmp_path: Path) -> None:
         validate_follow(load_pipeline(path))
 
 
-def test_joins_and_lookups_name_data_sets_of_the_file(tmp_path: Path) -> None:
-    """What a followed pipeline uses to join static data: also in a plain `run`."""
-    from data_pipeline.pipeline import run_pipeline
+ORDERS_AND_USERS = """
+sources:
+  orders: {type: FileSystemSource, config: {path: orders.csv}}
+  users: {type: FileSystemSource, config: {path: users.csv}}
+"""
 
+
+def _orders_and_users(tmp_path: Path) -> None:
+    """Orders of users u1, u2 and u9 (who has no user row), and the users u1 and u2."""
     (tmp_path / "orders.csv").write_text(
         "user_id,amount\nu1,2.5\nu2,4.0\nu1,1.0\nu9,3.0\n", encoding="utf-8"
     )
     (tmp_path / "users.csv").write_text("user_id,region\nu1,north\nu2,south\n", encoding="utf-8")
+
+
+def test_joins_and_lookups_name_data_sets_of_the_file(tmp_path: Path) -> None:
+    """What a followed pipeline uses to join static data: also in a plain `run`."""
+    from data_pipeline.pipeline import run_pipeline
+
+    _orders_and_users(tmp_path)
     path = _write(
         tmp_path,
-        """
-        sources:
-          orders: {type: FileSystemSource, config: {path: orders.csv}}
-          users: {type: FileSystemSource, config: {path: users.csv}}
+        ORDERS_AND_USERS
+        + textwrap.dedent(
+            """
         processing:
           joined:
             input: orders
@@ -202,7 +213,8 @@ def test_joins_and_lookups_name_data_sets_of_the_file(tmp_path: Path) -> None:
                 config:
                   lookups:
                     - {reference: users, "on": user_id, defaults: {region: unknown}}
-        """,
+        """
+        ),
     )
     result = run_pipeline(path)
     joined = to_polars(result.data["joined"]).sort("amount")
@@ -250,16 +262,12 @@ def test_a_join_of_an_unknown_data_set_fails_at_load(tmp_path: Path, step: str, 
 def test_dashboard_command_recomputes_a_join_from_stored_data(tmp_path: Path) -> None:
     from data_pipeline.pipeline import render_dashboards, run_pipeline
 
-    (tmp_path / "orders.csv").write_text(
-        "user_id,amount\nu1,2.5\nu2,4.0\nu1,1.0\n", encoding="utf-8"
-    )
-    (tmp_path / "users.csv").write_text("user_id,region\nu1,north\nu2,south\n", encoding="utf-8")
+    _orders_and_users(tmp_path)
     path = _write(
         tmp_path,
-        """
-        sources:
-          orders: {type: FileSystemSource, config: {path: orders.csv}}
-          users: {type: FileSystemSource, config: {path: users.csv}}
+        ORDERS_AND_USERS
+        + textwrap.dedent(
+            """
         storage:
           lake:
             type: FileSystemStorage
@@ -278,7 +286,8 @@ def test_dashboard_command_recomputes_a_join_from_stored_data(tmp_path: Path) ->
             path: d.html
             visualizations:
               - {type: Table, name: totals, data: by_region}
-        """,
+        """
+        ),
     )
     run_pipeline(path)
     (tmp_path / "d.html").unlink()
