@@ -436,9 +436,7 @@ class DataWarehouseStorage(StorageSystem):
         with self.connect() as con:
             if self._columns(con, STATE_TABLE) is None:
                 return None
-            rows = con.execute(
-                _dollar(self._state_table().select_sql()), {"name": name}
-            ).fetchall()
+            rows = con.execute(_dollar(self._state_table().select_sql()), {"name": name}).fetchall()
         if not rows:
             return None
         row = rows[0]
