@@ -54,8 +54,7 @@ class MessageLog:
     """Append-only, fsynced, segmented; see the module docstring."""
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder = Path(folder)  # created at the first append
         self.next_sequence = 1
         self._handle: object | None = None
         self._segment: Path | None = None
@@ -145,6 +144,7 @@ class MessageLog:
 
     def _roll(self) -> None:
         self.close()
+        self.folder.mkdir(parents=True, exist_ok=True)
         self._segment = self.folder / f"log-{self.next_sequence:020d}.bin"
         self._handle = open(self._segment, "ab")  # noqa: SIM115 - kept open across appends
         self._size = self._segment.stat().st_size
@@ -167,6 +167,7 @@ class MessageLog:
 
     def acknowledge(self, sequence: int) -> None:
         """Everything up to ``sequence`` is done: remember it, delete whole segments before it."""
+        self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / "acknowledged"
         tmp = self.folder / ".acknowledged.tmp"
         tmp.write_text(str(sequence))
