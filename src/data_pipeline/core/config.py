@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from data_pipeline.core.errors import ConfigError
-from data_pipeline.core.secrets import register_secrets_in
+from data_pipeline.core.secrets import is_secret_key, register_secret, register_secrets_in
 
 __all__ = [
     "ConfigModel",
@@ -74,8 +74,6 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
 
 
 def _looks_secret(path: str) -> bool:
-    from data_pipeline.core.secrets import is_secret_key
-
     return is_secret_key(path.rsplit(".", 1)[-1])
 
 
@@ -130,6 +128,8 @@ def interpolate_env(value: Any, *, path: str = "", environ: Mapping[str, str] | 
                 return match.group(0)
             name, default = match.group("name"), match.group("default")
             if name in env:
+                if is_secret_key(name):  # ${API_TOKEN}, ${DB_PASSWORD}: masked wherever shown
+                    register_secret(env[name])
                 return env[name]
             if default is not None:
                 return default
