@@ -507,9 +507,9 @@ class HttpClient:
         clean_url = url.copy_with(userinfo=b"", query=None).copy_merge_params(kept)
         headers = {k: v for k, v in request.headers.items() if not self._is_secret_header(k)}
         headers.pop("host", None)
-        return httpx.Request(
-            request.method, clean_url, headers=headers, content=request.content or None
-        )
+        headers.pop("content-length", None)
+        body = request.read() if request.method not in ("GET", "HEAD") else b""
+        return httpx.Request(request.method, clean_url, headers=headers, content=body or None)
 
     def _read_body(self, response: httpx.Response, shown: str) -> None:
         """Read the body, at most ``max_body_size`` bytes; the deadline bounds every read."""
