@@ -75,7 +75,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         route(self, query)
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _route
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _route
 
 
 @contextmanager

@@ -41,6 +41,8 @@ class Operation:
     rows_out: int | None = None
     rows_rejected: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: per-call inputs the component's hooks share (never on ``self``; not in metadata)
+    context: Any = None
 
 
 class Component:

@@ -31,7 +31,7 @@ import re
 import threading
 from collections.abc import Collection, Mapping
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 __all__ = [
     "MASK",
@@ -44,6 +44,7 @@ __all__ = [
     "register_secret",
     "register_secrets_in",
     "scrub_exception",
+    "stand_in_for",
 ]
 
 MASK = "***"
@@ -125,6 +126,9 @@ def register_secret(value: object) -> None:
         decoded = unquote(value)
         if len(decoded) >= 4:
             candidates.add(decoded)
+    encoded = quote(value, safe="")  # as it stands in a URL
+    if encoded != value:
+        candidates.add(encoded)
     with _lock:
         if candidates <= _secret_values:
             return
@@ -192,7 +196,8 @@ _URL_USERINFO = re.compile(
 )
 # ?name=value / &name=value / ;name=value (also at the start of a text: a form body)
 _QUERY_PAIR = re.compile(
-    r"(?P<pre>(?:^|[?&;])(?P<name>[^=&;#\s'\"<>?]{1,100})=)(?P<val>[^&;#\s'\"<>]*)"
+    r"(?P<pre>(?:^|[?&;])(?P<name>[^=&;#\s'\"<>?]{1,100})=)"
+    r"(?P<val>[^&;#\s'\"<>]*?)(?=[:,.)]*(?:[&;#\s'\"<>]|$))"  # a trailing ':' or '.' is prose
 )
 # 'name': 'value', "name": "value", (b'name', b'value'), name='value'
 _QUOTED_PAIR = re.compile(
@@ -333,15 +338,21 @@ def scrub_exception(exc: BaseException | None, _seen: set[int] | None = None) ->
                 continue
             scrub_exception(linked, seen)
             if not _clean(linked):
-                stand_in = RedactedError(
-                    f"{type(linked).__qualname__}: {redact_text(_text_of(linked))}"
-                )
-                stand_in.__traceback__ = linked.__traceback__
-                stand_in.__cause__ = linked.__cause__
-                stand_in.__context__ = linked.__context__
-                stand_in.__suppress_context__ = linked.__suppress_context__
-                setattr(exc, attr, stand_in)
+                setattr(exc, attr, stand_in_for(linked))
         exc = None
+
+
+def stand_in_for(exc: BaseException) -> BaseException:
+    """``exc`` itself when its text is clean, else a :class:`RedactedError` with the cleaned
+    text, the same traceback and the same chained causes."""
+    if _clean(exc):
+        return exc
+    stand_in = RedactedError(f"{type(exc).__qualname__}: {redact_text(_text_of(exc))}")
+    stand_in.__traceback__ = exc.__traceback__
+    stand_in.__cause__ = exc.__cause__
+    stand_in.__context__ = exc.__context__
+    stand_in.__suppress_context__ = exc.__suppress_context__
+    return stand_in
 
 
 def _text_of(exc: BaseException) -> str:
@@ -403,5 +414,9 @@ def redact_record(record: logging.LogRecord) -> None:
         record.msg = cleaned
         record.args = None
     if record.exc_info and record.exc_info[1] is not None:
-        scrub_exception(record.exc_info[1])
+        exc = record.exc_info[1]
+        scrub_exception(exc)
+        shown = stand_in_for(exc)
+        if shown is not exc:
+            record.exc_info = (type(shown), shown, exc.__traceback__)
         record.exc_text = None
