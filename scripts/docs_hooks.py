@@ -17,6 +17,7 @@ description is logged as one, so the reference cannot fall behind the code.
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import re
 import sys
@@ -72,7 +73,7 @@ class _Tables:
 
     def description(self, model: type, name: str) -> str:
         for klass in model.__mro__:
-            if name in klass.__dict__.get("__annotations__", {}):
+            if name in inspect.get_annotations(klass):
                 try:
                     member = self._griffe_class(klass).members.get(name)
                 except KeyError:
@@ -244,7 +245,10 @@ def _cli_help() -> str:
     for args in [[], *[[name] for name in names]]:
         out = subprocess.run(
             [sys.executable, "-c", "from data_pipeline.cli import main; main()", *args, "--help"],
-            capture_output=True, text=True, env=env, check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
         ).stdout
         text = "\n".join(line.rstrip() for line in out.strip("\n").splitlines())
         parts.append((" ".join(["data-pipeline", *args]), text))

@@ -22,7 +22,9 @@ def test_version_options_print_the_installed_version(args: list[str]) -> None:
 def test_version_through_the_console_entry_point() -> None:
     out = subprocess.run(
         [sys.executable, "-c", "from data_pipeline.cli import main; main()", "--version"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.strip() == f"data-pipeline {version('data-pipeline')}"
 

@@ -30,8 +30,9 @@ def test_every_layer_has_docstring_examples(layer: str) -> None:
 
 
 def test_pytest_collects_the_package_doctests() -> None:
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     options = tomllib.loads(
         (Path(data_pipeline.__file__).parents[2] / "pyproject.toml").read_text()
@@ -41,7 +42,8 @@ def test_pytest_collects_the_package_doctests() -> None:
 
 
 @pytest.mark.parametrize(
-    ("layer", "name"), [(layer, name) for layer, names in sorted(EXPECTED.items()) for name in sorted(names)]
+    ("layer", "name"),
+    [(layer, name) for layer, names in sorted(EXPECTED.items()) for name in sorted(names)],
 )
 def test_every_spec_class_has_a_runnable_example(layer: str, name: str) -> None:
     cls = getattr(importlib.import_module(f"data_pipeline.{layer}"), name)
