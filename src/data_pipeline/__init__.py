@@ -9,4 +9,16 @@ from data_pipeline.core import log as _log  # noqa: F401  (cleans secrets from l
 from data_pipeline.core.errors import DataPipelineError
 
 __all__ = ["DataPipelineError", "__version__"]
-__version__ = "0.1.0"
+
+
+def _version() -> str:
+    """The installed distribution's version (one source: pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("data-pipeline")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()
