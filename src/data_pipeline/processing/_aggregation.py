@@ -21,6 +21,7 @@ from typing import Any
 
 import narwhals as nw
 
+from data_pipeline.core.engines import engine_of
 from data_pipeline.core.errors import ConfigError, UnsupportedOperationError
 
 __all__ = [
@@ -197,13 +198,6 @@ def agg_expr(plan: AggPlan) -> nw.Expr:
     return expr.alias(plan.output)
 
 
-def _engine(frame: Any) -> str:
-    name = str(frame.implementation).lower().split(".")[-1]
-    if name == "polars" and isinstance(frame, nw.LazyFrame):
-        return "polars-lazy"
-    return name
-
-
 def check_engine_support(frame: Any, plans: Sequence[AggPlan], component: str | None) -> None:
     """Raise UnsupportedOperationError for aggregations the frame's engine cannot compute."""
     if not isinstance(frame, nw.LazyFrame):
@@ -211,7 +205,7 @@ def check_engine_support(frame: Any, plans: Sequence[AggPlan], component: str | 
     for plan in plans:
         if plan.func in _ORDERED and not plan.order_by:
             raise UnsupportedOperationError(
-                f"the engine {_engine(frame)!r} cannot compute {plan.func!r} of {plan.column!r} "
+                f"the engine {engine_of(frame)!r} cannot compute {plan.func!r} of {plan.column!r} "
                 "without an order: a lazy frame has no row order",
                 component=component,
                 hint=f'add "order_by": "<column>" to the aggregation (e.g. {{"agg": "{plan.func}", '
@@ -261,9 +255,9 @@ def aggregate_frame(
     table with a median is aggregated by Polars (zero-copy) and converted back to a table.
     """
     check_engine_support(frame, plans, component)
-    if _engine(frame) == "pyspark" and any(p.func in _ORDERED for p in plans):
+    if engine_of(frame) == "pyspark" and any(p.func in _ORDERED for p in plans):
         frame, plans = _spark_first_last(frame, group_by, plans)
-    if _engine(frame) == "pyarrow" and any(p.func == "median" for p in plans):
+    if engine_of(frame) == "pyarrow" and any(p.func == "median" for p in plans):
         as_polars = nw.from_native(frame.to_polars())
         result = aggregate_frame(as_polars, group_by, plans, component=component)
         return nw.from_native(result.to_arrow())

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.engines import engine_of, match_engine
 from data_pipeline.core.errors import (
     BatchProcessingError,
     InputNotFoundError,
@@ -21,7 +22,6 @@ from data_pipeline.core.errors import (
     UnsupportedOperationError,
 )
 from data_pipeline.core.frames import column_names, convert_output, to_narwhals, to_polars
-from data_pipeline.processing._engines import engine_of
 from data_pipeline.processing._incremental import IncrementalAggregation, split_steps
 from data_pipeline.processing.base import DataProcessor
 from data_pipeline.processing.pipeline import ProcessingPipeline
@@ -414,12 +414,4 @@ def _is_frame(data: Any) -> bool:
 
 def _to_engine(template: Any, result: Any) -> Any:
     """A Polars result as a native frame of ``template``'s engine."""
-    engine = engine_of(template)
-    from data_pipeline.processing._engines import duckdb_connection, match_engine
-
-    if engine == "duckdb" and duckdb_connection(template.to_native()) is None:
-        import duckdb
-
-        return duckdb.from_arrow(to_polars(result).to_arrow())
-
     return match_engine(template, to_polars(result)).to_native()
