@@ -17,7 +17,7 @@ PyMySQL        the MySQL error number (1045 access denied, 2003 cannot connect, 
 sqlite3        ``sqlite_errorcode`` (BUSY/LOCKED, CANTOPEN, CONSTRAINT, MISMATCH, ...)
 DuckDB         the exception class (``CatalogException``, ``ConstraintException``, ...)
 SQLAlchemy     the driver error it wraps (``.orig``)
-ConnectorX     the MySQL ``ERROR <SQLSTATE> (<number>)`` prefix of its message; otherwise a
+ConnectorX     the ``MySqlError { ERROR <number> (<SQLSTATE>)`` head of its message; otherwise a
                query error (connections are checked with the driver before ConnectorX runs)
 =============  ===========================================================================
 
@@ -217,7 +217,7 @@ _LIBPQ_AUTH_REPLIES = (
     "fe_sendauth: no password supplied",
 )
 _LIBPQ_NO_DATABASE = re.compile(r'^database "(?:[^"]|"")*" does not exist$')
-_MYSQL_IN_TEXT = re.compile(r"\bERROR (?P<state>[0-9A-Z]{5}) \((?P<code>\d{4,5})\)")
+_MYSQL_IN_TEXT = re.compile(r"MySqlError \{ ERROR (?P<code>\d{4,5}) \((?P<state>[0-9A-Z]{5})\)")
 
 
 def first_lines(exc: BaseException, n: int | None = 3) -> str:
@@ -334,7 +334,7 @@ def classify_db_error(exc: BaseException, *, connecting: bool = False) -> Kind:
     ):
         return "connect"  # a socket: our TCP check before ConnectorX, or the driver's own
     text = str(exc)
-    mysql = _MYSQL_IN_TEXT.search(text)
+    mysql = _MYSQL_IN_TEXT.match(text)
     if mysql:  # ConnectorX passes MySQL's own error header through
         return _MYSQL.get(int(mysql.group("code"))) or _from_sqlstate(mysql.group("state"))
     if text.startswith("no such table:"):  # ConnectorX over SQLite: SQLite's own message

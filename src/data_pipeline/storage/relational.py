@@ -214,10 +214,10 @@ class RelationalDBStorage(StorageSystem):
                         yield tx
                     finally:
                         self._local.tx = None
-            except DataPipelineError:
-                raise
             except Exception as exc:
-                raise self._backend.db_error(exc) from exc
+                if _is_driver_error(exc):  # from BEGIN / COMMIT: the caller's errors pass
+                    raise self._backend.db_error(exc) from exc
+                raise
 
     def _current_tx(self) -> Transaction | None:
         tx: Transaction | None = getattr(self._local, "tx", None)
@@ -337,13 +337,16 @@ class RelationalDBStorage(StorageSystem):
         """A new, empty staging table for a load of ``table``, created from ``schema``.
 
         ``schema`` is a frame or a polars/Arrow schema; the columns get this storage's DDL types.
+        ``primary_key`` (default: the configured one) becomes the staging table's PRIMARY KEY,
+        and so the table's when the staging table is swapped in.
         Yields the staging table's name (unquoted, in the configured schema) for an outside
         writer (Spark's ``df.write.jdbc(url, name, mode="append")``); then call
         :meth:`merge_staging` inside the block. While the block runs this process holds a lock
         on the name, so that other loads do not mistake the table for a leftover; on leaving the
         block the staging table is dropped if it is still there.
         """
-        yield from self._backend.staging_table(table, schema, primary_key)
+        key = list(primary_key or self.settings.primary_key or []) or None
+        yield from self._backend.staging_table(table, schema, key)
 
     def merge_staging(
         self,
