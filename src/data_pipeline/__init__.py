@@ -5,6 +5,7 @@ Five layers, one subpackage each: :mod:`data_pipeline.ingestion`, :mod:`data_pip
 Importing this package is light: heavy libraries load inside the backend that needs them.
 """
 
+from data_pipeline.core import log as _log  # noqa: F401  (cleans secrets from log records)
 from data_pipeline.core.errors import DataPipelineError
 
 __all__ = ["DataPipelineError", "__version__"]

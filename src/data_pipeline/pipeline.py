@@ -713,7 +713,9 @@ def describe_error(exc: BaseException) -> str:
     """The message to show a user for a failed run."""
     if isinstance(exc, DataPipelineError):
         return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    from data_pipeline.core.secrets import redact_text
+
+    return redact_text(f"{type(exc).__name__}: {exc}")
 
 
 # -- following a stream ---------------------------------------------------------------------

@@ -500,12 +500,18 @@ def test_offset_until_empty_page(server: tuple[str, Api]) -> None:
     assert len(api.paths("/offset")) == 4  # 10, 10, 5, then an empty page
 
 
-def test_max_pages(server: tuple[str, Api]) -> None:
+def test_max_pages_reached_is_an_error_or_a_warning(server: tuple[str, Api]) -> None:
     url, _ = server
-    src = rest(
-        {"url": f"{url}/offset", "pagination": {"type": "offset", "limit": 5}, "max_pages": 2}
-    )
+    config = {"url": f"{url}/offset", "pagination": {"type": "offset", "limit": 5}, "max_pages": 2}
+    with pytest.raises(IngestionError, match=r"max_pages \(2\) reached and the API has more"):
+        rest(config).ingest()
+    src = rest({**config, "on_incomplete": "warn"})
     assert src.ingest()["id"].to_list() == list(range(1, 11))
+    assert "max_pages (2) reached" in src.get_metadata()["details"]["incomplete"]
+    # the last page within max_pages: complete, no warning
+    done = rest({**config, "max_pages": 6})
+    assert done.ingest().height == len(ITEMS)
+    assert "incomplete" not in done.get_metadata()["details"]
 
 
 def test_page_number_has_more(server: tuple[str, Api]) -> None:
