@@ -231,7 +231,7 @@ class RESTAPISource(DataSource):
 
         where = self._where(response)
         content = response.content
-        digest = hashlib.blake2b(content, digest_size=16).digest()
+        digest = hashlib.sha1(content, usedforsecurity=False).digest()  # equal pages, not secrecy
         if not content.strip() or response.status_code == 204:
             return Page(pl.DataFrame(), None, response.headers, str(response.url), digest)
         body = None
