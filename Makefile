@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ROWS   ?= 100000
 
-.PHONY: demo test lint typecheck pytest bench browser docs clean
+.PHONY: demo test lint typecheck pytest bench browser docs images clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,11 +37,15 @@ pytest: $(VENV)/.test browser
 
 test: lint typecheck pytest
 
-docs: $(VENV)/.base  ## the PNGs of docs/visualization.md, made by vl-convert (no browser)
+docs: $(VENV)/.test  ## the documentation site with the API reference, offline and strict, into site/
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+	@echo "Open the documentation: $(CURDIR)/site/index.html"
+
+images: $(VENV)/.base  ## the PNGs of docs/visualization.md, made by vl-convert (no browser)
 	$(PY) -m data_pipeline.visualization.example --images docs/img/visualization
 
 bench: $(VENV)/.test
 	$(PY) -m benchmarks e2e_batch
 
 clean:
-	rm -rf $(VENV) examples/sales/data examples/sales/output benchmarks/.data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) site examples/sales/data examples/sales/output benchmarks/.data .pytest_cache .mypy_cache .ruff_cache

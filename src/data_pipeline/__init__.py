@@ -5,7 +5,20 @@ Five layers, one subpackage each: :mod:`data_pipeline.ingestion`, :mod:`data_pip
 Importing this package is light: heavy libraries load inside the backend that needs them.
 """
 
+from data_pipeline.core import log as _log  # noqa: F401  (cleans secrets from log records)
 from data_pipeline.core.errors import DataPipelineError
 
 __all__ = ["DataPipelineError", "__version__"]
-__version__ = "0.1.0"
+
+
+def _version() -> str:
+    """The installed distribution's version (one source: pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("data-pipeline")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()

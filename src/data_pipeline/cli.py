@@ -273,12 +273,38 @@ def dashboard(file: FileArg) -> None:
         console.print(f"dashboard {name!r}: {path}", markup=False)
 
 
-@app.command()
-def version() -> None:
-    """Print the version."""
+def _print_version() -> None:
     from data_pipeline import __version__
 
     _console().print(f"data-pipeline {__version__}", markup=False)
+
+
+def _version_option(value: bool) -> None:
+    if value:
+        _print_version()
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            help="Print the version and exit.",
+            callback=_version_option,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """Run and check data pipelines described in YAML files."""
+
+
+@app.command()
+def version() -> None:
+    """Print the version (the same as ``data-pipeline --version``)."""
+    _print_version()
 
 
 def main() -> None:

@@ -557,8 +557,8 @@ def _to_engine(data: Any, engine: str, spark: SparkSpec | None = None) -> Any:
         # the shared session: the one this process made already, or a new one (local, or the
         # cluster of SPARK_REMOTE / spark.master); data goes in as Arrow (no row loop)
         from data_pipeline.core.deps import import_optional
+        from data_pipeline.core.engines import spark_from_arrow
         from data_pipeline.core.frames import engine_name
-        from data_pipeline.processing._engines import spark_from_arrow
 
         sql = import_optional("pyspark.sql", extra="spark", feature="engine: spark")
         if isinstance(data, sql.DataFrame) or engine_name(data).startswith("pyspark"):
@@ -760,7 +760,9 @@ def describe_error(exc: BaseException) -> str:
     """The message to show a user for a failed run."""
     if isinstance(exc, DataPipelineError):
         return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    from data_pipeline.core.secrets import redact_text
+
+    return redact_text(f"{type(exc).__name__}: {exc}")
 
 
 # -- helpers shared with following a stream (data_pipeline/_follow.py) ----------------------

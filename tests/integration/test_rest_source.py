@@ -27,6 +27,7 @@ from data_pipeline.core.errors import (
     ParseError,
 )
 from data_pipeline.ingestion.rest import RESTAPISource, parse_retry_after
+from tests.integration.http_server import Handler as HttpHandler
 
 TOKEN = "s3cr3t-token-value"
 API_KEY = "k3y-abcdef-123456"
@@ -60,22 +61,7 @@ class Api:
 
 
 def _handler(api: Api) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
-            pass
-
-        def send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-            raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(raw)
-
+    class Handler(HttpHandler):  # send() and quiet logs from the shared test server
         def do_GET(self) -> None:
             self.route()
 
@@ -500,12 +486,18 @@ def test_offset_until_empty_page(server: tuple[str, Api]) -> None:
     assert len(api.paths("/offset")) == 4  # 10, 10, 5, then an empty page
 
 
-def test_max_pages(server: tuple[str, Api]) -> None:
+def test_max_pages_reached_is_an_error_or_a_warning(server: tuple[str, Api]) -> None:
     url, _ = server
-    src = rest(
-        {"url": f"{url}/offset", "pagination": {"type": "offset", "limit": 5}, "max_pages": 2}
-    )
+    config = {"url": f"{url}/offset", "pagination": {"type": "offset", "limit": 5}, "max_pages": 2}
+    with pytest.raises(IngestionError, match=r"max_pages \(2\) reached and the API has more"):
+        rest(config).ingest()
+    src = rest({**config, "on_incomplete": "warn"})
     assert src.ingest()["id"].to_list() == list(range(1, 11))
+    assert "max_pages (2) reached" in src.get_metadata()["details"]["incomplete"]
+    # the last page within max_pages: complete, no warning
+    done = rest({**config, "max_pages": 6})
+    assert done.ingest().height == len(ITEMS)
+    assert "incomplete" not in done.get_metadata()["details"]
 
 
 def test_page_number_has_more(server: tuple[str, Api]) -> None:

@@ -25,7 +25,7 @@ from data_pipeline.core.errors import (
     InputNotFoundError,
 )
 from data_pipeline.core.log import get_logger
-from data_pipeline.core.secrets import redact, redact_text
+from data_pipeline.core.secrets import redact, redact_text, scrub_exception
 
 __all__ = ["Component", "Operation", "Status"]
 
@@ -41,6 +41,8 @@ class Operation:
     rows_out: int | None = None
     rows_rejected: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: per-call inputs the component's hooks share (never on ``self``; not in metadata)
+    context: Any = None
 
 
 class Component:
@@ -104,8 +106,11 @@ class Component:
             detail = getattr(error, "detail", self._last_error)
             self.logger.error("%s: %s failed: %s", self.label, name, detail)
             if error is None or error is exc:
+                scrub_exception(exc)
                 raise
-            raise error from exc
+            error.__cause__ = exc
+            scrub_exception(error)  # the causes chained to it show no secret either
+            raise error from error.__cause__
         self._last_duration = time.perf_counter() - start
         self.status = "succeeded"
         self.logger.info(
@@ -172,11 +177,11 @@ class Component:
             "rows_rejected": op.rows_rejected if op else None,
             "last_error": self._last_error,
             "details": redact(dict(op.details)) if op else {},
-            "config": redact(self.config),
+            "config": redact(self.config, model=self.settings),
         }
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, config={redact(self.config)!r})"
+        return f"{type(self).__name__}(name={self.name!r}, config={redact(self.config, model=self.settings)!r})"
 
 
 _combined: dict[tuple[type, type], type] = {}

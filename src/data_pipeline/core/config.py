@@ -11,11 +11,12 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from data_pipeline.core.errors import ConfigError
-from data_pipeline.core.secrets import register_secrets_in
+from data_pipeline.core.secrets import is_secret_key, register_secret, register_secrets_in
 
 __all__ = [
     "ConfigModel",
@@ -74,8 +75,6 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
 
 
 def _looks_secret(path: str) -> bool:
-    from data_pipeline.core.secrets import is_secret_key
-
     return is_secret_key(path.rsplit(".", 1)[-1])
 
 
@@ -113,13 +112,18 @@ def validate_config(
 
 
 _ENV = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+#: ``scheme://user:`` right before a ``${VAR}``: the variable is a URL's password
+_BEFORE_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s/@:]*:$")
 
 
 def interpolate_env(value: Any, *, path: str = "", environ: Mapping[str, str] | None = None) -> Any:
     """Replace ``${NAME}`` and ``${NAME:-default}`` in every string of a nested structure.
 
     A variable that is unset and has no default raises :class:`ConfigError` naming the path.
-    ``$${NAME}`` keeps a literal ``${NAME}``.
+    ``$${NAME}`` keeps a literal ``${NAME}``. A variable in a URL's password position
+    (``scheme://user:${PASSWORD}@host``) is percent-encoded, so a password holding ``@``, ``/``
+    or ``:`` is read as a whole; it and every variable whose name says secret (``API_TOKEN``,
+    ``DB_PASSWORD``) are registered as secrets.
     """
     env = os.environ if environ is None else environ
     if isinstance(value, str):
@@ -130,9 +134,20 @@ def interpolate_env(value: Any, *, path: str = "", environ: Mapping[str, str] | 
                 return match.group(0)
             name, default = match.group("name"), match.group("default")
             if name in env:
-                return env[name]
-            if default is not None:
-                return default
+                value = env[name]
+            elif default is not None:
+                value = default
+            else:
+                value = None
+            if value is not None:
+                in_password = bool(_BEFORE_PASSWORD.search(match.string, 0, start)) and (
+                    match.string.startswith("@", match.end())
+                )
+                if in_password or is_secret_key(name):  # masked wherever it is shown
+                    register_secret(value)
+                if in_password:  # scheme://user:${PW}@host: "@", "/" or ":" in it stay its own
+                    return quote(value, safe="")
+                return value
             raise ConfigError(
                 f"{path or 'value'}: environment variable {name} is not set",
                 hint=f"export {name}=... or write ${{{name}:-default}}",

@@ -712,8 +712,9 @@ class FileSystemSource(DataSource):
         skipped: list[str] = []
         for file in files:
             stamp = self._stamp(file)
-            current[file] = stamp
-            if previous.get(file) == stamp:
+            key = redact_url(file)  # the state file never holds a URL's password or token
+            current[key] = stamp
+            if previous.get(key) == stamp:
                 skipped.append(file)
             else:
                 changed.append(file)

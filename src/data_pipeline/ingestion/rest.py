@@ -1,35 +1,27 @@
 """RESTAPISource: JSON APIs over httpx, with auth, retries, pagination, concurrency and state.
 
-Requests go through one ``httpx.Client`` per ``ingest()``. Every request passes the shared rate
-limiter and the retry loop (exponential backoff with jitter on connection errors, timeouts, 429
-and 5xx, honouring ``Retry-After``). Pages that can be addressed up front (offset or page number
-with a known total, or an explicit ``params_list``) are fetched concurrently and kept in order.
+Requests go through one :class:`~data_pipeline.ingestion.http.HttpClient` per ``ingest()``: a
+total time limit and a body size cap per request, the shared rate limiter, retries by tenacity
+(only for safe methods unless the config opts in), credentials kept on the configured origin.
+Pages come from a :class:`~data_pipeline.ingestion.http.Paginator` (one class per kind); when the
+first page tells how many there are, the others are fetched concurrently and kept in order.
 Each page is parsed to a polars frame in Rust; pages are concatenated, then nested objects are
 flattened into ``parent__child`` columns.
 """
 
 from __future__ import annotations
 
-import email.utils
-import random
-import threading
-import time
+import hashlib
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import ByteSize, Field, SecretStr, field_validator, model_validator
 
 from data_pipeline.core.config import ConfigModel
-from data_pipeline.core.errors import (
-    ConfigError,
-    IngestionAuthenticationError,
-    IngestionConnectionError,
-    IngestionError,
-    IngestionTimeoutError,
-)
-from data_pipeline.core.secrets import is_secret_key, redact_url, register_secret
+from data_pipeline.core.errors import ConfigError, IngestionError
+from data_pipeline.core.secrets import is_secret_key, register_secret
 from data_pipeline.ingestion._common import (
     DeliveredKeys,
     FrameBody,
@@ -42,89 +34,34 @@ from data_pipeline.ingestion._common import (
     select_path,
 )
 from data_pipeline.ingestion.base import DataSource, SourceConfig
+from data_pipeline.ingestion.http.auth import ApiKeyAuth, AuthConfig, build_auth
+from data_pipeline.ingestion.http.client import (
+    DEFAULT_MAX_BODY_SIZE,
+    RedirectConfig,
+    RetryConfig,
+    parse_retry_after,
+)
+from data_pipeline.ingestion.http.paginators import (
+    DEFAULT_MAX_PAGES,
+    Page,
+    PageRequest,
+    PaginationConfig,
+    Paginator,
+    SinglePagePaginator,
+    paginate,
+    query_value,
+)
 
 if TYPE_CHECKING:
     import httpx
     import polars as pl
 
-__all__ = ["RESTAPIConfig", "RESTAPISource"]
+    from data_pipeline.ingestion.http.client import HttpClient
+
+__all__ = ["RESTAPIConfig", "RESTAPISource", "RetryConfig", "parse_retry_after"]
 
 
 # -- config ---------------------------------------------------------------------------------
-
-
-class BearerAuth(ConfigModel):
-    type: Literal["bearer"]
-    token: SecretStr
-
-
-class BasicAuth(ConfigModel):
-    type: Literal["basic"]
-    username: str
-    password: SecretStr
-
-
-class ApiKeyAuth(ConfigModel):
-    type: Literal["api_key"]
-    key: SecretStr
-    name: str = "X-API-Key"
-    """The header or query parameter that carries the key."""
-    location: Literal["header", "query"] = Field(default="header", alias="in")
-
-
-class OAuth2ClientCredentials(ConfigModel):
-    type: Literal["oauth2_client_credentials"]
-    endpoint: str
-    """The token endpoint (its URL)."""
-    client_id: str
-    client_secret: SecretStr
-    scope: str | None = None
-
-
-Auth = Annotated[
-    BearerAuth | BasicAuth | ApiKeyAuth | OAuth2ClientCredentials, Field(discriminator="type")
-]
-
-
-class RetryConfig(ConfigModel):
-    max_attempts: int = Field(default=5, ge=1)
-    backoff_factor: float = Field(default=0.5, ge=0)
-    """First wait in seconds; doubled after each failure, with jitter."""
-    max_backoff: float = Field(default=30.0, ge=0)
-    max_retry_after: float = Field(default=300.0, ge=0)
-    """Longest ``Retry-After`` wait honoured; a longer one fails at once."""
-    statuses: list[int] = Field(default_factory=lambda: [429, 500, 502, 503, 504])
-
-
-class PaginationConfig(ConfigModel):
-    type: Literal["offset", "page", "cursor", "next_url", "link_header"]
-    limit: int | None = Field(default=None, ge=1)
-    """Page size (offset: sent as ``limit_param``; page: sent as ``page_size_param`` if set)."""
-    offset_param: str = "offset"
-    limit_param: str = "limit"
-    start: int | None = None
-    """First offset or page number (default: the value in ``params``, else 0 / 1)."""
-    page_param: str = "page"
-    page_size_param: str | None = None
-    total_path: str | None = None
-    """Path in the body to the total number of records (offset, page)."""
-    total_pages_path: str | None = None
-    has_more_path: str | None = None
-    """Path in the body to a flag that is false on the last page."""
-    cursor_path: str | None = None
-    """Path in the body to the next cursor (cursor)."""
-    cursor_param: str = "cursor"
-    cursor_in: Literal["params", "body"] = "params"
-    next_url_path: str | None = None
-    """Path in the body to the next page's URL (next_url); default ``next``."""
-
-    @model_validator(mode="after")
-    def _needs(self) -> PaginationConfig:
-        if self.type == "cursor" and not self.cursor_path:
-            raise ValueError(
-                "cursor pagination needs 'cursor_path' (where the next cursor is in the body)"
-            )
-        return self
 
 
 class IncrementalConfig(ConfigModel):
@@ -149,17 +86,25 @@ class RESTAPIConfig(SourceConfig):
     params: dict[str, Any] = Field(default_factory=dict)
     json_body: Any = Field(default=None, alias="json")
     timeout: float = Field(default=30.0, gt=0)
-    auth: Auth | None = None
+    """Total time limit of one request in seconds: connect, headers and body together."""
+    max_body_size: ByteSize = Field(default=ByteSize(DEFAULT_MAX_BODY_SIZE))
+    """Largest response body read (bytes, or text such as ``"500MB"``); default 100 MiB."""
+    auth: AuthConfig | None = None
     data_selector: str | None = None
     flatten: bool = True
-    pagination: PaginationConfig | None = None
-    max_pages: int | None = Field(default=None, ge=1)
+    pagination: PaginationConfig | Paginator | None = None
+    max_pages: int = Field(default=DEFAULT_MAX_PAGES, ge=1)
+    """Pages read at most; reaching it while the API has more is incomplete (see on_incomplete)."""
+    on_incomplete: Literal["error", "warn"] = "error"
+    """A read that ends before the announced total or at max_pages: an error, or a warning
+    (logged and kept in ``get_metadata()["details"]["incomplete"]``) with the rows read."""
     params_list: list[dict[str, Any]] | None = None
     """Fetch once per entry (merged into ``params``), concurrently, results in order."""
     max_concurrency: int = Field(default=8, ge=1)
     rate_limit: float | None = Field(default=None, gt=0)
     """Requests per second, shared by every request of the source (parallel ones included)."""
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    redirects: RedirectConfig = Field(default_factory=RedirectConfig)
     incremental: IncrementalConfig | None = None
     verify: bool = True
 
@@ -188,79 +133,9 @@ class RESTAPIConfig(SourceConfig):
     @classmethod
     def _secret_headers(cls, value: dict[str, str | SecretStr]) -> dict[str, str | SecretStr]:
         return {
-            k: SecretStr(v)
-            if isinstance(v, str) and (is_secret_key(k) or k.lower() == "x-api-key")
-            else v
+            k: SecretStr(v) if isinstance(v, str) and is_secret_key(k) else v
             for k, v in value.items()
         }
-
-
-# -- helpers --------------------------------------------------------------------------------
-
-
-class RateLimiter:
-    """A token bucket shared by every thread of one source: at most ``rate`` requests/second."""
-
-    def __init__(self, rate: float | None) -> None:
-        self.interval = 1.0 / rate if rate else 0.0
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        if not self.interval:
-            return
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self.interval
-        if start > now:
-            time.sleep(start - now)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP-date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
-
-
-def _link_next(header: str | None) -> str | None:
-    """The ``rel="next"`` target of an RFC 8288 ``Link`` header."""
-    if not header:
-        return None
-    for part in header.split(","):
-        pieces = part.split(";")
-        target = pieces[0].strip()
-        if not (target.startswith("<") and target.endswith(">")):
-            continue
-        for param in pieces[1:]:
-            key, _, val = param.strip().partition("=")
-            if key.strip().lower() == "rel" and "next" in val.strip().strip('"').lower().split():
-                return target[1:-1]
-    return None
-
-
-class _Page:
-    __slots__ = ("body", "frame", "headers", "url")
-
-    def __init__(
-        self, frame: pl.DataFrame, body: Any, headers: Mapping[str, str], url: str
-    ) -> None:
-        self.frame = frame
-        self.body = body
-        self.headers = headers
-        self.url = url
 
 
 # -- the source -----------------------------------------------------------------------------
@@ -286,201 +161,80 @@ class RESTAPISource(DataSource):
 
     def __init__(self, name: str, config: Mapping[str, Any] | None = None) -> None:
         super().__init__(name, config)
-        self._limiter = RateLimiter(self.settings.rate_limit)
-        self._token: tuple[str, float] | None = None
-        self._token_lock = threading.Lock()
         for value in self.settings.headers.values():
             if isinstance(value, SecretStr):
                 register_secret(value)
+        self._auth = build_auth(self.settings.auth, component=self.label)  # one token cache
 
     # -- http ---------------------------------------------------------------------------------
 
-    def _client(self) -> httpx.Client:
-        import httpx
+    def _client(self) -> HttpClient:
+        from data_pipeline.ingestion.http.client import HttpClient
 
         s = self.settings
         headers = {"Accept": "application/json"}
+        secret_headers = []
         for key, value in s.headers.items():
-            headers[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
-        auth: Any = None
-        if isinstance(s.auth, BearerAuth):
-            headers["Authorization"] = f"Bearer {s.auth.token.get_secret_value()}"
-        elif isinstance(s.auth, BasicAuth):
-            auth = httpx.BasicAuth(s.auth.username, s.auth.password.get_secret_value())
-        elif isinstance(s.auth, ApiKeyAuth) and s.auth.location == "header":
-            headers[s.auth.name] = s.auth.key.get_secret_value()
-        limits = httpx.Limits(max_connections=max(s.max_concurrency, 1) + 2)
-        return httpx.Client(
-            headers=headers,
-            auth=auth,
-            timeout=s.timeout,
-            verify=s.verify,
-            follow_redirects=True,
-            limits=limits,
-        )
-
-    def _auth_params(self) -> dict[str, Any]:
-        auth = self.settings.auth
-        if isinstance(auth, ApiKeyAuth) and auth.location == "query":
-            return {auth.name: auth.key.get_secret_value()}
-        return {}
-
-    def _oauth_header(self, client: httpx.Client, *, refresh: bool = False) -> dict[str, str]:
-        auth = self.settings.auth
-        if not isinstance(auth, OAuth2ClientCredentials):
-            return {}
-        with self._token_lock:
-            if refresh or self._token is None or self._token[1] <= time.monotonic():
-                data = {"grant_type": "client_credentials"}
-                if auth.scope:
-                    data["scope"] = auth.scope
-                response = self._send(
-                    client,
-                    "POST",
-                    auth.endpoint,
-                    data=data,
-                    auth=(auth.client_id, auth.client_secret.get_secret_value()),
-                )
-                body = decode_json(
-                    response.content, where=self._where(response), component=self.label
-                )
-                token = body.get("access_token") if isinstance(body, Mapping) else None
-                if not token:
-                    raise IngestionAuthenticationError(
-                        f"token endpoint {redact_url(auth.endpoint)} returned no access_token",
-                        component=self.label,
-                        hint="check client_id, client_secret and scope",
-                    )
-                register_secret(token)
-                expires = float(body.get("expires_in") or 3600)
-                self._token = (str(token), time.monotonic() + max(expires - 30, 1))
-            return {"Authorization": f"Bearer {self._token[0]}"}
-
-    def _where(self, response: httpx.Response) -> str:
-        return f"{response.request.method} {redact_url(str(response.request.url))}"
-
-    def _send(self, client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """One request with rate limiting and retries; fails clearly on anything else."""
-        import httpx
-
-        retry = self.settings.retry
-        shown = redact_url(url)
-        attempt = 0
-        while True:
-            attempt += 1
-            self._limiter.wait()
-            wait: float | None = None
-            try:
-                response = client.request(method, url, **kwargs)
-            except httpx.TimeoutException as exc:
-                if attempt >= retry.max_attempts:
-                    raise IngestionTimeoutError(
-                        f"{method} {shown} timed out after {attempt} attempt(s) "
-                        f"(timeout {self.settings.timeout}s): {type(exc).__name__}",
-                        component=self.label,
-                        hint="increase the 'timeout' value in the config, or retry.max_attempts",
-                    ) from None
-                reason = f"timeout ({type(exc).__name__})"
-            except httpx.TransportError as exc:
-                if attempt >= retry.max_attempts:
-                    raise IngestionConnectionError(
-                        f"{method} {shown} could not connect after {attempt} attempt(s): "
-                        f"{type(exc).__name__}: {exc}",
-                        component=self.label,
-                        hint="check the URL, host and port, and that the server is running",
-                    ) from None
-                reason = f"{type(exc).__name__}: {exc}"
+            if isinstance(value, SecretStr):
+                secret_headers.append(key)
+                headers[key] = value.get_secret_value()
             else:
-                status = response.status_code
-                if status < 400:
-                    return response
-                if status in retry.statuses and attempt < retry.max_attempts:
-                    wait = parse_retry_after(response.headers.get("Retry-After"))
-                    if wait is not None and wait > retry.max_retry_after:
-                        self._fail(
-                            response, f"asks to retry after {wait:.0f}s (more than max_retry_after)"
-                        )
-                    reason = f"HTTP {status}"
-                else:
-                    self._fail(response)
-            backoff = min(retry.max_backoff, retry.backoff_factor * 2 ** (attempt - 1))
-            backoff *= 0.5 + random.random() / 2  # jitter: 50-100% of the exponential wait
-            delay = max(wait, backoff) if wait is not None else backoff
-            self.logger.warning(
-                "%s: %s %s failed (%s); retry %d/%d in %.2fs",
-                self.label,
-                method,
-                shown,
-                reason,
-                attempt,
-                retry.max_attempts - 1,
-                delay,
-            )
+                headers[key] = value
+        secret_params = [k for k in s.params if is_secret_key(k)]
+        if isinstance(s.auth, ApiKeyAuth):
+            (secret_params if s.auth.location == "query" else secret_headers).append(s.auth.name)
+
+        def count_retry() -> None:
             op = self.current_operation
             op.details["retries"] = op.details.get("retries", 0) + 1
-            time.sleep(delay)
 
-    def _fail(self, response: httpx.Response, extra: str = "") -> None:
-        status = response.status_code
-        start = response.text[:200].replace("\n", " ")
-        where = self._where(response)
-        message = f"{where} returned HTTP {status} {response.reason_phrase}"
-        if extra:
-            message += f" and {extra}"
-        message += f"; body starts with {start!r}"
-        if status in (401, 403):
-            raise IngestionAuthenticationError(
-                message,
-                component=self.label,
-                hint="check the credentials (auth, headers) in the config",
-            )
-        transient = status in self.settings.retry.statuses
-        raise IngestionError(
-            message,
+        return HttpClient(
+            s.url,
+            timeout=s.timeout,
+            max_body_size=int(s.max_body_size),
+            retry=s.retry,
+            redirects=s.redirects,
+            verify=s.verify,
+            headers=headers,
+            auth=self._auth,
+            rate_limit=s.rate_limit,
+            max_connections=s.max_concurrency + 2,
+            secret_headers=secret_headers,
+            secret_params=secret_params,
             component=self.label,
-            transient=transient,
-            hint="the server kept failing; retry later or raise retry.max_attempts"
-            if transient
-            else "check the URL, params and body of the request",
+            logger=self.logger,
+            on_retry=count_retry,
         )
 
-    def _fetch(
-        self,
-        client: httpx.Client,
-        url: str,
-        params: Mapping[str, Any],
-        body: Any,
-    ) -> _Page:
-        method = self.settings.method
-        headers = self._oauth_header(client)
+    def _fetch(self, client: HttpClient, request: PageRequest) -> Page:
         import httpx
 
-        extra = {**params, **self._auth_params()}
         kwargs: dict[str, Any] = {}
-        if extra:  # httpx replaces the URL's own query with params: merge them instead
+        url = request.url
+        if request.params:  # httpx replaces the URL's own query with params: merge them instead
             target = httpx.URL(url)
-            kwargs["params"] = target.params.merge({k: _param(v) for k, v in extra.items()})
+            kwargs["params"] = target.params.merge(
+                {k: query_value(v) for k, v in request.params.items()}
+            )
             url = str(target.copy_with(query=None))
-        if headers:
-            kwargs["headers"] = headers
-        if body is not None:
-            kwargs["json"] = body
-        try:
-            response = self._send(client, method, url, **kwargs)
-        except IngestionAuthenticationError:
-            if not headers:
-                raise
-            kwargs["headers"] = self._oauth_header(client, refresh=True)  # the token expired early
-            response = self._send(client, method, url, **kwargs)
+        if request.json is not None:
+            kwargs["json"] = request.json
+        response = client.request(self.settings.method, url, **kwargs)
         return self._parse(response)
 
-    def _parse(self, response: httpx.Response) -> _Page:
+    def _where(self, response: httpx.Response) -> str:
+        from data_pipeline.core.secrets import redact_url
+
+        return f"{response.request.method} {redact_url(str(response.request.url))}"
+
+    def _parse(self, response: httpx.Response) -> Page:
         import polars as pl
 
         where = self._where(response)
         content = response.content
+        digest = hashlib.sha1(content, usedforsecurity=False).digest()  # equal pages, not secrecy
         if not content.strip() or response.status_code == 204:
-            return _Page(pl.DataFrame(), None, response.headers, str(response.url))
+            return Page(pl.DataFrame(), None, response.headers, str(response.url), digest)
         body = None
         frame = None
         stripped = content.lstrip()
@@ -518,7 +272,7 @@ class RESTAPISource(DataSource):
             frame = records_to_frame(
                 [] if records is None else records, where=where, component=self.label
             )
-        return _Page(frame, body, response.headers, str(response.url))
+        return Page(frame, body, response.headers, str(response.url), digest)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -548,7 +302,7 @@ class RESTAPISource(DataSource):
                 else:
                     params[inc.param] = since
         with self._client() as client:
-            pages = self._pages(client, params, body)
+            pages = self._pages(client, PageRequest(s.url, params, body))
         frames = [p.frame for p in pages if p.frame.width]
         op = self.current_operation
         op.details["pages"] = len(pages)
@@ -559,135 +313,41 @@ class RESTAPISource(DataSource):
             frame = self._incremental(frame, saved, state)
         return frame
 
-    def _pages(self, client: httpx.Client, params: dict[str, Any], body: Any) -> list[_Page]:
+    def _pages(self, client: HttpClient, start: PageRequest) -> list[Page]:
         s = self.settings
-        url = s.url
         if s.params_list is not None:
-            return self._parallel(client, url, [({**params, **p}, body) for p in s.params_list])
+            return self._parallel(client, [start.with_params(**p) for p in s.params_list])
         pag = s.pagination
-        if pag is None:
-            return [self._fetch(client, url, params, body)]
-        if pag.type in ("offset", "page"):
-            return self._numbered(client, url, params, body, pag)
-        return self._linked(client, url, params, body, pag)
+        if isinstance(pag, Paginator):
+            paginator = pag
+        elif pag is None:
+            paginator = SinglePagePaginator()
+        else:
+            paginator = pag.build(start.params)
 
-    def _parallel(
-        self, client: httpx.Client, url: str, requests: list[tuple[dict[str, Any], Any]]
-    ) -> list[_Page]:
+        def warn(message: str) -> None:
+            self.logger.warning("%s: %s", self.label, message)
+            self.current_operation.details["incomplete"] = message
+
+        return paginate(
+            paginator,
+            start,
+            lambda request: self._fetch(client, request),
+            lambda requests: self._parallel(client, requests),
+            max_pages=s.max_pages,
+            on_incomplete=s.on_incomplete,
+            component=self.label,
+            warn=warn,
+        )
+
+    def _parallel(self, client: HttpClient, requests: list[PageRequest]) -> list[Page]:
         workers = min(self.settings.max_concurrency, len(requests))
         if workers <= 1:
-            return [self._fetch(client, url, p, b) for p, b in requests]
+            return [self._fetch(client, r) for r in requests]
         with ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix=f"rest-{self.name}"
         ) as pool:
-            return list(pool.map(lambda req: self._fetch(client, url, req[0], req[1]), requests))
-
-    def _numbered(
-        self,
-        client: httpx.Client,
-        url: str,
-        params: dict[str, Any],
-        body: Any,
-        pag: PaginationConfig,
-    ) -> list[_Page]:
-        max_pages = self.settings.max_pages
-        if pag.type == "offset":
-            size = int(pag.limit or params.get(pag.limit_param) or 100)
-            first = int(pag.start if pag.start is not None else params.get(pag.offset_param, 0))
-
-            def at(i: int) -> dict[str, Any]:
-                return {**params, pag.offset_param: first + i * size, pag.limit_param: size}
-        else:
-            size = int(
-                pag.limit or (params.get(pag.page_size_param) if pag.page_size_param else 0) or 0
-            )
-            first = int(pag.start if pag.start is not None else params.get(pag.page_param, 1))
-
-            def at(i: int) -> dict[str, Any]:
-                extra = {pag.page_size_param: size} if pag.page_size_param and size else {}
-                return {**params, pag.page_param: first + i, **extra}
-
-        page = self._fetch(client, url, at(0), body)
-        pages = [page]
-        total_pages = self._total_pages(page, pag, size)
-        if total_pages is not None:  # addressable up front: fetch the rest concurrently
-            count = total_pages if max_pages is None else min(total_pages, max_pages)
-            rest = [(at(i), body) for i in range(1, count)]
-            return pages + self._parallel(client, url, rest) if rest else pages
-        i = 1
-        while not self._is_last(page, pag) and (max_pages is None or i < max_pages):
-            page = self._fetch(client, url, at(i), body)
-            if page.frame.height == 0:
-                break
-            pages.append(page)
-            i += 1
-        return pages
-
-    def _total_pages(self, page: _Page, pag: PaginationConfig, size: int) -> int | None:
-        if page.body is None and (pag.total_path or pag.total_pages_path):
-            return None
-        if pag.total_pages_path:
-            value = _maybe(page.body, pag.total_pages_path)
-            return int(value) if value is not None else None
-        if pag.total_path:
-            total = _maybe(page.body, pag.total_path)
-            if total is None:
-                return None
-            per_page = size or page.frame.height or 1
-            return max(1, -(-int(total) // per_page))
-        return None
-
-    def _is_last(self, page: _Page, pag: PaginationConfig) -> bool:
-        if page.frame.height == 0:
-            return True
-        if pag.has_more_path:
-            more = _maybe(page.body, pag.has_more_path)
-            return not more
-        return False
-
-    def _linked(
-        self,
-        client: httpx.Client,
-        url: str,
-        params: dict[str, Any],
-        body: Any,
-        pag: PaginationConfig,
-    ) -> list[_Page]:
-        max_pages = self.settings.max_pages
-        pages: list[_Page] = []
-        next_url: str | None = url
-        next_params: dict[str, Any] = params
-        next_body = body
-        seen: set[str] = set()
-        while next_url is not None and (max_pages is None or len(pages) < max_pages):
-            page = self._fetch(client, next_url, next_params, next_body)
-            pages.append(page)
-            if self._is_last(page, pag):
-                break
-            if pag.type == "cursor":
-                cursor = _maybe(page.body, pag.cursor_path or "")
-                if cursor in (None, "") or str(cursor) in seen:
-                    break
-                seen.add(str(cursor))
-                if pag.cursor_in == "body":
-                    next_body = {**(next_body or {}), pag.cursor_param: cursor}
-                else:
-                    next_params = {**params, pag.cursor_param: cursor}
-            else:
-                if pag.type == "next_url":
-                    target = _maybe(page.body, pag.next_url_path or "next")
-                else:
-                    target = _link_next(page.headers.get("Link"))
-                if not target:
-                    break
-                import httpx
-
-                resolved = str(httpx.URL(page.url).join(str(target)))
-                if resolved in seen:
-                    break
-                seen.add(resolved)
-                next_url, next_params = resolved, {}  # the next URL carries its own query
-        return pages
+            return list(pool.map(lambda r: self._fetch(client, r), requests))
 
     # -- incremental ------------------------------------------------------------------------
 
@@ -751,28 +411,6 @@ def _at_or_after(column: str, boundary: Any, frame: pl.DataFrame) -> pl.Expr:
     except Exception:  # a boundary of another type: only the last value's rows
         return col == pl.lit(frame[column].max(), dtype=dtype)
     return col >= pl.lit(boundary).cast(dtype)
-
-
-def _param(value: Any) -> Any:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return ""
-    return value
-
-
-def _maybe(body: Any, path: str) -> Any:
-    if body is None or not path:
-        return None
-    if isinstance(body, FrameBody):
-        try:
-            return body.get(path)
-        except KeyError:
-            return None
-    try:
-        return select_path(body, path)
-    except KeyError:
-        return None
 
 
 def _parse_time(value: Any) -> datetime | None:

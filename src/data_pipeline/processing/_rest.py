@@ -2,26 +2,29 @@
 
 Used by :class:`~data_pipeline.processing.enrich.DataEnricher` (``rest_lookups``). One request per
 distinct key (``url`` with ``{column}`` placeholders), a bounded number in flight, at most
-``requests_per_second``, retries with backoff that honour ``Retry-After`` on 429/502/503/504.
-A 404 is a miss; any other failure after the retries is a failure; both are counted and the
-rows get the lookup's defaults. Found and missed keys are cached for the enricher's lifetime;
-failures are not cached, so the next run asks again.
+``requests_per_second``. Requests go through the same
+:class:`~data_pipeline.ingestion.http.HttpClient` as :class:`RESTAPISource` (total time limit, body
+cap, credentials kept on the URL's origin, tenacity retries with backoff that honour
+``Retry-After`` on 429/502/503/504). A 404 is a miss; any other failure after the retries is a
+failure; both are counted and the rows get the lookup's defaults. Found and missed keys are
+cached for the enricher's lifetime; failures are not cached, so the next run asks again.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import ByteSize, Field, SecretStr, field_validator
 
 from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.errors import DataPipelineError
 from data_pipeline.core.secrets import redact_url
+from data_pipeline.ingestion.http.client import DEFAULT_MAX_BODY_SIZE, RedirectConfig
 
 __all__ = ["RestFetcher", "RestLookup"]
 
@@ -39,6 +42,9 @@ class RestLookup(ConfigModel):
     defaults: dict[str, Any] = Field(default_factory=dict)
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     timeout: float = Field(default=10.0, gt=0)
+    """Total time limit of one request in seconds (connect, headers and body)."""
+    max_body_size: ByteSize = Field(default=ByteSize(DEFAULT_MAX_BODY_SIZE))
+    redirects: RedirectConfig = Field(default_factory=RedirectConfig)
     max_concurrency: int = Field(default=4, ge=1, le=64)
     batch_size: int = Field(default=100, ge=1)
     requests_per_second: float | None = Field(default=None, gt=0)
@@ -58,23 +64,6 @@ class RestLookup(ConfigModel):
         return value
 
 
-class _RateLimiter:
-    def __init__(self, rate: float | None) -> None:
-        self.interval = 1.0 / rate if rate else 0.0
-        self.lock = threading.Lock()
-        self.next_time = 0.0
-
-    def wait(self) -> None:
-        if not self.interval:
-            return
-        with self.lock:
-            now = time.monotonic()
-            start = max(now, self.next_time)
-            self.next_time = start + self.interval
-        if start > now:
-            time.sleep(start - now)
-
-
 @dataclass
 class RestFetcher:
     """Fetch, cache and count; one per rest lookup of an enricher."""
@@ -87,29 +76,52 @@ class RestFetcher:
         self, keys: Sequence[tuple[Any, ...]]
     ) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]]]:
         """Rows (key tuple, fields) for the keys found; the rest are misses or failures."""
-        import httpx
+        from data_pipeline.ingestion.http.client import HttpClient, RetryConfig
 
         self.stats = {"keys": len(keys), "requests": 0, "cache_hits": 0, "misses": 0, "failures": 0}
         todo = [k for k in keys if k not in self.cache]
         self.stats["cache_hits"] = len(keys) - len(todo)
-        limiter = _RateLimiter(self.spec.requests_per_second)
-        headers = {k: v.get_secret_value() for k, v in self.spec.headers.items()}
+        spec = self.spec
+        headers = {k: v.get_secret_value() for k, v in spec.headers.items()}
         lock = threading.Lock()
         failed: set[tuple[Any, ...]] = set()
+        retry = RetryConfig(
+            max_attempts=spec.retries + 1,
+            backoff_factor=spec.backoff,
+            max_backoff=30.0,
+            max_retry_after=30.0,
+            statuses=sorted(_RETRY_STATUS),
+        )
 
-        with httpx.Client(timeout=self.spec.timeout, headers=headers) as client:
+        def count() -> None:
+            with lock:
+                self.stats["requests"] += 1
+
+        with HttpClient(
+            spec.url.split("{", 1)[0] or spec.url,
+            timeout=spec.timeout,
+            max_body_size=int(spec.max_body_size),
+            retry=retry,
+            redirects=spec.redirects,
+            headers=headers,
+            rate_limit=spec.requests_per_second,
+            max_connections=spec.max_concurrency + 2,
+            secret_headers=list(headers),
+            component=f"rest lookup {self.label()}",
+            on_retry=count,  # each retry is one more request
+        ) as client:
 
             def one(key: tuple[Any, ...]) -> None:
-                result = self._get(client, limiter, key, lock)
+                result = self._get(client, key, count)
                 with lock:
                     if result is None:
                         failed.add(key)
                     else:
                         self.cache[key] = result
 
-            with ThreadPoolExecutor(max_workers=self.spec.max_concurrency) as pool:
-                for start in range(0, len(todo), self.spec.batch_size):
-                    list(pool.map(one, todo[start : start + self.spec.batch_size]))
+            with ThreadPoolExecutor(max_workers=spec.max_concurrency) as pool:
+                for start in range(0, len(todo), spec.batch_size):
+                    list(pool.map(one, todo[start : start + spec.batch_size]))
 
         found_keys: list[tuple[Any, ...]] = []
         found_rows: list[dict[str, Any]] = []
@@ -129,41 +141,20 @@ class RestFetcher:
         values = {c: quote(_text(v), safe="") for c, v in zip(self.spec.on, key, strict=True)}
         return self.spec.url.format(**values)
 
-    def _get(
-        self, client: Any, limiter: _RateLimiter, key: tuple[Any, ...], lock: threading.Lock
-    ) -> Any:
+    def _get(self, client: Any, key: tuple[Any, ...], count: Any) -> Any:
         """The extracted fields, ``_MISS`` for a 404, ``None`` for a failure."""
-        import httpx
-
-        url = self._url(key)
-        for attempt in range(self.spec.retries + 1):
-            limiter.wait()
-            with lock:
-                self.stats["requests"] += 1
-            try:
-                response = client.get(url)
-            except httpx.HTTPError:
-                if attempt < self.spec.retries:
-                    time.sleep(self.spec.backoff * 2**attempt)
-                    continue
-                return None
-            if response.status_code == 404:
-                return _MISS
-            if response.status_code in _RETRY_STATUS and attempt < self.spec.retries:
-                time.sleep(
-                    _retry_after(
-                        response.headers.get("Retry-After"), self.spec.backoff * 2**attempt
-                    )
-                )
-                continue
-            if response.status_code >= 400:
-                return None
-            try:
-                body = response.json()
-            except ValueError:
-                return None
-            return {out: _path(body, path) for out, path in self.spec.fields.items()}
-        return None
+        count()
+        try:
+            response = client.request("GET", self._url(key), accept=(404,))
+        except DataPipelineError:
+            return None
+        if response.status_code == 404:
+            return _MISS
+        try:
+            body = response.json()
+        except ValueError:
+            return None
+        return {out: _path(body, path) for out, path in self.spec.fields.items()}
 
     def label(self) -> str:
         return redact_url(self.spec.url)
@@ -174,15 +165,6 @@ def _text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-def _retry_after(value: str | None, default: float) -> float:
-    if value is None:
-        return default
-    try:
-        return min(max(float(value), 0.0), 30.0)
-    except ValueError:
-        return default
 
 
 def _path(body: Any, path: str) -> Any:

@@ -11,7 +11,24 @@ __all__ = ["ProcessingManager"]
 
 
 class ProcessingManager(PipelineManager[ProcessingPipeline]):
-    """Create, get, list and remove processing pipelines, and run one by name."""
+    """Create, get, list and remove processing pipelines, and run one by name.
+
+    Raises:
+        NotFoundError: no pipeline has that name (the message lists the known names).
+        DuplicateNameError: a pipeline of that name exists already.
+
+    Example:
+        >>> import polars as pl
+        >>> from data_pipeline.processing import DataFilter
+        >>> manager = ProcessingManager()
+        >>> manager.create_pipeline("positive").add_processor(
+        ...     DataFilter(name="pos", config={"condition": "x > 0"}))
+        ProcessingPipeline(name='positive', config={})
+        >>> manager.process(pl.DataFrame({"x": [-1, 2]}), "positive")["x"].to_list()
+        [2]
+        >>> manager.list_pipelines()
+        ['positive']
+    """
 
     pipeline_class = ProcessingPipeline
 

@@ -12,7 +12,28 @@ __all__ = ["ProcessingPipeline"]
 
 
 class ProcessingPipeline(StepPipeline[DataProcessor]):
-    """Apply processors in order; lazy end to end on lazy engines."""
+    """Apply processors in order; lazy end to end on lazy engines.
+
+    Before anything runs, the pipeline checks from the column names alone that every column each
+    processor reads will exist at its turn.
+
+    Raises:
+        ProcessingPipelineError: a processor needs a column that no earlier step provides, or a
+            name is added twice.
+
+    Example:
+        >>> import polars as pl
+        >>> from data_pipeline.processing import DataAggregator, DataFilter, ProcessingPipeline
+        >>> pipeline = (
+        ...     ProcessingPipeline("eu_revenue")
+        ...     .add_processor(DataFilter(name="eu", config={"condition": "region = 'EU'"}))
+        ...     .add_processor(DataAggregator(name="total", config={
+        ...         "group_by": ["region"], "aggregations": {"revenue": "sum"}}))
+        ... )
+        >>> df = pl.DataFrame({"region": ["EU", "US", "EU"], "revenue": [1.0, 2.0, 3.0]})
+        >>> pipeline.process(df).to_dicts()
+        [{'region': 'EU', 'revenue': 4.0}]
+    """
 
     layer = "processing"
     error_class = ProcessingPipelineError

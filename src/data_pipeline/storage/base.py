@@ -34,7 +34,29 @@ class StorageSystem(Component):
     """Abstract base class for all storage systems.
 
     Subclasses implement ``_store(data, target, if_exists, **options) -> StoreResult`` and
-    ``_retrieve(target, query, params, **options)`` returning a polars or Arrow frame.
+    ``_retrieve(target, query, params, **options)`` returning a polars or Arrow frame; the base
+    owns ``store``/``retrieve``: it checks ``if_exists``, applies a :class:`Schema` when one is
+    given, times the call and records rows in and out in the metadata.
+
+    Raises:
+        ConfigError: no table given and no ``default_table``, or an ``if_exists`` the backend
+            does not support.
+        StorageConnectionError: the server cannot be reached.
+        StorageAuthenticationError: the credentials were refused.
+        StorageSchemaError: the data does not fit the declared or stored schema.
+        StorageError: any other storage failure; the message names the storage system.
+
+    Example:
+        >>> import polars as pl
+        >>> from data_pipeline.storage import DataWarehouseStorage, StorageSystem
+        >>> warehouse = DataWarehouseStorage(name="wh", config={
+        ...     "database": str(getfixture("tmp_path") / "wh.duckdb")})
+        >>> isinstance(warehouse, StorageSystem)
+        True
+        >>> warehouse.store(pl.DataFrame({"id": [1, 2]}), "orders", if_exists="replace").rows
+        2
+        >>> warehouse.retrieve(query="SELECT count(*) AS n FROM orders")["n"].to_list()
+        [2]
     """
 
     layer: ClassVar[str] = "storage"

@@ -12,7 +12,25 @@ __all__ = ["StorageManager"]
 
 
 class StorageManager:
-    """Register storage systems by unique name; store and retrieve data through them."""
+    """Register storage systems by unique name; store and retrieve data through them.
+
+    Raises:
+        NotFoundError: no storage system has that name (the message lists the known names).
+        DuplicateNameError: a storage system of that name is registered already.
+
+    Example:
+        >>> import polars as pl
+        >>> from data_pipeline.storage import FileSystemStorage
+        >>> manager = StorageManager()
+        >>> files = manager.register_storage_system(FileSystemStorage(
+        ...     name="files", config={"base_path": str(getfixture("tmp_path")), "format": "parquet"}))
+        >>> manager.store_data(pl.DataFrame({"id": [1, 2]}), "files", "orders").rows
+        2
+        >>> manager.retrieve_data("files", "orders")["id"].to_list()
+        [1, 2]
+        >>> manager.list_storage_systems()
+        ['files']
+    """
 
     def __init__(self) -> None:
         self.systems: Registry[StorageSystem] = Registry("storage system", "StorageManager")

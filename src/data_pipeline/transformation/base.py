@@ -16,7 +16,29 @@ __all__ = ["DataFrameTransformer", "Transformer"]
 
 
 class Transformer(FrameStep):
-    """Abstract base for all transformers: ``transform(data) -> same type as data``."""
+    """Abstract base for all transformers: ``transform(data) -> same type as data``.
+
+    Every transformer takes a native frame (pandas, Polars eager or lazy, PyArrow, DuckDB,
+    PySpark) and returns the same native type; its metadata records rows in and out, the time
+    taken and the last error. Write a transformer by subclassing :class:`DataFrameTransformer`.
+
+    Raises:
+        ColumnNotFoundError: a column the config names is not in the data (checked from the
+            schema before anything runs).
+        InputTypeError: the input is not a supported data frame.
+        TransformationError: the transformation failed; the message names the transformer.
+
+    Example:
+        >>> import polars as pl
+        >>> from data_pipeline.transformation import ColumnRenamer, Transformer
+        >>> renamer = ColumnRenamer(name="rename", config={"mapping": {"qty": "quantity"}})
+        >>> isinstance(renamer, Transformer)
+        True
+        >>> renamer.transform(pl.DataFrame({"qty": [1, 2]})).columns
+        ['quantity']
+        >>> renamer.get_metadata()["rows_out"]
+        2
+    """
 
     layer: ClassVar[str] = "transformation"
     error_class = TransformationError
@@ -50,4 +72,20 @@ class DataFrameTransformer(Transformer):
                 return frame.with_columns(nw.col(*self.settings.columns).str.to_uppercase())
 
         Upper(name="upper", config={"columns": ["city"]}).transform(df)
+
+    Example:
+        >>> import narwhals as nw
+        >>> import polars as pl
+        >>> from data_pipeline.core.config import ConfigModel
+        >>> class UpperConfig(ConfigModel):
+        ...     columns: list[str]
+        >>> class Upper(DataFrameTransformer):
+        ...     config_model = UpperConfig
+        ...     def required_columns(self, columns):
+        ...         return self.settings.columns
+        ...     def _apply_frame(self, frame, op):
+        ...         return frame.with_columns(nw.col(*self.settings.columns).str.to_uppercase())
+        >>> Upper(name="upper", config={"columns": ["city"]}).transform(
+        ...     pl.DataFrame({"city": ["oslo", "lima"]}))["city"].to_list()
+        ['OSLO', 'LIMA']
     """

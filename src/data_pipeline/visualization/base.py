@@ -44,10 +44,13 @@ __all__ = [
     "ChartColumnNotFoundError",
     "ChartConfig",
     "Prepared",
+    "RenderCall",
     "Visualization",
     "VisualizationConfig",
     "field_ref",
     "to_records",
+    "unmark",
+    "vega_name",
 ]
 
 Aggregate = Literal["sum", "mean", "median", "min", "max", "count", "n_unique", "std"]
@@ -116,6 +119,19 @@ class ChartConfig(BaseChartConfig):
 
 
 @dataclass
+class RenderCall:
+    """What one ``render`` call was given besides the data (``op.context`` in the hooks)."""
+
+    keep_fields: tuple[str, ...] = ()
+    #: query results a dashboard collected in advance, by ``(columns, extra group keys)``
+    precollected: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = field(default_factory=dict)
+
+
+def render_call(op: Operation) -> RenderCall:
+    return op.context if isinstance(op.context, RenderCall) else RenderCall()
+
+
+@dataclass
 class Prepared:
     """The rows a chart embeds, and what was done to get them."""
 
@@ -129,9 +145,46 @@ class Prepared:
         return " ".join(self.notes) if self.notes else None
 
 
+_FIELD_SPECIAL = re.compile(r"""([\\.\[\]'"])""")
+
+
+#: stands for a backslash in the column names a chart embeds (Vega-Lite re-escapes field paths
+#: without escaping backslashes, so no escaping of ours survives one): FULLWIDTH REVERSE SOLIDUS
+BACKSLASH_STAND_IN = "\uff3c"
+
+
+def vega_name(name: str) -> str:
+    """The name a column has in a chart's embedded rows (a backslash becomes ``＼``)."""
+    return name.replace("\\", BACKSLASH_STAND_IN)
+
+
 def field_ref(name: str) -> str:
-    """A column name as a Vega-Lite ``field``: dots and brackets escaped so they are not paths."""
-    return name.replace("\\", "\\\\").replace(".", "\\.").replace("[", "\\[").replace("]", "\\]")
+    """A column name as a Vega-Lite ``field``: every character Vega's access paths read
+    (``.``, ``[``, ``]``, ``'``, ``"``) escaped with a backslash, so it names the column.
+
+    >>> field_ref("it's a.b")
+    "it\\\\'s a\\\\.b"
+    """
+    return _FIELD_SPECIAL.sub(r"\\\1", vega_name(name))
+
+
+#: names Vega looks up on plain objects: a category equal to one breaks stacks and lookups
+PROTOTYPE_NAMES = (
+    "__proto__", "constructor", "hasOwnProperty", "isPrototypeOf", "propertyIsEnumerable",
+    "toLocaleString", "toString", "valueOf", "__defineGetter__", "__defineSetter__",
+    "__lookupGetter__", "__lookupSetter__",
+)  # fmt: skip
+#: appended (invisibly: WORD JOINER) to such a category in a chart's embedded rows
+PROTOTYPE_MARK = "\u2060"
+
+
+def unmark(value: Any) -> Any:
+    """The category as the data holds it (without :data:`PROTOTYPE_MARK`)."""
+    if isinstance(value, str) and value.endswith(PROTOTYPE_MARK):
+        stripped = value[: -len(PROTOTYPE_MARK)]
+        if stripped in PROTOTYPE_NAMES:
+            return stripped
+    return value
 
 
 def infer_type(dtype: Any) -> FieldType:
@@ -149,8 +202,13 @@ def _is_duration_or_time(dtype: Any) -> bool:
     return isinstance(dtype, pl.Duration) or dtype == pl.Time
 
 
-def to_records(frame: pl.DataFrame) -> list[dict[str, Any]]:
-    """JSON-safe rows: dates as ISO text, NaN/inf as null, decimals as floats, other types as text."""
+def to_records(frame: pl.DataFrame, *, for_vega: bool = True) -> list[dict[str, Any]]:
+    """JSON-safe rows: dates as ISO text, NaN/inf as null, decimals as floats, other types as text.
+
+    A text equal to a name Vega would find on ``Object.prototype`` (``constructor``,
+    ``__proto__``, ...) gets :data:`PROTOTYPE_MARK` appended: it draws the same and no longer
+    collides with the prototype in Vega's group lookups (``for_vega=False``: left as it is).
+    """
     import polars as pl
 
     exprs = []
@@ -167,13 +225,15 @@ def to_records(frame: pl.DataFrame) -> list[dict[str, Any]]:
             col = pl.when(col.is_finite()).then(col).otherwise(None)
         elif isinstance(dtype, pl.Decimal):
             col = col.cast(pl.Float64)
-        elif dtype.is_integer() or dtype == pl.Boolean or dtype == pl.String or dtype == pl.Null:
+        elif dtype == pl.String and for_vega:  # "constructor": Object.prototype's, to Vega
+            col = pl.when(col.is_in(PROTOTYPE_NAMES)).then(col + PROTOTYPE_MARK).otherwise(col)
+        elif dtype.is_integer() or dtype in (pl.Boolean, pl.Null, pl.String):
             pass
         elif isinstance(dtype, (pl.List, pl.Array, pl.Struct)):
             col = col.map_elements(repr, return_dtype=pl.String)
         else:
             col = col.cast(pl.String)
-        exprs.append(col.alias(name))
+        exprs.append(col.alias(vega_name(name) if for_vega else name))
     return frame.select(exprs).to_dicts()
 
 
@@ -222,21 +282,27 @@ class Visualization(Component):
         value = getattr(self.settings, "title", None)
         return str(value) if value else self.name
 
-    def render(self, data: Any, *, keep_fields: Sequence[str] = ()) -> dict[str, Any]:
+    def render(
+        self,
+        data: Any,
+        *,
+        keep_fields: Sequence[str] = (),
+        precollected: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] | None = None,
+    ) -> dict[str, Any]:
         """Render ``data`` (pandas, Polars, PyArrow, DuckDB, ...) to a JSON-able dict.
 
         ``keep_fields``: columns a dashboard filter needs; a chart that aggregates with ``sum``,
         ``count``, ``min`` or ``max`` keeps them as extra group keys (when that stays within
         ``max_points``) and lets Vega-Lite finish the aggregation, so the filter can apply.
+        ``precollected``: query results a dashboard collected in advance (see
+        :meth:`Chart.plan_queries`). Both live in this call's :class:`RenderCall`
+        (``op.context``), never on the component, so concurrent renders do not mix.
         """
         with self._operation("render") as op:
             frame = to_narwhals(data, component=self.label)
             op.rows_in = row_count(frame)
-            self._keep_fields = tuple(keep_fields)
-            try:
-                return self._render(frame, op)
-            finally:
-                self._keep_fields = ()
+            op.context = RenderCall(tuple(keep_fields), dict(precollected or {}))
+            return self._render(frame, op)
 
     def _render(self, frame: Any, op: Operation) -> dict[str, Any]:
         raise NotImplementedError(f"{type(self).__name__} must implement _render()")
@@ -277,9 +343,6 @@ class Chart(Visualization):
     settings: Any
     #: whether the chart can let Vega-Lite finish an aggregation (see ``render(keep_fields=)``)
     supports_rollup: ClassVar[bool] = False
-    _keep_fields: tuple[str, ...] = ()
-    #: query results a dashboard collected in advance, by ``(columns, extra group keys)``
-    _precollected: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] | None = None
 
     # -- what subclasses fill in ---------------------------------------------------------------
 
@@ -355,16 +418,19 @@ class Chart(Visualization):
         wanted = self._columns(names)
         self._require(frame, wanted)
         prepared = None
-        rollup = self._rollup_field(names, wanted)
+        call = render_call(op)
+        rollup = self._rollup_field(names, wanted, call.keep_fields)
         if rollup is not None:
-            prepared = self._prepare(frame, names, [*wanted, rollup], extra_keys=[rollup])
+            prepared = self._prepare(
+                frame, names, [*wanted, rollup], extra_keys=[rollup], call=call
+            )
             if prepared.frame.height > self.settings.max_points:
                 prepared = None
             else:
                 op_name = _ROLLUP[str(self._aggregate())]
                 prepared.details["rollup"] = {"field": rollup, "op": op_name}
         if prepared is None:
-            prepared = self._prepare(frame, names, wanted)
+            prepared = self._prepare(frame, names, wanted, call=call)
         prepared = self._reduce(prepared)
         chart = self._chart(alt, prepared, names)
         spec = self._finish(alt, chart, prepared)
@@ -374,10 +440,12 @@ class Chart(Visualization):
             op.details["caption"] = prepared.caption
         return spec
 
-    def _rollup_field(self, names: Sequence[str], wanted: Sequence[str]) -> str | None:
+    def _rollup_field(
+        self, names: Sequence[str], wanted: Sequence[str], keep_fields: Sequence[str]
+    ) -> str | None:
         if not self.supports_rollup or str(self._aggregate()) not in _ROLLUP:
             return None
-        for name in self._keep_fields:
+        for name in keep_fields:
             if name in names and name not in wanted:
                 return name
         return None
@@ -394,16 +462,17 @@ class Chart(Visualization):
         wanted: list[str],
         *,
         extra_keys: Sequence[str] = (),
+        call: RenderCall | None = None,
     ) -> Prepared:
         """Select the needed columns and aggregate on the input's engine; then collect to polars.
 
         A dashboard may have collected the query already, together with its other charts'
-        queries (see :meth:`plan_queries`); the result is then taken from ``_precollected``.
+        queries (see :meth:`plan_queries`); the result is then taken from ``call.precollected``.
         """
         rows_in = row_count(frame)
         selected, keys, details = self._query(frame, names, wanted, extra_keys=extra_keys)
         key = (tuple(wanted), tuple(extra_keys))
-        out = self._precollected.pop(key, None) if self._precollected else None
+        out = call.precollected.pop(key, None) if call is not None else None
         if out is None:
             out = to_polars(selected)
         if keys:
@@ -456,11 +525,7 @@ class Chart(Visualization):
             wanted = self._columns(names)
             if any(c not in names for c in wanted):
                 return []
-            self._keep_fields = tuple(keep_fields)
-            try:
-                rollup = self._rollup_field(names, wanted)
-            finally:
-                self._keep_fields = ()
+            rollup = self._rollup_field(names, wanted, tuple(keep_fields))
             cols, extra = ([*wanted, rollup], [rollup]) if rollup else (wanted, [])
             selected, _, _ = self._query(frame, names, cols, extra_keys=extra)
         except (VisualizationError, ValueError, TypeError, KeyError):

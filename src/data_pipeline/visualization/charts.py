@@ -19,6 +19,7 @@ from data_pipeline.visualization.base import (
     Chart,
     ChartConfig,
     Prepared,
+    RenderCall,
     field_ref,
 )
 
@@ -346,6 +347,7 @@ class ScatterPlot(_XYChart):
         wanted: list[str],
         *,
         extra_keys: Sequence[str] = (),
+        call: RenderCall | None = None,
     ) -> Prepared:
         s = self.settings
         if s.aggregate is not None and s.size is not None:
@@ -354,7 +356,7 @@ class ScatterPlot(_XYChart):
                 component=self.label,
                 hint="drop 'size' or 'aggregate'",
             )
-        return super()._prepare(frame, names, wanted, extra_keys=extra_keys)
+        return super()._prepare(frame, names, wanted, extra_keys=extra_keys, call=call)
 
     def _reduce(self, prepared: Prepared) -> Prepared:
         limit = self.settings.max_points

@@ -22,7 +22,7 @@ from data_pipeline.core.errors import (
     HTMLExportError,
     NotFoundError,
 )
-from data_pipeline.visualization.base import Visualization, _write_atomic
+from data_pipeline.visualization.base import Visualization, _write_atomic, unmark, vega_name
 
 __all__ = [
     "Dashboard",
@@ -279,13 +279,9 @@ class Dashboard(Component):
         precollected = self._collect_together(per_viz, keep)
         for item in self._items:
             viz = item.visualization
-            if viz.name in precollected:
-                viz._precollected = precollected[viz.name]  # type: ignore[attr-defined]
-            try:
-                spec = viz.render(per_viz[viz.name], keep_fields=keep)
-            finally:
-                if viz.name in precollected:
-                    viz._precollected = None  # type: ignore[attr-defined]
+            spec = viz.render(
+                per_viz[viz.name], keep_fields=keep, precollected=precollected.get(viz.name)
+            )
             entry: dict[str, Any] = {
                 "name": viz.name,
                 "type": type(viz).__name__,
@@ -301,17 +297,20 @@ class Dashboard(Component):
                 spec["config"] = _merge(spec.get("config", {}), theme)
             if viz.kind == "kpi" and spec.get("sparkline") and theme:
                 spec["sparkline"]["config"] = _merge(spec["sparkline"].get("config", {}), theme)
-            if flt is not None and rows and any(flt.field in r for r in rows[:1]):
+            field = ""  # the filter's column, by its name in this visualization's rows
+            if flt is not None:
+                field = vega_name(flt.field) if viz.kind == "vega-lite" else flt.field
+            if flt is not None and rows and any(field in r for r in rows[:1]):
                 entry["filterable"] = True
                 if flt.type == "date_range":
-                    _check_dates(rows, flt.field, viz.name, self.label)
-                    days = [r[flt.field][:10] for r in rows if r.get(flt.field) is not None]
+                    _check_dates(rows, field, viz.name, self.label)
+                    days = [r[field][:10] for r in rows if r.get(field) is not None]
                     if days:
                         values["min"] = min([values.get("min", days[0]), *days])
                         values["max"] = max([values.get("max", days[0]), *days])
                 else:
                     for r in rows:
-                        v = r.get(flt.field)
+                        v = unmark(r.get(field))
                         values.setdefault(_key(v), v)
             items.append(entry)
         filter_spec = None

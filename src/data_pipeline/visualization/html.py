@@ -51,24 +51,28 @@ def escape_json(value: Any) -> str:
 
 @functools.lru_cache(maxsize=1)
 def javascript_bundle() -> str:
-    """vega + vega-lite + vega-embed as one script (from vl-convert, cached per process and on disk).
+    """vega + vega-lite + vega-embed as one script, verified by its SHA-256 before it is used.
 
-    Building the bundle takes about a second; the result is kept in
-    ``$DATA_PIPELINE_CACHE_DIR`` (default ``~/.cache/data-pipeline``) keyed by the vl-convert and
-    Vega-Lite versions. An unwritable cache is ignored.
+    The bundle comes from vl-convert (about a second to build) and is cached in
+    ``$DATA_PIPELINE_CACHE_DIR`` (default ``~/.cache/data-pipeline``), keyed by the vl-convert
+    and Vega-Lite versions. A cached file is used only when its SHA-256 equals the one shipped
+    in this package for those versions (``vega_bundles.json``) or, for versions not shipped,
+    the one recorded beside it when it was built; any other file is rebuilt and rewritten. An
+    unwritable cache is ignored. The page's CSP allows exactly this verified text.
     """
     import vl_convert as vlc
 
     from data_pipeline.visualization.base import vl_version
 
     version = vl_version()
-    cache = (
-        _cache_dir() / f"vega-bundle-{getattr(vlc, '__version__', 'x')}-{version or 'latest'}.js"
-    )
+    key = bundle_key(str(getattr(vlc, "__version__", "x")), version)
+    cache = _cache_dir() / f"vega-bundle-{key.replace('|', '-')}.js"
+    shipped = shipped_bundle_hashes().get(key)
+    expected = shipped or _recorded_hash(cache)
     try:
-        bundle = cache.read_text(encoding="utf-8")
-        if bundle.endswith(_BUNDLE_END) and not _UNSAFE_IN_SCRIPT.search(bundle):
-            return bundle
+        cached = cache.read_text(encoding="utf-8")
+        if expected is not None and sha256_hex(cached) == expected:
+            return cached
     except OSError:
         pass
     make: Any = vlc.javascript_bundle
@@ -77,21 +81,56 @@ def javascript_bundle() -> str:
     bundle = re.sub(r"</(script)", r"<\\/\1", bundle, flags=re.IGNORECASE)
     if "<!--" in bundle:
         bundle = bundle.replace("<!--", "<\\!--")
-    bundle += _BUNDLE_END
+    digest = sha256_hex(bundle)
+    if shipped is not None and digest != shipped:
+        from data_pipeline.core.log import get_logger
+
+        get_logger(__name__).warning(
+            "the Vega bundle vl-convert %s built has SHA-256 %s, not the %s shipped for it; "
+            "using what the installed vl-convert built",
+            key,
+            digest,
+            shipped,
+        )
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        tmp.write_text(bundle, encoding="utf-8")
-        os.replace(tmp, cache)
+        for target, text in ((cache, bundle), (_hash_file(cache), digest + "\n")):
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, target)
     except OSError:
         pass
     return bundle
 
 
-_UNSAFE_IN_SCRIPT = re.compile(r"</script|<!--", re.IGNORECASE)
+def bundle_key(vl_convert_version: str, vega_lite_version: str | None) -> str:
+    """``"1.9.0|6.4"``: which bundle a hash belongs to."""
+    return f"{vl_convert_version}|{vega_lite_version or 'latest'}"
 
-#: marks a complete bundle (a truncated cache file is rebuilt)
-_BUNDLE_END = "\n/* data-pipeline: end of vega bundle */\n"
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def shipped_bundle_hashes() -> dict[str, str]:
+    """The SHA-256 of the Vega bundle of each (vl-convert, Vega-Lite) version we ship a hash for."""
+    from importlib.resources import files
+
+    text = files("data_pipeline.visualization").joinpath("vega_bundles.json").read_text("utf-8")
+    return {str(k): str(v) for k, v in json.loads(text).items()}
+
+
+def _hash_file(cache: Path) -> Path:
+    return cache.with_name(cache.name + ".sha256")
+
+
+def _recorded_hash(cache: Path) -> str | None:
+    try:
+        value = _hash_file(cache).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return value if re.fullmatch(r"[0-9a-f]{64}", value) else None
 
 
 def _cache_dir() -> Path:
@@ -183,6 +222,15 @@ BOOT_SCRIPT = r"""
     });
   });
 
+  // a category equal to a prototype name carries an invisible mark in the charts' rows
+  var mark = payload.prototype_mark;
+  function unmark(value) {
+    if (typeof value === "string" && value.slice(-mark.length) === mark &&
+        payload.prototype_names.indexOf(value.slice(0, -mark.length)) >= 0) {
+      return value.slice(0, -mark.length);
+    }
+    return value;
+  }
   var filter = payload.filter;
   var select = document.getElementById("dp-filter");
   var from = document.getElementById("dp-from");
@@ -199,7 +247,7 @@ BOOT_SCRIPT = r"""
       payload.charts.forEach(function (chart) {
         if (!chart.filterable || !views[chart.id]) { return; }
         var rows = chart.spec.datasets.source;
-        var kept = rows.filter(function (row) { return inRange(row[filter.field], lo, hi); });
+        var kept = rows.filter(function (row) { return inRange(row[filter.chart_field], lo, hi); });
         views[chart.id].data("source", kept).runAsync();
       });
       Array.prototype.forEach.call(document.querySelectorAll("tr[data-dp-d]"), function (row) {
@@ -227,7 +275,7 @@ BOOT_SCRIPT = r"""
         if (!chart.filterable || !views[chart.id]) { return; }
         var rows = chart.spec.datasets.source;
         var kept = key === null ? rows : rows.filter(function (row) {
-          return JSON.stringify(row[filter.field]) === key;
+          return JSON.stringify(unmark(row[filter.chart_field])) === key;
         });
         views[chart.id].data("source", kept).runAsync();
       });
@@ -402,7 +450,14 @@ def build_page(rendered: dict[str, Any]) -> str:
             f'<select id="dp-filter">{"".join(options)}</select></label></div>'
         )
 
-    payload = {"charts": charts, "filter": flt}
+    from data_pipeline.visualization.base import PROTOTYPE_MARK, PROTOTYPE_NAMES, vega_name
+
+    payload = {
+        "charts": charts,
+        "filter": {**flt, "chart_field": vega_name(flt["field"])} if flt else None,
+        "prototype_mark": PROTOTYPE_MARK,
+        "prototype_names": list(PROTOTYPE_NAMES),
+    }
     bundle = javascript_bundle() if charts else ""
     scripts = [s for s in (bundle, BOOT_SCRIPT) if s]
     csp = content_security_policy(*scripts)

@@ -87,7 +87,7 @@ class Table(Visualization):
                 selected = frame.select([nw.col(c) for c in dict.fromkeys([*columns, s.sort_by])])
             selected = selected.sort(s.sort_by, descending=s.descending, nulls_last=True)
         df = to_polars(selected.head(s.max_rows)).select(columns)
-        records = to_records(df)
+        records = to_records(df, for_vega=False)  # HTML, not Vega: values as they are
         numeric = {c: df.schema[c].is_numeric() for c in columns}
         rows = [
             [self._format(c, r[c], df.schema[c]) for c in columns] for r in df.iter_rows(named=True)

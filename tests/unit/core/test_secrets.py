@@ -89,3 +89,141 @@ def test_short_secret_is_masked_only_as_a_whole_word() -> None:
         redact_text("password: pass, user:pass@host, bypass")
         == "password: ***, user:***@host, bypass"
     )
+
+
+# -- issue 15: secrets found by rule --------------------------------------------------------
+
+SECRET_NAMES = [
+    "refresh_token", "client_secret", "X-Amz-Signature", "X-Amz-Credential", "X-Amz-Date",
+    "Ocp-Apim-Subscription-Key", "x-functions-key", "X-API-Key", "X-Auth-Token", "apiKey",
+    "access_token", "sig", "code", "session", "sessionid", "PHPSESSID", "password", "passwd",
+    "Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie", "private_token", "auth",
+    "AWS_SECRET_ACCESS_KEY", "API_TOKEN", "DB_PASSWORD", "credential", "jwt",
+]  # fmt: skip
+PLAIN_NAMES = [
+    "token_url", "password_file", "api_key_header", "key_template", "author", "Accept",
+    "Content-Type", "limit", "offset", "page", "cursor", "user", "username", "client_id",
+    "grant_type", "lang", "X-Trace", "keyword", "monkey", "bypass", "authority",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SECRET_NAMES)
+def test_credential_names_are_secret(name: str) -> None:
+    from data_pipeline.core.secrets import is_secret_key
+
+    assert is_secret_key(name)
+
+
+@pytest.mark.parametrize("name", PLAIN_NAMES)
+def test_other_names_are_not(name: str) -> None:
+    from data_pipeline.core.secrets import is_secret_key
+
+    assert not is_secret_key(name)
+
+
+def test_query_parameters_by_rule() -> None:
+    url = (
+        "https://h/x?a=1&refresh_token=rt1&client_secret=cs2&X-Amz-Signature=abc&"
+        "X-Amz-Credential=AKID%2F2025&code=c0de&page=2"
+    )
+    assert redact_url(url) == (
+        "https://h/x?a=1&refresh_token=***&client_secret=***&X-Amz-Signature=***&"
+        "X-Amz-Credential=***&code=***&page=2"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:p@ss/w:rd@db.example.com:5432/app",
+        "https://u:a@b@c@api.example.com/x",
+        "mysql://root:x/y/z@127.0.0.1/db",
+    ],
+)
+def test_url_passwords_with_unencoded_at_slash_colon(url: str) -> None:
+    shown = redact_text(f"cannot connect to {url} (refused)")
+    assert "ss/w" not in shown and "rd@" not in shown and "b@c" not in shown and "y/z" not in shown
+    assert ":***@" in shown and shown.endswith(" (refused)")
+
+
+def test_quoted_pairs_and_header_lines() -> None:
+    text = (
+        "{'Ocp-Apim-Subscription-Key': 'k1k1k1', 'Accept': 'json'} "
+        "[(b'x-functions-key', b'f2f2f2')] "
+        '{"client_secret": "c3c3c3", "id": "7"}\nX-Auth-Token: t4t4t4'
+    )
+    shown = redact_text(text)
+    for secret in ("k1k1k1", "f2f2f2", "c3c3c3", "t4t4t4"):
+        assert secret not in shown
+    assert "'Accept': 'json'" in shown and '"id": "7"' in shown
+
+
+def test_env_variable_in_a_url_password_is_encoded_and_registered() -> None:
+    from data_pipeline.core.config import interpolate_env
+
+    value = interpolate_env(
+        "postgresql://app:${DB_PW_X}@db:5432/app", environ={"DB_PW_X": "Zq9@slash/colon:end"}
+    )
+    assert value == "postgresql://app:Zq9%40slash%2Fcolon%3Aend@db:5432/app"
+    assert redact_text("Zq9@slash/colon:end or Zq9%40slash%2Fcolon%3Aend") == "*** or ***"
+
+
+def test_env_variables_named_secret_are_registered() -> None:
+    from data_pipeline.core.config import interpolate_env
+
+    interpolate_env({"path": "${SERVICE_TOKEN_Q}"}, environ={"SERVICE_TOKEN_Q": "svc-tok-93817"})
+    assert redact_text("sent svc-tok-93817") == "sent ***"
+
+
+def test_metadata_judges_our_fields_by_type_and_free_dicts_by_name() -> None:
+    from data_pipeline.ingestion import RESTAPISource
+
+    source = RESTAPISource(
+        "m",
+        {
+            "url": "https://api.example.com/x",
+            "headers": {"x-functions-key": "fk-7777777", "X-Trace": "t"},
+            "params": {"refresh_token": "rt-8888888", "lang": "en"},
+            "incremental": {"cursor_field": "id", "param": "since", "primary_key": "id"},
+        },
+    )
+    config = source.get_metadata()["config"]
+    assert config["headers"] == {"x-functions-key": "***", "X-Trace": "t"}
+    assert config["params"] == {"refresh_token": "***", "lang": "en"}
+    assert config["incremental"]["primary_key"] == "id"  # a typed field, not a credential
+
+
+class _CustomStr(Exception):
+    def __str__(self) -> str:
+        return "failed at https://h/x?api_key=custom-key-5555"
+
+
+def test_chained_causes_and_custom_messages_are_scrubbed() -> None:
+    import traceback
+
+    from data_pipeline.core.secrets import scrub_exception
+
+    secret = "chain-secret-" + "4444"  # not in a source line the traceback prints
+    register_secret(secret)
+    try:
+        try:
+            try:
+                raise _CustomStr()
+            except _CustomStr as inner:
+                raise ValueError(f"token {secret} refused") from inner
+        except ValueError as middle:
+            raise RuntimeError("outer") from middle
+    except RuntimeError as exc:
+        scrub_exception(exc)
+        text = "".join(traceback.format_exception(exc))
+    assert "chain-secret-4444" not in text and "custom-key-5555" not in text
+    assert "RedactedError: _CustomStr: failed at https://h/x?api_key=***" in text
+
+
+def test_log_records_of_libraries_are_cleaned(caplog: pytest.LogCaptureFixture) -> None:
+    import data_pipeline  # noqa: F401  (installs the cleaning)
+
+    with caplog.at_level(logging.DEBUG, logger="httpx"):
+        logging.getLogger("httpx").info("HTTP Request: GET %s", "https://h/x?access_token=lib-77")
+        logging.getLogger("botocore.endpoint").debug("headers {'Authorization': 'AWS4 cred'}")
+    assert "lib-77" not in caplog.text and "AWS4 cred" not in caplog.text

@@ -1,0 +1,685 @@
+"""Paginators: one class per kind of pagination, behind one small interface, each knowing when to stop.
+
+A :class:`Paginator` says three things (after dlt's ``BasePaginator``, written for our pages):
+
+* :meth:`~Paginator.next_request`: the request after a page, or ``None`` when that page was the
+  last one (an empty page, ``has_more`` false, the total reached, no next cursor or link);
+* :meth:`~Paginator.planned_requests`: every following request at once, when the first page
+  tells how many there are (a total in the body or in a header such as ``X-Total-Count``), so
+  they are fetched in parallel;
+* :meth:`~Paginator.expected_records`: the number of records the API announced, checked at the
+  end (a total not reached is an error, or a warning with ``on_incomplete: warn``).
+
+:func:`paginate` drives any paginator and keeps the rules that hold for every kind: the start
+URL counts as seen; a request that was already sent (a repeated cursor or next URL) or a page
+identical to the previous one stops with an error; ``max_pages`` caps the number of pages.
+
+Write your own by subclassing :class:`Paginator` and pass an instance as ``pagination``::
+
+    class EveryOtherDay(Paginator):
+        def next_request(self, page, request):
+            if page.frame.height == 0:
+                return None
+            return request.with_params(day=int(request.params["day"]) + 2)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
+
+from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.errors import IngestionError
+from data_pipeline.core.secrets import redact_url
+
+if TYPE_CHECKING:
+    import polars as pl
+
+__all__ = [
+    "CursorPaginator",
+    "LinkHeaderPaginator",
+    "NextURLPaginator",
+    "OffsetPaginator",
+    "Page",
+    "PageNumberPaginator",
+    "PageRequest",
+    "PaginationConfig",
+    "Paginator",
+    "SinglePagePaginator",
+    "paginate",
+    "query_value",
+]
+
+#: pages read at most unless ``max_pages`` says otherwise
+DEFAULT_MAX_PAGES = 1000
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """What to ask for: a URL, query parameters (merged into the URL's own) and a JSON body."""
+
+    url: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    json: Any = None
+
+    def with_params(self, **params: Any) -> PageRequest:
+        return replace(self, params={**self.params, **params})
+
+    def with_json(self, **values: Any) -> PageRequest:
+        return replace(self, json={**(self.json or {}), **values})
+
+    def key(self) -> str:
+        """The request as one canonical text: the same key means the same request."""
+        import httpx
+
+        url = httpx.URL(self.url)
+        merged = url.params.merge({k: query_value(v) for k, v in self.params.items()})
+        query: list[tuple[str, Any]] = sorted(merged.multi_items())
+        text = str(url.copy_with(query=None).copy_merge_params(query))
+        if self.json is not None:
+            text += " " + json.dumps(self.json, sort_keys=True, default=str)
+        return text
+
+
+@dataclass
+class Page:
+    """One response: its records as a frame, the parsed body (or None), headers, URL, digest."""
+
+    frame: pl.DataFrame
+    body: Any
+    headers: Mapping[str, str]
+    url: str
+    digest: bytes = b""
+
+    def value(self, path: str | None) -> Any:
+        """The value at a dotted ``path`` of the body, or None."""
+        return body_value(self.body, path)
+
+
+def body_value(body: Any, path: str | None) -> Any:
+    from data_pipeline.ingestion._common import FrameBody, select_path
+
+    if body is None or not path:
+        return None
+    if isinstance(body, FrameBody):
+        try:
+            return body.get(path)
+        except KeyError:
+            return None
+    try:
+        return select_path(body, path)
+    except KeyError:
+        return None
+
+
+def query_value(value: Any) -> Any:
+    """A parameter value as a query string holds it (``true``/``false``, ``""`` for None)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    return value
+
+
+def _int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# -- the interface --------------------------------------------------------------------------
+
+
+class Paginator:
+    """The base of every pagination kind: one page, nothing after it.
+
+    Attributes a subclass may use: ``total_path`` / ``total_header`` (the number of records,
+    in the body or a header) and ``has_more_path`` (a flag in the body, false on the last page).
+    """
+
+    kind: ClassVar[str] = "single"
+
+    def __init__(
+        self,
+        *,
+        total_path: str | None = None,
+        total_header: str | None = None,
+        has_more_path: str | None = None,
+    ) -> None:
+        self.total_path = total_path
+        self.total_header = total_header
+        self.has_more_path = has_more_path
+
+    def first_request(self, request: PageRequest) -> PageRequest:
+        """The first request (e.g. with the page size added)."""
+        return request
+
+    def next_request(self, page: Page, request: PageRequest) -> PageRequest | None:
+        """The request after ``page`` (which answered ``request``), or None if it was the last."""
+        return None
+
+    def planned_requests(self, first: Page, request: PageRequest) -> list[PageRequest] | None:
+        """Every request after the first, when the first page tells how many; else None."""
+        return None
+
+    def expected_records(self, first: Page) -> int | None:
+        """The number of records the API announced (in the body or a header), or None."""
+        value = first.value(self.total_path) if self.total_path else None
+        if value is None and self.total_header:
+            value = first.headers.get(self.total_header)
+        return _int(value)
+
+    def is_last(self, page: Page) -> bool:
+        """True when ``page`` says it is the last one (empty, or ``has_more`` false)."""
+        if page.frame.height == 0:
+            return True
+        if self.has_more_path:
+            more = page.value(self.has_more_path)
+            if isinstance(more, str):
+                return more.strip().lower() in ("false", "0", "no", "")
+            return not more
+        return False
+
+    def describe(self) -> str:
+        """How this paginator moves (named in errors)."""
+        return f"{self.kind} pagination"
+
+
+class SinglePagePaginator(Paginator):
+    """No pagination: one request."""
+
+
+class _Numbered(Paginator):
+    """Shared by offset and page number: a number in a query parameter that grows."""
+
+    param: str
+    limit: int | None
+    limit_param: str | None
+
+    def _size(self, first: Page) -> int:
+        return int(self.limit or first.frame.height or 1)
+
+    def _planned_count(self, first: Page) -> int | None:
+        """How many pages there are in all (from a total), or None."""
+        total = self.expected_records(first)
+        if total is None:
+            return None
+        return max(1, math.ceil(total / self._size(first)))
+
+
+class OffsetPaginator(_Numbered):
+    """``?offset=0&limit=100``, then ``offset=100``, ... until an empty page or the total.
+
+    Example:
+        >>> OffsetPaginator(limit=100, total_header="X-Total-Count").describe()
+        "offset pagination ('offset', 100 a page)"
+    """
+
+    kind = "offset"
+
+    def __init__(
+        self,
+        *,
+        limit: int = 100,
+        offset_param: str = "offset",
+        limit_param: str = "limit",
+        start: int = 0,
+        **common: Any,
+    ) -> None:
+        super().__init__(**common)
+        self.limit, self.param, self.limit_param, self.start = (
+            limit,
+            offset_param,
+            limit_param,
+            start,
+        )
+
+    def first_request(self, request: PageRequest) -> PageRequest:
+        start = _int(request.params.get(self.param))
+        offset = self.start if start is None or self.start else start
+        return request.with_params(**{self.param: offset, str(self.limit_param): self.limit})
+
+    def next_request(self, page: Page, request: PageRequest) -> PageRequest | None:
+        if self.is_last(page):
+            return None
+        offset = int(request.params[self.param]) + page.frame.height
+        total = self.expected_records(page)
+        if total is not None and offset >= total:
+            return None
+        return request.with_params(**{self.param: offset})
+
+    def planned_requests(self, first: Page, request: PageRequest) -> list[PageRequest] | None:
+        total = self.expected_records(first)
+        if total is None:
+            return None
+        offset = int(request.params[self.param])
+        size = self._size(first)
+        return [request.with_params(**{self.param: o}) for o in range(offset + size, total, size)]
+
+    def expected_records(self, first: Page) -> int | None:
+        total = super().expected_records(first)
+        return None if total is None else max(0, total - self.start)
+
+    def describe(self) -> str:
+        return f"offset pagination ({self.param!r}, {self.limit} a page)"
+
+
+class PageNumberPaginator(_Numbered):
+    """``?page=1``, ``page=2``, ... until an empty page, ``has_more`` false, or the total.
+
+    Example:
+        >>> PageNumberPaginator(limit=50, limit_param="per_page").first_request(
+        ...     PageRequest("https://api.example.com/items")).params
+        {'page': 1, 'per_page': 50}
+    """
+
+    kind = "page"
+
+    def __init__(
+        self,
+        *,
+        page_param: str = "page",
+        start: int = 1,
+        limit: int | None = None,
+        limit_param: str | None = "per_page",
+        total_pages_path: str | None = None,
+        total_pages_header: str | None = None,
+        **common: Any,
+    ) -> None:
+        super().__init__(**common)
+        self.param, self.start = page_param, start
+        self.limit, self.limit_param = limit, limit_param
+        self.total_pages_path, self.total_pages_header = total_pages_path, total_pages_header
+
+    def first_request(self, request: PageRequest) -> PageRequest:
+        first = _int(request.params.get(self.param))
+        extra: dict[str, Any] = {self.param: first if first is not None else self.start}
+        if self.limit and self.limit_param:
+            extra[self.limit_param] = self.limit
+        return request.with_params(**extra)
+
+    def _pages(self, first: Page) -> int | None:
+        value = first.value(self.total_pages_path) if self.total_pages_path else None
+        if value is None and self.total_pages_header:
+            value = first.headers.get(self.total_pages_header)
+        pages = _int(value)
+        return pages if pages is not None else self._planned_count(first)
+
+    def next_request(self, page: Page, request: PageRequest) -> PageRequest | None:
+        if self.is_last(page):
+            return None
+        number = int(request.params[self.param])
+        pages = self._pages(page)
+        if pages is not None and number - self.start + 1 >= pages:
+            return None
+        return request.with_params(**{self.param: number + 1})
+
+    def planned_requests(self, first: Page, request: PageRequest) -> list[PageRequest] | None:
+        pages = self._pages(first)
+        if pages is None:
+            return None
+        number = int(request.params[self.param])
+        return [request.with_params(**{self.param: number + i}) for i in range(1, pages)]
+
+    def describe(self) -> str:
+        return f"page-number pagination ({self.param!r})"
+
+
+class CursorPaginator(Paginator):
+    """The next cursor from the body (``cursor_path``) sent as ``cursor_param``; stops without one.
+
+    Example:
+        >>> CursorPaginator(cursor_path="paging.next", limit=200).first_request(
+        ...     PageRequest("https://api.example.com/events")).params
+        {'limit': 200}
+    """
+
+    kind = "cursor"
+
+    def __init__(
+        self,
+        *,
+        cursor_path: str,
+        cursor_param: str = "cursor",
+        cursor_in: Literal["params", "body"] = "params",
+        limit: int | None = None,
+        limit_param: str = "limit",
+        **common: Any,
+    ) -> None:
+        super().__init__(**common)
+        self.cursor_path, self.cursor_param, self.cursor_in = cursor_path, cursor_param, cursor_in
+        self.limit, self.limit_param = limit, limit_param
+
+    def first_request(self, request: PageRequest) -> PageRequest:
+        if not self.limit:
+            return request
+        if self.cursor_in == "body":
+            return request.with_json(**{self.limit_param: self.limit})
+        return request.with_params(**{self.limit_param: self.limit})
+
+    def next_request(self, page: Page, request: PageRequest) -> PageRequest | None:
+        if self.is_last(page):
+            return None
+        cursor = page.value(self.cursor_path)
+        if cursor is None or cursor == "":
+            return None
+        if self.cursor_in == "body":
+            return request.with_json(**{self.cursor_param: cursor})
+        return request.with_params(**{self.cursor_param: cursor})
+
+    def describe(self) -> str:
+        return f"cursor pagination ({self.cursor_path!r})"
+
+
+class _Linked(Paginator):
+    """Shared by next URL and Link header: the next page is a URL the server gives."""
+
+    limit: int | None
+    limit_param: str
+
+    def first_request(self, request: PageRequest) -> PageRequest:
+        if self.limit:
+            return request.with_params(**{self.limit_param: self.limit})
+        return request
+
+    def _target(self, page: Page) -> str | None:
+        raise NotImplementedError
+
+    def next_request(self, page: Page, request: PageRequest) -> PageRequest | None:
+        if self.is_last(page):
+            return None
+        target = self._target(page)
+        if not target:
+            return None
+        import httpx
+
+        # the next URL carries its own query (page size included); the JSON body stays
+        return PageRequest(str(httpx.URL(page.url).join(str(target))), {}, request.json)
+
+
+class NextURLPaginator(_Linked):
+    """The next page's URL from the body (``next_url_path``, default ``next``).
+
+    Example:
+        >>> NextURLPaginator(next_url_path="links.next").describe()
+        "next-URL pagination ('links.next')"
+    """
+
+    kind = "next_url"
+
+    def __init__(
+        self,
+        *,
+        next_url_path: str = "next",
+        limit: int | None = None,
+        limit_param: str = "per_page",
+        **common: Any,
+    ) -> None:
+        super().__init__(**common)
+        self.next_url_path, self.limit, self.limit_param = next_url_path, limit, limit_param
+
+    def _target(self, page: Page) -> str | None:
+        value = page.value(self.next_url_path)
+        return str(value) if value else None
+
+    def describe(self) -> str:
+        return f"next-URL pagination ({self.next_url_path!r})"
+
+
+class LinkHeaderPaginator(_Linked):
+    """The RFC 8288 ``Link`` header's ``rel="next"`` target (as GitHub's API sends).
+
+    Example:
+        >>> LinkHeaderPaginator(limit=100).first_request(
+        ...     PageRequest("https://api.example.com/issues")).params
+        {'per_page': 100}
+    """
+
+    kind = "link_header"
+
+    def __init__(
+        self,
+        *,
+        rel: str = "next",
+        limit: int | None = None,
+        limit_param: str = "per_page",
+        **common: Any,
+    ) -> None:
+        super().__init__(**common)
+        self.rel, self.limit, self.limit_param = rel, limit, limit_param
+
+    def _target(self, page: Page) -> str | None:
+        import httpx
+
+        header = page.headers.get("Link")
+        if not header:
+            return None
+        response = httpx.Response(200, headers={"Link": header})
+        link = response.links.get(self.rel)
+        return link.get("url") if link else None
+
+    def describe(self) -> str:
+        return f'Link-header pagination (rel="{self.rel}")'
+
+
+# -- the configs (a plain dict in a source's config builds one of the classes above) --------
+
+
+class _PaginationBase(ConfigModel):
+    total_path: str | None = None
+    """Path in the body to the total number of records."""
+    total_header: str | None = None
+    """Response header with the total number of records (``X-Total-Count``)."""
+    has_more_path: str | None = None
+    """Path in the body to a flag that is false on the last page."""
+
+    def _common(self) -> dict[str, Any]:
+        return {
+            "total_path": self.total_path,
+            "total_header": self.total_header,
+            "has_more_path": self.has_more_path,
+        }
+
+
+class OffsetConfig(_PaginationBase):
+    """``{"type": "offset", "limit": 100, "total_path": "meta.total"}``."""
+
+    type: Literal["offset"]
+    limit: int | None = Field(default=None, ge=1)
+    """Page size, sent as ``limit_param`` (default 100, or the value in ``params``)."""
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    start: int | None = Field(default=None, ge=0)
+
+    def build(self, params: Mapping[str, Any]) -> Paginator:
+        size = self.limit or _int(params.get(self.limit_param)) or 100
+        return OffsetPaginator(
+            limit=size,
+            offset_param=self.offset_param,
+            limit_param=self.limit_param,
+            start=self.start or 0,
+            **self._common(),
+        )
+
+
+class PageConfig(_PaginationBase):
+    """``{"type": "page", "limit": 50, "limit_param": "per_page", "total_pages_path": "pages"}``."""
+
+    type: Literal["page"]
+    page_param: str = "page"
+    start: int | None = None
+    limit: int | None = Field(default=None, ge=1)
+    """Page size, sent as ``limit_param``."""
+    limit_param: str = Field(default="per_page", alias="page_size_param")
+    total_pages_path: str | None = None
+    total_pages_header: str | None = None
+
+    def build(self, params: Mapping[str, Any]) -> Paginator:
+        return PageNumberPaginator(
+            page_param=self.page_param,
+            start=self.start if self.start is not None else _int(params.get(self.page_param)) or 1,
+            limit=self.limit or _int(params.get(self.limit_param)),
+            limit_param=self.limit_param,
+            total_pages_path=self.total_pages_path,
+            total_pages_header=self.total_pages_header,
+            **self._common(),
+        )
+
+
+class CursorConfig(_PaginationBase):
+    """``{"type": "cursor", "cursor_path": "paging.next", "cursor_param": "after"}``."""
+
+    type: Literal["cursor"]
+    cursor_path: str
+    """Path in the body to the next cursor."""
+    cursor_param: str = "cursor"
+    cursor_in: Literal["params", "body"] = "params"
+    limit: int | None = Field(default=None, ge=1)
+    limit_param: str = "limit"
+
+    def build(self, params: Mapping[str, Any]) -> Paginator:
+        return CursorPaginator(
+            cursor_path=self.cursor_path,
+            cursor_param=self.cursor_param,
+            cursor_in=self.cursor_in,
+            limit=self.limit,
+            limit_param=self.limit_param,
+            **self._common(),
+        )
+
+
+class NextURLConfig(_PaginationBase):
+    """``{"type": "next_url", "next_url_path": "links.next", "limit": 100}``."""
+
+    type: Literal["next_url"]
+    next_url_path: str = "next"
+    limit: int | None = Field(default=None, ge=1)
+    """Page size, sent as ``limit_param`` with the first request (next URLs carry their own)."""
+    limit_param: str = "per_page"
+
+    def build(self, params: Mapping[str, Any]) -> Paginator:
+        return NextURLPaginator(
+            next_url_path=self.next_url_path,
+            limit=self.limit,
+            limit_param=self.limit_param,
+            **self._common(),
+        )
+
+
+class LinkHeaderConfig(_PaginationBase):
+    """``{"type": "link_header", "limit": 100}`` (sent as ``per_page`` with the first request)."""
+
+    type: Literal["link_header"]
+    rel: str = "next"
+    limit: int | None = Field(default=None, ge=1)
+    """Page size, sent as ``limit_param`` with the first request (next links carry their own)."""
+    limit_param: str = "per_page"
+
+    def build(self, params: Mapping[str, Any]) -> Paginator:
+        return LinkHeaderPaginator(
+            rel=self.rel, limit=self.limit, limit_param=self.limit_param, **self._common()
+        )
+
+
+PaginationConfig = Annotated[
+    OffsetConfig | PageConfig | CursorConfig | NextURLConfig | LinkHeaderConfig,
+    Field(discriminator="type"),
+]
+
+
+# -- the driver -----------------------------------------------------------------------------
+
+
+def paginate(
+    paginator: Paginator,
+    start: PageRequest,
+    fetch: Callable[[PageRequest], Page],
+    fetch_many: Callable[[list[PageRequest]], list[Page]],
+    *,
+    max_pages: int = DEFAULT_MAX_PAGES,
+    on_incomplete: Literal["error", "warn"] = "error",
+    component: str | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> list[Page]:
+    """Every page of a paginated read, in order; the rules of the module docstring hold."""
+
+    def incomplete(message: str, hint: str) -> None:
+        if on_incomplete == "error" or warn is None:
+            raise IngestionError(
+                message,
+                component=component,
+                hint=hint + "; or set on_incomplete: warn to keep what was read",
+            )
+        warn(message)
+
+    def identical(number: int) -> IngestionError:
+        return IngestionError(
+            f"page {number} is identical to page {number - 1} ({paginator.describe()}): "
+            "the server seems to ignore the pagination parameters",
+            component=component,
+            hint="check the pagination config (parameter names, type) against the API's docs",
+        )
+
+    request = paginator.first_request(start)
+    seen = {request.key()}
+    page = fetch(request)
+    pages = [page]
+    planned = paginator.planned_requests(page, request)
+    if planned:
+        if 1 + len(planned) > max_pages:
+            incomplete(
+                f"the API has {1 + len(planned):,} pages, more than max_pages ({max_pages:,})",
+                "raise max_pages",
+            )
+            planned = planned[: max_pages - 1]
+        rest = fetch_many(planned)
+        for i, nxt in enumerate(rest):
+            previous = pages[-1]
+            if nxt.frame.height and nxt.digest == previous.digest:
+                raise identical(i + 2)
+            pages.append(nxt)
+    elif planned is None:
+        while True:
+            nxt_request = paginator.next_request(page, request)
+            if nxt_request is None:
+                break
+            if len(pages) >= max_pages:
+                incomplete(
+                    f"max_pages ({max_pages:,}) reached and the API has more pages "
+                    f"({paginator.describe()})",
+                    "raise max_pages",
+                )
+                break
+            key = nxt_request.key()
+            if key in seen:
+                raise IngestionError(
+                    f"page {len(pages) + 1} would ask for {redact_url(key)} again "
+                    f"({paginator.describe()}): the API's pages loop",
+                    component=component,
+                    hint="the API returned a next cursor or URL that was already read; "
+                    "check the pagination config",
+                )
+            seen.add(key)
+            nxt = fetch(nxt_request)
+            if nxt.frame.height and nxt.digest == page.digest:
+                raise identical(len(pages) + 1)
+            pages.append(nxt)
+            page, request = nxt, nxt_request
+    expected = paginator.expected_records(pages[0])
+    got = sum(p.frame.height for p in pages)
+    if expected is not None and got < expected:
+        incomplete(
+            f"the API announced {expected:,} records and {got:,} were read in {len(pages):,} "
+            f"pages ({paginator.describe()})",
+            "the data changed while it was read, or the server caps the page size below "
+            "'limit'; read again, or lower 'limit'",
+        )
+    return pages
