@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 
 from data_pipeline.core.errors import ConfigError, IngestionConnectionError, InputNotFoundError
+from data_pipeline.core.sql.params import bind
 from data_pipeline.ingestion._common import KEY_HASH, key_hashes
 from data_pipeline.ingestion.database import DatabaseSource
 from tests.conftest import require_service
@@ -180,7 +181,9 @@ def test_postgres_other_engines(pg_table: str, engine: str) -> None:
 
 
 def test_postgres_missing_table(pg_table: str) -> None:
-    with pytest.raises(InputNotFoundError, match=r"not found on 127\.0\.0\.1:5432/test"):
+    with pytest.raises(
+        InputNotFoundError, match=r"not found on PostgreSQL at 127\.0\.0\.1:5432/test"
+    ):
         DatabaseSource(name="pg", config={**PG, "table": "no_such_table_dp"}).ingest()
 
 
@@ -222,7 +225,7 @@ def test_mariadb_types_connectorx(maria_table: str) -> None:
     assert all(v is None for k, v in nulls.items() if k != "id")
 
 
-def test_mariadb_params_use_sqlalchemy(maria_table: str) -> None:
+def test_mariadb_params_use_the_typed_driver(maria_table: str) -> None:
     src = DatabaseSource(
         name="maria",
         config={
@@ -237,8 +240,10 @@ def test_mariadb_params_use_sqlalchemy(maria_table: str) -> None:
         },
     )
     out = src.ingest()
-    assert src.get_metadata()["details"]["engine"] == "sqlalchemy"
+    assert src.get_metadata()["details"]["engine"] == "driver"
     assert out.to_dicts() == [{"id": 1, "amount": Decimal("12345.67"), "txt": "héllo"}]
+    assert out.schema["id"] == pl.Int32  # INT, as stored
+    assert out.schema["amount"].scale == 2  # type: ignore[attr-defined]
 
 
 def test_mariadb_chunks(maria_table: str) -> None:
@@ -383,15 +388,7 @@ def test_config_errors() -> None:
     with pytest.raises(ConfigError, match="db_type"):
         DatabaseSource(name="x", config={"db_type": "oracle9", "host": "h", "table": "t"})
     with pytest.raises(ConfigError, match="params has no 'x'"):
-        (
-            DatabaseSource(name="x", config={**PG, "query": "select :x"}).build_query() and None
-        ) or _adbc_sql("select :x")
-
-
-def _adbc_sql(sql: str) -> Any:
-    from data_pipeline.ingestion.database import _positional
-
-    return _positional(sql, {})
+        bind("select :x", {}, "numeric")
 
 
 def test_quoted_identifiers(sqlite_db: str) -> None:
@@ -420,7 +417,7 @@ def test_mariadb_wrong_password(maria_table: str, engine: str) -> None:
         },
     )
     with pytest.raises(
-        IngestionAuthenticationError, match=r"127\.0\.0\.1:3306/test refused"
+        IngestionAuthenticationError, match=r"127\.0\.0\.1:3306/test as user 'root' refused"
     ) as info:
         src.ingest()
     assert secret not in str(info.value)
@@ -543,8 +540,8 @@ def test_postgres_incremental_query_integer_cursor(pg_table: str, tmp_path: Path
     }
     src = DatabaseSource(name="pg", config=config)
     assert src.build_query(2)[0] == (
-        f"SELECT * FROM (SELECT id, txt FROM {pg_table}) AS _dp_query WHERE id > :_dp_last_value"
-        " ORDER BY id"
+        f"SELECT * FROM (SELECT id, txt FROM {pg_table}) AS _dp_query"
+        ' WHERE "id" > :_dp_last_value ORDER BY "id"'
     )
     assert src.ingest()["id"].to_list() == [1, 2, 3]
     assert DatabaseSource(name="pg", config=config).ingest().height == 0

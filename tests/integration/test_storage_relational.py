@@ -181,12 +181,18 @@ def test_if_exists_modes(db: DB) -> None:
 def test_upsert_on_new_table_and_query_params(db: DB) -> None:
     table = db.table()
     db.storage.store(sample(), table, if_exists="upsert", primary_key="id")
-    mark = "?" if db.system == "sqlite" else "%s"
     qualified = f'"{table}"' if not db.system.startswith("mariadb") else f"`{table}`"
+    # :name placeholders and a dict on every database; a literal ':x' and '%' stay text
     out = db.storage.retrieve(
-        query=f"SELECT id FROM {qualified} WHERE id > {mark} ORDER BY id", params=[5]
+        query=f"SELECT id, ':low' AS lit, '5%' AS pct FROM {qualified} WHERE id > :low ORDER BY id",
+        params={"low": 5},
     )
-    assert out["id"].to_list() == [6, 7]
+    assert out.to_dict(as_series=False) == {"id": [6, 7], "lit": [":low"] * 2, "pct": ["5%"] * 2}
+    # the driver's own style is refused with a hint, on every database
+    mark = "?" if db.system == "sqlite" else "%s"
+    with pytest.raises(ConfigError, match="params must be a dict") as info:
+        db.storage.retrieve(query=f"SELECT id FROM {qualified} WHERE id > {mark}", params=[5])
+    assert "params={'name': value}" in str(info.value)
 
 
 def test_hostile_names_are_stored_verbatim(db: DB) -> None:
@@ -315,12 +321,12 @@ def test_config_errors() -> None:
     with pytest.raises(ConfigError, match="database"):
         RelationalDBStorage(name="x", config={"db_type": "postgresql"})
     with pytest.raises(ConfigError, match="db_type"):
-        RelationalDBStorage(name="x", config={"db_type": "oracle", "database": "d"})
+        RelationalDBStorage(name="x", config={"db_type": "oracle9", "database": "d"})
     with pytest.raises(ConfigError, match="schema"):
         RelationalDBStorage(name="x", config={"schema": "s"})
     storage = RelationalDBStorage(name="x", config={"db_type": "postgres", "database": "d"})
     assert storage.db_type == "postgresql"
-    assert storage.settings.port == 5432
+    assert storage.target.port == 5432
 
 
 def test_postgres_schema_namespace() -> None:
@@ -411,7 +417,7 @@ def test_sigkill_mid_load_leaves_old_or_new(system: str, tmp_path: Path) -> None
     finally:
         handle.drop_all()
         if system == "mariadb":  # a killed MySQL load may leave its staging table
-            handle.storage.drop_stale_staging(older_than_seconds=0)
+            handle.storage.drop_stale_staging(table)
 
 
 def test_loads_in_several_chunks(db: DB) -> None:

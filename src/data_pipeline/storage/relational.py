@@ -1,23 +1,31 @@
 """RelationalDBStorage: SQLite (default), PostgreSQL, MySQL/MariaDB, or any SQLAlchemy URL.
 
-Loads use each database's bulk path and land whole or not at all:
+Connections, ``:name`` parameters, reads, identifier checks, DDL types, upserts and error
+translation come from the project's one SQL layer (:mod:`data_pipeline.core.sql`); this module
+adds each database's bulk load and the plan that makes every load land whole or not at all:
 
 * PostgreSQL: ``COPY ... FROM STDIN (FORMAT csv)`` through psycopg 3, fed with CSV that Polars
-  encodes from the Arrow data in chunks; everything (staging table, swap or merge) in one
+  encodes from the Arrow data in chunks, every text value quoted (so ``\\.``, ``\\N``, empty
+  strings and NULLs are read back as given); everything (staging table, swap or merge) in one
   transaction, since PostgreSQL DDL is transactional.
 * MySQL / MariaDB: ``LOAD DATA LOCAL INFILE`` from a CSV file Polars writes (any warning rolls
-  the load back), or batched multi-row ``INSERT`` through pymysql ``executemany``; a new or
-  replaced table is loaded as a staging table and swapped in with one atomic ``RENAME TABLE``.
+  the load back), or batched multi-row ``INSERT`` through PyMySQL; a new or replaced table is
+  loaded as a staging table and swapped in with one atomic ``RENAME TABLE``. A load holds a
+  named lock on its staging tables, so the next load of the same target can tell a killed
+  load's leftovers (lock free) from a running load's, and drops them.
 * SQLite: ``executemany`` inside one ``BEGIN IMMEDIATE`` transaction.
 
-``append`` inserts in one transaction; ``upsert`` loads a temporary table and runs ``UPDATE``
-then ``INSERT ... WHERE NOT EXISTS`` on the primary key in one transaction. Identifiers are
-always quoted; values are always bound or streamed, never formatted into SQL text.
+``append`` inserts in one transaction; ``upsert`` loads a temporary table and merges it with the
+database's native upsert (``ON CONFLICT DO UPDATE`` / ``ON DUPLICATE KEY UPDATE``). After every
+load the number of rows the database reports stored is compared with the frame: a difference is
+an error and the load is rolled back. Identifiers are always quoted and checked against the
+dialect's length limit before anything is written; values are always bound or streamed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import queue
@@ -27,36 +35,33 @@ import uuid
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
-from urllib.parse import quote
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from data_pipeline.core.deps import import_optional
 from data_pipeline.core.errors import (
     ConfigError,
-    InputNotFoundError,
-    StorageConnectionError,
+    DataPipelineError,
     StorageError,
     StorageSchemaError,
     UnsupportedOperationError,
 )
-from data_pipeline.core.secrets import redact_text
+from data_pipeline.core.frames import convert_output
+from data_pipeline.core.sql import SQLConnectionConfig, SQLTarget, connect, dialect, resolve
+from data_pipeline.core.sql.params import bind, check_params
+from data_pipeline.core.sql.read import read_arrow
+from data_pipeline.core.sql_errors import STORAGE, classify_db_error, translate_db_error
 from data_pipeline.storage._common import (
     ColumnList,
-    ServerConfig,
     already_exists_error,
     as_polars,
-    check_identifier,
     check_unique_key,
-    connection_error,
     constraint_error,
     first_lines,
     misfit_error,
     new_columns_error,
     not_found_error,
     primary_key,
-    quote_ident,
-    quote_qualified,
     reject_unknown_options,
     require_key_columns,
     require_target,
@@ -67,62 +72,73 @@ from data_pipeline.storage.base import IfExists, StorageSystem, StoreResult
 if TYPE_CHECKING:
     import polars as pl
 
-__all__ = ["RelationalDBStorage", "RelationalDBStorageConfig"]
+__all__ = ["RelationalDBStorage", "RelationalDBStorageConfig", "Transaction"]
 
-DBType = Literal["sqlite", "postgresql", "mysql", "mariadb"]
-_DB_ALIASES = {"postgres": "postgresql", "pg": "postgresql", "sqlite3": "sqlite"}
-_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
-_MAX_IDENT = {"postgresql": 63, "mysql": 64, "mariadb": 64}
+STAGE_PREFIX = "__dp_stage_"
 
 
-class RelationalDBStorageConfig(ServerConfig):
-    """Config of :class:`RelationalDBStorage` (the spec's keys plus schema and primary_key)."""
+class RelationalDBStorageConfig(SQLConnectionConfig):
+    """Config of :class:`RelationalDBStorage`: the connection keys of
+    :class:`~data_pipeline.core.sql.SQLConnectionConfig` (the spec's keys or a ``url``; SQLite
+    when neither is given) plus how to store."""
 
-    db_type: DBType = "sqlite"
-    schema_name: str | None = Field(default=None, alias="schema")
     default_table: str | None = None
     default_if_exists: IfExists = "append"
     primary_key: ColumnList = None
     schema_evolution: bool = False
     batch_size: int = Field(default=100_000, gt=0)
     mysql_load: Literal["auto", "load_data", "insert"] = "auto"
-    connect_args: dict[str, Any] | None = None
-
-    @field_validator("db_type", mode="before")
-    @classmethod
-    def _alias(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip().lower()
-            return _DB_ALIASES.get(value, value)
-        return value
 
     @model_validator(mode="after")
     def _check(self) -> RelationalDBStorageConfig:
-        if self.url:
-            return self
-        if self.db_type == "sqlite":
-            if self.schema_name:
-                raise ValueError(
-                    "schema is not supported for sqlite (a SQLite file is one namespace)"
-                )
-            if self.database is None:
-                self.database = ":memory:"
-        elif not self.database:
-            raise ValueError(f"db_type {self.db_type!r} needs 'database' (the database name)")
-        if self.port is None and self.db_type in _DEFAULT_PORTS:
-            self.port = _DEFAULT_PORTS[self.db_type]
+        kind = self.db_type or (None if self.url else "sqlite")
+        if kind == "duckdb" or (self.url or "").lower().startswith("duckdb"):
+            raise ValueError("DuckDB is stored by DataWarehouseStorage, not RelationalDBStorage")
+        if kind == "sqlite" and self.schema_name:
+            raise ValueError("schema is not supported for sqlite (a SQLite file is one namespace)")
         return self
+
+
+class Transaction:
+    """One open database transaction of a :class:`RelationalDBStorage`.
+
+    Inside ``with storage.transaction() as tx:``, ``storage.store(...)`` calls join this
+    transaction (each in a savepoint), ``tx.execute(sql, params)`` runs a statement and
+    ``tx.query(sql, params)`` reads, all with ``:name`` parameters; everything commits together
+    when the block ends, or rolls back on an exception.
+    """
+
+    def __init__(self, storage: RelationalDBStorage, con: Any) -> None:
+        self.storage = storage
+        self.connection = con
+        """The DB-API connection (psycopg 3, PyMySQL or sqlite3) of the transaction."""
+
+    def execute(self, sql: str, params: Any = None) -> int:
+        """Run one statement with ``:name`` params; the number of rows it changed (-1: unknown)."""
+        return self.storage._backend.execute(self.connection, sql, params)
+
+    def query(self, sql: str, params: Any = None, *, output: str = "polars") -> Any:
+        """Read inside the transaction (sees its uncommitted writes)."""
+        table = read_arrow(
+            self.storage.target,
+            sql,
+            params,
+            classes=STORAGE,
+            component=self.storage.label,
+            connection=self.connection,
+        )
+        return convert_output(table, output, component=self.storage.label)
 
 
 class RelationalDBStorage(StorageSystem):
     """Storage system for relational databases.
 
     ``db_type`` is ``sqlite`` (the default; ``database`` is a file path, ``:memory:`` when
-    omitted), ``postgresql`` or ``mysql``/``mariadb``; or give any SQLAlchemy ``url`` (PostgreSQL,
-    MySQL and SQLite URLs use the fast paths above; other dialects go through SQLAlchemy and are
-    untested here). ``store(data, table=..., if_exists="fail"|"replace"|"append"|"upsert")``;
-    ``upsert`` merges on ``primary_key``. ``retrieve(table=...)`` or ``retrieve(query=...,
-    params=...)``; params use the driver's style (``%s`` for PostgreSQL and MySQL, ``?`` for SQLite).
+    omitted), ``postgresql`` or ``mysql``/``mariadb``; or give a ``url`` (PostgreSQL, MySQL and
+    SQLite URLs use the fast paths above; other dialects go through SQLAlchemy and are untested
+    here). ``store(data, table=..., if_exists="fail"|"replace"|"append"|"upsert")``; ``upsert``
+    merges on ``primary_key``. ``retrieve(table=...)`` or ``retrieve(query=..., params=...)``
+    with ``:name`` placeholders and a dict, on every database.
 
     Example:
         >>> db = RelationalDBStorage(name="customer_db", config={
@@ -137,6 +153,8 @@ class RelationalDBStorage(StorageSystem):
         ...     "default_if_exists": "upsert",
         ...     "primary_key": ["customer_id"],
         ... })
+        >>> db.describe_connection()
+        'db.example.com:5432/customers'
     """
 
     config_model = RelationalDBStorageConfig
@@ -145,6 +163,10 @@ class RelationalDBStorage(StorageSystem):
 
     def __init__(self, name: str, config: Any = None) -> None:
         super().__init__(name, config)
+        self.target: SQLTarget = resolve(
+            self.settings, default_db_type="sqlite", component=self.label
+        )
+        self._local = threading.local()
         self._backend = _make_backend(self)
 
     @property
@@ -164,6 +186,61 @@ class RelationalDBStorage(StorageSystem):
     def close(self) -> None:
         self._backend.close()
 
+    # -- transactions -----------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One transaction: ``store()`` calls inside join it; commit at the end, rollback on error.
+
+        Example::
+
+            with storage.transaction() as tx:
+                storage.store(batch, "events", if_exists="append")
+                tx.execute("UPDATE checkpoints SET pos = :pos WHERE id = :id",
+                           {"pos": 42, "id": "events"})
+        """
+        if self._current_tx() is not None:
+            raise UnsupportedOperationError(
+                "a transaction is already open on this storage (in this thread)",
+                component=self.label,
+                hint="store inside the open transaction instead of opening another",
+            )
+        with self._backend.connection() as con:
+            try:
+                with self._backend.begin(con):
+                    tx = Transaction(self, con)
+                    self._local.tx = tx
+                    try:
+                        yield tx
+                    finally:
+                        self._local.tx = None
+            except Exception as exc:
+                if _is_driver_error(exc):  # from BEGIN / COMMIT: the caller's errors pass
+                    raise self._backend.db_error(exc) from exc
+                raise
+
+    def _current_tx(self) -> Transaction | None:
+        tx: Transaction | None = getattr(self._local, "tx", None)
+        return tx
+
+    def execute(self, sql: str, params: Any = None) -> int:
+        """Run one statement with ``:name`` params in its own transaction (or the open one).
+
+        For DDL such as ``CREATE TABLE IF NOT EXISTS`` before a :meth:`transaction` (MySQL and
+        MariaDB commit DDL implicitly, so run it outside).
+        """
+        tx = self._current_tx()
+        if tx is not None:
+            return tx.execute(sql, params)
+        with self._backend.connection() as con:
+            try:
+                with self._backend.begin(con):
+                    return self._backend.execute(con, sql, params)
+            except DataPipelineError:
+                raise
+            except Exception as exc:
+                raise self._backend.db_error(exc) from exc
+
     # -- store ------------------------------------------------------------------------------
 
     def _store(self, data: Any, target: str, if_exists: str, **options: Any) -> StoreResult:
@@ -174,26 +251,34 @@ class RelationalDBStorage(StorageSystem):
             component=self.label,
         )
         key = primary_key(options, self.settings.primary_key)
-        self._backend.check_name(target)
         frame = as_polars(data)
+        self._backend.check_names(target, frame.columns)
         require_upsert_key(if_exists, key, component=self.label)
         if key:
             require_key_columns(key, frame.columns, what=f"table {target!r}", component=self.label)
             check_unique_key(frame, key, target, self.label)
-        self._backend.not_null = set(options.get("not_null") or [])
-        try:
-            action = self._backend.store(frame, target, if_exists, key)
-        finally:
-            self._backend.not_null = set()
+        load = _Load(
+            frame=frame,
+            table=target,
+            if_exists=if_exists,
+            key=key,
+            not_null=set(options.get("not_null") or []),
+            tx=self._current_tx(),
+        )
+        action = self._backend.store(load)
+        details: dict[str, Any] = {
+            "action": action,
+            "db_type": self._backend.kind,
+            "database": self._backend.where(),
+            "rows_stored": load.stored,
+        }
+        if load.dropped_leftovers:
+            details["leftovers_dropped"] = load.dropped_leftovers
         return StoreResult(
             target=self._backend.display(target),
             rows=int(frame.height),
             bytes=int(frame.estimated_size()),
-            details={
-                "action": action,
-                "db_type": self._backend.kind,
-                "database": self._backend.where(),
-            },
+            details=details,
         )
 
     # -- retrieve ---------------------------------------------------------------------------
@@ -208,9 +293,10 @@ class RelationalDBStorage(StorageSystem):
             component=self.label,
         )
         require_target(target, query, component=self.label)
+        values = check_params(params, component=self.label)
         if query is None:
             assert target is not None
-            self._backend.check_name(target)
+            self._backend.check_names(target)
             with self._backend.connection() as con:
                 if self._backend.columns(con, target) is None:
                     raise not_found_error(
@@ -221,24 +307,115 @@ class RelationalDBStorage(StorageSystem):
                         component=self.label,
                     )
             query = f"SELECT * FROM {self._backend.qualified(target)}"  # noqa: S608
-            params = None
-        return self._backend.read(query, params)
+            values = {}
+        return self._backend.read(query, values)
 
     def list_tables(self) -> list[str]:
         """Tables in the configured schema (or database)."""
         with self._backend.connection() as con:
             return self._backend.tables(con)
 
-    def drop_stale_staging(self, older_than_seconds: float = 3600.0) -> list[str]:
-        """Drop staging tables that a killed MySQL/MariaDB load left behind; returns their names.
+    def drop_stale_staging(self, table: str | None = None) -> list[str]:
+        """Drop staging tables that killed loads left behind (of ``table``, or of every table).
 
-        PostgreSQL and SQLite loads run in one transaction and leave nothing behind. Loads
-        call this themselves (with the one-hour default) before creating a staging table.
+        A running load holds a lock on its staging tables, so only the tables of loads that are
+        gone are dropped. Loads call this themselves for their target; returns the names.
         """
-        if not isinstance(self._backend, _MySQLBackend):
-            return []
-        with self._backend.connection() as con:
-            return self._backend.drop_stale(con, older_than_seconds)
+        return self._backend.drop_leftovers(table)
+
+    # -- staging for writers outside this process (Spark) ----------------------------------
+
+    def jdbc(self) -> tuple[str, dict[str, str]]:
+        """The JDBC URL and connection properties (``user``, ``password``, ``driver``) of the
+        configured database, e.g. for ``DataFrame.write.jdbc``."""
+        return self.target.jdbc()
+
+    @contextmanager
+    def staging_table(
+        self, table: str, schema: Any, *, primary_key: Sequence[str] | None = None
+    ) -> Iterator[str]:
+        """A new, empty staging table for a load of ``table``, created from ``schema``.
+
+        ``schema`` is a frame or a polars/Arrow schema; the columns get this storage's DDL types.
+        ``primary_key`` (default: the configured one) becomes the staging table's PRIMARY KEY,
+        and so the table's when the staging table is swapped in.
+        Yields the staging table's name (unquoted, in the configured schema) for an outside
+        writer (Spark's ``df.write.jdbc(url, name, mode="append")``); then call
+        :meth:`merge_staging` inside the block. While the block runs this process holds a lock
+        on the name, so that other loads do not mistake the table for a leftover; on leaving the
+        block the staging table is dropped if it is still there.
+        """
+        key = list(primary_key or self.settings.primary_key or []) or None
+        yield from self._backend.staging_table(table, schema, key)
+
+    def merge_staging(
+        self,
+        staging: str,
+        table: str,
+        *,
+        if_exists: str = "append",
+        primary_key: Sequence[str] | None = None,
+        expected_rows: int | None = None,
+    ) -> StoreResult:
+        """Move the rows of a filled staging table into ``table`` in one transaction.
+
+        ``append`` inserts them, ``replace`` swaps the staging table in (the old table is
+        dropped), ``upsert`` merges them on ``primary_key`` with the native upsert, and a missing
+        ``table`` is created from the staging table. With ``expected_rows``, a staging table
+        holding another number of rows is an error and nothing changes.
+        """
+        if if_exists not in ("fail", "append", "replace", "upsert"):
+            raise ConfigError(
+                f"if_exists={if_exists!r} is not supported here",
+                component=self.label,
+                hint="use fail, append, replace or upsert",
+            )
+        key = list(primary_key or self.settings.primary_key or []) or None
+        require_upsert_key(if_exists, key, component=self.label)
+        with self._operation("merge_staging") as op:
+            rows, action = self._backend.merge_staging(
+                staging, table, if_exists, key, expected_rows
+            )
+            op.rows_out = rows
+            op.details.update({"target": self._backend.display(table), "action": action})
+            return StoreResult(
+                target=self._backend.display(table),
+                rows=rows,
+                details={"action": action, "db_type": self._backend.kind},
+            )
+
+    def _translate_error(self, exc: BaseException, operation: str) -> BaseException | None:
+        if isinstance(exc, Exception) and _is_driver_error(exc):
+            return self._backend.db_error(exc)
+        return super()._translate_error(exc, operation)
+
+
+def _is_driver_error(exc: BaseException) -> bool:
+    mods = {cls.__module__.split(".")[0] for cls in type(exc).__mro__}
+    return bool(mods & {"psycopg", "pymysql", "sqlite3", "adbc_driver_manager", "sqlalchemy"})
+
+
+class _Load:
+    """One store() call: the data, the plan, and what the load found and did."""
+
+    def __init__(
+        self,
+        *,
+        frame: pl.DataFrame,
+        table: str,
+        if_exists: str,
+        key: list[str] | None,
+        not_null: set[str],
+        tx: Transaction | None,
+    ) -> None:
+        self.frame = frame
+        self.table = table
+        self.if_exists = if_exists
+        self.key = key
+        self.not_null = not_null
+        self.tx = tx
+        self.stored: int | None = None
+        self.dropped_leftovers: list[str] = []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,52 +423,114 @@ class RelationalDBStorage(StorageSystem):
 
 
 class _Backend:
-    """What differs between databases: connecting, quoting, DDL, bulk loading, swapping."""
+    """What differs between databases: bulk loading, swapping, catalogs, locks."""
 
     kind: ClassVar[str] = "sql"
-    quote_char: ClassVar[str] = '"'
 
     def __init__(self, owner: RelationalDBStorage) -> None:
         self.owner = owner
         self.cfg = owner.settings
+        self.target = owner.target
         self.label = owner.label
-        self.not_null: set[str] = set()  # columns created NOT NULL (from a registered Schema)
+        self.dialect = dialect(self.target.dialect)
 
     # naming
-    def check_name(self, name: str) -> None:
-        check_identifier(name, component=self.label)
-        limit = _MAX_IDENT.get(self.kind)
-        if limit and len(name.encode()) > limit:
-            raise ConfigError(
-                f"table name {name!r} is longer than {self.kind}'s limit of {limit} bytes",
-                component=self.label,
-                hint="use a shorter table name",
-            )
+    def check_names(self, table: str, columns: Sequence[str] = ()) -> None:
+        """Table, schema and column names the database keeps as given, before any write."""
+        self.dialect.check_names(table, columns, schema=self.schema, component=self.label)
 
     def q(self, name: str) -> str:
-        return quote_ident(name, self.quote_char)
+        return self.dialect.quote(name)
 
     @property
     def schema(self) -> str | None:
         return self.cfg.schema_name
 
     def qualified(self, table: str) -> str:
-        return quote_qualified(table, self.schema, self.quote_char)
+        return self.dialect.qualified(table, self.schema)
 
     def display(self, table: str) -> str:
         return f"{self.schema}.{table}" if self.schema else table
 
     def where(self) -> str:
-        return f"{self.cfg.host}:{self.cfg.port}/{self.cfg.database}"
+        return self.target.where()
 
     def close(self) -> None:
         return None
 
+    # errors
+    def db_error(self, exc: BaseException) -> DataPipelineError:
+        return translate_db_error(
+            exc,
+            classes=STORAGE,
+            what=self.target.label,
+            where=self.where(),
+            component=self.label,
+            lines=3,
+        )
+
+    def integrity_error(self, exc: Exception, table: str) -> StorageError:
+        return constraint_error(self.display(table), first_lines(exc), component=self.label)
+
+    def schema_error(self, exc: Exception, table: str) -> StorageSchemaError:
+        return misfit_error(
+            self.display(table), f"{first_lines(exc)}; the table is unchanged", component=self.label
+        )
+
+    def load_error(self, exc: Exception, table: str) -> DataPipelineError:
+        """A driver error during a load: constraint, misfit value/column, or as classified."""
+        kind = classify_db_error(exc)
+        if kind == "integrity":
+            return self.integrity_error(exc, table)
+        if kind == "data" or kind == "query":
+            return self.schema_error(exc, table)
+        return self.db_error(exc)
+
+    def count_check(self, stored: int, load: _Load, what: str) -> None:
+        """The rows the database says it stored equal the frame's rows, or the load fails."""
+        expected = load.frame.height
+        if stored >= 0 and stored != expected:
+            raise StorageError(
+                f"{what} of table {self.display(load.table)!r} stored {stored:,} rows but the "
+                f"data has {expected:,}; the load is rolled back and the table is unchanged",
+                component=self.label,
+                hint="report this: a value was misread by the bulk path",
+            )
+        load.stored = stored if stored >= 0 else expected
+
     # to implement
     @contextmanager
     def connection(self) -> Iterator[Any]:
+        con = connect(self.target, classes=STORAGE, component=self.label, **self.connect_extra())
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def connect_extra(self) -> dict[str, Any]:
+        return {}
+
+    @contextmanager
+    def begin(self, con: Any) -> Iterator[None]:
+        """BEGIN ... COMMIT on ``con``, ROLLBACK on any error."""
         raise NotImplementedError
         yield
+
+    def savepoint(self, con: Any) -> Any:
+        """A savepoint inside an open transaction (one store() inside transaction())."""
+        return _savepoint(con, self.execute)
+
+    def execute(self, con: Any, sql: str, params: Any = None) -> int:
+        text, values = bind(sql, params, self.dialect.param_style, component=self.label)
+        cur = con.cursor()
+        try:
+            if values:
+                cur.execute(text, values)
+            else:
+                cur.execute(text)
+            return int(cur.rowcount if cur.rowcount is not None else -1)
+        finally:
+            cur.close()
 
     def columns(self, con: Any, table: str) -> list[str] | None:
         raise NotImplementedError
@@ -299,68 +538,64 @@ class _Backend:
     def tables(self, con: Any) -> list[str]:
         raise NotImplementedError
 
-    def sql_type(self, dtype: Any, is_key: bool) -> str:
+    def unique_keys(self, con: Any, table: str) -> list[set[str]]:
+        """The column sets of the table's primary key and unique constraints."""
         raise NotImplementedError
 
-    def store(self, frame: pl.DataFrame, table: str, if_exists: str, key: list[str] | None) -> str:
+    def store(self, load: _Load) -> str:
         raise NotImplementedError
 
-    def load_new(
-        self, con: Any, frame: pl.DataFrame, table: str, key: list[str] | None, *, replacing: bool
-    ) -> None:
-        """Create (or replace) ``table`` from ``frame`` through a staging table swapped in atomically."""
-        raise NotImplementedError
+    def read(self, query: str, params: dict[str, Any]) -> Any:
+        return read_arrow(self.target, query, params, classes=STORAGE, component=self.label)
 
-    def load_append(self, con: Any, frame: pl.DataFrame, table: str) -> None:
-        raise NotImplementedError
+    # leftovers and staging
+    def stage_prefix(self, table: str) -> str:
+        """``__dp_stage_<8 hex of the target>_``: staging tables of one target share it."""
+        digest = hashlib.blake2b(f"{self.schema or ''}.{table}".encode(), digest_size=4).hexdigest()
+        return f"{STAGE_PREFIX}{digest}_"
 
-    def load_upsert(self, con: Any, frame: pl.DataFrame, table: str, key: list[str]) -> None:
-        raise NotImplementedError
+    def staging_name(self, table: str) -> str:
+        return f"{self.stage_prefix(table)}{uuid.uuid4().hex[:12]}"
 
-    # shared plan of a load (the backend's store() wraps it in its connection and transaction)
-    def store_plan(
-        self, con: Any, frame: pl.DataFrame, table: str, if_exists: str, key: list[str] | None
-    ) -> str:
-        """fail / create or replace / evolve then append or upsert; returns the action taken."""
-        existing = self.columns(con, table)
-        self.fail_if_exists(existing, if_exists, table)
-        if existing is None or if_exists == "replace":
-            self.load_new(con, frame, table, key, replacing=existing is not None)
-            return "created" if existing is None else "replaced"
-        columns = self.evolve(con, table, existing, frame)
-        if if_exists == "append":
-            self.load_append(con, frame.select([c for c in columns if c in frame.columns]), table)
-            return "appended"
-        assert key is not None
-        self.load_upsert(con, frame, table, key)
-        return "upserted"
+    def drop_leftovers(self, table: str | None) -> list[str]:
+        return []
 
-    # server databases: connectorx reads, DB-API cursor reads with bound params
-    uri_scheme: ClassVar[str] = ""
-    default_user: ClassVar[str] = ""
+    def staging_table(self, table: str, schema: Any, key: Sequence[str] | None) -> Iterator[str]:
+        raise UnsupportedOperationError(
+            f"staging tables for outside writers are available for PostgreSQL and "
+            f"MySQL/MariaDB, not {self.target.label}",
+            component=self.label,
+            hint="store the frame with store() instead",
+        )
+        yield ""
 
-    def uri(self) -> str:
-        """The connectorx URI (credentials percent-encoded; never shown or logged)."""
-        user = quote(self.cfg.username or self.default_user, safe="")
-        password = quote(self.cfg.password.get_secret_value(), safe="") if self.cfg.password else ""
-        auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-        database = quote(self.cfg.database or "", safe="")
-        return f"{self.uri_scheme}://{auth}{self.cfg.host}:{self.cfg.port}/{database}"
-
-    def read(self, query: str, params: Any) -> Any:
-        if params is None:
-            table = _connectorx(self.uri(), query)
-            if table is not None:
-                return table
-        with self.connection() as con, con.cursor() as cur:
-            return _fetch_frame(cur, query, params)
+    def merge_staging(
+        self,
+        staging: str,
+        table: str,
+        if_exists: str,
+        key: list[str] | None,
+        expected: int | None,
+    ) -> tuple[int, str]:
+        raise UnsupportedOperationError(
+            f"merging staging tables is available for PostgreSQL and MySQL/MariaDB, "
+            f"not {self.target.label}",
+            component=self.label,
+            hint="store the frame with store() instead",
+        )
 
     # shared SQL
     def create_sql(
-        self, qualified: str, frame: pl.DataFrame, key: list[str] | None, *, temp: bool = False
+        self,
+        qualified: str,
+        frame: pl.DataFrame,
+        key: list[str] | None,
+        *,
+        temp: bool = False,
+        not_null: set[str] | None = None,
     ) -> str:
         keyset = set(key or [])
-        required = set() if temp else self.not_null
+        required = set() if temp else (not_null or set())
         cols = [
             f"{self.q(name)} {self.sql_type(dtype, name in keyset)}"
             + (" NOT NULL" if name in required else "")
@@ -371,32 +606,24 @@ class _Backend:
         kind = self.temp_table_keyword() if temp else "TABLE"
         return f"CREATE {kind} {qualified} ({', '.join(cols)})"
 
+    def sql_type(self, dtype: Any, is_key: bool) -> str:
+        return self.dialect.ddl_type(dtype, is_key=is_key)
+
     def temp_table_keyword(self) -> str:
         return "TEMPORARY TABLE"
 
-    def insert_select_sql(self, qualified: str, source: str, columns: Sequence[str]) -> str:
-        cols = ", ".join(self.q(c) for c in columns)
-        return f"INSERT INTO {qualified} ({cols}) SELECT {cols} FROM {source}"  # noqa: S608
-
-    def upsert_sqls(
-        self, qualified: str, source: str, columns: Sequence[str], key: list[str]
-    ) -> list[str]:
-        on = " AND ".join(f"t.{self.q(k)} = s.{self.q(k)}" for k in key)
-        updates = [c for c in columns if c not in key]
-        statements = []
-        if updates:
-            statements.append(self.update_from_sql(qualified, source, updates, on))
-        cols = ", ".join(self.q(c) for c in columns)
-        scols = ", ".join(f"s.{self.q(c)}" for c in columns)
-        statements.append(
-            f"INSERT INTO {qualified} ({cols}) SELECT {scols} FROM {source} AS s "  # noqa: S608
-            f"WHERE NOT EXISTS (SELECT 1 FROM {qualified} AS t WHERE {on})"
+    def require_unique_key(self, con: Any, table: str, key: list[str]) -> None:
+        """Upsert needs a PRIMARY KEY or UNIQUE constraint on exactly ``key`` in the table."""
+        if set(key) in self.unique_keys(con, table):
+            return
+        cols = ", ".join(self.q(k) for k in key)
+        raise StorageSchemaError(
+            f"table {self.display(table)!r} has no PRIMARY KEY or UNIQUE constraint on "
+            f"({', '.join(key)}); an upsert needs one to find the rows to update",
+            component=self.label,
+            hint=f"add it (ALTER TABLE {self.qualified(table)} ADD PRIMARY KEY ({cols})), or "
+            "store once with if_exists='replace' and primary_key=[...]",
         )
-        return statements
-
-    def update_from_sql(self, qualified: str, source: str, updates: list[str], on: str) -> str:
-        sets = ", ".join(f"{self.q(c)} = s.{self.q(c)}" for c in updates)
-        return f"UPDATE {qualified} AS t SET {sets} FROM {source} AS s WHERE {on}"  # noqa: S608
 
     def evolve(self, con: Any, table: str, existing: list[str], frame: pl.DataFrame) -> list[str]:
         """New columns in the data: added when schema_evolution allows, else a SchemaError naming them."""
@@ -405,10 +632,11 @@ class _Backend:
             return existing
         if not self.cfg.schema_evolution:
             raise new_columns_error(new, self.display(table), component=self.label)
-        cur = con.cursor()
         for column in new:
             ctype = self.sql_type(frame.schema[column], False)
-            cur.execute(f"ALTER TABLE {self.qualified(table)} ADD COLUMN {self.q(column)} {ctype}")
+            self.execute(
+                con, f"ALTER TABLE {self.qualified(table)} ADD COLUMN {self.q(column)} {ctype}"
+            )
         return existing + new
 
     def fail_if_exists(self, existing: list[str] | None, if_exists: str, table: str) -> None:
@@ -418,27 +646,47 @@ class _Backend:
                 f"table {self.display(table)!r}", where=self.where(), component=self.label
             )
 
-    def staging_name(self) -> str:
-        return f"__dp_stage_{uuid.uuid4().hex[:16]}"
 
-    def integrity_error(self, exc: Exception, table: str) -> StorageError:
-        return constraint_error(self.display(table), first_lines(exc), component=self.label)
+@contextmanager
+def _savepoint(con: Any, execute: Any) -> Iterator[None]:
+    name = f"dp_{uuid.uuid4().hex[:12]}"
+    execute(con, f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):
+            execute(con, f"ROLLBACK TO SAVEPOINT {name}")
+        raise
+    execute(con, f"RELEASE SAVEPOINT {name}")
 
-    def schema_error(self, exc: Exception, table: str) -> StorageSchemaError:
-        return misfit_error(
-            self.display(table), f"{first_lines(exc)}; the table is unchanged", component=self.label
-        )
 
-    def connect_error(self, exc: Exception, what: str) -> StorageError:
-        return connection_error(
-            exc, what=what, where=self.where(), user=self.cfg.username, component=self.label
-        )
+def check_sub_microseconds(frame: pl.DataFrame, label: str) -> None:
+    """Databases keep microseconds: a timestamp, time or duration with nanoseconds would be
+    rounded, so it is an error naming the column (values are stored as given or not at all)."""
+    import polars as pl
+
+    for name, dtype in frame.schema.items():
+        if (
+            isinstance(dtype, (pl.Datetime, pl.Duration)) and dtype.time_unit == "ns"
+        ) or dtype == pl.Time:
+            expr = pl.col(name).cast(pl.Int64) % 1000 != 0
+        else:
+            continue
+        if frame.select(expr.any()).item():
+            raise StorageSchemaError(
+                f"column {name!r} holds values with nanoseconds; the database keeps microseconds "
+                "and would round them",
+                component=label,
+                hint=f"round the column to microseconds first (pl.col({name!r}).dt.truncate('1us')"
+                " or a cast to Datetime('us'))",
+            )
 
 
 def _prepare(frame: pl.DataFrame, kind: str, label: str) -> pl.DataFrame:
     """Make every column writable by the database's bulk path (vectorised, no row loops)."""
     import polars as pl
 
+    check_sub_microseconds(frame, label)
     exprs = []
     for name, dtype in frame.schema.items():
         col = pl.col(name)
@@ -486,15 +734,21 @@ def _prepare(frame: pl.DataFrame, kind: str, label: str) -> pl.DataFrame:
 def _csv_chunks(data: pl.DataFrame, step: int) -> Generator[memoryview, None, None]:
     """``data`` as headerless CSV in chunks of ``step`` rows, for ``COPY ... FROM STDIN``.
 
-    A background thread encodes the next chunk while the caller sends this one (Polars releases
-    the GIL while it encodes), so that encoding overlaps the server's parsing instead of adding
-    to it; at most two encoded chunks wait in memory.
+    Every non-numeric value is quoted and NULL is an unquoted empty field, so PostgreSQL reads
+    each value as written: ``\\.`` is data (only an unquoted ``\\.`` line ends a CSV COPY), an
+    empty string is ``""``, ``\\N`` is text. A background thread encodes the next chunk while
+    the caller sends this one (Polars releases the GIL while it encodes), so that encoding
+    overlaps the server's parsing; at most two encoded chunks wait in memory.
     """
+
+    def encode(frame: pl.DataFrame) -> io.BytesIO:
+        buffer = io.BytesIO()
+        frame.write_csv(buffer, include_header=False, quote_style="non_numeric", null_value="")
+        return buffer
+
     if data.height <= step:
         if data.height:
-            buffer = io.BytesIO()
-            data.write_csv(buffer, include_header=False)
-            yield buffer.getbuffer()
+            yield encode(data).getbuffer()
         return
     chunks: queue.Queue[io.BytesIO | BaseException | None] = queue.Queue(maxsize=2)
     stop = threading.Event()
@@ -511,9 +765,7 @@ def _csv_chunks(data: pl.DataFrame, step: int) -> Generator[memoryview, None, No
     def produce() -> None:
         try:
             for offset in range(0, data.height, step):
-                buffer = io.BytesIO()
-                data.slice(offset, step).write_csv(buffer, include_header=False)
-                if not put(buffer):
+                if not put(encode(data.slice(offset, step))):
                     return
             put(None)
         except BaseException as exc:  # handed to the consumer, which raises it
@@ -534,33 +786,30 @@ def _csv_chunks(data: pl.DataFrame, step: int) -> Generator[memoryview, None, No
         worker.join()
 
 
+def _schema_frame(schema: Any) -> pl.DataFrame:
+    """An empty polars frame with the columns of a frame, a polars schema or an Arrow schema."""
+    import polars as pl
+    import pyarrow as pa
+
+    if isinstance(schema, pa.Schema):
+        frame = pl.from_arrow(schema.empty_table())
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+    if isinstance(schema, (pl.Schema, dict)):
+        return pl.DataFrame(schema=schema)
+    return as_polars(schema).clear()
+
+
 # -- PostgreSQL ---------------------------------------------------------------------------------
 
 
 class _PostgresBackend(_Backend):
     kind = "postgresql"
-    uri_scheme = "postgresql"
 
     @contextmanager
-    def connection(self) -> Iterator[Any]:
-        psycopg = import_optional("psycopg", extra="postgres", feature="PostgreSQL support")
-        password = self.cfg.password.get_secret_value() if self.cfg.password else None
-        try:
-            con = psycopg.connect(
-                host=self.cfg.host,
-                port=self.cfg.port,
-                dbname=self.cfg.database,
-                user=self.cfg.username,
-                password=password,
-                connect_timeout=self.cfg.connect_timeout,
-                **(self.cfg.connect_args or {}),
-            )
-        except psycopg.OperationalError as exc:
-            raise self.connect_error(exc, "PostgreSQL") from None
-        try:
-            yield con
-        finally:
-            con.close()
+    def begin(self, con: Any) -> Iterator[None]:
+        with con.transaction():
+            yield
 
     def columns(self, con: Any, table: str) -> list[str] | None:
         rows = con.execute(
@@ -579,74 +828,212 @@ class _PostgresBackend(_Backend):
         ).fetchall()
         return [r[0] for r in rows]
 
-    def sql_type(self, dtype: Any, is_key: bool) -> str:
-        return _sql_type(dtype, "postgresql", is_key)
+    def unique_keys(self, con: Any, table: str) -> list[set[str]]:
+        rows = con.execute(
+            "SELECT array_agg(a.attname::text) FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey) "
+            "WHERE c.relname = %s AND n.nspname = COALESCE(%s, current_schema()) "
+            "AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL "
+            "GROUP BY i.indexrelid",
+            [table, self.schema],
+        ).fetchall()
+        return [set(r[0]) for r in rows]
 
-    def temp_table_keyword(self) -> str:
-        return "TEMPORARY TABLE"
-
-    def copy_into(self, con: Any, qualified: str, frame: pl.DataFrame) -> None:
+    def copy_into(self, con: Any, qualified: str, frame: pl.DataFrame) -> int:
+        """COPY the frame into ``qualified``; the number of rows the server stored."""
         data = _prepare(frame, "postgresql", self.label)
         cols = ", ".join(self.q(c) for c in data.columns)
         # closing(): a failed write stops the encoder thread at once
         with (
             contextlib.closing(_csv_chunks(data, self.cfg.batch_size)) as chunks,
             con.cursor() as cur,
-            cur.copy(f"COPY {qualified} ({cols}) FROM STDIN (FORMAT csv)") as copy,
         ):
-            for chunk in chunks:
-                copy.write(chunk)
+            with cur.copy(f"COPY {qualified} ({cols}) FROM STDIN (FORMAT csv)") as copy:
+                for chunk in chunks:
+                    copy.write(chunk)
+            return int(cur.rowcount)
 
-    def store(self, frame: pl.DataFrame, table: str, if_exists: str, key: list[str] | None) -> str:
+    def store(self, load: _Load) -> str:
         psycopg = import_optional("psycopg", extra="postgres", feature="PostgreSQL support")
-        with self.connection() as con:
-            try:
-                with con.transaction():  # DDL is transactional: the whole load is one transaction
-                    if (
-                        self.schema
-                        and not con.execute(
-                            "SELECT 1 FROM pg_namespace WHERE nspname = %s", [self.schema]
-                        ).fetchone()
-                    ):
-                        # checked first: CREATE SCHEMA IF NOT EXISTS needs CREATE rights even when it exists
-                        con.execute(f"CREATE SCHEMA {self.q(self.schema)}")
-                    return self.store_plan(con, frame, table, if_exists, key)
-            except psycopg.errors.IntegrityError as exc:
-                raise self.integrity_error(exc, table) from None
-            except (
-                psycopg.errors.DataError,
-                psycopg.errors.UndefinedColumn,
-                psycopg.errors.DatatypeMismatch,
-            ) as exc:
-                raise self.schema_error(exc, table) from None
+        try:
+            if load.tx is not None:
+                con = load.tx.connection
+                with con.transaction():  # a savepoint inside the open transaction
+                    return self.store_plan(con, load)
+            with self.connection() as con, con.transaction():
+                # DDL is transactional: the whole load is one transaction
+                return self.store_plan(con, load)
+        except psycopg.Error as exc:
+            raise self.load_error(exc, load.table) from None
 
-    def load_new(
-        self, con: Any, frame: pl.DataFrame, table: str, key: list[str] | None, *, replacing: bool
-    ) -> None:
+    def store_plan(self, con: Any, load: _Load) -> str:
+        """fail / create or replace / evolve then append or upsert; returns the action taken."""
+        if (
+            self.schema
+            and not con.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", [self.schema]
+            ).fetchone()
+        ):
+            # checked first: CREATE SCHEMA IF NOT EXISTS needs CREATE rights even when it exists
+            con.execute(f"CREATE SCHEMA {self.q(self.schema)}")
+        table, frame = load.table, load.frame
+        load.dropped_leftovers = self.drop_leftovers_on(con, table)
+        existing = self.columns(con, table)
+        self.fail_if_exists(existing, load.if_exists, table)
+        if existing is None or load.if_exists == "replace":
+            self.load_new(con, load, replacing=existing is not None)
+            return "created" if existing is None else "replaced"
+        columns = self.evolve(con, table, existing, frame)
+        if load.if_exists == "append":
+            frame = frame.select([c for c in columns if c in frame.columns])
+            self.count_check(self.copy_into(con, self.qualified(table), frame), load, "append")
+            return "appended"
+        assert load.key is not None
+        self.require_unique_key(con, table, load.key)
+        stage = self.q(self.staging_name(table))
+        con.execute(self.create_sql(stage, frame, load.key, temp=True) + " ON COMMIT DROP")
+        self.count_check(self.copy_into(con, stage, frame), load, "upsert")
+        sql = self.dialect.upsert_sql(self.qualified(table), stage, frame.columns, load.key)
+        with con.cursor() as cur:
+            cur.execute(sql)
+            if any(c not in load.key for c in frame.columns):
+                self.count_check(int(cur.rowcount), load, "upsert")
+        con.execute(f"DROP TABLE {stage}")
+        return "upserted"
+
+    def load_new(self, con: Any, load: _Load, *, replacing: bool) -> None:
         # load a staging table, then swap it in; all in the caller's one transaction
+        table, frame, key = load.table, load.frame, load.key
         qualified = self.qualified(table)
-        stage = self.staging_name()
+        stage = self.staging_name(table)
         staged = self.qualified(stage)
-        con.execute(self.create_sql(staged, frame, key))
-        self.copy_into(con, staged, frame)
+        con.execute(self.create_sql(staged, frame, key, not_null=load.not_null))
+        self.count_check(self.copy_into(con, staged, frame), load, "replace")
         if replacing:
             con.execute(f"DROP TABLE {qualified}")
         con.execute(f"ALTER TABLE {staged} RENAME TO {self.q(table)}")
         if key:
-            con.execute(
-                f"ALTER TABLE {qualified} RENAME CONSTRAINT {self.q(stage + '_pkey')} "
-                f"TO {self.q(table.encode()[:58].decode(errors='ignore') + '_pkey')}"
+            self.rename_pkey(con, table, stage)
+
+    def rename_pkey(self, con: Any, table: str, stage: str) -> None:
+        con.execute(
+            f"ALTER TABLE {self.qualified(table)} RENAME CONSTRAINT {self.q(stage + '_pkey')} "
+            f"TO {self.q(table.encode()[:58].decode(errors='ignore') + '_pkey')}"
+        )
+
+    # leftovers: a PostgreSQL load stages inside its transaction (a killed load leaves
+    # nothing); staging tables for outside writers are held by a session advisory lock.
+
+    @staticmethod
+    def lock_key(name: str) -> int:
+        return int.from_bytes(
+            hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True
+        )
+
+    def drop_leftovers_on(self, con: Any, table: str | None) -> list[str]:
+        pattern = (self.stage_prefix(table) if table else STAGE_PREFIX).replace("_", "\\_") + "%"
+        names = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = COALESCE(%s, current_schema()) AND table_name LIKE %s",
+                [self.schema, pattern],
+            ).fetchall()
+        ]
+        dropped = []
+        for name in names:
+            key = self.lock_key(name)
+            if con.execute("SELECT pg_try_advisory_xact_lock(%s)", [key]).fetchone()[0]:
+                # nobody holds its session lock: the writer is gone
+                con.execute(f"DROP TABLE IF EXISTS {self.qualified(name)}")
+                dropped.append(name)
+        if dropped:
+            self.owner.logger.warning(
+                "%s: dropped staging tables left by killed loads: %s", self.label, dropped
             )
+        return dropped
 
-    def load_append(self, con: Any, frame: pl.DataFrame, table: str) -> None:
-        self.copy_into(con, self.qualified(table), frame)
+    def drop_leftovers(self, table: str | None) -> list[str]:
+        with self.connection() as con, con.transaction():
+            return self.drop_leftovers_on(con, table)
 
-    def load_upsert(self, con: Any, frame: pl.DataFrame, table: str, key: list[str]) -> None:
-        stage = self.q(self.staging_name())
-        con.execute(self.create_sql(stage, frame, key, temp=True) + " ON COMMIT DROP")
-        self.copy_into(con, stage, frame)
-        for statement in self.upsert_sqls(self.qualified(table), stage, frame.columns, key):
-            con.execute(statement)
+    def staging_table(self, table: str, schema: Any, key: Sequence[str] | None) -> Iterator[str]:
+        frame = _schema_frame(schema)
+        self.check_names(table, frame.columns)
+        name = self.staging_name(table)
+        with self.connection() as con:
+            con.autocommit = True  # the table is committed for the outside writer to see
+            con.execute("SELECT pg_advisory_lock(%s)", [self.lock_key(name)])
+            try:
+                if self.schema:
+                    con.execute(f"CREATE SCHEMA IF NOT EXISTS {self.q(self.schema)}")
+                con.execute(self.create_sql(self.qualified(name), frame, list(key or []) or None))
+                yield name
+            finally:
+                with contextlib.suppress(Exception):
+                    con.execute(f"DROP TABLE IF EXISTS {self.qualified(name)}")
+                    con.execute("SELECT pg_advisory_unlock(%s)", [self.lock_key(name)])
+
+    def merge_staging(
+        self,
+        staging: str,
+        table: str,
+        if_exists: str,
+        key: list[str] | None,
+        expected: int | None,
+    ) -> tuple[int, str]:
+        psycopg = import_optional("psycopg", extra="postgres", feature="PostgreSQL support")
+        self.check_names(table)
+        try:
+            with self.connection() as con, con.transaction():
+                staged = self.qualified(staging)
+                columns = self.columns(con, staging)
+                if columns is None:
+                    raise not_found_error(
+                        f"staging table {self.display(staging)!r} does not exist",
+                        [],
+                        kind="tables",
+                        empty="create it with staging_table()",
+                        component=self.label,
+                    )
+                rows = int(con.execute(f"SELECT count(*) FROM {staged}").fetchone()[0])  # noqa: S608
+                _check_expected(rows, expected, staging, self.label)
+                existing = self.columns(con, table)
+                self.fail_if_exists(existing, if_exists, table)
+                cols = ", ".join(self.q(c) for c in columns)
+                if existing is None or if_exists == "replace":
+                    if existing is not None:
+                        con.execute(f"DROP TABLE {self.qualified(table)}")
+                    con.execute(f"ALTER TABLE {staged} RENAME TO {self.q(table)}")
+                    if key:
+                        with contextlib.suppress(psycopg.Error), con.transaction():
+                            self.rename_pkey(con, table, staging)
+                    return rows, "created" if existing is None else "replaced"
+                if if_exists == "append":
+                    con.execute(
+                        f"INSERT INTO {self.qualified(table)} ({cols}) SELECT {cols} FROM {staged}"  # noqa: S608
+                    )
+                    con.execute(f"DROP TABLE {staged}")
+                    return rows, "appended"
+                assert key is not None
+                self.require_unique_key(con, table, key)
+                con.execute(self.dialect.upsert_sql(self.qualified(table), staged, columns, key))
+                con.execute(f"DROP TABLE {staged}")
+                return rows, "upserted"
+        except psycopg.Error as exc:
+            raise self.load_error(exc, table) from None
+
+
+def _check_expected(rows: int, expected: int | None, staging: str, label: str) -> None:
+    if expected is not None and rows != expected:
+        raise StorageError(
+            f"staging table {staging!r} holds {rows:,} rows but the writer sent {expected:,}; "
+            "nothing was merged",
+            component=label,
+            hint="the outside write lost or repeated rows: run it again",
+        )
 
 
 # -- MySQL / MariaDB ----------------------------------------------------------------------------
@@ -654,33 +1041,20 @@ class _PostgresBackend(_Backend):
 
 class _MySQLBackend(_Backend):
     kind = "mysql"
-    quote_char = "`"
-    uri_scheme = "mysql"
-    default_user = "root"
+
+    def connect_extra(self) -> dict[str, Any]:
+        return {"local_infile": self.cfg.mysql_load != "insert"}
 
     @contextmanager
-    def connection(self) -> Iterator[Any]:
-        pymysql = import_optional("pymysql", extra="mysql", feature="MySQL/MariaDB support")
-        password = self.cfg.password.get_secret_value() if self.cfg.password else ""
+    def begin(self, con: Any) -> Iterator[None]:
+        """BEGIN ... COMMIT, or ROLLBACK on any error (DDL must stay outside: it commits)."""
+        con.begin()
         try:
-            con = pymysql.connect(
-                host=self.cfg.host,
-                port=self.cfg.port or 3306,
-                user=self.cfg.username or "root",
-                password=password,
-                database=self.cfg.database,
-                connect_timeout=self.cfg.connect_timeout,
-                local_infile=self.cfg.mysql_load != "insert",
-                autocommit=False,
-                charset="utf8mb4",
-                **(self.cfg.connect_args or {}),
-            )
-        except pymysql.err.OperationalError as exc:
-            raise self.connect_error(exc, "MySQL/MariaDB") from None
-        try:
-            yield con
-        finally:
-            con.close()
+            yield
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
 
     def columns(self, con: Any, table: str) -> list[str] | None:
         with con.cursor() as cur:
@@ -701,35 +1075,70 @@ class _MySQLBackend(_Backend):
             )
             return [r[0] for r in cur.fetchall()]
 
-    def sql_type(self, dtype: Any, is_key: bool) -> str:
-        return _sql_type(dtype, "mysql", is_key)
+    def unique_keys(self, con: Any, table: str) -> list[set[str]]:
+        with con.cursor() as cur:
+            cur.execute(
+                "SELECT index_name, column_name FROM information_schema.statistics "
+                "WHERE table_schema = COALESCE(%s, DATABASE()) AND table_name = %s "
+                "AND non_unique = 0",
+                [self.schema, table],
+            )
+            keys: dict[str, set[str]] = {}
+            for index, column in cur.fetchall():
+                keys.setdefault(index, set()).add(column)
+        return list(keys.values())
 
-    def update_from_sql(self, qualified: str, source: str, updates: list[str], on: str) -> str:
-        sets = ", ".join(f"t.{self.q(c)} = s.{self.q(c)}" for c in updates)
-        return f"UPDATE {qualified} AS t JOIN {source} AS s ON {on} SET {sets}"  # noqa: S608
+    # -- locks and leftovers: a load holds GET_LOCK(<staging name>) while its table exists --
 
-    def drop_stale(self, con: Any, older_than_seconds: float) -> list[str]:
+    def lock(self, con: Any, name: str) -> None:
+        with con.cursor() as cur:
+            cur.execute("SELECT GET_LOCK(%s, 0)", [name])
+            got = cur.fetchone()
+        if not got or got[0] != 1:  # the name is random: another holder is impossible
+            raise StorageError(f"could not lock staging table name {name!r}", component=self.label)
+
+    def unlock_all(self, con: Any) -> None:
+        with contextlib.suppress(Exception), con.cursor() as cur:
+            cur.execute("SELECT RELEASE_ALL_LOCKS()")
+
+    def drop_leftovers_on(self, con: Any, table: str | None) -> list[str]:
+        """Drop staging tables of ``table`` (all with ``None``) whose load's lock is free."""
+        pattern = (self.stage_prefix(table) if table else STAGE_PREFIX).replace("_", "\\_") + "%"
+        dropped = []
         with con.cursor() as cur:
             cur.execute(
                 "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = COALESCE(%s, DATABASE()) AND table_name LIKE %s "
-                "AND create_time <= NOW() - INTERVAL %s SECOND",
-                [self.schema, "\\_\\_dp\\_stage\\_%", int(older_than_seconds)],
+                "WHERE table_schema = COALESCE(%s, DATABASE()) AND table_name LIKE %s",
+                [self.schema, pattern],
             )
-            names = [r[0] for r in cur.fetchall()]
-            for name in names:
-                cur.execute(f"DROP TABLE IF EXISTS {self.qualified(name)}")
-        con.commit()
-        return names
+            for (name,) in cur.fetchall():
+                cur.execute("SELECT IS_FREE_LOCK(%s)", [name])
+                free = cur.fetchone()
+                if free and free[0] == 1:  # the session that held it is gone
+                    cur.execute(f"DROP TABLE IF EXISTS {self.qualified(name)}")
+                    dropped.append(name)
+        if dropped:
+            self.owner.logger.warning(
+                "%s: dropped staging tables left by killed loads: %s", self.label, dropped
+            )
+        return dropped
 
-    def load(self, con: Any, qualified: str, frame: pl.DataFrame, table: str) -> None:
-        """Bulk load into ``qualified`` (no commit): LOAD DATA LOCAL, or multi-row INSERTs."""
+    def drop_leftovers(self, table: str | None) -> list[str]:
+        with self.connection() as con:
+            return self.drop_leftovers_on(con, table)
+
+    # -- loading --------------------------------------------------------------------------
+
+    def load(self, con: Any, qualified: str, frame: pl.DataFrame, table: str) -> int:
+        """Bulk load into ``qualified`` (no commit): LOAD DATA LOCAL, or multi-row INSERTs.
+
+        Returns the number of rows the server stored.
+        """
         pymysql = import_optional("pymysql", extra="mysql", feature="MySQL/MariaDB support")
         data = _prepare(frame, "mysql", self.label)
         if self.cfg.mysql_load != "insert":
             try:
-                self._load_data(con, qualified, data, table)
-                return
+                return self._load_data(con, qualified, data, table)
             except pymysql.err.OperationalError as exc:
                 code = exc.args[0] if exc.args else None
                 if self.cfg.mysql_load == "load_data" or code not in (1148, 2068, 3948, 4166):
@@ -742,11 +1151,13 @@ class _MySQLBackend(_Backend):
         target = f"{qualified} ({cols})".replace("%", "%%")  # pymysql formats with %
         sql = f"INSERT INTO {target} VALUES ({marks})"  # noqa: S608
         step = min(self.cfg.batch_size, 20_000)
+        stored = 0
         with con.cursor() as cur:
             for offset in range(0, data.height, step):
-                cur.executemany(sql, data.slice(offset, step).rows())
+                stored += int(cur.executemany(sql, data.slice(offset, step).rows()) or 0)
+        return stored
 
-    def _load_data(self, con: Any, qualified: str, data: pl.DataFrame, table: str) -> None:
+    def _load_data(self, con: Any, qualified: str, data: pl.DataFrame, table: str) -> int:
         import polars as pl
 
         text_cols = {
@@ -764,7 +1175,7 @@ class _MySQLBackend(_Backend):
             )
             cols = ", ".join(self.q(c) for c in data.columns)
             with con.cursor() as cur:
-                cur.execute(
+                stored = cur.execute(
                     "LOAD DATA LOCAL INFILE %s INTO TABLE "
                     + f"{qualified} CHARACTER SET utf8mb4 ".replace("%", "%%")
                     + "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' "
@@ -779,75 +1190,208 @@ class _MySQLBackend(_Backend):
                 if any(w[1] in (1048, 1062, 1216, 1451, 1452, 1557, 1586, 4025) for w in warnings):
                     raise self.integrity_error(RuntimeError(detail), table)
                 raise self.schema_error(RuntimeError(detail), table)
+            return int(stored)
         finally:
             with contextlib.suppress(OSError):
                 os.remove(path)
 
-    @contextmanager
-    def transaction(self, con: Any) -> Iterator[None]:
-        """BEGIN ... COMMIT, or ROLLBACK on any error (DDL must stay outside: it commits)."""
-        con.begin()
-        try:
-            yield
-            con.commit()
-        except BaseException:
-            con.rollback()
-            raise
-
-    def store(self, frame: pl.DataFrame, table: str, if_exists: str, key: list[str] | None) -> str:
+    def store(self, load: _Load) -> str:
         pymysql = import_optional("pymysql", extra="mysql", feature="MySQL/MariaDB support")
-        with self.connection() as con:
-            try:
-                return self.store_plan(con, frame, table, if_exists, key)
-            except pymysql.err.IntegrityError as exc:
-                raise self.integrity_error(exc, table) from None
-            except (pymysql.err.DataError, pymysql.err.OperationalError) as exc:
-                if (
-                    isinstance(exc, pymysql.err.OperationalError)
-                    and exc.args
-                    and exc.args[0] in (2003, 2006, 2013)
-                ):
-                    raise self.connect_error(exc, "MySQL/MariaDB") from None
-                raise self.schema_error(exc, table) from None
-
-    def load_new(
-        self, con: Any, frame: pl.DataFrame, table: str, key: list[str] | None, *, replacing: bool
-    ) -> None:
-        # DDL commits implicitly in MySQL: load a staging table, then one atomic RENAME
-        qualified = self.qualified(table)
-        self.drop_stale(con, 3600)
-        staged = self.qualified(self.staging_name())
-        with con.cursor() as cur:
-            cur.execute(self.create_sql(staged, frame, key))
         try:
-            with self.transaction(con):
-                self.load(con, staged, frame, table)
+            if load.tx is not None:
+                con = load.tx.connection
+                with self.savepoint(con):
+                    return self.store_in_transaction(con, load)
+            with self.connection() as con:
+                try:
+                    return self.store_plan(con, load)
+                finally:
+                    self.unlock_all(con)
+        except pymysql.err.MySQLError as exc:
+            raise self.load_error(exc, load.table) from None
+
+    def store_plan(self, con: Any, load: _Load) -> str:
+        table, frame = load.table, load.frame
+        load.dropped_leftovers = self.drop_leftovers_on(con, table)
+        con.commit()
+        existing = self.columns(con, table)
+        self.fail_if_exists(existing, load.if_exists, table)
+        if existing is None or load.if_exists == "replace":
+            self.load_new(con, load, replacing=existing is not None)
+            return "created" if existing is None else "replaced"
+        columns = self.evolve(con, table, existing, frame)
+        if load.if_exists == "append":
+            frame = frame.select([c for c in columns if c in frame.columns])
+            with self.begin(con):
+                self.count_check(
+                    self.load(con, self.qualified(table), frame, table), load, "append"
+                )
+            return "appended"
+        assert load.key is not None
+        self.require_unique_key(con, table, load.key)
+        self.upsert(con, load, transaction=True)
+        return "upserted"
+
+    def upsert(self, con: Any, load: _Load, *, transaction: bool) -> None:
+        """Load a TEMPORARY stage (no implicit commit) and merge it with ON DUPLICATE KEY."""
+        assert load.key is not None
+        frame = load.frame
+        stage = self.q(self.staging_name(load.table))
+        with con.cursor() as cur:
+            cur.execute(self.create_sql(stage, frame, load.key, temp=True))
+        try:
+            with self.begin(con) if transaction else contextlib.nullcontext():
+                self.count_check(self.load(con, stage, frame, load.table), load, "upsert")
+                sql = self.dialect.upsert_sql(
+                    self.qualified(load.table), stage, frame.columns, load.key
+                )
+                with con.cursor() as cur:
+                    cur.execute(sql)
+        finally:
+            with con.cursor() as cur:
+                cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {stage}")
+
+    def load_new(self, con: Any, load: _Load, *, replacing: bool) -> None:
+        # DDL commits implicitly in MySQL: load a staging table, then one atomic RENAME
+        table, frame = load.table, load.frame
+        qualified = self.qualified(table)
+        stage = self.staging_name(table)
+        old = self.staging_name(table)
+        self.lock(con, stage)
+        self.lock(con, old)
+        staged = self.qualified(stage)
+        with con.cursor() as cur:
+            cur.execute(self.create_sql(staged, frame, load.key, not_null=load.not_null))
+        try:
+            with self.begin(con):
+                self.count_check(self.load(con, staged, frame, table), load, "replace")
             with con.cursor() as cur:
                 if not replacing:
                     cur.execute(f"RENAME TABLE {staged} TO {qualified}")
                 else:
-                    old = self.qualified(self.staging_name())
-                    cur.execute(f"RENAME TABLE {qualified} TO {old}, {staged} TO {qualified}")
-                    cur.execute(f"DROP TABLE {old}")
+                    cur.execute(
+                        f"RENAME TABLE {qualified} TO {self.qualified(old)}, {staged} TO {qualified}"
+                    )
+                    cur.execute(f"DROP TABLE {self.qualified(old)}")
         except BaseException:
             con.rollback()
             with con.cursor() as cur:
                 cur.execute(f"DROP TABLE IF EXISTS {staged}")
             raise
 
-    def load_append(self, con: Any, frame: pl.DataFrame, table: str) -> None:
-        with self.transaction(con):
-            self.load(con, self.qualified(table), frame, table)
-
-    def load_upsert(self, con: Any, frame: pl.DataFrame, table: str, key: list[str]) -> None:
-        stage = self.q(self.staging_name())
-        with con.cursor() as cur:
-            cur.execute(self.create_sql(stage, frame, key, temp=True))
-        with self.transaction(con):
-            self.load(con, stage, frame, table)
+    def store_in_transaction(self, con: Any, load: _Load) -> str:
+        """A store inside :meth:`RelationalDBStorage.transaction`: no DDL on ``con`` (MySQL
+        commits DDL implicitly, which would end the caller's transaction)."""
+        table, frame = load.table, load.frame
+        existing = self.columns(con, table)
+        self.fail_if_exists(existing, load.if_exists, table)
+        if existing is None:
+            # created empty on another connection, then filled inside the transaction
+            with self.connection() as other, other.cursor() as cur:
+                cur.execute(
+                    self.create_sql(
+                        self.qualified(table), frame, load.key, not_null=load.not_null
+                    ).replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1)
+                )
+            existing = list(frame.columns)
+            action = "created"
+        elif load.if_exists == "replace":
+            if set(existing) != set(frame.columns):
+                raise UnsupportedOperationError(
+                    f"replace of table {self.display(table)!r} with other columns inside a "
+                    "transaction: MySQL/MariaDB would commit the transaction at the DDL",
+                    component=self.label,
+                    hint="replace outside the transaction, or keep the table's columns",
+                )
             with con.cursor() as cur:
-                for statement in self.upsert_sqls(self.qualified(table), stage, frame.columns, key):
-                    cur.execute(statement)
+                cur.execute(f"DELETE FROM {self.qualified(table)}")  # noqa: S608
+            action = "replaced"
+        else:
+            new = [c for c in frame.columns if c not in existing]
+            if new:
+                raise new_columns_error(new, self.display(table), component=self.label)
+            action = "appended" if load.if_exists == "append" else "upserted"
+        if load.if_exists == "upsert" and action == "upserted":
+            assert load.key is not None
+            self.require_unique_key(con, table, load.key)
+            self.upsert(con, load, transaction=False)
+            return action
+        self.count_check(self.load(con, self.qualified(table), frame, table), load, action)
+        return action
+
+    # -- staging for outside writers ------------------------------------------------------
+
+    def staging_table(self, table: str, schema: Any, key: Sequence[str] | None) -> Iterator[str]:
+        frame = _schema_frame(schema)
+        self.check_names(table, frame.columns)
+        name = self.staging_name(table)
+        with self.connection() as con:
+            self.lock(con, name)
+            try:
+                with con.cursor() as cur:
+                    cur.execute(
+                        self.create_sql(self.qualified(name), frame, list(key or []) or None)
+                    )
+                yield name
+            finally:
+                with contextlib.suppress(Exception), con.cursor() as cur:
+                    cur.execute(f"DROP TABLE IF EXISTS {self.qualified(name)}")
+                self.unlock_all(con)
+
+    def merge_staging(
+        self,
+        staging: str,
+        table: str,
+        if_exists: str,
+        key: list[str] | None,
+        expected: int | None,
+    ) -> tuple[int, str]:
+        pymysql = import_optional("pymysql", extra="mysql", feature="MySQL/MariaDB support")
+        self.check_names(table)
+        try:
+            with self.connection() as con:
+                staged = self.qualified(staging)
+                columns = self.columns(con, staging)
+                if columns is None:
+                    raise not_found_error(
+                        f"staging table {self.display(staging)!r} does not exist",
+                        [],
+                        kind="tables",
+                        empty="create it with staging_table()",
+                        component=self.label,
+                    )
+                with con.cursor() as cur:
+                    cur.execute(f"SELECT COUNT(*) FROM {staged}")  # noqa: S608
+                    rows = int(cur.fetchone()[0])
+                _check_expected(rows, expected, staging, self.label)
+                existing = self.columns(con, table)
+                self.fail_if_exists(existing, if_exists, table)
+                cols = ", ".join(self.q(c) for c in columns)
+                qualified = self.qualified(table)
+                with con.cursor() as cur:
+                    if existing is None:
+                        cur.execute(f"RENAME TABLE {staged} TO {qualified}")
+                        return rows, "created"
+                    if if_exists == "replace":
+                        old = self.staging_name(table)
+                        self.lock(con, old)
+                        cur.execute(
+                            f"RENAME TABLE {qualified} TO {self.qualified(old)}, {staged} TO {qualified}"
+                        )
+                        cur.execute(f"DROP TABLE {self.qualified(old)}")
+                        return rows, "replaced"
+                    if if_exists == "upsert":
+                        assert key is not None
+                        self.require_unique_key(con, table, key)
+                        sql = self.dialect.upsert_sql(qualified, staged, columns, key)
+                    else:
+                        sql = f"INSERT INTO {qualified} ({cols}) SELECT {cols} FROM {staged}"  # noqa: S608
+                    with self.begin(con):
+                        cur.execute(sql)
+                    cur.execute(f"DROP TABLE IF EXISTS {staged}")
+                    return rows, "appended" if if_exists == "append" else "upserted"
+        except pymysql.err.MySQLError as exc:
+            raise self.load_error(exc, table) from None
 
 
 # -- SQLite -------------------------------------------------------------------------------------
@@ -862,10 +1406,7 @@ class _SQLiteBackend(_Backend):
 
     @property
     def path(self) -> str:
-        return self.cfg.database or ":memory:"
-
-    def where(self) -> str:
-        return self.path
+        return self.target.path
 
     def close(self) -> None:
         if self._memory is not None:
@@ -874,30 +1415,36 @@ class _SQLiteBackend(_Backend):
 
     @contextmanager
     def connection(self) -> Iterator[Any]:
-        import sqlite3
-
         if self.path == ":memory:":
             if self._memory is None:
-                self._memory = sqlite3.connect(
-                    ":memory:", isolation_level=None, check_same_thread=False
-                )
+                self._memory = connect(self.target, classes=STORAGE, component=self.label)
             yield self._memory
             return
-        try:
-            parent = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(parent, exist_ok=True)
-            con = sqlite3.connect(self.path, isolation_level=None, timeout=self.cfg.connect_timeout)
-            con.execute("PRAGMA journal_mode")
-        except (sqlite3.OperationalError, OSError) as exc:
-            raise StorageConnectionError(
-                f"cannot open SQLite database {self.path!r}: {exc}",
-                component=self.label,
-                hint="check that the path is a writable file location",
-            ) from None
-        try:
+        with super().connection() as con:
             yield con
-        finally:
-            con.close()
+
+    @contextmanager
+    def begin(self, con: Any) -> Iterator[None]:
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def read(self, query: str, params: dict[str, Any]) -> Any:
+        if self.path == ":memory:":
+            with self.connection() as con:
+                return read_arrow(
+                    self.target,
+                    query,
+                    params,
+                    classes=STORAGE,
+                    component=self.label,
+                    connection=con,
+                )
+        return super().read(query, params)
 
     def columns(self, con: Any, table: str) -> list[str] | None:
         rows = con.execute("SELECT name FROM pragma_table_info(?) ORDER BY cid", [table]).fetchall()
@@ -909,37 +1456,51 @@ class _SQLiteBackend(_Backend):
         ).fetchall()
         return [r[0] for r in rows]
 
-    def sql_type(self, dtype: Any, is_key: bool) -> str:
-        return _sql_type(dtype, "sqlite", is_key)
+    def unique_keys(self, con: Any, table: str) -> list[set[str]]:
+        keys = []
+        pk = [
+            r[0]
+            for r in con.execute(
+                "SELECT name FROM pragma_table_info(?) WHERE pk > 0", [table]
+            ).fetchall()
+        ]
+        if pk:
+            keys.append(set(pk))
+        for _, index, unique, _, partial in con.execute(
+            'SELECT seq, name, "unique", origin, partial FROM pragma_index_list(?)', [table]
+        ).fetchall():
+            if unique and not partial:
+                cols = con.execute("SELECT name FROM pragma_index_info(?)", [index]).fetchall()
+                if cols and all(c[0] is not None for c in cols):
+                    keys.append({c[0] for c in cols})
+        return keys
 
     def temp_table_keyword(self) -> str:
         return "TEMP TABLE"
 
-    def insert_rows(self, con: Any, qualified: str, frame: pl.DataFrame) -> None:
+    def insert_rows(self, con: Any, qualified: str, frame: pl.DataFrame) -> int:
         data = _prepare(frame, "sqlite", self.label)
         cols = ", ".join(self.q(c) for c in data.columns)
         marks = ", ".join(["?"] * data.width)
         sql = f"INSERT INTO {qualified} ({cols}) VALUES ({marks})"  # noqa: S608
         step = self.cfg.batch_size
+        stored = 0
         for offset in range(0, data.height, step):
-            con.executemany(sql, data.slice(offset, step).iter_rows())
+            cur = con.executemany(sql, data.slice(offset, step).iter_rows())
+            stored += cur.rowcount
+        return stored
 
-    def store(self, frame: pl.DataFrame, table: str, if_exists: str, key: list[str] | None) -> str:
+    def store(self, load: _Load) -> str:
         import sqlite3
 
-        with self.connection() as con:
+        con_cm = contextlib.nullcontext(load.tx.connection) if load.tx else self.connection()
+        with con_cm as con:
             try:
-                con.execute("BEGIN IMMEDIATE")
-                try:
-                    action = self.store_plan(con, frame, table, if_exists, key)
-                    con.execute("COMMIT")
-                    return action
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
+                with self.savepoint(con) if load.tx else self.begin(con):
+                    return self.store_plan(con, load)
             except sqlite3.IntegrityError as exc:
-                error = self.integrity_error(exc, table)
-                sample = self._offending_row(con, frame, table, str(exc), key)
+                error = self.integrity_error(exc, load.table)
+                sample = self._offending_row(con, load.frame, load.table, str(exc))
                 if sample is not None:
                     error = StorageError(
                         f"{error.detail} (offending row: {sample})",
@@ -947,18 +1508,41 @@ class _SQLiteBackend(_Backend):
                         hint=error.hint,
                     )
                 raise error from None
-            except (sqlite3.OperationalError, sqlite3.InterfaceError) as exc:
-                if "locked" in str(exc):
-                    raise StorageConnectionError(
-                        f"SQLite database {self.path!r} is locked: {exc}",
-                        component=self.label,
-                        hint="another process is writing; retry, or raise connect_timeout",
-                        transient=True,
-                    ) from None
-                raise self.schema_error(exc, table) from None
+            except sqlite3.Error as exc:
+                raise self.load_error(exc, load.table) from None
+
+    def store_plan(self, con: Any, load: _Load) -> str:
+        table, frame = load.table, load.frame
+        existing = self.columns(con, table)
+        self.fail_if_exists(existing, load.if_exists, table)
+        if existing is None or load.if_exists == "replace":
+            # a staging table renamed over the target, inside the caller's BEGIN IMMEDIATE
+            staged = self.q(self.staging_name(table))
+            con.execute(self.create_sql(staged, frame, load.key, not_null=load.not_null))
+            self.count_check(self.insert_rows(con, staged, frame), load, "replace")
+            if existing is not None:
+                con.execute(f"DROP TABLE {self.qualified(table)}")
+            con.execute(f"ALTER TABLE {staged} RENAME TO {self.q(table)}")
+            return "created" if existing is None else "replaced"
+        columns = self.evolve(con, table, existing, frame)
+        if load.if_exists == "append":
+            frame = frame.select([c for c in columns if c in frame.columns])
+            self.count_check(self.insert_rows(con, self.qualified(table), frame), load, "append")
+            return "appended"
+        assert load.key is not None
+        self.require_unique_key(con, table, load.key)
+        stage = self.q(self.staging_name(table))
+        con.execute(self.create_sql(stage, frame, load.key, temp=True))
+        try:
+            self.count_check(self.insert_rows(con, stage, frame), load, "upsert")
+            sql = self.dialect.upsert_sql(self.qualified(table), stage, frame.columns, load.key)
+            con.execute(sql)
+        finally:
+            con.execute(f"DROP TABLE IF EXISTS temp.{stage}")
+        return "upserted"
 
     def _offending_row(
-        self, con: Any, frame: pl.DataFrame, table: str, message: str, key: list[str] | None
+        self, con: Any, frame: pl.DataFrame, table: str, message: str
     ) -> dict[str, Any] | None:
         """SQLite names only the constraint; find a row of the data that breaks it."""
         import polars as pl
@@ -986,42 +1570,6 @@ class _SQLiteBackend(_Backend):
             return None
         return None
 
-    def load_new(
-        self, con: Any, frame: pl.DataFrame, table: str, key: list[str] | None, *, replacing: bool
-    ) -> None:
-        # a staging table renamed over the target, inside the caller's BEGIN IMMEDIATE
-        staged = self.q(self.staging_name())
-        con.execute(self.create_sql(staged, frame, key))
-        self.insert_rows(con, staged, frame)
-        if replacing:
-            con.execute(f"DROP TABLE {self.qualified(table)}")
-        con.execute(f"ALTER TABLE {staged} RENAME TO {self.q(table)}")
-
-    def load_append(self, con: Any, frame: pl.DataFrame, table: str) -> None:
-        self.insert_rows(con, self.qualified(table), frame)
-
-    def load_upsert(self, con: Any, frame: pl.DataFrame, table: str, key: list[str]) -> None:
-        stage = self.q(self.staging_name())
-        con.execute(self.create_sql(stage, frame, key, temp=True))
-        try:
-            self.insert_rows(con, stage, frame)
-            for statement in self.upsert_sqls(self.qualified(table), stage, frame.columns, key):
-                con.execute(statement)
-        finally:
-            con.execute(f"DROP TABLE IF EXISTS temp.{stage}")
-
-    def read(self, query: str, params: Any) -> Any:
-        if params is None and self.path != ":memory:":
-            table = _connectorx(f"sqlite://{os.path.abspath(self.path)}", query)
-            if table is not None:
-                return table
-        with self.connection() as con:
-            cur = con.cursor()
-            try:
-                return _fetch_frame(cur, query, params)
-            finally:
-                cur.close()
-
 
 # -- any other SQLAlchemy dialect (untested here) -------------------------------------------------
 
@@ -1035,13 +1583,12 @@ class _SQLAlchemyBackend(_Backend):
         super().__init__(owner)
         self._engine: Any = None
 
-    def where(self) -> str:
-        return redact_text(str(self.cfg.url))
-
     def engine(self) -> Any:
         sqlalchemy = import_optional("sqlalchemy", extra="sql", feature="SQLAlchemy URLs")
         if self._engine is None:
-            self._engine = sqlalchemy.create_engine(self.cfg.url, **(self.cfg.connect_args or {}))
+            self._engine = sqlalchemy.create_engine(
+                self.target.sqlalchemy_url(), **(self.cfg.connect_args or {})
+            )
         return self._engine
 
     def close(self) -> None:
@@ -1054,12 +1601,30 @@ class _SQLAlchemyBackend(_Backend):
         sqlalchemy = import_optional("sqlalchemy", extra="sql", feature="SQLAlchemy URLs")
         try:
             con = self.engine().connect()
-        except sqlalchemy.exc.OperationalError as exc:
-            raise self.connect_error(exc, "the database") from None
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            raise translate_db_error(
+                exc,
+                classes=STORAGE,
+                what=self.target.label,
+                where=self.where(),
+                component=self.label,
+                connecting=True,
+            ) from None
         try:
             yield con
         finally:
             con.close()
+
+    @contextmanager
+    def begin(self, con: Any) -> Iterator[None]:
+        with con.begin():
+            yield
+
+    def execute(self, con: Any, sql: str, params: Any = None) -> int:
+        sqlalchemy = import_optional("sqlalchemy", extra="sql")
+        values = check_params(params, component=self.label)
+        result = con.execute(sqlalchemy.text(sql), values)
+        return int(result.rowcount if result.rowcount is not None else -1)
 
     def columns(self, con: Any, table: str) -> list[str] | None:
         sqlalchemy = import_optional("sqlalchemy", extra="sql")
@@ -1072,9 +1637,6 @@ class _SQLAlchemyBackend(_Backend):
         sqlalchemy = import_optional("sqlalchemy", extra="sql")
         return sorted(sqlalchemy.inspect(con).get_table_names(schema=self.schema))
 
-    def sql_type(self, dtype: Any, is_key: bool) -> str:
-        return _sql_type(dtype, "generic", is_key)
-
     def qualified(self, table: str) -> str:
         preparer = self.engine().dialect.identifier_preparer
         quoted = preparer.quote_identifier(table)
@@ -1083,20 +1645,28 @@ class _SQLAlchemyBackend(_Backend):
     def q(self, name: str) -> str:
         return str(self.engine().dialect.identifier_preparer.quote_identifier(name))
 
-    def store(self, frame: pl.DataFrame, table: str, if_exists: str, key: list[str] | None) -> str:
+    def store(self, load: _Load) -> str:
         sqlalchemy = import_optional("sqlalchemy", extra="sql")
+        table, if_exists = load.table, load.if_exists
         if if_exists == "upsert":
             raise UnsupportedOperationError(
                 "upsert is available for PostgreSQL, MySQL/MariaDB and SQLite only",
                 component=self.label,
                 hint="use if_exists='append' or 'replace' with this dialect",
             )
-        data = _prepare(frame, "generic", self.label)
+        if load.tx is not None:
+            raise UnsupportedOperationError(
+                "transaction() is available for PostgreSQL, MySQL/MariaDB and SQLite only",
+                component=self.label,
+                hint="store outside the transaction with this dialect",
+            )
+        data = _prepare(load.frame, "generic", self.label)
         cols = ", ".join(self.q(c) for c in data.columns)
         names = [f"p{i}" for i in range(data.width)]
         insert = sqlalchemy.text(
             f"INSERT INTO {self.qualified(table)} ({cols}) VALUES ({', '.join(':' + n for n in names)})"  # noqa: S608
         )
+        stored = 0
         with self.connection() as con:
             try:
                 with con.begin():
@@ -1111,147 +1681,35 @@ class _SQLAlchemyBackend(_Backend):
                         con.execute(sqlalchemy.text(f"DROP TABLE {self.qualified(table)}"))
                     if existing is None or if_exists == "replace":
                         con.execute(
-                            sqlalchemy.text(self.create_sql(self.qualified(table), data, key))
+                            sqlalchemy.text(self.create_sql(self.qualified(table), data, load.key))
                         )
                     else:
-                        self.evolve(con.connection, table, existing, data)
+                        self.evolve(con, table, existing, data)
                     for offset in range(0, data.height, self.cfg.batch_size):
                         chunk = data.slice(offset, self.cfg.batch_size)
-                        con.execute(
+                        result = con.execute(
                             insert,
                             [dict(zip(names, row, strict=True)) for row in chunk.iter_rows()],
                         )
+                        stored = (
+                            -1 if stored < 0 or result.rowcount < 0 else stored + result.rowcount
+                        )
+                    self.count_check(stored, load, if_exists)
             except sqlalchemy.exc.IntegrityError as exc:
                 raise self.integrity_error(exc, table) from None
         return "created" if if_exists != "append" else "appended"
 
-    def read(self, query: str, params: Any) -> Any:
-        with self.connection() as con:
-            cur = con.connection.cursor()
-            try:
-                return _fetch_frame(cur, query, params)
-            finally:
-                cur.close()
+    def read(self, query: str, params: dict[str, Any]) -> Any:
+        return read_arrow(
+            self.target, query, params, path="sqlalchemy", classes=STORAGE, component=self.label
+        )
 
 
 def _make_backend(owner: RelationalDBStorage) -> _Backend:
-    cfg = owner.settings
-    if cfg.url:
-        sqlalchemy = import_optional("sqlalchemy", extra="sql", feature="Database URLs")
-        try:
-            url = sqlalchemy.engine.make_url(cfg.url)
-        except sqlalchemy.exc.ArgumentError as exc:
-            raise ConfigError(
-                f"invalid database url: {redact_text(str(exc))}",
-                component=owner.label,
-                hint="write e.g. postgresql://user:password@host:5432/database",
-            ) from None
-        backend = url.get_backend_name()
-        kind = _DB_ALIASES.get(backend, backend)
-        if kind in ("postgresql", "mysql", "mariadb", "sqlite"):
-            updates: dict[str, Any] = {"db_type": kind, "url": None, "database": url.database}
-            if kind != "sqlite":
-                updates.update(
-                    host=url.host or cfg.host,
-                    port=url.port or _DEFAULT_PORTS[kind],
-                    username=url.username or cfg.username,
-                )
-                if url.password is not None:
-                    from data_pipeline.core.secrets import register_secret
-
-                    register_secret(str(url.password))
-                    updates["password"] = SecretStr(str(url.password))
-            owner.settings = cfg.model_copy(update=updates)
-            return _BACKENDS[kind](owner)
-        return _SQLAlchemyBackend(owner)
-    return _BACKENDS[cfg.db_type](owner)
-
-
-_BACKENDS: dict[str, type[_Backend]] = {
-    "postgresql": _PostgresBackend,
-    "mysql": _MySQLBackend,
-    "mariadb": _MySQLBackend,
-    "sqlite": _SQLiteBackend,
-}
-
-
-# -- types and readers ----------------------------------------------------------------------------
-
-
-def _sql_type(dtype: Any, dialect: str, is_key: bool) -> str:
-    """The column type for a polars dtype in ``dialect``."""
-    import polars as pl
-
-    pg, my, lite = dialect == "postgresql", dialect == "mysql", dialect == "sqlite"
-    if dtype == pl.Boolean:
-        return "INTEGER" if lite else "BOOLEAN"
-    if dtype in (pl.Int8, pl.Int16, pl.UInt8):
-        return "INTEGER" if lite else "SMALLINT"
-    if dtype in (pl.Int32, pl.UInt16):
-        return "INTEGER"
-    if dtype in (pl.Int64, pl.UInt32):
-        return "INTEGER" if lite else "BIGINT"
-    if dtype in (pl.UInt64, pl.Int128):
-        return (
-            "INTEGER"
-            if lite
-            else "NUMERIC(39, 0)"
-            if pg
-            else "DECIMAL(39, 0)"
-            if my
-            else "NUMERIC(39, 0)"
-        )
-    if dtype == pl.Float32:
-        return "REAL" if (pg or lite) else "FLOAT"
-    if dtype == pl.Float64:
-        return "REAL" if lite else "DOUBLE PRECISION" if pg else "DOUBLE" if my else "FLOAT"
-    if isinstance(dtype, pl.Decimal):
-        precision = dtype.precision or 38
-        return "REAL" if lite else f"DECIMAL({precision}, {dtype.scale})"
-    if dtype == pl.Date:
-        return "DATE"
-    if dtype == pl.Time:
-        return "TIME(6)" if my else "TIME"
-    if isinstance(dtype, pl.Datetime):
-        if my:
-            return "DATETIME(6)"
-        if pg:
-            return "TIMESTAMPTZ" if dtype.time_zone else "TIMESTAMP"
-        return "TIMESTAMP"
-    if isinstance(dtype, pl.Duration):
-        return "INTEGER" if lite else "BIGINT"
-    if dtype == pl.Binary:
-        return "BLOB" if lite else "BYTEA" if pg else "LONGBLOB" if my else "BLOB"
-    # strings, categoricals, nulls
-    if my:
-        return "VARCHAR(255)" if is_key else "LONGTEXT"
-    return "TEXT" if (pg or lite) else "VARCHAR(255)" if is_key else "TEXT"
-
-
-def _connectorx(uri: str, query: str) -> Any:
-    """Read with connectorx into Arrow; ``None`` when connectorx is not installed."""
-    try:
-        import connectorx as cx
-    except ImportError:
-        return None
-    try:
-        return cx.read_sql(uri, query, return_type="arrow")
-    except Exception as exc:
-        message = redact_text(str(exc))
-        if "does not exist" in message or "doesn't exist" in message or "no such table" in message:
-            raise InputNotFoundError(
-                f"query failed: {message}", hint="check the table name in the query"
-            ) from None
-        raise StorageError(f"query failed: {message}", hint="check the query text") from None
-
-
-def _fetch_frame(cur: Any, query: str, params: Any) -> pl.DataFrame:
-    """Run ``query`` with bound ``params`` on a DB-API cursor; the rows as a polars frame."""
-    import polars as pl
-
-    cur.execute(query, params) if params is not None else cur.execute(query)
-    names = [d[0] for d in cur.description or []]
-    rows = cur.fetchall()
-    if not rows:
-        return pl.DataFrame({n: [] for n in names})
-    return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
+    kind = owner.target.dialect
+    backends: dict[str, type[_Backend]] = {
+        "postgresql": _PostgresBackend,
+        "mysql": _MySQLBackend,
+        "sqlite": _SQLiteBackend,
+    }
+    return backends.get(kind, _SQLAlchemyBackend)(owner)

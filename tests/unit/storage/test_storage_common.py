@@ -23,7 +23,7 @@ from data_pipeline.storage.relational import _csv_chunks
 def test_csv_chunks_cover_the_data_in_order() -> None:
     frame = pl.DataFrame({"a": range(25), "b": [f'x "{i}", y' for i in range(25)]})
     joined = b"".join(bytes(c) for c in _csv_chunks(frame, 7))
-    assert joined == frame.write_csv(include_header=False).encode()
+    assert joined == frame.write_csv(include_header=False, quote_style="non_numeric").encode()
     assert list(_csv_chunks(frame.head(0), 7)) == []
     assert b"".join(bytes(c) for c in _csv_chunks(frame, 100)) == joined
 
@@ -42,11 +42,12 @@ def test_common_errors() -> None:
     assert primary_key({"primary_key": "id"}, None) == ["id"]
     assert primary_key({}, ["k"]) == ["k"]
     auth = connection_error(
-        RuntimeError("FATAL: password authentication failed"),
-        what="PostgreSQL",
+        RuntimeError("refused"),
+        what="mongodb",
         where="h:1/db",
         component="c",
         user="bob",
+        auth=True,
     )
     assert isinstance(auth, StorageAuthenticationError)
     assert "at h:1/db as user 'bob'" in str(auth)

@@ -1,0 +1,198 @@
+"""What differs between SQL dialects, written once: quoting, identifier limits, DDL types, upserts.
+
+* :meth:`Dialect.quote` quotes an identifier (the quote character inside is doubled, so any
+  name is kept verbatim: ``x"; DROP TABLE t; --`` is a table of that name).
+* :meth:`Dialect.check_identifier` refuses, before anything is written, a name the database
+  would silently truncate or reject: PostgreSQL keeps 63 bytes, MySQL/MariaDB 64 characters.
+* :func:`ddl_type` is the one mapping from a data type to a column type in each dialect.
+* :meth:`Dialect.upsert_sql` is the native upsert: ``INSERT ... ON CONFLICT DO UPDATE``
+  (PostgreSQL, SQLite) or ``INSERT ... ON DUPLICATE KEY UPDATE`` (MySQL/MariaDB), which stay
+  correct when two loads insert the same new keys at the same time.
+
+Example:
+    >>> from data_pipeline.core.sql.dialects import dialect
+    >>> pg = dialect("postgresql")
+    >>> print(pg.quote('x"y'))
+    "x""y"
+    >>> print(pg.upsert_sql('"t"', '"s"', ["id", "v"], ["id"]))
+    INSERT INTO "t" ("id", "v") SELECT "id", "v" FROM "s" ON CONFLICT ("id") DO UPDATE SET "v" = EXCLUDED."v"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from data_pipeline.core.errors import ConfigError
+from data_pipeline.core.sql.params import ParamStyle
+
+__all__ = ["Dialect", "ddl_type", "dialect"]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """One SQL dialect's rules."""
+
+    name: str
+    quote_char: str = '"'
+    max_identifier: int | None = None
+    identifier_unit: Literal["bytes", "characters"] = "bytes"
+    param_style: ParamStyle = "format"
+
+    @property
+    def label(self) -> str:
+        return {"postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB", "sqlite": "SQLite"}.get(
+            self.name, self.name
+        )
+
+    def quote(self, name: str) -> str:
+        """Quote an identifier; the quote character inside is doubled."""
+        _check_basic(name, "identifier", None)
+        q = self.quote_char
+        return q + name.replace(q, q * 2) + q
+
+    def qualified(self, table: str, schema: str | None = None) -> str:
+        """``"schema"."table"`` (or ``"table"``), each part quoted."""
+        if schema:
+            return f"{self.quote(schema)}.{self.quote(table)}"
+        return self.quote(table)
+
+    def check_identifier(
+        self, name: object, *, what: str = "table", component: str | None = None
+    ) -> str:
+        """A name the database keeps as given, or a :class:`ConfigError` saying why not."""
+        text = _check_basic(name, what, component)
+        limit = self.max_identifier
+        if limit is not None:
+            size = len(text.encode()) if self.identifier_unit == "bytes" else len(text)
+            if size > limit:
+                raise ConfigError(
+                    f"{what} name {text!r} is {size} {self.identifier_unit} long; "
+                    f"{self.label} keeps at most {limit} (a longer name would be cut or refused)",
+                    component=component,
+                    hint=f"rename the {what} to at most {limit} {self.identifier_unit}",
+                )
+        if self.name == "mysql" and text != text.rstrip(" "):
+            raise ConfigError(
+                f"{what} name {text!r} ends with a space, which MySQL/MariaDB does not allow",
+                component=component,
+                hint=f"rename the {what}",
+            )
+        return text
+
+    def check_names(
+        self,
+        table: str,
+        columns: Sequence[str] = (),
+        *,
+        schema: str | None = None,
+        component: str | None = None,
+    ) -> None:
+        """Check a table, its schema and its column names at once (before any write)."""
+        self.check_identifier(table, what="table", component=component)
+        if schema:
+            self.check_identifier(schema, what="schema", component=component)
+        for column in columns:
+            self.check_identifier(column, what="column", component=component)
+
+    # -- statements --------------------------------------------------------------------------
+
+    def upsert_sql(
+        self, target: str, source: str, columns: Sequence[str], key: Sequence[str]
+    ) -> str:
+        """Insert the rows of ``source`` into ``target``, updating rows whose ``key`` exists.
+
+        ``target`` and ``source`` are already quoted; the target needs a PRIMARY KEY or UNIQUE
+        constraint on exactly ``key`` (on MySQL/MariaDB any unique key of the table matches).
+        """
+        cols = ", ".join(self.quote(c) for c in columns)
+        updates = [c for c in columns if c not in key]
+        head = f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {source}"  # noqa: S608
+        if self.name == "mysql":
+            sets = ", ".join(
+                f"{self.quote(c)} = VALUES({self.quote(c)})" for c in (updates or key[:1])
+            )
+            return f"{head} ON DUPLICATE KEY UPDATE {sets}"
+        conflict = ", ".join(self.quote(k) for k in key)
+        if self.name == "sqlite":
+            head += " WHERE true"  # SQLite: ON CONFLICT after a SELECT needs a WHERE
+        if not updates:
+            return f"{head} ON CONFLICT ({conflict}) DO NOTHING"
+        sets = ", ".join(f"{self.quote(c)} = EXCLUDED.{self.quote(c)}" for c in updates)
+        return f"{head} ON CONFLICT ({conflict}) DO UPDATE SET {sets}"
+
+    def ddl_type(self, dtype: Any, *, is_key: bool = False) -> str:
+        """The column type for a polars dtype (see :func:`ddl_type`)."""
+        return ddl_type(dtype, self.name, is_key=is_key)
+
+
+def _check_basic(name: object, what: str, component: str | None) -> str:
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise ConfigError(
+            f"invalid {what} name {name!r}",
+            component=component,
+            hint=f"a {what} name is a non-empty string without NUL characters",
+        )
+    return name
+
+
+_DIALECTS = {
+    "postgresql": Dialect("postgresql", '"', 63, "bytes", "format"),
+    "mysql": Dialect("mysql", "`", 64, "characters", "format"),
+    "sqlite": Dialect("sqlite", '"', None, "bytes", "qmark"),
+    "duckdb": Dialect("duckdb", '"', None, "bytes", "dollar_named"),
+}
+
+
+def dialect(name: str) -> Dialect:
+    """The rules of ``postgresql``, ``mysql`` (MariaDB too), ``sqlite``, ``duckdb``; others get
+    ANSI quoting and no known limit."""
+    key = {"mariadb": "mysql", "postgres": "postgresql"}.get(name, name)
+    return _DIALECTS.get(key) or Dialect(key)
+
+
+def ddl_type(dtype: Any, dialect_name: str, *, is_key: bool = False) -> str:
+    """The column type for a polars dtype in a dialect (the one DDL mapping of the project).
+
+    ``is_key``: the column is part of a primary key (MySQL cannot index ``LONGTEXT``).
+    """
+    import polars as pl
+
+    name = {"mariadb": "mysql"}.get(dialect_name, dialect_name)
+    pg, my, lite = name == "postgresql", name == "mysql", name == "sqlite"
+    if dtype == pl.Boolean:
+        return "INTEGER" if lite else "BOOLEAN"
+    if dtype in (pl.Int8, pl.Int16, pl.UInt8):
+        return "INTEGER" if lite else "SMALLINT"
+    if dtype in (pl.Int32, pl.UInt16):
+        return "INTEGER"
+    if dtype in (pl.Int64, pl.UInt32):
+        return "INTEGER" if lite else "BIGINT"
+    if dtype in (pl.UInt64, pl.Int128):
+        return "INTEGER" if lite else "DECIMAL(39, 0)" if my else "NUMERIC(39, 0)"
+    if dtype == pl.Float32:
+        return "REAL" if (pg or lite) else "FLOAT"
+    if dtype == pl.Float64:
+        return "REAL" if lite else "DOUBLE PRECISION" if pg else "DOUBLE" if my else "FLOAT"
+    if isinstance(dtype, pl.Decimal):
+        precision = dtype.precision or 38
+        return "REAL" if lite else f"DECIMAL({precision}, {dtype.scale})"
+    if dtype == pl.Date:
+        return "DATE"
+    if dtype == pl.Time:
+        return "TIME(6)" if my else "TIME"
+    if isinstance(dtype, pl.Datetime):
+        if my:
+            return "DATETIME(6)"
+        if pg:
+            return "TIMESTAMPTZ" if dtype.time_zone else "TIMESTAMP"
+        return "TIMESTAMP"
+    if isinstance(dtype, pl.Duration):
+        return "INTEGER" if lite else "BIGINT"
+    if dtype == pl.Binary:
+        return "BLOB" if lite else "BYTEA" if pg else "LONGBLOB" if my else "BLOB"
+    # strings, categoricals, nulls
+    if my:
+        return "VARCHAR(255)" if is_key else "LONGTEXT"
+    return "TEXT" if (pg or lite) else "VARCHAR(255)" if is_key else "TEXT"
