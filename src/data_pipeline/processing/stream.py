@@ -15,9 +15,9 @@ from pydantic import field_validator
 
 from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.engines import engine_of
 from data_pipeline.core.errors import ColumnNotFoundError, ConfigError
 from data_pipeline.core.frames import column_names, to_narwhals, to_polars
-from data_pipeline.processing._engines import engine_of
 from data_pipeline.processing._incremental import IncrementalAggregation, split_steps
 from data_pipeline.processing._watermark import Watermarks
 from data_pipeline.processing._window_state import (
