@@ -21,15 +21,20 @@ from typing import Any
 
 import narwhals as nw
 
-from data_pipeline.core.errors import ConfigError, UnsupportedOperationError
+from data_pipeline.core.engines import engine_of
+from data_pipeline.core.errors import ConfigError, SchemaError, UnsupportedOperationError
 
 __all__ = [
     "AGGREGATIONS",
     "DECOMPOSABLE",
+    "NUMERIC_ONLY",
     "AggPlan",
-    "agg_expr",
     "aggregate_frame",
+    "check_types",
+    "conform",
+    "output_dtype",
     "parse_aggregations",
+    "polars_to_pandas",
 ]
 
 #: Every aggregation name the processors accept.
@@ -179,51 +184,74 @@ def _parse_one(
     return AggPlan(column=column, func=func, output=output, order_by=tuple(order_by))
 
 
-def agg_expr(plan: AggPlan) -> nw.Expr:
-    """The Narwhals aggregation expression of one plan, aliased to its output name."""
-    if plan.column == "*":
-        return nw.len().alias(plan.output)
-    col = nw.col(plan.column)
-    order = list(plan.order_by) or None
-    func = plan.func
-    if func == "first":
-        expr = col.first(order_by=order)
-    elif func == "last":
-        expr = col.last(order_by=order)
-    elif func == "std":
-        expr = col.std(ddof=1)
-    else:
-        expr = getattr(col, func)()
-    return expr.alias(plan.output)
+#: aggregations that need a numeric column (integer, float or decimal)
+NUMERIC_ONLY: frozenset[str] = frozenset({"sum", "mean", "median", "std"})
+
+#: aggregations computed in Float64 (sum: in Int64 for integers); ``var_pop`` is internal (the
+#: partial of ``std``)
+_STATS = frozenset({"sum", "mean", "median", "std", "var_pop"})
+
+#: engines that order NaN above every number in min/max (SQL); the others ignore NaN there
+_NAN_IS_MAX = frozenset({"duckdb", "pyspark"})
 
 
-def _engine(frame: Any) -> str:
-    name = str(frame.implementation).lower().split(".")[-1]
-    if name == "polars" and isinstance(frame, nw.LazyFrame):
-        return "polars-lazy"
-    return name
+def output_dtype(plan: AggPlan, dtype: Any) -> Any:
+    """The logical type of an aggregation's output on every engine (docs/semantics.md).
+
+    Counts are Int64; ``sum`` of integers Int64 (never UInt32, Int128 or a decimal), of a
+    Decimal(p, s) Decimal(38, s), of floats Float64; ``mean``, ``median`` and ``std`` Float64;
+    ``min``, ``max``, ``first`` and ``last`` keep the input's type.
+    """
+    if plan.column == "*" or plan.func in ("count", "n_unique"):
+        return nw.Int64()
+    if dtype is None or dtype == nw.Unknown:
+        return None  # a column of unknown type (all null, no dtype): whatever the engine gives
+    if plan.func == "sum":
+        if dtype.is_integer():
+            return nw.Int64()
+        if dtype == nw.Decimal:
+            return nw.Decimal(38, dtype.scale)
+        return nw.Float64()
+    if plan.func in ("mean", "median", "std", "var_pop"):
+        return nw.Float64()
+    return dtype
+
+
+def check_types(schema: Mapping[str, Any], plans: Sequence[AggPlan], component: str | None) -> None:
+    """A numeric aggregation of a non-numeric column is a SchemaError on every engine."""
+    for plan in plans:
+        if plan.func in NUMERIC_ONLY and plan.column != "*":
+            dtype = schema[plan.column]
+            if not dtype.is_numeric() and dtype != nw.Unknown:
+                raise SchemaError(
+                    f"{plan.func!r} needs a numeric column; column {plan.column!r} is {dtype}",
+                    component=component,
+                    hint="aggregate it with min, max, count, n_unique, first or last, or convert "
+                    "it first (DataTypeConverter)",
+                )
 
 
 def check_engine_support(frame: Any, plans: Sequence[AggPlan], component: str | None) -> None:
     """Raise UnsupportedOperationError for aggregations the frame's engine cannot compute."""
-    if not isinstance(frame, nw.LazyFrame):
-        return
-    for plan in plans:
-        if plan.func in _ORDERED and not plan.order_by:
-            raise UnsupportedOperationError(
-                f"the engine {_engine(frame)!r} cannot compute {plan.func!r} of {plan.column!r} "
-                "without an order: a lazy frame has no row order",
-                component=component,
-                hint=f'add "order_by": "<column>" to the aggregation (e.g. {{"agg": "{plan.func}", '
-                '"order_by": "timestamp"}) or set the processor\'s "order_by", or pass an eager frame',
-            )
+    if isinstance(frame, nw.LazyFrame):
+        engine = engine_of(frame)
+        for plan in plans:
+            if plan.func in _ORDERED and not plan.order_by:
+                raise UnsupportedOperationError(
+                    f"the engine {engine!r} cannot compute {plan.func!r} of {plan.column!r} "
+                    "without an order: a lazy frame has no row order",
+                    component=component,
+                    hint=f'add "order_by": "<column>" to the aggregation (e.g. {{"agg": '
+                    f'"{plan.func}", "order_by": "timestamp"}}) or set the processor\'s '
+                    '"order_by", or pass an eager frame',
+                )
 
 
 def _spark_first_last(
     frame: Any, group_by: Sequence[str], plans: Sequence[AggPlan]
 ) -> tuple[Any, list[AggPlan]]:
     """Spark: Narwhals has no ``first``/``last`` there, so a window column holds each group's
-    first/last value by ``order_by`` (nulls last, as in DuckDB); the plan then takes its max."""
+    first/last value by ``order_by`` (nulls last); the plan then takes its max."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -248,29 +276,236 @@ def _spark_first_last(
     return nw.from_native(native), out
 
 
+def _null_flag(column: str) -> str:
+    return f"__dp_null_{column}"
+
+
+def _order_key(order_by: Sequence[str]) -> list[str]:
+    """``ORDER BY c1 NULLS LAST, c2 NULLS LAST`` as Narwhals order_by columns (Narwhals puts
+    nulls first): each column preceded by its is-null flag."""
+    key: list[str] = []
+    for column in order_by:
+        key += [_null_flag(column), column]
+    return key
+
+
+def _needs_polars(frame: Any, schema: Mapping[str, Any], plans: Sequence[AggPlan]) -> bool:
+    """PyArrow lacks an exact median; its ``first``/``last`` skip nulls and have no kernel for
+    decimals or null-typed columns; it takes one order per aggregation."""
+    if engine_of(frame) != "pyarrow":
+        return False
+    orders = {p.order_by for p in plans if p.func in _ORDERED and p.order_by}
+    return len(orders) > 1 or any(p.func in ("median", *_ORDERED) for p in plans)
+
+
 def aggregate_frame(
     frame: Any,
     group_by: Sequence[str],
     plans: Sequence[AggPlan],
     *,
     component: str | None = None,
+    _safe: bool = False,
 ) -> Any:
     """Group ``frame`` by ``group_by`` (or aggregate globally when empty) and apply ``plans``.
 
-    Null group keys form their own group. PyArrow's median in Narwhals is approximate, so a PyArrow
-    table with a median is aggregated by Polars (zero-copy) and converted back to a table.
+    One answer and one output schema on every engine (docs/semantics.md): null group keys form
+    their own group; every output has the type :func:`output_dtype` names; ``min``/``max``
+    ignore NaN (NaN only when every value is NaN); ``first``/``last`` by ``order_by`` order the
+    rows nulls last; a global aggregation is one row, also of an empty input. What PyArrow
+    lacks (see :func:`_needs_polars`) is aggregated by Polars (zero-copy) and converted back.
     """
+    schema = dict(frame.collect_schema())
     check_engine_support(frame, plans, component)
-    if _engine(frame) == "pyspark" and any(p.func in _ORDERED for p in plans):
-        frame, plans = _spark_first_last(frame, group_by, plans)
-    if _engine(frame) == "pyarrow" and any(p.func == "median" for p in plans):
+    check_types(schema, plans, component)
+    if engine_of(frame) == "pandas":
+        return _pandas_via_polars(frame, group_by, plans, component)
+    if _needs_polars(frame, schema, plans):
         as_polars = nw.from_native(frame.to_polars())
         result = aggregate_frame(as_polars, group_by, plans, component=component)
         return nw.from_native(result.to_arrow())
-    exprs = [agg_expr(p) for p in plans]
+    engine = engine_of(frame)
+    if engine in _SQL_NAMES and not _safe:
+        return _with_safe_names(frame, group_by, plans, component)
+    helpers: dict[str, Any] = {}
+    aggs: list[Any] = []
+    finals: list[Any] = [nw.col(k) for k in group_by]
+    work = list(plans)
+    if engine == "pyspark" and any(p.func in _ORDERED for p in plans):
+        frame, work = _spark_first_last(frame, group_by, plans)
+    for index, (plan, done) in enumerate(zip(plans, work, strict=True)):
+        name = f"__dp_agg_{index}"
+        want = output_dtype(plan, schema.get(plan.column))
+        if done.column == "*":
+            aggs.append(nw.len().alias(name))
+            finals.append(nw.col(name).alias(plan.output))
+            continue
+        dtype = schema.get(done.column)
+        source = done.column
+        if (
+            want is not None
+            and done.func in _STATS
+            and dtype != want
+            and (dtype != nw.Decimal or done.func != "sum")
+        ):
+            source = f"__dp_in_{index}"  # sum of Int32 as Int64, median of a Decimal as Float64
+            helpers[source] = nw.col(done.column).cast(want if done.func == "sum" else nw.Float64)
+        col = nw.col(source)
+        func = done.func
+        if func in _ORDERED:
+            key = _order_key(done.order_by) if done.order_by else None
+            for column in done.order_by:
+                helpers.setdefault(_null_flag(column), nw.col(column).is_null())
+            aggs.append(getattr(col, func)(order_by=key).alias(name))
+            final = nw.col(name)
+        elif (
+            func in ("min", "max")
+            and engine in _NAN_IS_MAX
+            and dtype is not None
+            and dtype.is_float()
+        ):
+            helper = f"__dp_in_{index}"
+            helpers[helper] = col.fill_nan(None)
+            aggs.append(getattr(nw.col(helper), func)().alias(name))
+            aggs.append(getattr(col, func)().alias(name + "_nan"))
+            final = nw.coalesce(nw.col(name), nw.col(name + "_nan"))
+        elif func in ("std", "var_pop"):
+            ddof = 1 if func == "std" else 0
+            aggs.append((col.std(ddof=1) if ddof else col.var(ddof=0)).alias(name))
+            final = nw.col(name)
+        elif func == "median" and engine in ("polars", "polars-lazy"):
+            # the mean of the two middle values: Polars' linear median makes -inf and 2 NaN
+            aggs.append(col.quantile(0.5, interpolation="midpoint").alias(name))
+            final = nw.col(name)
+        else:
+            aggs.append(getattr(col, func)().alias(name))
+            final = nw.col(name)
+        if func == "n_unique" and engine in _NAN_IS_MAX:
+            final = final.fill_null(0)  # SQL's count(distinct) of no rows is NULL there
+        finals.append(final.alias(plan.output))
+    if helpers:
+        frame = frame.with_columns(**helpers)
     if group_by:
-        return frame.group_by(*group_by, drop_null_keys=False).agg(*exprs)
-    return frame.select(*exprs)
+        result = frame.group_by(*group_by, drop_null_keys=False).agg(*aggs)
+    else:
+        result = frame.select(*aggs)
+    result = result.select(*finals)
+    return conform(result, {p.output: output_dtype(p, schema.get(p.column)) for p in plans})
+
+
+#: engines where Narwhals passes column names as SQL text somewhere (``"x.y"`` is column ``y`` of
+#: table ``x`` in DuckDB's group-by keys and in every PySpark ``F.col``)
+_SQL_NAMES = frozenset({"duckdb", "pyspark"})
+
+
+def rename_columns(frame: Any, mapping: Mapping[str, str]) -> Any:
+    """Rename columns; on PySpark with quoted names (Narwhals' rename would parse the dots)."""
+    if engine_of(frame) != "pyspark":
+        return frame.rename(dict(mapping))
+    from pyspark.sql import functions as F
+
+    native = frame.to_native()
+    quoted = [
+        F.col("`" + c.replace("`", "``") + "`").alias(mapping.get(c, c)) for c in native.columns
+    ]
+    return nw.from_native(native.select(*quoted))
+
+
+def _with_safe_names(
+    frame: Any, group_by: Sequence[str], plans: Sequence[AggPlan], component: str | None
+) -> Any:
+    """DuckDB and PySpark: aggregate under plain column names and rename the result back."""
+    safe = {c: f"__dp_c{i}" for i, c in enumerate(frame.collect_schema().names())}
+    renamed = [
+        AggPlan(
+            column=safe.get(p.column, p.column),
+            func=p.func,
+            output=f"__dp_o{i}",
+            order_by=tuple(safe[o] for o in p.order_by),
+        )
+        for i, p in enumerate(plans)
+    ]
+    keys = [safe[k] for k in group_by]
+    result = aggregate_frame(
+        rename_columns(frame, safe), keys, renamed, component=component, _safe=True
+    )
+    back = {safe[k]: k for k in group_by} | {
+        p.output: o.output for p, o in zip(renamed, plans, strict=True)
+    }
+    return rename_columns(result, back)
+
+
+def _pandas_via_polars(
+    frame: Any, group_by: Sequence[str], plans: Sequence[AggPlan], component: str | None
+) -> Any:
+    """pandas: aggregated by Polars and converted back, each column in the pandas dtype of its
+    input (the nullable one where nulls appeared in a numpy int/bool column).
+
+    pandas' own group-by splits null keys of several key columns into duplicate groups, loses
+    integer types to NaN and cannot take several first/last orders; a round trip through Arrow
+    costs less than working around each.
+    """
+    import polars as pl
+
+    native = frame.to_native()
+    reads = list(dict.fromkeys([*group_by, *(c for p in plans for c in p.reads)]))
+    if reads:
+        polars_frame = pl.from_pandas(native[reads])
+    else:  # only {"*": "count"}: the number of rows is all that is read
+        polars_frame = pl.int_range(len(native), eager=True).alias("__dp_rows").to_frame()
+    result = aggregate_frame(nw.from_native(polars_frame), group_by, plans, component=component)
+    templates = {k: native[k].dtype for k in group_by}
+    for plan in plans:
+        if plan.func in ("min", "max", "first", "last"):
+            templates[plan.output] = native[plan.column].dtype
+    return nw.from_native(polars_to_pandas(result.to_native(), templates))
+
+
+def polars_to_pandas(table: Any, templates: Mapping[str, Any]) -> Any:
+    """A Polars frame as pandas, each column in its template's pandas dtype (the nullable one
+    where a numpy int/bool column must hold nulls); a column without a template becomes numpy
+    int64/float64/bool (nullable with nulls) or keeps its Arrow dtype (dates, decimals, ...).
+
+    Polars' own ``to_pandas()`` turns an int or bool column with nulls into float/object, a
+    date into datetime64[ms] and a decimal into objects.
+    """
+    out = table.to_pandas(use_pyarrow_extension_array=True)
+    for column in out.columns:
+        target = _pandas_dtype(templates.get(column), table[column].null_count() > 0, out[column])
+        if target is not None:
+            out[column] = out[column].astype(target)
+    return out
+
+
+def _pandas_dtype(template: Any, has_null: bool, series: Any) -> Any:
+    """The pandas dtype of a result column (see :func:`polars_to_pandas`)."""
+    import numpy as np
+
+    if template is not None:
+        if isinstance(template, np.dtype) and template.kind in "iub" and has_null:
+            return (
+                "boolean"
+                if template.kind == "b"
+                else template.name.capitalize().replace("Uint", "UInt")
+            )
+        return template
+    kind = str(series.dtype).split("[")[0]
+    if kind.startswith(("int", "uint")):
+        return kind.capitalize().replace("Uint", "UInt") if has_null else kind
+    if kind.startswith(("double", "float")):
+        return "float64"
+    if kind.startswith("bool"):
+        return "boolean" if has_null else "bool"
+    if kind in ("string", "large_string"):
+        return "str"
+    return None
+
+
+def conform(frame: Any, dtypes: Mapping[str, Any]) -> Any:
+    """Cast the columns whose engine type differs from the logical one (UInt32 counts on
+    Polars, Int128 sums on DuckDB, ...); a no-op where they agree."""
+    actual = frame.collect_schema()
+    casts = [nw.col(c).cast(t) for c, t in dtypes.items() if t is not None and actual[c] != t]
+    return frame.with_columns(*casts) if casts else frame
 
 
 # -- partial aggregates: merged exactly across batches ---------------------------------------
@@ -285,10 +520,14 @@ class PartialAggregation:
     -> count, mean and sum of squared deviations from the mean (M2) of each batch, merged with
     Chan et al.'s update (``M2 = M2_a + M2_b + n_a n_b / n (mean_a - mean_b)^2``: no sum of
     squares, so no cancellation on large values such as epoch seconds); ``first``/``last`` ->
-    the first/last of the batches in batch order (or by ``order_by``, carrying the order value). ``median`` and ``n_unique`` have no
-    exact partial form and are refused with :class:`UnsupportedOperationError`.
+    the first/last of the batches in batch order, or by ``order_by`` (nulls last, as one pass
+    orders them) carrying the order value of the row each batch chose. ``median`` and
+    ``n_unique`` have no exact partial form and are refused with
+    :class:`UnsupportedOperationError`.
 
-    Partials are computed on the batch's engine; merged state is a Polars DataFrame.
+    Partials are computed by :func:`aggregate_frame` on the batch's engine (the same semantics
+    and types as one pass); the merged state is a Polars DataFrame, and :meth:`finalize` gives
+    every output the type :func:`output_dtype` names.
     """
 
     keys: list[str]
@@ -315,102 +554,106 @@ class PartialAggregation:
                     component=self.component,
                     hint="order by one column (e.g. a timestamp)",
                 )
+        self.parts: list[AggPlan] = [
+            p for i, plan in enumerate(self.plans) for p in self._split(i, plan)
+        ]
+        self.dtypes: dict[str, Any] = {}  # input types (Narwhals) of the columns read, first batch
 
     def _name(self, index: int, part: str) -> str:
         return f"__p{index}_{part}"
 
+    def _split(self, i: int, plan: AggPlan) -> list[AggPlan]:
+        """The partial aggregates of one plan (plain plans, run by :func:`aggregate_frame`)."""
+        name = self._name
+        column, func = plan.column, plan.func
+        if column == "*" or func == "count":
+            return [AggPlan(column, "count", name(i, "n"))]
+        if func in ("sum", "min", "max"):
+            return [AggPlan(column, func, name(i, "v"))]
+        if func == "mean":
+            return [AggPlan(column, "sum", name(i, "s")), AggPlan(column, "count", name(i, "n"))]
+        if func == "std":
+            return [
+                AggPlan(column, "count", name(i, "n")),
+                AggPlan(column, "mean", name(i, "m")),
+                AggPlan(column, "var_pop", name(i, "v2")),
+            ]
+        parts = [AggPlan(column, func, name(i, "v"), plan.order_by)]
+        if plan.order_by:
+            order = plan.order_by[0]
+            # the order value of the row chosen: first -> the smallest (null only when every
+            # value is null); last -> null when a row has a null order value (nulls last), else
+            # the largest; "o" holds min/max, "on" and "rows" tell whether nulls were there
+            parts.append(AggPlan(order, "min" if func == "first" else "max", name(i, "o")))
+            if func == "last":
+                parts += [
+                    AggPlan(order, "count", name(i, "on")),
+                    AggPlan("*", "count", name(i, "rows")),
+                ]
+        return parts
+
     def partial(self, frame: Any) -> Any:
         """Per-batch partial aggregates of a Narwhals frame (any engine)."""
-        exprs: list[Any] = []
-        for i, plan in enumerate(self.plans):
-            name = self._name
-            col = nw.col(plan.column) if plan.column != "*" else None
-            func = plan.func
-            if col is None:
-                exprs.append(nw.len().alias(name(i, "n")))
-            elif func in ("sum", "min", "max"):
-                exprs.append(getattr(col, func)().alias(name(i, "v")))
-            elif func == "count":
-                exprs.append(col.count().alias(name(i, "n")))
-            elif func == "mean":
-                exprs += [col.sum().alias(name(i, "s")), col.count().alias(name(i, "n"))]
-            elif func == "std":
-                exprs += [
-                    col.count().alias(name(i, "n")),
-                    col.mean().alias(name(i, "m")),
-                    col.var(ddof=0).alias(name(i, "v2")),
-                ]
-            elif func in _ORDERED:
-                order = list(plan.order_by) or None
-                exprs.append(getattr(col, func)(order_by=order).alias(name(i, "v")))
-                if order:
-                    bound = nw.col(order[0]).min() if func == "first" else nw.col(order[0]).max()
-                    exprs.append(bound.alias(name(i, "o")))
         check_engine_support(frame, self.plans, self.component)
-        if self.keys:
-            result = frame.group_by(*self.keys, drop_null_keys=False).agg(*exprs)
-        else:
-            result = frame.select(*exprs)
-        # std: population variance -> M2 = n * variance, in the position the merged state has it
-        stds = [i for i, p in enumerate(self.plans) if p.func == "std" and p.column != "*"]
-        if not stds:
-            return result
-        name = self._name
-        result = result.with_columns(
-            *[(nw.col(name(i, "n")) * nw.col(name(i, "v2"))).alias(name(i, "m2")) for i in stds]
-        )
-        renamed = {name(i, "v2"): name(i, "m2") for i in stds}
-        return result.select(
-            *[renamed.get(c, c) for c in result.columns if c not in renamed.values()]
-        )
+        schema = dict(frame.collect_schema())
+        check_types(schema, self.plans, self.component)
+        if not self.dtypes:
+            reads = {*self.keys, *(c for p in self.plans for c in p.reads)}
+            self.dtypes = {c: t for c, t in schema.items() if c in reads}
+        result = aggregate_frame(frame, self.keys, self.parts, component=self.component)
+        wanted = {k: self.dtypes[k] for k in self.keys if k in self.dtypes}
+        wanted.update({p.output: output_dtype(p, self.dtypes.get(p.column)) for p in self.parts})
+        return conform(result, wanted)
 
     def merge(self, state: Any) -> Any:
         """Re-aggregate concatenated partials (a Narwhals Polars frame, batch order kept).
 
-        A ``std`` part is (count, mean, M2 = sum of squared deviations from the mean); a group
-        without values has null mean and M2, taken as 0 (its weight is 0). Merged exactly:
+        A ``std`` part is (count, mean, M2 = n * population variance); a group without values
+        has null mean and M2, taken as 0 (its weight is 0). Merged exactly:
         ``M2 = sum(M2_i) + sum(n_i (mean_i - mean)^2)`` with ``mean = sum(n_i mean_i) / n``.
         """
-        fixes: list[Any] = []
-        for i, plan in enumerate(self.plans):
-            if plan.func == "std" and plan.column != "*":
-                for part in ("m", "m2"):
-                    col = nw.col(self._name(i, part))
-                    fixes.append(col.fill_null(0).cast(nw.Float64).alias(self._name(i, part)))
-        if fixes:
-            state = state.with_columns(*fixes)
+        import polars as pl
+
+        native = state.to_native()
         exprs: list[Any] = []
         for i, plan in enumerate(self.plans):
             name = self._name
             func = plan.func
             if plan.column == "*" or func == "count":
-                exprs.append(nw.col(name(i, "n")).sum())
+                exprs.append(pl.col(name(i, "n")).sum())
             elif func in ("sum", "min", "max"):
-                exprs.append(getattr(nw.col(name(i, "v")), func)())
+                exprs.append(getattr(pl.col(name(i, "v")), func)())
             elif func == "mean":
-                exprs += [nw.col(name(i, "s")).sum(), nw.col(name(i, "n")).sum()]
+                exprs += [pl.col(name(i, "s")).sum(), pl.col(name(i, "n")).sum()]
             elif func == "std":
-                n, m = nw.col(name(i, "n")), nw.col(name(i, "m"))
+                n = pl.col(name(i, "n"))
+                m = pl.col(name(i, "m")).fill_null(0.0)
+                m2 = (pl.col(name(i, "v2")) * n).fill_null(0.0)
                 mean = (n * m).sum() / n.sum().clip(lower_bound=1)
                 exprs += [
                     n.sum(),
                     mean.alias(name(i, "m")),
-                    (nw.col(name(i, "m2")).sum() + (n * (m - mean) ** 2).sum()).alias(
-                        name(i, "m2")
+                    # stored as the merged population variance again (M2 / n)
+                    ((m2.sum() + (n * (m - mean) ** 2).sum()) / n.sum().clip(lower_bound=1)).alias(
+                        name(i, "v2")
                     ),
                 ]
-            elif func in _ORDERED:
-                order = name(i, "o") if plan.order_by else None
-                exprs.append(getattr(nw.col(name(i, "v")), func)(order_by=order))
-                if order:
-                    bound = nw.col(order).min() if func == "first" else nw.col(order).max()
-                    exprs.append(bound)
-        if self.keys:
-            return state.group_by(*self.keys, drop_null_keys=False).agg(*exprs)
-        return state.select(*exprs)
+            elif not plan.order_by:
+                exprs.append(getattr(pl.col(name(i, "v")), func)())
+            else:
+                bound = pl.col(name(i, "o"))
+                if func == "last":
+                    rows, seen = pl.col(name(i, "rows")), pl.col(name(i, "on"))
+                    bound = pl.when(seen == rows).then(bound)
+                    exprs += [seen.sum(), rows.sum()]
+                order = [bound.is_null(), bound]
+                exprs.append(getattr(pl.col(name(i, "v")).sort_by(order), func)())
+                exprs.append((bound.min() if func == "first" else bound.max()).alias(name(i, "o")))
+        merged = native.group_by(self.keys).agg(exprs) if self.keys else native.select(exprs)
+        return nw.from_native(merged.select(state.columns))
 
     def finalize(self, state: Any) -> Any:
-        """Merged partials -> the group keys and the output columns."""
+        """Merged partials -> the group keys and the output columns, in their logical types."""
         exprs: list[Any] = [nw.col(k) for k in self.keys]
         for i, plan in enumerate(self.plans):
             name = self._name
@@ -419,11 +662,13 @@ class PartialAggregation:
                 expr = nw.col(name(i, "n"))
             elif func == "mean":
                 n = nw.col(name(i, "n"))
-                expr = nw.when(n > 0).then(nw.col(name(i, "s")) / n)
+                expr = nw.when(n > 0).then(nw.col(name(i, "s")).cast(nw.Float64) / n)
             elif func == "std":
-                n, m2 = nw.col(name(i, "n")), nw.col(name(i, "m2"))
-                expr = nw.when(n > 1).then((m2 / (n - 1)).clip(lower_bound=0).sqrt())
+                n, v2 = nw.col(name(i, "n")), nw.col(name(i, "v2"))
+                expr = nw.when(n > 1).then((v2 * n / (n - 1)).clip(lower_bound=0).sqrt())
             else:
                 expr = nw.col(name(i, "v"))
             exprs.append(expr.alias(plan.output))
-        return state.select(*exprs)
+        wanted = {k: self.dtypes[k] for k in self.keys if k in self.dtypes}
+        wanted.update({p.output: output_dtype(p, self.dtypes.get(p.column)) for p in self.plans})
+        return conform(state.select(*exprs), {k: v for k, v in wanted.items() if v is not None})

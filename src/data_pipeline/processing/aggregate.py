@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import narwhals as nw
 from pydantic import Field, field_validator
 
 from data_pipeline.core.component import Operation
@@ -76,7 +77,25 @@ def sort_frame(frame: Any, keys: Sequence[tuple[str, bool]]) -> Any:
     """Sort by ``keys`` with nulls last (the order DuckDB and PostgreSQL use for ascending)."""
     if not keys:
         return frame
-    return frame.sort([k for k, _ in keys], descending=[d for _, d in keys], nulls_last=True)
+    if frame.implementation is nw.Implementation.PYSPARK:
+        # Narwhals' PySpark sort parses "x.y" as a struct field: sort natively with quoted names
+        from pyspark.sql import functions as F
+
+        native = frame.to_native()
+        order = [
+            getattr(
+                F.col("`" + k.replace("`", "``") + "`"),
+                "desc_nulls_last" if d else "asc_nulls_last",
+            )()
+            for k, d in keys
+        ]
+        return nw.from_native(native.orderBy(*order))
+    result = frame.sort([k for k, _ in keys], descending=[d for _, d in keys], nulls_last=True)
+    if result.implementation is nw.Implementation.PANDAS:
+        # a sorted pandas frame keeps the old row labels; they are not data (and would become
+        # an __index_level_0__ column in Arrow, Parquet or a database)
+        result = nw.from_native(result.to_native().reset_index(drop=True))
+    return result
 
 
 class DataAggregator(DataProcessor):

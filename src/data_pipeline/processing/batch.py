@@ -14,6 +14,7 @@ from pydantic import Field
 
 from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.engines import engine_of, match_engine
 from data_pipeline.core.errors import (
     BatchProcessingError,
     InputNotFoundError,
@@ -21,7 +22,11 @@ from data_pipeline.core.errors import (
     UnsupportedOperationError,
 )
 from data_pipeline.core.frames import column_names, convert_output, to_narwhals, to_polars
-from data_pipeline.processing._engines import engine_of
+from data_pipeline.processing._aggregation import (
+    PartialAggregation,
+    check_engine_support,
+    polars_to_pandas,
+)
 from data_pipeline.processing._incremental import IncrementalAggregation, split_steps
 from data_pipeline.processing.base import DataProcessor
 from data_pipeline.processing.pipeline import ProcessingPipeline
@@ -149,6 +154,8 @@ class BatchProcessor(DataProcessor):
             )
         with self._operation("process") as op:
             op.details["source"] = source
+            if template is not None:
+                self._check_order(template)
             result = self._run(batches, op)
             op.rows_out = None if result is None else int(to_polars(result).height)
         if result is None:
@@ -158,6 +165,7 @@ class BatchProcessor(DataProcessor):
         return convert_output(result, self.settings.output, component=self.label)
 
     def _apply_frame(self, frame: Any, op: Operation) -> Any:
+        self._check_order(frame)
         result = self._run(self._slices(frame), op)
         return nw.from_native(_to_engine(frame, result)) if result is not None else frame
 
@@ -182,6 +190,13 @@ class BatchProcessor(DataProcessor):
             if self.storage is not None and self.settings.table:
                 self._store(result, False)
         return convert_output(result, self.settings.output, component=self.label)
+
+    def _check_order(self, frame: Any) -> None:
+        """A lazy input has no row order: first/last need an order_by, as in one pass."""
+        _pre, agg_step, _post = split_steps(self.pipeline.processors)
+        if agg_step is not None:
+            PartialAggregation(agg_step.keys, agg_step.plans, self.label)  # mergeable at all?
+            check_engine_support(frame, agg_step.plans, self.label)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -241,9 +256,13 @@ class BatchProcessor(DataProcessor):
         self.progress["total_rows"] = (
             scan.select(pl.len()).collect().item() if fmt == "parquet" else None
         )
+        empty = True
         for frame in scan.collect_batches(chunk_size=self.settings.batch_size):
             if frame.height:
+                empty = False
                 yield frame
+        if empty:  # no rows, but the files' schema: an empty input is still typed
+            yield scan.head(0).collect()
 
     def _scan(self, paths: list[str]) -> Any:
         """A Polars scan of the files (CSV: dates parsed, types from the first 10,000 rows)."""
@@ -305,6 +324,8 @@ class BatchProcessor(DataProcessor):
             self.progress["total_rows"] = frame.shape[0]
             for start in range(0, frame.shape[0], size):
                 yield frame[start : start + size]
+            if frame.shape[0] == 0:
+                yield frame  # no rows, but the types: an empty input still has a schema
             return
         native = frame.to_native()
         engine = engine_of(frame)
@@ -313,6 +334,8 @@ class BatchProcessor(DataProcessor):
             while True:
                 chunk = native.slice(offset, size).collect()
                 if chunk.height == 0:
+                    if offset == 0:
+                        yield chunk  # an empty input still has a schema
                     return
                 yield chunk
                 offset += size
@@ -326,6 +349,8 @@ class BatchProcessor(DataProcessor):
             while True:
                 chunk = native.limit(size, offset).to_arrow_table()
                 if chunk.num_rows == 0:
+                    if offset == 0:
+                        yield chunk  # an empty input still has a schema
                     return
                 yield chunk
                 offset += size
@@ -415,11 +440,8 @@ def _is_frame(data: Any) -> bool:
 def _to_engine(template: Any, result: Any) -> Any:
     """A Polars result as a native frame of ``template``'s engine."""
     engine = engine_of(template)
-    from data_pipeline.processing._engines import duckdb_connection, match_engine
-
-    if engine == "duckdb" and duckdb_connection(template.to_native()) is None:
-        import duckdb
-
-        return duckdb.from_arrow(to_polars(result).to_arrow())
-
+    if engine == "pandas":  # keep the input's pandas dtypes (Arrow dates, nullable ints, ...)
+        native = template.to_native()
+        templates = {c: native[c].dtype for c in native.columns}
+        return polars_to_pandas(to_polars(result), templates)
     return match_engine(template, to_polars(result)).to_native()
