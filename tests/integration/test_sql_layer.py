@@ -42,16 +42,8 @@ from tests.conftest import require_service
 from tests.integration.test_storage_relational import DB, MY_HOST, MY_PORT, PG_HOST, PG_PORT
 
 SERVERS = ["postgresql", "mariadb"]
-ALL = ["sqlite", "postgresql", "mariadb", "mariadb-insert"]
 ROUNDS = int(os.environ.get("DATA_PIPELINE_UPSERT_RACE_ROUNDS", "5"))
 RACE_ROWS = int(os.environ.get("DATA_PIPELINE_UPSERT_RACE_ROWS", "20000"))
-
-
-@pytest.fixture(params=ALL)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DB]:
-    handle = DB(str(request.param), tmp_path)
-    yield handle
-    handle.drop_all()
 
 
 @pytest.fixture(params=SERVERS)
@@ -480,7 +472,7 @@ def test_staging_lock_drill_catches_an_unlocked_writer(monkeypatch: pytest.Monke
     """The broken variant: a staging table without its lock is taken for a leftover and
     dropped under the running writer; the test above would fail on it."""
     require_service("MariaDB", MY_HOST, MY_PORT)
-    monkeypatch.setattr(relational._MySQLBackend, "lock", lambda self, con, name: None)
+    monkeypatch.setattr(relational._MySQLBackend, "hold", lambda self, con, name: None)
     handle = DB("mariadb", Path("."))
     table = handle.table()
     try:
