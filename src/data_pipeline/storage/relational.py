@@ -72,6 +72,8 @@ from data_pipeline.storage.base import IfExists, StorageSystem, StoreResult
 if TYPE_CHECKING:
     import polars as pl
 
+    from data_pipeline.core.checkpoint import Checkpoint, StateTable
+
 __all__ = ["RelationalDBStorage", "RelationalDBStorageConfig", "Transaction"]
 
 STAGE_PREFIX = "__dp_stage_"
@@ -116,6 +118,12 @@ class Transaction:
     def execute(self, sql: str, params: Any = None) -> int:
         """Run one statement with ``:name`` params; the number of rows it changed (-1: unknown)."""
         return self.storage._backend.execute(self.connection, sql, params)
+
+    def save_checkpoint(self, checkpoint: Checkpoint, previous: int) -> None:
+        """Write a stream job's checkpoint into the state table ``_dp_checkpoints`` in this
+        transaction (:mod:`data_pipeline.core.checkpoint`); fail when its row is at another
+        batch than ``previous`` (another run committed meanwhile)."""
+        self.storage._backend.save_checkpoint(self.connection, checkpoint, previous)
 
     def query(self, sql: str, params: Any = None, *, output: str = "polars") -> Any:
         """Read inside the transaction (sees its uncommitted writes)."""
@@ -218,6 +226,15 @@ class RelationalDBStorage(StorageSystem):
                 if _is_driver_error(exc):  # from BEGIN / COMMIT: the caller's errors pass
                     raise self._backend.db_error(exc) from exc
                 raise
+
+    def supports_transactions(self) -> bool:
+        """PostgreSQL, MySQL/MariaDB and SQLite (not the SQLAlchemy fallback)."""
+        return self._backend.kind in ("postgresql", "mysql", "sqlite")
+
+    def load_checkpoint(self, name: str) -> Checkpoint | None:
+        """The checkpoint ``name`` from the state table ``_dp_checkpoints`` (None: none yet)."""
+        with self._operation("load_checkpoint"):
+            return self._backend.load_checkpoint(name)
 
     def _current_tx(self) -> Transaction | None:
         tx: Transaction | None = getattr(self._local, "tx", None)
@@ -614,6 +631,64 @@ class _Backend:
 
     def commit(self, con: Any) -> None:
         con.commit()
+
+    # checkpoints (core/checkpoint.py): one row per job in _dp_checkpoints beside the data
+
+    def state_table(self) -> StateTable:
+        from data_pipeline.core.checkpoint import STATE_TABLE, StateTable
+
+        if not self.owner.supports_transactions():
+            raise UnsupportedOperationError(
+                f"checkpoints are kept in PostgreSQL, MySQL/MariaDB and SQLite, not {self.target.label}",
+                component=self.label,
+                hint="keep the checkpoint in a folder (checkpoint.path)",
+            )
+        return StateTable(self.dialect.name, self.qualified(STATE_TABLE), self.q)
+
+    def rows(self, con: Any, sql: str, params: Any = None) -> list[Any]:
+        text, values = bind(sql, params, self.dialect.param_style, component=self.label)
+        cur = con.cursor()
+        try:
+            cur.execute(text, values) if values else cur.execute(text)
+            return list(cur.fetchall())
+        finally:
+            cur.close()
+
+    def load_checkpoint(self, name: str) -> Checkpoint | None:
+        from data_pipeline.core.checkpoint import STATE_TABLE, Checkpoint
+
+        table = self.state_table()
+        with self.connection() as con:
+            if self.columns(con, STATE_TABLE) is None:
+                return None
+            found = self.rows(con, table.select_sql(), {"name": name})
+        if not found:
+            return None
+        return Checkpoint.decode(bytes(found[0][0]), where=f"{self.display(STATE_TABLE)}[{name!r}]")
+
+    def save_checkpoint(self, con: Any, checkpoint: Checkpoint, previous: int) -> None:
+        from data_pipeline.core.checkpoint import STATE_TABLE, conflict_error
+
+        table = self.state_table()
+        where = self.display(STATE_TABLE)
+        if self.columns(con, STATE_TABLE) is None:
+            if self.kind == "mysql":  # DDL would commit the open transaction: another connection
+                with self.connection() as other:
+                    self.execute(other, table.create_sql())
+            else:
+                if self.schema and self.kind == "postgresql":
+                    self.execute(con, f"CREATE SCHEMA IF NOT EXISTS {self.q(self.schema)}")
+                self.execute(con, table.create_sql())
+        params = table.params(checkpoint, previous)
+        found = self.rows(con, table.batch_sql(), {"name": checkpoint.name})
+        stored = found[0][0] if found else 0
+        if stored != previous:
+            raise conflict_error(checkpoint.name, previous, stored, where)
+        if not found:
+            params.pop("previous")
+            self.execute(con, table.insert_sql(), params)
+        elif self.execute(con, table.update_sql(), params) != 1:
+            raise conflict_error(checkpoint.name, previous, "?", where)
 
     def scalar(self, con: Any, sql: str) -> Any:
         """The first value of a query's first row."""
