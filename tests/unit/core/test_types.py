@@ -55,7 +55,9 @@ def test_common_names_mean_one_type(name: str, canonical: str) -> None:
     assert parse_type(name.upper()) == parse_type(name)
 
 
-def test_every_consumer_takes_every_common_name() -> None:
+def test_every_consumer_takes_every_common_name(tmp_path: Any) -> None:
+    from data_pipeline.ingestion import FileSystemSource, StreamingSource
+    from data_pipeline.ingestion._common import parse_dtype
     from data_pipeline.storage import SchemaField
     from data_pipeline.transformation import DataTypeConverter
 
@@ -64,6 +66,9 @@ def test_every_consumer_takes_every_common_name() -> None:
         converter = DataTypeConverter("c", {"columns": {"x": name}})
         target = converter.settings.spec("x")
         assert parse_type(target.type).kind == parse_type(canonical).kind
+        FileSystemSource("f", {"path": "a.csv", "schema_overrides": {"x": name}})
+        StreamingSource("s", {"platform": "nats", "stream": "s", "payload_schema": {"x": name}})
+        assert parse_dtype(name) == parse_type(canonical).polars()
 
 
 @pytest.mark.parametrize("name", TABLE)
