@@ -30,6 +30,7 @@ __all__ = [
     "select_path",
 ]
 
+
 def check_dtype_name(name: str) -> str:
     """Validate a type name at config time (no polars import): the one vocabulary of
     :mod:`data_pipeline.core.types`."""

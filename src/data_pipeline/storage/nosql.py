@@ -27,8 +27,10 @@ from data_pipeline.core.errors import (
     InputNotFoundError,
     StorageError,
     StorageSchemaError,
+    UnsupportedOperationError,
 )
 from data_pipeline.core.secrets import redact_text
+from data_pipeline.core.types import from_polars, parse_type
 from data_pipeline.storage._common import (
     ColumnList,
     ServerConfig,
@@ -374,7 +376,7 @@ class NoSQLDBStorage(StorageSystem):
                 hint="use a template with the full primary key",
             )
         index, schema_key = f"__dp__:{target}:keys", f"__dp__:{target}:schema"
-        schema = {name: str(dtype) for name, dtype in frame.schema.items()}
+        schema = {name: _type_name(dtype) for name, dtype in frame.schema.items()}
         if self.settings.value_format == "json":
             lines = _documents_json(frame)
         else:
@@ -516,7 +518,12 @@ class NoSQLDBStorage(StorageSystem):
             if not lines:
                 frame = pl.DataFrame(schema=schema)
             else:
-                frame = pl.read_ndjson(("\n".join(lines)).encode(), schema=schema)
+                # Polars' JSON reader takes only some types: read the others as text, then parse
+                as_text = {n: d for n, d in schema.items() if not _json_readable(d)}
+                read = {n: pl.String if n in as_text else d for n, d in schema.items()}
+                frame = pl.read_ndjson(("\n".join(lines)).encode(), schema=read)
+                if as_text:
+                    frame = frame.with_columns(_from_string(n, d) for n, d in as_text.items())
         else:
             rows = [
                 {(k.decode() if isinstance(k, bytes) else k): v.decode() for k, v in d.items()}
@@ -597,34 +604,31 @@ def _frame_from_documents(docs: list[dict[str, Any]], columns: list[str] | None)
     return pl.from_dicts(docs, infer_schema_length=None)
 
 
+def _type_name(dtype: Any) -> str:
+    """The name kept beside a Redis table for a column's type (core.types' canonical name)."""
+    try:
+        return from_polars(dtype).name
+    except UnsupportedOperationError:
+        return str(dtype)  # nested or null: restored as text
+
+
 def _parse_dtype(text: str) -> Any:
+    """The Polars dtype of a kept type name (canonical, or as older versions wrote it)."""
     import polars as pl
 
-    simple = {
-        "String": pl.String,
-        "Int8": pl.Int8,
-        "Int16": pl.Int16,
-        "Int32": pl.Int32,
-        "Int64": pl.Int64,
-        "UInt8": pl.UInt8,
-        "UInt16": pl.UInt16,
-        "UInt32": pl.UInt32,
-        "UInt64": pl.UInt64,
-        "Float32": pl.Float32,
-        "Float64": pl.Float64,
-        "Boolean": pl.Boolean,
-        "Date": pl.Date,
-        "Time": pl.Time,
-    }
-    if text in simple:
-        return simple[text]
-    if text.startswith("Datetime"):
-        tz = None
-        if "time_zone=" in text:
-            tz = text.split("time_zone=")[1].rstrip(")").strip("'\"")
-            tz = None if tz in ("None", "") else tz
-        return pl.Datetime("us", tz)
-    return pl.String
+    try:
+        return parse_type(text).polars()
+    except ConfigError:
+        return pl.String
+
+
+def _json_readable(dtype: Any) -> bool:
+    """Types ``polars.read_ndjson`` reads from what ``write_ndjson`` wrote."""
+    import polars as pl
+
+    if isinstance(dtype, pl.Datetime) or dtype in (pl.String, pl.Boolean, pl.Date):
+        return True
+    return dtype in (pl.Int32, pl.Int64, pl.UInt32, pl.UInt64, pl.Float32, pl.Float64)
 
 
 def _from_string(name: str, dtype: Any) -> Any:
@@ -644,6 +648,14 @@ def _from_string(name: str, dtype: Any) -> Any:
         return col.str.to_date()
     if dtype == pl.Time:
         return col.str.to_time()
+    if isinstance(dtype, pl.Duration):  # ISO 8601 as write_ndjson writes it: -PT1.5S, P0D
+        parts = col.str.extract_groups(r"^(-?)P(?:0D|T(\d+)(?:\.(\d{1,9}))?S)$")
+        micros = parts.struct[1].cast(pl.Int64).fill_null(0) * 1_000_000 + (
+            parts.struct[2].str.pad_end(6, "0").str.slice(0, 6).cast(pl.Int64).fill_null(0)
+        )
+        sign = pl.when(parts.struct[0] == "-").then(-1).otherwise(1)
+        value = pl.when(parts.struct[1].is_not_null() | (col == "P0D")).then(micros * sign)
+        return value.cast(pl.Duration("us")).cast(dtype).alias(name)
     return col.cast(dtype)
 
 
