@@ -340,7 +340,7 @@ class DataType:
         if kind == "float":
             if bits == 32:
                 return "FLOAT" if my or duck else "REAL"
-            return "REAL" if lite else "DOUBLE PRECISION" if pg else "DOUBLE"
+            return "REAL" if lite else "DOUBLE" if my or duck else "DOUBLE PRECISION"
         if kind == "decimal":
             if lite:
                 return "REAL"
