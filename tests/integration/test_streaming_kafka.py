@@ -302,7 +302,10 @@ def test_batches_feed_a_windowed_stream_processor(broker: str, topic: str) -> No
             },
         )
     )
-    stream = StreamProcessor(name="s", config={"output": "polars"}, pipeline=steps)
+    # the events are up to 10 minutes out of order: windows stay open that long
+    stream = StreamProcessor(
+        name="s", config={"output": "polars", "allowed_lateness": "10m"}, pipeline=steps
+    )
     src = kafka_source(broker, topic, max_messages=17)
     outputs = list(stream.process_stream(src.batches()))
     assert stream.progress["rows_in"] == 120 and stream.progress["batches"] > 5
