@@ -47,6 +47,7 @@ from data_pipeline.storage._common import (
     require_target,
     require_upsert_key,
 )
+from data_pipeline.storage._values import Holds, check_holdable
 from data_pipeline.storage.base import IfExists, StorageSystem, StoreResult
 
 if TYPE_CHECKING:
@@ -55,6 +56,9 @@ if TYPE_CHECKING:
     from data_pipeline.core.checkpoint import Checkpoint
 
 __all__ = ["DataWarehouseStorage", "DataWarehouseStorageConfig"]
+
+# Delta Lake: timestamps in microseconds, no time of day, no durations, no unsigned integers.
+DELTA_HOLDS = Holds("Delta Lake tables", time_unit="us", time=False, duration=False, uint64=False)
 
 
 class DataWarehouseStorageConfig(ConfigModel):
@@ -468,16 +472,17 @@ class DataWarehouseStorage(StorageSystem):
         self, table: pa.Table, target: str, if_exists: str, key: list[str] | None
     ) -> StoreResult:
         deltalake = import_optional("deltalake", extra="delta", feature="Delta Lake tables")
+        import polars as pl
+
         uri = self._delta_uri(target)
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        check_holdable(frame, DELTA_HOLDS, component=self.label)
         exists = self._delta_exists(uri)
         if exists and if_exists == "fail":
             raise already_exists_error(f"Delta table {uri!r}", component=self.label)
         opts = self.settings.storage_options
         if key:
-            import polars as pl
-
-            frame = pl.from_arrow(table)
-            assert isinstance(frame, pl.DataFrame)
             check_unique_key(frame, key, target, self.label)
         if exists and if_exists == "upsert":
             assert key is not None
