@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import narwhals as nw
 from pydantic import Field, field_validator, model_validator
@@ -20,6 +20,7 @@ from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.engines import engine_of
 from data_pipeline.core.errors import ConfigError, DataTypeError, UnsupportedOperationError
 from data_pipeline.core.frames import is_lazy
+from data_pipeline.core.secrets import DATA_KEYS
 from data_pipeline.core.types import parse_type, type_error_text
 from data_pipeline.transformation._common import (
     collect_row,
@@ -221,7 +222,7 @@ class TypeSpec(ConfigModel):
 class ConverterConfig(ConfigModel):
     """Config of :class:`DataTypeConverter`."""
 
-    columns: dict[str, TypeSpec]
+    columns: Annotated[dict[str, TypeSpec], DATA_KEYS]
     errors: ErrorMode = "raise"
     max_examples: int = Field(default=5, ge=1)
     strip_whitespace: bool = True
