@@ -163,14 +163,16 @@ def ddl_type(dtype: Any, dialect_name: str, *, is_key: bool = False) -> str:
     name = {"mariadb": "mysql"}.get(dialect_name, dialect_name)
     pg, my, lite = name == "postgresql", name == "mysql", name == "sqlite"
     if dtype == pl.Boolean:
-        return "INTEGER" if lite else "BOOLEAN"
+        return "BOOLEAN"  # SQLite: NUMERIC affinity, 0/1, declared so readers give booleans
     if dtype in (pl.Int8, pl.Int16, pl.UInt8):
         return "INTEGER" if lite else "SMALLINT"
     if dtype in (pl.Int32, pl.UInt16):
         return "INTEGER"
     if dtype in (pl.Int64, pl.UInt32):
         return "INTEGER" if lite else "BIGINT"
-    if dtype in (pl.UInt64, pl.Int128):
+    if dtype == pl.UInt64:  # 20 digits: read back as Decimal(20, 0) / Decimal(38, 0)
+        return "INTEGER" if lite else "DECIMAL(20, 0)" if my else "NUMERIC(20, 0)"
+    if dtype == pl.Int128:
         return "INTEGER" if lite else "DECIMAL(39, 0)" if my else "NUMERIC(39, 0)"
     if dtype == pl.Float32:
         return "REAL" if (pg or lite) else "FLOAT"
