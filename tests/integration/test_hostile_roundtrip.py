@@ -127,6 +127,7 @@ EXPECT: dict[str, dict[str, Any]] = {
         "dec": Refused("SQLite decimals are floats; 38 digits do not fit"),
         "dec_wide": Refused("SQLite decimals are floats; 38 digits do not fit"),
         "i32": Values("SQLite keeps one 64-bit integer type"),
+        "bool": Values("SQLite has no boolean type: 0/1 integers"),
         "ts_utc": Values("stored as UTC text; the zone's name is not kept"),
         "duration": Values("microseconds as INTEGER"),
     },

@@ -589,10 +589,16 @@ class Checkpointer:
 
 
 def snapshot_operator(operator: Any) -> bytes:
-    """The state of a stream operator as bytes (its ``state_snapshot()``: bytes or an Arrow
-    table, encoded as an Arrow IPC stream)."""
+    """The state of a stream operator as bytes: its ``state_snapshot()`` (bytes, or an Arrow
+    table, kept as an Arrow IPC stream)."""
     snap = getattr(operator, "state_snapshot", None)
-    value = snap() if snap is not None else _legacy_snapshot(operator)
+    if snap is None:
+        raise ConfigError(
+            f"{type(operator).__name__} has no state_snapshot(): a checkpoint cannot keep its state",
+            hint="checkpoint StreamProcessor operators (or give yours state_snapshot() and "
+            "restore_state())",
+        )
+    value = snap()
     if isinstance(value, bytes):
         return b"B" + value
     return b"T" + _table_bytes(value)
@@ -600,14 +606,10 @@ def snapshot_operator(operator: Any) -> bytes:
 
 def restore_operator(operator: Any, blob: bytes | None) -> None:
     """Give an operator the state :func:`snapshot_operator` made (None: a fresh start)."""
-    restore = getattr(operator, "restore_state", None)
-    if restore is None:
-        _legacy_restore(operator, blob)
-        return
     if blob is None:
-        restore(None)
+        operator.restore_state(None)
         return
-    restore(_bytes_table(blob[1:]) if blob[:1] == b"T" else blob[1:])
+    operator.restore_state(_bytes_table(blob[1:]) if blob[:1] == b"T" else blob[1:])
 
 
 def _table_bytes(table: Any) -> bytes:
@@ -627,52 +629,3 @@ def _bytes_table(blob: bytes) -> Any:
     import pyarrow as pa
 
     return pa.ipc.open_stream(pa.py_buffer(blob)).read_all()
-
-
-# Until StreamProcessor has state_snapshot()/restore_state() (CONTRACTS.md, i11-windows), its
-# state is read from its fields: the merged partial aggregates, the watermark, the last window
-# emitted and the counters.
-def _legacy_snapshot(operator: Any) -> Any:
-    import polars as pl
-
-    inc = getattr(operator, "_incremental", None)
-    state = inc.state if inc is not None and inc.state is not None else pl.DataFrame()
-    marks = pl.DataFrame(
-        {
-            "watermark": [getattr(operator, "_watermark", None)],
-            "emitted_start": [getattr(operator, "_emitted_start", None)],
-        }
-    )
-    extra = {
-        "marks": base64.b64encode(_table_bytes(marks.to_arrow())).decode(),
-        "progress": dict(getattr(operator, "progress", {})),
-        "has_state": inc is not None and inc.state is not None,
-    }
-    table = state.to_arrow()
-    return table.replace_schema_metadata(
-        {b"data_pipeline.operator": json.dumps(extra, default=_json_default).encode()}
-    )
-
-
-def _legacy_restore(operator: Any, blob: bytes | None) -> None:
-    import polars as pl
-
-    operator.reset()
-    if blob is None:
-        return
-    table = _bytes_table(blob[1:])
-    extra = json.loads((table.schema.metadata or {})[b"data_pipeline.operator"])
-    marks = pl.from_arrow(_bytes_table(base64.b64decode(extra["marks"])))
-    assert isinstance(marks, pl.DataFrame)
-    operator._watermark = marks["watermark"][0]
-    operator._emitted_start = marks["emitted_start"][0]
-    operator.progress.update(extra.get("progress", {}))
-    if extra.get("has_state"):
-        from data_pipeline.processing._incremental import IncrementalAggregation, split_steps
-
-        _, agg_step, _ = split_steps(operator.pipeline.processors)
-        if agg_step is not None:
-            inc = IncrementalAggregation(agg_step, operator.label)
-            state = pl.from_arrow(table.replace_schema_metadata(None))
-            inc.state = state
-            operator._incremental = inc
