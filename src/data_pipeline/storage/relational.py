@@ -49,7 +49,7 @@ from data_pipeline.core.errors import (
 from data_pipeline.core.frames import convert_output
 from data_pipeline.core.sql import SQLConnectionConfig, SQLTarget, connect, dialect, resolve
 from data_pipeline.core.sql.params import bind, check_params
-from data_pipeline.core.sql.read import read_arrow
+from data_pipeline.core.sql.read import mysql_columns, read_arrow, tinyint_as_bool
 from data_pipeline.core.sql_errors import STORAGE, classify_db_error, translate_db_error
 from data_pipeline.storage._common import (
     ColumnList,
@@ -67,6 +67,7 @@ from data_pipeline.storage._common import (
     require_target,
     require_upsert_key,
 )
+from data_pipeline.storage._values import Holds, check_holdable
 from data_pipeline.storage.base import IfExists, StorageSystem, StoreResult
 
 if TYPE_CHECKING:
@@ -270,6 +271,7 @@ class RelationalDBStorage(StorageSystem):
         key = primary_key(options, self.settings.primary_key)
         frame = as_polars(data)
         self._backend.check_names(target, frame.columns)
+        check_holdable(frame, HOLDS.get(self._backend.kind, HOLDS["sql"]), component=self.label)
         require_upsert_key(if_exists, key, component=self.label)
         if key:
             require_key_columns(key, frame.columns, what=f"table {target!r}", component=self.label)
@@ -323,8 +325,7 @@ class RelationalDBStorage(StorageSystem):
                         empty="the database has no tables",
                         component=self.label,
                     )
-            query = f"SELECT * FROM {self._backend.qualified(target)}"  # noqa: S608
-            values = {}
+            return self._backend.read_table(target)
         return self._backend.read(query, values)
 
     def list_tables(self) -> list[str]:
@@ -564,6 +565,9 @@ class _Backend:
 
     def read(self, query: str, params: dict[str, Any]) -> Any:
         return read_arrow(self.target, query, params, classes=STORAGE, component=self.label)
+
+    def read_table(self, table: str) -> Any:
+        return self.read(f"SELECT * FROM {self.qualified(table)}", {})  # noqa: S608
 
     # leftovers and staging
     def stage_prefix(self, table: str) -> str:
@@ -823,33 +827,34 @@ def _savepoint(con: Any, execute: Any) -> Iterator[None]:
     execute(con, f"RELEASE SAVEPOINT {name}")
 
 
-def check_sub_microseconds(frame: pl.DataFrame, label: str) -> None:
-    """Databases keep microseconds: a timestamp, time or duration with nanoseconds would be
-    rounded, so it is an error naming the column (values are stored as given or not at all)."""
-    import polars as pl
-
-    for name, dtype in frame.schema.items():
-        if (
-            isinstance(dtype, (pl.Datetime, pl.Duration)) and dtype.time_unit == "ns"
-        ) or dtype == pl.Time:
-            expr = pl.col(name).cast(pl.Int64) % 1000 != 0
-        else:
-            continue
-        if frame.select(expr.any()).item():
-            raise StorageSchemaError(
-                f"column {name!r} holds values with nanoseconds; the database keeps microseconds "
-                "and would round them",
-                component=label,
-                hint=f"round the column to microseconds first (pl.col({name!r}).dt.truncate('1us')"
-                " or a cast to Datetime('us'))",
-            )
+#: what each database keeps: a frame holding anything else is refused before writing, naming
+#: the column (values are stored as given or not at all)
+HOLDS = {
+    "postgresql": Holds("PostgreSQL tables", time_unit="us", clock_unit="us", nul_text=False),
+    "mysql": Holds(
+        "MySQL/MariaDB tables",
+        time_unit="us",
+        clock_unit="us",
+        nan_inf=False,
+        negative_zero=False,
+    ),
+    "sqlite": Holds(
+        "SQLite tables",
+        time_unit="us",
+        clock_unit="us",
+        nan_inf=False,
+        negative_zero=False,
+        decimal_digits=15,  # stored as REAL: 15 significant digits come back exactly
+        uint64=False,
+    ),
+    "sql": Holds("SQL tables", time_unit="us", clock_unit="us"),
+}
 
 
 def _prepare(frame: pl.DataFrame, kind: str, label: str) -> pl.DataFrame:
     """Make every column writable by the database's bulk path (vectorised, no row loops)."""
     import polars as pl
 
-    check_sub_microseconds(frame, label)
     exprs = []
     for name, dtype in frame.schema.items():
         col = pl.col(name)
@@ -870,8 +875,10 @@ def _prepare(frame: pl.DataFrame, kind: str, label: str) -> pl.DataFrame:
                 if dtype.time_zone:
                     col = col.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
                 exprs.append(col.dt.to_string("%Y-%m-%d %H:%M:%S%.6f"))
-            elif dtype in (pl.Date, pl.Time):
+            elif dtype == pl.Date:
                 exprs.append(col.cast(pl.String))
+            elif dtype == pl.Time:
+                exprs.append(col.dt.strftime("%H:%M:%S%.6f"))
             elif isinstance(dtype, pl.Decimal):
                 exprs.append(col.cast(pl.Float64))
             else:
@@ -1206,6 +1213,19 @@ class _MySQLBackend(_Backend):
                 keys.setdefault(index, set()).add(column)
         return list(keys.values())
 
+    def read_table(self, table: str) -> Any:
+        """``TINYINT(1)`` columns holding 0/1 come back as booleans (how MySQL stores BOOLEAN);
+        decimals wider than ConnectorX reads go through the driver."""
+        info = mysql_columns(self.target, table, classes=STORAGE, component=self.label)
+        data = read_arrow(
+            self.target,
+            f"SELECT * FROM {self.qualified(table)}",  # noqa: S608
+            path="driver" if info.wide_decimals else "auto",
+            classes=STORAGE,
+            component=self.label,
+        )
+        return tinyint_as_bool(data, info.bools, checked=False)
+
     # -- locks and leftovers: a load holds GET_LOCK(<staging name>) while its table exists --
 
     def hold(self, con: Any, name: str) -> None:
@@ -1278,9 +1298,14 @@ class _MySQLBackend(_Backend):
     def _load_data(self, con: Any, qualified: str, data: pl.DataFrame, table: str) -> int:
         import polars as pl
 
-        text_cols = {
-            n for n, d in data.schema.items() if d in (pl.String, pl.Binary) or d.is_temporal()
-        }
+        # bytes travel as hex (UNHEX on the server); float32 as the exact double of its value
+        # (its shortest float32 text, e.g. 3.4028235e38, is out of FLOAT's range as a double)
+        binary = [n for n, d in data.schema.items() if d == pl.Binary]
+        data = data.with_columns(
+            [pl.col(n).bin.encode("hex") for n in binary]
+            + [pl.col(n).cast(pl.Float64) for n, d in data.schema.items() if d == pl.Float32]
+        )
+        text_cols = {n for n, d in data.schema.items() if d == pl.String or d.is_temporal()}
         fd, path = tempfile.mkstemp(prefix="dp-load-", suffix=".csv")
         os.close(fd)
         try:
@@ -1290,14 +1315,22 @@ class _MySQLBackend(_Backend):
                 null_value="NULL",
                 quote_style="non_numeric" if text_cols else "necessary",
                 datetime_format="%Y-%m-%d %H:%M:%S%.6f",
+                time_format="%H:%M:%S%.6f",
             )
-            cols = ", ".join(self.q(c) for c in data.columns)
+            names = [f"@dp_{i}" if n in binary else self.q(n) for i, n in enumerate(data.columns)]
+            target = f"({', '.join(names)})"
+            if binary:
+                target += " SET " + ", ".join(
+                    f"{self.q(n)} = UNHEX(@dp_{i})"
+                    for i, n in enumerate(data.columns)
+                    if n in binary
+                )
             with con.cursor() as cur:
                 stored = cur.execute(
                     "LOAD DATA LOCAL INFILE %s INTO TABLE "
                     + f"{qualified} CHARACTER SET utf8mb4 ".replace("%", "%%")
                     + "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' "
-                    + f"LINES TERMINATED BY '\\n' ({cols})".replace("%", "%%"),
+                    + f"LINES TERMINATED BY '\\n' {target}".replace("%", "%%"),
                     [path],
                 )
                 cur.execute("SHOW WARNINGS LIMIT 3")
