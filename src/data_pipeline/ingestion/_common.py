@@ -496,11 +496,14 @@ def json_to_frame(
 
 def reject_file(source_name: str, reject_path: str | None) -> Path:
     """Where a source writes rejected rows: ``reject_path``, else
-    ``.data_pipeline/rejects/<source name>.csv`` (its folder is created)."""
+    ``.data_pipeline/rejects/<source name>.csv`` (the name made a safe file name; under the
+    pipeline file's folder when one runs). Its folder is created."""
+    from data_pipeline.core.files import local_path, safe_file_name
+
     path = (
         Path(reject_path)
         if reject_path
-        else Path(".data_pipeline") / "rejects" / f"{source_name}.csv"
+        else local_path("rejects", f"{safe_file_name(source_name)}.csv")
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
@@ -510,7 +513,7 @@ class StateStore:
     """Incremental state kept in a small JSON file, written atomically.
 
     One file per source by default: ``.data_pipeline/state/<source name>.json`` under the
-    working directory; ``state_path`` in a source's config chooses another file.
+    working directory (the pipeline file's folder when one runs); ``state_path`` in a source's config chooses another file.
     """
 
     _locks: dict[str, threading.Lock] = {}
@@ -525,8 +528,9 @@ class StateStore:
     def for_source(cls, name: str, state_path: str | None) -> StateStore:
         if state_path:
             return cls(state_path)
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-        return cls(Path(".data_pipeline") / "state" / f"{safe}.json")
+        from data_pipeline.core.files import local_path, safe_file_name
+
+        return cls(local_path("state", f"{safe_file_name(name)}.json"))
 
     def load(self) -> dict[str, Any]:
         with self._lock:

@@ -444,6 +444,18 @@ class FileSystemSource(DataSource):
         remote = [p for p in paths if _is_remote(p)]
         return remote[0] if remote else None
 
+    def peek_columns(self) -> list[str] | None:
+        """The columns a read would give, known cheaply (file headers and schemas of local
+        CSV, Parquet, Arrow IPC and JSON Lines files), or None; used to check a pipeline file's
+        column names before it runs."""
+        files = self.resolve_files()
+        if any(_is_remote(f) for f in files):
+            return None
+        fmt = self._format_for(files)
+        if fmt not in ("csv", "parquet", "ipc", "jsonl") or self.settings.mixed_types == "json":
+            return None
+        return list(self._scan(files, fmt).collect_schema().names())
+
     # -- reading ------------------------------------------------------------------------------
 
     def _read(self, **options: Any) -> Any:
