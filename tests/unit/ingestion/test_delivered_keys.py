@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from data_pipeline.core.errors import IngestionError
-from data_pipeline.ingestion._common import (
+from data_pipeline.core.cursor import (
     KEY_HASH,
     DeliveredKeys,
     StateStore,
