@@ -12,7 +12,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-from data_pipeline.core.errors import IngestionError
 from data_pipeline.core.cursor import (
     KEY_HASH,
     DeliveredKeys,
@@ -20,6 +19,7 @@ from data_pipeline.core.cursor import (
     _xxh64,
     key_hashes,
 )
+from data_pipeline.core.errors import IngestionError
 from data_pipeline.ingestion.database import DatabaseSource
 
 
