@@ -73,20 +73,20 @@ class Watermarks:
         if len(ticks) == 0:
             return pl.Series("wm", [], dtype=pl.Int64)
         ticks = ticks.cast(pl.Int64)
+        frame = pl.DataFrame({"t": ticks} if parts is None else {"t": ticks, "p": parts})
         if parts is None:
             known = self.partitions.get(None)
             start = known[0] if known is not None and None in active else None
-            running = ticks.cum_max().shift(1)
+            lowest = pl.col("t").cum_max().shift(1)
             if start is not None:
-                running = running.fill_null(start)
-            candidate = running
-            maxima: dict[Any, int] = {None: int(ticks.max())}  # type: ignore[arg-type]
+                lowest = lowest.fill_null(start)
+            stats = frame.select(pl.col("t").max()).row(0)
+            maxima: dict[Any, int] = {None: int(stats[0])}
         else:
             if self.partition_dtype is None:
                 self.partition_dtype = parts.dtype
-            frame = pl.DataFrame({"p": parts, "t": ticks})
-            stats = frame.group_by("p", maintain_order=True).agg(pl.col("t").max())
-            maxima = dict(zip(stats["p"].to_list(), stats["t"].to_list(), strict=True))
+            grouped = frame.group_by("p", maintain_order=True).agg(pl.col("t").max())
+            maxima = dict(zip(grouped["p"].to_list(), grouped["t"].to_list(), strict=True))
             columns = []
             for value in sorted(set(maxima) | active, key=_sort_key):
                 mask = pl.col("p").is_null() if value is None else pl.col("p") == value
@@ -95,16 +95,16 @@ class Watermarks:
                     run = run.fill_null(self.partitions[value][0])
                 columns.append(run)
             lowest = columns[0] if len(columns) == 1 else pl.min_horizontal(columns)
-            candidate = frame.select(lowest.alias("wm")).to_series()
-        watermark = candidate.cum_max().forward_fill()
+        watermark = lowest.cum_max().forward_fill()
         if self.watermark is not None:
             watermark = watermark.fill_null(self.watermark).clip(lower_bound=self.watermark)
+        before = frame.select(watermark.cast(pl.Int64).alias("wm")).to_series()
         for value, mark in maxima.items():
             known = self.partitions.get(value)
             self.partitions[value] = [mark if known is None else max(known[0], mark), now_us]
         held = [self.partitions[p][0] for p in (active | set(maxima))]
         self._raise(min(held) if held else None)
-        return watermark.cast(pl.Int64)
+        return before
 
     def observe(self, now_ticks: int) -> None:
         """Processing time: the watermark is the clock."""

@@ -29,6 +29,7 @@ from typing import Any
 
 import narwhals as nw
 
+from data_pipeline.core.engines import engine_of
 from data_pipeline.core.errors import UnsupportedOperationError
 from data_pipeline.core.frames import to_polars
 from data_pipeline.processing._aggregation import (
@@ -118,6 +119,7 @@ class WindowState:
         self.merger = PartialAggregation([GROUP, inner], self.plans, self.component)
         self.state: Any = None  # polars.DataFrame: GROUP, PANE or _SESSION, partials
         self.groups: Any = None  # polars.DataFrame of the group values; row i = group id i
+        self._id_table: Any = None
         self.time_dtype: Any = None  # the Polars dtype of the time column (set by the first add)
         self.arrivals = 0  # rows added so far (the next arrival number)
 
@@ -212,16 +214,25 @@ class WindowState:
         values = partial.select(self.group_by)
         if self.groups is None:
             self.groups = values.clear()
-        ids = self.groups.with_row_index(GROUP).with_columns(pl.col(GROUP).cast(pl.Int64))
-        known = values.join(ids, on=self.group_by, how="left", nulls_equal=True)
-        fresh = (
-            known.filter(pl.col(GROUP).is_null()).select(self.group_by).unique(maintain_order=True)
-        )
-        if fresh.height:
-            self.groups = pl.concat([self.groups, fresh], how="vertical_relaxed")
-            ids = self.groups.with_row_index(GROUP).with_columns(pl.col(GROUP).cast(pl.Int64))
-            known = values.join(ids, on=self.group_by, how="left", nulls_equal=True)
+        known = values.join(self._ids(), on=self.group_by, how="left", nulls_equal=True)
+        if known[GROUP].null_count():
+            fresh = known.filter(pl.col(GROUP).is_null()).select(self.group_by)
+            self.groups = pl.concat(
+                [self.groups, fresh.unique(maintain_order=True)], how="vertical_relaxed"
+            )
+            self._id_table = None
+            known = values.join(self._ids(), on=self.group_by, how="left", nulls_equal=True)
         return partial.drop(self.group_by).select(known[GROUP], pl.all())
+
+    def _ids(self) -> Any:
+        """The group values with their ids (kept until the groups change)."""
+        import polars as pl
+
+        if self._id_table is None:
+            self._id_table = self.groups.with_row_index(GROUP).with_columns(
+                pl.col(GROUP).cast(pl.Int64)
+            )
+        return self._id_table
 
     def _merge(self, frame: Any) -> Any:
         return self.merger.merge(nw.from_native(frame)).to_native()
@@ -255,6 +266,8 @@ class WindowState:
     def _add_sessions(self, frame: Any) -> Any:
         import polars as pl
 
+        if isinstance(frame, nw.DataFrame) and engine_of(frame) == "pyarrow":
+            frame = nw.from_native(frame.to_polars())  # no ordered window functions there
         ids = self.step.session_ids(frame, _SESSION)
         partial = self._identified(to_polars(self.partials.partial(ids).to_native()), _SESSION)
         start, last = self._name(0, "v"), self._name(1, "v")
@@ -371,9 +384,12 @@ class WindowState:
             pl.col(PANE).max().alias("hi"),
             pl.col(GROUP).max().alias("g"),
         ).row(0)
-        base = int(bounds[0])
-        used = (int(bounds[1]) - base) // slide + 1 + 2 * (k - 1)
-        columns = -(-used // k) * k  # whole blocks
+        start_ticks = windows[_START].to_numpy()
+        # the grid spans the panes and the windows asked for (a window may start before the
+        # first pane or end after the last)
+        base = min(int(bounds[0]), int(start_ticks.min()))
+        top = max(int(bounds[1]), int(start_ticks.max()) + (k - 1) * slide)
+        columns = -(-((top - base) // slide + 1) // k) * k  # whole blocks
         groups = int(bounds[2]) + 1
         cells = groups * columns
         if cells > 4 * state.height + 100_000 or cells > 20_000_000:
@@ -391,7 +407,7 @@ class WindowState:
             if not all(state.select(finite).row(0)):
                 return None
         fills: dict[str, Any] = {}
-        exprs = [pl.col(GROUP), ((pl.col(PANE) - base) // slide + (k - 1)).alias("__dp_cell")]
+        exprs = [pl.col(GROUP), ((pl.col(PANE) - base) // slide).alias("__dp_cell")]
         for column, how in parts:
             physical = pl.col(column).to_physical()
             if how == "sum":
@@ -407,9 +423,8 @@ class WindowState:
         prepared = state.select(exprs)
         gids = prepared[GROUP].to_numpy()
         cell = prepared["__dp_cell"].to_numpy()
-        start_ticks = windows[_START].to_numpy()
         win_g = windows[GROUP].to_numpy()
-        first = (start_ticks - base) // slide + (k - 1)
+        first = (start_ticks - base) // slide
         aligned = first % k == 0
 
         def reduce(values: Any, fill: Any, how: str) -> Any:
@@ -615,6 +630,7 @@ class WindowState:
         live = self.state.select(pl.col(GROUP).unique().sort())
         renumber = live.with_row_index("__dp_new").with_columns(pl.col("__dp_new").cast(pl.Int64))
         self.groups = self.groups.select(pl.all().gather(live[GROUP]))
+        self._id_table = None
         self.state = (
             self.state.join(renumber, on=GROUP, how="left").drop(GROUP).rename({"__dp_new": GROUP})
         )

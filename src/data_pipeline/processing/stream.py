@@ -575,15 +575,18 @@ class StreamProcessor(DataProcessor):
         ticks = valid[tcol].to_physical()
         parts = valid[s.partition_column] if s.partition_column is not None else None
         before = marks.before_each(ticks, parts, now_us)
+        wm = pl.lit(before)
         if step.kind == "session":
-            mask = (ticks + lateness < before).fill_null(False)
+            late = pl.col(tcol).to_physical() + lateness < wm
             why = f"late: more than allowed_lateness {s.allowed_lateness} behind the watermark"
         else:
-            pane = valid[tcol].dt.truncate(step.pane_step).to_physical()
-            mask = (pane + (windows.pane_ticks + lateness) <= before).fill_null(False)
+            pane = pl.col(tcol).dt.truncate(step.pane_step).to_physical()
+            late = pane + (windows.pane_ticks + lateness) <= wm
             why = f"late: its window had closed (allowed_lateness {s.allowed_lateness})"
+        flags = valid.select(late.fill_null(False).alias("late"), late.any().alias("any"))
+        mask = flags["late"]
         accepted = valid
-        if mask.any():
+        if flags.height and flags["any"][0]:
             late_parts.append(valid.filter(mask).with_columns(pl.lit(why).alias(LATE_REASON)))
             accepted = valid.filter(~mask)
         late_rows = (
@@ -664,13 +667,20 @@ class StreamProcessor(DataProcessor):
         return self._marks.watermark
 
     def _time_value(self, ticks: int | None) -> Any:
-        """A physical time as the time column's Python value (datetime) or None."""
-        import polars as pl
-
+        """A physical time as a Python datetime (naive UTC, or in the column's zone) or None."""
         windows = self._windows
         if ticks is None or windows is None or windows.time_dtype is None:
             return None
-        return pl.Series([ticks], dtype=pl.Int64).cast(windows.time_dtype).item()
+        dtype = windows.time_dtype
+        moment = _EPOCH + dt.timedelta(
+            microseconds=ticks * 1_000_000 // time_unit_per_second(dtype)
+        )
+        zone = getattr(dtype, "time_zone", None)
+        if zone is None:
+            return moment.replace(tzinfo=None)
+        from zoneinfo import ZoneInfo
+
+        return moment.astimezone(ZoneInfo(zone))
 
     def _post(self, result: Any, post: list[Any] | None = None) -> Any:
         for step in post if post is not None else split_steps(self.pipeline.processors)[2]:
