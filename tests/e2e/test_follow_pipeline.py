@@ -59,7 +59,7 @@ storage:
     config: {{database: out/warehouse.duckdb}}
     store:
       - {{data: clean, table: events, if_exists: append}}
-      - {{data: per_user, table: per_user, if_exists: replace}}
+      - {{data: per_user, table: per_user, if_exists: upsert}}
 processing:
   per_user:
     input: clean
@@ -296,7 +296,8 @@ def test_cli_follow_prints_a_line_per_batch(stream: tuple[Any, str], tmp_path: P
     assert any(str(tmp_path / "out" / "live.html") in line for line in lines)
     assert stored(tmp_path, "events").height == 130
 
-    # --max-batches from the command line (no state_path: the stream is read from its start)
+    # a second run continues after the committed checkpoint; --max-batches from the command line
+    Producer(client, key).produce(60)
     again = subprocess.run(
         [str(cli), "run", str(path), "--follow", "--max-batches", "1"],
         capture_output=True,
@@ -308,7 +309,10 @@ def test_cli_follow_prints_a_line_per_batch(stream: tuple[Any, str], tmp_path: P
     again_lines = [line for line in again.stdout.splitlines() if line.startswith("batch ")]
     assert len(again_lines) == 1
     assert again_lines[0].startswith("batch 1: 50 rows read (events 50)")
+    assert "checkpoint 4;" in again_lines[0]
     assert "--max-batches 1 reached" in again.stdout
+    assert "continued after batch 3" in again.stdout
+    assert stored(tmp_path, "events").height == 180
 
 
 def test_the_docs_example_follows(stream: tuple[Any, str], tmp_path: Path) -> None:
@@ -340,3 +344,66 @@ def test_the_docs_example_follows(stream: tuple[Any, str], tmp_path: Path) -> No
     assert [a for _, a in totals] == pytest.approx(expected["amount"].to_list())
     assert client.xpending(key, "live-orders")["pending"] == 0  # the group acknowledged them
     assert (tmp_path / "output" / "live.html").is_file()
+
+
+WINDOWED = """
+name: minutes
+sources:
+  events:
+    type: StreamingSource
+    config: {{platform: redis, host: 127.0.0.1, port: 6379, stream: {stream}, max_messages: 4,
+              timeout: 0.2}}
+transformations:
+  clean:
+    input: events
+    steps:
+      - type: DataTypeConverter
+        config: {{columns: {{v: int, ts: datetime}}}}
+storage:
+  warehouse:
+    type: DataWarehouseStorage
+    config: {{database: out/minutes.duckdb}}
+    store:
+      - {{data: per_minute, table: per_minute, if_exists: append}}
+processing:
+  per_minute:
+    input: clean
+    stream: {{emit: final, allowed_lateness: 0s}}
+    steps:
+      - type: WindowedAggregator
+        config: {{time_column: ts, window: 1m, aggregations: {{v: sum}}}}
+"""
+
+
+def test_final_windows_are_appended_once_and_late_rows_are_kept_with_the_reason(
+    stream: tuple[Any, str], tmp_path: Path
+) -> None:
+    client, key = stream
+    path = tmp_path / "minutes.yaml"
+    path.write_text(textwrap.dedent(WINDOWED).format(stream=key), encoding="utf-8")
+    events = [  # minute 0, minute 1, minute 2 (closes 0 and 1), then one late for minute 0
+        ("2024-06-01T12:00:05", 1),
+        ("2024-06-01T12:00:40", 2),
+        ("2024-06-01T12:01:10", 4),
+        ("2024-06-01T12:01:50", 8),
+        ("2024-06-01T12:02:30", 16),
+        ("2024-06-01T12:00:30", 32),
+    ]
+    for ts, v in events:
+        client.xadd(key, {"ts": ts, "v": str(v)})
+    result = follow_pipeline(path)
+    assert result.rows == {"events": 6}
+    with duckdb.connect(str(tmp_path / "out" / "minutes.duckdb"), read_only=True) as con:
+        windows = con.sql("select window_start, v from per_minute order by 1").fetchall()
+        rejects = con.sql("select dataset, reason, row from _dp_rejects").fetchall()
+    # closed windows, each once; minute 2 is still open (it stays in the checkpoint)
+    assert [(w.strftime("%H:%M"), v) for w, v in windows] == [("12:00", 3), ("12:01", 12)]
+    ((dataset, reason, row),) = rejects
+    assert dataset == "per_minute" and reason.startswith("late")
+    assert '"v": 32' in row
+    # the open window is not lost: the next run continues with it
+    client.xadd(key, {"ts": "2024-06-01T12:03:30", "v": "64"})
+    follow_pipeline(path)
+    with duckdb.connect(str(tmp_path / "out" / "minutes.duckdb"), read_only=True) as con:
+        later = con.sql("select window_start, v from per_minute order by 1").fetchall()
+    assert [(w.strftime("%H:%M"), v) for w, v in later][-1] == ("12:02", 16)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from data_pipeline.core.errors import ParseError
+from data_pipeline.core.secrets import redact_url
 
 if TYPE_CHECKING:
     import polars as pl
@@ -214,8 +215,8 @@ def read_checked(source: FileSystemSource, files: list[str], fmt: str = "csv") -
     column = source.settings.source_file_column
     for file in files:
         good, bad = _check_file(source, file) if fmt == "csv" else _check_jsonl(source, file)
-        if column:
-            good = good.with_columns(pl.lit(file, dtype=pl.String).alias(column))
+        if column:  # a URL's token or password is not data
+            good = good.with_columns(pl.lit(redact_url(file), dtype=pl.String).alias(column))
         goods.append(good)
         bads.append(bad)
     frame = goods[0] if len(goods) == 1 else pl.concat(goods, how="diagonal_relaxed")
@@ -228,8 +229,6 @@ def read_checked(source: FileSystemSource, files: list[str], fmt: str = "csv") -
     op.rows_in = frame.height + rejected.height
     op.rows_rejected = rejected.height
     if rejected.height:  # a reject file or a log line never shows a URL's token or password
-        from data_pipeline.core.secrets import redact_url
-
         shown = {f: redact_url(f) for f in rejected["file"].unique().to_list()}
         rejected = rejected.with_columns(pl.col("file").replace_strict(shown))
     if source.settings.on_bad_rows == "skip":

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from data_pipeline.core.errors import ConfigError, IngestionError, ParseError
+from data_pipeline.core.errors import IngestionError, ParseError
+from data_pipeline.core.types import check_type_name, parse_type
 
 if TYPE_CHECKING:
     import polars as pl
@@ -29,61 +30,16 @@ __all__ = [
     "select_path",
 ]
 
-_SIMPLE_DTYPES = {
-    "int8": "Int8",
-    "int16": "Int16",
-    "int32": "Int32",
-    "int64": "Int64",
-    "int": "Int64",
-    "integer": "Int64",
-    "uint8": "UInt8",
-    "uint16": "UInt16",
-    "uint32": "UInt32",
-    "uint64": "UInt64",
-    "float32": "Float32",
-    "float64": "Float64",
-    "float": "Float64",
-    "double": "Float64",
-    "str": "String",
-    "string": "String",
-    "utf8": "String",
-    "text": "String",
-    "bool": "Boolean",
-    "boolean": "Boolean",
-    "date": "Date",
-    "time": "Time",
-    "datetime": "Datetime",
-    "timestamp": "Datetime",
-    "binary": "Binary",
-    "categorical": "Categorical",
-}
-_DECIMAL = re.compile(r"^decimal\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)$")
-_DATETIME = re.compile(r"^(?:datetime|timestamp)\s*\[\s*(ns|us|ms)\s*(?:,\s*([^\]]+?)\s*)?\]$")
-
-DTYPE_NAMES = [*sorted(_SIMPLE_DTYPES), "decimal(p,s)", "datetime[us, UTC]"]
-
 
 def check_dtype_name(name: str) -> str:
-    """Validate a dtype name at config time (no polars import); return it normalised."""
-    text = name.strip().lower()
-    if text in _SIMPLE_DTYPES or _DECIMAL.match(text) or _DATETIME.match(name.strip()):
-        return name.strip()
-    raise ValueError(f"unknown type {name!r}; use one of {', '.join(DTYPE_NAMES)}")
+    """Validate a type name at config time (no polars import): the one vocabulary of
+    :mod:`data_pipeline.core.types`."""
+    return check_type_name(name)
 
 
 def parse_dtype(name: str) -> Any:
-    """``"int64"`` -> ``pl.Int64``; also ``decimal(10,2)`` and ``datetime[us, UTC]``."""
-    import polars as pl
-
-    text = name.strip()
-    lower = text.lower()
-    if lower in _SIMPLE_DTYPES:
-        return getattr(pl, _SIMPLE_DTYPES[lower])
-    if m := _DECIMAL.match(lower):
-        return pl.Decimal(int(m.group(1)), int(m.group(2)))
-    if m := _DATETIME.match(text):
-        return pl.Datetime(m.group(1), m.group(2))  # type: ignore[arg-type]
-    raise ConfigError(f"unknown type {name!r}", hint=f"use one of {', '.join(DTYPE_NAMES)}")
+    """``"int64"``, ``"decimal(10,2)"``, ``"datetime[us, UTC]"``, ... -> the Polars dtype."""
+    return parse_type(name).polars()
 
 
 def flatten_structs(frame: pl.DataFrame, separator: str = "__") -> pl.DataFrame:

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -34,7 +34,7 @@ from data_pipeline.core.errors import (
     ParseError,
     UnsupportedOperationError,
 )
-from data_pipeline.core.secrets import redact_text, redact_url, register_secrets_in
+from data_pipeline.core.secrets import DATA_KEYS, redact_text, redact_url, register_secrets_in
 from data_pipeline.ingestion._common import StateStore, check_dtype_name, json_to_frame, parse_dtype
 from data_pipeline.ingestion.base import DataSource, SourceConfig
 
@@ -81,7 +81,7 @@ class FileSystemConfig(SourceConfig):
     encoding: str = "utf-8"
     """Any Python codec: ``utf-8`` (a BOM is skipped), ``latin-1``, ``cp1252``, ..."""
     null_values: str | list[str] | None = None
-    schema_overrides: dict[str, str] = Field(default_factory=dict)
+    schema_overrides: Annotated[dict[str, str], DATA_KEYS] = Field(default_factory=dict)
     """Column -> type name (``int64``, ``float64``, ``string``, ``date``, ``decimal(10,2)``, ...)."""
     skip_rows: int = Field(default=0, ge=0)
     comment_prefix: str | None = None
@@ -625,6 +625,9 @@ class FileSystemSource(DataSource):
             frame = self._concat(files, self._excel)
         else:  # pragma: no cover - the config model forbids other values
             raise ConfigError(f"unknown format {fmt!r}", component=self.label)
+        shown = {f: redact_url(f) for f in files}
+        if column and any(f != shown[f] for f in files):  # a URL's token is not data
+            frame = frame.with_columns(pl.col(column).replace(shown))
         if self.settings.flatten:
             frame = _flatten_lazy(frame)
         if fmt != "csv" and self.settings.schema_overrides:
@@ -654,7 +657,7 @@ class FileSystemSource(DataSource):
         for file in files:
             frame: pl.LazyFrame = read(file)
             if column:
-                frame = frame.with_columns(pl.lit(file, dtype=pl.String).alias(column))
+                frame = frame.with_columns(pl.lit(redact_url(file), dtype=pl.String).alias(column))
             frames.append(frame)
         if len(frames) == 1:
             return frames[0]

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,6 +28,7 @@ from data_pipeline.core.errors import (
     StorageSchemaError,
     UnsupportedOperationError,
 )
+from data_pipeline.core.files import fix_csv_header, resolve_inside, target_lock
 from data_pipeline.core.frames import to_polars
 from data_pipeline.storage._common import (
     ColumnList,
@@ -35,10 +37,13 @@ from data_pipeline.storage._common import (
     not_found_error,
     reject_unknown_options,
 )
+from data_pipeline.storage._values import Holds, check_holdable
 from data_pipeline.storage.base import StorageSystem, StoreResult
 
 if TYPE_CHECKING:
     import polars as pl
+
+    from data_pipeline.core.checkpoint import Checkpoint
 
 __all__ = ["FileSystemStorage", "FileSystemStorageConfig"]
 
@@ -70,6 +75,19 @@ DEFAULT_COMPRESSION = {
     "ipc": "uncompressed",
 }
 _TEXT_SUFFIX = {"gzip": ".gz", "zstd": ".zst"}
+# Text formats keep values, not types: what their readers cannot give back is refused.
+TEXT_HOLDS = {
+    "csv": Holds(
+        "CSV files",
+        time_unit="us",  # readers parse timestamps to microseconds
+        clock_unit="us",
+        binary=False,
+        duration=False,
+        decimal_as_float=True,
+        nested=False,
+    ),
+    "jsonl": Holds("JSON Lines files", nan_inf=False, binary=False, duration=False),
+}
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _FILE_MODES = "'replace' or 'append', or choose another name"
 
@@ -227,6 +245,12 @@ class FileSystemStorage(StorageSystem):
         assert cfg.compression is not None
         rel = self._relative(target, cfg.format, cfg.compression)
         frame = self._frame(data)
+        if cfg.format in TEXT_HOLDS:  # text formats are written from a collected frame anyway
+            import polars as pl
+
+            if isinstance(frame, pl.LazyFrame):
+                frame = frame.collect()
+            check_holdable(frame, TEXT_HOLDS[cfg.format], component=self.label)
         if cfg.partition_by:
             from data_pipeline.core.frames import require_columns
 
@@ -258,34 +282,41 @@ class FileSystemStorage(StorageSystem):
     ) -> StoreResult:
         assert cfg.compression is not None
         base = self._local_base()
-        path = os.path.join(base, rel + self._extension(cfg.format, cfg.compression))
+        # symbolic links resolved (and refused if they leave base_path) before anything is made
+        path = str(
+            resolve_inside(
+                base, rel + self._extension(cfg.format, cfg.compression), component=self.label
+            )
+        )
         parent = os.path.dirname(path)
         os.makedirs(parent, exist_ok=True)
-        self._inside_base(parent)
-        _sweep(parent, os.path.basename(path), keep=None)
-        exists = os.path.lexists(path)
-        if exists and if_exists == "fail":
-            raise already_exists_error(repr(path), component=self.label, modes=_FILE_MODES)
-        tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
-        try:
-            if exists and if_exists == "append":
-                rows = self._append_file(frame, path, tmp, cfg)
-            else:
-                rows = _write(frame, tmp, cfg)
-            if cfg.fsync:
-                _fsync(tmp)
-            os.replace(tmp, path)
-            if cfg.fsync:
-                _fsync_dir(parent)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-            raise
+        leaf = os.path.basename(path)
+        with target_lock(parent):  # writers in this folder wait for each other
+            leftovers = _sweep(parent, leaf, keep=None)
+            exists = os.path.lexists(path)
+            if exists and if_exists == "fail":
+                raise already_exists_error(repr(path), component=self.label, modes=_FILE_MODES)
+            tmp = os.path.join(parent, f".{leaf}.tmp-{uuid.uuid4().hex}")
+            try:
+                if exists and if_exists == "append":
+                    rows = self._append_file(frame, path, tmp, cfg)
+                else:
+                    rows = _write(frame, tmp, cfg)
+                if cfg.fsync or self._open_tx() is not None:
+                    _fsync(tmp)
+                size = os.path.getsize(tmp)
+                self._replace(tmp, path)
+                if cfg.fsync:
+                    _fsync_dir(parent)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.remove(tmp)
+                raise
         return StoreResult(
             target=path,
             rows=rows,
-            bytes=os.path.getsize(path),
-            details={"format": cfg.format, "if_exists": if_exists},
+            bytes=size,
+            details={"format": cfg.format, "if_exists": if_exists, "leftovers_removed": leftovers},
         )
 
     def _append_file(
@@ -296,7 +327,7 @@ class FileSystemStorage(StorageSystem):
 
         if cfg.format in ("csv", "jsonl"):
             if cfg.format == "csv":
-                existing = pl.read_csv(path, n_rows=0).columns
+                existing = fix_csv_header(pl.read_csv(path, n_rows=0).columns)
                 names = frame.collect_schema().names()
                 check_columns_match(existing, names, target=path, component=self.label)
                 frame = frame.select(existing)
@@ -341,14 +372,38 @@ class FileSystemStorage(StorageSystem):
         cfg: FileSystemStorageConfig,
     ) -> StoreResult:
         """A hive-partitioned directory: build a new version, then swap the name's link to it."""
-        import polars as pl
 
         base = self._local_base()
-        link = os.path.join(base, rel)
-        parent, leaf = os.path.split(link)
+        head, leaf = os.path.split(rel)
+        parent = str(resolve_inside(base, head or ".", component=self.label))
+        link = os.path.join(parent, leaf)
         os.makedirs(parent, exist_ok=True)
-        self._inside_base(parent)
-        _sweep(parent, leaf, keep=os.path.realpath(link) if os.path.islink(link) else None)
+        with target_lock(parent):
+            return self._store_dataset_locked(frame, link, if_exists, cfg)
+
+    def _store_dataset_locked(
+        self,
+        frame: pl.DataFrame | pl.LazyFrame,
+        link: str,
+        if_exists: str,
+        cfg: FileSystemStorageConfig,
+    ) -> StoreResult:
+        import polars as pl
+
+        parent, leaf = os.path.split(link)
+        current = None
+        if os.path.islink(link):
+            current = os.path.realpath(link)
+            if os.path.dirname(current) != os.path.realpath(parent) or not os.path.basename(
+                current
+            ).startswith(f".{leaf}.v-"):
+                raise ConfigError(
+                    f"dataset {link!r} is a symbolic link to {current!r}, which this storage "
+                    "did not write",
+                    component=self.label,
+                    hint="remove the link or choose another name",
+                )
+        leftovers = _sweep(parent, leaf, keep=current)
         exists = os.path.lexists(link)
         if exists and if_exists == "fail":
             raise already_exists_error(f"dataset {link!r}", component=self.label, modes=_FILE_MODES)
@@ -386,7 +441,11 @@ class FileSystemStorage(StorageSystem):
             raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        if old_version and os.path.realpath(old_version) != os.path.realpath(version):
+        if (
+            old_version
+            and os.path.realpath(old_version) != os.path.realpath(version)
+            and self._open_tx() is None  # in a transaction the next write sweeps it
+        ):
             shutil.rmtree(old_version, ignore_errors=True)
         size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(version) for f in fs)
         return StoreResult(
@@ -397,11 +456,18 @@ class FileSystemStorage(StorageSystem):
                 "format": cfg.format,
                 "if_exists": if_exists,
                 "partition_by": cfg.partition_by,
+                "leftovers_removed": leftovers,
             },
         )
 
     def _swap_link(self, link: str, version: str, exists: bool) -> None:
         parent, leaf = os.path.split(link)
+        if exists and not os.path.islink(link) and self._open_tx() is not None:
+            raise UnsupportedOperationError(
+                f"{link!r} is a plain directory; it cannot be replaced inside a transaction",
+                component=self.label,
+                hint="store it once outside a transaction (it becomes a versioned dataset)",
+            )
         if exists and not os.path.islink(link):
             # A plain directory (not made by us): move it aside, then link; restore on failure.
             aside = os.path.join(parent, f".{leaf}.old-{uuid.uuid4().hex}")
@@ -416,7 +482,7 @@ class FileSystemStorage(StorageSystem):
         tmp_link = os.path.join(parent, f".{leaf}.lnk-{uuid.uuid4().hex}")
         os.symlink(os.path.basename(version), tmp_link)
         try:
-            os.replace(tmp_link, link)
+            self._replace(tmp_link, link)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.remove(tmp_link)
@@ -566,7 +632,7 @@ class FileSystemStorage(StorageSystem):
                 if cfg.compression != "uncompressed":
                     return _read(handle, cfg.format).lazy()
             if cfg.format == "csv":
-                return pl.scan_csv(path, try_parse_dates=True)
+                return _named(pl.scan_csv(path, try_parse_dates=True))
             return pl.scan_ndjson(path)
         if os.path.isdir(dataset):
             self._inside_base(dataset)
@@ -587,6 +653,84 @@ class FileSystemStorage(StorageSystem):
         if fmt == "parquet":
             return pl.scan_parquet(real, hive_partitioning=True)
         return pl.scan_ipc(os.path.join(real, "**", "*.arrow"), hive_partitioning=True)
+
+    # -- transactions and checkpoints (core/checkpoint.py) ---------------------------------------
+
+    def supports_transactions(self) -> bool:
+        return self.is_local
+
+    def _open_tx(self) -> Any:
+        return getattr(getattr(self, "_tx_local", None), "tx", None)
+
+    def _checkpoints(self) -> str:
+        return os.path.join(self._local_base(), ".dp_checkpoints")
+
+    def _replace(self, staged: str, final: str) -> None:
+        """Move a written file (or link) into place: now, or at the commit of the open
+        transaction."""
+        tx = self._open_tx()
+        if tx is None:
+            os.replace(staged, final)
+        else:
+            tx.stage({"kind": "rename", "from": staged, "to": final}, final)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """Local files: every ``store()`` of this thread inside the block writes its file under
+        a temporary name; at the end one manifest (with the checkpoint, when one is saved) is
+        renamed into place under ``<base_path>/.dp_checkpoints`` (the commit), then the files
+        are renamed over their targets. After a crash the next transaction (or checkpoint
+        load) finishes the renames a committed manifest lists. An error in the block removes
+        the temporary files: nothing changed."""
+        import threading
+
+        from data_pipeline.core.checkpoint import StagedTransaction, apply_rename
+
+        if not self.is_local:
+            raise UnsupportedOperationError(
+                "transactions are supported on local base paths only (an object store has no "
+                "atomic rename)",
+                component=self.label,
+                hint="use a local base_path, or keep the checkpoint in a folder",
+            )
+        if self._open_tx() is not None:
+            raise ConfigError(
+                "a transaction is already open on this storage",
+                component=self.label,
+                hint="do not nest transaction() blocks",
+            )
+        if getattr(self, "_tx_local", None) is None:
+            self._tx_local = threading.local()
+        folder = self._checkpoints()
+        StagedTransaction.recover(folder, apply_rename)
+        tx = StagedTransaction(folder, apply_rename)
+        self._tx_local.tx = tx
+        try:
+            yield tx
+        except BaseException:
+            self._tx_local.tx = None
+            for operation in tx.operations:  # nothing was renamed: drop what was staged
+                with contextlib.suppress(OSError):
+                    os.remove(operation["from"])
+            raise
+        self._tx_local.tx = None
+        tx.commit()
+
+    def recover_checkpoint(self, name: str) -> None:
+        """Finish what a committed manifest lists (a crash after the commit point)."""
+        from data_pipeline.core.checkpoint import StagedTransaction, apply_rename
+
+        if self.is_local:
+            StagedTransaction.recover(self._checkpoints(), apply_rename)
+
+    def load_checkpoint(self, name: str) -> Checkpoint | None:
+        """The checkpoint ``name`` committed with this storage's files (None: none yet)."""
+        from data_pipeline.core.checkpoint import Manifest
+
+        if not self.is_local:
+            return None
+        self.recover_checkpoint(name)
+        return Manifest(self._checkpoints(), name).load()
 
     def list_stored(self) -> list[str]:
         """Names stored under base_path in the configured format (datasets included)."""
@@ -675,8 +819,16 @@ def _read(handle: Any, fmt: str) -> pl.DataFrame:
     if fmt == "ipc":
         return pl.read_ipc(handle)
     if fmt == "csv":
-        return pl.read_csv(handle, try_parse_dates=True)
+        frame = pl.read_csv(handle, try_parse_dates=True)
+        return frame.rename(dict(zip(frame.columns, fix_csv_header(frame.columns), strict=True)))
     return pl.read_ndjson(handle)
+
+
+def _named(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """A CSV scan with the header's names as written (see :func:`fix_csv_header`)."""
+    names = frame.collect_schema().names()
+    fixed = fix_csv_header(names)
+    return frame if fixed == names else frame.rename(dict(zip(names, fixed, strict=True)))
 
 
 def _count(frame: pl.LazyFrame) -> int:
@@ -737,38 +889,35 @@ def _merge_tree(source: str, dest: str, *, prefix: str) -> None:
             os.replace(os.path.join(root, f), os.path.join(out, f"part-{prefix}-{f}"))
 
 
-STALE_SECONDS = 3600.0
+def _sweep(parent: str, leaf: str, *, keep: str | None) -> list[str]:
+    """Remove what killed writers left beside ``leaf`` (temporary files, unused versions).
 
-
-def _sweep(parent: str, leaf: str, *, keep: str | None) -> None:
-    """Remove what crashed writers left beside ``leaf`` (temporary files, unused versions).
-
-    Only entries older than an hour are touched, so that a concurrent writer's files survive.
+    Called with the target's lock held (:func:`target_lock`): every writer of this target holds
+    it while its temporary files exist, so any found now belong to a writer that is gone.
+    Returns the names removed (reported in the store's metadata).
     """
-    import time
-
     prefix = f".{leaf}."
-    markers = (".tmp-", ".v-", ".in-", ".lnk-")
+    markers = (".tmp-", ".v-", ".in-", ".lnk-", ".old-")
     try:
         entries = list(os.scandir(parent))
     except OSError:
-        return
-    now = time.time()
+        return []
+    removed = []
     for entry in entries:
         name = entry.name
         if not name.startswith(prefix) or not any(m in name[len(prefix) - 1 :] for m in markers):
             continue
         try:
-            if now - entry.stat(follow_symlinks=False).st_mtime < STALE_SECONDS:
-                continue
             if keep is not None and os.path.realpath(entry.path) == keep:
                 continue
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path, ignore_errors=True)
             else:
                 os.remove(entry.path)
+            removed.append(name)
         except OSError:
             continue
+    return sorted(removed)
 
 
 def _fsync(path: str) -> None:

@@ -49,7 +49,7 @@ from data_pipeline.core.errors import (
 from data_pipeline.core.frames import convert_output
 from data_pipeline.core.sql import SQLConnectionConfig, SQLTarget, connect, dialect, resolve
 from data_pipeline.core.sql.params import bind, check_params
-from data_pipeline.core.sql.read import read_arrow
+from data_pipeline.core.sql.read import mysql_columns, read_arrow, tinyint_as_bool
 from data_pipeline.core.sql_errors import STORAGE, classify_db_error, translate_db_error
 from data_pipeline.storage._common import (
     ColumnList,
@@ -67,10 +67,13 @@ from data_pipeline.storage._common import (
     require_target,
     require_upsert_key,
 )
+from data_pipeline.storage._values import Holds, check_holdable
 from data_pipeline.storage.base import IfExists, StorageSystem, StoreResult
 
 if TYPE_CHECKING:
     import polars as pl
+
+    from data_pipeline.core.checkpoint import Checkpoint, StateTable
 
 __all__ = ["RelationalDBStorage", "RelationalDBStorageConfig", "Transaction"]
 
@@ -116,6 +119,12 @@ class Transaction:
     def execute(self, sql: str, params: Any = None) -> int:
         """Run one statement with ``:name`` params; the number of rows it changed (-1: unknown)."""
         return self.storage._backend.execute(self.connection, sql, params)
+
+    def save_checkpoint(self, checkpoint: Checkpoint, previous: int) -> None:
+        """Write a stream job's checkpoint into the state table ``_dp_checkpoints`` in this
+        transaction (:mod:`data_pipeline.core.checkpoint`); fail when its row is at another
+        batch than ``previous`` (another run committed meanwhile)."""
+        self.storage._backend.save_checkpoint(self.connection, checkpoint, previous)
 
     def query(self, sql: str, params: Any = None, *, output: str = "polars") -> Any:
         """Read inside the transaction (sees its uncommitted writes)."""
@@ -219,6 +228,15 @@ class RelationalDBStorage(StorageSystem):
                     raise self._backend.db_error(exc) from exc
                 raise
 
+    def supports_transactions(self) -> bool:
+        """PostgreSQL, MySQL/MariaDB and SQLite (not the SQLAlchemy fallback)."""
+        return self._backend.kind in ("postgresql", "mysql", "sqlite")
+
+    def load_checkpoint(self, name: str) -> Checkpoint | None:
+        """The checkpoint ``name`` from the state table ``_dp_checkpoints`` (None: none yet)."""
+        with self._operation("load_checkpoint"):
+            return self._backend.load_checkpoint(name)
+
     def _current_tx(self) -> Transaction | None:
         tx: Transaction | None = getattr(self._local, "tx", None)
         return tx
@@ -253,6 +271,7 @@ class RelationalDBStorage(StorageSystem):
         key = primary_key(options, self.settings.primary_key)
         frame = as_polars(data)
         self._backend.check_names(target, frame.columns)
+        check_holdable(frame, HOLDS.get(self._backend.kind, HOLDS["sql"]), component=self.label)
         require_upsert_key(if_exists, key, component=self.label)
         if key:
             require_key_columns(key, frame.columns, what=f"table {target!r}", component=self.label)
@@ -306,8 +325,7 @@ class RelationalDBStorage(StorageSystem):
                         empty="the database has no tables",
                         component=self.label,
                     )
-            query = f"SELECT * FROM {self._backend.qualified(target)}"  # noqa: S608
-            values = {}
+            return self._backend.read_table(target)
         return self._backend.read(query, values)
 
     def list_tables(self) -> list[str]:
@@ -548,6 +566,9 @@ class _Backend:
     def read(self, query: str, params: dict[str, Any]) -> Any:
         return read_arrow(self.target, query, params, classes=STORAGE, component=self.label)
 
+    def read_table(self, table: str) -> Any:
+        return self.read(f"SELECT * FROM {self.qualified(table)}", {})  # noqa: S608
+
     # leftovers and staging
     def stage_prefix(self, table: str) -> str:
         """``__dp_stage_<8 hex of the target>_``: staging tables of one target share it."""
@@ -560,14 +581,127 @@ class _Backend:
     def drop_leftovers(self, table: str | None) -> list[str]:
         return []
 
+    # staging tables filled by an outside writer (Spark): PostgreSQL and MySQL/MariaDB
+    staging_supported: ClassVar[bool] = False
+
+    def require_staging(self) -> None:
+        if not self.staging_supported:
+            raise UnsupportedOperationError(
+                f"staging tables for outside writers are available for PostgreSQL and "
+                f"MySQL/MariaDB, not {self.target.label}",
+                component=self.label,
+                hint="store the frame with store() instead",
+            )
+
+    def hold(self, con: Any, name: str) -> None:
+        """Hold the session lock that marks ``name`` as a live staging table."""
+        raise NotImplementedError
+
+    def release(self, con: Any, name: str) -> None:
+        raise NotImplementedError
+
+    def swap_in(
+        self, con: Any, staging: str, table: str, *, replacing: bool, key: Sequence[str] | None
+    ) -> None:
+        """Make the filled staging table the target (dropping the old target when replacing)."""
+        raise NotImplementedError
+
+    def ddl_transaction(self, con: Any) -> Any:
+        """Around a whole merge: a transaction where DDL is transactional, else nothing."""
+        return contextlib.nullcontext()
+
+    def dml_transaction(self, con: Any) -> Any:
+        """Around the INSERT of a merge (inside :meth:`ddl_transaction`)."""
+        return contextlib.nullcontext()
+
     def staging_table(self, table: str, schema: Any, key: Sequence[str] | None) -> Iterator[str]:
-        raise UnsupportedOperationError(
-            f"staging tables for outside writers are available for PostgreSQL and "
-            f"MySQL/MariaDB, not {self.target.label}",
-            component=self.label,
-            hint="store the frame with store() instead",
-        )
-        yield ""
+        self.require_staging()
+        frame = _schema_frame(schema)
+        self.check_names(table, frame.columns)
+        name = self.staging_name(table)
+        with self.connection() as con:
+            self.hold(con, name)
+            try:
+                self.execute(
+                    con, self.create_sql(self.qualified(name), frame, list(key or []) or None)
+                )
+                self.commit(con)
+                yield name
+            finally:
+                with contextlib.suppress(Exception):
+                    self.execute(con, f"DROP TABLE IF EXISTS {self.qualified(name)}")
+                    self.commit(con)
+                self.release(con, name)
+
+    def commit(self, con: Any) -> None:
+        con.commit()
+
+    # checkpoints (core/checkpoint.py): one row per job in _dp_checkpoints beside the data
+
+    def state_table(self) -> StateTable:
+        from data_pipeline.core.checkpoint import STATE_TABLE, StateTable
+
+        if not self.owner.supports_transactions():
+            raise UnsupportedOperationError(
+                f"checkpoints are kept in PostgreSQL, MySQL/MariaDB and SQLite, not {self.target.label}",
+                component=self.label,
+                hint="keep the checkpoint in a folder (checkpoint.path)",
+            )
+        return StateTable(self.dialect.name, self.qualified(STATE_TABLE), self.q)
+
+    def rows(self, con: Any, sql: str, params: Any = None) -> list[Any]:
+        text, values = bind(sql, params, self.dialect.param_style, component=self.label)
+        cur = con.cursor()
+        try:
+            cur.execute(text, values) if values else cur.execute(text)
+            return list(cur.fetchall())
+        finally:
+            cur.close()
+
+    def load_checkpoint(self, name: str) -> Checkpoint | None:
+        from data_pipeline.core.checkpoint import STATE_TABLE, Checkpoint
+
+        table = self.state_table()
+        with self.connection() as con:
+            if self.columns(con, STATE_TABLE) is None:
+                return None
+            found = self.rows(con, table.select_sql(), {"name": name})
+        if not found:
+            return None
+        return Checkpoint.decode(bytes(found[0][0]), where=f"{self.display(STATE_TABLE)}[{name!r}]")
+
+    def save_checkpoint(self, con: Any, checkpoint: Checkpoint, previous: int) -> None:
+        from data_pipeline.core.checkpoint import STATE_TABLE, conflict_error
+
+        table = self.state_table()
+        where = self.display(STATE_TABLE)
+        if self.columns(con, STATE_TABLE) is None:
+            if self.kind == "mysql":  # DDL would commit the open transaction: another connection
+                with self.connection() as other:
+                    self.execute(other, table.create_sql())
+            else:
+                if self.schema and self.kind == "postgresql":
+                    self.execute(con, f"CREATE SCHEMA IF NOT EXISTS {self.q(self.schema)}")
+                self.execute(con, table.create_sql())
+        params = table.params(checkpoint, previous)
+        found = self.rows(con, table.batch_sql(), {"name": checkpoint.name})
+        stored = found[0][0] if found else 0
+        if stored != previous:
+            raise conflict_error(checkpoint.name, previous, stored, where)
+        if not found:
+            params.pop("previous")
+            self.execute(con, table.insert_sql(), params)
+        elif self.execute(con, table.update_sql(), params) != 1:
+            raise conflict_error(checkpoint.name, previous, "?", where)
+
+    def scalar(self, con: Any, sql: str) -> Any:
+        """The first value of a query's first row."""
+        cur = con.cursor()
+        try:
+            cur.execute(sql)
+            return cur.fetchone()[0]
+        finally:
+            cur.close()
 
     def merge_staging(
         self,
@@ -577,12 +711,45 @@ class _Backend:
         key: list[str] | None,
         expected: int | None,
     ) -> tuple[int, str]:
-        raise UnsupportedOperationError(
-            f"merging staging tables is available for PostgreSQL and MySQL/MariaDB, "
-            f"not {self.target.label}",
-            component=self.label,
-            hint="store the frame with store() instead",
-        )
+        self.require_staging()
+        self.check_names(table)
+        try:
+            with self.connection() as con, self.ddl_transaction(con):
+                staged = self.qualified(staging)
+                columns = self.columns(con, staging)
+                if columns is None:
+                    raise not_found_error(
+                        f"staging table {self.display(staging)!r} does not exist",
+                        [],
+                        kind="tables",
+                        empty="create it with staging_table()",
+                        component=self.label,
+                    )
+                rows = int(self.scalar(con, f"SELECT COUNT(*) FROM {staged}"))  # noqa: S608
+                _check_expected(rows, expected, staging, self.label)
+                existing = self.columns(con, table)
+                self.fail_if_exists(existing, if_exists, table)
+                if existing is None or if_exists == "replace":
+                    self.swap_in(con, staging, table, replacing=existing is not None, key=key)
+                    return rows, "created" if existing is None else "replaced"
+                qualified = self.qualified(table)
+                if if_exists == "upsert":
+                    assert key is not None
+                    self.require_unique_key(con, table, key)
+                    sql = self.dialect.upsert_sql(qualified, staged, columns, key)
+                else:
+                    cols = ", ".join(self.q(c) for c in columns)
+                    sql = f"INSERT INTO {qualified} ({cols}) SELECT {cols} FROM {staged}"  # noqa: S608
+                with self.dml_transaction(con):
+                    self.execute(con, sql)
+                self.execute(con, f"DROP TABLE IF EXISTS {staged}")
+                return rows, "appended" if if_exists == "append" else "upserted"
+        except DataPipelineError:
+            raise
+        except Exception as exc:
+            if _is_driver_error(exc):
+                raise self.load_error(exc, table) from None
+            raise
 
     # shared SQL
     def create_sql(
@@ -660,33 +827,34 @@ def _savepoint(con: Any, execute: Any) -> Iterator[None]:
     execute(con, f"RELEASE SAVEPOINT {name}")
 
 
-def check_sub_microseconds(frame: pl.DataFrame, label: str) -> None:
-    """Databases keep microseconds: a timestamp, time or duration with nanoseconds would be
-    rounded, so it is an error naming the column (values are stored as given or not at all)."""
-    import polars as pl
-
-    for name, dtype in frame.schema.items():
-        if (
-            isinstance(dtype, (pl.Datetime, pl.Duration)) and dtype.time_unit == "ns"
-        ) or dtype == pl.Time:
-            expr = pl.col(name).cast(pl.Int64) % 1000 != 0
-        else:
-            continue
-        if frame.select(expr.any()).item():
-            raise StorageSchemaError(
-                f"column {name!r} holds values with nanoseconds; the database keeps microseconds "
-                "and would round them",
-                component=label,
-                hint=f"round the column to microseconds first (pl.col({name!r}).dt.truncate('1us')"
-                " or a cast to Datetime('us'))",
-            )
+#: what each database keeps: a frame holding anything else is refused before writing, naming
+#: the column (values are stored as given or not at all)
+HOLDS = {
+    "postgresql": Holds("PostgreSQL tables", time_unit="us", clock_unit="us", nul_text=False),
+    "mysql": Holds(
+        "MySQL/MariaDB tables",
+        time_unit="us",
+        clock_unit="us",
+        nan_inf=False,
+        negative_zero=False,
+    ),
+    "sqlite": Holds(
+        "SQLite tables",
+        time_unit="us",
+        clock_unit="us",
+        nan_inf=False,
+        negative_zero=False,
+        decimal_digits=15,  # stored as REAL: 15 significant digits come back exactly
+        uint64=False,
+    ),
+    "sql": Holds("SQL tables", time_unit="us", clock_unit="us"),
+}
 
 
 def _prepare(frame: pl.DataFrame, kind: str, label: str) -> pl.DataFrame:
     """Make every column writable by the database's bulk path (vectorised, no row loops)."""
     import polars as pl
 
-    check_sub_microseconds(frame, label)
     exprs = []
     for name, dtype in frame.schema.items():
         col = pl.col(name)
@@ -707,8 +875,10 @@ def _prepare(frame: pl.DataFrame, kind: str, label: str) -> pl.DataFrame:
                 if dtype.time_zone:
                     col = col.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
                 exprs.append(col.dt.to_string("%Y-%m-%d %H:%M:%S%.6f"))
-            elif dtype in (pl.Date, pl.Time):
+            elif dtype == pl.Date:
                 exprs.append(col.cast(pl.String))
+            elif dtype == pl.Time:
+                exprs.append(col.dt.strftime("%H:%M:%S%.6f"))
             elif isinstance(dtype, pl.Decimal):
                 exprs.append(col.cast(pl.Float64))
             else:
@@ -905,23 +1075,44 @@ class _PostgresBackend(_Backend):
 
     def load_new(self, con: Any, load: _Load, *, replacing: bool) -> None:
         # load a staging table, then swap it in; all in the caller's one transaction
-        table, frame, key = load.table, load.frame, load.key
-        qualified = self.qualified(table)
-        stage = self.staging_name(table)
+        stage = self.staging_name(load.table)
         staged = self.qualified(stage)
-        con.execute(self.create_sql(staged, frame, key, not_null=load.not_null))
-        self.count_check(self.copy_into(con, staged, frame), load, "replace")
-        if replacing:
-            con.execute(f"DROP TABLE {qualified}")
-        con.execute(f"ALTER TABLE {staged} RENAME TO {self.q(table)}")
-        if key:
-            self.rename_pkey(con, table, stage)
+        con.execute(self.create_sql(staged, load.frame, load.key, not_null=load.not_null))
+        self.count_check(self.copy_into(con, staged, load.frame), load, "replace")
+        self.swap_in(con, stage, load.table, replacing=replacing, key=load.key)
 
-    def rename_pkey(self, con: Any, table: str, stage: str) -> None:
-        con.execute(
-            f"ALTER TABLE {self.qualified(table)} RENAME CONSTRAINT {self.q(stage + '_pkey')} "
-            f"TO {self.q(table.encode()[:58].decode(errors='ignore') + '_pkey')}"
-        )
+    def swap_in(
+        self, con: Any, staging: str, table: str, *, replacing: bool, key: Sequence[str] | None
+    ) -> None:
+        if replacing:
+            con.execute(f"DROP TABLE {self.qualified(table)}")
+        con.execute(f"ALTER TABLE {self.qualified(staging)} RENAME TO {self.q(table)}")
+        pkey = staging + "_pkey"
+        if (
+            key
+            and con.execute(
+                "SELECT 1 FROM pg_constraint WHERE conname = %s AND conrelid = to_regclass(%s)",
+                [pkey, self.qualified(table)],
+            ).fetchone()
+        ):  # the primary key's constraint keeps the table's conventional name
+            con.execute(
+                f"ALTER TABLE {self.qualified(table)} RENAME CONSTRAINT "
+                f"{self.q(staging + '_pkey')} "
+                f"TO {self.q(table.encode()[:58].decode(errors='ignore') + '_pkey')}"
+            )
+
+    staging_supported = True
+
+    def ddl_transaction(self, con: Any) -> Any:
+        return con.transaction()
+
+    def hold(self, con: Any, name: str) -> None:
+        con.autocommit = True  # the table is committed for the outside writer to see
+        con.execute("SELECT pg_advisory_lock(%s)", [self.lock_key(name)])
+
+    def release(self, con: Any, name: str) -> None:
+        with contextlib.suppress(Exception):
+            con.execute("SELECT pg_advisory_unlock(%s)", [self.lock_key(name)])
 
     # leftovers: a PostgreSQL load stages inside its transaction (a killed load leaves
     # nothing); staging tables for outside writers are held by a session advisory lock.
@@ -958,72 +1149,6 @@ class _PostgresBackend(_Backend):
     def drop_leftovers(self, table: str | None) -> list[str]:
         with self.connection() as con, con.transaction():
             return self.drop_leftovers_on(con, table)
-
-    def staging_table(self, table: str, schema: Any, key: Sequence[str] | None) -> Iterator[str]:
-        frame = _schema_frame(schema)
-        self.check_names(table, frame.columns)
-        name = self.staging_name(table)
-        with self.connection() as con:
-            con.autocommit = True  # the table is committed for the outside writer to see
-            con.execute("SELECT pg_advisory_lock(%s)", [self.lock_key(name)])
-            try:
-                if self.schema:
-                    con.execute(f"CREATE SCHEMA IF NOT EXISTS {self.q(self.schema)}")
-                con.execute(self.create_sql(self.qualified(name), frame, list(key or []) or None))
-                yield name
-            finally:
-                with contextlib.suppress(Exception):
-                    con.execute(f"DROP TABLE IF EXISTS {self.qualified(name)}")
-                    con.execute("SELECT pg_advisory_unlock(%s)", [self.lock_key(name)])
-
-    def merge_staging(
-        self,
-        staging: str,
-        table: str,
-        if_exists: str,
-        key: list[str] | None,
-        expected: int | None,
-    ) -> tuple[int, str]:
-        psycopg = import_optional("psycopg", extra="postgres", feature="PostgreSQL support")
-        self.check_names(table)
-        try:
-            with self.connection() as con, con.transaction():
-                staged = self.qualified(staging)
-                columns = self.columns(con, staging)
-                if columns is None:
-                    raise not_found_error(
-                        f"staging table {self.display(staging)!r} does not exist",
-                        [],
-                        kind="tables",
-                        empty="create it with staging_table()",
-                        component=self.label,
-                    )
-                rows = int(con.execute(f"SELECT count(*) FROM {staged}").fetchone()[0])  # noqa: S608
-                _check_expected(rows, expected, staging, self.label)
-                existing = self.columns(con, table)
-                self.fail_if_exists(existing, if_exists, table)
-                cols = ", ".join(self.q(c) for c in columns)
-                if existing is None or if_exists == "replace":
-                    if existing is not None:
-                        con.execute(f"DROP TABLE {self.qualified(table)}")
-                    con.execute(f"ALTER TABLE {staged} RENAME TO {self.q(table)}")
-                    if key:
-                        with contextlib.suppress(psycopg.Error), con.transaction():
-                            self.rename_pkey(con, table, staging)
-                    return rows, "created" if existing is None else "replaced"
-                if if_exists == "append":
-                    con.execute(
-                        f"INSERT INTO {self.qualified(table)} ({cols}) SELECT {cols} FROM {staged}"  # noqa: S608
-                    )
-                    con.execute(f"DROP TABLE {staged}")
-                    return rows, "appended"
-                assert key is not None
-                self.require_unique_key(con, table, key)
-                con.execute(self.dialect.upsert_sql(self.qualified(table), staged, columns, key))
-                con.execute(f"DROP TABLE {staged}")
-                return rows, "upserted"
-        except psycopg.Error as exc:
-            raise self.load_error(exc, table) from None
 
 
 def _check_expected(rows: int, expected: int | None, staging: str, label: str) -> None:
@@ -1088,9 +1213,22 @@ class _MySQLBackend(_Backend):
                 keys.setdefault(index, set()).add(column)
         return list(keys.values())
 
+    def read_table(self, table: str) -> Any:
+        """``TINYINT(1)`` columns holding 0/1 come back as booleans (how MySQL stores BOOLEAN);
+        decimals wider than ConnectorX reads go through the driver."""
+        info = mysql_columns(self.target, table, classes=STORAGE, component=self.label)
+        data = read_arrow(
+            self.target,
+            f"SELECT * FROM {self.qualified(table)}",  # noqa: S608
+            path="driver" if info.wide_decimals else "auto",
+            classes=STORAGE,
+            component=self.label,
+        )
+        return tinyint_as_bool(data, info.bools, checked=False)
+
     # -- locks and leftovers: a load holds GET_LOCK(<staging name>) while its table exists --
 
-    def lock(self, con: Any, name: str) -> None:
+    def hold(self, con: Any, name: str) -> None:
         with con.cursor() as cur:
             cur.execute("SELECT GET_LOCK(%s, 0)", [name])
             got = cur.fetchone()
@@ -1160,9 +1298,14 @@ class _MySQLBackend(_Backend):
     def _load_data(self, con: Any, qualified: str, data: pl.DataFrame, table: str) -> int:
         import polars as pl
 
-        text_cols = {
-            n for n, d in data.schema.items() if d in (pl.String, pl.Binary) or d.is_temporal()
-        }
+        # bytes travel as hex (UNHEX on the server); float32 as the exact double of its value
+        # (its shortest float32 text, e.g. 3.4028235e38, is out of FLOAT's range as a double)
+        binary = [n for n, d in data.schema.items() if d == pl.Binary]
+        data = data.with_columns(
+            [pl.col(n).bin.encode("hex") for n in binary]
+            + [pl.col(n).cast(pl.Float64) for n, d in data.schema.items() if d == pl.Float32]
+        )
+        text_cols = {n for n, d in data.schema.items() if d == pl.String or d.is_temporal()}
         fd, path = tempfile.mkstemp(prefix="dp-load-", suffix=".csv")
         os.close(fd)
         try:
@@ -1172,14 +1315,22 @@ class _MySQLBackend(_Backend):
                 null_value="NULL",
                 quote_style="non_numeric" if text_cols else "necessary",
                 datetime_format="%Y-%m-%d %H:%M:%S%.6f",
+                time_format="%H:%M:%S%.6f",
             )
-            cols = ", ".join(self.q(c) for c in data.columns)
+            names = [f"@dp_{i}" if n in binary else self.q(n) for i, n in enumerate(data.columns)]
+            target = f"({', '.join(names)})"
+            if binary:
+                target += " SET " + ", ".join(
+                    f"{self.q(n)} = UNHEX(@dp_{i})"
+                    for i, n in enumerate(data.columns)
+                    if n in binary
+                )
             with con.cursor() as cur:
                 stored = cur.execute(
                     "LOAD DATA LOCAL INFILE %s INTO TABLE "
                     + f"{qualified} CHARACTER SET utf8mb4 ".replace("%", "%%")
                     + "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' "
-                    + f"LINES TERMINATED BY '\\n' ({cols})".replace("%", "%%"),
+                    + f"LINES TERMINATED BY '\\n' {target}".replace("%", "%%"),
                     [path],
                 )
                 cur.execute("SHOW WARNINGS LIMIT 3")
@@ -1253,31 +1404,44 @@ class _MySQLBackend(_Backend):
 
     def load_new(self, con: Any, load: _Load, *, replacing: bool) -> None:
         # DDL commits implicitly in MySQL: load a staging table, then one atomic RENAME
-        table, frame = load.table, load.frame
-        qualified = self.qualified(table)
-        stage = self.staging_name(table)
-        old = self.staging_name(table)
-        self.lock(con, stage)
-        self.lock(con, old)
+        stage = self.staging_name(load.table)
+        self.hold(con, stage)
         staged = self.qualified(stage)
         with con.cursor() as cur:
-            cur.execute(self.create_sql(staged, frame, load.key, not_null=load.not_null))
+            cur.execute(self.create_sql(staged, load.frame, load.key, not_null=load.not_null))
         try:
             with self.begin(con):
-                self.count_check(self.load(con, staged, frame, table), load, "replace")
-            with con.cursor() as cur:
-                if not replacing:
-                    cur.execute(f"RENAME TABLE {staged} TO {qualified}")
-                else:
-                    cur.execute(
-                        f"RENAME TABLE {qualified} TO {self.qualified(old)}, {staged} TO {qualified}"
-                    )
-                    cur.execute(f"DROP TABLE {self.qualified(old)}")
+                self.count_check(self.load(con, staged, load.frame, load.table), load, "replace")
+            self.swap_in(con, stage, load.table, replacing=replacing, key=load.key)
         except BaseException:
             con.rollback()
             with con.cursor() as cur:
                 cur.execute(f"DROP TABLE IF EXISTS {staged}")
             raise
+
+    def swap_in(
+        self, con: Any, staging: str, table: str, *, replacing: bool, key: Sequence[str] | None
+    ) -> None:
+        """One atomic RENAME (the old table, renamed to a locked staging name, is dropped)."""
+        qualified, staged = self.qualified(table), self.qualified(staging)
+        with con.cursor() as cur:
+            if not replacing:
+                cur.execute(f"RENAME TABLE {staged} TO {qualified}")
+                return
+            old = self.staging_name(table)
+            self.hold(con, old)
+            cur.execute(
+                f"RENAME TABLE {qualified} TO {self.qualified(old)}, {staged} TO {qualified}"
+            )
+            cur.execute(f"DROP TABLE {self.qualified(old)}")
+
+    staging_supported = True
+
+    def dml_transaction(self, con: Any) -> Any:
+        return self.begin(con)
+
+    def release(self, con: Any, name: str) -> None:
+        self.unlock_all(con)
 
     def store_in_transaction(self, con: Any, load: _Load) -> str:
         """A store inside :meth:`RelationalDBStorage.transaction`: no DDL on ``con`` (MySQL
@@ -1318,80 +1482,6 @@ class _MySQLBackend(_Backend):
             return action
         self.count_check(self.load(con, self.qualified(table), frame, table), load, action)
         return action
-
-    # -- staging for outside writers ------------------------------------------------------
-
-    def staging_table(self, table: str, schema: Any, key: Sequence[str] | None) -> Iterator[str]:
-        frame = _schema_frame(schema)
-        self.check_names(table, frame.columns)
-        name = self.staging_name(table)
-        with self.connection() as con:
-            self.lock(con, name)
-            try:
-                with con.cursor() as cur:
-                    cur.execute(
-                        self.create_sql(self.qualified(name), frame, list(key or []) or None)
-                    )
-                yield name
-            finally:
-                with contextlib.suppress(Exception), con.cursor() as cur:
-                    cur.execute(f"DROP TABLE IF EXISTS {self.qualified(name)}")
-                self.unlock_all(con)
-
-    def merge_staging(
-        self,
-        staging: str,
-        table: str,
-        if_exists: str,
-        key: list[str] | None,
-        expected: int | None,
-    ) -> tuple[int, str]:
-        pymysql = import_optional("pymysql", extra="mysql", feature="MySQL/MariaDB support")
-        self.check_names(table)
-        try:
-            with self.connection() as con:
-                staged = self.qualified(staging)
-                columns = self.columns(con, staging)
-                if columns is None:
-                    raise not_found_error(
-                        f"staging table {self.display(staging)!r} does not exist",
-                        [],
-                        kind="tables",
-                        empty="create it with staging_table()",
-                        component=self.label,
-                    )
-                with con.cursor() as cur:
-                    cur.execute(f"SELECT COUNT(*) FROM {staged}")  # noqa: S608
-                    rows = int(cur.fetchone()[0])
-                _check_expected(rows, expected, staging, self.label)
-                existing = self.columns(con, table)
-                self.fail_if_exists(existing, if_exists, table)
-                cols = ", ".join(self.q(c) for c in columns)
-                qualified = self.qualified(table)
-                with con.cursor() as cur:
-                    if existing is None:
-                        cur.execute(f"RENAME TABLE {staged} TO {qualified}")
-                        return rows, "created"
-                    if if_exists == "replace":
-                        old = self.staging_name(table)
-                        self.lock(con, old)
-                        cur.execute(
-                            f"RENAME TABLE {qualified} TO {self.qualified(old)}, {staged} TO {qualified}"
-                        )
-                        cur.execute(f"DROP TABLE {self.qualified(old)}")
-                        return rows, "replaced"
-                    if if_exists == "upsert":
-                        assert key is not None
-                        self.require_unique_key(con, table, key)
-                        sql = self.dialect.upsert_sql(qualified, staged, columns, key)
-                    else:
-                        sql = f"INSERT INTO {qualified} ({cols}) SELECT {cols} FROM {staged}"  # noqa: S608
-                    with self.begin(con):
-                        cur.execute(sql)
-                    cur.execute(f"DROP TABLE IF EXISTS {staged}")
-                    return rows, "appended" if if_exists == "append" else "upserted"
-        except pymysql.err.MySQLError as exc:
-            raise self.load_error(exc, table) from None
 
 
 # -- SQLite -------------------------------------------------------------------------------------
