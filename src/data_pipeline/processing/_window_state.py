@@ -514,6 +514,12 @@ class WindowState:
         parts = self._simple_parts()
         if parts is None:
             return None
+        schema = self.state.schema
+        if any(
+            not (schema[c].is_numeric() or schema[c].is_temporal()) or schema[c].is_decimal()
+            for c, _ in parts
+        ):
+            return None  # Polars rolls neither text minima nor decimals: merge those
         width, slide = self.window_ticks, self.pane_ticks
         panes = self.state
         if windows.height * 4 < panes.height:

@@ -721,3 +721,48 @@ def test_a_batch_level_watermark_is_caught(monkeypatch: pytest.MonkeyPatch) -> N
     assert not whole.equals(single)
     with pytest.raises(AssertionError):
         same(whole, expected)
+
+
+def test_text_minima_and_decimal_sums_merge_through_partial_aggregation() -> None:
+    """Neither NumPy nor Polars' rolling windows take text or decimals: those windows merge
+    their panes with PartialAggregation (the answer DuckDB gives)."""
+    import decimal
+
+    rows = [
+        {"ts": T0 + dt.timedelta(seconds=s), "key": k, "name": n, "amount": decimal.Decimal(a)}
+        for s, k, n, a in [
+            (0, "a", "pear", "1.10"),
+            (15, "a", "apple", "2.25"),
+            (30, "b", "fig", "0.05"),
+            (45, "a", "kiwi", "3.00"),
+            (70, "b", "date", "1.00"),
+            (95, "a", "lime", "0.10"),
+        ]
+    ]
+    data = pl.DataFrame(rows, schema_overrides={"amount": pl.Decimal(10, 2)})
+    steps = ProcessingPipeline("p").add_processor(
+        WindowedAggregator(
+            name="w",
+            config={
+                "time_column": "ts",
+                "window": "1m",
+                "slide": "30s",
+                "group_by": "key",
+                "aggregations": {"name": ["min", "max"], "amount": "sum"},
+            },
+        )
+    )
+    stream = StreamProcessor(
+        name="txt", config={"emit": "final", "output": "polars"}, pipeline=steps, clock=lambda: NOW
+    )
+    got = pl.concat([o for o in stream.process_stream([data.slice(0, 3), data.slice(3, 3)])])
+    expected = duck(
+        """with ws as (select unnest(generate_series(timestamp '2024-06-01 11:59:30',
+                                                   timestamp '2024-06-01 12:01:30',
+                                                   interval 30 second)) as s)
+           select key, s as window_start, s + interval 1 minute as window_end,
+                  min(name) as name_min, max(name) as name_max, sum(amount) as amount
+           from t join ws on ts >= s and ts < s + interval 1 minute group by all""",
+        t=data,
+    )
+    assert_same(got, expected)
