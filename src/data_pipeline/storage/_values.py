@@ -16,11 +16,11 @@ documents, Redis), so that the type vocabulary of ``core/types.py`` can take the
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from data_pipeline.core.errors import StorageSchemaError
+from data_pipeline.core.files import schema_bytes, schema_from_bytes
 
 if TYPE_CHECKING:
     import polars as pl
@@ -211,24 +211,6 @@ def check_holdable(frame: pl.DataFrame, holds: Holds, *, component: str | None) 
                 component=component,
                 hint=hint,
             )
-
-
-# -- schemas ----------------------------------------------------------------------------------
-
-
-def schema_bytes(schema: Any) -> bytes:
-    """A polars schema as bytes (an empty Arrow IPC stream): exact for every type."""
-    import polars as pl
-
-    buffer = io.BytesIO()
-    pl.DataFrame(schema=schema).write_ipc_stream(buffer)
-    return buffer.getvalue()
-
-
-def schema_from_bytes(data: bytes) -> pl.Schema:
-    import polars as pl
-
-    return pl.read_ipc_stream(io.BytesIO(data)).schema
 
 
 # -- text (Redis hashes) ----------------------------------------------------------------------

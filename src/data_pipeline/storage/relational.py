@@ -563,6 +563,74 @@ class _Backend:
     def store(self, load: _Load) -> str:
         raise NotImplementedError
 
+    # the plan of every load (each backend's store() wraps it in its connection/transaction)
+
+    def store_plan(self, con: Any, load: _Load) -> str:
+        """fail / create or replace / evolve then append or upsert; returns the action taken."""
+        table, frame = load.table, load.frame
+        self.prepare_namespace(con)
+        load.dropped_leftovers = self.drop_leftovers_on(con, table)
+        existing = self.columns(con, table)
+        self.fail_if_exists(existing, load.if_exists, table)
+        if existing is None or load.if_exists == "replace":
+            self.load_new(con, load, replacing=existing is not None)
+            return "created" if existing is None else "replaced"
+        columns = self.evolve(con, table, existing, frame)
+        if load.if_exists == "append":
+            self.append(con, load, frame.select([c for c in columns if c in frame.columns]))
+            return "appended"
+        assert load.key is not None
+        self.require_unique_key(con, table, load.key)
+        self.upsert(con, load)
+        return "upserted"
+
+    def prepare_namespace(self, con: Any) -> None:
+        return None
+
+    def drop_leftovers_on(self, con: Any, table: str | None) -> list[str]:
+        return []
+
+    def bulk_load(self, con: Any, qualified: str, frame: pl.DataFrame, table: str) -> int:
+        """Load ``frame`` into ``qualified`` (no commit); the rows the database stored."""
+        raise NotImplementedError
+
+    def append(self, con: Any, load: _Load, frame: pl.DataFrame) -> None:
+        stored = self.bulk_load(con, self.qualified(load.table), frame, load.table)
+        self.count_check(stored, load, "append")
+
+    def load_new(self, con: Any, load: _Load, *, replacing: bool) -> None:
+        """Load a staging table and swap it in (inside the caller's transaction)."""
+        stage = self.staging_name(load.table)
+        staged = self.qualified(stage)
+        self.execute(con, self.create_sql(staged, load.frame, load.key, not_null=load.not_null))
+        self.count_check(self.bulk_load(con, staged, load.frame, load.table), load, "replace")
+        self.swap_in(con, stage, load.table, replacing=replacing, key=load.key)
+
+    def upsert(self, con: Any, load: _Load) -> None:
+        """Load a temporary stage and merge it with the native upsert; the stage is dropped."""
+        assert load.key is not None
+        frame = load.frame
+        stage = self.q(self.staging_name(load.table))
+        self.execute(con, self.create_sql(stage, frame, load.key, temp=True))
+        try:
+            self.count_check(self.bulk_load(con, stage, frame, load.table), load, "upsert")
+            sql = self.dialect.upsert_sql(
+                self.qualified(load.table), stage, frame.columns, load.key
+            )
+            changed = self.execute(con, sql)
+            if self.counts_upserts and any(c not in load.key for c in frame.columns):
+                self.count_check(changed, load, "upsert")  # each row inserted or updated once
+        except BaseException:
+            with contextlib.suppress(Exception):  # (an aborted transaction drops it anyway)
+                self.execute(con, self.drop_temp_sql(stage))
+            raise
+        self.execute(con, self.drop_temp_sql(stage))
+
+    def drop_temp_sql(self, stage: str) -> str:
+        return f"DROP TABLE IF EXISTS {stage}"
+
+    counts_upserts: ClassVar[bool] = False
+
     def read(self, query: str, params: dict[str, Any]) -> Any:
         return read_arrow(self.target, query, params, classes=STORAGE, component=self.label)
 
@@ -1038,8 +1106,9 @@ class _PostgresBackend(_Backend):
         except psycopg.Error as exc:
             raise self.load_error(exc, load.table) from None
 
-    def store_plan(self, con: Any, load: _Load) -> str:
-        """fail / create or replace / evolve then append or upsert; returns the action taken."""
+    counts_upserts = True
+
+    def prepare_namespace(self, con: Any) -> None:
         if (
             self.schema
             and not con.execute(
@@ -1048,38 +1117,9 @@ class _PostgresBackend(_Backend):
         ):
             # checked first: CREATE SCHEMA IF NOT EXISTS needs CREATE rights even when it exists
             con.execute(f"CREATE SCHEMA {self.q(self.schema)}")
-        table, frame = load.table, load.frame
-        load.dropped_leftovers = self.drop_leftovers_on(con, table)
-        existing = self.columns(con, table)
-        self.fail_if_exists(existing, load.if_exists, table)
-        if existing is None or load.if_exists == "replace":
-            self.load_new(con, load, replacing=existing is not None)
-            return "created" if existing is None else "replaced"
-        columns = self.evolve(con, table, existing, frame)
-        if load.if_exists == "append":
-            frame = frame.select([c for c in columns if c in frame.columns])
-            self.count_check(self.copy_into(con, self.qualified(table), frame), load, "append")
-            return "appended"
-        assert load.key is not None
-        self.require_unique_key(con, table, load.key)
-        stage = self.q(self.staging_name(table))
-        con.execute(self.create_sql(stage, frame, load.key, temp=True) + " ON COMMIT DROP")
-        self.count_check(self.copy_into(con, stage, frame), load, "upsert")
-        sql = self.dialect.upsert_sql(self.qualified(table), stage, frame.columns, load.key)
-        with con.cursor() as cur:
-            cur.execute(sql)
-            if any(c not in load.key for c in frame.columns):
-                self.count_check(int(cur.rowcount), load, "upsert")
-        con.execute(f"DROP TABLE {stage}")
-        return "upserted"
 
-    def load_new(self, con: Any, load: _Load, *, replacing: bool) -> None:
-        # load a staging table, then swap it in; all in the caller's one transaction
-        stage = self.staging_name(load.table)
-        staged = self.qualified(stage)
-        con.execute(self.create_sql(staged, load.frame, load.key, not_null=load.not_null))
-        self.count_check(self.copy_into(con, staged, load.frame), load, "replace")
-        self.swap_in(con, stage, load.table, replacing=replacing, key=load.key)
+    def bulk_load(self, con: Any, qualified: str, frame: pl.DataFrame, table: str) -> int:
+        return self.copy_into(con, qualified, frame)
 
     def swap_in(
         self, con: Any, staging: str, table: str, *, replacing: bool, key: Sequence[str] | None
@@ -1255,6 +1295,7 @@ class _MySQLBackend(_Backend):
                 if free and free[0] == 1:  # the session that held it is gone
                     cur.execute(f"DROP TABLE IF EXISTS {self.qualified(name)}")
                     dropped.append(name)
+        con.commit()  # end the catalog reads' transaction before the load's DDL
         if dropped:
             self.owner.logger.warning(
                 "%s: dropped staging tables left by killed loads: %s", self.label, dropped
@@ -1361,46 +1402,21 @@ class _MySQLBackend(_Backend):
         except pymysql.err.MySQLError as exc:
             raise self.load_error(exc, load.table) from None
 
-    def store_plan(self, con: Any, load: _Load) -> str:
-        table, frame = load.table, load.frame
-        load.dropped_leftovers = self.drop_leftovers_on(con, table)
-        con.commit()
-        existing = self.columns(con, table)
-        self.fail_if_exists(existing, load.if_exists, table)
-        if existing is None or load.if_exists == "replace":
-            self.load_new(con, load, replacing=existing is not None)
-            return "created" if existing is None else "replaced"
-        columns = self.evolve(con, table, existing, frame)
-        if load.if_exists == "append":
-            frame = frame.select([c for c in columns if c in frame.columns])
-            with self.begin(con):
-                self.count_check(
-                    self.load(con, self.qualified(table), frame, table), load, "append"
-                )
-            return "appended"
-        assert load.key is not None
-        self.require_unique_key(con, table, load.key)
-        self.upsert(con, load, transaction=True)
-        return "upserted"
+    def bulk_load(self, con: Any, qualified: str, frame: pl.DataFrame, table: str) -> int:
+        return self.load(con, qualified, frame, table)
 
-    def upsert(self, con: Any, load: _Load, *, transaction: bool) -> None:
-        """Load a TEMPORARY stage (no implicit commit) and merge it with ON DUPLICATE KEY."""
-        assert load.key is not None
-        frame = load.frame
-        stage = self.q(self.staging_name(load.table))
-        with con.cursor() as cur:
-            cur.execute(self.create_sql(stage, frame, load.key, temp=True))
-        try:
-            with self.begin(con) if transaction else contextlib.nullcontext():
-                self.count_check(self.load(con, stage, frame, load.table), load, "upsert")
-                sql = self.dialect.upsert_sql(
-                    self.qualified(load.table), stage, frame.columns, load.key
-                )
-                with con.cursor() as cur:
-                    cur.execute(sql)
-        finally:
-            with con.cursor() as cur:
-                cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {stage}")
+    def drop_temp_sql(self, stage: str) -> str:
+        return f"DROP TEMPORARY TABLE IF EXISTS {stage}"  # no implicit commit
+
+    def append(self, con: Any, load: _Load, frame: pl.DataFrame) -> None:
+        with self.begin(con):  # DDL (evolve) committed already: the rows in one transaction
+            super().append(con, load, frame)
+
+    def upsert(self, con: Any, load: _Load, *, transaction: bool = True) -> None:
+        """A TEMPORARY stage (its DDL commits nothing) merged with ON DUPLICATE KEY, in one
+        transaction (or in the caller's)."""
+        with self.begin(con) if transaction else contextlib.nullcontext():
+            super().upsert(con, load)
 
     def load_new(self, con: Any, load: _Load, *, replacing: bool) -> None:
         # DDL commits implicitly in MySQL: load a staging table, then one atomic RENAME
@@ -1568,7 +1584,10 @@ class _SQLiteBackend(_Backend):
     def temp_table_keyword(self) -> str:
         return "TEMP TABLE"
 
-    def insert_rows(self, con: Any, qualified: str, frame: pl.DataFrame) -> int:
+    def drop_temp_sql(self, stage: str) -> str:
+        return f"DROP TABLE IF EXISTS temp.{stage}"
+
+    def bulk_load(self, con: Any, qualified: str, frame: pl.DataFrame, table: str) -> int:
         data = _prepare(frame, "sqlite", self.label)
         cols = ", ".join(self.q(c) for c in data.columns)
         marks = ", ".join(["?"] * data.width)
@@ -1601,35 +1620,12 @@ class _SQLiteBackend(_Backend):
             except sqlite3.Error as exc:
                 raise self.load_error(exc, load.table) from None
 
-    def store_plan(self, con: Any, load: _Load) -> str:
-        table, frame = load.table, load.frame
-        existing = self.columns(con, table)
-        self.fail_if_exists(existing, load.if_exists, table)
-        if existing is None or load.if_exists == "replace":
-            # a staging table renamed over the target, inside the caller's BEGIN IMMEDIATE
-            staged = self.q(self.staging_name(table))
-            con.execute(self.create_sql(staged, frame, load.key, not_null=load.not_null))
-            self.count_check(self.insert_rows(con, staged, frame), load, "replace")
-            if existing is not None:
-                con.execute(f"DROP TABLE {self.qualified(table)}")
-            con.execute(f"ALTER TABLE {staged} RENAME TO {self.q(table)}")
-            return "created" if existing is None else "replaced"
-        columns = self.evolve(con, table, existing, frame)
-        if load.if_exists == "append":
-            frame = frame.select([c for c in columns if c in frame.columns])
-            self.count_check(self.insert_rows(con, self.qualified(table), frame), load, "append")
-            return "appended"
-        assert load.key is not None
-        self.require_unique_key(con, table, load.key)
-        stage = self.q(self.staging_name(table))
-        con.execute(self.create_sql(stage, frame, load.key, temp=True))
-        try:
-            self.count_check(self.insert_rows(con, stage, frame), load, "upsert")
-            sql = self.dialect.upsert_sql(self.qualified(table), stage, frame.columns, load.key)
-            con.execute(sql)
-        finally:
-            con.execute(f"DROP TABLE IF EXISTS temp.{stage}")
-        return "upserted"
+    def swap_in(
+        self, con: Any, staging: str, table: str, *, replacing: bool, key: Sequence[str] | None
+    ) -> None:
+        if replacing:
+            con.execute(f"DROP TABLE {self.qualified(table)}")
+        con.execute(f"ALTER TABLE {self.qualified(staging)} RENAME TO {self.q(table)}")
 
     def _offending_row(
         self, con: Any, frame: pl.DataFrame, table: str, message: str
