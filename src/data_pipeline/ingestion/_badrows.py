@@ -229,7 +229,6 @@ def read_checked(source: FileSystemSource, files: list[str], fmt: str = "csv") -
     op.rows_in = frame.height + rejected.height
     op.rows_rejected = rejected.height
     if rejected.height:  # a reject file or a log line never shows a URL's token or password
-
         shown = {f: redact_url(f) for f in rejected["file"].unique().to_list()}
         rejected = rejected.with_columns(pl.col("file").replace_strict(shown))
     if source.settings.on_bad_rows == "skip":
