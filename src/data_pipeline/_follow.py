@@ -491,12 +491,15 @@ def follow_pipeline(
             component="pipeline",
             hint="omit it to follow until the stream is idle",
         )
+    from data_pipeline.core.files import local_root
+
     plan = _plan_follow(loaded)
-    run = _Run(loaded, plan)
-    try:
-        return run.follow(max_batches, on_batch)
-    finally:
-        run.close()
+    with local_root(loaded.base_dir):  # default local files (MQTT log, state) beside the YAML
+        run = _Run(loaded, plan)
+        try:
+            return run.follow(max_batches, on_batch)
+        finally:
+            run.close()
 
 
 class _Run:

@@ -65,7 +65,9 @@ __all__ = [
     "Checkpointer",
     "FileCheckpointStore",
     "Manifest",
+    "StagedTransaction",
     "StateTable",
+    "apply_rename",
 ]
 
 logger = get_logger(__name__)
@@ -401,6 +403,12 @@ class Manifest:
             if old.name != file:
                 old.unlink(missing_ok=True)
 
+    def discard(self) -> None:
+        """Remove the manifest and its checkpoint files (a transaction's own, once applied)."""
+        for old in self.folder.glob(f"{self.name}.*.ckpt"):
+            old.unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)
+
     def recover(self, apply: Callable[[Mapping[str, Any]], None]) -> int:
         """Apply the operations a committed manifest still lists; return how many."""
         manifest = self.read()
@@ -426,6 +434,91 @@ class Manifest:
             apply(operation)
         done = {**body, "operations": []}
         _fsync_write(self.path, json.dumps(done, indent=1, default=_json_default).encode())
+
+
+class StagedTransaction:
+    """The transaction of a storage system without one of its own (files, Delta tables).
+
+    Its stores stage their writes (a file written under a temporary name, a data file for a
+    Delta commit) and register an *operation* (a JSON object) here. The commit writes one
+    manifest holding the operations and the checkpoint, renamed into place (the commit point),
+    then applies the operations with ``apply`` (each one idempotent: applied twice, it lands
+    once). A process that dies between the rename and the end of the applying finds the
+    operations in the manifest on its next start (:meth:`recover`), before anything else is
+    written. Without a checkpoint the manifest has a name of its own and is deleted after.
+    """
+
+    def __init__(
+        self, folder: str | os.PathLike[str], apply: Callable[[Mapping[str, Any]], None]
+    ) -> None:
+        self.folder = Path(folder)
+        self.apply = apply
+        self.operations: list[dict[str, Any]] = []
+        self.checkpoint: tuple[Checkpoint, int] | None = None
+        self.targets: set[str] = set()
+
+    def stage(self, operation: Mapping[str, Any], target: str) -> None:
+        """Register one operation; ``target`` (a path or table) may be written once per
+        transaction."""
+        if target in self.targets:
+            raise ConfigError(
+                f"{target!r} is written twice in one transaction",
+                hint="write each table or file once per transaction (combine the frames first)",
+            )
+        self.targets.add(target)
+        self.operations.append(dict(operation))
+
+    def save_checkpoint(self, checkpoint: Checkpoint, previous: int) -> None:
+        self.checkpoint = (checkpoint, previous)
+
+    def commit(self) -> None:
+        """Write the manifest (the commit point), then apply the operations. Each operation
+        gets ``txn`` (an application id and version: the checkpoint's name and batch) for
+        targets that can record which commits they applied (Delta)."""
+        if self.checkpoint is not None:
+            checkpoint, previous = self.checkpoint
+            self._number(checkpoint.name, checkpoint.batch)
+            Manifest(self.folder, checkpoint.name).commit(
+                checkpoint, previous, self.operations, self.apply
+            )
+            return
+        if not self.operations:
+            return
+        name = f"tx-{uuid.uuid4().hex[:16]}"
+        self._number(name, 1)
+        manifest = Manifest(self.folder, name)
+        manifest.commit(Checkpoint(name, batch=1), 0, self.operations, self.apply)
+        manifest.discard()
+
+    def _number(self, name: str, batch: int) -> None:
+        for operation in self.operations:
+            operation.setdefault("txn", {"app_id": f"data-pipeline:{name}", "version": batch})
+
+    @staticmethod
+    def recover(folder: str | os.PathLike[str], apply: Callable[[Mapping[str, Any]], None]) -> int:
+        """Apply what every committed manifest in ``folder`` still lists; return how many."""
+        root = Path(folder)
+        done = 0
+        for path in sorted(root.glob("*.manifest.json")) if root.is_dir() else []:
+            name = path.name[: -len(".manifest.json")]
+            manifest = Manifest(root, name)
+            done += manifest.recover(apply)
+            if name.startswith("tx-"):
+                manifest.discard()
+        return done
+
+
+def apply_rename(operation: Mapping[str, Any]) -> None:
+    """The operation ``{"kind": "rename", "from": tmp, "to": path}``: the staged file (or link)
+    replaces the target, once (a missing ``from`` was renamed already)."""
+    source, target = str(operation["from"]), str(operation["to"])
+    try:
+        os.replace(source, target)
+    except FileNotFoundError:
+        if not os.path.lexists(source):
+            return  # applied before
+        raise
+    fsync_dir(os.path.dirname(target) or ".")
 
 
 class FileCheckpointStore:
