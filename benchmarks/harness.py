@@ -36,6 +36,7 @@ BENCHMARKS = {
     "process_groupby": "benchmarks.process_groupby",
     "process_join": "benchmarks.process_join",
     "batch_out_of_core": "benchmarks.batch_out_of_core",
+    "stream_window_inprocess": "benchmarks.stream_window_inprocess",
     "viz_dashboard": "benchmarks.viz_dashboard",
 }
 
