@@ -99,6 +99,15 @@ class DataSource(Component):
         a checkpoint restored it, and loaded from its state file on each read otherwise."""
         return None
 
+    def _kept_cursor(self, **settings: Any) -> IncrementalCursor:
+        """The cursor a checkpoint restored (kept across reads), or one loaded from the state
+        file now; ``settings`` are :class:`~data_pipeline.core.cursor.IncrementalCursor`'s."""
+        if self._cursor is not None and self._cursor.managed:
+            return self._cursor
+        from data_pipeline.core.cursor import IncrementalCursor
+
+        return IncrementalCursor(self.name, component=self.label, **settings)
+
     def state_store(self, state_path: str | None) -> StateStore | MemoryState:
         """Where the source keeps other incremental state (a JSON document): its state file,
         or, once a checkpoint restored it, the checkpoint."""

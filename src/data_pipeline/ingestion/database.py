@@ -232,16 +232,12 @@ class DatabaseSource(DataSource):
         inc = self.settings.incremental
         if inc is None:
             return None
-        if self._cursor is not None and self._cursor.managed:
-            return self._cursor
-        return IncrementalCursor(
-            self.name,
+        return self._kept_cursor(
             cursor=inc.cursor_column,
             keys=inc.keys,
             lookback=inc.lookback,
             initial_value=inc.initial_value,
             state_path=inc.state_path,
-            component=self.label,
         )
 
     def _counted(self, tracker: IncrementalCursor, batches: Iterator[Any]) -> Iterator[Any]:

@@ -333,19 +333,15 @@ class RESTAPISource(DataSource):
         inc = self.settings.incremental
         if inc is None:
             return None
-        if self._cursor is not None and self._cursor.managed:
-            return self._cursor
         keys = (
             [inc.primary_key] if isinstance(inc.primary_key, str) else list(inc.primary_key or [])
         )
-        return IncrementalCursor(
-            self.name,
+        return self._kept_cursor(
             cursor=inc.cursor_field,
             keys=keys,
             lookback=inc.lookback,
             initial_value=inc.initial_value,
             state_path=inc.state_path,
-            component=self.label,
         )
 
     def _pages(self, client: HttpClient, start: PageRequest) -> list[Page]:
