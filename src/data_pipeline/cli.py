@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 the run failed, 2 the file is invalid (or the command line i
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -173,6 +174,13 @@ def _follow(file: Path, loaded: LoadedPipeline, max_batches: int | None) -> None
         current = number
         console.print(batch_line(number, summary), markup=False)
 
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM before the first batch or after the last one: nothing is held, exit 0 (while
+        # batches run, follow_pipeline finishes the batch first)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(EXIT_OK))
     try:
         result = follow_pipeline(loaded, max_batches=max_batches, on_batch=on_batch)
     except KeyboardInterrupt:

@@ -274,6 +274,27 @@ def test_ctrl_c_stops_after_the_current_batch(stream: tuple[Any, str], tmp_path:
     assert signal.getsignal(signal.SIGINT) is before  # the handler is given back
 
 
+def test_sigterm_stops_after_the_current_batch_committed(
+    stream: tuple[Any, str], tmp_path: Path
+) -> None:
+    """What systemd, Docker and Kubernetes send: the batch in progress is stored, committed and
+    acknowledged, then the run ends; the next run continues after it."""
+    client, key = stream
+    Producer(client, key).produce(130)
+    before = signal.getsignal(signal.SIGTERM)
+
+    def on_batch(number: int, summary: BatchSummary) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    result = follow_pipeline(write_pipeline(tmp_path, key), on_batch=on_batch)
+    assert result.stopped == "interrupted" and result.batches == 1
+    assert stored(tmp_path, "events").height == 50
+    assert signal.getsignal(signal.SIGTERM) is before
+    again = follow_pipeline(write_pipeline(tmp_path, key))
+    assert again.restored == 1 and again.rows == {"events": 80}
+    assert stored(tmp_path, "events").height == 130
+
+
 def test_cli_follow_prints_a_line_per_batch(stream: tuple[Any, str], tmp_path: Path) -> None:
     client, key = stream
     Producer(client, key).produce(130)

@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -216,7 +217,8 @@ class Drill:
         process = self._start()
         log = self.folder / f"run-{len(self.runs)}.log"
         deadline = time.monotonic() + HANG
-        while "batch" not in log.read_text(errors="replace") and process.poll() is None:
+        committed = re.compile(r"(?m)^batch \d+")  # a batch committed (follow or Python API)
+        while not committed.search(log.read_text(errors="replace")) and process.poll() is None:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.1)
