@@ -130,7 +130,8 @@ class DataWarehouseStorage(StorageSystem):
 
     def __init__(self, name: str, config: Any = None) -> None:
         super().__init__(name, config)
-        self._memory_con: Any = None
+        self._memory_con: Any = None  # the connection kept: ":memory:", or inside `with`
+        self._held = False
         self._sql: Any = None
         self._local = threading.local()  # .tx: the open transaction of this thread
         if self.settings.engine == "sqlalchemy":
@@ -164,17 +165,24 @@ class DataWarehouseStorage(StorageSystem):
             yield tx.con
             return
         database = self.settings.database
-        if database == ":memory:":
+        if database == ":memory:" or self._held:
             if self._memory_con is None:
-                self._memory_con = duckdb.connect(
-                    ":memory:", config=dict(self.settings.duckdb_config or {})
-                )
+                self._memory_con = self._open(duckdb, database)
             yield self._memory_con
             return
+        con = self._open(duckdb, database)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def _open(self, duckdb: Any, database: str) -> Any:
+        if database == ":memory:":
+            return duckdb.connect(":memory:", config=dict(self.settings.duckdb_config or {}))
         if not self.settings.read_only:
             os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
         try:
-            con = duckdb.connect(
+            return duckdb.connect(
                 database,
                 read_only=self.settings.read_only,
                 config=dict(self.settings.duckdb_config or {}),
@@ -185,16 +193,24 @@ class DataWarehouseStorage(StorageSystem):
                 component=self.label,
                 hint="check the path; a DuckDB file can be open for writing in one process only",
             ) from exc
-        try:
-            yield con
-        finally:
-            con.close()
 
     def close(self) -> None:
-        """Close the in-memory connection (its data is lost)."""
+        """Close the kept connection (in memory: its data is lost)."""
+        self._held = False
         if self._memory_con is not None:
             self._memory_con.close()
             self._memory_con = None
+
+    def __enter__(self) -> DataWarehouseStorage:
+        """Inside a ``with`` block a DuckDB file stays open (one connection for every call;
+        the file is locked for other processes until the block ends), e.g. for a stream job
+        that stores every batch. Outside, each call opens and closes it."""
+        self._held = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.settings.database != ":memory:":
+            self.close()
 
     # -- store ------------------------------------------------------------------------------
 
