@@ -282,6 +282,18 @@ def _spark_first_last(
     return nw.from_native(native), out
 
 
+def _cast_first(func: str, dtype: Any, want: Any) -> bool:
+    """Whether the input must be cast before aggregating (not only the result after): a sum of
+    narrow integers or Float32 would overflow or round in the input's width, and engines
+    disagree on statistics of decimals (DuckDB's median keeps the scale). Everything else is
+    cast after aggregating, where it costs nothing (see :func:`conform`)."""
+    if func == "sum":
+        return dtype != want and dtype != nw.Decimal
+    if func in ("mean", "median", "std", "var_pop"):
+        return dtype == nw.Decimal or dtype == nw.Float32
+    return False
+
+
 def _null_flag(column: str) -> str:
     return f"__dp_null_{column}"
 
@@ -347,12 +359,7 @@ def aggregate_frame(
             continue
         dtype = schema.get(done.column)
         source = done.column
-        if (
-            want is not None
-            and done.func in _STATS
-            and dtype != want
-            and (dtype != nw.Decimal or done.func != "sum")
-        ):
+        if want is not None and dtype is not None and _cast_first(done.func, dtype, want):
             source = f"__dp_in_{index}"  # sum of Int32 as Int64, median of a Decimal as Float64
             helpers[source] = nw.col(done.column).cast(want if done.func == "sum" else nw.Float64)
         col = nw.col(source)
@@ -657,6 +664,20 @@ class PartialAggregation:
                 exprs.append((bound.min() if func == "first" else bound.max()).alias(name(i, "o")))
         merged = native.group_by(self.keys).agg(exprs) if self.keys else native.select(exprs)
         return nw.from_native(merged.select(state.columns))
+
+    def empty(self) -> Any:
+        """The result when no batch came at all (so no types are known): no groups, or for a
+        global aggregation one row with 0 for the counts and null for everything else."""
+        import polars as pl
+
+        counts = {
+            p.output for p in self.plans if p.column == "*" or p.func in ("count", "n_unique")
+        }
+        columns = [*self.keys, *(p.output for p in self.plans)]
+        if self.keys:
+            schema = {c: pl.Int64 if c in counts else pl.Null for c in columns}
+            return nw.from_native(pl.DataFrame(schema=schema))
+        return nw.from_native(pl.DataFrame({c: [0] if c in counts else [None] for c in columns}))
 
     def finalize(self, state: Any) -> Any:
         """Merged partials -> the group keys and the output columns, in their logical types."""
