@@ -516,8 +516,8 @@ def _to_engine(data: Any, engine: str, spark: SparkSpec | None = None) -> Any:
         # the shared session: the one this process made already, or a new one (local, or the
         # cluster of SPARK_REMOTE / spark.master); data goes in as Arrow (no row loop)
         from data_pipeline.core.deps import import_optional
+        from data_pipeline.core.engines import spark_from_arrow
         from data_pipeline.core.frames import engine_name
-        from data_pipeline.processing._engines import spark_from_arrow
 
         sql = import_optional("pyspark.sql", extra="spark", feature="engine: spark")
         if isinstance(data, sql.DataFrame) or engine_name(data).startswith("pyspark"):

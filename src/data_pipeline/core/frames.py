@@ -1,22 +1,27 @@
 """Frame helpers on Narwhals: native frame in, same native type out.
 
-Every transformer and processor works on a Narwhals frame; these helpers wrap and unwrap it, name
-the engine for messages, check columns from the schema alone (no computing), and convert between
-the outputs a user can ask for (``polars``, ``lazy``, ``pandas``, ``arrow``).
+Every transformer and processor works on a Narwhals frame; these helpers wrap and unwrap it and
+check columns from the schema alone (no computing). What engine a frame is and conversions
+between engines live in :mod:`data_pipeline.core.engines` (re-exported here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
 import narwhals as nw
 
-from data_pipeline.core.errors import ColumnNotFoundError, ConfigError, InputTypeError
-
-if TYPE_CHECKING:
-    import polars as pl
-    import pyarrow as pa
+from data_pipeline.core.engines import (
+    OUTPUTS,
+    convert_output,
+    engine_of,
+    to_arrow,
+    to_narwhals,
+    to_pandas,
+    to_polars,
+)
+from data_pipeline.core.errors import ColumnNotFoundError, InputTypeError
 
 __all__ = [
     "OUTPUTS",
@@ -29,39 +34,18 @@ __all__ = [
     "row_count",
     "to_arrow",
     "to_narwhals",
+    "to_pandas",
     "to_polars",
 ]
 
 Output = Literal["polars", "lazy", "pandas", "arrow", "native"]
-OUTPUTS: tuple[str, ...] = ("polars", "lazy", "pandas", "arrow", "native")
 AnyFrame = Any  # a native frame: polars, pandas, pyarrow, duckdb, pyspark, ...
 
-
-def to_narwhals(data: AnyFrame, *, component: str | None = None) -> Any:
-    """Wrap a native frame (or pass a Narwhals frame through)."""
-    if isinstance(data, (nw.DataFrame, nw.LazyFrame)):
-        return data
-    try:
-        return nw.from_native(data)
-    except TypeError:
-        raise InputTypeError(
-            f"expected a data frame (pandas, Polars, PyArrow, DuckDB, PySpark), got {type(data).__name__}",
-            component=component,
-            hint="pass a frame, e.g. the result of a source's ingest()",
-        ) from None
+engine_name = engine_of  # the older name, kept for callers and users
 
 
 def is_lazy(frame: Any) -> bool:
     return isinstance(frame, nw.LazyFrame)
-
-
-def engine_name(data: AnyFrame) -> str:
-    """A short name of the engine behind a frame: ``polars``, ``polars-lazy``, ``pandas``, ..."""
-    frame = to_narwhals(data)
-    name = str(frame.implementation).lower().split(".")[-1]
-    if name == "polars" and is_lazy(frame):
-        return "polars-lazy"
-    return name
 
 
 def column_names(frame: Any) -> list[str]:
@@ -101,63 +85,3 @@ def row_count(frame: Any) -> int | None:
         return row_count(to_narwhals(frame))
     except InputTypeError:
         return None
-
-
-def to_arrow(data: AnyFrame) -> pa.Table:
-    """Any supported frame -> ``pyarrow.Table`` (collecting a lazy one)."""
-    frame = to_narwhals(data)
-    if isinstance(frame, nw.LazyFrame):
-        frame = frame.collect(backend="pyarrow")
-    return frame.to_arrow()
-
-
-def to_polars(data: AnyFrame) -> pl.DataFrame:
-    """Any supported frame -> ``polars.DataFrame`` (zero-copy where the engine allows)."""
-    import polars as pl
-
-    if isinstance(data, pl.DataFrame):
-        return data
-    if isinstance(data, pl.LazyFrame):
-        return data.collect()
-    frame = to_narwhals(data)
-    if isinstance(frame, nw.LazyFrame):
-        result: pl.DataFrame = frame.collect(backend="polars").to_native()
-        return result
-    eager: pl.DataFrame = frame.to_polars()
-    return eager
-
-
-def convert_output(data: AnyFrame, output: str, *, component: str | None = None) -> AnyFrame:
-    """Convert a frame to the ``output`` a user asked for."""
-    if output == "native":
-        return data
-    if output == "polars":
-        return to_polars(data)
-    if output == "lazy":
-        import polars as pl
-
-        if isinstance(data, pl.LazyFrame):
-            return data
-        return to_polars(data).lazy()
-    if output == "arrow":
-        return to_arrow(data)
-    if output == "pandas":
-        return to_polars(data).to_pandas()
-    raise ConfigError(
-        f"unknown output {output!r}", component=component, hint=f"use one of {', '.join(OUTPUTS)}"
-    )
-
-
-def same_type_as(template: AnyFrame, result: Any) -> AnyFrame:
-    """Unwrap a Narwhals result to the native type of ``template``'s engine."""
-    if isinstance(result, (nw.DataFrame, nw.LazyFrame)):
-        return result.to_native()
-    return result
-
-
-def ensure_list(value: str | Sequence[str] | None) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    return list(value)

@@ -20,6 +20,7 @@ import narwhals as nw
 
 from data_pipeline.core.component import Component, Operation
 from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.engines import check_column_case, engine_of, is_case_insensitive
 from data_pipeline.core.errors import ColumnNotFoundError, DataPipelineError, NotFoundError
 from data_pipeline.core.frames import column_names, require_columns, row_count, to_narwhals
 
@@ -67,7 +68,12 @@ class FrameStep(Component):
     def apply(self, frame: NwFrame) -> NwFrame:
         """Run the step on a Narwhals frame with metadata and error translation."""
         with self._operation(self.operation_name, rows_in=row_count(frame)) as op:
-            require_columns(frame, self.required_columns(column_names(frame)), component=self.label)
+            names = column_names(frame)
+            engine = engine_of(frame)
+            if is_case_insensitive(engine):
+                session = getattr(frame.to_native(), "sparkSession", None)
+                check_column_case(names, engine, component=self.label, session=session)
+            require_columns(frame, self.required_columns(names), component=self.label)
             result = self._apply_frame(frame, op)
             op.rows_out = row_count(result)
             return result

@@ -21,6 +21,7 @@ from typing import Any
 
 import narwhals as nw
 
+from data_pipeline.core.engines import engine_of
 from data_pipeline.core.errors import ConfigError, SchemaError, UnsupportedOperationError
 
 __all__ = [
@@ -230,17 +231,10 @@ def check_types(schema: Mapping[str, Any], plans: Sequence[AggPlan], component: 
                 )
 
 
-def _engine(frame: Any) -> str:
-    name = str(frame.implementation).lower().split(".")[-1]
-    if name == "polars" and isinstance(frame, nw.LazyFrame):
-        return "polars-lazy"
-    return name
-
-
 def check_engine_support(frame: Any, plans: Sequence[AggPlan], component: str | None) -> None:
     """Raise UnsupportedOperationError for aggregations the frame's engine cannot compute."""
     if isinstance(frame, nw.LazyFrame):
-        engine = _engine(frame)
+        engine = engine_of(frame)
         for plan in plans:
             if plan.func in _ORDERED and not plan.order_by:
                 raise UnsupportedOperationError(
@@ -310,7 +304,7 @@ def _order_key(order_by: Sequence[str]) -> list[str]:
 def _needs_polars(frame: Any, schema: Mapping[str, Any], plans: Sequence[AggPlan]) -> bool:
     """PyArrow lacks an exact median; its ``first``/``last`` skip nulls and have no kernel for
     decimals or null-typed columns; it takes one order per aggregation."""
-    if _engine(frame) != "pyarrow":
+    if engine_of(frame) != "pyarrow":
         return False
     orders = {p.order_by for p in plans if p.func in _ORDERED and p.order_by}
     return len(orders) > 1 or any(p.func in ("median", *_ORDERED) for p in plans)
@@ -335,13 +329,13 @@ def aggregate_frame(
     schema = dict(frame.collect_schema())
     check_engine_support(frame, plans, component)
     check_types(schema, plans, component)
-    if _engine(frame) == "pandas":
+    if engine_of(frame) == "pandas":
         return _pandas_via_polars(frame, group_by, plans, component)
     if _needs_polars(frame, schema, plans):
         as_polars = nw.from_native(frame.to_polars())
         result = aggregate_frame(as_polars, group_by, plans, component=component)
         return nw.from_native(result.to_arrow())
-    engine = _engine(frame)
+    engine = engine_of(frame)
     if engine in _SQL_NAMES and not _safe:
         return _with_safe_names(frame, group_by, plans, component)
     helpers: dict[str, Any] = {}
@@ -412,7 +406,7 @@ _SQL_NAMES = frozenset({"duckdb", "pyspark"})
 
 def rename_columns(frame: Any, mapping: Mapping[str, str]) -> Any:
     """Rename columns; on PySpark with quoted names (Narwhals' rename would parse the dots)."""
-    if _engine(frame) != "pyspark":
+    if engine_of(frame) != "pyspark":
         return frame.rename(dict(mapping))
     from pyspark.sql import functions as F
 

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.engines import engine_of, match_engine
 from data_pipeline.core.errors import (
     BatchProcessingError,
     InputNotFoundError,
@@ -26,7 +27,6 @@ from data_pipeline.processing._aggregation import (
     check_engine_support,
     polars_to_pandas,
 )
-from data_pipeline.processing._engines import engine_of
 from data_pipeline.processing._incremental import IncrementalAggregation, split_steps
 from data_pipeline.processing.base import DataProcessor
 from data_pipeline.processing.pipeline import ProcessingPipeline
@@ -443,15 +443,8 @@ def _is_frame(data: Any) -> bool:
 def _to_engine(template: Any, result: Any) -> Any:
     """A Polars result as a native frame of ``template``'s engine."""
     engine = engine_of(template)
-    from data_pipeline.processing._engines import duckdb_connection, match_engine
-
     if engine == "pandas":  # keep the input's pandas dtypes (Arrow dates, nullable ints, ...)
         native = template.to_native()
         templates = {c: native[c].dtype for c in native.columns}
         return polars_to_pandas(to_polars(result), templates)
-    if engine == "duckdb" and duckdb_connection(template.to_native()) is None:
-        import duckdb
-
-        return duckdb.from_arrow(to_polars(result).to_arrow())
-
     return match_engine(template, to_polars(result)).to_native()

@@ -11,9 +11,9 @@ from pydantic import Field, field_validator, model_validator
 
 from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.engines import engine_of, match_engine
 from data_pipeline.core.errors import ConfigError, UnsupportedOperationError
 from data_pipeline.core.frames import column_names, require_columns, to_polars
-from data_pipeline.processing._engines import engine_of, match_engine
 from data_pipeline.processing._expr import SqlExpression, parse_assignment
 from data_pipeline.processing._rest import RestFetcher, RestLookup
 from data_pipeline.processing.base import DataProcessor

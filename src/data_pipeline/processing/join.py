@@ -10,9 +10,9 @@ from pydantic import Field, field_validator, model_validator
 
 from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.engines import match_engine
 from data_pipeline.core.errors import ConfigError, ProcessingError, SchemaError
 from data_pipeline.core.frames import column_names, require_columns
-from data_pipeline.processing._engines import match_engine
 from data_pipeline.processing.base import DataProcessor
 
 __all__ = ["DataJoiner", "DataJoinerConfig", "JoinValidationError"]

@@ -12,9 +12,9 @@ from pydantic import Field, field_validator
 
 from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.engines import engine_of
 from data_pipeline.core.errors import ConfigError, UnsupportedOperationError
 from data_pipeline.processing._aggregation import AggPlan, aggregate_frame, parse_aggregations
-from data_pipeline.processing._engines import engine_of
 from data_pipeline.processing._expr import SqlExpression
 from data_pipeline.processing.aggregate import SortKey, parse_sort, sort_frame
 from data_pipeline.processing.base import DataProcessor

@@ -11,12 +11,12 @@ from typing import Any
 
 import narwhals as nw
 
+from data_pipeline.core.engines import engine_of
 from data_pipeline.core.errors import UnsupportedOperationError
 from data_pipeline.core.frames import is_lazy
 
 __all__ = [
     "count_true",
-    "engine_label",
     "is_float",
     "is_numeric",
     "missing_expr",
@@ -33,14 +33,6 @@ NwFrame = Any
 def schema_of(frame: NwFrame) -> dict[str, Any]:
     """Column name -> Narwhals dtype, from the schema alone."""
     return dict(frame.collect_schema())
-
-
-def engine_label(frame: NwFrame) -> str:
-    """``pandas``, ``polars``, ``polars-lazy``, ``pyarrow``, ``duckdb``, ``pyspark``, ..."""
-    name = str(frame.implementation).lower().split(".")[-1]
-    if name == "polars" and is_lazy(frame):
-        return "polars-lazy"
-    return name
 
 
 def is_numeric(dtype: Any) -> bool:
@@ -131,7 +123,7 @@ def unsupported(
     frame: NwFrame, operation: str, instead: str, *, component: str
 ) -> UnsupportedOperationError:
     """An error naming the engine, the operation and what to use instead."""
-    engine = engine_label(frame)
+    engine = engine_of(frame)
     return UnsupportedOperationError(
         f"the {engine} engine cannot {operation}",
         component=component,

@@ -17,12 +17,12 @@ from pydantic import Field, model_validator
 
 from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.engines import engine_of
 from data_pipeline.core.errors import DataTypeError, UnsupportedOperationError
 from data_pipeline.core.frames import is_lazy
 from data_pipeline.transformation._common import (
     collect_row,
     count_true,
-    engine_label,
     nan_is_null,
     schema_of,
     unsupported,
@@ -456,9 +456,9 @@ class DataTypeConverter(DataFrameTransformer):
         specs = {c: s.spec(c) for c in s.columns}
         pandas_like = frame.implementation.is_pandas_like()
         self._pandas = pandas_like
-        self._duckdb = engine_label(frame) == "duckdb"
+        self._duckdb = engine_of(frame) == "duckdb"
         self._arrow = frame.implementation is nw.Implementation.PYARROW
-        self._spark = engine_label(frame) == "pyspark"
+        self._spark = engine_of(frame) == "pyspark"
         self._polars = frame.implementation is nw.Implementation.POLARS
         self._nan_null = nan_is_null(frame)
         helpers: list[str] = []
@@ -531,7 +531,7 @@ class DataTypeConverter(DataFrameTransformer):
         return result
 
     def _check_engine(self, frame: Any, column: str, spec: TypeSpec, pandas_like: bool) -> None:
-        engine = engine_label(frame)
+        engine = engine_of(frame)
         sql_engine = {"duckdb": "DuckDB", "pyspark": "Spark", "sqlframe": "SQLFrame"}.get(engine)
         if spec.type == "category" and sql_engine is not None:
             raise unsupported(
