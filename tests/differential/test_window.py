@@ -39,6 +39,7 @@ from tests.differential.harness import (
     examples,
     input_view,
     nw_dtype,
+    skip_dotted_names_on_spark,
     to_engine,
 )
 from tests.differential.test_aggregate import FUNCS, order_values
@@ -157,12 +158,23 @@ def expected_windows(case: dict[str, Any], df: pl.DataFrame, engine: str) -> Exp
     return Expected(rows=rows, schema=schema)
 
 
+def expected_merged(
+    case: dict[str, Any], df: pl.DataFrame, engine: str, *, sliced: bool
+) -> Expected:
+    """Batches and micro-batches: median and n_unique are refused first (known from the config).
+    ``sliced``: BatchProcessor reads a DuckDB relation in Arrow slices, which cut any window."""
+    if any(func in ("median", "n_unique") for _, func, _, _ in case["plans"]):
+        return Expected(error=UnsupportedOperationError, match="cannot be combined")
+    return expected_windows(case, df, "pyarrow" if sliced and engine == "duckdb" else engine)
+
+
 CASE = window_case()
 STREAM_CASE = CASE
 
 
 def run_case(engine: str, case: dict[str, Any], request: Any) -> None:
     df = build(case["columns"])
+    skip_dotted_names_on_spark(engine, df)
     native = to_engine(df, engine, request)
     expected = expected_windows(case, input_view(df, engine), engine)
     step = WindowedAggregator(name="w", config=case["config"])
@@ -171,7 +183,8 @@ def run_case(engine: str, case: dict[str, Any], request: Any) -> None:
 
 def run_batch_case(engine: str, case: dict[str, Any], request: Any) -> None:
     df = build(case["columns"])
-    expected = expected_windows(case, input_view(df, engine), engine)
+    skip_dotted_names_on_spark(engine, df)
+    expected = expected_merged(case, input_view(df, engine), engine, sliced=True)
     pipeline = ProcessingPipeline("p").add_processor(
         WindowedAggregator(name="w", config=case["config"])
     )
@@ -182,7 +195,8 @@ def run_batch_case(engine: str, case: dict[str, Any], request: Any) -> None:
 def run_stream_case(engine: str, case: dict[str, Any], request: Any) -> None:
     """emit: final gives each window once; together they are the one-pass answer."""
     df = build(case["columns"])
-    expected = expected_windows(case, input_view(df, engine), engine)
+    skip_dotted_names_on_spark(engine, df)
+    expected = expected_merged(case, input_view(df, engine), engine, sliced=False)
     size = case["batch_size"]
     parts = [df.slice(i, size) for i in range(0, df.height, size)] or [df]
 
@@ -217,7 +231,20 @@ def test_windowed_aggregator_in_batches(engine: str, request: pytest.FixtureRequ
     )()
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+STREAM_ENGINES = [
+    pytest.param(
+        "pandas",
+        marks=pytest.mark.xfail(
+            reason="i11-windows (stream.py, CONTRACTS Requests): StreamProcessor._advance takes "
+            "pandas' NaT (the max of a micro-batch whose time column is all null) for a time",
+            raises=AssertionError,
+        ),
+    ),
+    *[e for e in ENGINES if e != "pandas"],
+]
+
+
+@pytest.mark.parametrize("engine", STREAM_ENGINES)
 def test_stream_processor_final_windows(engine: str, request: pytest.FixtureRequest) -> None:
     settings(max_examples=examples(engine))(
         given(case=CASE)(lambda case: run_stream_case(engine, case, request))
