@@ -16,9 +16,9 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from data_pipeline.processing import _aggregation
-from tests.differential import test_aggregate, test_batch
+from tests.differential import test_aggregate, test_batch, test_missing
 
-DRILL_EXAMPLES = 150
+DRILL_EXAMPLES = 300
 
 
 def must_fail(
@@ -86,3 +86,26 @@ def test_batches_not_merged_are_caught(
     """A merge that keeps only the latest batch's partials gives the wrong counts and sums."""
     monkeypatch.setattr(_aggregation.PartialAggregation, "merge", lambda self, state: state.tail(1))
     must_fail("polars", test_batch.run_case, test_batch.CASE, request, "rows differ")
+
+
+def test_unchecked_constant_is_caught(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """A constant of another type written into the column (a datetime into Int64 was stored as
+    946728000000000 on Polars) is what the suite's MissingValueHandler property refuses."""
+    from data_pipeline.transformation import missing
+
+    monkeypatch.setattr(missing, "_constant", lambda component, column, dtype, value: value)
+    must_fail("polars", test_missing.run_case, test_missing.CASE, request, None)
+
+
+def test_nan_left_unfilled_is_caught(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """NaN counts as missing (nan_as_null): a handler that only fills nulls is caught."""
+    import narwhals as nw
+
+    from data_pipeline.transformation import missing
+
+    monkeypatch.setattr(missing, "value_expr", lambda column, dtype, *, nan_as_null: nw.col(column))
+    must_fail("polars", test_missing.run_case, test_missing.CASE, request, "rows differ")
