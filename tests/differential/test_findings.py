@@ -276,3 +276,62 @@ def test_nan_in_min_max_and_median(engine: str, request: pytest.FixtureRequest) 
         to_engine(data, engine, request),
         Expected(rows=rows, schema=schema),
     )
+
+
+# -- outliers ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_infinities_do_not_drop_the_bounds(engine: str, request: pytest.FixtureRequest) -> None:
+    """pandas: one ±inf made a quantile NaN and then both bounds were dropped (nothing clipped).
+    Statistics come from the finite values; ±inf are compared with the bounds like any value."""
+    from data_pipeline.transformation import OutlierHandler
+
+    inf = math.inf
+    data = pl.DataFrame({"x": [1.0, 2.0, -inf, 3.0, 4.0, inf, None]})
+    # finite values 1, 2, 3, 4: Q1 1.75, Q3 3.25, IQR 1.5, bounds [1.75 - 2.25, 3.25 + 2.25]
+    rows = [(1.0,), (2.0,), (-0.5,), (3.0,), (4.0,), (5.5,), (None,)]
+    handler = OutlierHandler(name="o", config={"method": "iqr", "action": "clip"})
+    expected = Expected(rows=rows, schema={"x": nw.Float64()}, ordered=engine != "duckdb")
+    if engine in ("duckdb", "pyspark"):
+        expected.ordered = False
+    check(engine, handler.transform, to_engine(data, engine, request), expected)
+    zscore = OutlierHandler(
+        name="z", config={"method": "zscore", "threshold": 1.0, "action": "flag"}
+    )
+    # finite mean 2.5, sample sd 1.29: bounds 1.21 .. 3.79; the infinities are outliers
+    flags = [
+        (v, f)
+        for (v,), f in zip(data.rows(), [True, False, True, False, True, True, False], strict=True)
+    ]
+    expected = Expected(
+        rows=flags, schema={"x": nw.Float64(), "x_outlier": nw.Boolean()}, ordered=expected.ordered
+    )
+    check(engine, zscore.transform, to_engine(data, engine, request), expected)
+
+
+# -- missing values ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_datetime_constant_into_an_integer_column_is_refused(
+    engine: str, request: pytest.FixtureRequest
+) -> None:
+    """Was written as 946728000000000 on Polars, an object column on pandas, an error elsewhere."""
+    from data_pipeline.core.errors import MissingValueError
+    from data_pipeline.transformation import MissingValueHandler
+
+    data = pl.DataFrame({"n": [1, None, 3]})
+    handler = MissingValueHandler(
+        name="m", config={"strategy": "constant", "value": dt.datetime(2000, 1, 1, 12)}
+    )
+    expected = Expected(error=MissingValueError, match="cannot fill column 'n' (Int64)")
+    check(engine, handler.transform, to_engine(data, engine, request), expected)
+    ok = MissingValueHandler(name="m", config={"strategy": "constant", "value": 7})
+    rows = [(1,), (7,), (3,)]
+    check(
+        engine,
+        ok.transform,
+        to_engine(data, engine, request),
+        Expected(rows=rows, schema={"n": nw.Int64()}, ordered=engine not in ("duckdb", "pyspark")),
+    )

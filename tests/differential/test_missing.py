@@ -74,13 +74,17 @@ def missing_case(draw: st.DrawFn) -> dict[str, Any]:
     kinds = draw(st.lists(st.sampled_from(list(KINDS)), min_size=1, max_size=3))
     chosen = draw(names(len(kinds) + 1))
     order_name = chosen[-1]
-    columns = [Column(n, k, draw(column_values(k, rows))) for n, k in zip(chosen, kinds, strict=False)]
+    columns = [
+        Column(n, k, draw(column_values(k, rows))) for n, k in zip(chosen, kinds, strict=False)
+    ]
     columns.append(Column(order_name, "int", tuple(draw(st.permutations(range(rows))))))
     data = columns[:-1]
     strategy = draw(st.sampled_from(STRATEGIES))
     config: dict[str, Any] = {"strategy": strategy}
     if draw(st.booleans()):
-        config["columns"] = [c.name for c in draw(st.lists(st.sampled_from(data), min_size=1, unique=True))]
+        config["columns"] = [
+            c.name for c in draw(st.lists(st.sampled_from(data), min_size=1, unique=True))
+        ]
     if strategy in ("constant", "fill") and (strategy == "constant" or draw(st.booleans())):
         targets = [c for c in data if c.name in config.get("columns", [c.name for c in data])]
         if draw(st.booleans()) or not targets:
@@ -94,9 +98,7 @@ def missing_case(draw: st.DrawFn) -> dict[str, Any]:
             config["column_strategies"] = {column.name: override}
         else:
             value = draw(constant_for(column.kind))
-            config["column_strategies"] = {
-                column.name: {"strategy": "constant", "value": value}
-            }
+            config["column_strategies"] = {column.name: {"strategy": "constant", "value": value}}
     uses_order = strategy in ("forward_fill", "backward_fill") or any(
         (s if isinstance(s, str) else s["strategy"]) in ("forward_fill", "backward_fill")
         for s in config.get("column_strategies", {}).values()
@@ -125,12 +127,14 @@ def _fits(value: Any, kind: str) -> bool:
         return kind == "bool"
     if kind in INTEGER:
         ok = isinstance(value, int) or (
-            isinstance(value, (float, decimal.Decimal)) and math.isfinite(value) and value == int(value)
+            isinstance(value, (float, decimal.Decimal))
+            and math.isfinite(value)
+            and value == int(value)
         )
         limit = 2**31 if kind == "int32" else 2**63
         return ok and -limit <= int(value) < limit
     if kind == "float":
-        return isinstance(value, (int, float)) or isinstance(value, decimal.Decimal)
+        return isinstance(value, (int, float, decimal.Decimal))
     if kind == "decimal":
         if isinstance(value, float) and not math.isfinite(value):
             return False
@@ -143,7 +147,7 @@ def _fits(value: Any, kind: str) -> bool:
     if kind == "date":
         return isinstance(value, dt.date) and not isinstance(value, dt.datetime)
     if kind == "datetime":
-        return isinstance(value, dt.datetime) and value.tzinfo is None or (
+        return (isinstance(value, dt.datetime) and value.tzinfo is None) or (
             isinstance(value, dt.date) and not isinstance(value, dt.datetime)
         )
     if kind == "datetime_utc":
@@ -163,7 +167,11 @@ def _stored(value: Any, kind: str) -> Any:
     if kind in ("datetime", "datetime_utc") and not isinstance(value, dt.datetime):
         value = dt.datetime(value.year, value.month, value.day)
     if kind == "datetime_utc":
-        return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+        return (
+            value.replace(tzinfo=dt.timezone.utc)
+            if value.tzinfo is None
+            else value.astimezone(dt.timezone.utc)
+        )
     return value
 
 
@@ -235,9 +243,9 @@ def expected_missing(case: dict[str, Any], df: pl.DataFrame, engine: str) -> Exp
             return Expected(error=MissingValueError, match=repr(column))
         plan.append((column, strategy, value))
     fills = [p for p in plan if p[1] not in ("drop", "drop_columns")]
-    if engine in LAZY and not config.get("order_by"):
-        if any(s in ("forward_fill", "backward_fill") for _, s, _ in fills):
-            return Expected(error=UnsupportedOperationError, match="order_by")
+    ordered_fill = any(s in ("forward_fill", "backward_fill") for _, s, _ in fills)
+    if engine in LAZY and not config.get("order_by") and ordered_fill:
+        return Expected(error=UnsupportedOperationError, match="order_by")
 
     rows = df.rows(named=True)
     names_out = list(kinds)
@@ -264,7 +272,9 @@ def expected_missing(case: dict[str, Any], df: pl.DataFrame, engine: str) -> Exp
             schema[column] = nw_dtype("float")
             floats = [float(v) for v in present]
             stat = (
-                oracles.agg_mean(floats, "float") if strategy == "mean" else oracles.agg_median(floats, "float")
+                oracles.agg_mean(floats, "float")
+                if strategy == "mean"
+                else oracles.agg_median(floats, "float")
             )
             values = [float(v) if v is not None else None for v in values]
             filled[column] = [stat if m else v for v, m in zip(values, missing, strict=True)]
@@ -280,7 +290,9 @@ def expected_missing(case: dict[str, Any], df: pl.DataFrame, engine: str) -> Exp
                 index.sort(key=lambda i: rows[i][order])
             if strategy == "backward_fill":
                 index.reverse()
-            seq = _ffill([values[i] for i in index], [missing[i] for i in index], config.get("limit"))
+            seq = _ffill(
+                [values[i] for i in index], [missing[i] for i in index], config.get("limit")
+            )
             out = list(values)
             for i, v in zip(index, seq, strict=True):
                 out[i] = v

@@ -247,31 +247,46 @@ def check_engine_support(frame: Any, plans: Sequence[AggPlan], component: str | 
                 )
 
 
-def _spark_first_last(
+def _spark_windows(
     frame: Any, group_by: Sequence[str], plans: Sequence[AggPlan]
 ) -> tuple[Any, list[AggPlan]]:
-    """Spark: Narwhals has no ``first``/``last`` there, so a window column holds each group's
-    first/last value by ``order_by`` (nulls last); the plan then takes its max."""
+    """Spark: what Narwhals cannot say there becomes a window column per group, and the plan
+    takes its max: ``first``/``last`` by ``order_by`` (nulls last), and ``median`` as the mean
+    of the two middle values (``percentile_disc`` ascending and descending: Spark's own median
+    interpolates linearly, which makes -inf and 2 NaN)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    def quoted(name: str) -> str:
+        return "`" + name.replace("`", "``") + "`"
+
     def col(name: str) -> Any:
-        return F.col("`" + name.replace("`", "``") + "`")
+        return F.col(quoted(name))
 
     native = frame.to_native()
+    partition = ", ".join(quoted(c) for c in group_by)
+    over = f"over (partition by {partition})" if group_by else "over ()"
     out: list[AggPlan] = []
     for index, plan in enumerate(plans):
-        if plan.func not in _ORDERED:
+        helper = f"__dp_{plan.func}_{index}"
+        if plan.func == "median":
+            x = f"cast({quoted(plan.column)} as double)"
+            middle = (
+                f"(percentile_disc(0.5) within group (order by {x}) {over} + "
+                f"percentile_disc(0.5) within group (order by {x} desc) {over}) / 2"
+            )
+            native = native.withColumn(helper, F.expr(middle))
+        elif plan.func in _ORDERED:
+            window = (
+                Window.partitionBy(*[col(c) for c in group_by])
+                .orderBy(*[col(c).asc_nulls_last() for c in plan.order_by])
+                .rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+            )
+            pick = F.first if plan.func == "first" else F.last
+            native = native.withColumn(helper, pick(col(plan.column)).over(window))
+        else:
             out.append(plan)
             continue
-        helper = f"__dp_{plan.func}_{index}"
-        window = (
-            Window.partitionBy(*[col(c) for c in group_by])
-            .orderBy(*[col(c).asc_nulls_last() for c in plan.order_by])
-            .rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
-        )
-        pick = F.first if plan.func == "first" else F.last
-        native = native.withColumn(helper, pick(col(plan.column)).over(window))
         out.append(AggPlan(column=helper, func="max", output=plan.output))
     return nw.from_native(native), out
 
@@ -282,9 +297,9 @@ def _cast_first(func: str, dtype: Any, want: Any) -> bool:
     disagree on statistics of decimals (DuckDB's median keeps the scale). Everything else is
     cast after aggregating, where it costs nothing (see :func:`conform`)."""
     if func == "sum":
-        return dtype != want and dtype != nw.Decimal
+        return bool(dtype != want and dtype != nw.Decimal)
     if func in ("mean", "median", "std", "var_pop"):
-        return dtype == nw.Decimal or dtype == nw.Float32
+        return bool(dtype == nw.Decimal or dtype == nw.Float32)
     return False
 
 
@@ -342,8 +357,8 @@ def aggregate_frame(
     aggs: list[Any] = []
     finals: list[Any] = [nw.col(k) for k in group_by]
     work = list(plans)
-    if engine == "pyspark" and any(p.func in _ORDERED for p in plans):
-        frame, work = _spark_first_last(frame, group_by, plans)
+    if engine == "pyspark" and any(p.func in (*_ORDERED, "median") for p in plans):
+        frame, work = _spark_windows(frame, group_by, plans)
     for index, (plan, done) in enumerate(zip(plans, work, strict=True)):
         name = f"__dp_agg_{index}"
         want = output_dtype(plan, schema.get(plan.column))

@@ -430,7 +430,9 @@ def _constant(component: str, column: str, dtype: Any, value: Any) -> Any:
         if not whole:
             raise bad("an integer column takes whole numbers")
         bits = int("".join(ch for ch in str(dtype) if ch.isdigit()) or 64)
-        low, high = (0, 2**bits) if str(dtype).startswith("U") else (-(2 ** (bits - 1)), 2 ** (bits - 1))
+        low, high = (
+            (0, 2**bits) if str(dtype).startswith("U") else (-(2 ** (bits - 1)), 2 ** (bits - 1))
+        )
         if not low <= int(value) < high:
             raise bad(f"out of the range of {dtype}")
         return int(value)
