@@ -77,6 +77,25 @@ appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n
 """
 
 
+@pytest.fixture(autouse=True)
+def _fresh_secret_registry() -> Iterator[None]:
+    """Each test starts with the secret values registered by earlier tests forgotten.
+
+    A process remembers every secret value its configs held and masks it in all text; across a
+    whole test session that would include test passwords such as "nope" or "missing" and mask
+    those words in the messages later tests check.
+    """
+    from data_pipeline.core import secrets
+
+    with secrets._lock:
+        saved = (set(secrets._secret_values), secrets._pattern)
+    yield
+    with secrets._lock:
+        secrets._secret_values.clear()
+        secrets._secret_values.update(saved[0])
+        secrets._pattern = saved[1]
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """ONE local SparkSession for the whole test run (starting one takes ~15 s).

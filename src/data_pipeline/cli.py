@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from data_pipeline.pipeline import LoadedPipeline
+    from data_pipeline.pipeline import BatchSummary, LoadedPipeline
 
 __all__ = ["app", "main"]
 
@@ -67,7 +67,8 @@ Follow = Annotated[
     typer.Option(
         "--follow",
         help="Run continuously over the file's StreamingSource, one micro-batch at a time, "
-        "until the stream is idle (Ctrl-C stops after the current batch).",
+        "until the stream is idle; each batch commits with its checkpoint, and a restart "
+        "continues after it (SIGTERM or Ctrl-C stop after the current batch).",
     ),
 ]
 MaxBatches = Annotated[
@@ -152,7 +153,6 @@ def run(
 def _follow(file: Path, loaded: LoadedPipeline, max_batches: int | None) -> None:
     from data_pipeline.core.errors import DataPipelineError
     from data_pipeline.pipeline import (
-        BatchSummary,
         describe_error,
         follow_pipeline,
         validate_follow,
@@ -171,18 +171,14 @@ def _follow(file: Path, loaded: LoadedPipeline, max_batches: int | None) -> None
     def on_batch(number: int, summary: BatchSummary) -> None:
         nonlocal current
         current = number
-        per_source = ", ".join(f"{name} {rows:,}" for name, rows in summary.rows.items())
-        console.print(
-            f"batch {number}: {summary.total_rows:,} rows read ({per_source}), "
-            f"{summary.stored_rows:,} rows stored, {summary.seconds:.3f}s",
-            markup=False,
-        )
+        console.print(batch_line(number, summary), markup=False)
 
     try:
         result = follow_pipeline(loaded, max_batches=max_batches, on_batch=on_batch)
     except KeyboardInterrupt:
         err.print(
-            f"interrupted during batch {current + 1}: its stores may be partly written",
+            f"interrupted during batch {current + 1}: nothing of it was committed; the next run "
+            "reads it again",
             markup=False,
         )
         raise typer.Exit(130) from None
@@ -195,6 +191,11 @@ def _follow(file: Path, loaded: LoadedPipeline, max_batches: int | None) -> None
         "max_batches": f"--max-batches {max_batches} reached",
         "interrupted": "interrupted",
     }[result.stopped]
+    if result.checkpoint:
+        where = f"checkpoint in {result.checkpoint}"
+        if result.restored:
+            where += f", continued after batch {result.restored}"
+        console.print(where, markup=False)
     read = ", ".join(f"{name} {rows:,}" for name, rows in result.rows.items())
     console.print(
         f"followed {result.batches} batch{'' if result.batches == 1 else 'es'} in {result.seconds:.3f}s, stopped: {why}; "
@@ -204,6 +205,54 @@ def _follow(file: Path, loaded: LoadedPipeline, max_batches: int | None) -> None
     for key, path in result.outputs.items():
         if key.startswith("dashboard:"):
             console.print(f"dashboard {key.split(':', 1)[1]!r}: {path}", markup=False)
+
+
+def batch_line(number: int, summary: BatchSummary) -> str:
+    """The ``--follow`` line of one batch: rows in and out, late, rejected, watermark, lag,
+    state size, checkpoint, latency."""
+    per_source = ", ".join(f"{name} {rows:,}" for name, rows in summary.rows.items())
+    parts = [
+        f"batch {number}: {summary.total_rows:,} rows read ({per_source})",
+        f"{summary.stored_rows:,} rows stored",
+        f"{summary.emitted:,} emitted",
+        f"{summary.late:,} late",
+        f"{summary.rejected:,} rejected",
+    ]
+    if summary.duplicates:
+        parts.append(f"{summary.duplicates:,} duplicates dropped")
+    text = ", ".join(parts)
+    if summary.watermark:
+        marks = ", ".join(f"{k} {_when(v)}" for k, v in summary.watermark.items())
+        text += f"; watermark {marks}"
+    if summary.lag:
+        lags = ", ".join(f"{k} {_lag(v)}" for k, v in summary.lag.items())
+        text += f"; lag {lags}"
+    if summary.checkpoint is not None:
+        text += f"; state {_size(summary.state_bytes)}, checkpoint {summary.checkpoint}"
+    return text + f"; {summary.seconds:.3f}s"
+
+
+def _when(value: object) -> str:
+    if value is None:
+        return "-"
+    iso = getattr(value, "isoformat", None)
+    return str(iso()) if iso is not None else str(value)
+
+
+def _lag(value: object) -> str:
+    if isinstance(value, dict):
+        if len(value) > 4:
+            return f"{sum(int(v) for v in value.values()):,}"
+        return "(" + ", ".join(f"{k} {int(v):,}" for k, v in value.items()) + ")"
+    return "-" if value is None else f"{value}"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return f"{n} B"  # pragma: no cover
 
 
 @app.command()

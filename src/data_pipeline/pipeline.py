@@ -39,7 +39,7 @@ Rules:
 * A transformation or processing pipeline is a list of steps (its input is the only source, or the
   only transformation for processing) or a mapping ``{input: NAME, steps: [...]}``.
 * Relative paths in the config keys ``path``, ``base_path``, ``database`` (file databases),
-  ``state_path`` and ``reject_path`` are resolved against the YAML file's folder.
+  ``state_path``, ``reject_path`` and ``log_path`` are resolved against the YAML file's folder.
 * A ``store`` entry runs as soon as its data exists: after transformations for sources and
   transformations, after processing for processing outputs.
 * A DataJoiner's ``right_table`` or a DataEnricher lookup's ``reference`` may name a data set of
@@ -58,6 +58,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from data_pipeline._follow import BatchSummary, FollowRun, follow_pipeline, validate_follow
 from data_pipeline.core.config import (
     ConfigModel,
     format_validation_error,
@@ -95,7 +96,7 @@ BASE_CLASSES = frozenset(
         "Chart",
     }
 )
-PATH_KEYS = ("path", "base_path", "database", "state_path", "reject_path")
+PATH_KEYS = ("path", "base_path", "database", "state_path", "reject_path", "log_path")
 
 
 # -- the file's shape -----------------------------------------------------------------------
@@ -120,6 +121,8 @@ class StorageSpec(ComponentSpec):
 class StepsSpec(ConfigModel):
     input: str | None = None
     steps: list[ComponentSpec]
+    stream: dict[str, Any] | None = None
+    """With ``--follow``: the StreamProcessor's keys (``emit``, ``allowed_lateness``, ...)."""
 
 
 class VisualizationSpec(ComponentSpec):
@@ -144,6 +147,27 @@ class SparkSpec(ConfigModel):
     """Spark settings, e.g. ``spark.sql.shuffle.partitions: 64``."""
 
 
+class CheckpointSpec(ConfigModel):
+    """``checkpoint:`` of a followed pipeline (see docs/pipelines.md)."""
+
+    storage: str | None = None
+    """The storage system whose transaction holds the checkpoint (default: the one that stores
+    the streaming data sets)."""
+    name: str | None = None
+    """The checkpoint's name (default: the pipeline's name)."""
+    path: str | None = None
+    """A folder for a checkpoint file instead (the stores are then at least once)."""
+
+
+class RejectsSpec(ConfigModel):
+    """``rejects:`` of a followed pipeline: where rejected rows go, with the reason."""
+
+    storage: str | None = None
+    table: str | None = None
+    path: str | None = None
+    """A CSV file instead of a table."""
+
+
 class PipelineFile(ConfigModel):
     """The validated content of a pipeline YAML file."""
 
@@ -156,6 +180,11 @@ class PipelineFile(ConfigModel):
     storage: dict[str, StorageSpec] = Field(default_factory=dict)
     processing: dict[str, StepsSpec] = Field(default_factory=dict)
     dashboards: dict[str, DashboardSpec] = Field(default_factory=dict)
+    checkpoint: CheckpointSpec | bool | None = None
+    """With ``--follow``: where the checkpoint is kept (``false``: none, at least once)."""
+    rejects: RejectsSpec | None = None
+    """With ``--follow``: where rejected rows go (default: the table ``_dp_rejects`` beside the
+    checkpoint)."""
 
     @model_validator(mode="after")
     def _spark_needs_engine(self) -> PipelineFile:
@@ -363,6 +392,18 @@ def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> 
         for name, s in spec.transformations.items()
     }
     processor_classes = _layer_classes("processing", DataProcessor)
+    from data_pipeline.processing.stream import StreamProcessorConfig
+
+    for name, psteps in spec.processing.items():
+        if psteps.stream is not None:
+            from data_pipeline.core.config import validate_config
+
+            validate_config(
+                StreamProcessorConfig,
+                psteps.stream,
+                component="pipeline file",
+                prefix=f"processing.{name}.stream",
+            )
     processing = {
         name: steps_of(
             "processing",
@@ -623,6 +664,12 @@ def run_pipeline(
             _render_dashboard(loaded, name, data, outputs)
             st.add(f"{name} ({len(feeds)} charts)", None)
 
+    # the run went through: streaming sources acknowledge what they read (a failed run leaves
+    # it unacknowledged, to be read again)
+    for source in loaded.sources.values():
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
     return PipelineRun(stages, data, outputs, time.perf_counter() - started)
 
 
@@ -718,46 +765,7 @@ def describe_error(exc: BaseException) -> str:
     return redact_text(f"{type(exc).__name__}: {exc}")
 
 
-# -- following a stream ---------------------------------------------------------------------
-
-
-@dataclass
-class BatchSummary:
-    """One micro-batch of :func:`follow_pipeline`: rows read per streaming source, rows stored."""
-
-    batch: int
-    rows: dict[str, int]
-    seconds: float
-    stored_rows: int = 0
-
-    @property
-    def total_rows(self) -> int:
-        return sum(self.rows.values())
-
-
-@dataclass
-class FollowRun:
-    """What :func:`follow_pipeline` did.
-
-    ``batches``: the non-empty micro-batches processed; ``rows``: rows read per streaming source;
-    ``data``: every data set as it is at the end (a streaming source or transformation: its last
-    batch; a streaming processing pipeline: its full current result); ``stopped``: ``idle``
-    (every streaming source returned an empty batch), ``max_batches`` or ``interrupted``
-    (Ctrl-C, after the batch that was running).
-    """
-
-    batches: int
-    rows: dict[str, int]
-    outputs: dict[str, str]
-    data: dict[str, Any]
-    seconds: float
-    stopped: Literal["idle", "max_batches", "interrupted"]
-
-
-@dataclass
-class _FollowPlan:
-    streaming_sources: list[str]
-    streaming: set[str]  # every data set derived from a streaming source
+# -- helpers shared with following a stream (data_pipeline/_follow.py) ----------------------
 
 
 def _dataset_references(ppipe: Any, names: Collection[str]) -> list[tuple[Any, str]]:
@@ -790,76 +798,6 @@ def _wire_references(ppipe: Any, data: Mapping[str, Any]) -> None:
             step.set_reference(name, data[name])
 
 
-def validate_follow(pipeline: LoadedPipeline) -> None:
-    """Raise when the pipeline cannot be followed (nothing runs): see :func:`follow_pipeline`."""
-    _plan_follow(pipeline)
-
-
-def _plan_follow(loaded: LoadedPipeline) -> _FollowPlan:
-    from data_pipeline.core.errors import UnsupportedOperationError
-    from data_pipeline.ingestion import StreamingSource
-
-    what = str(loaded.source_file) if loaded.source_file else f"pipeline {loaded.spec.name!r}"
-    live = [n for n, s in loaded.sources.items() if isinstance(s, StreamingSource)]
-    if not live:
-        raise ConfigError(
-            f"{what}: --follow needs a StreamingSource among the sources, and there is none "
-            f"(sources: {', '.join(loaded.sources) or 'none'})",
-            component="pipeline file",
-            hint="add a source of type StreamingSource, or run the file without --follow",
-        )
-    streaming = set(live)
-    for name, (inp, _) in loaded.transformations.items():  # declared order: inputs come first
-        if inp in streaming:
-            streaming.add(name)
-    datasets = {*loaded.sources, *loaded.transformations, *loaded.processing}
-    for name, (inp, ppipe) in loaded.processing.items():
-        if inp in streaming:
-            streaming.add(name)
-        for _, ref in _dataset_references(ppipe, datasets):
-            if ref in streaming:
-                raise UnsupportedOperationError(
-                    f"processing.{name} joins the streaming data set {ref!r}: a followed "
-                    "pipeline joins or looks up static data sets only",
-                    component="pipeline file",
-                    hint=f"join {ref!r} from a static source, or run without --follow",
-                )
-    for sname, (_, entries) in loaded.storage.items():
-        for i, entry in enumerate(entries):
-            where = f"storage.{sname}.store[{i}]"
-            if entry.data in loaded.processing and entry.data in streaming:
-                if entry.if_exists == "append":
-                    logger.warning(
-                        "%s: %r is the full current result after each batch; if_exists 'append' "
-                        "stores it again each time (use 'replace')",
-                        where,
-                        entry.data,
-                    )
-            elif entry.data in streaming and entry.if_exists == "replace":
-                logger.warning(
-                    "%s: %r is stored once per batch; if_exists 'replace' keeps only the last "
-                    "batch (use 'append')",
-                    where,
-                    entry.data,
-                )
-    return _FollowPlan(live, streaming)
-
-
-def _store_entries(
-    loaded: LoadedPipeline, data: Mapping[str, Any], names: Collection[str], outputs: dict[str, str]
-) -> int:
-    """Run the store entries of the data sets ``names``; return the rows stored."""
-    rows = 0
-    for sname, (system, entries) in loaded.storage.items():
-        for entry in entries:
-            if entry.data in names and entry.data in data:
-                table = entry.table or entry.data
-                result = system.store(data[entry.data], table, if_exists=entry.if_exists)
-                rows += result.rows
-                outputs[f"{sname}:{table}"] = str(result.target)
-    return rows
-
-
 def _render_dashboard(
     loaded: LoadedPipeline, name: str, data: Mapping[str, Any], outputs: dict[str, str]
 ) -> None:
@@ -875,185 +813,8 @@ def _render_dashboard(
         dashboard.render(viz_data)
 
 
-class _StopOnInterrupt:
-    """While following: the first Ctrl-C stops after the current batch, a second one at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._installed = False
-        self._previous: Any = None
-
-    def __enter__(self) -> _StopOnInterrupt:
-        import signal
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        logger.warning("interrupted: stopping after the current batch (Ctrl-C again stops at once)")
-
-    def __exit__(self, *exc: object) -> None:
-        if self._installed:
-            import signal
-
-            previous = self._previous
-            signal.signal(
-                signal.SIGINT, previous if previous is not None else signal.default_int_handler
-            )
-
-
 def _release(frames: Mapping[str, Any]) -> None:
     """Unpersist the Spark DataFrames that :func:`_materialize` cached for one batch."""
     for frame in frames.values():
         if getattr(frame, "is_cached", False) and hasattr(frame, "unpersist"):
             frame.unpersist()
-
-
-def follow_pipeline(
-    pipeline: LoadedPipeline | str | Path | Mapping[str, Any],
-    *,
-    max_batches: int | None = None,
-    on_batch: Callable[[int, BatchSummary], None] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> FollowRun:
-    """Run a pipeline file continuously over its streaming sources, one micro-batch at a time.
-
-    Data sets derived from a :class:`StreamingSource` (its transformations, and processing
-    pipelines whose input is one of those) are *streaming*; the others are *static*. The static
-    part runs once first: sources ingested, transformations and processing run, store entries
-    written. Then each iteration ingests one bounded batch from every streaming source, runs the
-    streaming transformations on it, runs the store entries of the streaming sources and
-    transformations (use ``if_exists: append``), feeds each streaming processing pipeline one
-    micro-batch (a :class:`StreamProcessor` keeps its partial aggregates across batches, so its
-    data set is the full current result: store it with ``if_exists: replace``), and re-renders
-    the dashboards. Joins (DataJoiner ``right_table``) and lookups (DataEnricher ``reference``)
-    may name static data sets of the file.
-
-    It stops when every streaming source returned an empty batch (nothing arrived within its
-    ``timeout``), after ``max_batches`` batches, or after the current batch on Ctrl-C (a second
-    Ctrl-C raises KeyboardInterrupt at once). ``on_batch(number, summary)`` is called after each
-    non-empty batch.
-
-    Raises:
-        ConfigError: the file has no StreamingSource (before anything runs).
-        UnsupportedOperationError: a join or lookup of a streaming data set.
-    """
-    import polars as pl
-
-    from data_pipeline.core.frames import to_polars
-    from data_pipeline.processing import StreamProcessor
-
-    loaded = (
-        pipeline
-        if isinstance(pipeline, LoadedPipeline)
-        else load_pipeline(pipeline, environ=environ)
-    )
-    if max_batches is not None and max_batches < 1:
-        raise ConfigError(
-            f"max_batches must be at least 1 (got {max_batches})",
-            component="pipeline",
-            hint="omit it to follow until the stream is idle",
-        )
-    plan = _plan_follow(loaded)
-    streaming = plan.streaming
-    engine, spark = loaded.spec.engine, loaded.spec.spark
-    started = time.perf_counter()
-    data: dict[str, Any] = {}
-    outputs: dict[str, str] = {}
-
-    # the static part, once
-    for name, source in loaded.sources.items():
-        if name not in streaming:
-            data[name] = _to_engine(source.ingest(), engine, spark)
-    for name, (inp, tpipe) in loaded.transformations.items():
-        if name not in streaming:
-            data[name] = _materialize(tpipe.transform(data[inp]))
-    _store_entries(loaded, data, set(data), outputs)
-    for name, (inp, ppipe) in loaded.processing.items():
-        if name not in streaming:
-            _wire_references(ppipe, data)
-            data[name] = _materialize(ppipe.process(data[inp]))
-            _store_entries(loaded, data, {name}, outputs)
-    streaming_feeds = {
-        name: {d for d in feeds.values() if d in streaming}
-        for name, (_, _, feeds) in loaded.dashboards.items()
-    }
-    for name, feeds in streaming_feeds.items():
-        if not feeds:
-            _render_dashboard(loaded, name, data, outputs)
-
-    # one StreamProcessor per processing pipeline fed micro-batches (a pipeline fed by another
-    # processing output gets that output's full current result: it runs whole each time)
-    processors: dict[str, Any] = {}
-    for name, (inp, ppipe) in loaded.processing.items():
-        if name in streaming:
-            _wire_references(ppipe, data)
-            if inp not in loaded.processing:
-                processors[name] = StreamProcessor(name=name, pipeline=ppipe)
-    # charts fed by a streaming source or transformation show every row so far (kept here)
-    history_names = {
-        d for feeds in streaming_feeds.values() for d in feeds if d not in loaded.processing
-    }
-    history: dict[str, pl.DataFrame] = {}
-    rows = dict.fromkeys(plan.streaming_sources, 0)
-    batches = 0
-    stopped: Literal["idle", "max_batches", "interrupted"] = "max_batches"
-
-    batch: dict[str, Any] = {}
-    with _StopOnInterrupt() as interrupt:
-        while max_batches is None or batches < max_batches:
-            batch_started = time.perf_counter()
-            _release(batch)  # Spark: the previous batch's cached frames
-            batch = {}
-            read: dict[str, int] = {}
-            for name in plan.streaming_sources:
-                frame = loaded.sources[name].ingest()
-                read[name] = row_count(to_narwhals(frame)) or 0
-                if read[name]:
-                    batch[name] = _to_engine(frame, engine, spark)
-            if not batch:
-                stopped = "idle"
-                break
-            batches += 1
-            for name, (inp, tpipe) in loaded.transformations.items():
-                if inp in batch:
-                    batch[name] = _materialize(tpipe.transform(batch[inp]))
-            stored = _store_entries(loaded, batch, set(batch), outputs)
-            for name, (inp, ppipe) in loaded.processing.items():
-                if inp not in batch:
-                    continue
-                if name in processors:
-                    processors[name].process_batch(_materialize(batch[inp]))
-                    batch[name] = _materialize(processors[name].snapshot())
-                else:
-                    batch[name] = _materialize(ppipe.process(batch[inp]))
-            stored += _store_entries(loaded, batch, set(batch) & set(loaded.processing), outputs)
-            data.update(batch)
-            for name in history_names & set(batch):
-                new = to_polars(batch[name])
-                previous = history.get(name)
-                history[name] = (
-                    new if previous is None else pl.concat([previous, new], how="diagonal_relaxed")
-                )
-            view = {**data, **history}
-            for name, feeds in streaming_feeds.items():
-                if feeds & set(batch) and feeds <= set(view):
-                    _render_dashboard(loaded, name, view, outputs)
-            for name, n in read.items():
-                rows[name] += n
-            if on_batch is not None:
-                summary = BatchSummary(
-                    batches, read, time.perf_counter() - batch_started, stored_rows=stored
-                )
-                on_batch(batches, summary)
-            if interrupt.requested:
-                stopped = "interrupted"
-                break
-    return FollowRun(batches, rows, outputs, data, time.perf_counter() - started, stopped)

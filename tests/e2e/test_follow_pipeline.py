@@ -59,7 +59,7 @@ storage:
     config: {{database: out/warehouse.duckdb}}
     store:
       - {{data: clean, table: events, if_exists: append}}
-      - {{data: per_user, table: per_user, if_exists: replace}}
+      - {{data: per_user, table: per_user, if_exists: upsert}}
 processing:
   per_user:
     input: clean
@@ -296,7 +296,8 @@ def test_cli_follow_prints_a_line_per_batch(stream: tuple[Any, str], tmp_path: P
     assert any(str(tmp_path / "out" / "live.html") in line for line in lines)
     assert stored(tmp_path, "events").height == 130
 
-    # --max-batches from the command line (no state_path: the stream is read from its start)
+    # a second run continues after the committed checkpoint; --max-batches from the command line
+    Producer(client, key).produce(60)
     again = subprocess.run(
         [str(cli), "run", str(path), "--follow", "--max-batches", "1"],
         capture_output=True,
@@ -308,7 +309,10 @@ def test_cli_follow_prints_a_line_per_batch(stream: tuple[Any, str], tmp_path: P
     again_lines = [line for line in again.stdout.splitlines() if line.startswith("batch ")]
     assert len(again_lines) == 1
     assert again_lines[0].startswith("batch 1: 50 rows read (events 50)")
+    assert "checkpoint 4;" in again_lines[0]
     assert "--max-batches 1 reached" in again.stdout
+    assert "continued after batch 3" in again.stdout
+    assert stored(tmp_path, "events").height == 180
 
 
 def test_the_docs_example_follows(stream: tuple[Any, str], tmp_path: Path) -> None:

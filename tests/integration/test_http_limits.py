@@ -432,3 +432,33 @@ def test_a_paginator_of_your_own(paged: tuple[str, Recorder]) -> None:
     url, _ = paged
     src = rest({"url": f"{url}/hdr", "pagination": TwoPages()})
     assert src.ingest()["id"].to_list() == list(range(1, 21))
+
+
+# -- OAuth2 -------------------------------------------------------------------------------
+
+
+def test_oauth2_token_is_renewed_with_the_refresh_token() -> None:
+    """The first token expires at once; the next request renews it with its refresh_token."""
+
+    def token(h: Handler, q: dict[str, str]) -> None:
+        n = len(h.recorder.paths("/token"))
+        h.send(200, {"access_token": f"at-{n}", "expires_in": 0, "refresh_token": f"rt-{n}"})
+
+    def data(h: Handler, q: dict[str, str]) -> None:
+        ok = h.headers.get("Authorization", "").startswith("Bearer at-")
+        h.send(200 if ok else 401, [{"ok": 1}])
+
+    with serve({"/token": token, "/data": data}) as (url, rec):
+        src = rest({"url": f"{url}/data", "auth": {
+            "type": "oauth2_client_credentials", "endpoint": f"{url}/token",
+            "client_id": "cid", "client_secret": "cs-1234567890"}})  # fmt: skip
+        src.ingest()
+        time.sleep(1.1)  # the token's life: expires_in minus a 30 s margin, at least 1 s
+        src.ingest()
+    bodies = [r["body"] for r in rec.requests if r["path"] == "/token"]
+    assert bodies == [
+        "grant_type=client_credentials",
+        "grant_type=refresh_token&refresh_token=rt-1",
+    ]
+    sent = [r["headers"]["Authorization"] for r in rec.requests if r["path"] == "/data"]
+    assert sent == ["Bearer at-1", "Bearer at-2"]

@@ -27,6 +27,7 @@ from data_pipeline.core.errors import (
     ParseError,
 )
 from data_pipeline.ingestion.rest import RESTAPISource, parse_retry_after
+from tests.integration.http_server import Handler as HttpHandler
 
 TOKEN = "s3cr3t-token-value"
 API_KEY = "k3y-abcdef-123456"
@@ -60,22 +61,7 @@ class Api:
 
 
 def _handler(api: Api) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
-            pass
-
-        def send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-            raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(raw)
-
+    class Handler(HttpHandler):  # send() and quiet logs from the shared test server
         def do_GET(self) -> None:
             self.route()
 

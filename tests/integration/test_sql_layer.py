@@ -42,16 +42,8 @@ from tests.conftest import require_service
 from tests.integration.test_storage_relational import DB, MY_HOST, MY_PORT, PG_HOST, PG_PORT
 
 SERVERS = ["postgresql", "mariadb"]
-ALL = ["sqlite", "postgresql", "mariadb", "mariadb-insert"]
 ROUNDS = int(os.environ.get("DATA_PIPELINE_UPSERT_RACE_ROUNDS", "5"))
 RACE_ROWS = int(os.environ.get("DATA_PIPELINE_UPSERT_RACE_ROWS", "20000"))
-
-
-@pytest.fixture(params=ALL)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DB]:
-    handle = DB(str(request.param), tmp_path)
-    yield handle
-    handle.drop_all()
 
 
 @pytest.fixture(params=SERVERS)
@@ -480,7 +472,7 @@ def test_staging_lock_drill_catches_an_unlocked_writer(monkeypatch: pytest.Monke
     """The broken variant: a staging table without its lock is taken for a leftover and
     dropped under the running writer; the test above would fail on it."""
     require_service("MariaDB", MY_HOST, MY_PORT)
-    monkeypatch.setattr(relational._MySQLBackend, "lock", lambda self, con, name: None)
+    monkeypatch.setattr(relational._MySQLBackend, "hold", lambda self, con, name: None)
     handle = DB("mariadb", Path("."))
     table = handle.table()
     try:
@@ -595,3 +587,39 @@ def test_merge_staging_modes(server: DB) -> None:
         storage.merge_staging(stage, table, if_exists="replace")
     assert storage.retrieve(table).rows() == [(9, "z")]
     assert not [t for t in storage.list_tables() if t.startswith(STAGE_PREFIX)]
+
+
+# -- the checkpoint store of core/checkpoint.py (i11-streams' Checkpointer) -------------------
+
+
+def test_checkpoints_commit_with_the_batch(db: DB) -> None:
+    from data_pipeline.core.checkpoint import STATE_TABLE, Checkpointer
+    from data_pipeline.core.errors import CheckpointError
+
+    table = db.table()
+    name = f"job_{uuid.uuid4().hex[:8]}"
+    storage = db.make(primary_key=["id"])
+    assert storage.supports_transactions()
+    job = Checkpointer(name, storage)
+    assert job.restore() is None
+    with job.commit():
+        storage.store(pl.DataFrame({"id": [1], "v": ["a"]}), table, if_exists="upsert")
+    with pytest.raises(RuntimeError), job.commit():  # the batch and its checkpoint: neither
+        storage.store(pl.DataFrame({"id": [2], "v": ["b"]}), table, if_exists="upsert")
+        raise RuntimeError("crash before the commit")
+    assert storage.retrieve(table)["id"].to_list() == [1]
+    checkpoint = storage.load_checkpoint(name)
+    assert checkpoint is not None and checkpoint.batch == 1
+    again = Checkpointer(name, storage)
+    assert again.restore().batch == 1  # type: ignore[union-attr]
+    other = Checkpointer(name, storage)
+    other.restore()
+    with again.commit():
+        storage.store(pl.DataFrame({"id": [2], "v": ["b"]}), table, if_exists="upsert")
+    with pytest.raises(CheckpointError, match="another run"), other.commit():  # fenced
+        storage.store(pl.DataFrame({"id": [3], "v": ["c"]}), table, if_exists="upsert")
+    assert storage.retrieve(table).sort("id")["id"].to_list() == [1, 2]
+    assert storage.load_checkpoint(name).batch == 2  # type: ignore[union-attr]
+    db.storage.execute(
+        f"DELETE FROM {db.storage._backend.qualified(STATE_TABLE)} WHERE name = :n", {"n": name}
+    )

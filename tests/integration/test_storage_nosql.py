@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +22,7 @@ from data_pipeline.core.errors import (
 )
 from data_pipeline.storage.nosql import NoSQLDBStorage
 from tests.conftest import require_service
+from tests.integration.mongo_server import free_port, secantus_server
 
 REDIS_HOST = os.environ.get("DATA_PIPELINE_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("DATA_PIPELINE_REDIS_PORT", "6379"))
@@ -45,38 +41,11 @@ def frame() -> pl.DataFrame:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def mongo_port() -> Iterator[int]:
     """A SecantusDB server (MongoDB wire protocol) started for these tests."""
-    exe = shutil.which("secantusd-py") or str(Path(sys.executable).parent / "secantusd-py")
-    if not Path(exe).exists():
-        require_service("MongoDB (secantusd-py not installed)", "127.0.0.1", 27017)
-        yield 27017
-        return
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--host", "127.0.0.1", "--port", str(port), "--storage-path", ":memory:"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(100):
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        require_service("MongoDB (secantusd-py)", "127.0.0.1", port)
+    with secantus_server() as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait()
 
 
 @pytest.fixture(params=["embedded-memory", "embedded-dir", "mongodb"])
@@ -285,3 +254,66 @@ def test_config_errors() -> None:
         NoSQLDBStorage(name="x", config={"key_template": "a:{id}"})
     with pytest.raises(ConfigError, match="placeholder"):
         NoSQLDBStorage(name="x", config={"db_type": "redis", "key_template": "fixed"})
+
+
+# -- issue 14: names, leftovers, atomic swaps, linear upserts ----------------------------------
+
+
+@pytest.mark.parametrize("name", ["/tmp/outside", "../outside", "a/b", ".hidden", "C:x", "x\\y"])
+def test_embedded_collection_name_cannot_leave_its_folder(tmp_path: Path, name: str) -> None:
+    """A collection of the embedded store is a file: a name that is a path is refused before
+    anything is written (an absolute name used to write outside the folder)."""
+    store = NoSQLDBStorage(name="e", config={"database": str(tmp_path / "docs")})
+    with pytest.raises(ConfigError, match="one plain name"):
+        store.store(frame(), name)
+    assert (
+        sorted(p.name for p in tmp_path.iterdir()) == ["docs"] or not (tmp_path / "docs").exists()
+    )
+    assert not Path("/tmp/outside.collection").exists()
+    with pytest.raises(ConfigError, match="reserved"):
+        store.store(frame(), "__dp_schema")
+
+
+def test_embedded_leftover_stage_is_dropped_by_the_next_load(tmp_path: Path) -> None:
+    """A staging collection of a killed load (same target) goes at the next load, listed in
+    the metadata; another target's stage stays."""
+    from data_pipeline.storage.nosql import _stage_prefix
+
+    store = NoSQLDBStorage(name="e", config={"database": str(tmp_path / "docs")})
+    store.store(frame(), "people")
+    db = store._database()
+    dead = _stage_prefix("people") + "deadbeef"
+    other = _stage_prefix("others") + "alive"
+    db[dead].insert_one({"x": 1})
+    db[other].insert_one({"x": 1})
+    result = store.store(frame().head(1), "people", if_exists="append")
+    assert result.details["leftovers_dropped"] == [dead]
+    assert dead not in db.list_collection_names() and other in db.list_collection_names()
+    assert store.retrieve("people").height == 4
+    files = sorted(p.name for p in (tmp_path / "docs" / "data_pipeline").iterdir())
+    assert files == sorted(["people.collection", "__dp_schema.collection", other + ".collection"])
+
+
+def test_embedded_upsert_keeps_ids_and_types(docs: NoSQLDBStorage) -> None:
+    """Upsert replaces the documents of the same key (keeping their _id), adds the rest, and a
+    read gives the stored types back (Int32, Date, Float32)."""
+    data = frame().with_columns(pl.col("id").cast(pl.Int32), pl.col("amount").cast(pl.Float32))
+    docs.store(data, "c", primary_key="id")
+    before = docs.retrieve("c", include_id=True).sort("id")
+    docs.store(
+        data.tail(2).with_columns(name=pl.lit("new")), "c", if_exists="upsert", primary_key="id"
+    )
+    after = docs.retrieve("c", include_id=True).sort("id")
+    assert after["_id"].to_list() == before["_id"].to_list()
+    assert after["name"].to_list() == ["a", "new", "new"]
+    assert after.drop("_id").schema == data.schema
+
+
+def test_redis_json_text_with_unicode_line_breaks(redis_table: str) -> None:
+    """U+2028, U+0085 and friends inside JSON text: str.splitlines() split the rows there and
+    the load failed with "zip() argument 2 is longer than argument 1" (issue 14)."""
+    storage = redis_storage(primary_key=["id"], value_format="json")
+    text = ["a\u2028b", "c\u0085d", "e\u2029f\x0b\x0c\x1c\x1d\x1eg"]
+    data = pl.DataFrame({"id": [1, 2, 3], "t": text})
+    storage.store(data, redis_table)
+    assert storage.retrieve(redis_table).sort("id")["t"].to_list() == text

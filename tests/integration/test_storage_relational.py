@@ -10,7 +10,6 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,13 +91,6 @@ class DB:
             for name in self.names:
                 cur.execute(f"DROP TABLE IF EXISTS {quote}{name.replace(quote, quote * 2)}{quote}")
             con.commit()
-
-
-@pytest.fixture(params=SYSTEMS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DB]:
-    handle = DB(str(request.param), tmp_path)
-    yield handle
-    handle.drop_all()
 
 
 def sample() -> pl.DataFrame:

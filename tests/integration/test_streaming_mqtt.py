@@ -7,6 +7,7 @@ import json
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -68,7 +69,12 @@ def topic() -> str:
     return f"dp-test/{uuid.uuid4().hex[:10]}"
 
 
+LOGS = Path(tempfile.mkdtemp(prefix="dp-mqtt-logs-"))
+"""The sources' durable logs (each source of a test its own, unless the test says otherwise)."""
+
+
 def mqtt_source(topic: str, publish: Any = None, **config: Any) -> StreamingSource:
+    config.setdefault("log_path", str(LOGS / uuid.uuid4().hex))
     settings = {"platform": "mqtt", "host": HOST, "topic": topic, "timeout": 1, **config}
     if publish is not None and config.get("group"):
         publish.sessions.append(f"{config['group']}-{config.get('consumer', 'data-pipeline')}")
@@ -165,13 +171,10 @@ def test_bad_payload(broker: Any, topic: str, tmp_path: Path, mode: str) -> None
         with pytest.raises(ParseError, match="not an object") as info:
             src.ingest()
         assert topic in str(info.value)
-        # MQTT acknowledged the batch as it read it: the batch is kept, nothing is lost
-        (kept,) = tmp_path.glob("*.unprocessed-*.parquet")
-        assert str(kept) in str(info.value)
-        assert pl.read_parquet(kept)["payload"].to_list() == [
-            *(json.dumps({"n": i}).encode() for i in range(3)),
-            b"[1, 2]",
-        ]
+        # MQTT acknowledged the batch as it arrived, after logging it: the next read (here with
+        # the poison message skipped) reads it again from the log, so nothing is lost
+        src.settings.on_bad_rows = "skip"
+        assert src.ingest()["n"].to_list() == [0, 1, 2]
         return
     out = src.ingest()
     assert out["n"].to_list() == [0, 1, 2]

@@ -187,12 +187,15 @@ def test_start_id_new_only_and_sequence(js: JetStream) -> None:
 def test_state_path_continues_across_sources(js: JetStream, tmp_path: Path) -> None:
     seqs = js.publish(records(7))
     state = tmp_path / "nats.json"
-    first = nats_source(js.subject, max_messages=4, state_path=str(state)).ingest()
+    with nats_source(js.subject, max_messages=4, state_path=str(state)) as src:
+        first = src.ingest()
     assert first["_sequence"].to_list() == seqs[:4]
     assert json.loads(state.read_text())["positions"] == {js.subject: str(seqs[3])}
-    second = nats_source(js.subject, state_path=str(state)).ingest()  # a new process, in effect
+    with nats_source(js.subject, state_path=str(state)) as src:  # a new process, in effect
+        second = src.ingest()
     assert second["_sequence"].to_list() == seqs[4:]
-    assert nats_source(js.subject, state_path=str(state)).ingest().height == 0
+    with nats_source(js.subject, state_path=str(state)) as src:
+        assert src.ingest().height == 0
 
 
 def test_ingest_from_inside_a_running_event_loop(js: JetStream) -> None:
@@ -282,6 +285,7 @@ def test_ack_false_peeks_and_a_later_ack_consumes(js: JetStream) -> None:
     peek = nats_source(js.subject, group="p", ack=False)
     assert peek.ingest()["_sequence"].to_list() == seqs
     assert peek.ingest()["_sequence"].to_list() == seqs  # returned, not acknowledged
+    peek.close()
     take = nats_source(js.subject, group="p")
     assert take.ingest()["_sequence"].to_list() == seqs
     assert take.ingest().height == 0
@@ -301,6 +305,65 @@ def test_a_redelivery_within_one_batch_is_one_row(js: JetStream) -> None:
     batch = src.ingest()
     assert batch["_sequence"].to_list() == seqs
     assert src.ingest().height == 0
+
+
+def _held_longer_than_ack_wait(js: JetStream) -> list[int]:
+    """A live producer and batches held (processed, stored) longer than ack_wait before they
+    are acknowledged: the ``n`` of every row read, in order."""
+    import threading
+    import time
+
+    def produce() -> None:
+        for i in range(12):
+            js.publish([{"n": i}])
+            time.sleep(0.05)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    src = nats_source(
+        js.subject,
+        group="held",
+        timeout=0.4,
+        max_messages=12,
+        options={"consumer": {"ack_wait": 0.5}},
+    )
+    seen: list[int] = []
+    idle = reads = 0
+    while idle < 2 and reads < 8:
+        reads += 1
+        batch = src.ingest()
+        if not batch.height:
+            idle += 1
+            continue
+        idle = 0
+        seen += batch["n"].to_list()
+        time.sleep(0.8)  # the batch is processed for longer than ack_wait
+    src.close()
+    producer.join()
+    return seen
+
+
+def test_a_batch_held_longer_than_ack_wait_is_not_delivered_again(js: JetStream) -> None:
+    """While a batch waits for its commit the reader keeps it in progress (+WPI), and a copy
+    delivered anyway is dropped: every message is read once."""
+    assert sorted(_held_longer_than_ack_wait(js)) == list(range(12))
+
+
+def test_held_batch_check_catches_redeliveries(js: JetStream, monkeypatch: Any) -> None:
+    """The broken variant (no in-progress signal, no drop of copies): the same check reads
+    messages twice."""
+    from data_pipeline.ingestion.streaming import nats as platform
+
+    async def no_signal(self: Any) -> None:
+        return None
+
+    async def every_copy(self: Any, messages: list[Any]) -> list[Any]:
+        return messages
+
+    monkeypatch.setattr(platform.Reader, "_keep_in_progress", no_signal)
+    monkeypatch.setattr(platform.Reader, "_new_only", every_copy)
+    seen = _held_longer_than_ack_wait(js)
+    assert len(seen) > len(set(seen)) == 12
 
 
 def test_group_start_id_new_only(js: JetStream) -> None:

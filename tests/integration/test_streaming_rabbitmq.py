@@ -163,7 +163,8 @@ def test_payload_text_and_bytes(broker: Broker) -> None:
     queue = broker.queue()
     raw = [b"hello", "h\u00e9 \u2603".encode(), b"", b"\x00\xff\x10"]
     broker.publish(queue, raw)
-    as_bytes = rabbit_source(queue, payload="bytes", ack=False).ingest()
+    with rabbit_source(queue, payload="bytes", ack=False) as peek:  # returned at the end
+        as_bytes = peek.ingest()
     assert as_bytes.schema["payload"] == pl.Binary
     assert as_bytes["payload"].to_list() == raw
     as_text = rabbit_source(queue, payload="text", max_messages=3).ingest()
@@ -177,7 +178,7 @@ def test_bad_payload_follows_on_bad_rows(broker: Broker, tmp_path: Path, mode: s
     rejects = tmp_path / "rejects.csv"
     src = rabbit_source(queue, on_bad_rows=mode, reject_path=str(rejects))
     if mode == "error":
-        with pytest.raises(ParseError, match=rf"message '{ids[1]}' of '{queue}'"):
+        with pytest.raises(ParseError, match=rf"message '{ids[1]}' of '{queue}'"), src:
             src.ingest()
         assert broker.depth(queue) == 5  # nothing acknowledged
         return
@@ -206,8 +207,8 @@ def test_bad_payload_follows_on_bad_rows(broker: Broker, tmp_path: Path, mode: s
 def test_failure_before_ack_leaves_messages_in_the_queue(broker: Broker) -> None:
     queue = broker.queue()
     ids = broker.publish(queue, [{"n": 0}, {"n": 1}, b"oops", {"n": 3}])
-    with pytest.raises(ParseError, match="oops"):
-        rabbit_source(queue, on_bad_rows="error").ingest()
+    with pytest.raises(ParseError, match="oops"), rabbit_source(queue, on_bad_rows="error") as src:
+        src.ingest()
     assert broker.depth(queue) == 4
     again = rabbit_source(queue, on_bad_rows="skip").ingest()
     assert again["_id"].to_list() == [ids[0], ids[1], ids[3]]
@@ -221,6 +222,7 @@ def test_ack_false_peeks_and_a_later_ack_consumes(broker: Broker) -> None:
     peek = rabbit_source(queue, ack=False)
     assert peek.ingest()["_id"].to_list() == ids
     assert peek.ingest()["_id"].to_list() == ids
+    peek.close()  # returned, not acknowledged
     assert broker.depth(queue) == 4
     take = rabbit_source(queue, max_messages=3)
     taken = take.ingest()
@@ -232,12 +234,15 @@ def test_ack_false_peeks_and_a_later_ack_consumes(broker: Broker) -> None:
 # -- config and errors -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("key", "value"), [("group", "g"), ("state_path", "s.json"), ("start_id", "$")]
-)
-def test_positions_and_groups_are_refused(key: str, value: str) -> None:
-    src = rabbit_source("q", **{key: value})
-    with pytest.raises(ConfigError, match=f"'{key}' has no meaning for RabbitMQ"):
+def test_groups_are_refused() -> None:
+    with pytest.raises(ConfigError, match="'group' has no meaning for RabbitMQ"):
+        rabbit_source("q", group="g").ingest()
+
+
+@pytest.mark.parametrize(("key", "value"), [("state_path", "s.json"), ("start_id", "$")])
+def test_positions_are_refused_for_classic_queues(broker: Broker, key: str, value: str) -> None:
+    src = rabbit_source(broker.queue(), **{key: value})
+    with pytest.raises(ConfigError, match=f"'{key}' has no meaning for the classic queue"):
         src.ingest()
 
 

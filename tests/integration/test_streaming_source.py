@@ -64,22 +64,105 @@ def test_decode_json_fields(stream: tuple[Any, str]) -> None:
     assert out["doc__n"].to_list() == [0, 1, 2, 3, 4]
 
 
-def test_consumer_group_acks(stream: tuple[Any, str]) -> None:
+def test_consumer_group_acks_when_the_next_batch_is_asked_for(stream: tuple[Any, str]) -> None:
     client, key = stream
     group = "g1"
     a = redis_source(key, group=group, consumer="a", max_messages=2)
     b = redis_source(key, group=group, consumer="b", max_messages=10)
     assert a.ingest()["user"].to_list() == ["u0", "u1"]
     assert b.ingest()["user"].to_list() == ["u2", "u3", "u4"]
-    assert client.xpending(key, group)["pending"] == 0
+    # read on its own, a batch stays pending until the caller comes back for more
+    assert client.xpending(key, group)["pending"] == 5
     assert a.ingest().height == 0
+    assert client.xpending(key, group)["pending"] == 3
+    b.close()
+    assert client.xpending(key, group)["pending"] == 0
+    a.close()
+
+
+def test_group_rereads_its_pending_entries_after_a_crash(stream: tuple[Any, str]) -> None:
+    """A process that read a batch and died before acknowledging: the next one (same consumer)
+    reads those entries again, first."""
+    client, key = stream
+    first = redis_source(key, group="g", consumer="c", max_messages=3)
+    assert first.ingest()["user"].to_list() == ["u0", "u1", "u2"]
+    first.reader().close()  # dies: no acknowledgement
+    with redis_source(key, group="g", consumer="c", max_messages=10) as again:
+        assert again.ingest()["user"].to_list() == ["u0", "u1", "u2", "u3", "u4"]
+    assert client.xpending(key, "g")["pending"] == 0
+
+
+def test_group_claims_a_dead_consumers_entries(stream: tuple[Any, str]) -> None:
+    import time
+
+    client, key = stream
+    dead = redis_source(key, group="g", consumer="dead", max_messages=2)
+    assert dead.ingest()["user"].to_list() == ["u0", "u1"]
+    dead.reader().close()
+    time.sleep(0.3)
+    with redis_source(key, group="g", consumer="alive", claim_idle=0.2) as alive:
+        assert sorted(alive.ingest()["user"].to_list()) == ["u0", "u1", "u2", "u3", "u4"]
+    assert client.xpending(key, "g")["pending"] == 0
+
+
+def test_committed_entries_still_pending_are_dropped(stream: tuple[Any, str]) -> None:
+    """The process died between the checkpoint commit and XACK: the restored source
+    acknowledges the committed entries instead of delivering them again."""
+    client, key = stream
+    first = redis_source(key, group="g", consumer="c", max_messages=2)
+    first.restore(None)
+    assert first.ingest()["user"].to_list() == ["u0", "u1"]
+    committed = first.checkpoint_state()
+    first.reader().close()  # committed, then died before acknowledging
+    again = redis_source(key, group="g", consumer="c")
+    again.restore(committed)
+    out = again.ingest()
+    assert out["user"].to_list() == ["u2", "u3", "u4"]
+    assert again.get_metadata()["details"]["duplicates_dropped"] == 2
+    again.acknowledge()
+    again.close()
+    assert client.xpending(key, "g")["pending"] == 0
 
 
 def test_state_path_persists_position(stream: tuple[Any, str], tmp_path: Path) -> None:
     _, key = stream
     state = str(tmp_path / "pos.json")
-    assert redis_source(key, max_messages=4, state_path=state).ingest().height == 4
-    assert redis_source(key, state_path=state).ingest()["user"].to_list() == ["u4"]
+    with redis_source(key, max_messages=4, state_path=state) as first:
+        assert first.ingest().height == 4
+    with redis_source(key, state_path=state) as second:
+        assert second.ingest()["user"].to_list() == ["u4"]
+
+
+def test_state_path_not_saved_when_the_block_fails(stream: tuple[Any, str], tmp_path: Path) -> None:
+    _, key = stream
+    state = str(tmp_path / "pos.json")
+    with pytest.raises(RuntimeError), redis_source(key, max_messages=4, state_path=state) as src:
+        src.ingest()
+        raise RuntimeError("the batch was not processed")
+    with redis_source(key, state_path=state) as again:
+        assert again.ingest().height == 5
+
+
+def test_decode_json_bad_rows_follow_on_bad_rows(stream: tuple[Any, str], tmp_path: Path) -> None:
+    from data_pipeline.core.errors import ParseError
+
+    client, key = stream
+    client.xadd(key, {"user": "bad", "amount": "0", "doc": "{not json"})
+    client.xadd(key, {"user": "list", "amount": "0", "doc": "[1, 2]"})
+    with pytest.raises(ParseError, match="not JSON"):
+        redis_source(key, decode_json=["doc"]).ingest()
+    rejects = tmp_path / "rejects.csv"
+    src = redis_source(key, decode_json=["doc"], on_bad_rows="reject", reject_path=str(rejects))
+    out = src.ingest()
+    assert out["user"].to_list() == ["u0", "u1", "u2", "u3", "u4"]
+    assert out["doc__n"].to_list() == [0, 1, 2, 3, 4]
+    meta = src.get_metadata()
+    assert (meta["rows_in"], meta["rows_out"], meta["rows_rejected"]) == (7, 5, 2)
+    import polars as pl
+
+    rejected = pl.read_csv(rejects)
+    assert rejected["raw"].to_list() == ["{not json", "[1, 2]"]
+    assert "not an object" in rejected["reason"][1]
 
 
 def test_connection_error() -> None:

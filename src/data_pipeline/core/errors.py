@@ -19,6 +19,8 @@ inherit the builtin a caller would naturally catch (``KeyError``, ``ValueError``
     │   └── ColumnNotFoundError (KeyError)        a column a step needs is missing
     ├── InputTypeError (TypeError)                 an input that is not a supported data frame
     ├── UnsupportedOperationError (NotImplementedError)  an engine cannot do an operation
+    ├── CheckpointError                           a stream checkpoint is unreadable or was
+    │                                             committed by another run meanwhile
     ├── IngestionError
     │   ├── IngestionConnectionError, IngestionAuthenticationError, IngestionTimeoutError
     │   └── ParseError (ValueError)               a body or file that cannot be parsed
@@ -41,6 +43,7 @@ __all__ = [
     "AuthenticationError",
     "BatchProcessingError",
     "ChartRenderingError",
+    "CheckpointError",
     "ColumnNotFoundError",
     "ConfigError",
     "DashboardRenderingError",
@@ -167,6 +170,10 @@ class InputTypeError(DataPipelineError, TypeError):
 
 class UnsupportedOperationError(DataPipelineError, NotImplementedError):
     """An engine or backend cannot perform an operation; the hint says what to use instead."""
+
+
+class CheckpointError(DataPipelineError):
+    """A checkpoint cannot be read, or another run of the same job committed meanwhile."""
 
 
 # -- one subtree per layer ------------------------------------------------------------------

@@ -49,6 +49,7 @@ from data_pipeline.ingestion.http.paginators import (
     Paginator,
     SinglePagePaginator,
     paginate,
+    query_value,
 )
 
 if TYPE_CHECKING:
@@ -213,7 +214,7 @@ class RESTAPISource(DataSource):
         if request.params:  # httpx replaces the URL's own query with params: merge them instead
             target = httpx.URL(url)
             kwargs["params"] = target.params.merge(
-                {k: _param(v) for k, v in request.params.items()}
+                {k: query_value(v) for k, v in request.params.items()}
             )
             url = str(target.copy_with(query=None))
         if request.json is not None:
@@ -231,7 +232,7 @@ class RESTAPISource(DataSource):
 
         where = self._where(response)
         content = response.content
-        digest = hashlib.blake2b(content, digest_size=16).digest()
+        digest = hashlib.sha1(content, usedforsecurity=False).digest()  # equal pages, not secrecy
         if not content.strip() or response.status_code == 204:
             return Page(pl.DataFrame(), None, response.headers, str(response.url), digest)
         body = None
@@ -410,14 +411,6 @@ def _at_or_after(column: str, boundary: Any, frame: pl.DataFrame) -> pl.Expr:
     except Exception:  # a boundary of another type: only the last value's rows
         return col == pl.lit(frame[column].max(), dtype=dtype)
     return col >= pl.lit(boundary).cast(dtype)
-
-
-def _param(value: Any) -> Any:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return ""
-    return value
 
 
 def _parse_time(value: Any) -> datetime | None:

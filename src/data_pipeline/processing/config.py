@@ -69,5 +69,8 @@ batch_processor_config: dict[str, Any] = {
 stream_processor_config: dict[str, Any] = {
     "emit": "final",
     "allowed_lateness": "5m",
+    "max_out_of_orderness": "1h",
+    "partition_column": None,
+    "idle_timeout": "5m",
     "output": "native",
 }

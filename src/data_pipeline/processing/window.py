@@ -1,14 +1,14 @@
-"""WindowedAggregator: tumbling and sliding time windows with DataAggregator's aggregations."""
+"""WindowedAggregator: tumbling, sliding and session windows over event or processing time."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import narwhals as nw
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
@@ -19,7 +19,15 @@ from data_pipeline.processing._expr import SqlExpression
 from data_pipeline.processing.aggregate import SortKey, parse_sort, sort_frame
 from data_pipeline.processing.base import DataProcessor
 
-__all__ = ["WindowedAggregator", "WindowedAggregatorConfig", "parse_duration"]
+__all__ = [
+    "PROCESSING_TIME",
+    "WindowedAggregator",
+    "WindowedAggregatorConfig",
+    "parse_duration",
+]
+
+#: The column that holds the processing time of each row (``time: processing``).
+PROCESSING_TIME = "__dp_processing_time"
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -56,9 +64,18 @@ def _as_list(value: Any) -> Any:
 class WindowedAggregatorConfig(ConfigModel):
     """Config of :class:`WindowedAggregator` (see its docstring)."""
 
-    time_column: str
-    window: str
+    time_column: str | None = None
+    """The event-time column (a timestamp); omitted with ``time: processing``."""
+    time: Literal["event", "processing"] = "event"
+    """``event``: windows of ``time_column``; ``processing``: of the moment each row is
+    processed (in a stream: when its micro-batch arrives)."""
+    window: str | None = None
+    """Tumbling (or, with ``slide``, sliding) window length, e.g. ``10s``, ``15m``, ``1h``."""
     slide: str | None = None
+    """Sliding windows: a window starts every ``slide`` (``window`` must be a multiple)."""
+    session_gap: str | None = None
+    """Session windows instead of ``window``: a session of a group ends when no row follows
+    within this gap."""
     group_by: list[str] = Field(default_factory=list)
     aggregations: dict[str, Any]
     having: str | None = None
@@ -69,12 +86,29 @@ class WindowedAggregatorConfig(ConfigModel):
 
     _lists = field_validator("group_by", "order_by", mode="before")(_as_list)
 
-    @field_validator("window", "slide")
+    @field_validator("window", "slide", "session_gap")
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
         if value is not None:
             parse_duration(value)
         return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> WindowedAggregatorConfig:
+        if (self.window is None) == (self.session_gap is None):
+            raise ValueError(
+                "give either window (tumbling; with slide: sliding) or session_gap (sessions)"
+            )
+        if self.slide is not None and self.session_gap is not None:
+            raise ValueError("slide is for sliding windows; session windows take session_gap only")
+        if self.time == "event" and not self.time_column:
+            raise ValueError("time_column is required for event-time windows (time: event)")
+        if self.time == "processing" and self.time_column:
+            raise ValueError(
+                "time_column is for event time; with time: processing each row gets the time "
+                "it is processed (omit time_column)"
+            )
+        return self
 
 
 class WindowedAggregator(DataProcessor):
@@ -83,13 +117,23 @@ class WindowedAggregator(DataProcessor):
     Tumbling windows (``window`` only) cut time into ``[start, start + window)`` intervals
     aligned on the Unix epoch (a ``"1d"`` window starts at midnight UTC). Sliding (hopping)
     windows add ``slide``: a window of that length starts every ``slide``, so each row counts in
-    ``window / slide`` windows (``window`` must be a multiple of ``slide``). Durations: a number
-    and ``s``, ``m``, ``h`` or ``d``. The aggregations, ``having``, ``sort`` and ``order_by`` are
-    those of :class:`DataAggregator` (the same code). Output: the group keys, ``window_start``,
+    ``window / slide`` windows (``window`` must be a multiple of ``slide``). Session windows
+    (``session_gap`` instead of ``window``) group the rows of each group that follow each other
+    within the gap: a session runs from its first row's time to its last row's time plus the
+    gap, and a row more than the gap after the previous one starts a new session. Durations: a
+    number and ``s``, ``m``, ``h`` or ``d``.
+
+    ``time: event`` (default) windows the ``time_column``; ``time: processing`` windows the
+    moment each row is processed (in a :class:`StreamProcessor`: when its micro-batch
+    arrives), and takes no ``time_column``.
+
+    The aggregations, ``having``, ``sort`` and ``order_by`` are those of
+    :class:`DataAggregator` (the same code). Output: the group keys, ``window_start``,
     ``window_end``, then the aggregates, sorted by window start and the keys. Rows with a null
-    timestamp belong to no window. DuckDB truncates only to one unit (``1h``, ``1d``); for
-    ``15m`` on DuckDB use a Polars frame. The streaming form (:class:`StreamProcessor`) uses this
-    same definition and keeps the partial aggregates between micro-batches.
+    timestamp belong to no window (a :class:`StreamProcessor` routes them to its rejects).
+    DuckDB truncates only to one unit (``1h``, ``1d``); for ``15m`` on DuckDB use a Polars
+    frame. The streaming form (:class:`StreamProcessor`) uses this same definition and keeps
+    the partial aggregates of each slide-sized pane (or session) between micro-batches.
 
     Example:
         >>> import datetime as dt
@@ -103,6 +147,14 @@ class WindowedAggregator(DataProcessor):
         ...                    "amount": [5.0]})
         >>> [(r[1].strftime("%H:%M"), r[3]) for r in windows.process(df).rows()]
         [('09:30', 5.0), ('10:00', 5.0)]
+        >>> sessions = WindowedAggregator(name="visits", config={
+        ...     "time_column": "ts", "session_gap": "30m", "aggregations": {"*": "count"}})
+        >>> t = dt.datetime(2024, 1, 1, 9, 0)
+        >>> clicks = pl.DataFrame({"ts": [t, t + dt.timedelta(minutes=20),
+        ...                               t + dt.timedelta(hours=2)]})
+        >>> [(r[0].strftime("%H:%M"), r[1].strftime("%H:%M"), r[2])
+        ...  for r in sessions.process(clicks).rows()]
+        [('09:00', '09:50', 2), ('11:00', '11:30', 1)]
     """
 
     config_model = WindowedAggregatorConfig
@@ -112,10 +164,19 @@ class WindowedAggregator(DataProcessor):
         super().__init__(name, config)
         s = self.settings
         self.group_by: list[str] = list(s.group_by)
-        self.time_column = s.time_column
-        self.window_count, self.window_unit, self.window = parse_duration(s.window)
+        self.processing_time = s.time == "processing"
+        self.time_column: str = PROCESSING_TIME if self.processing_time else str(s.time_column)
         self.slide: dt.timedelta | None = None
-        self.step_count, self.step_unit = self.window_count, self.window_unit
+        self.gap: dt.timedelta | None = None
+        if s.session_gap is not None:
+            self.kind: Literal["tumbling", "sliding", "session"] = "session"
+            _, _, self.gap = parse_duration(s.session_gap)
+            self.window_count, self.window_unit, self.window = 0, "s", dt.timedelta(0)
+            self.step_count, self.step_unit = 0, "s"
+        else:
+            self.kind = "tumbling" if s.slide is None else "sliding"
+            self.window_count, self.window_unit, self.window = parse_duration(str(s.window))
+            self.step_count, self.step_unit = self.window_count, self.window_unit
         if s.slide is not None:
             self.step_count, self.step_unit, self.slide = parse_duration(s.slide)
             if self.window % self.slide:
@@ -151,8 +212,19 @@ class WindowedAggregator(DataProcessor):
         """The grouping keys of the aggregation: the group columns and the window start."""
         return [*self.group_by, self.settings.start_column]
 
+    @property
+    def pane(self) -> dt.timedelta:
+        """The pane: the slide of sliding windows, the window of tumbling ones (not sessions)."""
+        return self.slide if self.slide is not None else self.window
+
+    @property
+    def pane_step(self) -> str:
+        """The pane as a truncation step (``"10s"``)."""
+        return f"{self.step_count}{self.step_unit}"
+
     def required_columns(self, columns: Sequence[str]) -> list[str]:
-        needed = [self.time_column, *[c for c in self.group_by if c != self.time_column]]
+        needed = [] if self.processing_time else [self.time_column]
+        needed += [c for c in self.group_by if c not in needed]
         for plan in self.plans:
             needed.extend(c for c in plan.reads if c not in needed)
         return needed
@@ -163,11 +235,17 @@ class WindowedAggregator(DataProcessor):
 
     # -- the shared definition (batch and stream) ------------------------------------------
 
-    def assign_windows(self, frame: Any) -> Any:
-        """Rows with their ``window_start`` (a row is repeated once per sliding window)."""
-        start = self.settings.start_column
-        step = f"{self.step_count}{self.step_unit}"
-        if engine_of(frame) == "duckdb" and self.step_count != 1:
+    def stamp(self, frame: Any, now: dt.datetime | None = None) -> Any:
+        """``time: processing``: the frame with the processing time (``now``, UTC) per row."""
+        if not self.processing_time:
+            return frame
+        moment = now if now is not None else dt.datetime.now(dt.timezone.utc)
+        return frame.with_columns(nw.lit(moment).alias(PROCESSING_TIME))
+
+    def check_engine(self, frame: Any) -> None:
+        """DuckDB truncates timestamps to one unit only: refuse other pane sizes there."""
+        step = self.pane_step
+        if self.kind != "session" and engine_of(frame) == "duckdb" and self.step_count != 1:
             raise UnsupportedOperationError(
                 f"the engine 'duckdb' cannot cut windows of {step!r}: it truncates timestamps to "
                 "one unit only",
@@ -175,34 +253,87 @@ class WindowedAggregator(DataProcessor):
                 hint="use a window/slide of 1s, 1m, 1h or 1d on DuckDB, or pass a Polars frame "
                 "(e.g. relation.pl())",
             )
-        frame = frame.filter(~nw.col(self.time_column).is_null())
+
+    def pane_start(self, frame: Any, name: str) -> Any:
+        """``frame`` with ``name`` = the start of the pane (slide-sized) each row falls in."""
+        self.check_engine(frame)
         if engine_of(frame) == "pyspark":
             # Narwhals truncates on Spark to one unit only and date_trunc turns a naive timestamp
             # into a zoned one; Spark's window() cuts any step and keeps the type
-            frame = _spark_window_start(frame, self.time_column, start, step)
-            base = nw.col(start)
-        else:
-            base = nw.col(self.time_column).dt.truncate(step)
+            return _spark_window_start(frame, self.time_column, name, self.pane_step)
+        return frame.with_columns(nw.col(self.time_column).dt.truncate(self.pane_step).alias(name))
+
+    def assign_windows(self, frame: Any) -> Any:
+        """Rows with their ``window_start`` (a row is repeated once per sliding window).
+
+        The batch form of tumbling and sliding windows (the stream keeps panes instead).
+        """
+        start = self.settings.start_column
+        frame = self.pane_start(frame.filter(~nw.col(self.time_column).is_null()), start)
         if self.slide is None:
-            return frame.with_columns(base.alias(start))
+            return frame
         copies = int(self.window / self.slide)
+        base = nw.col(start)
         parts = [frame.with_columns((base - self.slide * j).alias(start)) for j in range(copies)]
         return nw.concat(parts, how="vertical")
+
+    def session_ids(self, frame: Any, name: str) -> Any:
+        """Rows (non-null time) with ``name``: the number of their session within their group.
+
+        A row starts a new session when it is the group's first or comes more than the gap
+        after the previous row of the group (by time).
+        """
+        time = nw.col(self.time_column)
+        frame = frame.filter(~time.is_null())
+        keys = self.group_by
+        prev = time.shift(1).over(*keys, order_by=self.time_column) if keys else time.shift(1)
+        new = (prev.is_null() | ((time - prev) > self.gap)).cast(nw.Int64)
+        if not keys:
+            frame = frame.sort(self.time_column)
+        frame = frame.with_columns(new.alias(name))
+        ids = nw.col(name).cum_sum()
+        return frame.with_columns(
+            (ids.over(*keys, order_by=self.time_column) if keys else ids).alias(name)
+        )
 
     def finish(self, aggregated: Any) -> Any:
         """Add ``window_end``, order the columns, apply ``having`` and ``sort``."""
         s = self.settings
-        result = aggregated.with_columns(
-            (nw.col(s.start_column) + self.window).alias(s.end_column)
-        ).select(self.output_columns([]))
+        if s.end_column not in aggregated.columns:
+            aggregated = aggregated.with_columns(
+                (nw.col(s.start_column) + self.window).alias(s.end_column)
+            )
+        result = aggregated.select(self.output_columns([]))
         if self.having is not None:
             result = result.filter(self.having.to_narwhals(predicate=True))
         return sort_frame(result, self.sort_keys)
 
     def _apply_frame(self, frame: Any, op: Operation) -> Any:
-        windowed = self.assign_windows(frame)
-        aggregated = aggregate_frame(windowed, self.keys, self.plans, component=self.label)
-        op.details["window"] = self.settings.window
-        if self.settings.slide:
-            op.details["slide"] = self.settings.slide
-        return self.finish(aggregated)
+        s = self.settings
+        frame = self.stamp(frame)
+        op.details["window"] = s.window or f"session gap {s.session_gap}"
+        if s.slide:
+            op.details["slide"] = s.slide
+        if self.kind != "session":
+            windowed = self.assign_windows(frame)
+            aggregated = aggregate_frame(windowed, self.keys, self.plans, component=self.label)
+            return self.finish(aggregated)
+        if engine_of(frame) == "pyarrow":  # Narwhals has no ordered window functions there
+            result = self._apply_frame(nw.from_native(frame.to_polars()), op)
+            return nw.from_native(result.to_native().to_arrow())
+        sid = "__dp_session"
+        bounds = [
+            AggPlan(self.time_column, "min", s.start_column),
+            AggPlan(self.time_column, "max", "__dp_session_last"),
+        ]
+        aggregated = aggregate_frame(
+            self.session_ids(frame, sid),
+            [*self.group_by, sid],
+            [*bounds, *self.plans],
+            component=self.label,
+        )
+        assert self.gap is not None
+        ended = aggregated.with_columns(
+            (nw.col("__dp_session_last") + self.gap).alias(s.end_column)
+        )
+        return self.finish(ended)

@@ -17,6 +17,7 @@ from data_pipeline.core.errors import (
     StorageSchemaError,
 )
 from data_pipeline.core.frames import to_arrow, to_polars
+from data_pipeline.core.sql.dialects import Dialect, check_name
 from data_pipeline.core.sql_errors import NO_USER, STORAGE, first_lines, translate_db_error
 
 if TYPE_CHECKING:
@@ -51,26 +52,17 @@ __all__ = [
 
 def check_identifier(name: object, *, what: str = "table", component: str | None = None) -> str:
     """A non-empty identifier without NUL bytes; anything else (quotes, ``;``, ``--``) is kept verbatim."""
-    if not isinstance(name, str) or not name or "\x00" in name:
-        raise ConfigError(
-            f"invalid {what} name {name!r}",
-            component=component,
-            hint=f"a {what} name is a non-empty string without NUL characters",
-        )
-    return name
+    return check_name(name, what, component)
 
 
 def quote_ident(name: str, quote: str = '"') -> str:
     """Quote an SQL identifier: the quote character inside is doubled, so the name is kept verbatim."""
-    check_identifier(name, what="identifier")
-    return quote + name.replace(quote, quote * 2) + quote
+    return Dialect("generic", quote).quote(name)
 
 
 def quote_qualified(table: str, schema: str | None = None, quote: str = '"') -> str:
     """``"schema"."table"`` (or ``"table"``), each part quoted."""
-    if schema:
-        return f"{quote_ident(schema, quote)}.{quote_ident(table, quote)}"
-    return quote_ident(table, quote)
+    return Dialect("generic", quote).qualified(table, schema)
 
 
 def as_polars(data: Any) -> pl.DataFrame:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from data_pipeline.core.component import Component
 from data_pipeline.core.errors import ConfigError, StorageError
 from data_pipeline.core.frames import convert_output, row_count, to_narwhals
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from data_pipeline.core.checkpoint import Checkpoint
 
 __all__ = ["IF_EXISTS", "IfExists", "StorageSystem", "StoreResult"]
 
@@ -122,6 +127,37 @@ class StorageSystem(Component):
             out = convert_output(data, output, component=self.label)
             op.rows_out = row_count(to_narwhals(out))
             return out
+
+    # -- transactions and checkpoints (core/checkpoint.py) ---------------------------------------
+
+    def supports_transactions(self) -> bool:
+        """Whether :meth:`transaction` can hold this storage's writes and a checkpoint."""
+        return False
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        """One atomic unit: every ``store()`` inside the ``with`` block joins it, and the whole
+        lands or nothing does. The object it yields writes a stream job's checkpoint in the same
+        commit (``save_checkpoint``). Backends that cannot do this raise
+        :class:`UnsupportedOperationError`.
+
+        Example:
+            >>> with warehouse.transaction():          # doctest: +SKIP
+            ...     warehouse.store(orders, "orders", if_exists="append")
+            ...     warehouse.store(totals, "totals", if_exists="upsert")
+        """
+        from data_pipeline.core.errors import UnsupportedOperationError
+
+        raise UnsupportedOperationError(
+            f"{type(self).__name__} cannot store several writes and a checkpoint atomically",
+            component=self.label,
+            hint="keep the checkpoint in a DataWarehouseStorage (DuckDB, Delta), a "
+            "RelationalDBStorage or a local FileSystemStorage, or in a folder (checkpoint.path)",
+        )
+
+    def load_checkpoint(self, name: str) -> Checkpoint | None:
+        """The checkpoint ``name`` committed with this storage's data (None: none yet)."""
+        self.transaction()  # raises where checkpoints are not supported
+        return None  # pragma: no cover
 
     def _apply_schema(self, schema: Any, data: Any, options: dict[str, Any]) -> Any:
         """Check ``data`` against a registered Schema (every violation at once), then cast to it."""

@@ -27,6 +27,7 @@ from data_pipeline.core.errors import (
     StorageSchemaError,
     UnsupportedOperationError,
 )
+from data_pipeline.core.files import fix_csv_header, resolve_inside, target_lock
 from data_pipeline.core.frames import to_polars
 from data_pipeline.storage._common import (
     ColumnList,
@@ -35,6 +36,7 @@ from data_pipeline.storage._common import (
     not_found_error,
     reject_unknown_options,
 )
+from data_pipeline.storage._values import Holds, check_holdable
 from data_pipeline.storage.base import StorageSystem, StoreResult
 
 if TYPE_CHECKING:
@@ -70,6 +72,19 @@ DEFAULT_COMPRESSION = {
     "ipc": "uncompressed",
 }
 _TEXT_SUFFIX = {"gzip": ".gz", "zstd": ".zst"}
+# Text formats keep values, not types: what their readers cannot give back is refused.
+TEXT_HOLDS = {
+    "csv": Holds(
+        "CSV files",
+        time_unit="us",  # readers parse timestamps to microseconds
+        clock_unit="us",
+        binary=False,
+        duration=False,
+        decimal_as_float=True,
+        nested=False,
+    ),
+    "jsonl": Holds("JSON Lines files", nan_inf=False, binary=False, duration=False),
+}
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _FILE_MODES = "'replace' or 'append', or choose another name"
 
@@ -227,6 +242,12 @@ class FileSystemStorage(StorageSystem):
         assert cfg.compression is not None
         rel = self._relative(target, cfg.format, cfg.compression)
         frame = self._frame(data)
+        if cfg.format in TEXT_HOLDS:  # text formats are written from a collected frame anyway
+            import polars as pl
+
+            if isinstance(frame, pl.LazyFrame):
+                frame = frame.collect()
+            check_holdable(frame, TEXT_HOLDS[cfg.format], component=self.label)
         if cfg.partition_by:
             from data_pipeline.core.frames import require_columns
 
@@ -258,34 +279,40 @@ class FileSystemStorage(StorageSystem):
     ) -> StoreResult:
         assert cfg.compression is not None
         base = self._local_base()
-        path = os.path.join(base, rel + self._extension(cfg.format, cfg.compression))
+        # symbolic links resolved (and refused if they leave base_path) before anything is made
+        path = str(
+            resolve_inside(
+                base, rel + self._extension(cfg.format, cfg.compression), component=self.label
+            )
+        )
         parent = os.path.dirname(path)
         os.makedirs(parent, exist_ok=True)
-        self._inside_base(parent)
-        _sweep(parent, os.path.basename(path), keep=None)
-        exists = os.path.lexists(path)
-        if exists and if_exists == "fail":
-            raise already_exists_error(repr(path), component=self.label, modes=_FILE_MODES)
-        tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
-        try:
-            if exists and if_exists == "append":
-                rows = self._append_file(frame, path, tmp, cfg)
-            else:
-                rows = _write(frame, tmp, cfg)
-            if cfg.fsync:
-                _fsync(tmp)
-            os.replace(tmp, path)
-            if cfg.fsync:
-                _fsync_dir(parent)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-            raise
+        leaf = os.path.basename(path)
+        with target_lock(parent):  # writers in this folder wait for each other
+            leftovers = _sweep(parent, leaf, keep=None)
+            exists = os.path.lexists(path)
+            if exists and if_exists == "fail":
+                raise already_exists_error(repr(path), component=self.label, modes=_FILE_MODES)
+            tmp = os.path.join(parent, f".{leaf}.tmp-{uuid.uuid4().hex}")
+            try:
+                if exists and if_exists == "append":
+                    rows = self._append_file(frame, path, tmp, cfg)
+                else:
+                    rows = _write(frame, tmp, cfg)
+                if cfg.fsync:
+                    _fsync(tmp)
+                os.replace(tmp, path)
+                if cfg.fsync:
+                    _fsync_dir(parent)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.remove(tmp)
+                raise
         return StoreResult(
             target=path,
             rows=rows,
             bytes=os.path.getsize(path),
-            details={"format": cfg.format, "if_exists": if_exists},
+            details={"format": cfg.format, "if_exists": if_exists, "leftovers_removed": leftovers},
         )
 
     def _append_file(
@@ -296,7 +323,7 @@ class FileSystemStorage(StorageSystem):
 
         if cfg.format in ("csv", "jsonl"):
             if cfg.format == "csv":
-                existing = pl.read_csv(path, n_rows=0).columns
+                existing = fix_csv_header(pl.read_csv(path, n_rows=0).columns)
                 names = frame.collect_schema().names()
                 check_columns_match(existing, names, target=path, component=self.label)
                 frame = frame.select(existing)
@@ -341,14 +368,38 @@ class FileSystemStorage(StorageSystem):
         cfg: FileSystemStorageConfig,
     ) -> StoreResult:
         """A hive-partitioned directory: build a new version, then swap the name's link to it."""
-        import polars as pl
 
         base = self._local_base()
-        link = os.path.join(base, rel)
-        parent, leaf = os.path.split(link)
+        head, leaf = os.path.split(rel)
+        parent = str(resolve_inside(base, head or ".", component=self.label))
+        link = os.path.join(parent, leaf)
         os.makedirs(parent, exist_ok=True)
-        self._inside_base(parent)
-        _sweep(parent, leaf, keep=os.path.realpath(link) if os.path.islink(link) else None)
+        with target_lock(parent):
+            return self._store_dataset_locked(frame, link, if_exists, cfg)
+
+    def _store_dataset_locked(
+        self,
+        frame: pl.DataFrame | pl.LazyFrame,
+        link: str,
+        if_exists: str,
+        cfg: FileSystemStorageConfig,
+    ) -> StoreResult:
+        import polars as pl
+
+        parent, leaf = os.path.split(link)
+        current = None
+        if os.path.islink(link):
+            current = os.path.realpath(link)
+            if os.path.dirname(current) != os.path.realpath(parent) or not os.path.basename(
+                current
+            ).startswith(f".{leaf}.v-"):
+                raise ConfigError(
+                    f"dataset {link!r} is a symbolic link to {current!r}, which this storage "
+                    "did not write",
+                    component=self.label,
+                    hint="remove the link or choose another name",
+                )
+        leftovers = _sweep(parent, leaf, keep=current)
         exists = os.path.lexists(link)
         if exists and if_exists == "fail":
             raise already_exists_error(f"dataset {link!r}", component=self.label, modes=_FILE_MODES)
@@ -397,6 +448,7 @@ class FileSystemStorage(StorageSystem):
                 "format": cfg.format,
                 "if_exists": if_exists,
                 "partition_by": cfg.partition_by,
+                "leftovers_removed": leftovers,
             },
         )
 
@@ -566,7 +618,7 @@ class FileSystemStorage(StorageSystem):
                 if cfg.compression != "uncompressed":
                     return _read(handle, cfg.format).lazy()
             if cfg.format == "csv":
-                return pl.scan_csv(path, try_parse_dates=True)
+                return _named(pl.scan_csv(path, try_parse_dates=True))
             return pl.scan_ndjson(path)
         if os.path.isdir(dataset):
             self._inside_base(dataset)
@@ -675,8 +727,16 @@ def _read(handle: Any, fmt: str) -> pl.DataFrame:
     if fmt == "ipc":
         return pl.read_ipc(handle)
     if fmt == "csv":
-        return pl.read_csv(handle, try_parse_dates=True)
+        frame = pl.read_csv(handle, try_parse_dates=True)
+        return frame.rename(dict(zip(frame.columns, fix_csv_header(frame.columns), strict=True)))
     return pl.read_ndjson(handle)
+
+
+def _named(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """A CSV scan with the header's names as written (see :func:`fix_csv_header`)."""
+    names = frame.collect_schema().names()
+    fixed = fix_csv_header(names)
+    return frame if fixed == names else frame.rename(dict(zip(names, fixed, strict=True)))
 
 
 def _count(frame: pl.LazyFrame) -> int:
@@ -737,38 +797,35 @@ def _merge_tree(source: str, dest: str, *, prefix: str) -> None:
             os.replace(os.path.join(root, f), os.path.join(out, f"part-{prefix}-{f}"))
 
 
-STALE_SECONDS = 3600.0
+def _sweep(parent: str, leaf: str, *, keep: str | None) -> list[str]:
+    """Remove what killed writers left beside ``leaf`` (temporary files, unused versions).
 
-
-def _sweep(parent: str, leaf: str, *, keep: str | None) -> None:
-    """Remove what crashed writers left beside ``leaf`` (temporary files, unused versions).
-
-    Only entries older than an hour are touched, so that a concurrent writer's files survive.
+    Called with the target's lock held (:func:`target_lock`): every writer of this target holds
+    it while its temporary files exist, so any found now belong to a writer that is gone.
+    Returns the names removed (reported in the store's metadata).
     """
-    import time
-
     prefix = f".{leaf}."
-    markers = (".tmp-", ".v-", ".in-", ".lnk-")
+    markers = (".tmp-", ".v-", ".in-", ".lnk-", ".old-")
     try:
         entries = list(os.scandir(parent))
     except OSError:
-        return
-    now = time.time()
+        return []
+    removed = []
     for entry in entries:
         name = entry.name
         if not name.startswith(prefix) or not any(m in name[len(prefix) - 1 :] for m in markers):
             continue
         try:
-            if now - entry.stat(follow_symlinks=False).st_mtime < STALE_SECONDS:
-                continue
             if keep is not None and os.path.realpath(entry.path) == keep:
                 continue
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path, ignore_errors=True)
             else:
                 os.remove(entry.path)
+            removed.append(name)
         except OSError:
             continue
+    return sorted(removed)
 
 
 def _fsync(path: str) -> None:

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import string
@@ -28,6 +30,7 @@ from data_pipeline.core.errors import (
     StorageError,
     StorageSchemaError,
 )
+from data_pipeline.core.files import check_file_name, target_lock
 from data_pipeline.core.secrets import redact_text
 from data_pipeline.storage._common import (
     ColumnList,
@@ -43,6 +46,16 @@ from data_pipeline.storage._common import (
     require_key_columns,
     require_upsert_key,
 )
+from data_pipeline.storage._values import (
+    Holds,
+    check_holdable,
+    documents,
+    from_documents,
+    from_text,
+    schema_bytes,
+    schema_from_bytes,
+    text_columns,
+)
 from data_pipeline.storage.base import IfExists, StorageSystem, StoreResult
 
 if TYPE_CHECKING:
@@ -51,6 +64,15 @@ if TYPE_CHECKING:
 __all__ = ["NoSQLDBStorage", "NoSQLDBStorageConfig"]
 
 _DEFAULT_PORTS = {"mongodb": 27017, "redis": 6379}
+STAGE_PREFIX = "__dp_stage_"
+_MONTY_EXT = ".collection"  # montydb's SQLite engine: one file per collection
+SCHEMAS = "__dp_schema"  # one document per collection: the polars schema its data was stored with
+
+# BSON: datetimes in milliseconds, signed 64-bit integers, Decimal128 (34 digits).
+DOCUMENT_HOLDS = Holds("BSON documents", time_unit="ms", uint64=False, decimal_digits=34)
+# JSON values: no NaN/infinity, no bytes; durations have no agreed text form.
+JSON_HOLDS = Holds("JSON values", nan_inf=False, binary=False, duration=False)
+HASH_HOLDS = Holds("Redis hashes")
 
 
 class NoSQLDBStorageConfig(ServerConfig):
@@ -246,92 +268,241 @@ class NoSQLDBStorage(StorageSystem):
             component=self.label,
         )
         check_identifier(target, what="collection", component=self.label)
+        if self.settings.db_type == "embedded":  # a collection is a file: one plain name
+            check_file_name(target, what="collection", component=self.label)
+        if target.startswith("__dp_"):
+            raise ConfigError(
+                f"collection name {target!r} is reserved (the store's own records)",
+                component=self.label,
+                hint="choose a name that does not start with '__dp_'",
+            )
         key = primary_key(options, self.settings.primary_key)
         frame = as_polars(data)
         if key:
             require_key_columns(key, frame.columns, what=repr(target), component=self.label)
             check_unique_key(frame, key, target, self.label)
+        details: dict[str, Any] = {"db_type": self.settings.db_type}
         if self.settings.db_type == "redis":
-            action = self._store_redis(
+            details["action"] = self._store_redis(
                 frame, target, if_exists, key, options.get("ttl", self.settings.ttl)
             )
         else:
             require_upsert_key(if_exists, key, component=self.label)
-            action = self._store_documents(frame, target, if_exists, key)
+            action, leftovers = self._store_documents(frame, target, if_exists, key)
+            details.update(action=action, leftovers_dropped=leftovers)
         return StoreResult(
             target=target,
             rows=int(frame.height),
             bytes=int(frame.estimated_size()),
-            details={"action": action, "db_type": self.settings.db_type},
+            details=details,
         )
 
     def _store_documents(
         self, frame: pl.DataFrame, target: str, if_exists: str, key: list[str] | None
-    ) -> str:
-        db = self._database()
-        embedded = self.settings.db_type == "embedded"
-        present = target in db.list_collection_names()
-        exists = present and db[target].count_documents({}, limit=1) > 0
-        if exists and if_exists == "fail":
-            raise already_exists_error(
-                f"collection {target!r}", where=self.where(), component=self.label
+    ) -> tuple[str, list[str]]:
+        """Every mode builds the collection's new content in a staging collection and swaps
+        it in: MongoDB renames it over the target (``dropTarget``); the embedded store (SQLite
+        files) renames the staging file over the collection's file, or moves the collection in
+        memory. A reader, or a crash, sees the old collection or the new one."""
+        check_holdable(frame, DOCUMENT_HOLDS, component=self.label)
+        bad = [c for c in frame.columns if "." in c or c.startswith("$")]
+        if bad:
+            raise StorageSchemaError(
+                f"column name {bad[0]!r} cannot be a document field: field names with '.' or "
+                "a leading '$' read as paths and operators in queries",
+                component=self.label,
+                hint="rename the column (e.g. frame.rename({...})) before storing",
             )
-        docs = _documents(frame)
-        step = self.settings.batch_size
-        try:
-            if if_exists == "replace" or not exists:
-                if embedded:  # montydb has no rename: clear, then insert
-                    if present:
-                        db[target].delete_many({})
-                    for i in range(0, len(docs), step):
-                        db[target].insert_many(docs[i : i + step])
+        docs = documents(frame)
+        db = self._database()
+        with self._collection_lock(db):
+            leftovers = self._drop_leftovers(db, target)
+            present = target in db.list_collection_names()
+            exists = present and db[target].count_documents({}, limit=1) > 0
+            if exists and if_exists == "fail":
+                raise already_exists_error(
+                    f"collection {target!r}", where=self.where(), component=self.label
+                )
+            stage = f"{_stage_prefix(target)}{uuid.uuid4().hex[:12]}"
+            try:
+                if if_exists == "replace" or not exists:
+                    action = "replaced" if exists else "created"
+                    self._fill_stage(db, stage, target if present else None, key, docs, copy=False)
+                elif if_exists == "append":
+                    action = "appended"
+                    self._fill_stage(db, stage, target, key, docs, copy=True)
                 else:
-                    stage = f"__dp_stage_{uuid.uuid4().hex[:12]}"
-                    try:
-                        if key:
-                            db[stage].create_index([(k, 1) for k in key], unique=True)
-                        for i in range(0, len(docs), step):
-                            db[stage].insert_many(docs[i : i + step], ordered=True)
-                        if docs or key:
-                            db[stage].rename(target, dropTarget=True)
-                        else:
-                            db.drop_collection(target)
-                    finally:
-                        db.drop_collection(stage)
-                return "replaced" if exists else "created"
-            if if_exists == "append":
-                if key and not embedded:
-                    db[target].create_index([(k, 1) for k in key], unique=True)
-                for i in range(0, len(docs), step):
-                    db[target].insert_many(docs[i : i + step], ordered=True)
-                return "appended"
-            assert key is not None
-            if embedded:
-                for doc in docs:
-                    db[target].replace_one({k: doc[k] for k in key}, doc, upsert=True)
-            else:
-                from pymongo import ReplaceOne
+                    assert key is not None
+                    action = "upserted"
+                    self._upsert_stage(db, stage, target, key, docs)
+                self._swap(db, stage, target)
+            except Exception as exc:
+                raise self._document_error(exc, target) from None
+            finally:
+                if stage in db.list_collection_names():
+                    self._drop(db, stage)
+            self._save_schema(db, target, frame.schema, if_exists == "replace" or not exists)
+        return action, leftovers
 
-                db[target].create_index([(k, 1) for k in key], unique=True)
-                for i in range(0, len(docs), step):
-                    ops = [
-                        ReplaceOne({k: d[k] for k in key}, d, upsert=True)
-                        for d in docs[i : i + step]
-                    ]
-                    db[target].bulk_write(ops, ordered=False)
-            return "upserted"
-        except Exception as exc:
-            if type(exc).__name__ in ("BulkWriteError", "DuplicateKeyError"):
-                details = getattr(exc, "details", None) or {}
-                errors = details.get("writeErrors") or [{}]
-                sample = errors[0].get("keyValue") or errors[0].get("errmsg") or str(exc)
-                raise StorageError(
-                    f"duplicate key in collection {target!r}: {sample} "
-                    f"({details.get('nInserted', 0)} document(s) of this call were written before it)",
-                    component=self.label,
-                    hint="use if_exists='upsert' to merge on the primary key",
-                ) from None
-            raise
+    # the pieces of a document load
+
+    def _collection_lock(self, db: Any) -> Any:
+        """The embedded store's database directory is locked while a load runs (writers wait
+        for each other, so a stage left in it belongs to a killed load)."""
+        path = self._embedded_dir(db)
+        return target_lock(path) if path else contextlib.nullcontext()
+
+    def _embedded_storage(self) -> Any:
+        return self._client._storage if self.settings.db_type == "embedded" else None
+
+    def _embedded_dir(self, db: Any) -> str | None:
+        storage = self._embedded_storage()
+        if storage is None or type(storage).__name__ != "SQLiteStorage":
+            return None
+        path = storage._db_path(db.name)
+        os.makedirs(path, exist_ok=True)
+        return str(path)
+
+    def _drop_leftovers(self, db: Any, target: str) -> list[str]:
+        prefix = _stage_prefix(target)
+        names = [n for n in db.list_collection_names() if n.startswith(prefix)]
+        for name in names:
+            self._drop(db, name)
+        return names
+
+    def _drop(self, db: Any, name: str) -> None:
+        db.drop_collection(name)
+        folder = self._embedded_dir(db)
+        if folder:
+            for suffix in ("-wal", "-shm", "-journal"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(folder, name + _MONTY_EXT + suffix))
+
+    def _copy_indexes(self, db: Any, source: str, stage: str) -> None:
+        for name, spec in db[source].index_information().items():
+            if name == "_id_":
+                continue
+            options = {k: v for k, v in spec.items() if k not in ("key", "v", "ns")}
+            db[stage].create_index(spec["key"], name=name, **options)
+
+    def _fill_stage(
+        self,
+        db: Any,
+        stage: str,
+        source: str | None,
+        key: list[str] | None,
+        docs: list[dict[str, Any]],
+        *,
+        copy: bool,
+    ) -> None:
+        """``stage`` = (a copy of ``source`` when ``copy``) + ``docs``, with the target's indexes
+        (MongoDB) and a unique index on the key."""
+        step = self.settings.batch_size
+        if self.settings.db_type == "embedded":
+            # One insert into a fresh collection: montydb checks each new _id against a list of
+            # the collection's ids, so inserting into a non-empty one is quadratic.
+            rows = (list(db[source].find({})) if copy and source is not None else []) + docs
+            db.create_collection(stage)
+            if rows:
+                db[stage].insert_many(rows)
+            return
+        if copy and source is not None:
+            db[source].aggregate([{"$match": {}}, {"$out": stage}])
+        if stage not in db.list_collection_names():
+            db.create_collection(stage)
+        if source is not None:
+            self._copy_indexes(db, source, stage)
+        if key:
+            db[stage].create_index([(k, 1) for k in key], unique=True)
+        for i in range(0, len(docs), step):
+            db[stage].insert_many(docs[i : i + step], ordered=True)
+
+    def _upsert_stage(
+        self, db: Any, stage: str, target: str, key: list[str], docs: list[dict[str, Any]]
+    ) -> None:
+        """``stage`` = ``target`` with ``docs`` replacing the documents of the same key and the
+        rest added. MongoDB: a server-side copy, then a bulk of ``ReplaceOne(upsert=True)``.
+        Embedded: one read of the old documents and one insert of the merged ones (O(n); the
+        store's own ``replace_one`` scans the collection per call)."""
+        if self.settings.db_type != "embedded":
+            from pymongo import ReplaceOne
+
+            self._fill_stage(db, stage, target, key, [], copy=True)
+            step = self.settings.batch_size
+            for i in range(0, len(docs), step):
+                ops = [
+                    ReplaceOne({k: d[k] for k in key}, d, upsert=True) for d in docs[i : i + step]
+                ]
+                db[stage].bulk_write(ops, ordered=False)
+            return
+        old = list(db[target].find({}))
+        position = {tuple(_hashable(d.get(k)) for k in key): i for i, d in enumerate(old)}
+        for doc in docs:
+            where = position.get(tuple(_hashable(doc.get(k)) for k in key))
+            if where is None:
+                old.append(doc)
+            else:
+                doc["_id"] = old[where]["_id"]
+                old[where] = doc
+        self._fill_stage(db, stage, None, key, old, copy=False)
+
+    def _swap(self, db: Any, stage: str, target: str) -> None:
+        if self.settings.db_type != "embedded":
+            db[stage].rename(target, dropTarget=True)
+            return
+        storage = self._embedded_storage()
+        folder = self._embedded_dir(db)
+        if folder:
+            staged = os.path.join(folder, stage + _MONTY_EXT)
+            final = os.path.join(folder, target + _MONTY_EXT)
+            _checkpoint(staged)
+            if os.path.exists(final):
+                _checkpoint(final)  # no journal of the old file may outlive it
+            os.replace(staged, final)
+            return
+        if type(storage).__name__ == "MemoryStorage":
+            collections = storage._repo[db.name]
+            collections[target] = collections.pop(stage)
+            return
+        # another montydb engine (flatfile, lightning): not atomic (docs/storage.md)
+        rows = list(db[stage].find({}))
+        db[target].delete_many({})
+        if rows:
+            db[target].insert_many(rows)
+
+    def _save_schema(self, db: Any, target: str, schema: Any, replace: bool) -> None:
+        """The polars schema of the collection's data, read back by ``retrieve`` to restore
+        the types (written after the data; a read tolerates a record that does not fit)."""
+        if not replace:
+            previous = self._load_schema(db, target)
+            if previous is not None:
+                schema = {**dict(previous), **dict(schema)}
+        db[SCHEMAS].replace_one(
+            {"_id": target}, {"_id": target, "schema": schema_bytes(schema)}, upsert=True
+        )
+
+    def _load_schema(self, db: Any, target: str) -> Any:
+        record = (
+            db[SCHEMAS].find_one({"_id": target}) if SCHEMAS in db.list_collection_names() else None
+        )
+        if not record:
+            return None
+        try:
+            return schema_from_bytes(bytes(record["schema"]))
+        except Exception:
+            return None
+
+    def _document_error(self, exc: Exception, target: str) -> Exception:
+        if type(exc).__name__ in ("BulkWriteError", "DuplicateKeyError"):
+            details = getattr(exc, "details", None) or {}
+            errors = details.get("writeErrors") or [{}]
+            sample = errors[0].get("keyValue") or errors[0].get("errmsg") or str(exc)
+            return StorageError(
+                f"duplicate key in collection {target!r}: {sample}; the collection is unchanged",
+                component=self.label,
+                hint="use if_exists='upsert' to merge on the primary key",
+            )
+        return exc
 
     def _store_redis(
         self,
@@ -341,7 +512,6 @@ class NoSQLDBStorage(StorageSystem):
         key: list[str] | None,
         ttl: int | None,
     ) -> str:
-        import polars as pl
 
         template = self.settings.key_template
         if template is None:
@@ -374,11 +544,15 @@ class NoSQLDBStorage(StorageSystem):
                 hint="use a template with the full primary key",
             )
         index, schema_key = f"__dp__:{target}:keys", f"__dp__:{target}:schema"
-        schema = {name: str(dtype) for name, dtype in frame.schema.items()}
+        schema = dict(frame.schema)
         if self.settings.value_format == "json":
-            lines = _documents_json(frame)
+            check_holdable(frame, JSON_HOLDS, component=self.label)
+            # one JSON document per line: JSON escapes line breaks inside strings, so only
+            # "\n" separates rows (str.splitlines() also splits at U+2028, U+0085, ...)
+            lines = frame.write_ndjson().split("\n")[: frame.height]
         else:
-            text = frame.select(pl.all().cast(pl.String))
+            check_holdable(frame, HASH_HOLDS, component=self.label)
+            text = text_columns(frame)
         key_list = keys.to_list()
         with self._redis() as client:
             exists = bool(client.exists(index))
@@ -390,9 +564,9 @@ class NoSQLDBStorage(StorageSystem):
                 list(client.smembers(index)) if exists and if_exists == "replace" else []
             )
             if exists and if_exists != "replace":
-                previous = client.get(schema_key)
+                previous = _load_schema(client.get(schema_key))
                 if previous:
-                    schema = {**json.loads(previous), **schema}
+                    schema = {**previous, **schema}
             pipe = client.pipeline(transaction=True)
             if old:
                 for i in range(0, len(old), 10_000):
@@ -414,7 +588,7 @@ class NoSQLDBStorage(StorageSystem):
                         pipe.expire(k, ttl)
             for i in range(0, len(key_list), 10_000):
                 pipe.sadd(index, *key_list[i : i + 10_000])
-            pipe.set(schema_key, json.dumps(schema))
+            pipe.set(schema_key, schema_bytes(schema))
             pipe.execute()
         if if_exists == "replace" and exists:
             return "replaced"
@@ -478,11 +652,19 @@ class NoSQLDBStorage(StorageSystem):
         if limit:
             cursor = cursor.limit(limit)
         docs = list(cursor)
-        if include_id:
-            for d in docs:
-                if "_id" in d:
-                    d["_id"] = str(d["_id"])
-        return _frame_from_documents(docs, columns)
+        ids = [str(d.pop("_id")) if "_id" in d else None for d in docs] if include_id else None
+        schema = self._load_schema(db, target)
+        try:
+            frame = from_documents(docs, schema, columns)
+        except Exception:  # a record that does not fit the data (see _save_schema): infer
+            frame = from_documents(docs, None, columns)
+        if ids is not None:
+            import polars as pl
+
+            frame = frame.with_columns(pl.Series("_id", ids, dtype=pl.String)).select(
+                "_id", *frame.columns
+            )
+        return frame
 
     def _retrieve_redis(
         self,
@@ -510,21 +692,31 @@ class NoSQLDBStorage(StorageSystem):
                 else:
                     pipe.hgetall(k)
             values = pipe.execute()
-        schema = {name: _parse_dtype(text) for name, text in json.loads(raw_schema).items()}
+        schema = _load_schema(raw_schema) or {}
+        texts = {
+            name: pl.Binary if dtype == pl.Binary else pl.String for name, dtype in schema.items()
+        }
         if self.settings.value_format == "json":
-            lines = [v.decode() if isinstance(v, bytes) else v for v in values if v]
+            lines = [v for v in values if v]
+            # temporal and decimal values are JSON strings: read as text, parsed like hashes
+            as_text = {n: (pl.String if _text_in_json(t) else t) for n, t in schema.items()}
             if not lines:
                 frame = pl.DataFrame(schema=schema)
             else:
-                frame = pl.read_ndjson(("\n".join(lines)).encode(), schema=schema)
+                raw = pl.read_ndjson(b"\n".join(_as_bytes(v) for v in lines), schema=as_text)
+                frame = from_text(raw, schema)
         else:
-            rows = [
-                {(k.decode() if isinstance(k, bytes) else k): v.decode() for k, v in d.items()}
-                for d in values
-                if d
-            ]
-            text = pl.DataFrame(rows, schema=dict.fromkeys(schema, pl.String), orient="row")
-            frame = text.select(_from_string(name, dtype) for name, dtype in schema.items())
+            binary = {n for n, t in texts.items() if t == pl.Binary}
+            rows = []
+            for d in values:
+                row = {_as_text(k): v for k, v in d.items()}
+                rows.append({k: v if k in binary else _as_text(v) for k, v in row.items()})
+            raw = (
+                pl.DataFrame(rows, schema=texts, orient="row")
+                if rows
+                else pl.DataFrame(schema=texts)
+            )
+            frame = from_text(raw, schema)
         if condition:
             frame = frame.filter(_filter_expr(condition))
         if columns:
@@ -559,92 +751,66 @@ def _key_expr(template: str, table: str) -> Any:
     return pl.concat_str(parts) if parts else pl.lit(table)
 
 
-def _bson_ready(frame: pl.DataFrame) -> pl.DataFrame:
+def _stage_prefix(target: str) -> str:
+    """Staging collections of one target share a prefix, so the next load finds a killed one's."""
+    return f"{STAGE_PREFIX}{hashlib.sha256(target.encode()).hexdigest()[:10]}_"
+
+
+def _hashable(value: Any) -> Any:
+    return (
+        value
+        if not isinstance(value, (list, dict))
+        else json.dumps(value, default=str, sort_keys=True)
+    )
+
+
+def _checkpoint(path: str) -> None:
+    """Fold a SQLite file's write-ahead log into it (and end the log) before it is renamed."""
+    import sqlite3
+
+    if not os.path.exists(path):
+        return
+    con = sqlite3.connect(path)
+    try:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        con.close()
+
+
+def _as_text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _as_bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _text_in_json(dtype: Any) -> bool:
+    """Types that polars writes to JSON as strings (and cannot read back from them itself)."""
     import polars as pl
 
-    exprs = []
-    for name, dtype in frame.schema.items():
-        col = pl.col(name)
-        if dtype == pl.Date:
-            exprs.append(col.cast(pl.Datetime("us")))
-        elif dtype == pl.Time or isinstance(dtype, (pl.Categorical, pl.Enum)):
-            exprs.append(col.cast(pl.String))
-        elif isinstance(dtype, pl.Duration):
-            exprs.append(col.dt.total_microseconds())
-        elif isinstance(dtype, pl.Decimal):
-            exprs.append(col.cast(pl.Float64))
-        elif dtype in (pl.UInt64,):
-            exprs.append(col.cast(pl.Int64))
-        else:
-            exprs.append(col)
-    return frame.select(exprs)
+    return dtype in (pl.Date, pl.Time) or isinstance(dtype, (pl.Datetime, pl.Decimal))
 
 
-def _documents(frame: pl.DataFrame) -> list[dict[str, Any]]:
-    return _bson_ready(frame).to_dicts()
+def _load_schema(raw: Any) -> dict[str, Any] | None:
+    """The stored schema: the bytes of :func:`schema_bytes`, or the JSON of type names that
+    version 0.2 wrote ({"column": "Int64", ...})."""
+    if not raw:
+        return None
+    if raw[:1] in (b"{", "{"):
+        return {name: _legacy_dtype(text) for name, text in json.loads(raw).items()}
+    return dict(schema_from_bytes(raw))
 
 
-def _documents_json(frame: pl.DataFrame) -> list[str]:
-    text = frame.write_ndjson()
-    return text.splitlines()
-
-
-def _frame_from_documents(docs: list[dict[str, Any]], columns: list[str] | None) -> pl.DataFrame:
+def _legacy_dtype(text: str) -> Any:
     import polars as pl
 
-    if not docs:
-        return pl.DataFrame({c: [] for c in columns or []})
-    return pl.from_dicts(docs, infer_schema_length=None)
-
-
-def _parse_dtype(text: str) -> Any:
-    import polars as pl
-
-    simple = {
-        "String": pl.String,
-        "Int8": pl.Int8,
-        "Int16": pl.Int16,
-        "Int32": pl.Int32,
-        "Int64": pl.Int64,
-        "UInt8": pl.UInt8,
-        "UInt16": pl.UInt16,
-        "UInt32": pl.UInt32,
-        "UInt64": pl.UInt64,
-        "Float32": pl.Float32,
-        "Float64": pl.Float64,
-        "Boolean": pl.Boolean,
-        "Date": pl.Date,
-        "Time": pl.Time,
-    }
-    if text in simple:
-        return simple[text]
     if text.startswith("Datetime"):
-        tz = None
-        if "time_zone=" in text:
-            tz = text.split("time_zone=")[1].rstrip(")").strip("'\"")
-            tz = None if tz in ("None", "") else tz
-        return pl.Datetime("us", tz)
-    return pl.String
-
-
-def _from_string(name: str, dtype: Any) -> Any:
-    """Parse a string column (as Redis hashes hold it) back into ``dtype``."""
-    import polars as pl
-
-    col = pl.col(name)
-    if dtype == pl.String:
-        return col
-    if dtype == pl.Boolean:
-        return col.replace_strict(
-            {"true": True, "false": False}, default=None, return_dtype=pl.Boolean
+        zone = (
+            text.split("time_zone=")[1].rstrip(")").strip("'\"") if "time_zone=" in text else None
         )
-    if isinstance(dtype, pl.Datetime):
-        return col.str.to_datetime(time_unit="us", time_zone=dtype.time_zone)
-    if dtype == pl.Date:
-        return col.str.to_date()
-    if dtype == pl.Time:
-        return col.str.to_time()
-    return col.cast(dtype)
+        return pl.Datetime("us", None if zone in (None, "None", "") else zone)
+    return getattr(pl, text, pl.String) if text.isidentifier() else pl.String
 
 
 _OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists")

@@ -72,6 +72,8 @@ from data_pipeline.storage.base import IfExists, StorageSystem, StoreResult
 if TYPE_CHECKING:
     import polars as pl
 
+    from data_pipeline.core.checkpoint import Checkpoint, StateTable
+
 __all__ = ["RelationalDBStorage", "RelationalDBStorageConfig", "Transaction"]
 
 STAGE_PREFIX = "__dp_stage_"
@@ -116,6 +118,12 @@ class Transaction:
     def execute(self, sql: str, params: Any = None) -> int:
         """Run one statement with ``:name`` params; the number of rows it changed (-1: unknown)."""
         return self.storage._backend.execute(self.connection, sql, params)
+
+    def save_checkpoint(self, checkpoint: Checkpoint, previous: int) -> None:
+        """Write a stream job's checkpoint into the state table ``_dp_checkpoints`` in this
+        transaction (:mod:`data_pipeline.core.checkpoint`); fail when its row is at another
+        batch than ``previous`` (another run committed meanwhile)."""
+        self.storage._backend.save_checkpoint(self.connection, checkpoint, previous)
 
     def query(self, sql: str, params: Any = None, *, output: str = "polars") -> Any:
         """Read inside the transaction (sees its uncommitted writes)."""
@@ -218,6 +226,15 @@ class RelationalDBStorage(StorageSystem):
                 if _is_driver_error(exc):  # from BEGIN / COMMIT: the caller's errors pass
                     raise self._backend.db_error(exc) from exc
                 raise
+
+    def supports_transactions(self) -> bool:
+        """PostgreSQL, MySQL/MariaDB and SQLite (not the SQLAlchemy fallback)."""
+        return self._backend.kind in ("postgresql", "mysql", "sqlite")
+
+    def load_checkpoint(self, name: str) -> Checkpoint | None:
+        """The checkpoint ``name`` from the state table ``_dp_checkpoints`` (None: none yet)."""
+        with self._operation("load_checkpoint"):
+            return self._backend.load_checkpoint(name)
 
     def _current_tx(self) -> Transaction | None:
         tx: Transaction | None = getattr(self._local, "tx", None)
@@ -560,14 +577,127 @@ class _Backend:
     def drop_leftovers(self, table: str | None) -> list[str]:
         return []
 
+    # staging tables filled by an outside writer (Spark): PostgreSQL and MySQL/MariaDB
+    staging_supported: ClassVar[bool] = False
+
+    def require_staging(self) -> None:
+        if not self.staging_supported:
+            raise UnsupportedOperationError(
+                f"staging tables for outside writers are available for PostgreSQL and "
+                f"MySQL/MariaDB, not {self.target.label}",
+                component=self.label,
+                hint="store the frame with store() instead",
+            )
+
+    def hold(self, con: Any, name: str) -> None:
+        """Hold the session lock that marks ``name`` as a live staging table."""
+        raise NotImplementedError
+
+    def release(self, con: Any, name: str) -> None:
+        raise NotImplementedError
+
+    def swap_in(
+        self, con: Any, staging: str, table: str, *, replacing: bool, key: Sequence[str] | None
+    ) -> None:
+        """Make the filled staging table the target (dropping the old target when replacing)."""
+        raise NotImplementedError
+
+    def ddl_transaction(self, con: Any) -> Any:
+        """Around a whole merge: a transaction where DDL is transactional, else nothing."""
+        return contextlib.nullcontext()
+
+    def dml_transaction(self, con: Any) -> Any:
+        """Around the INSERT of a merge (inside :meth:`ddl_transaction`)."""
+        return contextlib.nullcontext()
+
     def staging_table(self, table: str, schema: Any, key: Sequence[str] | None) -> Iterator[str]:
-        raise UnsupportedOperationError(
-            f"staging tables for outside writers are available for PostgreSQL and "
-            f"MySQL/MariaDB, not {self.target.label}",
-            component=self.label,
-            hint="store the frame with store() instead",
-        )
-        yield ""
+        self.require_staging()
+        frame = _schema_frame(schema)
+        self.check_names(table, frame.columns)
+        name = self.staging_name(table)
+        with self.connection() as con:
+            self.hold(con, name)
+            try:
+                self.execute(
+                    con, self.create_sql(self.qualified(name), frame, list(key or []) or None)
+                )
+                self.commit(con)
+                yield name
+            finally:
+                with contextlib.suppress(Exception):
+                    self.execute(con, f"DROP TABLE IF EXISTS {self.qualified(name)}")
+                    self.commit(con)
+                self.release(con, name)
+
+    def commit(self, con: Any) -> None:
+        con.commit()
+
+    # checkpoints (core/checkpoint.py): one row per job in _dp_checkpoints beside the data
+
+    def state_table(self) -> StateTable:
+        from data_pipeline.core.checkpoint import STATE_TABLE, StateTable
+
+        if not self.owner.supports_transactions():
+            raise UnsupportedOperationError(
+                f"checkpoints are kept in PostgreSQL, MySQL/MariaDB and SQLite, not {self.target.label}",
+                component=self.label,
+                hint="keep the checkpoint in a folder (checkpoint.path)",
+            )
+        return StateTable(self.dialect.name, self.qualified(STATE_TABLE), self.q)
+
+    def rows(self, con: Any, sql: str, params: Any = None) -> list[Any]:
+        text, values = bind(sql, params, self.dialect.param_style, component=self.label)
+        cur = con.cursor()
+        try:
+            cur.execute(text, values) if values else cur.execute(text)
+            return list(cur.fetchall())
+        finally:
+            cur.close()
+
+    def load_checkpoint(self, name: str) -> Checkpoint | None:
+        from data_pipeline.core.checkpoint import STATE_TABLE, Checkpoint
+
+        table = self.state_table()
+        with self.connection() as con:
+            if self.columns(con, STATE_TABLE) is None:
+                return None
+            found = self.rows(con, table.select_sql(), {"name": name})
+        if not found:
+            return None
+        return Checkpoint.decode(bytes(found[0][0]), where=f"{self.display(STATE_TABLE)}[{name!r}]")
+
+    def save_checkpoint(self, con: Any, checkpoint: Checkpoint, previous: int) -> None:
+        from data_pipeline.core.checkpoint import STATE_TABLE, conflict_error
+
+        table = self.state_table()
+        where = self.display(STATE_TABLE)
+        if self.columns(con, STATE_TABLE) is None:
+            if self.kind == "mysql":  # DDL would commit the open transaction: another connection
+                with self.connection() as other:
+                    self.execute(other, table.create_sql())
+            else:
+                if self.schema and self.kind == "postgresql":
+                    self.execute(con, f"CREATE SCHEMA IF NOT EXISTS {self.q(self.schema)}")
+                self.execute(con, table.create_sql())
+        params = table.params(checkpoint, previous)
+        found = self.rows(con, table.batch_sql(), {"name": checkpoint.name})
+        stored = found[0][0] if found else 0
+        if stored != previous:
+            raise conflict_error(checkpoint.name, previous, stored, where)
+        if not found:
+            params.pop("previous")
+            self.execute(con, table.insert_sql(), params)
+        elif self.execute(con, table.update_sql(), params) != 1:
+            raise conflict_error(checkpoint.name, previous, "?", where)
+
+    def scalar(self, con: Any, sql: str) -> Any:
+        """The first value of a query's first row."""
+        cur = con.cursor()
+        try:
+            cur.execute(sql)
+            return cur.fetchone()[0]
+        finally:
+            cur.close()
 
     def merge_staging(
         self,
@@ -577,12 +707,45 @@ class _Backend:
         key: list[str] | None,
         expected: int | None,
     ) -> tuple[int, str]:
-        raise UnsupportedOperationError(
-            f"merging staging tables is available for PostgreSQL and MySQL/MariaDB, "
-            f"not {self.target.label}",
-            component=self.label,
-            hint="store the frame with store() instead",
-        )
+        self.require_staging()
+        self.check_names(table)
+        try:
+            with self.connection() as con, self.ddl_transaction(con):
+                staged = self.qualified(staging)
+                columns = self.columns(con, staging)
+                if columns is None:
+                    raise not_found_error(
+                        f"staging table {self.display(staging)!r} does not exist",
+                        [],
+                        kind="tables",
+                        empty="create it with staging_table()",
+                        component=self.label,
+                    )
+                rows = int(self.scalar(con, f"SELECT COUNT(*) FROM {staged}"))  # noqa: S608
+                _check_expected(rows, expected, staging, self.label)
+                existing = self.columns(con, table)
+                self.fail_if_exists(existing, if_exists, table)
+                if existing is None or if_exists == "replace":
+                    self.swap_in(con, staging, table, replacing=existing is not None, key=key)
+                    return rows, "created" if existing is None else "replaced"
+                qualified = self.qualified(table)
+                if if_exists == "upsert":
+                    assert key is not None
+                    self.require_unique_key(con, table, key)
+                    sql = self.dialect.upsert_sql(qualified, staged, columns, key)
+                else:
+                    cols = ", ".join(self.q(c) for c in columns)
+                    sql = f"INSERT INTO {qualified} ({cols}) SELECT {cols} FROM {staged}"  # noqa: S608
+                with self.dml_transaction(con):
+                    self.execute(con, sql)
+                self.execute(con, f"DROP TABLE IF EXISTS {staged}")
+                return rows, "appended" if if_exists == "append" else "upserted"
+        except DataPipelineError:
+            raise
+        except Exception as exc:
+            if _is_driver_error(exc):
+                raise self.load_error(exc, table) from None
+            raise
 
     # shared SQL
     def create_sql(
@@ -905,23 +1068,44 @@ class _PostgresBackend(_Backend):
 
     def load_new(self, con: Any, load: _Load, *, replacing: bool) -> None:
         # load a staging table, then swap it in; all in the caller's one transaction
-        table, frame, key = load.table, load.frame, load.key
-        qualified = self.qualified(table)
-        stage = self.staging_name(table)
+        stage = self.staging_name(load.table)
         staged = self.qualified(stage)
-        con.execute(self.create_sql(staged, frame, key, not_null=load.not_null))
-        self.count_check(self.copy_into(con, staged, frame), load, "replace")
-        if replacing:
-            con.execute(f"DROP TABLE {qualified}")
-        con.execute(f"ALTER TABLE {staged} RENAME TO {self.q(table)}")
-        if key:
-            self.rename_pkey(con, table, stage)
+        con.execute(self.create_sql(staged, load.frame, load.key, not_null=load.not_null))
+        self.count_check(self.copy_into(con, staged, load.frame), load, "replace")
+        self.swap_in(con, stage, load.table, replacing=replacing, key=load.key)
 
-    def rename_pkey(self, con: Any, table: str, stage: str) -> None:
-        con.execute(
-            f"ALTER TABLE {self.qualified(table)} RENAME CONSTRAINT {self.q(stage + '_pkey')} "
-            f"TO {self.q(table.encode()[:58].decode(errors='ignore') + '_pkey')}"
-        )
+    def swap_in(
+        self, con: Any, staging: str, table: str, *, replacing: bool, key: Sequence[str] | None
+    ) -> None:
+        if replacing:
+            con.execute(f"DROP TABLE {self.qualified(table)}")
+        con.execute(f"ALTER TABLE {self.qualified(staging)} RENAME TO {self.q(table)}")
+        pkey = staging + "_pkey"
+        if (
+            key
+            and con.execute(
+                "SELECT 1 FROM pg_constraint WHERE conname = %s AND conrelid = to_regclass(%s)",
+                [pkey, self.qualified(table)],
+            ).fetchone()
+        ):  # the primary key's constraint keeps the table's conventional name
+            con.execute(
+                f"ALTER TABLE {self.qualified(table)} RENAME CONSTRAINT "
+                f"{self.q(staging + '_pkey')} "
+                f"TO {self.q(table.encode()[:58].decode(errors='ignore') + '_pkey')}"
+            )
+
+    staging_supported = True
+
+    def ddl_transaction(self, con: Any) -> Any:
+        return con.transaction()
+
+    def hold(self, con: Any, name: str) -> None:
+        con.autocommit = True  # the table is committed for the outside writer to see
+        con.execute("SELECT pg_advisory_lock(%s)", [self.lock_key(name)])
+
+    def release(self, con: Any, name: str) -> None:
+        with contextlib.suppress(Exception):
+            con.execute("SELECT pg_advisory_unlock(%s)", [self.lock_key(name)])
 
     # leftovers: a PostgreSQL load stages inside its transaction (a killed load leaves
     # nothing); staging tables for outside writers are held by a session advisory lock.
@@ -958,72 +1142,6 @@ class _PostgresBackend(_Backend):
     def drop_leftovers(self, table: str | None) -> list[str]:
         with self.connection() as con, con.transaction():
             return self.drop_leftovers_on(con, table)
-
-    def staging_table(self, table: str, schema: Any, key: Sequence[str] | None) -> Iterator[str]:
-        frame = _schema_frame(schema)
-        self.check_names(table, frame.columns)
-        name = self.staging_name(table)
-        with self.connection() as con:
-            con.autocommit = True  # the table is committed for the outside writer to see
-            con.execute("SELECT pg_advisory_lock(%s)", [self.lock_key(name)])
-            try:
-                if self.schema:
-                    con.execute(f"CREATE SCHEMA IF NOT EXISTS {self.q(self.schema)}")
-                con.execute(self.create_sql(self.qualified(name), frame, list(key or []) or None))
-                yield name
-            finally:
-                with contextlib.suppress(Exception):
-                    con.execute(f"DROP TABLE IF EXISTS {self.qualified(name)}")
-                    con.execute("SELECT pg_advisory_unlock(%s)", [self.lock_key(name)])
-
-    def merge_staging(
-        self,
-        staging: str,
-        table: str,
-        if_exists: str,
-        key: list[str] | None,
-        expected: int | None,
-    ) -> tuple[int, str]:
-        psycopg = import_optional("psycopg", extra="postgres", feature="PostgreSQL support")
-        self.check_names(table)
-        try:
-            with self.connection() as con, con.transaction():
-                staged = self.qualified(staging)
-                columns = self.columns(con, staging)
-                if columns is None:
-                    raise not_found_error(
-                        f"staging table {self.display(staging)!r} does not exist",
-                        [],
-                        kind="tables",
-                        empty="create it with staging_table()",
-                        component=self.label,
-                    )
-                rows = int(con.execute(f"SELECT count(*) FROM {staged}").fetchone()[0])  # noqa: S608
-                _check_expected(rows, expected, staging, self.label)
-                existing = self.columns(con, table)
-                self.fail_if_exists(existing, if_exists, table)
-                cols = ", ".join(self.q(c) for c in columns)
-                if existing is None or if_exists == "replace":
-                    if existing is not None:
-                        con.execute(f"DROP TABLE {self.qualified(table)}")
-                    con.execute(f"ALTER TABLE {staged} RENAME TO {self.q(table)}")
-                    if key:
-                        with contextlib.suppress(psycopg.Error), con.transaction():
-                            self.rename_pkey(con, table, staging)
-                    return rows, "created" if existing is None else "replaced"
-                if if_exists == "append":
-                    con.execute(
-                        f"INSERT INTO {self.qualified(table)} ({cols}) SELECT {cols} FROM {staged}"  # noqa: S608
-                    )
-                    con.execute(f"DROP TABLE {staged}")
-                    return rows, "appended"
-                assert key is not None
-                self.require_unique_key(con, table, key)
-                con.execute(self.dialect.upsert_sql(self.qualified(table), staged, columns, key))
-                con.execute(f"DROP TABLE {staged}")
-                return rows, "upserted"
-        except psycopg.Error as exc:
-            raise self.load_error(exc, table) from None
 
 
 def _check_expected(rows: int, expected: int | None, staging: str, label: str) -> None:
@@ -1090,7 +1208,7 @@ class _MySQLBackend(_Backend):
 
     # -- locks and leftovers: a load holds GET_LOCK(<staging name>) while its table exists --
 
-    def lock(self, con: Any, name: str) -> None:
+    def hold(self, con: Any, name: str) -> None:
         with con.cursor() as cur:
             cur.execute("SELECT GET_LOCK(%s, 0)", [name])
             got = cur.fetchone()
@@ -1253,31 +1371,44 @@ class _MySQLBackend(_Backend):
 
     def load_new(self, con: Any, load: _Load, *, replacing: bool) -> None:
         # DDL commits implicitly in MySQL: load a staging table, then one atomic RENAME
-        table, frame = load.table, load.frame
-        qualified = self.qualified(table)
-        stage = self.staging_name(table)
-        old = self.staging_name(table)
-        self.lock(con, stage)
-        self.lock(con, old)
+        stage = self.staging_name(load.table)
+        self.hold(con, stage)
         staged = self.qualified(stage)
         with con.cursor() as cur:
-            cur.execute(self.create_sql(staged, frame, load.key, not_null=load.not_null))
+            cur.execute(self.create_sql(staged, load.frame, load.key, not_null=load.not_null))
         try:
             with self.begin(con):
-                self.count_check(self.load(con, staged, frame, table), load, "replace")
-            with con.cursor() as cur:
-                if not replacing:
-                    cur.execute(f"RENAME TABLE {staged} TO {qualified}")
-                else:
-                    cur.execute(
-                        f"RENAME TABLE {qualified} TO {self.qualified(old)}, {staged} TO {qualified}"
-                    )
-                    cur.execute(f"DROP TABLE {self.qualified(old)}")
+                self.count_check(self.load(con, staged, load.frame, load.table), load, "replace")
+            self.swap_in(con, stage, load.table, replacing=replacing, key=load.key)
         except BaseException:
             con.rollback()
             with con.cursor() as cur:
                 cur.execute(f"DROP TABLE IF EXISTS {staged}")
             raise
+
+    def swap_in(
+        self, con: Any, staging: str, table: str, *, replacing: bool, key: Sequence[str] | None
+    ) -> None:
+        """One atomic RENAME (the old table, renamed to a locked staging name, is dropped)."""
+        qualified, staged = self.qualified(table), self.qualified(staging)
+        with con.cursor() as cur:
+            if not replacing:
+                cur.execute(f"RENAME TABLE {staged} TO {qualified}")
+                return
+            old = self.staging_name(table)
+            self.hold(con, old)
+            cur.execute(
+                f"RENAME TABLE {qualified} TO {self.qualified(old)}, {staged} TO {qualified}"
+            )
+            cur.execute(f"DROP TABLE {self.qualified(old)}")
+
+    staging_supported = True
+
+    def dml_transaction(self, con: Any) -> Any:
+        return self.begin(con)
+
+    def release(self, con: Any, name: str) -> None:
+        self.unlock_all(con)
 
     def store_in_transaction(self, con: Any, load: _Load) -> str:
         """A store inside :meth:`RelationalDBStorage.transaction`: no DDL on ``con`` (MySQL
@@ -1318,80 +1449,6 @@ class _MySQLBackend(_Backend):
             return action
         self.count_check(self.load(con, self.qualified(table), frame, table), load, action)
         return action
-
-    # -- staging for outside writers ------------------------------------------------------
-
-    def staging_table(self, table: str, schema: Any, key: Sequence[str] | None) -> Iterator[str]:
-        frame = _schema_frame(schema)
-        self.check_names(table, frame.columns)
-        name = self.staging_name(table)
-        with self.connection() as con:
-            self.lock(con, name)
-            try:
-                with con.cursor() as cur:
-                    cur.execute(
-                        self.create_sql(self.qualified(name), frame, list(key or []) or None)
-                    )
-                yield name
-            finally:
-                with contextlib.suppress(Exception), con.cursor() as cur:
-                    cur.execute(f"DROP TABLE IF EXISTS {self.qualified(name)}")
-                self.unlock_all(con)
-
-    def merge_staging(
-        self,
-        staging: str,
-        table: str,
-        if_exists: str,
-        key: list[str] | None,
-        expected: int | None,
-    ) -> tuple[int, str]:
-        pymysql = import_optional("pymysql", extra="mysql", feature="MySQL/MariaDB support")
-        self.check_names(table)
-        try:
-            with self.connection() as con:
-                staged = self.qualified(staging)
-                columns = self.columns(con, staging)
-                if columns is None:
-                    raise not_found_error(
-                        f"staging table {self.display(staging)!r} does not exist",
-                        [],
-                        kind="tables",
-                        empty="create it with staging_table()",
-                        component=self.label,
-                    )
-                with con.cursor() as cur:
-                    cur.execute(f"SELECT COUNT(*) FROM {staged}")  # noqa: S608
-                    rows = int(cur.fetchone()[0])
-                _check_expected(rows, expected, staging, self.label)
-                existing = self.columns(con, table)
-                self.fail_if_exists(existing, if_exists, table)
-                cols = ", ".join(self.q(c) for c in columns)
-                qualified = self.qualified(table)
-                with con.cursor() as cur:
-                    if existing is None:
-                        cur.execute(f"RENAME TABLE {staged} TO {qualified}")
-                        return rows, "created"
-                    if if_exists == "replace":
-                        old = self.staging_name(table)
-                        self.lock(con, old)
-                        cur.execute(
-                            f"RENAME TABLE {qualified} TO {self.qualified(old)}, {staged} TO {qualified}"
-                        )
-                        cur.execute(f"DROP TABLE {self.qualified(old)}")
-                        return rows, "replaced"
-                    if if_exists == "upsert":
-                        assert key is not None
-                        self.require_unique_key(con, table, key)
-                        sql = self.dialect.upsert_sql(qualified, staged, columns, key)
-                    else:
-                        sql = f"INSERT INTO {qualified} ({cols}) SELECT {cols} FROM {staged}"  # noqa: S608
-                    with self.begin(con):
-                        cur.execute(sql)
-                    cur.execute(f"DROP TABLE IF EXISTS {staged}")
-                    return rows, "appended" if if_exists == "append" else "upserted"
-        except pymysql.err.MySQLError as exc:
-            raise self.load_error(exc, table) from None
 
 
 # -- SQLite -------------------------------------------------------------------------------------

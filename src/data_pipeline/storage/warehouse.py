@@ -8,7 +8,10 @@ load lands whole or not at all. Delta Lake tables (``engine: delta``) are writte
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,12 +47,18 @@ from data_pipeline.storage._common import (
     require_target,
     require_upsert_key,
 )
+from data_pipeline.storage._values import Holds, check_holdable
 from data_pipeline.storage.base import IfExists, StorageSystem, StoreResult
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from data_pipeline.core.checkpoint import Checkpoint
+
 __all__ = ["DataWarehouseStorage", "DataWarehouseStorageConfig"]
+
+# Delta Lake: timestamps in microseconds, no time of day, no durations, no unsigned integers.
+DELTA_HOLDS = Holds("Delta Lake tables", time_unit="us", time=False, duration=False, uint64=False)
 
 
 class DataWarehouseStorageConfig(ConfigModel):
@@ -123,6 +132,7 @@ class DataWarehouseStorage(StorageSystem):
         super().__init__(name, config)
         self._memory_con: Any = None
         self._sql: Any = None
+        self._local = threading.local()  # .tx: the open transaction of this thread
         if self.settings.engine == "sqlalchemy":
             from data_pipeline.storage.relational import RelationalDBStorage
 
@@ -149,6 +159,10 @@ class DataWarehouseStorage(StorageSystem):
         """
         import duckdb
 
+        tx = self._open_tx()
+        if tx is not None:  # inside transaction(): its connection
+            yield tx.con
+            return
         database = self.settings.database
         if database == ":memory:":
             if self._memory_con is None:
@@ -217,10 +231,12 @@ class DataWarehouseStorage(StorageSystem):
         qualified = quote_qualified(target, self.settings.schema_name)
         view = f"__dp_src_{uuid.uuid4().hex}"
         src = quote_ident(view)
+        joined = self._open_tx() is not None  # the caller's transaction() commits
         with self.connect() as con:
             con.register(view, table)
             try:
-                con.execute("BEGIN TRANSACTION")
+                if not joined:
+                    con.execute("BEGIN TRANSACTION")
                 try:
                     if self.settings.schema_name:
                         con.execute(
@@ -235,7 +251,13 @@ class DataWarehouseStorage(StorageSystem):
                         self._check_unique(con, src, key, target)
                     if existing is None or if_exists == "replace":
                         self._create(
-                            con, qualified, src, key, not_null, replace=existing is not None
+                            con,
+                            qualified,
+                            src,
+                            key,
+                            not_null,
+                            replace=existing is not None,
+                            nullable_key=if_exists == "upsert",
                         )
                         action = "created" if existing is None else "replaced"
                     else:
@@ -249,9 +271,11 @@ class DataWarehouseStorage(StorageSystem):
                             assert key is not None
                             self._merge(con, qualified, src, key, columns, target)
                             action = "upserted"
-                    con.execute("COMMIT")
+                    if not joined:
+                        con.execute("COMMIT")
                 except BaseException:
-                    con.execute("ROLLBACK")
+                    if not joined:
+                        con.execute("ROLLBACK")
                     raise
             except duckdb.ConstraintException as exc:
                 raise constraint_error(
@@ -288,7 +312,11 @@ class DataWarehouseStorage(StorageSystem):
         not_null: list[str],
         *,
         replace: bool,
+        nullable_key: bool = False,
     ) -> None:
+        """Create the table from the data; with a key, a PRIMARY KEY (a table made by an
+        upsert: a UNIQUE key, whose columns may hold nulls, e.g. a group key of a stream's
+        windows; the upsert matches nulls as equal)."""
         verb = "CREATE OR REPLACE TABLE" if replace else "CREATE TABLE"
         if not key and not not_null:
             con.execute(f"{verb} {qualified} AS SELECT * FROM {src}")  # noqa: S608
@@ -299,7 +327,8 @@ class DataWarehouseStorage(StorageSystem):
             f"{quote_ident(name)} {ctype}" + (" NOT NULL" if name in required else "")
             for name, ctype, *_ in described
         )
-        pk = f", PRIMARY KEY ({', '.join(quote_ident(k) for k in key)})" if key else ""
+        kind = "UNIQUE" if nullable_key else "PRIMARY KEY"
+        pk = f", {kind} ({', '.join(quote_ident(k) for k in key)})" if key else ""
         con.execute(f"{verb} {qualified} ({columns}{pk})")
         con.execute(f"INSERT INTO {qualified} BY NAME SELECT * FROM {src}")  # noqa: S608
 
@@ -337,7 +366,10 @@ class DataWarehouseStorage(StorageSystem):
         self, con: Any, qualified: str, src: str, key: list[str], columns: list[str], target: str
     ) -> None:
         incoming = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]  # noqa: S608
-        on = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in key)
+        # null-safe: a null key value is one key, as in GROUP BY
+        on = " AND ".join(
+            f"t.{quote_ident(k)} IS NOT DISTINCT FROM s.{quote_ident(k)}" for k in key
+        )
         updates = [c for c in incoming if c not in key]
         update_sql = ", ".join(f"{quote_ident(c)} = s.{quote_ident(c)}" for c in updates)
         insert_cols = ", ".join(quote_ident(c) for c in incoming)
@@ -347,6 +379,72 @@ class DataWarehouseStorage(StorageSystem):
             f"MERGE INTO {qualified} AS t USING {src} AS s ON ({on}) {matched}"  # noqa: S608
             f"WHEN NOT MATCHED THEN INSERT ({insert_cols}) VALUES ({insert_vals})"
         )
+
+    # -- transactions and checkpoints -------------------------------------------------------
+
+    def supports_transactions(self) -> bool:
+        return self.settings.engine == "duckdb"
+
+    def _open_tx(self) -> _DuckTransaction | None:
+        return getattr(self._local, "tx", None)
+
+    @contextmanager
+    def transaction(self) -> Iterator[_DuckTransaction]:
+        """One DuckDB transaction: every ``store()`` of this thread inside the block joins it;
+        it commits at the end of the block, or rolls back on an error. A stream job's
+        checkpoint is written in it (``save_checkpoint``) into the state table
+        ``_dp_checkpoints`` of the configured schema."""
+        import duckdb
+
+        from data_pipeline.core.errors import UnsupportedOperationError
+
+        if self.settings.engine != "duckdb":
+            raise UnsupportedOperationError(
+                f"transactions of engine {self.settings.engine!r} are not supported yet",
+                component=self.label,
+                hint="use engine 'duckdb', or keep the checkpoint in a folder",
+            )
+        if self._open_tx() is not None:
+            raise ConfigError(
+                "a transaction is already open on this storage",
+                component=self.label,
+                hint="do not nest transaction() blocks",
+            )
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            tx = _DuckTransaction(self, con)
+            self._local.tx = tx
+            try:
+                yield tx
+                self._local.tx = None
+                con.execute("COMMIT")
+            except BaseException:
+                self._local.tx = None
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                raise
+
+    def _state_table(self) -> Any:
+        from data_pipeline.core.checkpoint import STATE_TABLE, StateTable
+
+        return StateTable(
+            "duckdb", quote_qualified(STATE_TABLE, self.settings.schema_name), quote_ident
+        )
+
+    def load_checkpoint(self, name: str) -> Checkpoint | None:
+        """The checkpoint ``name`` from the state table (None when there is none)."""
+        from data_pipeline.core.checkpoint import STATE_TABLE, Checkpoint
+
+        if self.settings.engine != "duckdb":
+            self.transaction().__enter__()  # raises: not supported
+        with self.connect() as con:
+            if self._columns(con, STATE_TABLE) is None:
+                return None
+            rows = con.execute(_dollar(self._state_table().select_sql()), {"name": name}).fetchall()
+        if not rows:
+            return None
+        row = rows[0]
+        return Checkpoint.decode(bytes(row[0]), where=f"{self._display(STATE_TABLE)}[{name!r}]")
 
     # -- Delta Lake ---------------------------------------------------------------------------
 
@@ -374,16 +472,17 @@ class DataWarehouseStorage(StorageSystem):
         self, table: pa.Table, target: str, if_exists: str, key: list[str] | None
     ) -> StoreResult:
         deltalake = import_optional("deltalake", extra="delta", feature="Delta Lake tables")
+        import polars as pl
+
         uri = self._delta_uri(target)
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        check_holdable(frame, DELTA_HOLDS, component=self.label)
         exists = self._delta_exists(uri)
         if exists and if_exists == "fail":
             raise already_exists_error(f"Delta table {uri!r}", component=self.label)
         opts = self.settings.storage_options
         if key:
-            import polars as pl
-
-            frame = pl.from_arrow(table)
-            assert isinstance(frame, pl.DataFrame)
             check_unique_key(frame, key, target, self.label)
         if exists and if_exists == "upsert":
             assert key is not None
@@ -517,3 +616,46 @@ class DataWarehouseStorage(StorageSystem):
             return con.sql(query, params=params).to_arrow_table()
         finally:
             con.close()
+
+
+def _dollar(sql: str) -> str:
+    """``:name`` parameters as DuckDB's ``$name``."""
+    return re.sub(r"(?<![:\w]):(\w+)", r"$\1", sql)
+
+
+class _DuckTransaction:
+    """The open transaction of :meth:`DataWarehouseStorage.transaction`."""
+
+    def __init__(self, storage: DataWarehouseStorage, con: Any) -> None:
+        self.storage = storage
+        self.con = con
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        """Run one statement in the transaction (``:name`` or ``?`` parameters)."""
+        if isinstance(params, dict):
+            sql = _dollar(sql)
+        return self.con.execute(sql, params)
+
+    def save_checkpoint(self, checkpoint: Checkpoint, previous: int) -> None:
+        """Write ``checkpoint`` to the state table in this transaction; fail when the row is at
+        another batch than ``previous`` (another run committed meanwhile)."""
+        from data_pipeline.core.checkpoint import STATE_TABLE, conflict_error
+
+        table = self.storage._state_table()
+        if self.storage.settings.schema_name:
+            self.con.execute(
+                f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.storage.settings.schema_name)}"
+            )
+        self.con.execute(table.create_sql())
+        params = table.params(checkpoint, previous)
+        where = self.storage._display(STATE_TABLE)
+        found = self.execute(table.batch_sql(), {"name": checkpoint.name}).fetchall()
+        if (found[0][0] if found else 0) != previous:
+            raise conflict_error(checkpoint.name, previous, found[0][0] if found else 0, where)
+        if not found:
+            params.pop("previous")
+            self.execute(table.insert_sql(), params).fetchall()
+        else:
+            changed = self.execute(table.update_sql(), params).fetchall()
+            if not changed or changed[0][0] != 1:
+                raise conflict_error(checkpoint.name, previous, "?", where)

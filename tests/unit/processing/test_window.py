@@ -127,3 +127,40 @@ def test_missing_time_column() -> None:
     )
     with pytest.raises(KeyError, match="'when' not found"):
         agg.process(pl.DataFrame(EVENTS))
+
+
+def test_session_windows_match_duckdb(make_frame: Any) -> None:
+    config = {
+        "time_column": "ts",
+        "session_gap": "10m",
+        "group_by": ["région"],
+        "aggregations": {"amount": ["sum", "max"], "*": "count"},
+    }
+    native = make_frame(EVENTS)
+    result = WindowedAggregator(name="visits", config=config).process(native)
+    assert type(result) is type(native)
+    expected = duck(
+        """with o as (select *, case when ts - lag(ts) over (partition by "région" order by ts)
+                        <= interval 10 minute then 0 else 1 end as new
+                      from t where ts is not null),
+               s as (select *, sum(new) over (partition by "région" order by ts) as sid from o)
+           select "région", min(ts) as window_start, max(ts) + interval 10 minute as window_end,
+                  coalesce(sum(amount), 0) as amount_sum, max(amount) as amount_max,
+                  count(*) as "count"
+           from s group by "région", sid order by window_start, "région" nulls last""",
+        t=EVENTS,
+    )
+    assert_same(result, expected, ordered=True)
+
+
+def test_processing_time_windows_hold_the_rows_of_now() -> None:
+    import datetime as _dt
+
+    config = {"time": "processing", "window": "1h", "aggregations": {"amount": "sum"}}
+    before = _dt.datetime.now(_dt.timezone.utc)
+    result = WindowedAggregator(name="now", config=config).process(pl.DataFrame(EVENTS))
+    after = _dt.datetime.now(_dt.timezone.utc)
+    assert result.height == 1 and result["amount"][0] == sum(a for a in EVENTS["amount"] if a)
+    start = result["window_start"][0]
+    assert start <= before and after < result["window_end"][0]
+    assert start.minute == start.second == 0

@@ -40,6 +40,15 @@ def test_schema_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert (tmp_path / "schemas.json").is_file()
 
 
+def test_transaction_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = next(b for b in blocks() if "events.transaction()" in b)
+    exec(compile(code, "docs/storage.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == "42 2"
+
+
 def test_class_configs_in_docs_are_valid() -> None:
     """Every ``X(name=..., config={...})`` in the docs builds (no server is contacted)."""
     from data_pipeline import storage

@@ -131,9 +131,52 @@ def test_symlink_escape_is_rejected(tmp_path: Path) -> None:
     (tmp_path / "lake").mkdir()
     os.symlink(outside, tmp_path / "lake" / "link")
     store = storage(tmp_path)
-    with pytest.raises(ConfigError, match="outside base_path"):
+    with pytest.raises(ConfigError, match="outside"):
         store.store(frame(), "link/sales")
+    # deeper: the folders under the link must not be created outside either (issue 14)
+    with pytest.raises(ConfigError, match="outside"):
+        store.store(frame(), "link/new/sub/sales")
+    with pytest.raises(ConfigError, match="outside"):
+        store.store(frame(), "link/ds", partition_by=["region"])
     assert list(outside.iterdir()) == []
+
+
+def test_append_through_a_symlinked_file_is_refused(tmp_path: Path) -> None:
+    """A link in base_path to a file elsewhere: appending must not copy the outside rows in."""
+    outside = tmp_path / "outside.parquet"
+    pl.DataFrame({"id": [99], "region": ["secret"], "amount": [0.0]}).write_parquet(outside)
+    before = outside.read_bytes()
+    (tmp_path / "lake").mkdir()
+    os.symlink(outside, tmp_path / "lake" / "sales.parquet")
+    store = storage(tmp_path)
+    for mode in ("append", "replace"):
+        with pytest.raises(ConfigError, match="outside"):
+            store.store(frame(), "sales", if_exists=mode)
+    assert outside.read_bytes() == before
+    assert os.path.islink(tmp_path / "lake" / "sales.parquet")
+
+
+def test_dataset_link_to_a_foreign_folder_is_refused(tmp_path: Path) -> None:
+    """A dataset name that links to a folder this storage did not write is neither read into
+    an append nor deleted by a replace."""
+    foreign = tmp_path / "lake" / "keep"
+    foreign.mkdir(parents=True)
+    (foreign / "x.txt").write_text("mine")
+    os.symlink("keep", tmp_path / "lake" / "ds")
+    store = storage(tmp_path)
+    with pytest.raises(ConfigError, match="did not write"):
+        store.store(frame(), "ds", partition_by=["region"], if_exists="replace")
+    assert (foreign / "x.txt").read_text() == "mine"
+
+
+def test_csv_header_names_with_quotes_round_trip(tmp_path: Path) -> None:
+    """polars reads a quoted header field with its doubled quotes; the names come back as given."""
+    names = ['dq"uote', 'two""quotes', "comma,name", "new\nline"]
+    data = pl.DataFrame({n: [i] for i, n in enumerate(names)})
+    store = storage(tmp_path, format="csv")
+    store.store(data, "t")
+    store.store(data, "t", if_exists="append")
+    assert store.retrieve("t").columns == names
 
 
 def test_if_exists_fail_replace_and_upsert(tmp_path: Path) -> None:
@@ -343,25 +386,56 @@ def test_sigkill_mid_write_leaves_old_or_new(tmp_path: Path, partitioned: bool) 
         assert out["version"].n_unique() == 1
 
 
-def test_stale_leftovers_of_crashed_writers_are_swept(tmp_path: Path) -> None:
+def test_leftovers_of_a_killed_writer_are_removed_by_the_next_load(tmp_path: Path) -> None:
+    """Temporary files and versions of a killed load go at the next load of the same target
+    (listed in its metadata), whatever their age; other targets' files stay."""
     store = storage(tmp_path)
     lake = tmp_path / "lake"
     lake.mkdir()
-    old_tmp = lake / ".sales.parquet.tmp-dead"
-    old_tmp.write_bytes(b"partial")
-    fresh_tmp = lake / ".sales.parquet.tmp-live"
-    fresh_tmp.write_bytes(b"someone is writing")
-    old_version = lake / ".ds.v-dead"
-    old_version.mkdir()
-    two_hours_ago = time.time() - 7200
-    os.utime(old_tmp, (two_hours_ago, two_hours_ago))
-    os.utime(old_version, (two_hours_ago, two_hours_ago))
-    store.store(frame(), "sales")
-    store.store(frame(), "ds", partition_by=["region"])
-    assert not old_tmp.exists()
-    assert not old_version.exists()
-    assert fresh_tmp.exists()
+    dead_tmp = lake / ".sales.parquet.tmp-dead"
+    dead_tmp.write_bytes(b"partial")
+    dead_version = lake / ".ds.v-dead"
+    dead_version.mkdir()
+    (dead_version / "part.parquet").write_bytes(b"partial")
+    other = lake / ".other.parquet.tmp-x"
+    other.write_bytes(b"another target")
+    result = store.store(frame(), "sales")
+    assert result.details["leftovers_removed"] == [".sales.parquet.tmp-dead"]
+    result = store.store(frame(), "ds", partition_by=["region"])
+    assert result.details["leftovers_removed"] == [".ds.v-dead"]
+    assert store.get_metadata()["details"]["leftovers_removed"] == [".ds.v-dead"]
+    assert not dead_tmp.exists() and not dead_version.exists() and other.exists()
+    version = os.readlink(lake / "ds")
+    assert sorted(p.name for p in lake.iterdir()) == sorted(
+        [version, ".other.parquet.tmp-x", "ds", "sales.parquet"]
+    )
     assert store.retrieve("ds").height == 4
+
+
+def test_a_load_waits_for_the_writer_holding_the_folder(tmp_path: Path) -> None:
+    """The lock that makes the sweep safe: a second writer waits; it never removes the temp
+    file of a writer that is alive."""
+    import threading
+
+    from data_pipeline.core.files import target_lock
+
+    store = storage(tmp_path)
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    live_tmp = lake / ".sales.parquet.tmp-live"
+    done = threading.Event()
+    seen: list[bool] = []
+    with target_lock(lake):  # a live writer holds the folder and has a temp file
+        live_tmp.write_bytes(b"being written")
+        thread = threading.Thread(target=lambda: (store.store(frame(), "sales"), done.set()))
+        thread.start()
+        thread.join(0.5)
+        seen.append(done.is_set())
+        seen.append(live_tmp.exists())
+        live_tmp.unlink()  # the live writer finishes
+    thread.join()
+    assert seen == [False, True]
+    assert done.is_set() and store.retrieve("sales").height == 4
 
 
 def test_fsync_option_writes_durably(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from data_pipeline.core.errors import ConfigError
 from data_pipeline.core.sql.params import ParamStyle
 
-__all__ = ["Dialect", "ddl_type", "dialect"]
+__all__ = ["Dialect", "check_name", "ddl_type", "dialect"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class Dialect:
 
     def quote(self, name: str) -> str:
         """Quote an identifier; the quote character inside is doubled."""
-        _check_basic(name, "identifier", None)
+        check_name(name, "identifier", None)
         q = self.quote_char
         return q + name.replace(q, q * 2) + q
 
@@ -62,7 +62,7 @@ class Dialect:
         self, name: object, *, what: str = "table", component: str | None = None
     ) -> str:
         """A name the database keeps as given, or a :class:`ConfigError` saying why not."""
-        text = _check_basic(name, what, component)
+        text = check_name(name, what, component)
         limit = self.max_identifier
         if limit is not None:
             size = len(text.encode()) if self.identifier_unit == "bytes" else len(text)
@@ -127,7 +127,8 @@ class Dialect:
         return ddl_type(dtype, self.name, is_key=is_key)
 
 
-def _check_basic(name: object, what: str, component: str | None) -> str:
+def check_name(name: object, what: str = "table", component: str | None = None) -> str:
+    """A non-empty identifier without NUL bytes (anything else is kept verbatim by quoting)."""
     if not isinstance(name, str) or not name or "\x00" in name:
         raise ConfigError(
             f"invalid {what} name {name!r}",

@@ -78,7 +78,8 @@ class OAuth2ClientCredentialsFlow(httpx.Auth):
         if refresh:
             register_secret(str(refresh))
             self._refresh = str(refresh)
-        expires = float(body.get("expires_in") or 3600)
+        given = body.get("expires_in")
+        expires = 3600.0 if given in (None, "") else float(given)  # 0 means expired already
         self._token = token
         self._expires = time.monotonic() + max(expires - 30, 1)
         return True

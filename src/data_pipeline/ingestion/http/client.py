@@ -290,6 +290,16 @@ class HttpClient:
         self.logger = logger
         self.on_retry = on_retry
         self.limiter = RateLimiter(rate_limit)
+        import tenacity
+
+        self._retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.retry.max_attempts),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception(self._retryable),
+            before_sleep=self._before_sleep,
+            reraise=True,
+            sleep=time.sleep,
+        )
         self._origin = _origin(httpx.URL(origin))
         self._secret_headers = {h.lower() for h in secret_headers}
         self._secret_params = set(secret_params)
@@ -326,39 +336,32 @@ class HttpClient:
         A status below 400, or one in ``accept`` (e.g. 404 for a lookup), is returned; any
         other fails with our error after the retries.
         """
-        import tenacity
-
         method = method.upper()
-        retry = self.retry
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(retry.max_attempts),
-            wait=self._wait,
-            retry=tenacity.retry_if_exception(lambda exc: self._retryable(exc, method)),
-            before_sleep=lambda state: self._before_sleep(state, method, url),
-            reraise=True,
-            sleep=time.sleep,
-        )
-        for attempt in retrying:
+        for attempt in self._retrying:  # one Retrying per client; its state is per call
             with attempt:
-                return self._once(
-                    method,
-                    url,
-                    params=params,
-                    json=json,
-                    headers=headers,
-                    accept=accept,
-                    number=attempt.retry_state.attempt_number,
-                )
+                try:
+                    return self._once(
+                        method,
+                        url,
+                        params=params,
+                        json=json,
+                        headers=headers,
+                        accept=accept,
+                        number=attempt.retry_state.attempt_number,
+                    )
+                except DataPipelineError as exc:
+                    exc.http_method, exc.http_url = method, url  # type: ignore[attr-defined]
+                    raise
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     # -- retries ------------------------------------------------------------------------------
 
-    def _retryable(self, exc: BaseException, method: str) -> bool:
+    def _retryable(self, exc: BaseException) -> bool:
         if not isinstance(exc, DataPipelineError) or not exc.transient:
             return False
         if getattr(exc, "never_sent", False):  # the connection was not made: nothing was sent
             return True
-        return method in self.retry.methods
+        return getattr(exc, "http_method", None) in self.retry.methods
 
     def _wait(self, state: Any) -> float:
         retry = self.retry
@@ -369,14 +372,14 @@ class HttpClient:
         asked = getattr(exc, "retry_after", None)
         return max(float(asked), backoff) if asked is not None else float(backoff)
 
-    def _before_sleep(self, state: Any, method: str, url: str) -> None:
+    def _before_sleep(self, state: Any) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
         if self.logger is not None:
             self.logger.warning(
                 "%s: %s %s failed (%s); retry %d/%d in %.2fs",
                 self.component,
-                method,
-                redact_url(url),
+                getattr(exc, "http_method", "?"),
+                redact_url(getattr(exc, "http_url", "")),
                 getattr(exc, "reason", type(exc).__name__),
                 state.attempt_number,
                 self.retry.max_attempts - 1,

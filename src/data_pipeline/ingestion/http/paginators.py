@@ -52,6 +52,7 @@ __all__ = [
     "Paginator",
     "SinglePagePaginator",
     "paginate",
+    "query_value",
 ]
 
 #: pages read at most unless ``max_pages`` says otherwise
@@ -77,7 +78,7 @@ class PageRequest:
         import httpx
 
         url = httpx.URL(self.url)
-        merged = url.params.merge({k: _param(v) for k, v in self.params.items()})
+        merged = url.params.merge({k: query_value(v) for k, v in self.params.items()})
         query: list[tuple[str, Any]] = sorted(merged.multi_items())
         text = str(url.copy_with(query=None).copy_merge_params(query))
         if self.json is not None:
@@ -116,7 +117,8 @@ def body_value(body: Any, path: str | None) -> Any:
         return None
 
 
-def _param(value: Any) -> Any:
+def query_value(value: Any) -> Any:
+    """A parameter value as a query string holds it (``true``/``false``, ``""`` for None)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:

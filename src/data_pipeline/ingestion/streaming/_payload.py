@@ -70,7 +70,7 @@ def messages_to_frame(
             decoded = [_utf8_or_none(p) for p in payloads]
             bad = [(i, "payload is not valid UTF-8") for i, v in enumerate(decoded) if v is None]
             text = pl.Series("payload", decoded, dtype=pl.String)
-        return _without_bad(source, head.with_columns(text), head, payloads, bad)
+        return without_bad(source, head.with_columns(text), head, payloads, bad)
     schema = _schema(source)
     body = _parse_json(payloads, schema)
     if body is not None:
@@ -86,7 +86,7 @@ def messages_to_frame(
             hint="report this with the payloads; set payload: text to read them as they are",
         )
     # the rows of ``head`` and ``parsed`` line up once the bad payloads' rows are gone
-    good_head = _without_bad(source, head, head, payloads, bad)
+    good_head = without_bad(source, head, head, payloads, bad)
     return pl.concat([good_head, parsed], how="horizontal") if parsed.width else good_head
 
 
@@ -179,7 +179,7 @@ def _find_bad_json(
     return bad
 
 
-def _without_bad(
+def without_bad(
     source: StreamingSource,
     frame: pl.DataFrame,
     head: pl.DataFrame,
@@ -216,6 +216,8 @@ def _without_bad(
                 "raw": [payloads[i].decode("utf-8", "replace") for i, _ in bad],
             }
         )
+        source.last_rejects = rejected
+    if s.on_bad_rows == "reject" and not source.collect_rejects:
         path = reject_file(source.name, s.reject_path)
         if path.exists() and path.stat().st_size:  # batches append to one reject file
             with path.open("ab") as handle:

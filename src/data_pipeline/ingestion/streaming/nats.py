@@ -1,29 +1,37 @@
 """NATS JetStream for :class:`StreamingSource`: a pull consumer into a bounded frame.
 
 ``stream`` is a subject (wildcards allowed) or a list of subjects; the JetStream stream that
-stores them is looked up on the server (all subjects must belong to one stream). Two ways to read:
+stores them is looked up on the server (all subjects must belong to one stream). The source keeps
+one connection (and one pull subscription) for its lifetime, on an event loop of its own
+running on a thread, so the source stays a plain synchronous call. Two ways to read:
 
-* with ``group``: a durable pull consumer named ``group`` (created on first use, with
-  ``start_id`` as its deliver policy). Every source using the same group shares the messages;
-  they are acknowledged only after the batch frame is built, so a failure before that returns
-  them for redelivery (``ack: false`` returns them too: a repeatable peek).
+* with ``group``: a durable pull consumer named ``group`` (created on first use with
+  ``start_id`` as its deliver policy, ``max_ack_pending`` twice ``max_messages`` and
+  ``ack_wait`` 10 s unless ``options.consumer`` says otherwise). Every source using the same
+  group shares the messages. A batch is acknowledged only after its checkpoint committed (read
+  on its own: when the next batch is asked for); until then the reader tells the server every
+  ``ack_wait``/3 that the batch is in progress, so a slow batch is never delivered again
+  while this process lives, and a dead process's batch comes back after ``ack_wait``. The
+  acknowledgements are confirmed by the server before the next batch is read. A message
+  delivered again after its batch committed (the stream sequences of the last committed batch
+  are in the checkpoint) is acknowledged and dropped. ``ack: false`` returns every batch (a
+  repeatable peek).
 * without ``group``: an ephemeral consumer that reads in stream order from ``start_id`` (``0``
   the start of the stream, ``$`` only messages published after the first read, a number: after
-  that stream sequence) and continues from the last sequence read, kept in ``state_path``
-  across processes.
+  that stream sequence) and continues from the last sequence read, kept in the checkpoint (or
+  ``state_path``) across processes.
 
 Frame columns: ``_stream`` (the message's subject), ``_id`` (the stream sequence, as text like
 every platform's id), ``_sequence`` (the same, Int64), ``_timestamp`` (when the server stored
 it, UTC), ``_redelivered``, then the payload columns (see :mod:`._payload`).
-
-nats-py is asyncio; each read runs its own event loop (on a worker thread when the caller
-already runs one), so the source stays a plain synchronous call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -46,28 +54,338 @@ if TYPE_CHECKING:
 
     from data_pipeline.ingestion.streaming.source import StreamingSource
 
-__all__ = ["read_batch"]
+__all__ = ["Reader"]
 
 _MIN_WAIT = 0.01
 """nats-py refuses a fetch timeout of 0: ``timeout: 0`` waits this long instead."""
+_ACK_WAIT = 10.0
+"""``ack_wait`` of a durable consumer the source creates (seconds): a dead process's batch is
+delivered again after this long; a live one's is kept in progress."""
 
 
-def read_batch(source: StreamingSource) -> pl.DataFrame:
-    """At most ``max_messages`` messages, ending when none arrived for ``timeout`` seconds."""
-    import_optional("nats", extra="nats", feature="NATS JetStream")
-    return _run(_read(source))
+class Reader:
+    """One NATS connection for the source's lifetime; see the module docstring."""
 
+    def __init__(self, source: StreamingSource) -> None:
+        import_optional("nats", extra="nats", feature="NATS JetStream")
+        self.source = source
+        s = source.settings
+        self.subjects = [s.stream] if isinstance(s.stream, str) else list(s.stream)
+        self.key = ",".join(self.subjects)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name=f"nats-{source.name}", daemon=True
+        )
+        self.thread.start()
+        self.nc: Any = None
+        self.js: Any = None
+        self.stream_name = ""
+        self.sub: Any = None
+        self.consumer_name: str | None = None
+        self.ack_wait = _ACK_WAIT
+        self.position: int | None = None  # without a group: the last sequence read
+        self.pending: list[Any] = []  # with a group: read, not acknowledged
+        self.filling: list[Any] = []  # with a group: the batch being fetched
+        self.committed: set[int] = set()  # the last committed batch's sequences
+        self.acked: deque[set[int]] = deque(maxlen=3)  # recently acknowledged here
+        self.keeper: Any = None
 
-def _run(coro: Coroutine[Any, Any, pl.DataFrame]) -> pl.DataFrame:
-    """Run ``coro`` in a private event loop (on a thread when this thread already runs one)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    from concurrent.futures import ThreadPoolExecutor
+    def _call(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+    # -- the Reader protocol -------------------------------------------------------------------
+
+    def restore(self, state: dict[str, Any] | None) -> None:
+        state = state or {}
+        if self.source.settings.group:
+            self.committed = {int(x) for x in state.get("pending") or []}
+            if self.pending:  # read here, not committed: back to the consumer at once
+                self._call(self._give_back(self.pending))
+                self.pending = []
+        else:
+            saved = (state.get("positions") or {}).get(self.key)
+            self.position = int(saved) if saved is not None else None
+            if self.sub is not None:
+                self._call(self._drop_ordered())
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        if self.source.settings.group:
+            return {"pending": [m.metadata.sequence.stream for m in self.pending]}
+        return {"positions": {} if self.position is None else {self.key: str(self.position)}}
+
+    def acknowledge(self) -> None:
+        if not self.pending:
+            return
+        messages, self.pending = self.pending, []
+        if self.source.settings.ack:
+            self._call(self._ack(messages))
+            self.acked.append({m.metadata.sequence.stream for m in messages})
+        else:
+            self._call(self._nak(messages))
+
+    def close(self) -> None:
+        try:
+            if self.nc is not None:
+                self._call(self._shutdown())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.loop.close()
+
+    def lag(self) -> dict[str, int] | None:
+        if self.nc is None:
+            return None
+        return {self.key: int(self._call(self._lag()))}
+
+    def read(self) -> pl.DataFrame:
+        """At most ``max_messages`` messages, ending when none arrived for ``timeout`` s."""
+        messages = self._call(self._read())
+        try:
+            frame = _frame(self.source, messages)
+        except BaseException:
+            if self.source.settings.group:  # back to the consumer for redelivery, now
+                self._call(self._give_back(messages))
+            raise
+        if self.source.settings.group:
+            self.pending.extend(messages)
+            self.source.current_operation.details["consumer"] = self.consumer_name
+        else:
+            if messages:
+                self.position = messages[-1].metadata.sequence.stream
+            self.source.current_operation.details["position"] = self.position
+        return frame
+
+    # -- on the event loop ---------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        if self.nc is not None:
+            return
+        source = self.source
+        nc = await _connect(source)
+        try:
+            js = nc.jetstream()
+            self.stream_name = await _find_stream(source, js, self.subjects)
+            version = nc.connected_server_version
+            if len(self.subjects) > 1 and (version.major, version.minor) < (2, 10):
+                raise UnsupportedOperationError(
+                    f"reading several subjects {self.subjects} through one consumer needs "
+                    f"nats-server 2.10 or later (the server at {_address(source)} is {version})",
+                    component=source.label,
+                    hint="use one wildcard subject (orders.>), one source per subject, "
+                    "or upgrade nats-server",
+                )
+        except BaseException:
+            await nc.close()
+            raise
+        self.nc, self.js = nc, js
+        source.current_operation.details["jetstream_stream"] = self.stream_name
+
+    async def _read(self) -> list[Any]:
+        import nats.errors
+        import nats.js.errors
+
+        source = self.source
+        try:
+            await self._open()
+            s = source.settings
+            if s.group:
+                if self.sub is None:
+                    await self._bind_group()
+                if self.keeper is None:
+                    self.keeper = asyncio.ensure_future(self._keep_in_progress())
+                self.filling = []
+                try:
+                    messages = await _fetch(self.sub, s.max_messages, s.timeout, self.filling)
+                finally:
+                    self.filling = []
+                return await self._new_only(messages)
+            if self.sub is None:
+                await self._bind_ordered()
+            return await _fetch(self.sub, s.max_messages, s.timeout)
+        except DataPipelineError:
+            raise
+        except (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError) as exc:
+            raise IngestionError(
+                f"JetStream is not available on the NATS server at {_address(source)}: {exc}",
+                component=source.label,
+                hint="enable JetStream on the server (nats-server -js, or jetstream {} in its "
+                "config)",
+            ) from None
+        except (nats.errors.ConnectionClosedError, nats.errors.UnexpectedEOF, OSError) as exc:
+            raise IngestionConnectionError(
+                f"lost the connection to NATS at {_address(source)}: {exc}",
+                component=source.label,
+                hint="check that nats-server is running, then read again",
+            ) from None
+
+    async def _new_only(self, messages: list[Any]) -> list[Any]:
+        """One message per stream sequence, without those committed or acknowledged before
+        (delivered again: acknowledged again, dropped)."""
+        done = set(self.committed).union(*self.acked)
+        held = {m.metadata.sequence.stream for m in self.pending}
+        seen: set[int] = set()
+        fresh, again = [], []
+        for msg in messages:
+            sequence = msg.metadata.sequence.stream
+            if sequence in done:
+                again.append(msg)
+            elif sequence not in seen and sequence not in held:
+                seen.add(sequence)
+                fresh.append(msg)
+            # else: delivered twice within a batch (or while held): one row
+        if again:
+            for msg in again:
+                await msg.ack()
+            details = self.source.current_operation.details
+            details["duplicates_dropped"] = details.get("duplicates_dropped", 0) + len(again)
+        return fresh
+
+    async def _bind_group(self) -> None:
+        import nats.js.errors
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        source = self.source
+        s = source.settings
+        durable = str(s.group)
+        js = self.js
+        try:
+            info = await js.consumer_info(self.stream_name, durable)
+        except nats.js.errors.NotFoundError:
+            info = None
+        if info is None:
+            config = ConsumerConfig(
+                name=durable,
+                durable_name=durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=_ACK_WAIT,
+                max_ack_pending=max(1000, 2 * s.max_messages),
+            )
+            after = _start_sequence(source)
+            if after is None:
+                config.deliver_policy = DeliverPolicy.NEW
+            elif after > 0:
+                config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+                config.opt_start_seq = after + 1
+            _filter(config, self.subjects)
+            try:
+                config = config.evolve(**dict(s.options.get("consumer", {})))
+                info = await js.add_consumer(self.stream_name, config=config)
+            except (TypeError, nats.js.errors.BadRequestError) as exc:
+                reason = getattr(exc, "description", None) or str(exc)
+                raise ConfigError(
+                    f"cannot create the JetStream consumer {durable!r} on stream "
+                    f"{self.stream_name!r}: {reason}",
+                    component=source.label,
+                    hint="check the settings under options.consumer (nats.js.api.ConsumerConfig "
+                    "fields such as ack_wait, max_deliver, max_ack_pending)",
+                ) from None
+        else:
+            have = info.config.filter_subjects or (
+                [info.config.filter_subject] if info.config.filter_subject else []
+            )
+            if sorted(have) != sorted(self.subjects):
+                raise ConfigError(
+                    f"the JetStream consumer {durable!r} on stream {self.stream_name!r} reads "
+                    f"{have or 'every subject'}, not {self.subjects}",
+                    component=source.label,
+                    hint="use another group name, or delete that consumer "
+                    f"(`nats consumer rm {self.stream_name} {durable}`)",
+                )
+        self.ack_wait = float(info.config.ack_wait or _ACK_WAIT)
+        self.sub = await js.pull_subscribe_bind(durable=durable, stream=self.stream_name)
+        self.consumer_name = durable
+
+    async def _bind_ordered(self) -> None:
+        """An ephemeral consumer from the position (no acknowledgements)."""
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        s = self.source.settings
+        after = self.position if self.position is not None else _start_sequence(self.source)
+        if after is None:  # '$': new messages are those after the last one stored now
+            info = await self.js.stream_info(self.stream_name)
+            after = int(info.state.last_seq)
+            self.position = after
+        config = ConsumerConfig(
+            ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=after + 1,
+            inactive_threshold=max(60.0, 10 * s.timeout),  # the server drops it if we vanish
+            mem_storage=True,
+            num_replicas=1,
+        )
+        _filter(config, self.subjects)
+        config.name = self.nc._nuid.next().decode()
+        await self.js.add_consumer(self.stream_name, config=config)
+        self.consumer_name = config.name
+        self.sub = await self.js.pull_subscribe_bind(consumer=config.name, stream=self.stream_name)
+
+    async def _drop_ordered(self) -> None:
+        import nats.js.errors
+
+        sub, name, self.sub = self.sub, self.consumer_name, None
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+        with contextlib.suppress(nats.js.errors.Error):  # else inactive_threshold removes it
+            await self.js.delete_consumer(self.stream_name, name)
+
+    async def _keep_in_progress(self) -> None:
+        """While a batch is fetched or held (read, not acknowledged): tell the server every
+        ack_wait/3 that it is in progress, so it is not delivered again while this process
+        lives (a batch may take longer to fill, process and commit than ack_wait)."""
+        while True:
+            await asyncio.sleep(max(self.ack_wait / 3, 0.05))
+            for msg in [*self.pending, *self.filling]:
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
+
+    async def _ack(self, messages: list[Any]) -> None:
+        *rest, last = messages
+        for msg in rest:
+            await msg.ack()
+        # the server's answer to the last one comes after it processed all before it
+        try:
+            await last.ack_sync(timeout=max(5.0, self.ack_wait))
+        except Exception:
+            await self.nc.flush()
+            raise
+
+    async def _give_back(self, messages: list[Any]) -> None:
+        """Unsubscribe first: a pull request of ours still pending at the server loses its
+        interest with the subscription, so what is returned with nak goes to the next reader
+        (ours or another's), not into this inbox to wait for ack_wait. The next read binds
+        again."""
+        sub, self.sub = self.sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        await self._nak(messages)
+
+    async def _nak(self, messages: list[Any]) -> None:
+        with contextlib.suppress(Exception):  # the connection is gone: ack_wait returns them
+            for msg in messages:
+                await msg.nak()
+            await self.nc.flush()
+
+    async def _lag(self) -> int:
+        if self.source.settings.group and self.consumer_name:
+            info = await self.js.consumer_info(self.stream_name, self.consumer_name)
+            return int(info.num_pending)
+        info = await self.js.stream_info(self.stream_name)
+        return max(0, int(info.state.last_seq) - int(self.position or 0))
+
+    async def _shutdown(self) -> None:
+        if self.keeper is not None:
+            self.keeper.cancel()
+            with contextlib.suppress(BaseException):
+                await self.keeper
+        if self.source.settings.group:
+            # closed before the commit: back to the consumer at once
+            await self._give_back(self.pending)
+            self.pending = []
+        elif self.sub is not None:
+            await self._drop_ordered()
+        await self.nc.close()
+        self.nc = None
 
 
 def _address(source: StreamingSource) -> str:
@@ -143,48 +461,6 @@ def _is_auth(exc: BaseException) -> bool:
     return isinstance(exc, nats.errors.AuthorizationError) or "authorization" in str(exc).lower()
 
 
-async def _read(source: StreamingSource) -> pl.DataFrame:
-    import nats.errors
-    import nats.js.errors
-
-    s = source.settings
-    subjects = [s.stream] if isinstance(s.stream, str) else list(s.stream)
-    nc = await _connect(source)
-    try:
-        js = nc.jetstream()
-        stream_name = await _find_stream(source, js, subjects)
-        version = nc.connected_server_version
-        if len(subjects) > 1 and (version.major, version.minor) < (2, 10):
-            raise UnsupportedOperationError(
-                f"reading several subjects {subjects} through one consumer needs "
-                f"nats-server 2.10 or later (the server at {_address(source)} is {version})",
-                component=source.label,
-                hint="use one wildcard subject (orders.>), one source per subject, "
-                "or upgrade nats-server",
-            )
-        details = source.current_operation.details
-        details["jetstream_stream"] = stream_name
-        if s.group:
-            return await _read_group(source, nc, js, stream_name, subjects)
-        return await _read_ordered(source, nc, js, stream_name, subjects)
-    except DataPipelineError:
-        raise
-    except (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError) as exc:
-        raise IngestionError(
-            f"JetStream is not available on the NATS server at {_address(source)}: {exc}",
-            component=source.label,
-            hint="enable JetStream on the server (nats-server -js, or jetstream {} in its config)",
-        ) from None
-    except (nats.errors.ConnectionClosedError, nats.errors.UnexpectedEOF, OSError) as exc:
-        raise IngestionConnectionError(
-            f"lost the connection to NATS at {_address(source)}: {exc}",
-            component=source.label,
-            hint="check that nats-server is running, then read again",
-        ) from None
-    finally:
-        await nc.close()
-
-
 async def _find_stream(source: StreamingSource, js: Any, subjects: list[str]) -> str:
     import nats.js.errors
 
@@ -230,156 +506,23 @@ def _start_sequence(source: StreamingSource) -> int | None:
     )
 
 
-async def _read_group(
-    source: StreamingSource, nc: Any, js: Any, stream_name: str, subjects: list[str]
-) -> pl.DataFrame:
-    """A durable pull consumer named ``group``: shared, acknowledged after the frame is built."""
-    import nats.js.errors
-    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
-    s = source.settings
-    durable = str(s.group)
-    try:
-        info = await js.consumer_info(stream_name, durable)
-    except nats.js.errors.NotFoundError:
-        info = None
-    if info is None:
-        config = ConsumerConfig(
-            name=durable,
-            durable_name=durable,
-            ack_policy=AckPolicy.EXPLICIT,
-            max_ack_pending=max(1000, s.max_messages),
-        )
-        after = _start_sequence(source)
-        if after is None:
-            config.deliver_policy = DeliverPolicy.NEW
-        elif after > 0:
-            config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
-            config.opt_start_seq = after + 1
-        _filter(config, subjects)
-        try:
-            config = config.evolve(**dict(s.options.get("consumer", {})))
-            await js.add_consumer(stream_name, config=config)
-        except (TypeError, nats.js.errors.BadRequestError) as exc:
-            reason = getattr(exc, "description", None) or str(exc)
-            raise ConfigError(
-                f"cannot create the JetStream consumer {durable!r} on stream {stream_name!r}: "
-                f"{reason}",
-                component=source.label,
-                hint="check the settings under options.consumer (nats.js.api.ConsumerConfig "
-                "fields such as ack_wait, max_deliver, max_ack_pending)",
-            ) from None
-    else:
-        have = info.config.filter_subjects or (
-            [info.config.filter_subject] if info.config.filter_subject else []
-        )
-        if sorted(have) != sorted(subjects):
-            raise ConfigError(
-                f"the JetStream consumer {durable!r} on stream {stream_name!r} reads "
-                f"{have or 'every subject'}, not {subjects}",
-                component=source.label,
-                hint="use another group name, or delete that consumer "
-                f"(`nats consumer rm {stream_name} {durable}`)",
-            )
-    sub = await js.pull_subscribe_bind(durable=durable, stream=stream_name)
-    messages: list[Any] = []
-    # Unsubscribe before acknowledging: a pull request of ours still pending at the server
-    # (the last fetch gave up waiting) loses its interest with the subscription, so a message
-    # returned with nak is redelivered to the next reader, not into this closed inbox (where
-    # it would wait for ack_wait) or into this batch twice.
-    try:
-        messages = await _fetch(sub, s.max_messages, s.timeout)
-        frame = _frame(source, _first_deliveries(messages))
-    except BaseException:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-        await _nak_all(nc, messages)  # back to the consumer for redelivery, now
-        raise
-    await sub.unsubscribe()
-    for msg in messages:
-        await (msg.ack() if s.ack else msg.nak())
-    await nc.flush()  # the acks have reached the server before the batch is returned
-    source.current_operation.details["consumer"] = durable
-    return frame
-
-
-def _first_deliveries(messages: list[Any]) -> list[Any]:
-    """One message per stream sequence: a message redelivered within the same batch (its
-    ack_wait ran out while the batch was still filling) is not a second row."""
+async def _fetch(sub: Any, limit: int, timeout: float, into: list[Any] | None = None) -> list[Any]:
+    """Pull until ``limit`` messages (one per stream sequence: a copy delivered again while
+    the batch fills is not counted) or until a pull waited ``timeout`` seconds for nothing.
+    ``into``: a list the messages are added to as they arrive (kept in progress meanwhile)."""
+    messages: list[Any] = [] if into is None else into
     seen: set[int] = set()
-    unique = []
-    for msg in messages:
-        sequence = msg.metadata.sequence.stream
-        if sequence not in seen:
-            seen.add(sequence)
-            unique.append(msg)
-    return unique
-
-
-async def _nak_all(nc: Any, messages: list[Any]) -> None:
-    try:
-        for msg in messages:
-            await msg.nak()
-        await nc.flush()
-    except Exception:  # the connection is gone: the server redelivers after ack_wait anyway
-        pass
-
-
-async def _read_ordered(
-    source: StreamingSource, nc: Any, js: Any, stream_name: str, subjects: list[str]
-) -> pl.DataFrame:
-    """An ephemeral consumer from the last stream sequence read (no acknowledgements)."""
-    import nats.js.errors
-    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
-    s = source.settings
-    key = ",".join(subjects)
-    positions = source.positions()
-    position = positions.get(key)
-    after = int(position) if position is not None else _start_sequence(source)
-    if after is None:  # '$': new messages are those after the last one stored now
-        info = await js.stream_info(stream_name)
-        after = int(info.state.last_seq)
-        positions[key] = str(after)
-    config = ConsumerConfig(
-        ack_policy=AckPolicy.NONE,
-        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-        opt_start_seq=after + 1,
-        inactive_threshold=max(60.0, 10 * s.timeout),  # the server drops it if we vanish
-        mem_storage=True,
-        num_replicas=1,
-    )
-    _filter(config, subjects)
-    config.name = nc._nuid.next().decode()
-    await js.add_consumer(stream_name, config=config)
-    try:
-        sub = await js.pull_subscribe_bind(consumer=config.name, stream=stream_name)
-        messages = await _fetch(sub, s.max_messages, s.timeout)
-        frame = _frame(source, messages)
-        await sub.unsubscribe()
-    finally:
-        with contextlib.suppress(nats.js.errors.Error):  # else inactive_threshold removes it
-            await js.delete_consumer(stream_name, config.name)
-    if messages:
-        positions[key] = str(messages[-1].metadata.sequence.stream)
-    source.save_positions()
-    source.current_operation.details["position"] = positions.get(key)
-    return frame
-
-
-async def _fetch(sub: Any, limit: int, timeout: float) -> list[Any]:
-    """Pull until ``limit`` messages or until a pull waited ``timeout`` seconds for nothing."""
-    messages: list[Any] = []
     wait = max(timeout, _MIN_WAIT)
-    while len(messages) < limit:
+    while len(seen) < limit:
         try:
-            got = await sub.fetch(limit - len(messages), timeout=wait)
+            got = await sub.fetch(limit - len(seen), timeout=wait)
         except TimeoutError:  # nats.errors.TimeoutError and asyncio's are TimeoutErrors
             break
         if not got:
             break
         messages.extend(got)
-    return messages
+        seen.update(m.metadata.sequence.stream for m in got if m.metadata is not None)
+    return list(messages)
 
 
 def _frame(source: StreamingSource, messages: list[Any]) -> pl.DataFrame:

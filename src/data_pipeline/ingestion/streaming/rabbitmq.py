@@ -1,27 +1,41 @@
-"""RabbitMQ for :class:`StreamingSource`: consume a queue into a bounded frame.
+"""RabbitMQ for :class:`StreamingSource`: consume queues into bounded frames.
 
 ``stream`` is a queue name (or a list of queues read together on one channel). The queue must
-exist: it is declared passively, so the source never creates or changes queues. Messages are
-consumed with a channel-wide prefetch of ``max_messages`` (the broker never hands out more than
-one batch) and acknowledged with one ``basic.ack`` (``multiple``) only after the batch frame is
-built; on any failure before that they are returned to the queue (``basic.nack`` with requeue),
-and with ``ack: false`` they are always returned (a repeatable peek; the next read sees them
-with ``_redelivered`` true).
+exist: it is declared passively, so the source never creates or changes queues. The source keeps
+one connection and one channel for its lifetime; messages are consumed with a channel-wide
+prefetch of ``max_messages`` (the broker never hands out more than one batch) and acknowledged
+with one ``basic.ack`` (``multiple``) after the batch's checkpoint committed (read on its own:
+when the next batch is asked for), confirmed by the broker before the next batch is read. On
+any failure before that they go back to the queue (``basic.nack`` with requeue, or the broker
+does it when the connection dies), and with ``ack: false`` they are always returned (a
+repeatable peek; the next read sees them with ``_redelivered`` true).
+
+A message delivered again after its batch committed (the process stopped between the commit and
+the acknowledgement) is recognised by its ``message_id``: the ids of the last committed batch are
+in the checkpoint, and such a message is acknowledged and dropped. Exactly once therefore needs a
+``message_id`` on every message; without one it is at least once.
+
+Stream queues (``x-queue-type: stream``) are recognised on the first read. They are read from an
+offset: ``start_id`` (``0`` the first message, ``$`` only new ones, or an offset), then after the
+last offset committed (kept in the checkpoint, or ``state_path``); a message at or before it is
+dropped.
 
 A queue already shares its messages among all its consumers, so ``group`` has no meaning here and
 is refused (to give several applications a copy each, bind one queue per application to the
-exchange). ``start_id`` and ``state_path`` are refused too: a queue has no positions to replay.
+exchange).
 
 Frame columns: ``_stream`` (the queue), ``_id`` (the producer's ``message_id``, or the delivery
 tag of this read when the producer set none), ``_routing_key``, ``_timestamp`` (the producer's
 ``timestamp`` property, UTC, null when absent), ``_redelivered``, then the payload columns (see
-:mod:`._payload`).
+:mod:`._payload`); ``_offset`` for stream queues.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -39,63 +53,360 @@ if TYPE_CHECKING:
 
     from data_pipeline.ingestion.streaming.source import StreamingSource
 
-__all__ = ["read_batch"]
+__all__ = ["Reader"]
 
 _NOT_FOR_QUEUES = {
     "group": "every consumer of a queue already shares its messages; to give several "
     "applications a copy each, bind one queue per application to the exchange",
-    "start_id": "a queue hands out what it holds; it has no position to start from",
-    "state_path": "a queue removes what was acknowledged; there is no position to keep",
+}
+_NOT_FOR_CLASSIC = {
+    "start_id": "a classic queue hands out what it holds; it has no position to start from",
+    "state_path": "a classic queue removes what was acknowledged; there is no position to keep",
 }
 
 
-def read_batch(source: StreamingSource) -> pl.DataFrame:
-    """At most ``max_messages`` messages, ending when none arrived for ``timeout`` seconds."""
-    pika = import_optional("pika", extra="rabbitmq", feature="RabbitMQ")
-    errors = import_optional("pika.exceptions", extra="rabbitmq", feature="RabbitMQ")
+class Reader:
+    """One connection and channel for the source's lifetime; see the module docstring."""
 
-    s = source.settings
-    refused = sorted(set(_NOT_FOR_QUEUES) & s.model_fields_set)
-    if refused:
+    def __init__(self, source: StreamingSource) -> None:
+        self.pika = import_optional("pika", extra="rabbitmq", feature="RabbitMQ")
+        self.errors = import_optional("pika.exceptions", extra="rabbitmq", feature="RabbitMQ")
+        self.source = source
+        s = source.settings
+        refused = sorted(set(_NOT_FOR_QUEUES) & s.model_fields_set)
+        if refused:
+            raise ConfigError(
+                f"{', '.join(repr(k) for k in refused)} has no meaning for RabbitMQ: "
+                + "; ".join(_NOT_FOR_QUEUES[k] for k in refused),
+                component=source.label,
+                hint=f"remove {', '.join(refused)} from the config",
+            )
+        self.queues = [s.stream] if isinstance(s.stream, str) else list(s.stream)
+        self.connection: Any = None
+        self.channel: Any = None
+        self.streams: set[str] = set()  # the stream queues among them
+        self.tags: list[str] = []
+        self.outstanding: list[int] = []  # delivery tags of the batch(es) read, not acknowledged
+        self.unacked: set[int] = set()  # every delivery tag received and not acknowledged
+        self.batch_ids: list[str] = []  # message ids read since the last acknowledgement
+        self.committed: set[str] = set()  # message ids of the last committed batch
+        self.offsets: dict[str, int] = {}  # stream queues: the last offset read
+        self.committed_offsets: dict[str, int] = {}
+        self.buffer: list[tuple[str, Any, Any, bytes]] = []
+        self.warned = False
+
+    # -- the Reader protocol -------------------------------------------------------------------
+
+    def restore(self, state: dict[str, Any] | None) -> None:
+        state = state or {}
+        self.committed = {str(x) for x in state.get("pending") or []}
+        offsets = {k: int(v) for k, v in (state.get("positions") or {}).items()}
+        self.committed_offsets = dict(offsets)
+        self.offsets = dict(offsets)
+        if self.channel is not None:
+            self._return_unacknowledged()
+            if self.streams:  # streams restart at the committed offsets
+                self._cancel()
+                self._consume()
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"pending": list(self.batch_ids)}
+        if self.offsets:
+            state["positions"] = {k: str(v) for k, v in sorted(self.offsets.items())}
+        return state
+
+    def acknowledge(self) -> None:
+        if self.channel is None:
+            return
+        ack = self.source.settings.ack
+        if self.outstanding:
+            last = max(self.outstanding)  # not acknowledged yet: "multiple" takes all before it
+            with self._lost():
+                if ack:
+                    self.channel.basic_ack(last, multiple=True)
+                else:
+                    self.channel.basic_nack(last, multiple=True, requeue=True)
+                self._barrier()
+            self.unacked = {t for t in self.unacked if t > last}
+        self.outstanding = []
+        if ack:
+            self.committed = set(self.batch_ids)
+            self.committed_offsets.update(self.offsets)
+        else:
+            self.offsets = dict(self.committed_offsets)
+        self.batch_ids = []
+
+    def close(self) -> None:
+        connection, self.connection, self.channel = self.connection, None, None
+        if connection is not None and connection.is_open:
+            connection.close()  # anything delivered and not acknowledged goes back to the queue
+
+    def read(self) -> pl.DataFrame:
+        """At most ``max_messages`` messages, ending when none arrived for ``timeout`` s."""
+        import polars as pl
+
+        s = self.source.settings
+        with self._lost():
+            if self.connection is None:
+                self._open()
+            payloads: list[bytes] = []
+            meta: dict[str, list[Any]] = {
+                "_stream": [],
+                "_id": [],
+                "_routing_key": [],
+                "_timestamp": [],
+                "_redelivered": [],
+            }
+            offsets: list[int | None] = []
+            ids: list[str] = []
+            deadline = time.monotonic() + s.timeout
+            duplicates = 0
+            while len(payloads) < s.max_messages:
+                if not self.buffer:
+                    left = deadline - time.monotonic()
+                    self.connection.process_data_events(time_limit=max(left, 0))
+                    if not self.buffer:
+                        if time.monotonic() >= deadline:
+                            break
+                        continue
+                queue, method, props, body = self.buffer.pop(0)
+                offset = (
+                    (props.headers or {}).get("x-stream-offset") if queue in self.streams else None
+                )
+                if self._seen(queue, method, props, offset):
+                    duplicates += 1
+                    continue
+                self.outstanding.append(method.delivery_tag)
+                deadline = time.monotonic() + s.timeout  # a message arrived: a full timeout more
+                payloads.append(body)
+                meta["_stream"].append(queue)
+                meta["_id"].append(props.message_id or str(method.delivery_tag))
+                meta["_routing_key"].append(method.routing_key)
+                stamp = props.timestamp
+                meta["_timestamp"].append(
+                    None if stamp is None else dt.datetime.fromtimestamp(stamp, dt.timezone.utc)
+                )
+                meta["_redelivered"].append(bool(method.redelivered))
+                offsets.append(int(offset) if offset is not None else None)
+                if props.message_id:
+                    ids.append(str(props.message_id))
+                elif not self.warned and self.source._managed:
+                    self.warned = True
+                    self.source.logger.warning(
+                        "%s: messages of %r carry no message_id: a batch delivered again after "
+                        "its commit cannot be recognised (at least once)",
+                        self.source.label,
+                        queue,
+                    )
+            if duplicates:
+                details = self.source.current_operation.details
+                details["duplicates_dropped"] = details.get("duplicates_dropped", 0) + duplicates
+            self.source.current_operation.details["messages"] = len(payloads)
+            types: dict[str, Any] = {
+                "_timestamp": pl.Datetime("us", "UTC"),
+                "_redelivered": pl.Boolean,
+            }
+            if self.streams:
+                meta["_offset"] = offsets
+                types["_offset"] = pl.Int64
+            try:
+                frame = messages_to_frame(self.source, meta, payloads, types)
+            except BaseException:
+                self._return_unacknowledged()
+                raise
+        self.batch_ids.extend(ids)
+        for queue, offset in zip(meta["_stream"], offsets, strict=True):
+            if offset is not None:
+                self.offsets[queue] = max(offset, self.offsets.get(queue, -1))
+        return frame
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _seen(self, queue: str, method: Any, props: Any, offset: Any) -> bool:
+        """A message committed before (delivered again): acknowledged now and dropped."""
+        if offset is not None:
+            done = int(offset) <= self.committed_offsets.get(queue, -1)
+        else:
+            done = bool(
+                method.redelivered and props.message_id and props.message_id in self.committed
+            )
+        if done:
+            self.channel.basic_ack(method.delivery_tag)
+            self.unacked.discard(method.delivery_tag)
+        return done
+
+    def _open(self) -> None:
+        pika, errors, source = self.pika, self.errors, self.source
+        where = _address(source)
+        try:
+            self.connection = pika.BlockingConnection(_parameters(source, pika))
+        except (errors.ProbableAuthenticationError, errors.AuthenticationError):
+            raise IngestionAuthenticationError(
+                f"RabbitMQ at {where} refused the credentials",
+                component=source.label,
+                hint="check username and password (or the credentials in the url)",
+            ) from None
+        except errors.ProbableAccessDeniedError as exc:
+            raise IngestionAuthenticationError(
+                f"RabbitMQ at {where} refused access to the virtual host: {_reason(exc)}",
+                component=source.label,
+                hint="check that the virtual host exists and the user has permissions on it",
+            ) from None
+        except errors.AMQPConnectionError as exc:
+            raise IngestionConnectionError(
+                f"cannot connect to RabbitMQ at {where}: {_reason(exc)}",
+                component=source.label,
+                hint="check host and port, and that RabbitMQ is running",
+            ) from None
+        try:
+            self.channel = self.connection.channel()
+            for queue in self.queues:
+                _declared(source, self.channel, queue, errors)
+            self.streams = {q for q in self.queues if self._is_stream(q)}
+            classic = [q for q in self.queues if q not in self.streams]
+            refused = sorted(set(_NOT_FOR_CLASSIC) & source.settings.model_fields_set)
+            if classic and refused:
+                raise ConfigError(
+                    f"{', '.join(repr(k) for k in refused)} has no meaning for the classic "
+                    f"queue(s) {classic}: " + "; ".join(_NOT_FOR_CLASSIC[k] for k in refused),
+                    component=source.label,
+                    hint=f"remove {', '.join(refused)} from the config (they apply to stream "
+                    "queues)",
+                )
+            # Channel-wide (global) prefetch: all queues together never hand out more than one
+            # batch; stream queues need a per-consumer prefetch too.
+            prefetch = min(self.source.settings.max_messages, 65535)
+            self.channel.basic_qos(prefetch_count=prefetch, global_qos=True)
+            if self.streams:
+                self.channel.basic_qos(prefetch_count=prefetch)
+            self._consume()
+        except BaseException:
+            self.close()
+            raise
+
+    def _is_stream(self, queue: str) -> bool:
+        """A stream queue accepts a consumer with ``x-stream-offset``; a classic one closes the
+        channel with 406 (probed on a channel of its own)."""
+        import logging
+
+        probe = self.connection.channel()
+        quiet = logging.getLogger("pika.channel")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # pika logs the expected refusal as a warning
+        try:
+            probe.basic_qos(prefetch_count=1)
+            tag = probe.basic_consume(queue, lambda *_: None, arguments={"x-stream-offset": "next"})
+            probe.basic_cancel(tag)
+            return True
+        except self.errors.ChannelClosedByBroker as exc:
+            if exc.reply_code == 406:
+                return False
+            raise
+        finally:
+            quiet.setLevel(level)
+            if probe.is_open:
+                probe.close()
+
+    def _consume(self) -> None:
+        self.tags = []
+        for queue in self.queues:
+            arguments = None
+            if queue in self.streams:
+                arguments = {"x-stream-offset": self._stream_start(queue)}
+            self.tags.append(
+                self.channel.basic_consume(
+                    queue, self._take(queue), auto_ack=False, arguments=arguments
+                )
+            )
+
+    def _stream_start(self, queue: str) -> Any:
+        known = self.committed_offsets.get(queue)
+        if known is not None:
+            return known + 1
+        start = self.source.settings.start_id.strip()
+        if start in ("0", "first"):
+            return "first"
+        if start in ("$", "next", "last"):
+            return "next" if start != "last" else "last"
+        if start.isdigit():
+            return int(start)
         raise ConfigError(
-            f"{', '.join(repr(k) for k in refused)} has no meaning for RabbitMQ: "
-            + "; ".join(_NOT_FOR_QUEUES[k] for k in refused),
-            component=source.label,
-            hint=f"remove {', '.join(refused)} from the config",
+            f"start_id {start!r} is not a RabbitMQ stream position",
+            component=self.source.label,
+            hint="use '0' (the first message), '$' (only new ones) or an offset",
         )
-    where = _address(source)
+
+    def _take(self, queue: str) -> Any:
+        def on_message(_ch: Any, method: Any, props: Any, body: bytes) -> None:
+            self.buffer.append((queue, method, props, body))
+            self.unacked.add(method.delivery_tag)
+
+        return on_message
+
+    def _cancel(self) -> None:
+        for tag in self.tags:
+            self.channel.basic_cancel(tag)
+        self.tags = []
+        self.buffer = []
+
+    def _return_unacknowledged(self) -> None:
+        """What was delivered and not acknowledged goes back to the queue now."""
+        if self.channel is None:
+            return
+        self.buffer = []
+        self.batch_ids = []
+        self.offsets = dict(self.committed_offsets)
+        if self.unacked and self.channel.is_open:  # read or waiting in the buffer: all back
+            self.channel.basic_nack(max(self.unacked), multiple=True, requeue=True)
+        self.unacked = set()
+        self.outstanding = []
+        if self.streams and self.channel.is_open:  # a stream is read again from an offset
+            self._cancel()
+            self._consume()
+
+    def _barrier(self) -> None:
+        """A synchronous method on the channel: the broker answers after it processed what was
+        sent before (the acknowledgements)."""
+        self.channel.basic_qos(
+            prefetch_count=min(self.source.settings.max_messages, 65535), global_qos=True
+        )
+
+    def _lost(self) -> Any:
+        return _connection_lost(self.source, self.errors)
+
+
+@contextlib.contextmanager
+def _connection_lost(source: StreamingSource, errors: Any) -> Iterator[None]:
     try:
-        connection = pika.BlockingConnection(_parameters(source, pika))
-    except (errors.ProbableAuthenticationError, errors.AuthenticationError):
-        raise IngestionAuthenticationError(
-            f"RabbitMQ at {where} refused the credentials",
-            component=source.label,
-            hint="check username and password (or the credentials in the url)",
-        ) from None
-    except errors.ProbableAccessDeniedError as exc:
-        raise IngestionAuthenticationError(
-            f"RabbitMQ at {where} refused access to the virtual host: {_reason(exc)}",
-            component=source.label,
-            hint="check that the virtual host exists and the user has permissions on it",
-        ) from None
+        yield
     except errors.AMQPConnectionError as exc:
         raise IngestionConnectionError(
-            f"cannot connect to RabbitMQ at {where}: {_reason(exc)}",
-            component=source.label,
-            hint="check host and port, and that RabbitMQ is running",
-        ) from None
-    try:
-        return _consume(source, connection, errors)
-    except errors.AMQPConnectionError as exc:
-        raise IngestionConnectionError(
-            f"lost the connection to RabbitMQ at {where}: {_reason(exc)}",
+            f"lost the connection to RabbitMQ at {_address(source)}: {_reason(exc)}",
             component=source.label,
             hint="check that RabbitMQ is running, then read again (unacknowledged messages "
             "stay in the queue)",
         ) from None
-    finally:
-        if connection.is_open:
-            connection.close()  # anything delivered and not acknowledged goes back to the queue
+
+
+def _declared(source: StreamingSource, channel: Any, queue: str, errors: Any) -> None:
+    try:
+        channel.queue_declare(queue=queue, passive=True)
+    except errors.ChannelClosedByBroker as exc:
+        if exc.reply_code == 403:
+            raise IngestionAuthenticationError(
+                f"RabbitMQ at {_address(source)} refused access to queue {queue!r}: "
+                f"{exc.reply_text}",
+                component=source.label,
+                hint="give the user read permissions on the queue (rabbitmqctl set_permissions)",
+            ) from None
+        if exc.reply_code != 404:
+            raise
+        raise InputNotFoundError(
+            f"RabbitMQ at {_address(source)} has no queue {queue!r}",
+            component=source.label,
+            hint="declare the queue first (rabbitmqadmin declare queue name=... durable=true, "
+            "or your producer's queue_declare); the source never creates queues",
+        ) from None
 
 
 def _address(source: StreamingSource) -> str:
@@ -158,90 +469,3 @@ def _set(source: StreamingSource, params: Any, key: str, value: Any) -> None:
         raise ConfigError(
             f"options.{key}: {exc}", component=source.label, hint="check the value's type"
         ) from None
-
-
-def _consume(source: StreamingSource, connection: Any, errors: Any) -> pl.DataFrame:
-    import polars as pl
-
-    s = source.settings
-    queues = [s.stream] if isinstance(s.stream, str) else list(s.stream)
-    channel = connection.channel()
-    for queue in queues:
-        try:
-            channel.queue_declare(queue=queue, passive=True)
-        except errors.ChannelClosedByBroker as exc:
-            if exc.reply_code == 403:
-                raise IngestionAuthenticationError(
-                    f"RabbitMQ at {_address(source)} refused access to queue {queue!r}: "
-                    f"{exc.reply_text}",
-                    component=source.label,
-                    hint="give the user read permissions on the queue (rabbitmqctl "
-                    "set_permissions)",
-                ) from None
-            if exc.reply_code != 404:
-                raise
-            raise InputNotFoundError(
-                f"RabbitMQ at {_address(source)} has no queue {queue!r}",
-                component=source.label,
-                hint="declare the queue first (rabbitmqadmin declare queue name=... durable=true, "
-                "or your producer's queue_declare); the source never creates queues",
-            ) from None
-    # Channel-wide (global) prefetch: all queues together never hand out more than one batch.
-    channel.basic_qos(prefetch_count=min(s.max_messages, 65535), global_qos=True)
-    payloads: list[bytes] = []
-    meta: dict[str, list[Any]] = {
-        "_stream": [],
-        "_id": [],
-        "_routing_key": [],
-        "_timestamp": [],
-        "_redelivered": [],
-    }
-    last_tag = 0
-
-    def take(queue: str) -> Any:
-        def on_message(_ch: Any, method: Any, props: Any, body: bytes) -> None:
-            nonlocal last_tag
-            if len(payloads) >= s.max_messages:  # pragma: no cover - the prefetch prevents it
-                channel.basic_nack(method.delivery_tag, requeue=True)
-                return
-            payloads.append(body)
-            meta["_stream"].append(queue)
-            meta["_id"].append(props.message_id or str(method.delivery_tag))
-            meta["_routing_key"].append(method.routing_key)
-            stamp = props.timestamp
-            meta["_timestamp"].append(
-                None if stamp is None else dt.datetime.fromtimestamp(stamp, dt.timezone.utc)
-            )
-            meta["_redelivered"].append(bool(method.redelivered))
-            last_tag = method.delivery_tag
-
-        return on_message
-
-    tags = [channel.basic_consume(queue, take(queue), auto_ack=False) for queue in queues]
-    deadline = time.monotonic() + s.timeout
-    left = s.timeout
-    while len(payloads) < s.max_messages:
-        before = len(payloads)
-        connection.process_data_events(time_limit=max(left, 0))
-        if len(payloads) > before:  # a message arrived: wait another full timeout
-            deadline = time.monotonic() + s.timeout
-        left = deadline - time.monotonic()
-        if left <= 0 and len(payloads) == before:
-            break
-    for tag in tags:
-        channel.basic_cancel(tag)
-    source.current_operation.details["messages"] = len(payloads)
-    types = {"_timestamp": pl.Datetime("us", "UTC"), "_redelivered": pl.Boolean}
-    try:
-        frame = messages_to_frame(source, meta, payloads, types)
-    except BaseException:
-        if last_tag and channel.is_open:
-            channel.basic_nack(last_tag, multiple=True, requeue=True)
-        raise
-    if last_tag:
-        if s.ack:
-            channel.basic_ack(last_tag, multiple=True)
-        else:
-            channel.basic_nack(last_tag, multiple=True, requeue=True)
-    channel.close()
-    return frame

@@ -1,7 +1,26 @@
-"""Redis Streams for :class:`StreamingSource`: XREAD / XREADGROUP into a bounded frame."""
+"""Redis Streams for :class:`StreamingSource`: XREAD / XREADGROUP into a bounded frame.
+
+* Without a ``group``: XREAD from ``start_id`` (``0`` the beginning, ``$`` only new entries),
+  continuing after the last entry read, per stream. The position is the last id read; a
+  checkpoint (or ``state_path``) keeps it, so a restart continues after the last committed id.
+* With a ``group``: XREADGROUP as consumer ``consumer`` of the group (created at ``start_id``,
+  with the stream if missing). Entries stay pending in the group until acknowledged (XACK):
+  after the checkpoint that holds the batch committed, or, read on its own, when the next batch
+  is asked for (or on ``acknowledge()`` / ``close()``). On the first read after a start (or a
+  restore) the consumer reads its own pending entries again (a batch read but not committed
+  before the process stopped), then claims entries another consumer of the group left pending
+  for ``claim_idle`` seconds (XAUTOCLAIM: a consumer that died). The ids of the last committed
+  batch are in the checkpoint: if they are still pending (the process stopped between the commit
+  and the XACK) they are acknowledged and dropped, not processed twice.
+
+Fields are strings; ``decode_json`` fields holding JSON objects are unnested into
+``field__key`` columns, and a value that is not a JSON object is a bad row (``on_bad_rows``).
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from data_pipeline.core.deps import import_optional
@@ -13,7 +32,7 @@ if TYPE_CHECKING:
 
     from data_pipeline.ingestion.streaming.source import StreamingSource
 
-__all__ = ["read_batch"]
+__all__ = ["Reader"]
 
 
 def _client(source: StreamingSource) -> Any:
@@ -35,73 +54,290 @@ def _client(source: StreamingSource) -> Any:
     )
 
 
-def read_batch(source: StreamingSource) -> pl.DataFrame:
-    """At most ``max_messages`` entries, waiting at most ``timeout`` seconds for more."""
-    import polars as pl
+class Reader:
+    """One Redis client for the source's lifetime; see the module docstring."""
+
+    def __init__(self, source: StreamingSource) -> None:
+        self.source = source
+        s = source.settings
+        self.streams = [s.stream] if isinstance(s.stream, str) else list(s.stream)
+        self.client = _client(source)
+        self.group = s.group
+        self.last_read: dict[str, str] = {}
+        """Without a group: the id of the last entry read, per stream."""
+        self.read_ids: dict[str, list[str]] = {}
+        """With a group: ids read and not acknowledged yet, per stream (the batch)."""
+        self.committed: set[tuple[str, str]] = set()
+        """With a group: (stream, id) of the last committed batch, dropped if delivered again."""
+        self.recovering = True
+        self.pel_cursor: dict[str, str] = {}
+        self.claim_cursor: dict[str, str] = {}
+        self.group_ready = False
+
+    # -- the Reader protocol (see source.py) --------------------------------------------------
+
+    def restore(self, state: dict[str, Any] | None) -> None:
+        state = state or {}
+        if self.group:
+            self.committed = {
+                (stream, entry_id)
+                for stream, ids in (state.get("pending") or {}).items()
+                for entry_id in ids
+            }
+            self.read_ids = {}
+            self.recovering = True  # re-read what this consumer holds, claim what others left
+            self.pel_cursor, self.claim_cursor = {}, {}
+        else:
+            self.last_read = {k: str(v) for k, v in (state.get("positions") or {}).items()}
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        if self.group:
+            return {
+                "consumer": self.source.settings.consumer,
+                "pending": {k: list(v) for k, v in self.read_ids.items() if v},
+            }
+        return {"positions": dict(self.last_read)}
+
+    def acknowledge(self) -> None:
+        if not self.group or not self.source.settings.ack:
+            self.read_ids = {}
+            return
+        with self._errors():
+            for stream, ids in self.read_ids.items():
+                if ids:
+                    self.client.xack(stream, self.group, *ids)  # a reply: Redis has it
+        self.read_ids = {}
+
+    def close(self) -> None:
+        self.client.close()
+
+    def lag(self) -> dict[str, int] | None:
+        """Entries of a group not delivered yet, per stream (as Redis 7 reports it); None
+        without a group."""
+        if not self.group:
+            return None
+        lags: dict[str, int] = {}
+        with self._errors():
+            for stream in self.streams:
+                for info in self.client.xinfo_groups(stream):
+                    if info.get("name") == self.group and info.get("lag") is not None:
+                        lags[stream] = int(info["lag"])
+        return lags or None
+
+    def read(self) -> pl.DataFrame:
+        """At most ``max_messages`` entries, waiting at most ``timeout`` seconds for more."""
+        s = self.source.settings
+        rows: list[tuple[str, str, dict[str, str]]] = []
+        before = dict(self.last_read)
+        try:
+            with self._errors():
+                if self.group:
+                    self._ensure_group()
+                    if self.recovering:
+                        rows += self._recover(s.max_messages)
+                    while len(rows) < s.max_messages:
+                        got = self._read_new(s.max_messages - len(rows))
+                        if not got:  # nothing arrived within the timeout: the batch is done
+                            break
+                        rows += got
+                else:
+                    while len(rows) < s.max_messages:
+                        got = self._xread(s.max_messages - len(rows))
+                        if not got:
+                            break
+                        rows += got
+            self.source.current_operation.details["messages"] = len(rows)
+            frame = self._frame(rows)
+        except BaseException:
+            # nothing of this batch counts as read: without a group the position goes back;
+            # with one, its entries stay pending for this consumer and are read again
+            self.last_read = before
+            if self.group and rows:
+                self.recovering = True
+                self.pel_cursor, self.claim_cursor = {}, {}
+            raise
+        if self.group:
+            for stream, entry_id, _ in rows:
+                self.read_ids.setdefault(stream, []).append(entry_id)
+        return frame
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _block(self) -> int | None:
+        return int(self.source.settings.timeout * 1000) or None  # BLOCK 0 is "forever"
+
+    def _ensure_group(self) -> None:
+        import redis
+
+        if self.group_ready:
+            return
+        for stream in self.streams:
+            try:
+                self.client.xgroup_create(
+                    stream, self.group, id=self.source.settings.start_id, mkstream=True
+                )
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        self.group_ready = True
+
+    def _xread(self, count: int) -> list[tuple[str, str, dict[str, str]]]:
+        s = self.source.settings
+        ids = {st: self.last_read.get(st, s.start_id) for st in self.streams}
+        reply = self.client.xread(ids, count=count, block=self._block())
+        rows = []
+        for stream, entries in reply or []:
+            for entry_id, fields in entries:
+                rows.append((stream, entry_id, fields))
+            if entries:
+                self.last_read[stream] = entries[-1][0]
+        return rows
+
+    def _read_new(self, count: int) -> list[tuple[str, str, dict[str, str]]]:
+        s = self.source.settings
+        reply = self.client.xreadgroup(
+            s.group, s.consumer, dict.fromkeys(self.streams, ">"), count=count, block=self._block()
+        )
+        return [(stream, i, f) for stream, entries in reply or [] for i, f in entries]
+
+    def _recover(self, limit: int) -> list[tuple[str, str, dict[str, str]]]:
+        """This consumer's pending entries, then those other consumers left pending for
+        ``claim_idle`` seconds (claimed); the ones of the last committed batch are acknowledged
+        and dropped, entries deleted from the stream meanwhile acknowledged."""
+        s = self.source.settings
+        rows: list[tuple[str, str, dict[str, str]]] = []
+        done: list[tuple[str, str]] = []  # to acknowledge: committed before, or deleted
+        for stream in self.streams:
+            while len(rows) < limit and self.pel_cursor.get(stream) != "done":
+                cursor = self.pel_cursor.get(stream, "0")
+                reply = self.client.xreadgroup(
+                    s.group, s.consumer, {stream: cursor}, count=limit - len(rows)
+                )
+                entries = reply[0][1] if reply else []
+                if not entries:
+                    self.pel_cursor[stream] = "done"
+                    break
+                self.pel_cursor[stream] = entries[-1][0]
+                for entry_id, fields in entries:
+                    self._sort(stream, entry_id, fields, rows, done)
+            while len(rows) < limit and self.claim_cursor.get(stream) != "0-0":
+                start = self.claim_cursor.get(stream, "0-0")
+                reply = self.client.xautoclaim(
+                    stream,
+                    s.group,
+                    s.consumer,
+                    int(s.claim_idle * 1000),
+                    start,
+                    count=limit - len(rows),
+                )
+                self.claim_cursor[stream] = reply[0]
+                for entry_id, fields in reply[1]:
+                    self._sort(stream, entry_id, fields, rows, done)
+                done += [(stream, entry_id) for entry_id in (reply[2] if len(reply) > 2 else [])]
+                if reply[0] == "0-0":
+                    break
+        if all(
+            self.pel_cursor.get(st) == "done" and self.claim_cursor.get(st) == "0-0"
+            for st in self.streams
+        ):
+            self.recovering = False
+        for stream in {st for st, _ in done}:
+            self.client.xack(stream, s.group, *[i for st, i in done if st == stream])
+        if done:
+            details = self.source.current_operation.details
+            details["duplicates_dropped"] = details.get("duplicates_dropped", 0) + len(done)
+        return rows
+
+    def _sort(
+        self,
+        stream: str,
+        entry_id: str,
+        fields: dict[str, str] | None,
+        rows: list[tuple[str, str, dict[str, str]]],
+        done: list[tuple[str, str]],
+    ) -> None:
+        if not fields or (stream, entry_id) in self.committed:
+            done.append((stream, entry_id))  # deleted from the stream, or committed already
+        else:
+            rows.append((stream, entry_id, fields))
+
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        return _translate(self.source)
+
+    # -- the frame ----------------------------------------------------------------------------
+
+    def _frame(self, rows: list[tuple[str, str, dict[str, str]]]) -> pl.DataFrame:
+        import polars as pl
+
+        from data_pipeline.ingestion.streaming._payload import without_bad
+
+        s = self.source.settings
+        op = self.source.current_operation
+        op.rows_in = len(rows)
+        if not rows:
+            return pl.DataFrame(schema={"_stream": pl.String, "_id": pl.String})
+        frame = pl.from_dicts(
+            [{"_stream": st, "_id": i, **f} for st, i, f in rows], infer_schema_length=None
+        )
+        if not s.decode_json:
+            return frame
+        for column in [c for c in s.decode_json if c in frame.columns]:
+            values = frame[column].to_list()
+            lines = "\n".join(v if v else "{}" for v in values)
+            try:
+                decoded = pl.read_ndjson(lines.encode(), infer_schema_length=None)
+                if decoded.height != frame.height:
+                    raise ValueError("not one object per entry")
+                frame = frame.with_columns(decoded.to_struct(column))
+            except Exception:
+                bad = _bad_json(values, column)
+                head = frame.select("_stream", "_id")
+                raw = [(v or "").encode() for v in values]
+                frame = without_bad(self.source, frame, head, raw, bad)
+                if frame.height:
+                    good = frame[column].to_list()
+                    decoded = pl.read_ndjson(
+                        "\n".join(v if v else "{}" for v in good).encode(),
+                        infer_schema_length=None,
+                    )
+                    frame = frame.with_columns(decoded.to_struct(column))
+        return flatten_structs(frame)
+
+
+def _bad_json(values: list[str | None], column: str) -> list[tuple[int, str]]:
+    import json
+
+    bad = []
+    for i, value in enumerate(values):
+        if not value:
+            continue
+        try:
+            parsed = json.loads(value)
+        except ValueError as exc:
+            bad.append((i, f"field {column!r} is not JSON: {exc}"))
+            continue
+        if not isinstance(parsed, dict):
+            bad.append((i, f"field {column!r} is JSON {type(parsed).__name__}, not an object"))
+    return bad
+
+
+@contextlib.contextmanager
+def _translate(source: StreamingSource) -> Iterator[None]:
+    """Redis client errors as the ingestion errors that name the server."""
     import redis
 
-    s = source.settings
-    streams = [s.stream] if isinstance(s.stream, str) else list(s.stream)
-    client = _client(source)
-    positions = source.positions()
-    rows: list[dict[str, Any]] = []
-    block = int(s.timeout * 1000) or None  # Redis treats BLOCK 0 as "forever": never send it
+    s, port = source.settings, source.port
     try:
-        if s.group:
-            for stream in streams:
-                try:
-                    client.xgroup_create(stream, s.group, id=s.start_id, mkstream=True)
-                except redis.ResponseError as exc:
-                    if "BUSYGROUP" not in str(exc):
-                        raise
-        while len(rows) < s.max_messages:
-            count = s.max_messages - len(rows)
-            if s.group:
-                reply = client.xreadgroup(
-                    s.group, s.consumer, dict.fromkeys(streams, ">"), count=count, block=block
-                )
-            else:
-                ids = {st: positions.get(st, s.start_id) for st in streams}
-                reply = client.xread(ids, count=count, block=block)
-            got = 0
-            for stream, entries in reply or []:
-                for entry_id, fields in entries:
-                    rows.append({"_stream": stream, "_id": entry_id, **fields})
-                    got += 1
-                if entries and not s.group:
-                    positions[stream] = entries[-1][0]
-            if not got:  # nothing arrived within the timeout: the batch is complete
-                break
-        if s.group and s.ack and rows:
-            by_stream: dict[str, list[str]] = {}
-            for row in rows:
-                by_stream.setdefault(row["_stream"], []).append(row["_id"])
-            for stream, entry_ids in by_stream.items():
-                client.xack(stream, s.group, *entry_ids)
+        yield
     except redis.AuthenticationError as exc:
         raise IngestionAuthenticationError(
-            f"Redis at {s.host}:{source.port} refused the credentials: {exc}",
+            f"Redis at {s.host}:{port} refused the credentials: {exc}",
             component=source.label,
             hint="check username and password",
         ) from None
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise IngestionConnectionError(
-            f"cannot connect to Redis at {s.host}:{source.port}: {exc}",
+            f"cannot connect to Redis at {s.host}:{port}: {exc}",
             component=source.label,
             hint="check host and port, and that Redis is running",
         ) from None
-    finally:
-        client.close()
-    if not s.group:
-        source.save_positions()
-    source.current_operation.details["messages"] = len(rows)
-    if not rows:
-        return pl.DataFrame(schema={"_stream": pl.String, "_id": pl.String})
-    frame = pl.from_dicts(rows, infer_schema_length=None)
-    if s.decode_json:
-        for column in [c for c in s.decode_json if c in frame.columns]:
-            lines = "\n".join(v if v else "{}" for v in frame[column].to_list())
-            decoded = pl.read_ndjson(lines.encode(), infer_schema_length=None)
-            frame = frame.with_columns(decoded.to_struct(column))
-        frame = flatten_structs(frame)
-    return frame

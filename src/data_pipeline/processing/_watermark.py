@@ -1,0 +1,149 @@
+"""Event-time watermarks per source partition, for StreamProcessor.
+
+A partition's watermark is the largest event time seen in it (rows with a null or
+future-stamped time do not count). The stream's watermark is the smallest of the partitions'
+watermarks, over the partitions that are not idle, and never moves back. A partition is idle
+when no row of it arrived for ``idle_timeout`` of processing time: it stops holding the
+watermark back until its next row.
+
+The watermark is computed *per row*, in arrival order: the watermark a row is judged against
+is the one left by the rows before it. That makes lateness a property of the order of the
+events alone, never of how they were cut into micro-batches. Everything is vectorised: a
+running maximum per partition (one column per partition present), their minimum across
+partitions, a running maximum of that (cost: rows x partitions, on Polars columns).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Watermarks"]
+
+_MISSING = object()
+
+
+class Watermarks:
+    """Per-partition maxima, idle clocks and the stream's watermark (physical time integers).
+
+    Args:
+        partition_column: the column naming each row's source partition (None: one partition).
+        idle_ticks: processing time (microseconds) after which a quiet partition is idle
+            (None: never).
+    """
+
+    def __init__(self, partition_column: str | None, idle_ticks: int | None) -> None:
+        self.partition_column = partition_column
+        self.idle_ticks = idle_ticks
+        self.partitions: dict[Any, list[int]] = {}  # value -> [max event time, last seen (us)]
+        self.watermark: int | None = None
+        self.partition_dtype: Any = None
+
+    def active(self, now_us: int) -> list[Any]:
+        """The partitions that hold the watermark at processing time ``now_us``."""
+        if self.idle_ticks is None:
+            return list(self.partitions)
+        return [p for p, (_, seen) in self.partitions.items() if now_us - seen <= self.idle_ticks]
+
+    def idle(self, now_us: int) -> list[Any]:
+        active = set(self.active(now_us))
+        return [p for p in self.partitions if p not in active]
+
+    def start_batch(self, now_us: int) -> int | None:
+        """Raise the watermark to what the active partitions allow at ``now_us`` (a partition
+        that became idle stops holding it back); returns the watermark."""
+        active = self.active(now_us)
+        if active:
+            self._raise(min(self.partitions[p][0] for p in active))
+        return self.watermark
+
+    def _raise(self, value: int | None) -> None:
+        if value is not None and (self.watermark is None or value > self.watermark):
+            self.watermark = value
+
+    def before_each(self, frame: Any, ticks: str, now_us: int) -> Any:
+        """The watermark before each row of ``frame`` (arrival order), as an Int64 Series (null
+        where no watermark exists yet); then move the state past the whole frame.
+
+        ``ticks``: the column with each row's event time as a physical integer.
+        """
+        import polars as pl
+
+        active = set(self.active(now_us))
+        if frame.height == 0:
+            return pl.Series("wm", [], dtype=pl.Int64)
+        ts = pl.col(ticks)
+        if self.partition_column is None:
+            known = self.partitions.get(None)
+            start = known[0] if known is not None and None in active else None
+            running = ts.cum_max().shift(1)
+            if start is not None:
+                running = running.fill_null(start)
+            exprs = [running]
+            present: list[Any] = [None]
+            maxima = {None: frame.select(ts.max()).item()}
+        else:
+            if self.partition_dtype is None:
+                self.partition_dtype = frame.schema[self.partition_column]
+            part = pl.col(self.partition_column)
+            stats = frame.group_by(self.partition_column, maintain_order=True).agg(ts.max())
+            maxima = dict(
+                zip(stats[self.partition_column].to_list(), stats[ticks].to_list(), strict=False)
+            )
+            present = list(maxima)
+            exprs = []
+            for value in sorted(set(present) | active, key=_sort_key):
+                mask = part.is_null() if value is None else part == value
+                running = pl.when(mask).then(ts).cum_max().forward_fill().shift(1)
+                if value in active:
+                    running = running.fill_null(self.partitions[value][0])
+                exprs.append(running)
+        candidate = exprs[0] if len(exprs) == 1 else pl.min_horizontal(exprs)
+        watermark = candidate.cum_max().forward_fill()
+        if self.watermark is not None:
+            watermark = pl.max_horizontal(watermark, pl.lit(self.watermark, dtype=pl.Int64))
+        before = frame.select(watermark.cast(pl.Int64).alias("wm")).to_series()
+        for value in present:
+            mark = maxima[value]
+            known = self.partitions.get(value)
+            self.partitions[value] = [mark if known is None else max(known[0], mark), now_us]
+        held = [self.partitions[p][0] for p in (active | set(present))]
+        self._raise(min(held) if held else None)
+        return before
+
+    def observe(self, now_ticks: int) -> None:
+        """Processing time: the watermark is the clock."""
+        self._raise(now_ticks)
+
+    # -- snapshot -----------------------------------------------------------------------------
+
+    def table(self) -> Any:
+        """The partitions as a Polars frame (partition, max event time, last seen)."""
+        import polars as pl
+
+        values = list(self.partitions)
+        dtype = self.partition_dtype if self.partition_dtype is not None else pl.Null
+        return pl.DataFrame(
+            {
+                "partition": pl.Series(values, dtype=dtype),
+                "watermark": pl.Series([v[0] for v in self.partitions.values()], dtype=pl.Int64),
+                "last_seen": pl.Series([v[1] for v in self.partitions.values()], dtype=pl.Int64),
+            }
+        )
+
+    def load(self, table: Any, watermark: int | None) -> None:
+        dtype = table.schema["partition"]
+        self.partition_dtype = None if str(dtype) == "Null" else dtype
+        self.partitions = {
+            p: [int(w), int(s)]
+            for p, w, s in zip(
+                table["partition"].to_list(),
+                table["watermark"].to_list(),
+                table["last_seen"].to_list(),
+                strict=True,
+            )
+        }
+        self.watermark = watermark
+
+
+def _sort_key(value: Any) -> tuple[int, str]:
+    return (0, "") if value is None else (1, repr(value))

@@ -1,0 +1,606 @@
+"""The partial aggregates of open windows, kept between batches (StreamProcessor, BatchProcessor).
+
+Tumbling and sliding windows keep one row of partial aggregates per group and *pane*: a
+slide-sized slice of time (a tumbling window is its own pane). A row is aggregated into its
+pane once, whatever the window/slide ratio; a window is the merge of the ``window / slide``
+panes it covers, computed only when it is emitted, with rolling sums / minima / maxima over the
+panes of each group (``rolling_*_by`` on one integer axis), so emitting a window costs the
+same whatever window / slide is. ``first`` / ``last`` have no rolling form: their windows merge
+the panes they cover (the one case whose cost grows with window / slide).
+
+Session windows keep one row per open session (group, first and last time, partials); a batch's
+rows are cut into sessions, then merged with the stored sessions they touch (gaps and islands).
+
+All merges are exact (PartialAggregation: sum of sums, mean = sum / count, Chan's merge for std,
+never an average of averages). ``first`` / ``last`` without an ``order_by`` follow the arrival
+order of the rows (a sequence number each row gets on arrival), so the answer does not depend on
+how the rows were cut into batches.
+
+Inside, a group is a dense integer id (``groups`` maps it back to the group's values) and times
+are the physical integers of the time column's unit (nanoseconds survive), so sorting, joining
+and rolling work on integer columns only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+import narwhals as nw
+
+from data_pipeline.core.errors import UnsupportedOperationError
+from data_pipeline.core.frames import to_polars
+from data_pipeline.processing._aggregation import (
+    AggPlan,
+    PartialAggregation,
+    check_engine_support,
+)
+from data_pipeline.processing.window import WindowedAggregator
+
+__all__ = ["ARRIVAL", "GROUP", "PANE", "WindowState", "time_unit_per_second", "unsupported_time"]
+
+#: The arrival sequence number of each row (first/last without an order_by follow it).
+ARRIVAL = "__dp_arrival"
+#: The pane start of a row / state row (physical integer of the time column).
+PANE = "__dp_pane"
+#: The dense id of a group (a row of ``WindowState.groups``).
+GROUP = "__dp_group"
+_SESSION = "__dp_session"
+_START = "__dp_start"
+_LAST = "__dp_last"
+_T = "__dp_t"
+_AXIS = "__dp_axis"
+_ANCHOR = "__dp_anchor"
+_PANES = "__dp_panes"
+_ORDERED = ("first", "last")
+_UNITS = {"ns": 1_000_000_000, "us": 1_000_000, "ms": 1_000}
+
+
+def time_unit_per_second(dtype: Any) -> int:
+    """How many physical units of a Polars Datetime ``dtype`` make a second."""
+    return _UNITS[getattr(dtype, "time_unit", None) or "us"]
+
+
+def _ticks(delta: dt.timedelta, per_second: int) -> int:
+    """A timedelta in physical units (exact: timedeltas are whole microseconds)."""
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return micros * per_second // 1_000_000
+
+
+def _stream_plans(plans: list[AggPlan]) -> tuple[list[AggPlan], bool]:
+    """``first``/``last`` without an order follow the arrival order (a hidden sequence column)."""
+    out, arrival = [], False
+    for plan in plans:
+        if plan.func in _ORDERED and not plan.order_by and plan.column != "*":
+            plan = dataclasses.replace(plan, order_by=(ARRIVAL,))
+            arrival = True
+        out.append(plan)
+    return out, arrival
+
+
+def unsupported_time(column: str, dtype: Any, component: str | None) -> UnsupportedOperationError:
+    return UnsupportedOperationError(
+        f"the time column {column!r} has the type {dtype}; windows need a timestamp or a date",
+        component=component,
+        hint="convert it first, e.g. with a DataTypeConverter to 'datetime'",
+    )
+
+
+class WindowState:
+    """Open windows of one :class:`WindowedAggregator` as merged partial aggregates (Polars).
+
+    ``add(frame)`` aggregates a batch (any engine) into the state; ``select_*`` give the
+    windows to emit as finished rows (the step's output columns); ``drop_*`` remove what closed.
+    Watermarks and lateness are the caller's (:class:`StreamProcessor`); this class only knows
+    windows and their merge.
+    """
+
+    def __init__(self, step: WindowedAggregator, component: str | None = None) -> None:
+        self.step = step
+        self.component = component or step.label
+        self.group_by = list(step.group_by)
+        self.kind = step.kind
+        self.original_plans = list(step.plans)
+        self.plans, self.needs_arrival = _stream_plans(self.original_plans)
+        if self.kind == "session":
+            bounds = [
+                AggPlan(step.time_column, "min", _START),
+                AggPlan(step.time_column, "max", _LAST),
+            ]
+            self.plans = [*bounds, *self.plans]
+            inner = _SESSION
+        else:
+            inner = PANE
+        # partials of a batch (on its engine, by the group values) and of the state (by id)
+        self.partials = PartialAggregation([*self.group_by, inner], self.plans, self.component)
+        self.merger = PartialAggregation([GROUP, inner], self.plans, self.component)
+        self.state: Any = None  # polars.DataFrame: GROUP, PANE or _SESSION, partials
+        self.groups: Any = None  # polars.DataFrame of the group values; row i = group id i
+        self.time_dtype: Any = None  # the Polars dtype of the time column (set by the first add)
+        self.arrivals = 0  # rows added so far (the next arrival number)
+
+    # -- durations in the time column's unit ------------------------------------------------
+
+    def ticks(self, delta: dt.timedelta) -> int:
+        return _ticks(delta, time_unit_per_second(self.time_dtype))
+
+    @property
+    def window_ticks(self) -> int:
+        return self.ticks(self.step.window)
+
+    @property
+    def pane_ticks(self) -> int:
+        return self.ticks(self.step.pane)
+
+    @property
+    def gap_ticks(self) -> int:
+        assert self.step.gap is not None
+        return self.ticks(self.step.gap)
+
+    @property
+    def rows(self) -> int:
+        """Rows of state (panes or sessions)."""
+        return 0 if self.state is None else int(self.state.height)
+
+    @property
+    def size_bytes(self) -> int:
+        total = 0 if self.state is None else int(self.state.estimated_size())
+        return total + (0 if self.groups is None else int(self.groups.estimated_size()))
+
+    def _name(self, index: int, part: str) -> str:
+        return self.partials._name(index, part)
+
+    # -- adding a batch ---------------------------------------------------------------------
+
+    def add(self, frame: Any) -> Any:
+        """Aggregate a batch (a Narwhals frame) into the state; rows without a time are skipped.
+
+        Returns what the batch touched, a Polars DataFrame: ``GROUP`` and ``PANE`` (panes) or
+        ``GROUP`` and the merged sessions' start (sessions).
+        """
+        import polars as pl
+
+        frame = self._timed(frame.filter(~nw.col(self.step.time_column).is_null()))
+        if self.needs_arrival:
+            # first/last without an order: the arrival order, as a sequence number per row
+            check_engine_support(frame, self.original_plans, self.component)
+            height = int(frame.shape[0])
+            frame = frame.with_row_index(ARRIVAL).with_columns(
+                (nw.col(ARRIVAL).cast(nw.Int64) + self.arrivals).alias(ARRIVAL)
+            )
+            self.arrivals += height
+        if self.kind == "session":
+            return self._add_sessions(frame)
+        framed = self.step.pane_start(frame, PANE)
+        partial = self._identified(to_polars(self.partials.partial(framed).to_native()), PANE)
+        if partial.height:
+            merged = (
+                partial
+                if self.state is None
+                else pl.concat([self.state, partial], how="vertical_relaxed")
+            )
+            self.state = self._merge(merged)
+        elif self.state is None:
+            self.state = partial
+        return partial.select(GROUP, PANE)
+
+    def _identified(self, partial: Any, inner: str) -> Any:
+        """A batch's partials with the group values replaced by group ids (new groups get new
+        ids), and ``PANE`` as physical integers."""
+        import polars as pl
+
+        if inner == PANE:
+            dtype = partial.schema[PANE]
+            if self.time_dtype is None and isinstance(dtype, pl.Datetime):
+                self.time_dtype = dtype
+            partial = partial.with_columns(pl.col(PANE).to_physical().cast(pl.Int64))
+        elif self.time_dtype is None and partial.height:
+            self.time_dtype = partial.schema[self._name(0, "v")]
+        if not self.group_by:
+            if self.groups is None:
+                self.groups = pl.DataFrame()
+            return partial.select(pl.lit(0, pl.Int64).alias(GROUP), pl.all())
+        values = partial.select(self.group_by)
+        if self.groups is None:
+            self.groups = values.clear()
+        ids = self.groups.with_row_index(GROUP).with_columns(pl.col(GROUP).cast(pl.Int64))
+        known = values.join(ids, on=self.group_by, how="left", nulls_equal=True)
+        fresh = (
+            known.filter(pl.col(GROUP).is_null()).select(self.group_by).unique(maintain_order=True)
+        )
+        if fresh.height:
+            self.groups = pl.concat([self.groups, fresh], how="vertical_relaxed")
+            ids = self.groups.with_row_index(GROUP).with_columns(pl.col(GROUP).cast(pl.Int64))
+            known = values.join(ids, on=self.group_by, how="left", nulls_equal=True)
+        return partial.drop(self.group_by).select(known[GROUP], pl.all())
+
+    def _merge(self, frame: Any) -> Any:
+        return self.merger.merge(nw.from_native(frame)).to_native()
+
+    def _timed(self, frame: Any) -> Any:
+        """Check the time column's type; a date becomes a timestamp (windows cut time)."""
+        column = self.step.time_column
+        schema = frame.collect_schema() if isinstance(frame, nw.LazyFrame) else frame.schema
+        dtype = schema[column]
+        if dtype == nw.Date:
+            return frame.with_columns(nw.col(column).cast(nw.Datetime("us")))
+        if not isinstance(dtype, nw.Datetime):
+            raise unsupported_time(column, dtype, self.component)
+        return frame
+
+    def _islands(self, rows: Any, lo: str, hi: str, gap: int, name: str) -> Any:
+        """``rows`` (sorted by ``GROUP`` and ``lo``) with ``name``: an id of the island of
+        overlapping intervals ``[lo, hi + gap]`` each belongs to (unique across groups)."""
+        import polars as pl
+
+        group = pl.col(GROUP)
+        reach = pl.col(hi).to_physical().cum_max().over(GROUP)
+        rows = rows.with_columns(reach.alias("__dp_reach"))
+        new = (group != group.shift(1)).fill_null(True) | (
+            pl.col(lo).to_physical() > pl.col("__dp_reach").shift(1) + gap
+        )
+        return rows.with_columns(new.cast(pl.Int64).cum_sum().alias(name)).drop("__dp_reach")
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def _add_sessions(self, frame: Any) -> Any:
+        import polars as pl
+
+        ids = self.step.session_ids(frame, _SESSION)
+        partial = self._identified(to_polars(self.partials.partial(ids).to_native()), _SESSION)
+        start, last = self._name(0, "v"), self._name(1, "v")
+        if partial.height == 0:
+            if self.state is None:
+                self.state = partial
+            return partial.select(GROUP, start)
+        partial = partial.with_columns(pl.lit(True).alias(_ANCHOR))
+        if self.state is None or self.state.height == 0:
+            rest, mine = None, None
+        else:
+            touched_groups = partial.select(GROUP).unique()
+            mine = self.state.join(touched_groups, on=GROUP, how="semi")
+            rest = self.state.join(touched_groups, on=GROUP, how="anti")
+        combined = (
+            partial
+            if mine is None
+            else pl.concat(
+                [mine.with_columns(pl.lit(False).alias(_ANCHOR)), partial], how="vertical_relaxed"
+            )
+        )
+        ordered = self._islands(combined.sort(GROUP, start), start, last, self.gap_ticks, _SESSION)
+        touched = (
+            ordered.group_by(GROUP, _SESSION)
+            .agg(pl.col(_ANCHOR).any())
+            .filter(pl.col(_ANCHOR))
+            .drop(_ANCHOR)
+        )
+        merged = self._merge(ordered.drop(_ANCHOR))
+        result = merged.join(touched, on=[GROUP, _SESSION], how="semi")
+        self.state = merged if rest is None else pl.concat([rest, merged], how="vertical_relaxed")
+        # a session is known by its group and start from now on: renumber to keep ids unique
+        self.state = self.state.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias(_SESSION))
+        return result.select(GROUP, start)
+
+    # -- selecting windows ------------------------------------------------------------------
+
+    def select_panes(
+        self, seeds: Any = None, *, start_after: int | None = None, start_upto: int | None = None
+    ) -> Any:
+        """Finished windows that contain a pane of ``seeds`` (``GROUP``, ``PANE``; None: every
+        pane of the state) and start ``> start_after`` and ``<= start_upto`` (physical time;
+        None: no bound).
+
+        Tumbling windows are their panes; a sliding window is the merge of the panes it covers.
+        """
+        import polars as pl
+
+        if self.state is None or self.state.height == 0:
+            return self.empty()
+        state = self.state
+        if self.step.slide is None:  # tumbling: a window is its pane
+            rows = (
+                state if seeds is None else state.join(seeds.unique(), on=[GROUP, PANE], how="semi")
+            )
+            if start_after is not None:
+                rows = rows.filter(pl.col(PANE) > start_after)
+            if start_upto is not None:
+                rows = rows.filter(pl.col(PANE) <= start_upto)
+            return self._finish_panes(rows.rename({PANE: _START}))
+        windows = None
+        if seeds is None and start_upto is not None:
+            windows = self._grid(start_after, start_upto)
+        if windows is None:
+            windows = self._windows_of(
+                state.select(GROUP, PANE) if seeds is None else seeds, start_after, start_upto
+            )
+        if windows.height == 0:
+            return self.empty()
+        if any(p.func in _ORDERED for p in self.plans):
+            combined = self._combine_by_merge(windows)
+        else:
+            combined = self._combine_rolling(windows)
+        return self._finish_panes(combined)
+
+    def _grid(self, after: int | None, upto: int) -> Any:
+        """Every group of the state x every window start in ``(after, upto]`` (empty windows are
+        dropped after the merge); None when that grid would be much larger than the state
+        (sparse groups, a long jump of the watermark): the windows then come from the panes."""
+        import polars as pl
+
+        slide, width = self.pane_ticks, self.window_ticks
+        panes = self.state[PANE]
+        anchor = int(panes[0])
+        low = int(panes.min()) - width + slide
+        if after is not None:
+            low = max(low, after + 1)
+        first = anchor - ((anchor - low) // slide) * slide  # the first grid point >= low
+        last = anchor + ((upto - anchor) // slide) * slide  # the last grid point <= upto
+        if last < first:
+            return pl.DataFrame(schema={GROUP: pl.Int64, _START: pl.Int64})
+        points = (last - first) // slide + 1
+        groups = self.state.select(GROUP).unique()
+        if points * groups.height > 2 * self.state.height + 10_000:
+            return None
+        starts = pl.DataFrame({_START: pl.int_range(first, last + 1, slide, eager=True)})
+        return groups.join(starts, how="cross")
+
+    def _windows_of(self, seeds: Any, after: int | None, upto: int | None) -> Any:
+        """The distinct windows (``GROUP``, ``_START``) containing the seed panes, in bounds.
+
+        Each seed pane ``p`` lies in the windows starting at ``p - window + slide`` ... ``p``;
+        the intervals of a group are united first, so the list has one row per window.
+        """
+        import polars as pl
+
+        width, slide = self.window_ticks, self.pane_ticks
+        pane = pl.col(PANE)
+        lo = pane - width + slide
+        hi = pane
+        if after is not None:  # first start > after, on the seed's grid
+            lo = pl.max_horizontal(lo, lo + ((after - lo) // slide + 1) * slide)
+        if upto is not None:  # last start <= upto, on the seed's grid
+            hi = pl.min_horizontal(hi, hi - ((hi - upto + slide - 1) // slide) * slide)
+        spans = (
+            seeds.select(GROUP, lo.alias("lo"), hi.alias("hi"))
+            .filter(pl.col("lo") <= pl.col("hi"))
+            .unique()
+        )
+        if spans.height == 0:
+            return spans.select(GROUP, pl.col("lo").alias(_START))
+        spans = self._islands(spans.sort(GROUP, "lo"), "lo", "hi", slide, "isl")
+        islands = spans.group_by(GROUP, "isl").agg(pl.col("lo").min(), pl.col("hi").max())
+        return islands.select(
+            GROUP, pl.int_ranges("lo", pl.col("hi") + slide, slide).alias(_START)
+        ).explode(_START)
+
+    def _combine_rolling(self, windows: Any) -> Any:
+        """Merged partials per window: rolling sums / minima / maxima over the panes, read at
+        each window's last pane (an anchor row is added where that pane has no row)."""
+        import polars as pl
+
+        width, slide = self.window_ticks, self.pane_ticks
+        panes = self.state
+        if windows.height * 4 < panes.height:
+            panes = panes.join(windows.select(GROUP).unique(), on=GROUP, how="semi")
+        anchors = windows.select(
+            GROUP, _START, (pl.col(_START) + width - slide).alias(_T), pl.lit(True).alias(_ANCHOR)
+        )
+        rows = pl.concat(
+            [
+                panes.rename({PANE: _T}).with_columns(
+                    pl.lit(False).alias(_ANCHOR), pl.lit(1, pl.Int64).alias(_PANES)
+                ),
+                anchors,
+            ],
+            how="diagonal_relaxed",
+        )
+        # one integer axis: groups laid end to end, far enough apart that no window spans two
+        low = int(rows[_T].min())
+        span = int(rows[_T].max()) - low + width + 1
+        groups = int(rows[GROUP].max()) + 1
+        flat = groups * span * 2 < 2**62
+        if flat:
+            axis = (pl.col(GROUP) * span + (pl.col(_T) - low)) * 2 + pl.col(_ANCHOR).cast(pl.Int64)
+            rows = rows.with_columns(axis.alias(_AXIS)).sort(_AXIS)
+            by, size = _AXIS, f"{2 * width}i"
+        else:
+            rows = rows.sort(GROUP, _T, _ANCHOR)
+            by, size = _T, f"{width}i"
+        name = self._name
+        stds = [i for i, p in enumerate(self.plans) if p.func == "std" and p.column != "*"]
+        if stds:  # std: centred on a reference mean per group (no cancellation on big values)
+            refs = []
+            for i in stds:
+                ref = pl.col(name(i, "m")).drop_nulls().first().over(GROUP)
+                refs.append(ref.fill_null(0.0).alias(f"__dp_ref{i}"))
+            rows = rows.with_columns(refs)
+            centred: list[Any] = []
+            for i in stds:
+                n, m, m2 = pl.col(name(i, "n")), pl.col(name(i, "m")), pl.col(name(i, "m2"))
+                dev = (m - pl.col(f"__dp_ref{i}")).fill_null(0.0)
+                centred += [
+                    (n * dev).alias(f"__dp_a{i}"),
+                    (m2.fill_null(0.0) + n * dev * dev).alias(f"__dp_b{i}"),
+                ]
+            rows = rows.with_columns(centred)
+
+        def roll(column: str, how: str) -> Any:
+            expr = getattr(pl.col(column), f"rolling_{how}_by")(by, window_size=size)
+            return (expr if flat else expr.over(GROUP)).alias(column)
+
+        exprs: list[Any] = [roll(_PANES, "sum")]
+        for i, plan in enumerate(self.plans):
+            if plan.column == "*" or plan.func == "count":
+                exprs.append(roll(name(i, "n"), "sum"))
+            elif plan.func in ("sum", "min", "max"):
+                exprs.append(roll(name(i, "v"), plan.func))
+            elif plan.func == "mean":
+                exprs += [roll(name(i, "s"), "sum"), roll(name(i, "n"), "sum")]
+            elif plan.func == "std":
+                exprs += [
+                    roll(name(i, "n"), "sum"),
+                    roll(f"__dp_a{i}", "sum"),
+                    roll(f"__dp_b{i}", "sum"),
+                ]
+        rolled = rows.with_columns(exprs).filter(
+            pl.col(_ANCHOR) & (pl.col(_PANES).fill_null(0) > 0)
+        )
+        if stds:
+            fixes = []
+            for i in stds:
+                n = pl.col(name(i, "n"))
+                a, b, ref = pl.col(f"__dp_a{i}"), pl.col(f"__dp_b{i}"), pl.col(f"__dp_ref{i}")
+                safe = pl.when(n > 0).then(n).otherwise(None)
+                fixes += [
+                    (ref + a / safe).alias(name(i, "m")),
+                    (b - a * a / safe).clip(lower_bound=0.0).alias(name(i, "m2")),
+                ]
+            rolled = rolled.with_columns(fixes)
+        return rolled
+
+    def _combine_by_merge(self, windows: Any) -> Any:
+        """Merged partials per window by merging the panes each window covers (first/last)."""
+        import polars as pl
+
+        width, slide = self.window_ticks, self.pane_ticks
+        pane = pl.col(PANE)
+        exploded = (
+            self.state.with_columns(
+                pl.int_ranges(pane - width + slide, pane + slide, slide).alias(_START)
+            )
+            .explode(_START)
+            .join(windows, on=[GROUP, _START], how="semi")
+            .sort(PANE)
+            .drop(PANE)
+        )
+        by_window = PartialAggregation([GROUP, _START], self.plans, self.component)
+        return by_window.merge(nw.from_native(exploded)).to_native()
+
+    def select_sessions(self, starts: Any = None, *, closed_before: int | None = None) -> Any:
+        """Finished sessions: those in ``starts`` (``GROUP`` and start; None: all), or those
+        whose end (last time + gap) is ``< closed_before`` (physical time)."""
+        import polars as pl
+
+        if self.state is None or self.state.height == 0:
+            return self.empty()
+        rows = self.state
+        start, last = self._name(0, "v"), self._name(1, "v")
+        if starts is not None:
+            rows = rows.join(starts, on=[GROUP, start], how="semi")
+        if closed_before is not None:
+            rows = rows.filter(pl.col(last).to_physical() + self.gap_ticks < closed_before)
+        return self._finish_sessions(rows)
+
+    # -- dropping closed windows --------------------------------------------------------------
+
+    def drop_panes_upto(self, pane_upto: int) -> int:
+        """Forget the panes whose start is ``<= pane_upto``; returns how many were dropped."""
+        import polars as pl
+
+        if self.state is None:
+            return 0
+        before = self.state.height
+        self.state = self.state.filter(pl.col(PANE) > pane_upto)
+        self._compact()
+        return int(before - self.state.height)
+
+    def drop_sessions_closed_before(self, closed_before: int) -> int:
+        """Forget the sessions whose end (last time + gap) is ``< closed_before``."""
+        import polars as pl
+
+        if self.state is None:
+            return 0
+        last = self._name(1, "v")
+        before = self.state.height
+        self.state = self.state.filter(pl.col(last).to_physical() + self.gap_ticks >= closed_before)
+        self._compact()
+        return int(before - self.state.height)
+
+    def clear(self) -> None:
+        if self.state is not None:
+            self.state = self.state.clear()
+        self._compact()
+
+    def _compact(self) -> None:
+        """Forget the groups that have no open window any more (their ids are reused)."""
+        import polars as pl
+
+        if self.groups is None or not self.group_by or self.state is None:
+            return
+        if self.groups.height <= 2 * self.state.height + 1_000:
+            return
+        live = self.state.select(pl.col(GROUP).unique().sort())
+        renumber = live.with_row_index("__dp_new").with_columns(pl.col("__dp_new").cast(pl.Int64))
+        self.groups = self.groups.select(pl.all().gather(live[GROUP]))
+        self.state = (
+            self.state.join(renumber, on=GROUP, how="left").drop(GROUP).rename({"__dp_new": GROUP})
+        )
+
+    # -- finishing --------------------------------------------------------------------------
+
+    def empty(self) -> Any:
+        """No windows: an empty result with the output columns (typed once rows were seen)."""
+        import polars as pl
+
+        if self.state is None or self.time_dtype is None:
+            return nw.from_native(pl.DataFrame({c: [] for c in self.step.output_columns([])}))
+        if self.kind == "session":
+            return self._finish_sessions(self.state.clear())
+        return self._finish_panes(self.state.clear().rename({PANE: _START}))
+
+    def _values(self, rows: Any) -> Any:
+        """``rows`` with the group values in place of the group id."""
+        import polars as pl
+
+        if not self.group_by:
+            return rows
+        values = self.groups.select(pl.all().gather(rows[GROUP]))
+        return pl.concat([values, rows], how="horizontal")
+
+    def _finish_panes(self, rows: Any) -> Any:
+        import polars as pl
+
+        s = self.step.settings
+        width = self.window_ticks
+        typed = rows.with_columns(
+            pl.col(_START).cast(pl.Int64).cast(self.time_dtype).alias(s.start_column),
+            (pl.col(_START) + width).cast(pl.Int64).cast(self.time_dtype).alias(s.end_column),
+        )
+        return self.step.finish(self._finalize(typed))
+
+    def _finish_sessions(self, rows: Any) -> Any:
+        import polars as pl
+
+        s = self.step.settings
+        assert self.step.gap is not None
+        start, last = self._name(0, "v"), self._name(1, "v")
+        typed = rows.with_columns(
+            pl.col(start).alias(s.start_column),
+            (pl.col(last) + self.step.gap).alias(s.end_column),
+        )
+        return self.step.finish(self._finalize(typed).drop(_START, _LAST))
+
+    def _finalize(self, rows: Any) -> Any:
+        """Partials -> group keys, window bounds and the aggregates (a Narwhals frame)."""
+        s = self.step.settings
+        finalizer = PartialAggregation(
+            [GROUP, s.start_column, s.end_column], self.plans, self.component
+        )
+        done = finalizer.finalize(nw.from_native(rows)).to_native()
+        return nw.from_native(self._values(done).drop(GROUP))
+
+    # -- snapshot -----------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """What must match for a snapshot of this state to be restored here."""
+        step = self.step
+        return {
+            "kind": self.kind,
+            "window": str(step.window),
+            "slide": str(step.slide),
+            "gap": str(step.gap),
+            "group_by": self.group_by,
+            "time": step.time_column,
+            "plans": [dataclasses.astuple(p) for p in self.plans],
+        }
