@@ -335,3 +335,50 @@ def test_a_datetime_constant_into_an_integer_column_is_refused(
         to_engine(data, engine, request),
         Expected(rows=rows, schema={"n": nw.Int64()}, ordered=engine not in ("duckdb", "pyspark")),
     )
+
+
+# -- windows kept as panes (i11-windows) -----------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="i11-windows (_window_state.py, CONTRACTS Requests): the panes of batched and "
+    "streamed windows are rolled with Polars' rolling_*_by, which has no min/max of text and no "
+    "sum/min/max of decimals (one pass gives the answer)",
+)
+def test_windowed_text_and_decimal_in_batches(request: pytest.FixtureRequest) -> None:
+    start = dt.datetime(2024, 1, 1, 10)
+    data = pl.DataFrame(
+        {
+            "ts": [start + dt.timedelta(minutes=m) for m in (5, 50, 70)],
+            "s": ["b", "a", "c"],
+            "d": [D("1.50"), D("2.25"), D("4.00")],
+        },
+        schema={"ts": pl.Datetime("us"), "s": pl.String, "d": pl.Decimal(10, 2)},
+    )
+    config = {
+        "time_column": "ts",
+        "window": "2h",
+        "slide": "1h",
+        "aggregations": {"s": ["min", "max"], "d": ["sum", "min"]},
+    }
+    hour = dt.timedelta(hours=1)
+    # 10:05, 10:50, 11:10 in [9:00, 11:00), [10:00, 12:00) and [11:00, 13:00)
+    expected = Expected(
+        rows=[
+            (start - hour, start + hour, "a", "b", D("3.75"), D("1.50")),
+            (start, start + 2 * hour, "a", "c", D("7.75"), D("1.50")),
+            (start + hour, start + 3 * hour, "c", "c", D("4.00"), D("4.00")),
+        ],
+        schema={
+            "window_start": nw.Datetime("us"),
+            "window_end": nw.Datetime("us"),
+            "s_min": nw.String(),
+            "s_max": nw.String(),
+            "d_sum": nw.Decimal(38, 2),
+            "d_min": nw.Decimal(10, 2),
+        },
+    )
+    check("polars", WindowedAggregator(name="w", config=config).process, data, expected)
+    check("polars", batched(WindowedAggregator(name="w", config=config), 2), data, expected)

@@ -625,7 +625,17 @@ class PartialAggregation:
         result = aggregate_frame(frame, self.keys, self.parts, component=self.component)
         wanted = {k: self.dtypes[k] for k in self.keys if k in self.dtypes}
         wanted.update({p.output: output_dtype(p, self.dtypes.get(p.column)) for p in self.parts})
-        return conform(result, wanted)
+        result = conform(result, wanted)
+        # std: the population variance -> M2 = n * variance (what merge and the window panes
+        # of _window_state.py add up), in the variance's place
+        stds = [i for i, p in enumerate(self.plans) if p.func == "std" and p.column != "*"]
+        if not stds:
+            return result
+        name = self._name
+        result = result.with_columns(
+            *[(nw.col(name(i, "n")) * nw.col(name(i, "v2"))).alias(name(i, "v2")) for i in stds]
+        )
+        return result.rename({name(i, "v2"): name(i, "m2") for i in stds})
 
     def merge(self, state: Any) -> Any:
         """Re-aggregate concatenated partials (a Narwhals Polars frame, batch order kept).
@@ -650,15 +660,12 @@ class PartialAggregation:
             elif func == "std":
                 n = pl.col(name(i, "n"))
                 m = pl.col(name(i, "m")).fill_null(0.0)
-                m2 = (pl.col(name(i, "v2")) * n).fill_null(0.0)
+                m2 = pl.col(name(i, "m2")).fill_null(0.0)
                 mean = (n * m).sum() / n.sum().clip(lower_bound=1)
                 exprs += [
                     n.sum(),
                     mean.alias(name(i, "m")),
-                    # stored as the merged population variance again (M2 / n)
-                    ((m2.sum() + (n * (m - mean) ** 2).sum()) / n.sum().clip(lower_bound=1)).alias(
-                        name(i, "v2")
-                    ),
+                    (m2.sum() + (n * (m - mean) ** 2).sum()).alias(name(i, "m2")),
                 ]
             elif not plan.order_by:
                 exprs.append(getattr(pl.col(name(i, "v")), func)())
@@ -700,8 +707,8 @@ class PartialAggregation:
                 n = nw.col(name(i, "n"))
                 expr = nw.when(n > 0).then(nw.col(name(i, "s")).cast(nw.Float64) / n)
             elif func == "std":
-                n, v2 = nw.col(name(i, "n")), nw.col(name(i, "v2"))
-                expr = nw.when(n > 1).then((v2 * n / (n - 1)).clip(lower_bound=0).sqrt())
+                n, m2 = nw.col(name(i, "n")), nw.col(name(i, "m2"))
+                expr = nw.when(n > 1).then((m2 / (n - 1)).clip(lower_bound=0).sqrt())
             else:
                 expr = nw.col(name(i, "v"))
             exprs.append(expr.alias(plan.output))
