@@ -21,7 +21,7 @@ from typing import Any
 
 import narwhals as nw
 
-from data_pipeline.core.engines import engine_of
+from data_pipeline.core.engines import engine_of, to_polars
 from data_pipeline.core.errors import ConfigError, SchemaError, UnsupportedOperationError
 
 __all__ = [
@@ -615,7 +615,8 @@ class PartialAggregation:
         return parts
 
     def partial(self, frame: Any) -> Any:
-        """Per-batch partial aggregates of a Narwhals frame (any engine)."""
+        """Per-batch partial aggregates of a Narwhals frame (any engine), as a Narwhals Polars
+        frame."""
         check_engine_support(frame, self.plans, self.component)
         schema = dict(frame.collect_schema())
         check_types(schema, self.plans, self.component)
@@ -623,6 +624,8 @@ class PartialAggregation:
             reads = {*self.keys, *(c for p in self.plans for c in p.reads)}
             self.dtypes = {c: t for c, t in schema.items() if c in reads}
         result = aggregate_frame(frame, self.keys, self.parts, component=self.component)
+        # partials are small (a row per group): Polars from here on, whatever the batch's engine
+        result = nw.from_native(to_polars(result))
         wanted = {k: self.dtypes[k] for k in self.keys if k in self.dtypes}
         wanted.update({p.output: output_dtype(p, self.dtypes.get(p.column)) for p in self.parts})
         result = conform(result, wanted)
