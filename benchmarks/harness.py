@@ -28,6 +28,7 @@ BENCHMARKS = {
     "ingest_rest": "benchmarks.ingest_rest",
     "ingest_db": "benchmarks.ingest_db",
     "ingest_stream": "benchmarks.ingest_stream",
+    "stream_e2e": "benchmarks.stream_e2e",
     "transform_chain": "benchmarks.transform_chain",
     "store_postgres": "benchmarks.store_postgres",
     "store_parquet": "benchmarks.store_parquet",
@@ -35,6 +36,7 @@ BENCHMARKS = {
     "process_groupby": "benchmarks.process_groupby",
     "process_join": "benchmarks.process_join",
     "batch_out_of_core": "benchmarks.batch_out_of_core",
+    "stream_window_inprocess": "benchmarks.stream_window_inprocess",
     "viz_dashboard": "benchmarks.viz_dashboard",
 }
 

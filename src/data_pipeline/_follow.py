@@ -491,12 +491,15 @@ def follow_pipeline(
             component="pipeline",
             hint="omit it to follow until the stream is idle",
         )
+    from data_pipeline.core.files import local_root
+
     plan = _plan_follow(loaded)
-    run = _Run(loaded, plan)
-    try:
-        return run.follow(max_batches, on_batch)
-    finally:
-        run.close()
+    with local_root(loaded.base_dir):  # default local files (MQTT log, state) beside the YAML
+        run = _Run(loaded, plan)
+        try:
+            return run.follow(max_batches, on_batch)
+        finally:
+            run.close()
 
 
 class _Run:
@@ -659,10 +662,21 @@ class _Run:
                 continue
             if name in self.processors:
                 processor = self.processors[name]
-                before = int(processor.progress.get("late_rows", 0))
                 out = processor.process_batch(_materialize(batch[inp]))
-                late += int(processor.progress.get("late_rows", 0)) - before
-                watermarks[name] = getattr(processor, "_watermark", None)
+                done = processor.last_batch
+                if done is not None:
+                    late += int(done.metrics.get("late") or 0)
+                    # late rows (with their reason) and rows without an event time go to the
+                    # reject output, stored with the batch
+                    for frame, column in (
+                        (done.late, "_late_reason"),
+                        (done.rejected, "_reject_reason"),
+                    ):
+                        if frame is not None and len(frame):
+                            rejects.append(
+                                _reject_rows(checkpoint, name, processor.name, frame, column)
+                            )
+                watermarks[name] = processor.watermark
                 emitted[name] = out
                 batch[name] = out
         for name, (inp, ppipe) in loaded.processing.items():  # fed by a processing output

@@ -38,8 +38,14 @@ Rules:
   (``transformations.clean[1].config.strategy``) and the allowed values.
 * A transformation or processing pipeline is a list of steps (its input is the only source, or the
   only transformation for processing) or a mapping ``{input: NAME, steps: [...]}``.
-* Relative paths in the config keys ``path``, ``base_path``, ``database`` (file databases),
-  ``state_path``, ``reject_path`` and ``log_path`` are resolved against the YAML file's folder.
+* Relative paths in the config keys ``path``, ``base_path``, ``database`` (only where it names a
+  local file: SQLite, DuckDB, the embedded document store; never a server's database name),
+  ``state_path`` (also under ``incremental``), ``reject_path`` and ``log_path`` are resolved
+  against the YAML file's folder; so are the default local files (incremental state, rejected
+  rows, local logs: ``.data_pipeline/...`` beside the YAML file, whatever the working directory).
+* Before anything runs, the whole file is checked and every problem is reported at once: the
+  shape, each component's config, names, and column names through the steps (from the sources'
+  columns where they are cheap to know: local file headers and schemas).
 * A ``store`` entry runs as soon as its data exists: after transformations for sources and
   transformations, after processing for processing outputs.
 * A DataJoiner's ``right_table`` or a DataEnricher lookup's ``reference`` may name a data set of
@@ -63,6 +69,7 @@ from data_pipeline.core.config import (
     ConfigModel,
     format_validation_error,
     interpolate_env,
+    unknown_key_hint,
 )
 from data_pipeline.core.errors import ConfigError, DataPipelineError, InputNotFoundError
 from data_pipeline.core.frames import row_count, to_narwhals
@@ -127,6 +134,10 @@ class StepsSpec(ConfigModel):
 
 class VisualizationSpec(ComponentSpec):
     data: str | None = None
+    span: int = Field(default=1, ge=1, le=12)
+    """Grid columns the visualization spans (as ``Dashboard.add_visualization(span=...)``)."""
+    position: int | None = None
+    """Insert at this position instead of the end (as ``add_visualization(position=...)``)."""
 
 
 class DashboardSpec(ConfigModel):
@@ -235,14 +246,40 @@ def _invalid(path: str, message: str, hint: str | None = None) -> ConfigError:
     return ConfigError(f"{path}: {message}", component="pipeline file", hint=hint)
 
 
+# server databases: ``database`` is a name on the server, not a file beside the YAML file
+_SERVER_DB_TYPES = frozenset(
+    {"postgresql", "postgres", "mysql", "mariadb", "mongodb", "mongo", "redis", "other"}
+)
+
+
+def _names_local_file(key: str, config: Mapping[str, Any]) -> bool:
+    """Whether ``config[key]`` names a local file or folder (``database`` only for file
+    databases: SQLite, DuckDB, the embedded document store)."""
+    if key != "database":
+        return True
+    if config.get("url") or config.get("host"):
+        return False
+    kind = str(config.get("db_type") or config.get("engine") or "").strip().lower()
+    return kind not in _SERVER_DB_TYPES
+
+
 def _resolve_paths(config: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     out = dict(config)
     for key in PATH_KEYS:
         value = out.get(key)
-        if isinstance(value, str) and value and "://" not in value and value != ":memory:":
+        if (
+            isinstance(value, str)
+            and value
+            and "://" not in value
+            and value != ":memory:"
+            and _names_local_file(key, out)
+        ):
             p = Path(value).expanduser()
             if not p.is_absolute():
                 out[key] = str(base_dir / p)
+    incremental = out.get("incremental")
+    if isinstance(incremental, Mapping):  # REST and database sources: incremental.state_path
+        out["incremental"] = _resolve_paths(dict(incremental), base_dir)
     return out
 
 
@@ -314,9 +351,47 @@ def load_pipeline(
         raise ConfigError(
             f"invalid pipeline file: {format_validation_error(exc)}",
             component="pipeline file",
-            hint=f"top-level keys: {', '.join(PipelineFile.model_fields)}",
+            hint=unknown_key_hint(PipelineFile, exc)
+            or f"top-level keys: {', '.join(PipelineFile.model_fields)}",
         ) from None
     return _build_all(spec, base_dir, source_file)
+
+
+class _Problems:
+    """Every problem found in a file, reported together (not one per run of `validate`)."""
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+
+    def add(self, error: ConfigError) -> None:
+        self.errors.append(error)
+
+    def attempt(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``, or None with its ConfigError kept."""
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            self.errors.append(exc)
+            return None
+
+    def raise_all(self) -> None:
+        if not self.errors:
+            return
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        lines = []
+        for exc in self.errors:
+            where = (
+                f"{exc.component}: " if exc.component and exc.component != "pipeline file" else ""
+            )
+            lines.append(
+                f"  - {where}{exc.detail}" + (f"\n    hint: {exc.hint}" if exc.hint else "")
+            )
+        raise ConfigError(
+            f"{len(self.errors)} problems in the pipeline file:\n" + "\n".join(lines),
+            component="pipeline file",
+            hint="fix them all; nothing was run",
+        )
 
 
 def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> LoadedPipeline:
@@ -326,6 +401,7 @@ def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> 
     from data_pipeline.transformation import TransformationPipeline, Transformer
     from data_pipeline.visualization import Dashboard, Visualization
 
+    problems = _Problems()
     datasets: dict[str, str] = {}  # name -> where it is declared
 
     def declare(name: str, where: str) -> None:
@@ -337,13 +413,23 @@ def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> 
             )
         datasets[name] = where
 
+    def build(
+        classes: dict[str, type], spec_: ComponentSpec, name: str, path: str, what: str
+    ) -> Any:
+        def make() -> Any:
+            cls = _component_class(classes, spec_.type, path, what)
+            return _build(cls, name, spec_.config, path, base_dir)
+
+        return problems.attempt(make)
+
     source_classes = _layer_classes("ingestion", DataSource)
     sources = {}
     for name, s in spec.sources.items():
         path = f"sources.{name}"
-        declare(name, path)
-        cls = _component_class(source_classes, s.type, path, "source")
-        sources[name] = _build(cls, name, s.config, path, base_dir)
+        problems.attempt(declare, name, path)
+        built = build(source_classes, s, name, path, "source")
+        if built is not None:
+            sources[name] = built
 
     def steps_of(
         section: str,
@@ -352,45 +438,58 @@ def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> 
         classes: dict[str, type],
         pipeline: Any,
         default_inputs: list[str],
-    ) -> tuple[str, Any]:
+    ) -> tuple[str, Any] | None:
         path = f"{section}.{name}"
         inp = steps.input
         if inp is None:
             if len(default_inputs) != 1:
-                raise _invalid(
-                    f"{path}.input",
-                    "no input given and there is not exactly one candidate",
-                    f"write {section}: {{{name}: {{input: NAME, steps: [...]}}}} with one of: "
-                    + (", ".join(default_inputs) or "(none declared)"),
+                problems.add(
+                    _invalid(
+                        f"{path}.input",
+                        "no input given and there is not exactly one candidate",
+                        f"write {section}: {{{name}: {{input: NAME, steps: [...]}}}} with one "
+                        "of: " + (", ".join(default_inputs) or "(none declared)"),
+                    )
                 )
-            inp = default_inputs[0]
+            else:
+                inp = default_inputs[0]
         elif inp not in datasets:
-            raise _invalid(
-                f"{path}.input", f"unknown input {inp!r}", f"known: {', '.join(datasets)}"
+            problems.add(
+                _invalid(f"{path}.input", f"unknown input {inp!r}", f"known: {', '.join(datasets)}")
             )
+            inp = None
+        complete = inp is not None
         for i, step in enumerate(steps.steps):
             step_path = f"{path}[{i}]"
-            cls = _component_class(classes, step.type, step_path, section.rstrip("s") + " step")
-            built = _build(
-                cls, step.name or f"{name}_{i}_{step.type}", step.config, step_path, base_dir
+            built = build(
+                classes,
+                step,
+                step.name or f"{name}_{i}_{step.type}",
+                step_path,
+                section.rstrip("s") + " step",
             )
-            _check_references(built, step_path, datasets)
-            pipeline.add(built)
-        declare(name, path)
-        return inp, pipeline
+            if built is None:
+                complete = False
+                continue
+            problems.attempt(_check_references, built, step_path, datasets)
+            if problems.attempt(pipeline.add, built) is None:
+                complete = False
+        problems.attempt(declare, name, path)
+        return (inp, pipeline) if complete and inp is not None else None
 
     transformer_classes = _layer_classes("transformation", Transformer)
-    transformations = {
-        name: steps_of(
+    transformations = {}
+    for name, ts in spec.transformations.items():
+        made = steps_of(
             "transformations",
             name,
-            s,
+            ts,
             transformer_classes,
             TransformationPipeline(name),
             list(spec.sources),
         )
-        for name, s in spec.transformations.items()
-    }
+        if made is not None:
+            transformations[name] = made
     processor_classes = _layer_classes("processing", DataProcessor)
     from data_pipeline.processing.stream import StreamProcessorConfig
 
@@ -398,38 +497,42 @@ def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> 
         if psteps.stream is not None:
             from data_pipeline.core.config import validate_config
 
-            validate_config(
+            problems.attempt(
+                validate_config,
                 StreamProcessorConfig,
                 psteps.stream,
                 component="pipeline file",
                 prefix=f"processing.{name}.stream",
             )
-    processing = {
-        name: steps_of(
+    processing = {}
+    for name, ps in spec.processing.items():
+        made = steps_of(
             "processing",
             name,
-            s,
+            ps,
             processor_classes,
             ProcessingPipeline(name),
             list(spec.transformations) or list(spec.sources),
         )
-        for name, s in spec.processing.items()
-    }
+        if made is not None:
+            processing[name] = made
 
     storage_classes = _layer_classes("storage", StorageSystem)
     storage = {}
-    for name, s in spec.storage.items():
+    for name, st in spec.storage.items():
         path = f"storage.{name}"
-        cls = _component_class(storage_classes, s.type, path, "storage")
-        system = _build(cls, name, s.config, path, base_dir)
-        for i, entry in enumerate(s.store):
+        system = build(storage_classes, st, name, path, "storage")
+        for i, entry in enumerate(st.store):
             if entry.data not in datasets:
-                raise _invalid(
-                    f"{path}.store[{i}].data",
-                    f"unknown data {entry.data!r}",
-                    f"known: {', '.join(datasets)}",
+                problems.add(
+                    _invalid(
+                        f"{path}.store[{i}].data",
+                        f"unknown data {entry.data!r}",
+                        f"known: {', '.join(datasets)}",
+                    )
                 )
-        storage[name] = (system, s.store)
+        if system is not None:
+            storage[name] = (system, st.store)
 
     viz_classes = _layer_classes("visualization", Visualization)
     last_output = list(spec.processing) or list(spec.transformations) or list(spec.sources)
@@ -441,32 +544,143 @@ def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> 
             dconfig.setdefault("title", d.title)
         if d.description is not None:
             dconfig.setdefault("description", d.description)
-        dashboard = _build(Dashboard, name, dconfig, path, base_dir)
+        dashboard = problems.attempt(_build, Dashboard, name, dconfig, path, base_dir)
         feeds: dict[str, str] = {}
         for i, v in enumerate(d.visualizations):
             vpath = f"{path}.visualizations[{i}]"
-            cls = _component_class(viz_classes, v.type, vpath, "visualization")
             vname = v.name or f"{v.type}_{i}"
             data_name = v.data
             if data_name is None:
                 if len(last_output) != 1:
-                    raise _invalid(
-                        f"{vpath}.data",
-                        "no data given and there is not exactly one candidate",
-                        f"known: {', '.join(datasets)}",
+                    problems.add(
+                        _invalid(
+                            f"{vpath}.data",
+                            "no data given and there is not exactly one candidate",
+                            f"known: {', '.join(datasets)}",
+                        )
                     )
+                    continue
                 data_name = last_output[0]
             if data_name not in datasets:
-                raise _invalid(
-                    f"{vpath}.data", f"unknown data {data_name!r}", f"known: {', '.join(datasets)}"
+                problems.add(
+                    _invalid(
+                        f"{vpath}.data",
+                        f"unknown data {data_name!r}",
+                        f"known: {', '.join(datasets)}",
+                    )
                 )
-            dashboard.add_visualization(_build(cls, vname, v.config, vpath, base_dir))
+                continue
+            viz = build(viz_classes, v, vname, vpath, "visualization")
+            if viz is None or dashboard is None:
+                continue
+            problems.attempt(dashboard.add_visualization, viz, span=v.span, position=v.position)
             feeds[vname] = data_name
-        dashboards[name] = (dashboard, d, feeds)
+        if dashboard is not None:
+            dashboards[name] = (dashboard, d, feeds)
 
-    return LoadedPipeline(
+    loaded = LoadedPipeline(
         spec, base_dir, sources, transformations, storage, processing, dashboards, source_file
     )
+    if not problems.errors:  # column names through the file, from the sources' columns
+        for error in _column_problems(loaded):
+            problems.errors.append(error)
+    problems.raise_all()
+    return loaded
+
+
+def _column_problems(loaded: LoadedPipeline) -> list[ConfigError]:
+    """Column names through the whole file, from the sources' columns where they are cheap to
+    know (local file headers and schemas; :meth:`peek_columns`). Every step's required columns
+    must exist where it runs; every chart's columns in its data. Unknown columns (a remote or
+    database source, a join with an unknown right side) end the check of that path silently."""
+    import difflib
+
+    from data_pipeline.processing import DataEnricher, DataJoiner
+
+    known: dict[str, list[str] | None] = {}
+    for name, source in loaded.sources.items():
+        peek = getattr(source, "peek_columns", None)
+        try:
+            known[name] = list(peek()) if peek is not None else None
+        except Exception:  # missing files, remote sources: the run reports those
+            known[name] = None
+    errors: list[ConfigError] = []
+
+    def missing_error(where: str, what: str, missing: list[str], there: list[str]) -> ConfigError:
+        guesses = [g for m in missing for g in difflib.get_close_matches(m, there, n=1)]
+        guess = f"did you mean {', '.join(map(repr, guesses))}? " if guesses else ""
+        return _invalid(
+            where,
+            f"{what} needs column(s) {', '.join(map(repr, missing))}, which will not exist there",
+            f"{guess}columns there: {', '.join(map(repr, there)) or '(none)'}",
+        )
+
+    def walk(section: str, name: str, inp: str, pipe: Any) -> None:
+        current = known.get(inp)
+        if current is None:
+            known[name] = None
+            return
+        for position, step in enumerate(pipe.steps):
+            missing = [c for c in step.required_columns(current) if c not in current]
+            if missing:
+                errors.append(
+                    missing_error(
+                        f"{section}.{name}[{position}]",
+                        f"{type(step).__name__} {step.name!r}",
+                        missing,
+                        current,
+                    )
+                )
+            if isinstance(step, DataJoiner) and step.how not in ("semi", "anti"):
+                right = known.get(step.settings.right_table or "")
+                if right is None:
+                    known[name] = None
+                    return
+                current = step._output_names(list(current), right)
+                continue
+            try:
+                current = list(step.output_columns(current))
+            except Exception:
+                known[name] = None
+                return
+            if isinstance(step, DataEnricher):  # lookups bring their reference's columns
+                for lookup in step.settings.lookups:
+                    if lookup.columns:
+                        continue
+                    ref = known.get(lookup.reference)
+                    if ref is None:
+                        known[name] = None
+                        return
+                    current += [c for c in ref if c not in lookup.right_keys and c not in current]
+        known[name] = current
+
+    for name, (inp, tpipe) in loaded.transformations.items():
+        walk("transformations", name, inp, tpipe)
+    for name, (inp, ppipe) in loaded.processing.items():
+        walk("processing", name, inp, ppipe)
+    for dname, (_, dspec, feeds) in loaded.dashboards.items():
+        for i, v in enumerate(dspec.visualizations):
+            vname = v.name or f"{v.type}_{i}"
+            columns = known.get(feeds.get(vname, ""))
+            viz = next((x for x in _dashboard_items(loaded, dname) if x.name == vname), None)
+            if columns is None or viz is None:
+                continue
+            literal = getattr(viz.settings, "color", None)
+            missing = [c for c in viz.fields() if c not in columns and c != literal]
+            if missing:
+                errors.append(
+                    missing_error(
+                        f"dashboards.{dname}.visualizations[{i}].config",
+                        f"{type(viz).__name__} {vname!r}",
+                        missing,
+                        columns,
+                    )
+                )
+    return errors
+
+
+def _dashboard_items(loaded: LoadedPipeline, name: str) -> list[Any]:
+    return list(loaded.dashboards[name][0].visualizations)
 
 
 def _check_references(step: Any, path: str, datasets: Mapping[str, str]) -> None:
@@ -607,6 +821,13 @@ def run_pipeline(
         if isinstance(pipeline, LoadedPipeline)
         else load_pipeline(pipeline, environ=environ)
     )
+    from data_pipeline.core.files import local_root
+
+    with local_root(loaded.base_dir):  # default state/reject files beside the YAML file
+        return _run_loaded(loaded, on_stage)
+
+
+def _run_loaded(loaded: LoadedPipeline, on_stage: Callable[[str, str], None] | None) -> PipelineRun:
     engine = loaded.spec.engine
     stages = {s: StageResult(s) for s in STAGES}
     data: dict[str, Any] = {}

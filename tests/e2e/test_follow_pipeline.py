@@ -344,3 +344,66 @@ def test_the_docs_example_follows(stream: tuple[Any, str], tmp_path: Path) -> No
     assert [a for _, a in totals] == pytest.approx(expected["amount"].to_list())
     assert client.xpending(key, "live-orders")["pending"] == 0  # the group acknowledged them
     assert (tmp_path / "output" / "live.html").is_file()
+
+
+WINDOWED = """
+name: minutes
+sources:
+  events:
+    type: StreamingSource
+    config: {{platform: redis, host: 127.0.0.1, port: 6379, stream: {stream}, max_messages: 4,
+              timeout: 0.2}}
+transformations:
+  clean:
+    input: events
+    steps:
+      - type: DataTypeConverter
+        config: {{columns: {{v: int, ts: datetime}}}}
+storage:
+  warehouse:
+    type: DataWarehouseStorage
+    config: {{database: out/minutes.duckdb}}
+    store:
+      - {{data: per_minute, table: per_minute, if_exists: append}}
+processing:
+  per_minute:
+    input: clean
+    stream: {{emit: final, allowed_lateness: 0s}}
+    steps:
+      - type: WindowedAggregator
+        config: {{time_column: ts, window: 1m, aggregations: {{v: sum}}}}
+"""
+
+
+def test_final_windows_are_appended_once_and_late_rows_are_kept_with_the_reason(
+    stream: tuple[Any, str], tmp_path: Path
+) -> None:
+    client, key = stream
+    path = tmp_path / "minutes.yaml"
+    path.write_text(textwrap.dedent(WINDOWED).format(stream=key), encoding="utf-8")
+    events = [  # minute 0, minute 1, minute 2 (closes 0 and 1), then one late for minute 0
+        ("2024-06-01T12:00:05", 1),
+        ("2024-06-01T12:00:40", 2),
+        ("2024-06-01T12:01:10", 4),
+        ("2024-06-01T12:01:50", 8),
+        ("2024-06-01T12:02:30", 16),
+        ("2024-06-01T12:00:30", 32),
+    ]
+    for ts, v in events:
+        client.xadd(key, {"ts": ts, "v": str(v)})
+    result = follow_pipeline(path)
+    assert result.rows == {"events": 6}
+    with duckdb.connect(str(tmp_path / "out" / "minutes.duckdb"), read_only=True) as con:
+        windows = con.sql("select window_start, v from per_minute order by 1").fetchall()
+        rejects = con.sql("select dataset, reason, row from _dp_rejects").fetchall()
+    # closed windows, each once; minute 2 is still open (it stays in the checkpoint)
+    assert [(w.strftime("%H:%M"), v) for w, v in windows] == [("12:00", 3), ("12:01", 12)]
+    ((dataset, reason, row),) = rejects
+    assert dataset == "per_minute" and reason.startswith("late")
+    assert '"v": 32' in row
+    # the open window is not lost: the next run continues with it
+    client.xadd(key, {"ts": "2024-06-01T12:03:30", "v": "64"})
+    follow_pipeline(path)
+    with duckdb.connect(str(tmp_path / "out" / "minutes.duckdb"), read_only=True) as con:
+        later = con.sql("select window_start, v from per_minute order by 1").fetchall()
+    assert [(w.strftime("%H:%M"), v) for w, v in later][-1] == ("12:02", 16)

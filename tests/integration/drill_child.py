@@ -87,7 +87,7 @@ def python_api(path: str) -> None:
     )
     windows = StreamProcessor(
         name="windows",
-        config={"emit": "updates"},
+        config=config["stream"],
         pipeline=ProcessingPipeline("windows").add_processor(
             WindowedAggregator(name="per_minute", config=config["windows"])
         ),

@@ -121,13 +121,29 @@ EXPECT: dict[str, dict[str, Any]] = {
     },
     "sqlite": {
         "ts_ns": Refused("SQLite timestamps are stored with microseconds"),
+        "f64": Refused("SQLite turns NaN into NULL and -0.0 into 0.0"),
+        "f32": Refused("SQLite turns NaN into NULL and -0.0 into 0.0"),
+        "u64": Refused("SQLite integers hold 64 signed bits"),
+        "dec": Refused("SQLite decimals are floats; 38 digits do not fit"),
+        "dec_wide": Refused("SQLite decimals are floats; 38 digits do not fit"),
+        "i32": Values("SQLite keeps one 64-bit integer type"),
+        "bool": Values("SQLite has no boolean type: 0/1 integers"),
+        "ts_utc": Values("stored as UTC text; the zone's name is not kept"),
+        "duration": Values("microseconds as INTEGER"),
     },
     "postgresql": {
         "text_nul": Refused("PostgreSQL text cannot hold NUL"),
         "ts_ns": Refused("PostgreSQL timestamps hold microseconds"),
+        "u64": Values("NUMERIC(20, 0): read back as a decimal"),
+        "duration": Values("microseconds as BIGINT"),
     },
     "mariadb": {
         "ts_ns": Refused("MariaDB timestamps hold microseconds"),
+        "f64": Refused("MySQL/MariaDB store no NaN or infinity, and -0.0 as 0.0"),
+        "f32": Refused("MySQL/MariaDB store no NaN or infinity, and -0.0 as 0.0"),
+        "u64": Values("DECIMAL(20, 0): read back as a decimal"),
+        "ts_utc": Values("DATETIME(6) in UTC: the zone's name is not kept"),
+        "duration": Values("microseconds as BIGINT"),
     },
 }
 
@@ -138,35 +154,6 @@ BROKEN: dict[str, dict[str, Broken]] = {
         "duration": Broken(
             "i11-streams", "INTERVAL reads back as month_day_nano; polars refuses it"
         ),
-    },
-    "sqlite": {
-        "f64": Broken(_SQL, "NaN/inf come back changed"),
-        "f32": Broken(_SQL, "NaN/inf come back changed"),
-        "i32": Broken(_SQL, "read back as Int64"),
-        "u64": Broken(_SQL, "OverflowError instead of a clear refusal naming the column"),
-        "bool": Broken(_SQL, "read back as Int64"),
-        "ts_utc": Broken(_SQL, "the time zone is lost"),
-        "time": Broken(_SQL, "microseconds cut"),
-        "duration": Broken(_SQL, "read back as Int64"),
-        "dec": Broken(_SQL, "stored as a float: digits lost"),
-        "dec_wide": Broken(_SQL, "stored as a float: digits lost"),
-    },
-    "postgresql": {
-        "text_nul": Broken(_SQL, "refused, but the error does not name the column"),
-        "u64": Broken(_SQL, "retrieve panics (Int256)"),
-        "duration": Broken(_SQL, "read back as Int64"),
-    },
-    "mariadb": {
-        "blob": Broken(_SQL, "binary cannot be written to CSV (LOAD DATA path)"),
-        "f64": Broken(_SQL, "NaN/inf/-0.0 come back changed"),
-        "f32": Broken(_SQL, "out of range error, not a refusal naming the value"),
-        "u64": Broken(_SQL, "retrieve fails: decimal scale"),
-        "bool": Broken(_SQL, "read back as Int8"),
-        "ts_utc": Broken(_SQL, "the time zone is lost"),
-        "time": Broken(_SQL, "'Data truncated' error, not a refusal naming the value"),
-        "duration": Broken(_SQL, "read back as Int64"),
-        "dec": Broken(_SQL, "retrieve fails: decimal scale"),
-        "dec_wide": Broken(_SQL, "retrieve panics (rust_decimal)"),
     },
 }
 

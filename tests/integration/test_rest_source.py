@@ -91,6 +91,10 @@ def _handler(api: Api) -> type[BaseHTTPRequestHandler]:
             path = parts.path
             if path == "/array":
                 self.send(200, ITEMS[:3])
+            elif path == "/mixed":  # issue 14: one key, an object here and a number there
+                self.send(200, [{"a": 1, "k": 1}, {"a": {"b": 2}, "k": 2}])
+            elif path == "/mixed-bool":  # polars' read_json made the boolean a 1
+                self.send(200, {"data": [{"a": True}, {"a": 5}]})
             elif path == "/empty":
                 self.send(200, [])
             elif path == "/wrapped":
@@ -247,6 +251,21 @@ def test_selector_and_auto_detection(server: tuple[str, Api]) -> None:
     assert rest({"url": f"{url}/deep", "data_selector": "payload.rows"}).ingest().height == 2
     with pytest.raises(IngestionError, match=r"data_selector 'payload.nope'.*\n.*'payload'"):
         rest({"url": f"{url}/deep", "data_selector": "payload.nope"}).ingest()
+
+
+@pytest.mark.parametrize(
+    ("route", "flag"),
+    [("mixed", "an object in record 2"), ("mixed-bool", "a number in record 2 but a boolean")],
+)
+def test_page_with_mixed_kinds_fails_naming_url_record_and_key(
+    server: tuple[str, Api], route: str, flag: str
+) -> None:
+    """The first record's value used to become null silently (issue 14)."""
+    url, _ = server
+    with pytest.raises(ParseError, match=rf"GET {url}/{route}: key 'a' holds {flag}"):
+        rest({"url": f"{url}/{route}"}).ingest()
+    out = rest({"url": f"{url}/{route}", "mixed_types": "json"}).ingest()
+    assert out["a"].to_list() == (["1", '{"b": 2}'] if route == "mixed" else ["true", "5"])
 
 
 def test_empty_result(server: tuple[str, Api]) -> None:

@@ -135,6 +135,7 @@ def sources(url: str) -> dict[str, dict[str, Any]]:
             "type": "FileSystemSource",
             "config": {"path": f"{url}/orders.csv?token={SECRETS['fs_token']}", "format": "csv",
                        "incremental": True, "on_bad_rows": "reject",
+                       "source_file_column": "source_file",
                        "reject_path": "rejects/orders.csv",
                        "storage_options": {"headers": {"Authorization":
                                                        f"Bearer {SECRETS['so_header']}"}}},
@@ -230,6 +231,9 @@ def _in_process(url: str, folder: Path, monkeypatch: pytest.MonkeyPatch) -> str:
                 except Exception as exc:
                     shown += [str(exc), repr(exc), "".join(traceback.format_exception(exc))]
                 shown += [repr(component), json.dumps(component.get_metadata(), default=str)]
+        from data_pipeline.core.frames import to_polars
+
+        shown += [str(to_polars(frame).to_dicts()) for frame in frames]  # the data too
         enricher = DataEnricher("lookup", {"rest_lookups": [{
             "url": f"{url}/product/{{id}}", "on": "id", "fields": {"category": "category"},
             "headers": {"X-Lookup-Key": SECRETS["lookup_key"]}}]})  # fmt: skip

@@ -288,16 +288,17 @@ def test_dead_server_is_a_connection_error_within_connect_timeout(
                 IngestionConnectionError,
             ),
         ):
-            start = time.monotonic()
             with pytest.raises(error) as info:
                 make()
-            elapsed = time.monotonic() - start
             message = str(info.value)
             assert "cannot connect to" in message and f"127.0.0.1:{port}/test" in message
             assert "check the query" not in message and "Dead-Server-PW-1" not in message
             assert info.value.transient
-            # connect_timeout is 2 s; before, a query read waited out ConnectorX's 30 s pool
-            assert elapsed < 20, f"{elapsed:.1f} s: connect_timeout was not honoured"
+            if server_kind == "silent listener":
+                # the driver's own connect_timeout ended the wait (libpq: "timeout expired",
+                # PyMySQL: "timed out"); before, a query read waited out ConnectorX's 30 s pool
+                # and failed with the pool's message. No clock in the test: the machine is shared.
+                assert "timeout expired" in message or "timed out" in message, message
     finally:
         listener.close()
 
@@ -365,6 +366,10 @@ def test_int32_and_decimal_scale_through_retrieve_with_params(db: DB) -> None:
             ),
         }
     )
+    if db.system == "sqlite":  # decimals are REAL there: 20 digits are refused, not rounded
+        with pytest.raises(StorageSchemaError, match="column 'd' cannot be stored"):
+            db.storage.store(frame, table)
+        frame = frame.select("i")
     db.storage.store(frame, table)
     q = f'"{table}"' if not db.system.startswith("mariadb") else f"`{table}`"
     plain = db.storage.retrieve(query=f"SELECT * FROM {q}")

@@ -201,6 +201,48 @@ def test_redis_roundtrip_modes_and_filter(redis_table: str, value_format: str) -
     storage.close()
 
 
+def test_redis_reads_type_names_kept_by_version_0_2(redis_table: str) -> None:
+    """0.2 kept Polars' printed type names as JSON; they are read by core.types' one parser
+    (0.2's own reader turned decimals, int8 and categories into text)."""
+    import decimal
+    import json
+
+    import redis
+
+    client = redis.Redis(REDIS_HOST, REDIS_PORT, db=5)
+    names = {
+        "id": "Int64",
+        "d": "Decimal(precision=10, scale=2)",
+        "i8": "Int8",
+        "z": "Datetime(time_unit='us', time_zone='UTC')",
+        "c": "Categorical",
+    }
+    client.set(f"__dp__:{redis_table}:schema", json.dumps(names))
+    client.hset(
+        f"{redis_table}:1",
+        mapping={"id": "1", "d": "12.50", "i8": "-128", "z": "2024-01-01 05:00:00", "c": "x"},
+    )
+    client.sadd(f"__dp__:{redis_table}:keys", f"{redis_table}:1")
+    client.close()
+    out = redis_storage(primary_key=["id"], value_format="hash").retrieve(redis_table)
+    assert out.schema == pl.Schema(
+        {
+            "id": pl.Int64,
+            "d": pl.Decimal(10, 2),
+            "i8": pl.Int8,
+            "z": pl.Datetime("us", "UTC"),
+            "c": pl.Categorical(),
+        }
+    )
+    assert out.row(0) == (
+        1,
+        decimal.Decimal("12.50"),
+        -128,
+        dt.datetime(2024, 1, 1, 5, tzinfo=dt.timezone.utc),
+        "x",
+    )
+
+
 def test_redis_key_template_and_ttl(redis_table: str) -> None:
     storage = redis_storage(key_template="cust:{id}:" + redis_table, ttl=120)
     storage.store(frame(), redis_table)

@@ -183,3 +183,16 @@ def test_config_errors() -> None:
         StreamingSource(name="e", config={"platform": "pigeon", "stream": "x"})
     with pytest.raises(ConfigError, match="stream"):
         StreamingSource(name="e", config={"platform": "redis"})
+
+
+def test_a_field_that_is_not_utf8_is_a_bad_row(stream: tuple[Any, str], tmp_path: Path) -> None:
+    from data_pipeline.core.errors import ParseError
+
+    client, key = stream
+    client.xadd(key, {"user": b"\xff\xfe", "amount": "1"})
+    with pytest.raises(ParseError, match="not UTF-8"):
+        redis_source(key).ingest()
+    src = redis_source(key, on_bad_rows="reject", reject_path=str(tmp_path / "bad.csv"))
+    out = src.ingest()
+    assert out["user"].to_list() == ["u0", "u1", "u2", "u3", "u4"]
+    assert src.get_metadata()["rows_rejected"] == 1

@@ -294,3 +294,133 @@ def test_dashboard_command_recomputes_a_join_from_stored_data(tmp_path: Path) ->
     written = render_dashboards(path)  # by_region is not stored: recomputed, join included
     html = Path(written["d"]).read_text(encoding="utf-8")
     assert "north" in html and "south" in html and "3.5" in html
+
+
+# -- where the checkpoint lives and how outputs are stored (checked before anything runs) --------
+
+WINDOWS = """
+processing:
+  per_minute:
+    input: events
+    stream: {stream}
+    steps:
+      - type: WindowedAggregator
+        config: {{time_column: ts, window: 1m, group_by: [k], aggregations: {{v: sum}}}}
+"""
+
+
+def _follow_file(tmp_path: Path, storage: str, stream: str = "{emit: updates}") -> Path:
+    return _write(
+        tmp_path,
+        STREAM + textwrap.dedent(WINDOWS.format(stream=stream)) + textwrap.dedent(storage),
+    )
+
+
+WAREHOUSE = """
+storage:
+  wh:
+    type: DataWarehouseStorage
+    config: {{database: out.duckdb}}
+    store:
+      - {{data: per_minute{entry}}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("entry", "mode"),
+    [("", "upsert"), (", if_exists: upsert", "upsert")],
+)
+def test_a_processors_output_is_upserted_on_its_window_key(
+    tmp_path: Path, entry: str, mode: str
+) -> None:
+    from data_pipeline._follow import _plan_follow
+
+    plan = _plan_follow(load_pipeline(_follow_file(tmp_path, WAREHOUSE.format(entry=entry))))
+    (output,) = plan.outputs
+    assert (output.if_exists, output.key) == (mode, ["k", "window_start"])
+    assert plan.store_storage == "wh" and plan.where == "storage.wh"
+    assert plan.rejects_storage == "wh" and plan.rejects_table == "_dp_rejects"
+    assert plan.stream_configs == {"per_minute": {"emit": "updates"}}
+
+
+@pytest.mark.parametrize(
+    ("entry", "stream", "message"),
+    [
+        (", if_exists: replace", "{emit: updates}", "if_exists 'replace' does not fit"),
+        (", if_exists: append", "{emit: updates}", "append needs emit: final"),
+    ],
+)
+def test_outputs_that_would_not_be_exact_are_refused(
+    tmp_path: Path, entry: str, stream: str, message: str
+) -> None:
+    path = _follow_file(tmp_path, WAREHOUSE.format(entry=entry), stream)
+    with pytest.raises(ConfigError, match=message):
+        validate_follow(load_pipeline(path))
+
+
+def test_append_of_final_windows_is_exact(tmp_path: Path) -> None:
+    from data_pipeline._follow import _plan_follow
+
+    path = _follow_file(tmp_path, WAREHOUSE.format(entry=", if_exists: append"), "{emit: final}")
+    assert _plan_follow(load_pipeline(path)).outputs[0].if_exists == "append"
+
+
+def test_stream_keys_are_validated_at_load(tmp_path: Path) -> None:
+    path = _follow_file(tmp_path, WAREHOUSE.format(entry=""), "{emit: sometimes}")
+    with pytest.raises(ConfigError, match=r"processing\.per_minute\.stream\.emit"):
+        load_pipeline(path)
+
+
+def test_several_stores_need_the_checkpoints_storage_named(tmp_path: Path) -> None:
+    from data_pipeline._follow import _plan_follow
+
+    two = """
+    storage:
+      wh:
+        type: DataWarehouseStorage
+        config: {database: out.duckdb}
+        store: [{data: per_minute}]
+      other:
+        type: DataWarehouseStorage
+        config: {database: other.duckdb}
+        store: [{data: events, if_exists: append}]
+    """
+    path = _follow_file(tmp_path, two)
+    with pytest.raises(ConfigError, match="say which one keeps the checkpoint"):
+        validate_follow(load_pipeline(path))
+    text = path.read_text(encoding="utf-8") + "checkpoint: {storage: wh}\n"
+    path.write_text(text, encoding="utf-8")
+    assert _plan_follow(load_pipeline(path)).store_storage == "wh"
+
+
+def test_a_storage_without_transactions_cannot_hold_the_checkpoint(tmp_path: Path) -> None:
+    from data_pipeline._follow import _plan_follow
+
+    documents = """
+    storage:
+      docs:
+        type: NoSQLDBStorage
+        config: {db_type: embedded, database: docs, primary_key: [k, window_start]}
+        store: [{data: per_minute}]
+    """
+    path = _follow_file(tmp_path, documents)
+    with pytest.raises(ConfigError, match="cannot commit a batch's writes and the checkpoint"):
+        validate_follow(load_pipeline(path))
+    # a checkpoint in a folder instead: allowed, the stores are then at least once
+    path.write_text(path.read_text("utf-8") + "checkpoint: {path: ckpt}\n", encoding="utf-8")
+    plan = _plan_follow(load_pipeline(path))
+    assert plan.where == str(tmp_path / "ckpt") and plan.store_storage is None
+    # or none at all
+    path.write_text(
+        path.read_text("utf-8").replace("checkpoint: {path: ckpt}", "checkpoint: false"),
+        encoding="utf-8",
+    )
+    assert _plan_follow(load_pipeline(path)).store is None
+
+
+def test_nothing_stored_keeps_the_checkpoint_beside_the_file(tmp_path: Path) -> None:
+    from data_pipeline._follow import _plan_follow
+
+    plan = _plan_follow(load_pipeline(_follow_file(tmp_path, "")))
+    assert plan.where == str(tmp_path / ".data_pipeline" / "checkpoints")
+    assert plan.rejects_path == tmp_path / ".data_pipeline" / "rejects" / "pipeline.csv"

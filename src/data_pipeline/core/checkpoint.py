@@ -65,7 +65,9 @@ __all__ = [
     "Checkpointer",
     "FileCheckpointStore",
     "Manifest",
+    "StagedTransaction",
     "StateTable",
+    "apply_rename",
 ]
 
 logger = get_logger(__name__)
@@ -401,6 +403,12 @@ class Manifest:
             if old.name != file:
                 old.unlink(missing_ok=True)
 
+    def discard(self) -> None:
+        """Remove the manifest and its checkpoint files (a transaction's own, once applied)."""
+        for old in self.folder.glob(f"{self.name}.*.ckpt"):
+            old.unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)
+
     def recover(self, apply: Callable[[Mapping[str, Any]], None]) -> int:
         """Apply the operations a committed manifest still lists; return how many."""
         manifest = self.read()
@@ -426,6 +434,91 @@ class Manifest:
             apply(operation)
         done = {**body, "operations": []}
         _fsync_write(self.path, json.dumps(done, indent=1, default=_json_default).encode())
+
+
+class StagedTransaction:
+    """The transaction of a storage system without one of its own (files, Delta tables).
+
+    Its stores stage their writes (a file written under a temporary name, a data file for a
+    Delta commit) and register an *operation* (a JSON object) here. The commit writes one
+    manifest holding the operations and the checkpoint, renamed into place (the commit point),
+    then applies the operations with ``apply`` (each one idempotent: applied twice, it lands
+    once). A process that dies between the rename and the end of the applying finds the
+    operations in the manifest on its next start (:meth:`recover`), before anything else is
+    written. Without a checkpoint the manifest has a name of its own and is deleted after.
+    """
+
+    def __init__(
+        self, folder: str | os.PathLike[str], apply: Callable[[Mapping[str, Any]], None]
+    ) -> None:
+        self.folder = Path(folder)
+        self.apply = apply
+        self.operations: list[dict[str, Any]] = []
+        self.checkpoint: tuple[Checkpoint, int] | None = None
+        self.targets: set[str] = set()
+
+    def stage(self, operation: Mapping[str, Any], target: str) -> None:
+        """Register one operation; ``target`` (a path or table) may be written once per
+        transaction."""
+        if target in self.targets:
+            raise ConfigError(
+                f"{target!r} is written twice in one transaction",
+                hint="write each table or file once per transaction (combine the frames first)",
+            )
+        self.targets.add(target)
+        self.operations.append(dict(operation))
+
+    def save_checkpoint(self, checkpoint: Checkpoint, previous: int) -> None:
+        self.checkpoint = (checkpoint, previous)
+
+    def commit(self) -> None:
+        """Write the manifest (the commit point), then apply the operations. Each operation
+        gets ``txn`` (an application id and version: the checkpoint's name and batch) for
+        targets that can record which commits they applied (Delta)."""
+        if self.checkpoint is not None:
+            checkpoint, previous = self.checkpoint
+            self._number(checkpoint.name, checkpoint.batch)
+            Manifest(self.folder, checkpoint.name).commit(
+                checkpoint, previous, self.operations, self.apply
+            )
+            return
+        if not self.operations:
+            return
+        name = f"tx-{uuid.uuid4().hex[:16]}"
+        self._number(name, 1)
+        manifest = Manifest(self.folder, name)
+        manifest.commit(Checkpoint(name, batch=1), 0, self.operations, self.apply)
+        manifest.discard()
+
+    def _number(self, name: str, batch: int) -> None:
+        for operation in self.operations:
+            operation.setdefault("txn", {"app_id": f"data-pipeline:{name}", "version": batch})
+
+    @staticmethod
+    def recover(folder: str | os.PathLike[str], apply: Callable[[Mapping[str, Any]], None]) -> int:
+        """Apply what every committed manifest in ``folder`` still lists; return how many."""
+        root = Path(folder)
+        done = 0
+        for path in sorted(root.glob("*.manifest.json")) if root.is_dir() else []:
+            name = path.name[: -len(".manifest.json")]
+            manifest = Manifest(root, name)
+            done += manifest.recover(apply)
+            if name.startswith("tx-"):
+                manifest.discard()
+        return done
+
+
+def apply_rename(operation: Mapping[str, Any]) -> None:
+    """The operation ``{"kind": "rename", "from": tmp, "to": path}``: the staged file (or link)
+    replaces the target, once (a missing ``from`` was renamed already)."""
+    source, target = str(operation["from"]), str(operation["to"])
+    try:
+        os.replace(source, target)
+    except FileNotFoundError:
+        if not os.path.lexists(source):
+            return  # applied before
+        raise
+    fsync_dir(os.path.dirname(target) or ".")
 
 
 class FileCheckpointStore:
@@ -589,10 +682,16 @@ class Checkpointer:
 
 
 def snapshot_operator(operator: Any) -> bytes:
-    """The state of a stream operator as bytes (its ``state_snapshot()``: bytes or an Arrow
-    table, encoded as an Arrow IPC stream)."""
+    """The state of a stream operator as bytes: its ``state_snapshot()`` (bytes, or an Arrow
+    table, kept as an Arrow IPC stream)."""
     snap = getattr(operator, "state_snapshot", None)
-    value = snap() if snap is not None else _legacy_snapshot(operator)
+    if snap is None:
+        raise ConfigError(
+            f"{type(operator).__name__} has no state_snapshot(): a checkpoint cannot keep its state",
+            hint="checkpoint StreamProcessor operators (or give yours state_snapshot() and "
+            "restore_state())",
+        )
+    value = snap()
     if isinstance(value, bytes):
         return b"B" + value
     return b"T" + _table_bytes(value)
@@ -600,14 +699,10 @@ def snapshot_operator(operator: Any) -> bytes:
 
 def restore_operator(operator: Any, blob: bytes | None) -> None:
     """Give an operator the state :func:`snapshot_operator` made (None: a fresh start)."""
-    restore = getattr(operator, "restore_state", None)
-    if restore is None:
-        _legacy_restore(operator, blob)
-        return
     if blob is None:
-        restore(None)
+        operator.restore_state(None)
         return
-    restore(_bytes_table(blob[1:]) if blob[:1] == b"T" else blob[1:])
+    operator.restore_state(_bytes_table(blob[1:]) if blob[:1] == b"T" else blob[1:])
 
 
 def _table_bytes(table: Any) -> bytes:
@@ -627,52 +722,3 @@ def _bytes_table(blob: bytes) -> Any:
     import pyarrow as pa
 
     return pa.ipc.open_stream(pa.py_buffer(blob)).read_all()
-
-
-# Until StreamProcessor has state_snapshot()/restore_state() (CONTRACTS.md, i11-windows), its
-# state is read from its fields: the merged partial aggregates, the watermark, the last window
-# emitted and the counters.
-def _legacy_snapshot(operator: Any) -> Any:
-    import polars as pl
-
-    inc = getattr(operator, "_incremental", None)
-    state = inc.state if inc is not None and inc.state is not None else pl.DataFrame()
-    marks = pl.DataFrame(
-        {
-            "watermark": [getattr(operator, "_watermark", None)],
-            "emitted_start": [getattr(operator, "_emitted_start", None)],
-        }
-    )
-    extra = {
-        "marks": base64.b64encode(_table_bytes(marks.to_arrow())).decode(),
-        "progress": dict(getattr(operator, "progress", {})),
-        "has_state": inc is not None and inc.state is not None,
-    }
-    table = state.to_arrow()
-    return table.replace_schema_metadata(
-        {b"data_pipeline.operator": json.dumps(extra, default=_json_default).encode()}
-    )
-
-
-def _legacy_restore(operator: Any, blob: bytes | None) -> None:
-    import polars as pl
-
-    operator.reset()
-    if blob is None:
-        return
-    table = _bytes_table(blob[1:])
-    extra = json.loads((table.schema.metadata or {})[b"data_pipeline.operator"])
-    marks = pl.from_arrow(_bytes_table(base64.b64decode(extra["marks"])))
-    assert isinstance(marks, pl.DataFrame)
-    operator._watermark = marks["watermark"][0]
-    operator._emitted_start = marks["emitted_start"][0]
-    operator.progress.update(extra.get("progress", {}))
-    if extra.get("has_state"):
-        from data_pipeline.processing._incremental import IncrementalAggregation, split_steps
-
-        _, agg_step, _ = split_steps(operator.pipeline.processors)
-        if agg_step is not None:
-            inc = IncrementalAggregation(agg_step, operator.label)
-            state = pl.from_arrow(table.replace_schema_metadata(None))
-            inc.state = state
-            operator._incremental = inc

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import types
+import typing
+from collections import abc
 from collections.abc import Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -24,6 +27,7 @@ __all__ = [
     "format_loc",
     "format_validation_error",
     "interpolate_env",
+    "unknown_key_hint",
     "validate_config",
 ]
 
@@ -74,6 +78,65 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
     return "; ".join(lines)
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation may hold directly (through Optional and unions)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [m for a in typing.get_args(annotation) for m in _models_in(a)]
+    return []
+
+
+def _step(annotation: Any, part: int | str) -> Any:
+    """The annotation one location part further: a model's field, a dict's value, a list's item."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        found = [x for x in (_step(a, part) for a in args) if x is not None]
+        return found[0] if found else None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        for name, info in annotation.model_fields.items():
+            if part in (name, info.alias):
+                return info.annotation
+        return None
+    if origin in (dict, abc.Mapping) and len(args) == 2:
+        return args[1]
+    if origin in (list, tuple, set, frozenset, abc.Sequence) and args and isinstance(part, int):
+        return args[0]
+    return None
+
+
+def unknown_key_hint(model: type[BaseModel], exc: ValidationError, prefix: str = "") -> str | None:
+    """For the first unknown key of ``exc``: the keys allowed where it was found (and the
+    closest one), e.g. ``keys allowed at dashboards.sales.visualizations[0]: data, name, ...``."""
+    import difflib
+
+    for err in exc.errors(include_url=False):
+        if err["type"] != "extra_forbidden":
+            continue
+        *parents, key = err["loc"]
+        annotation: Any = model
+        shown: list[int | str] = []
+        for part in parents:
+            members = {m.__name__: m for m in _models_in(annotation)}
+            if isinstance(part, str) and part in members:  # the union member pydantic tried
+                annotation = members[part]
+                continue
+            annotation = _step(annotation, part)
+            shown.append(part)
+            if annotation is None:
+                return None
+        models = _models_in(annotation)
+        if not models:
+            return None
+        keys = sorted({info.alias or name for m in models for name, info in m.model_fields.items()})
+        where = format_loc(tuple(shown), prefix) if shown or prefix else "the top level"
+        close = difflib.get_close_matches(str(key), keys, n=1)
+        guess = f"did you mean {close[0]!r}? " if close else ""
+        return f"{guess}keys allowed at {where}: {', '.join(keys)}"
+    return None
+
+
 def _looks_secret(path: str) -> bool:
     return is_secret_key(path.rsplit(".", 1)[-1])
 
@@ -105,7 +168,8 @@ def validate_config(
         raise ConfigError(
             f"invalid config: {format_validation_error(exc, prefix)}",
             component=component,
-            hint=f"the keys {model.__name__} accepts are: {', '.join(allowed)}",
+            hint=unknown_key_hint(model, exc, prefix)
+            or f"the keys {model.__name__} accepts are: {', '.join(allowed)}",
         ) from None
     register_secrets_in(validated)
     return validated

@@ -5,6 +5,11 @@ file names, and the per-target lock that lets a load remove what a killed load l
   anything is created) and refuses one that ends up outside it.
 * :func:`safe_file_name` turns a component or source name into one file name component
   (``../x`` -> ``.._x`` cannot climb); :func:`check_file_name` refuses a name that is not one.
+* :func:`schema_bytes` / :func:`schema_from_bytes`: a polars schema as bytes (an empty Arrow
+  IPC stream), exact for every type, for a schema kept in a file or a state record.
+* :func:`local_path` is where a component keeps its default files (state, rejects, local logs):
+  ``.data_pipeline/...`` under the working directory, or under the folder that
+  :func:`local_root` sets while a pipeline file runs (the YAML file's folder).
 * :func:`target_lock` holds an exclusive lock for the duration of a load (``fcntl.flock`` on
   the folder that holds the target, so no lock file is left behind). Writers in that folder
   wait for each other; the lock dies with its process, so a load that holds it knows that every
@@ -14,22 +19,53 @@ file names, and the per-target lock that lets a load remove what a killed load l
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import io
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from data_pipeline.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = [
     "check_file_name",
     "fix_csv_header",
+    "local_path",
+    "local_root",
     "resolve_inside",
     "safe_file_name",
+    "schema_bytes",
+    "schema_from_bytes",
     "target_lock",
 ]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_ROOT: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "data_pipeline_root", default=None
+)
+
+
+@contextlib.contextmanager
+def local_root(folder: str | os.PathLike[str] | None) -> Iterator[None]:
+    """Within the block, default local files go under ``folder`` (a pipeline file's folder)."""
+    token = _ROOT.set(Path(folder) if folder is not None else None)
+    try:
+        yield
+    finally:
+        _ROOT.reset(token)
+
+
+def local_path(*parts: str) -> Path:
+    """``.data_pipeline/<parts>``: under :func:`local_root`'s folder when one is set, else
+    relative to the working directory."""
+    root = _ROOT.get()
+    relative = Path(".data_pipeline", *parts)
+    return root / relative if root is not None else relative
 
 
 def safe_file_name(name: str) -> str:
@@ -99,3 +135,18 @@ def fix_csv_header(names: list[str]) -> list[str]:
     """Column names as written: polars' CSV reader keeps the doubled quotes of a quoted header
     field (``"a""b"`` is read as ``a""b``); undo that."""
     return [n.replace('""', '"') for n in names]
+
+
+def schema_bytes(schema: Any) -> bytes:
+    """A polars schema as bytes (an empty Arrow IPC stream): exact for every type."""
+    import polars as pl
+
+    buffer = io.BytesIO()
+    pl.DataFrame(schema=schema).write_ipc_stream(buffer)
+    return buffer.getvalue()
+
+
+def schema_from_bytes(data: bytes) -> pl.Schema:
+    import polars as pl
+
+    return pl.read_ipc_stream(io.BytesIO(data)).schema

@@ -10,7 +10,10 @@ Secrets are found by rule, not by list, in three ways used together:
   ``password_file``, ``api_key_header``).
 * **By type.** A config field typed ``SecretStr`` is a secret. The fields of our own config
   models are judged by their type only (``primary_key`` is not a secret); the keys of free-form
-  dicts in them (``headers``, ``params``, ``storage_options``, ...) by name.
+  dicts in them (``headers``, ``params``, ``storage_options``, ...) by name, except in a dict
+  whose keys are data column names, declared with :data:`DATA_KEYS`
+  (``aggregations: Annotated[dict[str, Any], DATA_KEYS]``): a column called ``promo_code`` does
+  not make its aggregation ``"count"`` a secret.
 * **By value.** :func:`register_secret` remembers a secret value; :func:`redact_text` masks
   every remembered value in any text. Every config is walked when it is validated
   (:func:`register_secrets_in`): ``SecretStr`` values, values under secret names, the password
@@ -34,6 +37,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 __all__ = [
+    "DATA_KEYS",
     "MASK",
     "RedactedError",
     "RedactingFilter",
@@ -148,6 +152,24 @@ def _secret_pattern(value: str) -> str:
     return rf"(?<![A-Za-z0-9]){escaped}(?![A-Za-z0-9])"
 
 
+class DataKeys:
+    """Marks a config dict whose keys are data (column names), not names of credentials.
+
+    Put :data:`DATA_KEYS` in the field's ``Annotated[...]``; its ``SecretStr`` values stay secret.
+    """
+
+    def __repr__(self) -> str:
+        return "DATA_KEYS"
+
+
+DATA_KEYS = DataKeys()
+
+
+def _data_keys(model_type: Any, name: str) -> bool:
+    info = model_type.model_fields.get(name)
+    return info is not None and any(isinstance(m, DataKeys) for m in info.metadata)
+
+
 def register_secrets_in(
     value: Any, key: object = None, *, secret_keys: Collection[str] = (), typed: bool = False
 ) -> None:
@@ -163,7 +185,12 @@ def register_secrets_in(
         register_secret(value)
     elif hasattr(type(value), "model_fields"):  # a pydantic model: its fields are typed
         for name in type(value).model_fields:
-            register_secrets_in(getattr(value, name), name, secret_keys=secret_keys, typed=True)
+            field_value = getattr(value, name)
+            if _data_keys(type(value), name) and isinstance(field_value, Mapping):
+                for v in field_value.values():  # keys are column names: only typed secrets
+                    register_secrets_in(v, None, secret_keys=secret_keys, typed=True)
+                continue
+            register_secrets_in(field_value, name, secret_keys=secret_keys, typed=True)
     elif isinstance(value, Mapping):
         for k, v in value.items():
             register_secrets_in(v, k, secret_keys=secret_keys)
@@ -274,7 +301,11 @@ def redact(value: Any, key: object = None, *, model: Any = None) -> Any:
         return MASK
     if hasattr(type(value), "model_fields"):  # a pydantic model
         return {
-            (info.alias or name): redact(getattr(value, name), model=getattr(value, name))
+            (info.alias or name): (
+                _redact_data_keys(getattr(value, name))
+                if any(isinstance(m, DataKeys) for m in info.metadata)
+                else redact(getattr(value, name), model=getattr(value, name))
+            )
             for name, info in type(value).model_fields.items()
             if name in value.model_fields_set
         }
@@ -284,7 +315,12 @@ def redact(value: Any, key: object = None, *, model: Any = None) -> Any:
         for k, v in value.items():
             if k in fields:
                 sub = getattr(model, fields[k], None)
-                out[k] = MASK if hasattr(sub, "get_secret_value") else redact(v, model=sub)
+                if hasattr(sub, "get_secret_value"):
+                    out[k] = MASK
+                elif _data_keys(type(model), fields[k]):
+                    out[k] = _redact_data_keys(v, sub)
+                else:
+                    out[k] = redact(v, model=sub)
             elif is_secret_key(k) and v is not None and not isinstance(v, (Mapping, list, tuple)):
                 out[k] = MASK
             else:
@@ -299,6 +335,17 @@ def redact(value: Any, key: object = None, *, model: Any = None) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     return value
+
+
+def _redact_data_keys(value: Any, model: Any = None) -> Any:
+    """A dict keyed by column names: its values are judged by type and text, not by key."""
+    if not isinstance(value, Mapping):
+        return redact(value, model=value if model is None else model)
+    typed = model if isinstance(model, Mapping) else value
+    return {
+        k: MASK if hasattr(typed.get(k), "get_secret_value") else redact(v, model=typed.get(k))
+        for k, v in value.items()
+    }
 
 
 def _fields_by_key(model: Any) -> dict[str, str]:

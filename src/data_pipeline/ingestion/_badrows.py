@@ -12,13 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from data_pipeline.core.errors import ParseError
+from data_pipeline.core.secrets import redact_url
 
 if TYPE_CHECKING:
     import polars as pl
 
     from data_pipeline.ingestion.filesystem import FileSystemSource
 
-__all__ = ["first_bad_row", "read_checked"]
+__all__ = ["first_bad_row", "first_misshapen_row", "read_checked"]
 
 
 def _split(source: FileSystemSource, file: str) -> tuple[list[bytes], list[bytes], int]:
@@ -55,7 +56,9 @@ def _check_file(source: FileSystemSource, file: str) -> tuple[pl.DataFrame, pl.D
     frame = frame.with_columns(pl.col("raw").str.strip_suffix("\r"))
     if settings.quote_char and frame["raw"].str.contains(settings.quote_char, literal=True).any():
         frame = _join_quoted_records(frame, settings.quote_char)
-    frame = frame.filter(pl.col("raw").str.strip_chars() != "")
+    # an empty line is no record (as for polars' reader); a line of blanks is a record with
+    # one field, bad unless the file has one column, and counted like every bad row
+    frame = frame.filter(pl.col("raw") != "")
     if settings.comment_prefix:
         frame = frame.filter(~pl.col("raw").str.starts_with(settings.comment_prefix))
     header = b"\n".join(preamble) + (b"\n" if preamble else b"")
@@ -165,8 +168,15 @@ def _check_jsonl(source: FileSystemSource, file: str) -> tuple[pl.DataFrame, pl.
 
     import polars as pl
 
+    from data_pipeline.ingestion._common import (
+        KindTracker,
+        as_json_text,
+        conflict_text,
+        mixed_json_keys,
+    )
+
     data = source._bytes(file)
-    good_lines: list[bytes] = []
+    decoded: list[tuple[int, bytes, dict[str, Any]]] = []
     bad: list[tuple[int, str, str]] = []
     for number, line in enumerate(data.split(b"\n"), start=1):
         if not line.strip():
@@ -186,7 +196,22 @@ def _check_jsonl(source: FileSystemSource, file: str) -> tuple[pl.DataFrame, pl.
                 (number, f"expected a JSON object, found {type(value).__name__}", line.decode())
             )
             continue
-        good_lines.append(line)
+        decoded.append((number, line, value))
+    good_lines: list[bytes] = []
+    if source.settings.mixed_types == "json":  # keys that mix kinds become JSON text
+        records = [v for _, _, v in decoded]
+        text = as_json_text(records, mixed_json_keys(records))
+        good_lines = [json.dumps(r).encode() for r in text]
+    else:  # a line whose value kinds clash with the lines before it is bad
+        tracker = KindTracker()
+        for number, line, value in decoded:
+            clash = tracker.clash(value, number)
+            if clash is None:
+                tracker.add(value, number)
+                good_lines.append(line)
+                continue
+            bad.append((number, conflict_text(clash, "line"), line.decode()))
+    bad.sort()
     good = (
         pl.read_ndjson(
             b"\n".join(good_lines), infer_schema_length=source.settings.infer_schema_length
@@ -214,8 +239,8 @@ def read_checked(source: FileSystemSource, files: list[str], fmt: str = "csv") -
     column = source.settings.source_file_column
     for file in files:
         good, bad = _check_file(source, file) if fmt == "csv" else _check_jsonl(source, file)
-        if column:
-            good = good.with_columns(pl.lit(file, dtype=pl.String).alias(column))
+        if column:  # a URL's token or password is not data
+            good = good.with_columns(pl.lit(redact_url(file), dtype=pl.String).alias(column))
         goods.append(good)
         bads.append(bad)
     frame = goods[0] if len(goods) == 1 else pl.concat(goods, how="diagonal_relaxed")
@@ -228,8 +253,6 @@ def read_checked(source: FileSystemSource, files: list[str], fmt: str = "csv") -
     op.rows_in = frame.height + rejected.height
     op.rows_rejected = rejected.height
     if rejected.height:  # a reject file or a log line never shows a URL's token or password
-        from data_pipeline.core.secrets import redact_url
-
         shown = {f: redact_url(f) for f in rejected["file"].unique().to_list()}
         rejected = rejected.with_columns(pl.col("file").replace_strict(shown))
     if source.settings.on_bad_rows == "skip":
@@ -265,4 +288,19 @@ def first_bad_row(source: FileSystemSource, files: list[str], fmt: str = "csv") 
         if bad.height:
             row = bad.row(0, named=True)
             return f"file {row['file']!r} line {row['line']}: {row['reason']} (raw line {row['raw'][:200]!r})"
+    return None
+
+
+def first_misshapen_row(source: FileSystemSource, files: list[str]) -> str | None:
+    """Like :func:`first_bad_row` for CSV, only rows with too few or too many fields (polars'
+    reader pads a short row with nulls instead of failing)."""
+    for file in files:
+        _, bad = _check_file(source, file)
+        bad = bad.filter(bad["reason"].str.starts_with("expected "))
+        if bad.height:
+            row = bad.row(0, named=True)
+            return (
+                f"file {row['file']!r} line {row['line']}: {row['reason']} "
+                f"(raw line {row['raw'][:200]!r})"
+            )
     return None

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from data_pipeline.core.errors import ConfigError, IngestionError, ParseError
+from data_pipeline.core.errors import IngestionError, ParseError
+from data_pipeline.core.types import check_type_name, parse_type
 
 if TYPE_CHECKING:
     import polars as pl
@@ -19,71 +19,29 @@ __all__ = [
     "KEY_HASH",
     "DeliveredKeys",
     "FrameBody",
+    "MixedTypes",
     "StateStore",
     "auto_records",
     "flatten_structs",
     "json_to_frame",
     "key_hashes",
+    "mixed_json_keys",
     "parse_dtype",
     "records_of",
     "select_path",
+    "suspect_json_coercion",
 ]
-
-_SIMPLE_DTYPES = {
-    "int8": "Int8",
-    "int16": "Int16",
-    "int32": "Int32",
-    "int64": "Int64",
-    "int": "Int64",
-    "integer": "Int64",
-    "uint8": "UInt8",
-    "uint16": "UInt16",
-    "uint32": "UInt32",
-    "uint64": "UInt64",
-    "float32": "Float32",
-    "float64": "Float64",
-    "float": "Float64",
-    "double": "Float64",
-    "str": "String",
-    "string": "String",
-    "utf8": "String",
-    "text": "String",
-    "bool": "Boolean",
-    "boolean": "Boolean",
-    "date": "Date",
-    "time": "Time",
-    "datetime": "Datetime",
-    "timestamp": "Datetime",
-    "binary": "Binary",
-    "categorical": "Categorical",
-}
-_DECIMAL = re.compile(r"^decimal\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)$")
-_DATETIME = re.compile(r"^(?:datetime|timestamp)\s*\[\s*(ns|us|ms)\s*(?:,\s*([^\]]+?)\s*)?\]$")
-
-DTYPE_NAMES = [*sorted(_SIMPLE_DTYPES), "decimal(p,s)", "datetime[us, UTC]"]
 
 
 def check_dtype_name(name: str) -> str:
-    """Validate a dtype name at config time (no polars import); return it normalised."""
-    text = name.strip().lower()
-    if text in _SIMPLE_DTYPES or _DECIMAL.match(text) or _DATETIME.match(name.strip()):
-        return name.strip()
-    raise ValueError(f"unknown type {name!r}; use one of {', '.join(DTYPE_NAMES)}")
+    """Validate a type name at config time (no polars import): the one vocabulary of
+    :mod:`data_pipeline.core.types`."""
+    return check_type_name(name)
 
 
 def parse_dtype(name: str) -> Any:
-    """``"int64"`` -> ``pl.Int64``; also ``decimal(10,2)`` and ``datetime[us, UTC]``."""
-    import polars as pl
-
-    text = name.strip()
-    lower = text.lower()
-    if lower in _SIMPLE_DTYPES:
-        return getattr(pl, _SIMPLE_DTYPES[lower])
-    if m := _DECIMAL.match(lower):
-        return pl.Decimal(int(m.group(1)), int(m.group(2)))
-    if m := _DATETIME.match(text):
-        return pl.Datetime(m.group(1), m.group(2))  # type: ignore[arg-type]
-    raise ConfigError(f"unknown type {name!r}", hint=f"use one of {', '.join(DTYPE_NAMES)}")
+    """``"int64"``, ``"decimal(10,2)"``, ``"datetime[us, UTC]"``, ... -> the Polars dtype."""
+    return parse_type(name).polars()
 
 
 def flatten_structs(frame: pl.DataFrame, separator: str = "__") -> pl.DataFrame:
@@ -244,8 +202,164 @@ def decode_json(body: bytes | str, *, where: str, component: str | None) -> Any:
         ) from None
 
 
-def records_to_frame(records: Any, *, where: str, component: str | None) -> pl.DataFrame:
-    """A decoded list of records (dicts or scalars) -> a polars DataFrame, parsed in Rust."""
+# -- values of one key in different JSON kinds ------------------------------------------------
+
+MixedTypes = Literal["error", "json"]
+"""What a source does when one key holds values of different JSON kinds (an object in one
+record, a number in another; a boolean and a number): ``error`` (the default) names the
+source, the record and the key; ``json`` keeps that key's values as JSON text."""
+
+_KINDS: dict[type, str] = {
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    str: "a string",
+    dict: "an object",
+    list: "an array",
+}
+
+
+class _Conflict:
+    __slots__ = ("first", "first_kind", "key", "path", "second", "second_kind")
+
+    def __init__(self, path: str, key: str, first: int, first_kind: str, second: int, kind: str):
+        self.path, self.key = path, key
+        self.first, self.first_kind = first, first_kind
+        self.second, self.second_kind = second, kind
+
+
+def _clash(kinds: set[str]) -> bool:
+    """Whether polars cannot hold these kinds in one column as given: an object or array beside
+    anything else, or booleans beside numbers (read as 1/0). Numbers or booleans beside strings
+    become text (their JSON text), the same in JSON and JSON Lines."""
+    if kinds & {"an object", "an array"}:
+        return len(kinds) > 1
+    return {"a boolean", "a number"} <= kinds and "a string" not in kinds
+
+
+class KindTracker:
+    """The JSON kinds seen under each path of the records so far (``a``, ``a.b``, ``a[]``)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[int, str, set[str]]] = {}
+
+    def _kinds(self, record: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
+        def walk(value: Any, path: str, top: str) -> Iterator[tuple[str, str, str]]:
+            if value is None:
+                return
+            yield path, top, _KINDS.get(type(value), "a value")
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    yield from walk(v, f"{path}.{k}", top)
+            elif isinstance(value, list):
+                for v in value:
+                    yield from walk(v, f"{path}[]", top)
+
+        for key, value in record.items():
+            yield from walk(value, str(key), str(key))
+
+    def clash(self, record: Mapping[str, Any], number: int) -> _Conflict | None:
+        """The first clash ``record`` would make with what was seen (nothing is remembered)."""
+        added: dict[str, set[str]] = {}
+        for path, top, kind in self._kinds(record):
+            first = self.seen.get(path, (number, kind, set()))
+            kinds = added.setdefault(path, set(first[2]))
+            kinds.add(kind)
+            if _clash(kinds):
+                return _Conflict(path, top, first[0], first[1], number, kind)
+        return None
+
+    def add(self, record: Mapping[str, Any], number: int) -> dict[str, _Conflict]:
+        """Remember ``record``'s kinds; returns the clashes it made, by top-level key."""
+        conflicts: dict[str, _Conflict] = {}
+        for path, top, kind in self._kinds(record):
+            first = self.seen.get(path)
+            if first is None:
+                self.seen[path] = (number, kind, {kind})
+            elif kind not in first[2]:
+                first[2].add(kind)
+                if _clash(first[2]) and top not in conflicts:
+                    conflicts[top] = _Conflict(path, top, first[0], first[1], number, kind)
+        return conflicts
+
+
+def mixed_json_keys(records: list[Any]) -> dict[str, _Conflict]:
+    """Top-level key -> the first place where its values (or values nested under it) mix JSON
+    kinds that polars would change; records are numbered from 1."""
+    tracker = KindTracker()
+    conflicts: dict[str, _Conflict] = {}
+    for number, record in enumerate(records, start=1):
+        if isinstance(record, Mapping):
+            for key, conflict in tracker.add(record, number).items():
+                conflicts.setdefault(key, conflict)
+    return conflicts
+
+
+def conflict_text(conflict: _Conflict, unit: str) -> str:
+    """``key 'a' holds an object in record 2 but a number in record 1``."""
+    inside = f" (at {conflict.path!r})" if conflict.path != conflict.key else ""
+    return (
+        f"key {conflict.key!r}{inside} holds {conflict.second_kind} in {unit} "
+        f"{conflict.second} but {conflict.first_kind} in {unit} {conflict.first}"
+    )
+
+
+def conflict_error(
+    conflict: _Conflict, *, where: str, unit: str, component: str | None
+) -> ParseError:
+    return ParseError(
+        f"{where}: {conflict_text(conflict, unit)}; one column cannot hold both without "
+        "changing values",
+        component=component,
+        hint="fix the source, or set mixed_types: json to keep that key's values as JSON text",
+    )
+
+
+def as_json_text(records: list[Any], keys: Any) -> list[Any]:
+    """The records with the values of ``keys`` replaced by their JSON text (null stays null)."""
+    keys = set(keys)
+    out = []
+    for record in records:
+        if isinstance(record, Mapping) and keys.intersection(record):
+            record = {
+                k: (json.dumps(v, ensure_ascii=False) if k in keys and v is not None else v)
+                for k, v in record.items()
+            }
+        out.append(record)
+    return out
+
+
+def suspect_json_coercion(frame: pl.DataFrame, body: bytes) -> bool:
+    """Whether polars may have read booleans as numbers (the one mix ``read_json`` changes
+    silently): a numeric column, and ``true``/``false`` somewhere in the body."""
+    import polars as pl
+
+    def numeric(dtype: Any) -> bool:
+        if isinstance(dtype, pl.Struct):
+            return any(numeric(f.dtype) for f in dtype.fields)
+        if isinstance(dtype, (pl.List, pl.Array)):
+            return numeric(dtype.inner)
+        return bool(dtype.is_numeric())
+
+    if not any(numeric(t) for t in frame.schema.values()):
+        return False
+    return b"true" in body or b"false" in body
+
+
+def records_to_frame(
+    records: Any,
+    *,
+    where: str,
+    component: str | None,
+    mixed_types: MixedTypes = "error",
+    unit: str = "record",
+) -> pl.DataFrame:
+    """A decoded list of records (dicts or scalars) -> a polars DataFrame, parsed in Rust.
+
+    A key whose values mix JSON kinds that one column cannot hold as given is an error naming
+    ``where``, the record and the key, or (``mixed_types="json"``) is kept as JSON text; never
+    a silent null.
+    """
     import polars as pl
 
     if not isinstance(records, list):
@@ -259,11 +373,26 @@ def records_to_frame(records: Any, *, where: str, component: str | None) -> pl.D
                 component=component,
                 hint="point data_selector at a list of objects",
             )
+        conflicts = mixed_json_keys([{"value": r} for r in records])
+        if conflicts and mixed_types == "error":
+            raise conflict_error(conflicts["value"], where=where, unit=unit, component=component)
+        if conflicts:
+            records = [None if r is None else json.dumps(r, ensure_ascii=False) for r in records]
         return pl.DataFrame({"value": records}, strict=False)
+    conflicts = mixed_json_keys(records)
+    if conflicts:
+        if mixed_types == "error":
+            first = min(conflicts.values(), key=lambda c: c.second)
+            raise conflict_error(first, where=where, unit=unit, component=component)
+        records = as_json_text(records, conflicts)
     try:
         return pl.read_json(json.dumps(records).encode(), infer_schema_length=None)
-    except Exception:  # mixed types across records: fall back to a lenient build
-        return pl.from_dicts(records, infer_schema_length=None, strict=False)
+    except Exception as exc:  # e.g. a number no column type holds
+        raise ParseError(
+            f"{where}: the records cannot be read into columns: {str(exc).splitlines()[0]}",
+            component=component,
+            hint="check the values of the source (e.g. numbers beyond 64 bits)",
+        ) from None
 
 
 def json_to_frame(
@@ -273,6 +402,7 @@ def json_to_frame(
     flatten: bool,
     where: str,
     component: str | None,
+    mixed_types: MixedTypes = "error",
 ) -> pl.DataFrame:
     """A JSON body (array, or object holding the records) -> a polars DataFrame.
 
@@ -295,6 +425,8 @@ def json_to_frame(
             frame = records_of(pl.read_json(stripped, infer_schema_length=None), data_selector)
         except Exception:
             frame = None
+    if frame is not None and suspect_json_coercion(frame, stripped):
+        frame = None  # booleans may have become numbers: the slow path checks each key
     if frame is None:
         value = decode_json(stripped, where=where, component=component)
         if data_selector:
@@ -311,7 +443,7 @@ def json_to_frame(
             records, _ = auto_records(value)
         if records is None:
             records = []
-        frame = records_to_frame(records, where=where, component=component)
+        frame = records_to_frame(records, where=where, component=component, mixed_types=mixed_types)
     if flatten:
         frame = flatten_structs(frame)
     return frame
@@ -319,11 +451,14 @@ def json_to_frame(
 
 def reject_file(source_name: str, reject_path: str | None) -> Path:
     """Where a source writes rejected rows: ``reject_path``, else
-    ``.data_pipeline/rejects/<source name>.csv`` (its folder is created)."""
+    ``.data_pipeline/rejects/<source name>.csv`` (the name made a safe file name; under the
+    pipeline file's folder when one runs). Its folder is created."""
+    from data_pipeline.core.files import local_path, safe_file_name
+
     path = (
         Path(reject_path)
         if reject_path
-        else Path(".data_pipeline") / "rejects" / f"{source_name}.csv"
+        else local_path("rejects", f"{safe_file_name(source_name)}.csv")
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
@@ -333,7 +468,7 @@ class StateStore:
     """Incremental state kept in a small JSON file, written atomically.
 
     One file per source by default: ``.data_pipeline/state/<source name>.json`` under the
-    working directory; ``state_path`` in a source's config chooses another file.
+    working directory (the pipeline file's folder when one runs); ``state_path`` in a source's config chooses another file.
     """
 
     _locks: dict[str, threading.Lock] = {}
@@ -348,8 +483,9 @@ class StateStore:
     def for_source(cls, name: str, state_path: str | None) -> StateStore:
         if state_path:
             return cls(state_path)
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-        return cls(Path(".data_pipeline") / "state" / f"{safe}.json")
+        from data_pipeline.core.files import local_path, safe_file_name
+
+        return cls(local_path("state", f"{safe_file_name(name)}.json"))
 
     def load(self) -> dict[str, Any]:
         with self._lock:

@@ -28,9 +28,8 @@ from pydantic import Field, model_validator
 
 from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.errors import ConfigError, DataPipelineError, IngestionError
-from data_pipeline.core.sql import SQLConnectionConfig, connect, dialect, read_arrow, resolve
-from data_pipeline.core.sql.params import bind
-from data_pipeline.core.sql.read import choose_path
+from data_pipeline.core.sql import SQLConnectionConfig, dialect, read_arrow, resolve
+from data_pipeline.core.sql.read import MySQLColumns, choose_path, mysql_columns, tinyint_as_bool
 from data_pipeline.core.sql_errors import INGESTION, translate_db_error
 from data_pipeline.ingestion._common import DeliveredKeys, StateStore
 from data_pipeline.ingestion.base import DataSource, SourceConfig
@@ -195,10 +194,13 @@ class DatabaseSource(DataSource):
             last_value, inclusive = tracker.since()
         sql, params = self.build_query(last_value, inclusive=inclusive)
         path = choose_path(self.target, params, s.engine, component=self.label)
+        info = self._mysql_columns(checked=bool(s.chunk_size))
+        bools = info.bools if info is not None and s.mysql_tinyint1_as_bool else []
+        if info is not None and info.wide_decimals and path == "connectorx" and s.engine == "auto":
+            path = "driver"  # ConnectorX reads MySQL decimals of at most 28 digits
         op = self.current_operation
         op.details.update({"engine": path, "target": self.where()})
         self.logger.debug("%s: reading from %s via %s", self.label, self.where(), path)
-        bools = self._mysql_bool_columns(checked=bool(s.chunk_size))
         data = read_arrow(
             self.target,
             sql,
@@ -211,55 +213,31 @@ class DatabaseSource(DataSource):
         if isinstance(data, Iterator):
             batches: Iterator[Any] = data
             if bools:
-                batches = (_as_bool(batch, bools, checked=True) for batch in batches)
+                batches = (tinyint_as_bool(batch, bools, checked=True) for batch in batches)
             if tracker is not None:
                 return tracker.track(batches)
             return batches
         table: Any = data
         if bools:
-            table = _as_bool(table, bools, checked=False)
+            table = tinyint_as_bool(table, bools, checked=False)
         if tracker is not None:
             return tracker.apply(table)
         return table
 
-    def _mysql_bool_columns(self, checked: bool) -> list[str]:
-        """``TINYINT(1)`` columns of a MySQL/MariaDB ``table`` read (from information_schema).
-
-        With ``checked`` (chunked reads, where batches must agree on types) only the columns
-        whose values are all 0/1/NULL in the whole table are returned, checked with one query.
-        """
+    def _mysql_columns(self, checked: bool) -> MySQLColumns | None:
+        """For a MySQL/MariaDB ``table`` read: its ``TINYINT(1)`` columns that hold booleans and
+        its decimals too wide for ConnectorX (:func:`~data_pipeline.core.sql.read.mysql_columns`)."""
         s = self.settings
-        if self.target.dialect != "mysql" or not s.table or not s.mysql_tinyint1_as_bool:
-            return []
-        con = connect(self.target, classes=INGESTION, component=self.label, autocommit=True)
-        try:
-            with con.cursor() as cur:
-                sql, values = bind(
-                    "SELECT COLUMN_NAME FROM information_schema.COLUMNS"
-                    " WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE())"
-                    " AND TABLE_NAME = :table AND LOWER(COLUMN_TYPE) = 'tinyint(1)'"
-                    " ORDER BY ORDINAL_POSITION",
-                    {"schema": s.schema_name, "table": s.table},
-                    "format",
-                )
-                cur.execute(sql, values)
-                names = [r[0] for r in cur.fetchall()]
-                if s.columns is not None:
-                    names = [n for n in names if n in s.columns]
-                if not names or not checked:
-                    return names
-                quote = self.dialect.quote
-                target = self.dialect.qualified(s.table, s.schema_name)
-                sums = ", ".join(f"SUM({quote(n)} NOT IN (0, 1))" for n in names)
-                cur.execute(f"SELECT {sums} FROM {target}")  # noqa: S608 - identifiers quoted
-                counts = cur.fetchone()
-                return [n for n, bad in zip(names, counts, strict=True) if not bad]
-        except DataPipelineError:
-            raise
-        except Exception as exc:
-            raise self._db_error(exc) from exc
-        finally:
-            con.close()
+        if self.target.dialect != "mysql" or not s.table:
+            return None
+        return mysql_columns(
+            self.target,
+            s.table,
+            classes=INGESTION,
+            component=self.label,
+            columns=s.columns,
+            check_bools=checked and s.mysql_tinyint1_as_bool,
+        )
 
     def _db_error(self, exc: BaseException) -> DataPipelineError:
         """A driver error -> our error naming host:port/database (never the password)."""
@@ -388,34 +366,6 @@ def _later(a: Any, b: Any) -> bool:
         return bool(a > b)
     except TypeError:
         return str(a) > str(b)
-
-
-def _as_bool(frame: Any, names: list[str], checked: bool) -> Any:
-    """Cast the 0/1 integer columns ``names`` of an Arrow table or polars frame to boolean.
-
-    Unless ``checked``, a column holding any value other than 0, 1 or NULL is kept as is.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if not isinstance(frame, pa.Table):  # polars frames from the SQLAlchemy path
-        import polars as pl
-
-        return pl.from_arrow(_as_bool(frame.to_arrow(), names, checked))
-    for name in names:
-        if name not in frame.column_names:
-            continue
-        index = frame.column_names.index(name)
-        column = frame.column(index)
-        if not pa.types.is_integer(column.type):
-            continue
-        if not checked:
-            values = pc.drop_null(column)
-            ok = pc.all(pc.is_in(values, value_set=pa.array([0, 1], type=column.type)))
-            if ok.as_py() is False:
-                continue
-        frame = frame.set_column(index, name, column.cast(pa.bool_()))
-    return frame
 
 
 def _dump(value: Any) -> Any:

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -34,8 +34,15 @@ from data_pipeline.core.errors import (
     ParseError,
     UnsupportedOperationError,
 )
-from data_pipeline.core.secrets import redact_text, redact_url, register_secrets_in
-from data_pipeline.ingestion._common import StateStore, check_dtype_name, json_to_frame, parse_dtype
+from data_pipeline.core.secrets import DATA_KEYS, redact_text, redact_url, register_secrets_in
+from data_pipeline.ingestion._common import (
+    MixedTypes,
+    StateStore,
+    check_dtype_name,
+    json_to_frame,
+    parse_dtype,
+    records_to_frame,
+)
 from data_pipeline.ingestion.base import DataSource, SourceConfig
 
 if TYPE_CHECKING:
@@ -81,7 +88,7 @@ class FileSystemConfig(SourceConfig):
     encoding: str = "utf-8"
     """Any Python codec: ``utf-8`` (a BOM is skipped), ``latin-1``, ``cp1252``, ..."""
     null_values: str | list[str] | None = None
-    schema_overrides: dict[str, str] = Field(default_factory=dict)
+    schema_overrides: Annotated[dict[str, str], DATA_KEYS] = Field(default_factory=dict)
     """Column -> type name (``int64``, ``float64``, ``string``, ``date``, ``decimal(10,2)``, ...)."""
     skip_rows: int = Field(default=0, ge=0)
     comment_prefix: str | None = None
@@ -96,7 +103,12 @@ class FileSystemConfig(SourceConfig):
     hive_partitioning: bool | None = None
     sheet_name: str | None = None
     on_bad_rows: Literal["error", "skip", "reject"] = "error"
-    """CSV rows with the wrong number of fields or unparsable values: fail, drop, or write to ``reject_path``."""
+    """CSV rows with too few or too many fields or unparsable values, JSON Lines lines that are
+    not objects or mix kinds: fail, drop, or write to ``reject_path``."""
+    mixed_types: MixedTypes = "error"
+    """JSON / JSON Lines: a key holding values of different kinds (an object and a number, a
+    boolean and a number) fails naming the file, record and key; ``json`` keeps that key's
+    values as JSON text instead."""
     reject_path: str | None = None
     incremental: bool = False
     """Read only files that are new or changed (size or modification time) since the last run."""
@@ -432,10 +444,21 @@ class FileSystemSource(DataSource):
         remote = [p for p in paths if _is_remote(p)]
         return remote[0] if remote else None
 
+    def peek_columns(self) -> list[str] | None:
+        """The columns a read would give, known cheaply (file headers and schemas of local
+        CSV, Parquet, Arrow IPC and JSON Lines files), or None; used to check a pipeline file's
+        column names before it runs."""
+        files = self.resolve_files()
+        if any(_is_remote(f) for f in files):
+            return None
+        fmt = self._format_for(files)
+        if fmt not in ("csv", "parquet", "ipc", "jsonl") or self.settings.mixed_types == "json":
+            return None
+        return list(self._scan(files, fmt).collect_schema().names())
+
     # -- reading ------------------------------------------------------------------------------
 
     def _read(self, **options: Any) -> Any:
-        import polars as pl
 
         if options:
             raise ConfigError(
@@ -450,10 +473,11 @@ class FileSystemSource(DataSource):
             state = StateStore.for_source(self.name, self.settings.state_path)
             files, seen = self._changed_files(files, state)
             self.current_operation.details["files_skipped_unchanged"] = len(seen.get("skipped", []))
-            if not files:
-                if state is not None:
-                    state.save({"files": seen["files"]})
-                return pl.DataFrame()
+            if not files:  # nothing new: 0 rows with the columns of what was delivered
+                previous = state.load()
+                empty = self._empty_increment(previous, seen.get("skipped", []))
+                state.save({**previous, "files": seen["files"]})
+                return empty.lazy() if self.settings.output == "lazy" else empty
         fmt = self._format_for(files)
         op = self.current_operation
         op.details["files"] = len(files)
@@ -477,17 +501,64 @@ class FileSystemSource(DataSource):
             elif self.settings.output != "lazy":
                 frame = self._collect(frame, files, fmt)
         if state is not None:
-            state.save({"files": seen["files"]})
+            schema = frame.collect_schema() if hasattr(frame, "collect_schema") else frame.schema
+            state.save({"files": seen["files"], "schema": _schema_text(schema)})
         return frame
+
+    def _empty_increment(self, state: Mapping[str, Any], unchanged: list[str]) -> pl.DataFrame:
+        """An incremental run that finds no new file returns 0 rows with the source's schema
+        (kept in the state by the last run that read rows; else read from an unchanged file),
+        so that stores, processors and charts downstream see the same columns."""
+        import polars as pl
+
+        text = state.get("schema")
+        if isinstance(text, str):
+            try:
+                return pl.DataFrame(schema=_schema_from_text(text))
+            except Exception:  # a state written by another version: read the schema again
+                pass
+        if unchanged:
+            fmt = self._format_for(unchanged[:1])
+            if fmt not in ("csv", "jsonl") or self.settings.on_bad_rows == "error":
+                return self._scan(unchanged[:1], fmt).head(0).collect()
+        return pl.DataFrame()
 
     def _collect(self, frame: pl.LazyFrame, files: list[str], fmt: str) -> pl.DataFrame:
         try:  # the engine polars.read_csv / read_parquet use for an eager read
-            return frame.collect(engine="in-memory")
+            result = frame.collect(engine="in-memory")
         except Exception as exc:
             error = self._parse_error(exc, files, fmt)
             if error is None:
                 raise
             raise error from exc
+        if fmt == "csv":
+            self._check_short_rows(result, files)
+        return result
+
+    def _last_csv_column(self, columns: list[str]) -> str | None:
+        names = [c for c in columns if c != self.settings.source_file_column]
+        return names[-1] if len(names) > 1 else None
+
+    def _check_short_rows(
+        self, frame: pl.DataFrame, files: list[str], last: str | None = None
+    ) -> None:
+        """polars pads a CSV row that has too few fields with nulls; such a row is a bad row.
+
+        A short row always leaves the last column null, so the files are checked field by
+        field only when that column has nulls (usually never).
+        """
+        last = last or self._last_csv_column(frame.columns)
+        if last is None or not frame.get_column(last).null_count():
+            return
+        from data_pipeline.ingestion._badrows import first_misshapen_row
+
+        where = first_misshapen_row(self, files)
+        if where is not None:
+            raise ParseError(
+                f"cannot parse csv {_shown(files)}: {where}",
+                component=self.label,
+                hint="fix the file, or set on_bad_rows: skip or reject",
+            )
 
     def _parse_error(self, exc: Exception, files: list[str], fmt: str) -> ParseError | None:
         """Our ParseError (file, line, reason) for polars' error while reading ``files``."""
@@ -530,18 +601,26 @@ class FileSystemSource(DataSource):
                 raise
             raise error from exc
 
+        last = self._last_csv_column(schema.names()) if fmt == "csv" else None
+
         def batches(
             with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, _: Any
         ) -> Any:
             scan = frame
-            if with_columns is not None:
-                scan = scan.select(with_columns)
+            if with_columns is not None:  # the last CSV column is read to find short rows
+                extra = [last] if last is not None and last not in with_columns else []
+                scan = scan.select([*with_columns, *extra])
             if predicate is not None:
                 scan = scan.filter(predicate)
             if n_rows is not None:
                 scan = scan.head(n_rows)
+            checked = False
             try:
-                yield from scan.collect_batches()
+                for batch in scan.collect_batches():
+                    if last is not None and not checked and batch.get_column(last).null_count():
+                        self._check_short_rows(batch, files, last)
+                        checked = True
+                    yield batch.select(with_columns) if with_columns is not None else batch
             except Exception as exc:
                 error = self._parse_error(exc, files, fmt)
                 if error is None:
@@ -596,7 +675,9 @@ class FileSystemSource(DataSource):
                     files, lambda f: pl.read_ipc(io.BytesIO(self._bytes(f))).lazy()
                 )
         elif fmt == "jsonl":
-            if native is not None and all(self._native_ok(f) for f in files):
+            if self.settings.mixed_types == "json":  # keys that mix kinds become JSON text
+                frame = self._concat(files, lambda f: self._jsonl_records(f).lazy())
+            elif native is not None and all(self._native_ok(f) for f in files):
                 frame = pl.scan_ndjson(
                     files,
                     infer_schema_length=self.settings.infer_schema_length,
@@ -617,14 +698,18 @@ class FileSystemSource(DataSource):
                     self._bytes(f),
                     data_selector=self.settings.data_selector,
                     flatten=False,
-                    where=f"file {f!r}",
+                    where=f"file {redact_url(f)!r}",
                     component=self.label,
+                    mixed_types=self.settings.mixed_types,
                 ).lazy(),
             )
         elif fmt == "excel":
             frame = self._concat(files, self._excel)
         else:  # pragma: no cover - the config model forbids other values
             raise ConfigError(f"unknown format {fmt!r}", component=self.label)
+        shown = {f: redact_url(f) for f in files}
+        if column and any(f != shown[f] for f in files):  # a URL's token is not data
+            frame = frame.with_columns(pl.col(column).replace(shown))
         if self.settings.flatten:
             frame = _flatten_lazy(frame)
         if fmt != "csv" and self.settings.schema_overrides:
@@ -632,6 +717,19 @@ class FileSystemSource(DataSource):
                 pl.col(c).cast(parse_dtype(t)) for c, t in self.settings.schema_overrides.items()
             )
         return frame
+
+    def _jsonl_records(self, file: str) -> pl.DataFrame:
+        """A JSON Lines file decoded line by line (``mixed_types: json``)."""
+        import json
+
+        records = [json.loads(line) for line in self._bytes(file).split(b"\n") if line.strip()]
+        return records_to_frame(
+            records,
+            where=f"file {redact_url(file)!r}",
+            component=self.label,
+            mixed_types=self.settings.mixed_types,
+            unit="record",
+        )
 
     def _excel(self, file: str) -> pl.LazyFrame:
         import polars as pl
@@ -654,7 +752,7 @@ class FileSystemSource(DataSource):
         for file in files:
             frame: pl.LazyFrame = read(file)
             if column:
-                frame = frame.with_columns(pl.lit(file, dtype=pl.String).alias(column))
+                frame = frame.with_columns(pl.lit(redact_url(file), dtype=pl.String).alias(column))
             frames.append(frame)
         if len(frames) == 1:
             return frames[0]
@@ -731,6 +829,22 @@ class FileSystemSource(DataSource):
             return _remote_stamp(info)
         st = os.stat(file)
         return [st.st_mtime_ns, st.st_size]
+
+
+def _schema_text(schema: Any) -> str:
+    import base64
+
+    from data_pipeline.core.files import schema_bytes
+
+    return base64.b64encode(schema_bytes(schema)).decode()
+
+
+def _schema_from_text(text: str) -> Any:
+    import base64
+
+    from data_pipeline.core.files import schema_from_bytes
+
+    return schema_from_bytes(base64.b64decode(text))
 
 
 def _flatten_lazy(frame: pl.LazyFrame) -> pl.LazyFrame:

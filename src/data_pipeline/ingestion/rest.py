@@ -25,6 +25,7 @@ from data_pipeline.core.secrets import is_secret_key, register_secret
 from data_pipeline.ingestion._common import (
     DeliveredKeys,
     FrameBody,
+    MixedTypes,
     StateStore,
     auto_records,
     decode_json,
@@ -32,6 +33,7 @@ from data_pipeline.ingestion._common import (
     records_of,
     records_to_frame,
     select_path,
+    suspect_json_coercion,
 )
 from data_pipeline.ingestion.base import DataSource, SourceConfig
 from data_pipeline.ingestion.http.auth import ApiKeyAuth, AuthConfig, build_auth
@@ -92,6 +94,9 @@ class RESTAPIConfig(SourceConfig):
     auth: AuthConfig | None = None
     data_selector: str | None = None
     flatten: bool = True
+    mixed_types: MixedTypes = "error"
+    """A key whose values mix kinds across records (an object and a number, a boolean and a
+    number): fail naming the URL, record and key, or ``json``: keep its values as JSON text."""
     pagination: PaginationConfig | Paginator | None = None
     max_pages: int = Field(default=DEFAULT_MAX_PAGES, ge=1)
     """Pages read at most; reaching it while the API has more is incomplete (see on_incomplete)."""
@@ -254,6 +259,8 @@ class RESTAPISource(DataSource):
                 body = FrameBody(whole) if frame is not None else None
             except Exception:
                 frame, body = None, None
+        if frame is not None and suspect_json_coercion(frame, stripped):
+            frame = None  # booleans may have become numbers: each key is checked below
         if frame is None:
             body = decode_json(content, where=where, component=self.label)
             if self.settings.data_selector:
@@ -270,7 +277,10 @@ class RESTAPISource(DataSource):
             else:
                 records, _ = auto_records(body)
             frame = records_to_frame(
-                [] if records is None else records, where=where, component=self.label
+                [] if records is None else records,
+                where=where,
+                component=self.label,
+                mixed_types=self.settings.mixed_types,
             )
         return Page(frame, body, response.headers, str(response.url), digest)
 

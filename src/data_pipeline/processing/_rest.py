@@ -16,14 +16,14 @@ import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from pydantic import ByteSize, Field, SecretStr, field_validator
 
 from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.errors import DataPipelineError
-from data_pipeline.core.secrets import redact_url
+from data_pipeline.core.secrets import DATA_KEYS, redact_url
 from data_pipeline.ingestion.http.client import DEFAULT_MAX_BODY_SIZE, RedirectConfig
 
 __all__ = ["RestFetcher", "RestLookup"]
@@ -38,8 +38,8 @@ class RestLookup(ConfigModel):
 
     url: str
     on: list[str]
-    fields: dict[str, str] = Field(min_length=1)
-    defaults: dict[str, Any] = Field(default_factory=dict)
+    fields: Annotated[dict[str, str], DATA_KEYS] = Field(min_length=1)
+    defaults: Annotated[dict[str, Any], DATA_KEYS] = Field(default_factory=dict)
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     timeout: float = Field(default=10.0, gt=0)
     """Total time limit of one request in seconds (connect, headers and body)."""

@@ -60,53 +60,49 @@ class Watermarks:
         if value is not None and (self.watermark is None or value > self.watermark):
             self.watermark = value
 
-    def before_each(self, frame: Any, ticks: str, now_us: int) -> Any:
-        """The watermark before each row of ``frame`` (arrival order), as an Int64 Series (null
-        where no watermark exists yet); then move the state past the whole frame.
+    def before_each(self, ticks: Any, parts: Any, now_us: int) -> Any:
+        """The watermark before each row (arrival order), as an Int64 Series (null where no
+        watermark exists yet); then move the state past all the rows.
 
-        ``ticks``: the column with each row's event time as a physical integer.
+        ``ticks``: each row's event time as a physical integer (a Polars Series, no nulls);
+        ``parts``: each row's partition (a Series) or None (one partition).
         """
         import polars as pl
 
         active = set(self.active(now_us))
-        if frame.height == 0:
+        if len(ticks) == 0:
             return pl.Series("wm", [], dtype=pl.Int64)
-        ts = pl.col(ticks)
-        if self.partition_column is None:
+        ticks = ticks.cast(pl.Int64)
+        frame = pl.DataFrame({"t": ticks} if parts is None else {"t": ticks, "p": parts})
+        if parts is None:
             known = self.partitions.get(None)
             start = known[0] if known is not None and None in active else None
-            running = ts.cum_max().shift(1)
+            lowest = pl.col("t").cum_max().shift(1)
             if start is not None:
-                running = running.fill_null(start)
-            exprs = [running]
-            present: list[Any] = [None]
-            maxima = {None: frame.select(ts.max()).item()}
+                lowest = lowest.fill_null(start)
+            stats = frame.select(pl.col("t").max()).row(0)
+            maxima: dict[Any, int] = {None: int(stats[0])}
         else:
             if self.partition_dtype is None:
-                self.partition_dtype = frame.schema[self.partition_column]
-            part = pl.col(self.partition_column)
-            stats = frame.group_by(self.partition_column, maintain_order=True).agg(ts.max())
-            maxima = dict(
-                zip(stats[self.partition_column].to_list(), stats[ticks].to_list(), strict=False)
-            )
-            present = list(maxima)
-            exprs = []
-            for value in sorted(set(present) | active, key=_sort_key):
-                mask = part.is_null() if value is None else part == value
-                running = pl.when(mask).then(ts).cum_max().forward_fill().shift(1)
+                self.partition_dtype = parts.dtype
+            grouped = frame.group_by("p", maintain_order=True).agg(pl.col("t").max())
+            maxima = dict(zip(grouped["p"].to_list(), grouped["t"].to_list(), strict=True))
+            columns = []
+            for value in sorted(set(maxima) | active, key=_sort_key):
+                mask = pl.col("p").is_null() if value is None else pl.col("p") == value
+                run = pl.when(mask).then(pl.col("t")).cum_max().forward_fill().shift(1)
                 if value in active:
-                    running = running.fill_null(self.partitions[value][0])
-                exprs.append(running)
-        candidate = exprs[0] if len(exprs) == 1 else pl.min_horizontal(exprs)
-        watermark = candidate.cum_max().forward_fill()
+                    run = run.fill_null(self.partitions[value][0])
+                columns.append(run)
+            lowest = columns[0] if len(columns) == 1 else pl.min_horizontal(columns)
+        watermark = lowest.cum_max().forward_fill()
         if self.watermark is not None:
-            watermark = pl.max_horizontal(watermark, pl.lit(self.watermark, dtype=pl.Int64))
+            watermark = watermark.fill_null(self.watermark).clip(lower_bound=self.watermark)
         before = frame.select(watermark.cast(pl.Int64).alias("wm")).to_series()
-        for value in present:
-            mark = maxima[value]
+        for value, mark in maxima.items():
             known = self.partitions.get(value)
             self.partitions[value] = [mark if known is None else max(known[0], mark), now_us]
-        held = [self.partitions[p][0] for p in (active | set(present))]
+        held = [self.partitions[p][0] for p in (active | set(maxima))]
         self._raise(min(held) if held else None)
         return before
 

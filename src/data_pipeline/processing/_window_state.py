@@ -29,6 +29,7 @@ from typing import Any
 
 import narwhals as nw
 
+from data_pipeline.core.engines import engine_of
 from data_pipeline.core.errors import UnsupportedOperationError
 from data_pipeline.core.frames import to_polars
 from data_pipeline.processing._aggregation import (
@@ -54,6 +55,7 @@ _AXIS = "__dp_axis"
 _ANCHOR = "__dp_anchor"
 _PANES = "__dp_panes"
 _ORDERED = ("first", "last")
+_SIMPLE = frozenset({"sum", "count", "mean", "min", "max"})
 _UNITS = {"ns": 1_000_000_000, "us": 1_000_000, "ms": 1_000}
 
 
@@ -117,6 +119,7 @@ class WindowState:
         self.merger = PartialAggregation([GROUP, inner], self.plans, self.component)
         self.state: Any = None  # polars.DataFrame: GROUP, PANE or _SESSION, partials
         self.groups: Any = None  # polars.DataFrame of the group values; row i = group id i
+        self._id_table: Any = None
         self.time_dtype: Any = None  # the Polars dtype of the time column (set by the first add)
         self.arrivals = 0  # rows added so far (the next arrival number)
 
@@ -153,15 +156,18 @@ class WindowState:
 
     # -- adding a batch ---------------------------------------------------------------------
 
-    def add(self, frame: Any) -> Any:
+    def add(self, frame: Any, *, checked: bool = False) -> Any:
         """Aggregate a batch (a Narwhals frame) into the state; rows without a time are skipped.
+
+        ``checked``: the rows all have a time of the state's type (the stream checked them).
 
         Returns what the batch touched, a Polars DataFrame: ``GROUP`` and ``PANE`` (panes) or
         ``GROUP`` and the merged sessions' start (sessions).
         """
         import polars as pl
 
-        frame = self._timed(frame.filter(~nw.col(self.step.time_column).is_null()))
+        if not checked:
+            frame = self._timed(frame.filter(~nw.col(self.step.time_column).is_null()))
         if self.needs_arrival:
             # first/last without an order: the arrival order, as a sequence number per row
             check_engine_support(frame, self.original_plans, self.component)
@@ -174,13 +180,17 @@ class WindowState:
             return self._add_sessions(frame)
         framed = self.step.pane_start(frame, PANE)
         partial = self._identified(to_polars(self.partials.partial(framed).to_native()), PANE)
-        if partial.height:
-            merged = (
-                partial
-                if self.state is None
-                else pl.concat([self.state, partial], how="vertical_relaxed")
-            )
-            self.state = self._merge(merged)
+        if partial.height and (self.state is None or self.state.height == 0):
+            self.state = self._merge(partial)
+        elif partial.height:
+            # only the panes from the batch's oldest on can change (streams are mostly in order)
+            oldest = pl.col(PANE) >= partial[PANE].min()
+            tail = self.state.filter(oldest)
+            merged = self._merge(pl.concat([tail, partial], how="vertical_relaxed"))
+            if tail.height == self.state.height:
+                self.state = merged
+            else:
+                self.state = pl.concat([self.state.filter(~oldest), merged], how="vertical_relaxed")
         elif self.state is None:
             self.state = partial
         return partial.select(GROUP, PANE)
@@ -204,16 +214,25 @@ class WindowState:
         values = partial.select(self.group_by)
         if self.groups is None:
             self.groups = values.clear()
-        ids = self.groups.with_row_index(GROUP).with_columns(pl.col(GROUP).cast(pl.Int64))
-        known = values.join(ids, on=self.group_by, how="left", nulls_equal=True)
-        fresh = (
-            known.filter(pl.col(GROUP).is_null()).select(self.group_by).unique(maintain_order=True)
-        )
-        if fresh.height:
-            self.groups = pl.concat([self.groups, fresh], how="vertical_relaxed")
-            ids = self.groups.with_row_index(GROUP).with_columns(pl.col(GROUP).cast(pl.Int64))
-            known = values.join(ids, on=self.group_by, how="left", nulls_equal=True)
+        known = values.join(self._ids(), on=self.group_by, how="left", nulls_equal=True)
+        if known[GROUP].null_count():
+            fresh = known.filter(pl.col(GROUP).is_null()).select(self.group_by)
+            self.groups = pl.concat(
+                [self.groups, fresh.unique(maintain_order=True)], how="vertical_relaxed"
+            )
+            self._id_table = None
+            known = values.join(self._ids(), on=self.group_by, how="left", nulls_equal=True)
         return partial.drop(self.group_by).select(known[GROUP], pl.all())
+
+    def _ids(self) -> Any:
+        """The group values with their ids (kept until the groups change)."""
+        import polars as pl
+
+        if self._id_table is None:
+            self._id_table = self.groups.with_row_index(GROUP).with_columns(
+                pl.col(GROUP).cast(pl.Int64)
+            )
+        return self._id_table
 
     def _merge(self, frame: Any) -> Any:
         return self.merger.merge(nw.from_native(frame)).to_native()
@@ -247,6 +266,8 @@ class WindowState:
     def _add_sessions(self, frame: Any) -> Any:
         import polars as pl
 
+        if isinstance(frame, nw.DataFrame) and engine_of(frame) == "pyarrow":
+            frame = nw.from_native(frame.to_polars())  # no ordered window functions there
         ids = self.step.session_ids(frame, _SESSION)
         partial = self._identified(to_polars(self.partials.partial(ids).to_native()), _SESSION)
         start, last = self._name(0, "v"), self._name(1, "v")
@@ -316,11 +337,121 @@ class WindowState:
             )
         if windows.height == 0:
             return self.empty()
-        if any(p.func in _ORDERED for p in self.plans):
-            combined = self._combine_by_merge(windows)
-        else:
+        combined = self._combine_dense(windows)
+        if combined is None:
             combined = self._combine_rolling(windows)
+        if combined is None:
+            combined = self._combine_by_merge(windows)
         return self._finish_panes(combined)
+
+    def _simple_parts(self) -> list[tuple[str, str]] | None:
+        """Each partial column and how it merges (``sum``, ``min``, ``max``) when every
+        aggregation is a sum, count, mean, min or max (PartialAggregation's documented parts:
+        counts and sums add up, minima and maxima take theirs); None otherwise (std, first and
+        last merge through PartialAggregation itself)."""
+        if any(p.func not in _SIMPLE and p.column != "*" for p in self.plans):
+            return None
+        kinds = {"count": "sum", "sum": "sum", "min": "min", "max": "max"}
+        parts = []
+        for part in self.partials.parts:
+            if part.func not in kinds:
+                return None
+            parts.append((part.output, kinds[part.func]))
+        return parts
+
+    def _combine_dense(self, windows: Any) -> Any:
+        """Merged partials per window from a dense group x pane grid (NumPy), in time that does
+        not grow with window / slide: the grid is cut into blocks of ``window / slide`` panes,
+        each block accumulated from both ends (prefix and suffix sums, minima, maxima); a window
+        spans at most two blocks, so it is one suffix combined with one prefix (two reads; no
+        subtraction, so no cancellation).
+
+        None when an aggregation is not a sum, count, mean, min or max, when the grid would be
+        much larger than the state (sparse groups), or when a partial column is not numeric /
+        temporal or holds NaN / inf in a minimum or maximum: the caller merges with Polars.
+        """
+        import numpy as np
+        import polars as pl
+
+        parts = self._simple_parts()
+        if parts is None:
+            return None
+        state = self.state
+        slide = self.pane_ticks
+        k = self.window_ticks // slide
+        bounds = state.select(
+            pl.col(PANE).min().alias("lo"),
+            pl.col(PANE).max().alias("hi"),
+            pl.col(GROUP).max().alias("g"),
+        ).row(0)
+        start_ticks = windows[_START].to_numpy()
+        # the grid spans the panes and the windows asked for (a window may start before the
+        # first pane or end after the last)
+        base = min(int(bounds[0]), int(start_ticks.min()))
+        top = max(int(bounds[1]), int(start_ticks.max()) + (k - 1) * slide)
+        columns = -(-((top - base) // slide + 1) // k) * k  # whole blocks
+        groups = int(bounds[2]) + 1
+        cells = groups * columns
+        if cells > 4 * state.height + 100_000 or cells > 20_000_000:
+            return None
+        schema = state.schema
+        floats = []
+        for column, how in parts:
+            dtype = schema[column]
+            if not (dtype.is_numeric() or dtype.is_temporal()) or dtype.is_decimal():
+                return None
+            if how != "sum" and dtype.is_float():
+                floats.append(column)
+        if floats:  # NumPy orders NaN and inf otherwise than Polars: let Polars merge those
+            finite = [pl.col(c).is_finite().fill_null(True).all() for c in floats]
+            if not all(state.select(finite).row(0)):
+                return None
+        fills: dict[str, Any] = {}
+        exprs = [pl.col(GROUP), ((pl.col(PANE) - base) // slide).alias("__dp_cell")]
+        for column, how in parts:
+            physical = pl.col(column).to_physical()
+            if how == "sum":
+                exprs.append(physical.fill_null(0).alias(column))
+                continue
+            if schema[column].is_float():
+                fills[column] = np.inf if how == "min" else -np.inf
+            else:
+                info = np.iinfo(np.int64)
+                fills[column] = info.max if how == "min" else info.min
+                physical = physical.cast(pl.Int64)
+            exprs.append(physical.fill_null(fills[column]).alias(column))
+        prepared = state.select(exprs)
+        gids = prepared[GROUP].to_numpy()
+        cell = prepared["__dp_cell"].to_numpy()
+        win_g = windows[GROUP].to_numpy()
+        first = (start_ticks - base) // slide
+        aligned = first % k == 0
+
+        def reduce(values: Any, fill: Any, how: str) -> Any:
+            op = {"sum": np.add, "min": np.minimum, "max": np.maximum}[how]
+            grid = np.full((groups, columns), fill, dtype=values.dtype)
+            grid[gids, cell] = values
+            blocks = grid.reshape(groups, columns // k, k)
+            prefix = op.accumulate(blocks, axis=2).reshape(groups, columns)
+            suffix = op.accumulate(blocks[:, :, ::-1], axis=2)[:, :, ::-1].reshape(groups, columns)
+            head = suffix[win_g, first]
+            if k == 1:
+                return head
+            return np.where(aligned, head, op(head, prefix[win_g, first + k - 1]))
+
+        panes = reduce(np.ones(state.height, dtype=np.int64), 0, "sum")
+        keep = panes > 0
+        out: dict[str, Any] = {GROUP: win_g[keep], _START: start_ticks[keep], _PANES: panes[keep]}
+        for column, how in parts:
+            values = prepared[column].to_numpy()
+            out[column] = reduce(values, fills.get(column, 0), how)[keep]
+        fixes = []
+        for column, _ in parts:
+            expr = pl.col(column)
+            if column in fills:
+                expr = pl.when(expr == fills[column]).then(None).otherwise(expr)
+            fixes.append(expr.cast(schema[column]).alias(column))
+        return pl.DataFrame(out).with_columns(fixes)
 
     def _grid(self, after: int | None, upto: int) -> Any:
         """Every group of the state x every window start in ``(after, upto]`` (empty windows are
@@ -376,9 +507,19 @@ class WindowState:
 
     def _combine_rolling(self, windows: Any) -> Any:
         """Merged partials per window: rolling sums / minima / maxima over the panes, read at
-        each window's last pane (an anchor row is added where that pane has no row)."""
+        each window's last pane (an anchor row stands there); None unless every aggregation is
+        a sum, count, mean, min or max."""
         import polars as pl
 
+        parts = self._simple_parts()
+        if parts is None:
+            return None
+        schema = self.state.schema
+        if any(
+            not (schema[c].is_numeric() or schema[c].is_temporal()) or schema[c].is_decimal()
+            for c, _ in parts
+        ):
+            return None  # Polars rolls neither text minima nor decimals: merge those
         width, slide = self.window_ticks, self.pane_ticks
         panes = self.state
         if windows.height * 4 < panes.height:
@@ -407,66 +548,27 @@ class WindowState:
         else:
             rows = rows.sort(GROUP, _T, _ANCHOR)
             by, size = _T, f"{width}i"
-        name = self._name
-        stds = [i for i, p in enumerate(self.plans) if p.func == "std" and p.column != "*"]
-        if stds:  # std: centred on a reference mean per group (no cancellation on big values)
-            refs = []
-            for i in stds:
-                ref = pl.col(name(i, "m")).drop_nulls().first().over(GROUP)
-                refs.append(ref.fill_null(0.0).alias(f"__dp_ref{i}"))
-            rows = rows.with_columns(refs)
-            centred: list[Any] = []
-            for i in stds:
-                n, m, m2 = pl.col(name(i, "n")), pl.col(name(i, "m")), pl.col(name(i, "m2"))
-                dev = (m - pl.col(f"__dp_ref{i}")).fill_null(0.0)
-                centred += [
-                    (n * dev).alias(f"__dp_a{i}"),
-                    (m2.fill_null(0.0) + n * dev * dev).alias(f"__dp_b{i}"),
-                ]
-            rows = rows.with_columns(centred)
 
         def roll(column: str, how: str) -> Any:
             expr = getattr(pl.col(column), f"rolling_{how}_by")(by, window_size=size)
             return (expr if flat else expr.over(GROUP)).alias(column)
 
-        exprs: list[Any] = [roll(_PANES, "sum")]
-        for i, plan in enumerate(self.plans):
-            if plan.column == "*" or plan.func == "count":
-                exprs.append(roll(name(i, "n"), "sum"))
-            elif plan.func in ("sum", "min", "max"):
-                exprs.append(roll(name(i, "v"), plan.func))
-            elif plan.func == "mean":
-                exprs += [roll(name(i, "s"), "sum"), roll(name(i, "n"), "sum")]
-            elif plan.func == "std":
-                exprs += [
-                    roll(name(i, "n"), "sum"),
-                    roll(f"__dp_a{i}", "sum"),
-                    roll(f"__dp_b{i}", "sum"),
-                ]
-        rolled = rows.with_columns(exprs).filter(
-            pl.col(_ANCHOR) & (pl.col(_PANES).fill_null(0) > 0)
-        )
-        if stds:
-            fixes = []
-            for i in stds:
-                n = pl.col(name(i, "n"))
-                a, b, ref = pl.col(f"__dp_a{i}"), pl.col(f"__dp_b{i}"), pl.col(f"__dp_ref{i}")
-                safe = pl.when(n > 0).then(n).otherwise(None)
-                fixes += [
-                    (ref + a / safe).alias(name(i, "m")),
-                    (b - a * a / safe).clip(lower_bound=0.0).alias(name(i, "m2")),
-                ]
-            rolled = rolled.with_columns(fixes)
-        return rolled
+        exprs = [roll(_PANES, "sum"), *[roll(column, how) for column, how in parts]]
+        return rows.with_columns(exprs).filter(pl.col(_ANCHOR) & (pl.col(_PANES).fill_null(0) > 0))
 
     def _combine_by_merge(self, windows: Any) -> Any:
-        """Merged partials per window by merging the panes each window covers (first/last)."""
+        """Merged partials per window by merging the panes each window covers with
+        PartialAggregation (std, first, last; sparse groups): cost grows with window / slide."""
         import polars as pl
 
         width, slide = self.window_ticks, self.pane_ticks
         pane = pl.col(PANE)
+        low, high = windows[_START].min(), windows[_START].max()
+        needed = self.state.filter(pane.is_between(low, high + width - slide)).join(
+            windows.select(GROUP).unique(), on=GROUP, how="semi"
+        )
         exploded = (
-            self.state.with_columns(
+            needed.with_columns(
                 pl.int_ranges(pane - width + slide, pane + slide, slide).alias(_START)
             )
             .explode(_START)
@@ -475,6 +577,7 @@ class WindowState:
             .drop(PANE)
         )
         by_window = PartialAggregation([GROUP, _START], self.plans, self.component)
+        by_window.dtypes = self.partials.dtypes
         return by_window.merge(nw.from_native(exploded)).to_native()
 
     def select_sessions(self, starts: Any = None, *, closed_before: int | None = None) -> Any:
@@ -533,6 +636,7 @@ class WindowState:
         live = self.state.select(pl.col(GROUP).unique().sort())
         renumber = live.with_row_index("__dp_new").with_columns(pl.col("__dp_new").cast(pl.Int64))
         self.groups = self.groups.select(pl.all().gather(live[GROUP]))
+        self._id_table = None
         self.state = (
             self.state.join(renumber, on=GROUP, how="left").drop(GROUP).rename({"__dp_new": GROUP})
         )
@@ -587,6 +691,7 @@ class WindowState:
         finalizer = PartialAggregation(
             [GROUP, s.start_column, s.end_column], self.plans, self.component
         )
+        finalizer.dtypes = self.partials.dtypes  # the input types: outputs get their logical type
         done = finalizer.finalize(nw.from_native(rows)).to_native()
         return nw.from_native(self._values(done).drop(GROUP))
 

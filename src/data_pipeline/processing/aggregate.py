@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import narwhals as nw
 from pydantic import Field, field_validator
@@ -11,6 +11,7 @@ from pydantic import Field, field_validator
 from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.errors import ConfigError
+from data_pipeline.core.secrets import DATA_KEYS
 from data_pipeline.processing._aggregation import (
     AGGREGATIONS,
     AggPlan,
@@ -42,7 +43,7 @@ class DataAggregatorConfig(ConfigModel):
     """Config of :class:`DataAggregator` (see its docstring)."""
 
     group_by: list[str] = Field(default_factory=list)
-    aggregations: dict[str, Any]
+    aggregations: Annotated[dict[str, Any], DATA_KEYS]
     having: str | None = None
     sort: list[str | SortKey] | bool | None = None
     order_by: list[str] = Field(default_factory=list)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import narwhals as nw
 from pydantic import Field, field_validator, model_validator
@@ -14,6 +14,7 @@ from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.engines import engine_of, match_engine
 from data_pipeline.core.errors import ConfigError, UnsupportedOperationError
 from data_pipeline.core.frames import column_names, require_columns, to_polars
+from data_pipeline.core.secrets import DATA_KEYS
 from data_pipeline.processing._expr import SqlExpression, parse_assignment
 from data_pipeline.processing._rest import RestFetcher, RestLookup
 from data_pipeline.processing.base import DataProcessor
@@ -82,7 +83,7 @@ class Lookup(ConfigModel):
     left_on: list[str] | None = None
     right_on: list[str] | None = None
     columns: list[str] | None = None
-    defaults: dict[str, Any] = Field(default_factory=dict)
+    defaults: Annotated[dict[str, Any], DATA_KEYS] = Field(default_factory=dict)
 
     _lists = field_validator("on", "left_on", "right_on", "columns", mode="before")(_as_list)
 
@@ -108,8 +109,8 @@ class Lookup(ConfigModel):
 class DataEnricherConfig(ConfigModel):
     """Config of :class:`DataEnricher` (see its docstring)."""
 
-    derived: dict[str, str] | list[str] = Field(default_factory=dict)
-    date_parts: dict[str, list[str]] = Field(default_factory=dict)
+    derived: Annotated[dict[str, str] | list[str], DATA_KEYS] = Field(default_factory=dict)
+    date_parts: Annotated[dict[str, list[str]], DATA_KEYS] = Field(default_factory=dict)
     buckets: list[Bucket] = Field(default_factory=list)
     lookups: list[Lookup] = Field(default_factory=list)
     rest_lookups: list[RestLookup] = Field(default_factory=list)

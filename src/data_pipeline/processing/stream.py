@@ -44,7 +44,6 @@ LATE_REASON = "_late_reason"
 REJECT_REASON = "_reject_reason"
 _SNAPSHOT_KEY = b"data_pipeline.stream_state"
 _SNAPSHOT_VERSION = 1
-_TICKS = "__dp_ticks"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
@@ -554,46 +553,50 @@ class StreamProcessor(DataProcessor):
         if step.processing_time:
             marks.observe(now_ticks)
 
-        null = pl.col(tcol).is_null()
-        rejected = frame.filter(null).with_columns(
-            pl.lit(f"null event time in {tcol!r}").alias(REJECT_REASON)
-        )
-        valid = frame.filter(~null).with_columns(pl.col(tcol).to_physical().alias(_TICKS))
+        reason = pl.lit(f"null event time in {tcol!r}").alias(REJECT_REASON)
+        if frame[tcol].null_count():
+            null = pl.col(tcol).is_null()
+            rejected = frame.filter(null).with_columns(reason)
+            valid = frame.filter(~null)
+        else:
+            rejected, valid = frame.clear().with_columns(reason), frame
         late_parts = []
         if self.max_out_of_orderness is not None and not step.processing_time:
             limit = now_ticks + windows.ticks(self.max_out_of_orderness)
-            future = pl.col(_TICKS) > limit
-            late_parts.append(
-                valid.filter(future).with_columns(
-                    pl.lit(
-                        f"future: more than {s.max_out_of_orderness} ahead of the "
-                        "processing-time clock"
-                    ).alias(LATE_REASON)
+            future = valid[tcol].to_physical() > limit
+            if future.any():
+                why_future = (
+                    f"future: more than {s.max_out_of_orderness} ahead of the processing-time clock"
                 )
-            )
-            valid = valid.filter(~future)
-        before = marks.before_each(valid, _TICKS, now_us)
+                late_parts.append(
+                    valid.filter(future).with_columns(pl.lit(why_future).alias(LATE_REASON))
+                )
+                valid = valid.filter(~future)
+        ticks = valid[tcol].to_physical()
+        parts = valid[s.partition_column] if s.partition_column is not None else None
+        before = marks.before_each(ticks, parts, now_us)
+        wm = pl.lit(before)
         if step.kind == "session":
-            late = pl.col(_TICKS) + lateness < pl.col("__dp_wm")
+            late = pl.col(tcol).to_physical() + lateness < wm
             why = f"late: more than allowed_lateness {s.allowed_lateness} behind the watermark"
         else:
             pane = pl.col(tcol).dt.truncate(step.pane_step).to_physical()
-            late = pane + windows.pane_ticks + lateness <= pl.col("__dp_wm")
+            late = pane + (windows.pane_ticks + lateness) <= wm
             why = f"late: its window had closed (allowed_lateness {s.allowed_lateness})"
-        judged = valid.with_columns(before.alias("__dp_wm"))
-        is_late = late.fill_null(False)
-        late_parts.append(
-            judged.filter(is_late).drop("__dp_wm").with_columns(pl.lit(why).alias(LATE_REASON))
-        )
-        accepted = judged.filter(~is_late).drop("__dp_wm", _TICKS)
+        flags = valid.select(late.fill_null(False).alias("late"), late.any().alias("any"))
+        mask = flags["late"]
+        accepted = valid
+        if flags.height and flags["any"][0]:
+            late_parts.append(valid.filter(mask).with_columns(pl.lit(why).alias(LATE_REASON)))
+            accepted = valid.filter(~mask)
         late_rows = (
-            pl.concat([p.drop(_TICKS) for p in late_parts], how="vertical_relaxed")
+            pl.concat(late_parts, how="vertical_relaxed")
             if late_parts
-            else frame.clear()
+            else frame.clear().with_columns(pl.lit(None, pl.String).alias(LATE_REASON))
         )
 
         started = time.perf_counter()
-        touched = windows.add(nw.from_native(accepted))
+        touched = windows.add(nw.from_native(accepted), checked=True)
         op.details["merge_seconds"] = round(time.perf_counter() - started, 6)
         watermark = marks.watermark
         final = s.emit == "final"
@@ -664,13 +667,20 @@ class StreamProcessor(DataProcessor):
         return self._marks.watermark
 
     def _time_value(self, ticks: int | None) -> Any:
-        """A physical time as the time column's Python value (datetime) or None."""
-        import polars as pl
-
+        """A physical time as a Python datetime (naive UTC, or in the column's zone) or None."""
         windows = self._windows
         if ticks is None or windows is None or windows.time_dtype is None:
             return None
-        return pl.Series([ticks], dtype=pl.Int64).cast(windows.time_dtype).item()
+        dtype = windows.time_dtype
+        moment = _EPOCH + dt.timedelta(
+            microseconds=ticks * 1_000_000 // time_unit_per_second(dtype)
+        )
+        zone = getattr(dtype, "time_zone", None)
+        if zone is None:
+            return moment.replace(tzinfo=None)
+        from zoneinfo import ZoneInfo
+
+        return moment.astimezone(ZoneInfo(zone))
 
     def _post(self, result: Any, post: list[Any] | None = None) -> Any:
         for step in post if post is not None else split_steps(self.pipeline.processors)[2]:

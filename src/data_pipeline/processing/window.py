@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import narwhals as nw
 from pydantic import Field, field_validator, model_validator
@@ -14,6 +14,7 @@ from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.engines import engine_of
 from data_pipeline.core.errors import ConfigError, UnsupportedOperationError
+from data_pipeline.core.secrets import DATA_KEYS
 from data_pipeline.processing._aggregation import AggPlan, aggregate_frame, parse_aggregations
 from data_pipeline.processing._expr import SqlExpression
 from data_pipeline.processing.aggregate import SortKey, parse_sort, sort_frame
@@ -77,7 +78,7 @@ class WindowedAggregatorConfig(ConfigModel):
     """Session windows instead of ``window``: a session of a group ends when no row follows
     within this gap."""
     group_by: list[str] = Field(default_factory=list)
-    aggregations: dict[str, Any]
+    aggregations: Annotated[dict[str, Any], DATA_KEYS]
     having: str | None = None
     sort: list[str | SortKey] | bool | None = None
     order_by: list[str] = Field(default_factory=list)

@@ -16,11 +16,11 @@ documents, Redis), so that the type vocabulary of ``core/types.py`` can take the
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from data_pipeline.core.errors import StorageSchemaError
+from data_pipeline.core.files import schema_bytes, schema_from_bytes
 
 if TYPE_CHECKING:
     import polars as pl
@@ -60,6 +60,10 @@ class Holds:
     #: decimals come back as floats: only values a float holds exactly
     decimal_as_float: bool = False
     nested: bool = True
+    #: -0.0 keeps its sign
+    negative_zero: bool = True
+    #: text may hold NUL characters
+    nul_text: bool = True
 
 
 def check_holdable(frame: pl.DataFrame, holds: Holds, *, component: str | None) -> None:
@@ -105,13 +109,30 @@ def check_holdable(frame: pl.DataFrame, holds: Holds, *, component: str | None) 
                     f"json-encode it first (pl.col({name!r}).struct.json_encode())",
                 )
             )
-        elif dtype.is_float() and not holds.nan_inf:
+        elif dtype.is_float() and not (holds.nan_inf and holds.negative_zero):
+            bad = pl.lit(False)
+            what = []
+            if not holds.nan_inf:
+                bad = bad | col.is_nan() | col.is_infinite()
+                what.append("NaN or infinity")
+            if not holds.negative_zero:  # -0.0 == 0.0: the sign bit tells them apart
+                bad = bad | ((col == 0) & (pl.lit(1.0) / col < 0))
+                what.append("-0.0 (it becomes 0.0)")
             checks.append(
                 (
                     name,
-                    col.is_nan() | col.is_infinite(),
-                    "have no NaN or infinity",
-                    "replace them (e.g. with null) before storing, or use Parquet",
+                    bad,
+                    f"have no {' and no '.join(what)}",
+                    "replace them (e.g. with null or 0.0) before storing, or use Parquet",
+                )
+            )
+        elif dtype == pl.String and not holds.nul_text:
+            checks.append(
+                (
+                    name,
+                    col.str.contains("\x00", literal=True),
+                    "cannot hold the NUL character in text",
+                    f"remove it (pl.col({name!r}).str.replace_all('\\x00', '')) or store bytes",
                 )
             )
         elif dtype == pl.UInt64 and not holds.uint64:
@@ -190,24 +211,6 @@ def check_holdable(frame: pl.DataFrame, holds: Holds, *, component: str | None) 
                 component=component,
                 hint=hint,
             )
-
-
-# -- schemas ----------------------------------------------------------------------------------
-
-
-def schema_bytes(schema: Any) -> bytes:
-    """A polars schema as bytes (an empty Arrow IPC stream): exact for every type."""
-    import polars as pl
-
-    buffer = io.BytesIO()
-    pl.DataFrame(schema=schema).write_ipc_stream(buffer)
-    return buffer.getvalue()
-
-
-def schema_from_bytes(data: bytes) -> pl.Schema:
-    import polars as pl
-
-    return pl.read_ipc_stream(io.BytesIO(data)).schema
 
 
 # -- text (Redis hashes) ----------------------------------------------------------------------

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -41,6 +42,8 @@ from data_pipeline.storage.base import StorageSystem, StoreResult
 
 if TYPE_CHECKING:
     import polars as pl
+
+    from data_pipeline.core.checkpoint import Checkpoint
 
 __all__ = ["FileSystemStorage", "FileSystemStorageConfig"]
 
@@ -299,9 +302,10 @@ class FileSystemStorage(StorageSystem):
                     rows = self._append_file(frame, path, tmp, cfg)
                 else:
                     rows = _write(frame, tmp, cfg)
-                if cfg.fsync:
+                if cfg.fsync or self._open_tx() is not None:
                     _fsync(tmp)
-                os.replace(tmp, path)
+                size = os.path.getsize(tmp)
+                self._replace(tmp, path)
                 if cfg.fsync:
                     _fsync_dir(parent)
             except BaseException:
@@ -311,7 +315,7 @@ class FileSystemStorage(StorageSystem):
         return StoreResult(
             target=path,
             rows=rows,
-            bytes=os.path.getsize(path),
+            bytes=size,
             details={"format": cfg.format, "if_exists": if_exists, "leftovers_removed": leftovers},
         )
 
@@ -437,7 +441,11 @@ class FileSystemStorage(StorageSystem):
             raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        if old_version and os.path.realpath(old_version) != os.path.realpath(version):
+        if (
+            old_version
+            and os.path.realpath(old_version) != os.path.realpath(version)
+            and self._open_tx() is None  # in a transaction the next write sweeps it
+        ):
             shutil.rmtree(old_version, ignore_errors=True)
         size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(version) for f in fs)
         return StoreResult(
@@ -454,6 +462,12 @@ class FileSystemStorage(StorageSystem):
 
     def _swap_link(self, link: str, version: str, exists: bool) -> None:
         parent, leaf = os.path.split(link)
+        if exists and not os.path.islink(link) and self._open_tx() is not None:
+            raise UnsupportedOperationError(
+                f"{link!r} is a plain directory; it cannot be replaced inside a transaction",
+                component=self.label,
+                hint="store it once outside a transaction (it becomes a versioned dataset)",
+            )
         if exists and not os.path.islink(link):
             # A plain directory (not made by us): move it aside, then link; restore on failure.
             aside = os.path.join(parent, f".{leaf}.old-{uuid.uuid4().hex}")
@@ -468,7 +482,7 @@ class FileSystemStorage(StorageSystem):
         tmp_link = os.path.join(parent, f".{leaf}.lnk-{uuid.uuid4().hex}")
         os.symlink(os.path.basename(version), tmp_link)
         try:
-            os.replace(tmp_link, link)
+            self._replace(tmp_link, link)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.remove(tmp_link)
@@ -639,6 +653,84 @@ class FileSystemStorage(StorageSystem):
         if fmt == "parquet":
             return pl.scan_parquet(real, hive_partitioning=True)
         return pl.scan_ipc(os.path.join(real, "**", "*.arrow"), hive_partitioning=True)
+
+    # -- transactions and checkpoints (core/checkpoint.py) ---------------------------------------
+
+    def supports_transactions(self) -> bool:
+        return self.is_local
+
+    def _open_tx(self) -> Any:
+        return getattr(getattr(self, "_tx_local", None), "tx", None)
+
+    def _checkpoints(self) -> str:
+        return os.path.join(self._local_base(), ".dp_checkpoints")
+
+    def _replace(self, staged: str, final: str) -> None:
+        """Move a written file (or link) into place: now, or at the commit of the open
+        transaction."""
+        tx = self._open_tx()
+        if tx is None:
+            os.replace(staged, final)
+        else:
+            tx.stage({"kind": "rename", "from": staged, "to": final}, final)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """Local files: every ``store()`` of this thread inside the block writes its file under
+        a temporary name; at the end one manifest (with the checkpoint, when one is saved) is
+        renamed into place under ``<base_path>/.dp_checkpoints`` (the commit), then the files
+        are renamed over their targets. After a crash the next transaction (or checkpoint
+        load) finishes the renames a committed manifest lists. An error in the block removes
+        the temporary files: nothing changed."""
+        import threading
+
+        from data_pipeline.core.checkpoint import StagedTransaction, apply_rename
+
+        if not self.is_local:
+            raise UnsupportedOperationError(
+                "transactions are supported on local base paths only (an object store has no "
+                "atomic rename)",
+                component=self.label,
+                hint="use a local base_path, or keep the checkpoint in a folder",
+            )
+        if self._open_tx() is not None:
+            raise ConfigError(
+                "a transaction is already open on this storage",
+                component=self.label,
+                hint="do not nest transaction() blocks",
+            )
+        if getattr(self, "_tx_local", None) is None:
+            self._tx_local = threading.local()
+        folder = self._checkpoints()
+        StagedTransaction.recover(folder, apply_rename)
+        tx = StagedTransaction(folder, apply_rename)
+        self._tx_local.tx = tx
+        try:
+            yield tx
+        except BaseException:
+            self._tx_local.tx = None
+            for operation in tx.operations:  # nothing was renamed: drop what was staged
+                with contextlib.suppress(OSError):
+                    os.remove(operation["from"])
+            raise
+        self._tx_local.tx = None
+        tx.commit()
+
+    def recover_checkpoint(self, name: str) -> None:
+        """Finish what a committed manifest lists (a crash after the commit point)."""
+        from data_pipeline.core.checkpoint import StagedTransaction, apply_rename
+
+        if self.is_local:
+            StagedTransaction.recover(self._checkpoints(), apply_rename)
+
+    def load_checkpoint(self, name: str) -> Checkpoint | None:
+        """The checkpoint ``name`` committed with this storage's files (None: none yet)."""
+        from data_pipeline.core.checkpoint import Manifest
+
+        if not self.is_local:
+            return None
+        self.recover_checkpoint(name)
+        return Manifest(self._checkpoints(), name).load()
 
     def list_stored(self) -> list[str]:
         """Names stored under base_path in the configured format (datasets included)."""

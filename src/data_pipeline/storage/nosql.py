@@ -32,6 +32,7 @@ from data_pipeline.core.errors import (
 )
 from data_pipeline.core.files import check_file_name, target_lock
 from data_pipeline.core.secrets import redact_text
+from data_pipeline.core.types import parse_type
 from data_pipeline.storage._common import (
     ColumnList,
     ServerConfig,
@@ -803,14 +804,14 @@ def _load_schema(raw: Any) -> dict[str, Any] | None:
 
 
 def _legacy_dtype(text: str) -> Any:
+    """A type name as version 0.2 kept it (``Int64``, ``Datetime(time_unit='us', ...)``),
+    read by the one vocabulary of :mod:`data_pipeline.core.types`; text when it names none."""
     import polars as pl
 
-    if text.startswith("Datetime"):
-        zone = (
-            text.split("time_zone=")[1].rstrip(")").strip("'\"") if "time_zone=" in text else None
-        )
-        return pl.Datetime("us", None if zone in (None, "None", "") else zone)
-    return getattr(pl, text, pl.String) if text.isidentifier() else pl.String
+    try:
+        return parse_type(text).polars()
+    except ConfigError:
+        return pl.String
 
 
 _OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists")

@@ -49,7 +49,7 @@ from data_pipeline.core.errors import (
 from data_pipeline.core.frames import convert_output
 from data_pipeline.core.sql import SQLConnectionConfig, SQLTarget, connect, dialect, resolve
 from data_pipeline.core.sql.params import bind, check_params
-from data_pipeline.core.sql.read import read_arrow
+from data_pipeline.core.sql.read import mysql_columns, read_arrow, tinyint_as_bool
 from data_pipeline.core.sql_errors import STORAGE, classify_db_error, translate_db_error
 from data_pipeline.storage._common import (
     ColumnList,
@@ -67,6 +67,7 @@ from data_pipeline.storage._common import (
     require_target,
     require_upsert_key,
 )
+from data_pipeline.storage._values import Holds, check_holdable
 from data_pipeline.storage.base import IfExists, StorageSystem, StoreResult
 
 if TYPE_CHECKING:
@@ -270,6 +271,7 @@ class RelationalDBStorage(StorageSystem):
         key = primary_key(options, self.settings.primary_key)
         frame = as_polars(data)
         self._backend.check_names(target, frame.columns)
+        check_holdable(frame, HOLDS.get(self._backend.kind, HOLDS["sql"]), component=self.label)
         require_upsert_key(if_exists, key, component=self.label)
         if key:
             require_key_columns(key, frame.columns, what=f"table {target!r}", component=self.label)
@@ -323,8 +325,7 @@ class RelationalDBStorage(StorageSystem):
                         empty="the database has no tables",
                         component=self.label,
                     )
-            query = f"SELECT * FROM {self._backend.qualified(target)}"  # noqa: S608
-            values = {}
+            return self._backend.read_table(target)
         return self._backend.read(query, values)
 
     def list_tables(self) -> list[str]:
@@ -562,8 +563,79 @@ class _Backend:
     def store(self, load: _Load) -> str:
         raise NotImplementedError
 
+    # the plan of every load (each backend's store() wraps it in its connection/transaction)
+
+    def store_plan(self, con: Any, load: _Load) -> str:
+        """fail / create or replace / evolve then append or upsert; returns the action taken."""
+        table, frame = load.table, load.frame
+        self.prepare_namespace(con)
+        load.dropped_leftovers = self.drop_leftovers_on(con, table)
+        existing = self.columns(con, table)
+        self.fail_if_exists(existing, load.if_exists, table)
+        if existing is None or load.if_exists == "replace":
+            self.load_new(con, load, replacing=existing is not None)
+            return "created" if existing is None else "replaced"
+        columns = self.evolve(con, table, existing, frame)
+        if load.if_exists == "append":
+            self.append(con, load, frame.select([c for c in columns if c in frame.columns]))
+            return "appended"
+        assert load.key is not None
+        self.require_unique_key(con, table, load.key)
+        self.upsert(con, load)
+        return "upserted"
+
+    def prepare_namespace(self, con: Any) -> None:
+        return None
+
+    def drop_leftovers_on(self, con: Any, table: str | None) -> list[str]:
+        return []
+
+    def bulk_load(self, con: Any, qualified: str, frame: pl.DataFrame, table: str) -> int:
+        """Load ``frame`` into ``qualified`` (no commit); the rows the database stored."""
+        raise NotImplementedError
+
+    def append(self, con: Any, load: _Load, frame: pl.DataFrame) -> None:
+        stored = self.bulk_load(con, self.qualified(load.table), frame, load.table)
+        self.count_check(stored, load, "append")
+
+    def load_new(self, con: Any, load: _Load, *, replacing: bool) -> None:
+        """Load a staging table and swap it in (inside the caller's transaction)."""
+        stage = self.staging_name(load.table)
+        staged = self.qualified(stage)
+        self.execute(con, self.create_sql(staged, load.frame, load.key, not_null=load.not_null))
+        self.count_check(self.bulk_load(con, staged, load.frame, load.table), load, "replace")
+        self.swap_in(con, stage, load.table, replacing=replacing, key=load.key)
+
+    def upsert(self, con: Any, load: _Load) -> None:
+        """Load a temporary stage and merge it with the native upsert; the stage is dropped."""
+        assert load.key is not None
+        frame = load.frame
+        stage = self.q(self.staging_name(load.table))
+        self.execute(con, self.create_sql(stage, frame, load.key, temp=True))
+        try:
+            self.count_check(self.bulk_load(con, stage, frame, load.table), load, "upsert")
+            sql = self.dialect.upsert_sql(
+                self.qualified(load.table), stage, frame.columns, load.key
+            )
+            changed = self.execute(con, sql)
+            if self.counts_upserts and any(c not in load.key for c in frame.columns):
+                self.count_check(changed, load, "upsert")  # each row inserted or updated once
+        except BaseException:
+            with contextlib.suppress(Exception):  # (an aborted transaction drops it anyway)
+                self.execute(con, self.drop_temp_sql(stage))
+            raise
+        self.execute(con, self.drop_temp_sql(stage))
+
+    def drop_temp_sql(self, stage: str) -> str:
+        return f"DROP TABLE IF EXISTS {stage}"
+
+    counts_upserts: ClassVar[bool] = False
+
     def read(self, query: str, params: dict[str, Any]) -> Any:
         return read_arrow(self.target, query, params, classes=STORAGE, component=self.label)
+
+    def read_table(self, table: str) -> Any:
+        return self.read(f"SELECT * FROM {self.qualified(table)}", {})  # noqa: S608
 
     # leftovers and staging
     def stage_prefix(self, table: str) -> str:
@@ -823,33 +895,34 @@ def _savepoint(con: Any, execute: Any) -> Iterator[None]:
     execute(con, f"RELEASE SAVEPOINT {name}")
 
 
-def check_sub_microseconds(frame: pl.DataFrame, label: str) -> None:
-    """Databases keep microseconds: a timestamp, time or duration with nanoseconds would be
-    rounded, so it is an error naming the column (values are stored as given or not at all)."""
-    import polars as pl
-
-    for name, dtype in frame.schema.items():
-        if (
-            isinstance(dtype, (pl.Datetime, pl.Duration)) and dtype.time_unit == "ns"
-        ) or dtype == pl.Time:
-            expr = pl.col(name).cast(pl.Int64) % 1000 != 0
-        else:
-            continue
-        if frame.select(expr.any()).item():
-            raise StorageSchemaError(
-                f"column {name!r} holds values with nanoseconds; the database keeps microseconds "
-                "and would round them",
-                component=label,
-                hint=f"round the column to microseconds first (pl.col({name!r}).dt.truncate('1us')"
-                " or a cast to Datetime('us'))",
-            )
+#: what each database keeps: a frame holding anything else is refused before writing, naming
+#: the column (values are stored as given or not at all)
+HOLDS = {
+    "postgresql": Holds("PostgreSQL tables", time_unit="us", clock_unit="us", nul_text=False),
+    "mysql": Holds(
+        "MySQL/MariaDB tables",
+        time_unit="us",
+        clock_unit="us",
+        nan_inf=False,
+        negative_zero=False,
+    ),
+    "sqlite": Holds(
+        "SQLite tables",
+        time_unit="us",
+        clock_unit="us",
+        nan_inf=False,
+        negative_zero=False,
+        decimal_digits=15,  # stored as REAL: 15 significant digits come back exactly
+        uint64=False,
+    ),
+    "sql": Holds("SQL tables", time_unit="us", clock_unit="us"),
+}
 
 
 def _prepare(frame: pl.DataFrame, kind: str, label: str) -> pl.DataFrame:
     """Make every column writable by the database's bulk path (vectorised, no row loops)."""
     import polars as pl
 
-    check_sub_microseconds(frame, label)
     exprs = []
     for name, dtype in frame.schema.items():
         col = pl.col(name)
@@ -870,8 +943,10 @@ def _prepare(frame: pl.DataFrame, kind: str, label: str) -> pl.DataFrame:
                 if dtype.time_zone:
                     col = col.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
                 exprs.append(col.dt.to_string("%Y-%m-%d %H:%M:%S%.6f"))
-            elif dtype in (pl.Date, pl.Time):
+            elif dtype == pl.Date:
                 exprs.append(col.cast(pl.String))
+            elif dtype == pl.Time:
+                exprs.append(col.dt.strftime("%H:%M:%S%.6f"))
             elif isinstance(dtype, pl.Decimal):
                 exprs.append(col.cast(pl.Float64))
             else:
@@ -1031,8 +1106,9 @@ class _PostgresBackend(_Backend):
         except psycopg.Error as exc:
             raise self.load_error(exc, load.table) from None
 
-    def store_plan(self, con: Any, load: _Load) -> str:
-        """fail / create or replace / evolve then append or upsert; returns the action taken."""
+    counts_upserts = True
+
+    def prepare_namespace(self, con: Any) -> None:
         if (
             self.schema
             and not con.execute(
@@ -1041,38 +1117,9 @@ class _PostgresBackend(_Backend):
         ):
             # checked first: CREATE SCHEMA IF NOT EXISTS needs CREATE rights even when it exists
             con.execute(f"CREATE SCHEMA {self.q(self.schema)}")
-        table, frame = load.table, load.frame
-        load.dropped_leftovers = self.drop_leftovers_on(con, table)
-        existing = self.columns(con, table)
-        self.fail_if_exists(existing, load.if_exists, table)
-        if existing is None or load.if_exists == "replace":
-            self.load_new(con, load, replacing=existing is not None)
-            return "created" if existing is None else "replaced"
-        columns = self.evolve(con, table, existing, frame)
-        if load.if_exists == "append":
-            frame = frame.select([c for c in columns if c in frame.columns])
-            self.count_check(self.copy_into(con, self.qualified(table), frame), load, "append")
-            return "appended"
-        assert load.key is not None
-        self.require_unique_key(con, table, load.key)
-        stage = self.q(self.staging_name(table))
-        con.execute(self.create_sql(stage, frame, load.key, temp=True) + " ON COMMIT DROP")
-        self.count_check(self.copy_into(con, stage, frame), load, "upsert")
-        sql = self.dialect.upsert_sql(self.qualified(table), stage, frame.columns, load.key)
-        with con.cursor() as cur:
-            cur.execute(sql)
-            if any(c not in load.key for c in frame.columns):
-                self.count_check(int(cur.rowcount), load, "upsert")
-        con.execute(f"DROP TABLE {stage}")
-        return "upserted"
 
-    def load_new(self, con: Any, load: _Load, *, replacing: bool) -> None:
-        # load a staging table, then swap it in; all in the caller's one transaction
-        stage = self.staging_name(load.table)
-        staged = self.qualified(stage)
-        con.execute(self.create_sql(staged, load.frame, load.key, not_null=load.not_null))
-        self.count_check(self.copy_into(con, staged, load.frame), load, "replace")
-        self.swap_in(con, stage, load.table, replacing=replacing, key=load.key)
+    def bulk_load(self, con: Any, qualified: str, frame: pl.DataFrame, table: str) -> int:
+        return self.copy_into(con, qualified, frame)
 
     def swap_in(
         self, con: Any, staging: str, table: str, *, replacing: bool, key: Sequence[str] | None
@@ -1206,6 +1253,19 @@ class _MySQLBackend(_Backend):
                 keys.setdefault(index, set()).add(column)
         return list(keys.values())
 
+    def read_table(self, table: str) -> Any:
+        """``TINYINT(1)`` columns holding 0/1 come back as booleans (how MySQL stores BOOLEAN);
+        decimals wider than ConnectorX reads go through the driver."""
+        info = mysql_columns(self.target, table, classes=STORAGE, component=self.label)
+        data = read_arrow(
+            self.target,
+            f"SELECT * FROM {self.qualified(table)}",  # noqa: S608
+            path="driver" if info.wide_decimals else "auto",
+            classes=STORAGE,
+            component=self.label,
+        )
+        return tinyint_as_bool(data, info.bools, checked=False)
+
     # -- locks and leftovers: a load holds GET_LOCK(<staging name>) while its table exists --
 
     def hold(self, con: Any, name: str) -> None:
@@ -1235,6 +1295,7 @@ class _MySQLBackend(_Backend):
                 if free and free[0] == 1:  # the session that held it is gone
                     cur.execute(f"DROP TABLE IF EXISTS {self.qualified(name)}")
                     dropped.append(name)
+        con.commit()  # end the catalog reads' transaction before the load's DDL
         if dropped:
             self.owner.logger.warning(
                 "%s: dropped staging tables left by killed loads: %s", self.label, dropped
@@ -1278,9 +1339,14 @@ class _MySQLBackend(_Backend):
     def _load_data(self, con: Any, qualified: str, data: pl.DataFrame, table: str) -> int:
         import polars as pl
 
-        text_cols = {
-            n for n, d in data.schema.items() if d in (pl.String, pl.Binary) or d.is_temporal()
-        }
+        # bytes travel as hex (UNHEX on the server); float32 as the exact double of its value
+        # (its shortest float32 text, e.g. 3.4028235e38, is out of FLOAT's range as a double)
+        binary = [n for n, d in data.schema.items() if d == pl.Binary]
+        data = data.with_columns(
+            [pl.col(n).bin.encode("hex") for n in binary]
+            + [pl.col(n).cast(pl.Float64) for n, d in data.schema.items() if d == pl.Float32]
+        )
+        text_cols = {n for n, d in data.schema.items() if d == pl.String or d.is_temporal()}
         fd, path = tempfile.mkstemp(prefix="dp-load-", suffix=".csv")
         os.close(fd)
         try:
@@ -1290,14 +1356,22 @@ class _MySQLBackend(_Backend):
                 null_value="NULL",
                 quote_style="non_numeric" if text_cols else "necessary",
                 datetime_format="%Y-%m-%d %H:%M:%S%.6f",
+                time_format="%H:%M:%S%.6f",
             )
-            cols = ", ".join(self.q(c) for c in data.columns)
+            names = [f"@dp_{i}" if n in binary else self.q(n) for i, n in enumerate(data.columns)]
+            target = f"({', '.join(names)})"
+            if binary:
+                target += " SET " + ", ".join(
+                    f"{self.q(n)} = UNHEX(@dp_{i})"
+                    for i, n in enumerate(data.columns)
+                    if n in binary
+                )
             with con.cursor() as cur:
                 stored = cur.execute(
                     "LOAD DATA LOCAL INFILE %s INTO TABLE "
                     + f"{qualified} CHARACTER SET utf8mb4 ".replace("%", "%%")
                     + "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' "
-                    + f"LINES TERMINATED BY '\\n' ({cols})".replace("%", "%%"),
+                    + f"LINES TERMINATED BY '\\n' {target}".replace("%", "%%"),
                     [path],
                 )
                 cur.execute("SHOW WARNINGS LIMIT 3")
@@ -1328,46 +1402,21 @@ class _MySQLBackend(_Backend):
         except pymysql.err.MySQLError as exc:
             raise self.load_error(exc, load.table) from None
 
-    def store_plan(self, con: Any, load: _Load) -> str:
-        table, frame = load.table, load.frame
-        load.dropped_leftovers = self.drop_leftovers_on(con, table)
-        con.commit()
-        existing = self.columns(con, table)
-        self.fail_if_exists(existing, load.if_exists, table)
-        if existing is None or load.if_exists == "replace":
-            self.load_new(con, load, replacing=existing is not None)
-            return "created" if existing is None else "replaced"
-        columns = self.evolve(con, table, existing, frame)
-        if load.if_exists == "append":
-            frame = frame.select([c for c in columns if c in frame.columns])
-            with self.begin(con):
-                self.count_check(
-                    self.load(con, self.qualified(table), frame, table), load, "append"
-                )
-            return "appended"
-        assert load.key is not None
-        self.require_unique_key(con, table, load.key)
-        self.upsert(con, load, transaction=True)
-        return "upserted"
+    def bulk_load(self, con: Any, qualified: str, frame: pl.DataFrame, table: str) -> int:
+        return self.load(con, qualified, frame, table)
 
-    def upsert(self, con: Any, load: _Load, *, transaction: bool) -> None:
-        """Load a TEMPORARY stage (no implicit commit) and merge it with ON DUPLICATE KEY."""
-        assert load.key is not None
-        frame = load.frame
-        stage = self.q(self.staging_name(load.table))
-        with con.cursor() as cur:
-            cur.execute(self.create_sql(stage, frame, load.key, temp=True))
-        try:
-            with self.begin(con) if transaction else contextlib.nullcontext():
-                self.count_check(self.load(con, stage, frame, load.table), load, "upsert")
-                sql = self.dialect.upsert_sql(
-                    self.qualified(load.table), stage, frame.columns, load.key
-                )
-                with con.cursor() as cur:
-                    cur.execute(sql)
-        finally:
-            with con.cursor() as cur:
-                cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {stage}")
+    def drop_temp_sql(self, stage: str) -> str:
+        return f"DROP TEMPORARY TABLE IF EXISTS {stage}"  # no implicit commit
+
+    def append(self, con: Any, load: _Load, frame: pl.DataFrame) -> None:
+        with self.begin(con):  # DDL (evolve) committed already: the rows in one transaction
+            super().append(con, load, frame)
+
+    def upsert(self, con: Any, load: _Load, *, transaction: bool = True) -> None:
+        """A TEMPORARY stage (its DDL commits nothing) merged with ON DUPLICATE KEY, in one
+        transaction (or in the caller's)."""
+        with self.begin(con) if transaction else contextlib.nullcontext():
+            super().upsert(con, load)
 
     def load_new(self, con: Any, load: _Load, *, replacing: bool) -> None:
         # DDL commits implicitly in MySQL: load a staging table, then one atomic RENAME
@@ -1535,7 +1584,10 @@ class _SQLiteBackend(_Backend):
     def temp_table_keyword(self) -> str:
         return "TEMP TABLE"
 
-    def insert_rows(self, con: Any, qualified: str, frame: pl.DataFrame) -> int:
+    def drop_temp_sql(self, stage: str) -> str:
+        return f"DROP TABLE IF EXISTS temp.{stage}"
+
+    def bulk_load(self, con: Any, qualified: str, frame: pl.DataFrame, table: str) -> int:
         data = _prepare(frame, "sqlite", self.label)
         cols = ", ".join(self.q(c) for c in data.columns)
         marks = ", ".join(["?"] * data.width)
@@ -1568,35 +1620,12 @@ class _SQLiteBackend(_Backend):
             except sqlite3.Error as exc:
                 raise self.load_error(exc, load.table) from None
 
-    def store_plan(self, con: Any, load: _Load) -> str:
-        table, frame = load.table, load.frame
-        existing = self.columns(con, table)
-        self.fail_if_exists(existing, load.if_exists, table)
-        if existing is None or load.if_exists == "replace":
-            # a staging table renamed over the target, inside the caller's BEGIN IMMEDIATE
-            staged = self.q(self.staging_name(table))
-            con.execute(self.create_sql(staged, frame, load.key, not_null=load.not_null))
-            self.count_check(self.insert_rows(con, staged, frame), load, "replace")
-            if existing is not None:
-                con.execute(f"DROP TABLE {self.qualified(table)}")
-            con.execute(f"ALTER TABLE {staged} RENAME TO {self.q(table)}")
-            return "created" if existing is None else "replaced"
-        columns = self.evolve(con, table, existing, frame)
-        if load.if_exists == "append":
-            frame = frame.select([c for c in columns if c in frame.columns])
-            self.count_check(self.insert_rows(con, self.qualified(table), frame), load, "append")
-            return "appended"
-        assert load.key is not None
-        self.require_unique_key(con, table, load.key)
-        stage = self.q(self.staging_name(table))
-        con.execute(self.create_sql(stage, frame, load.key, temp=True))
-        try:
-            self.count_check(self.insert_rows(con, stage, frame), load, "upsert")
-            sql = self.dialect.upsert_sql(self.qualified(table), stage, frame.columns, load.key)
-            con.execute(sql)
-        finally:
-            con.execute(f"DROP TABLE IF EXISTS temp.{stage}")
-        return "upserted"
+    def swap_in(
+        self, con: Any, staging: str, table: str, *, replacing: bool, key: Sequence[str] | None
+    ) -> None:
+        if replacing:
+            con.execute(f"DROP TABLE {self.qualified(table)}")
+        con.execute(f"ALTER TABLE {self.qualified(staging)} RENAME TO {self.q(table)}")
 
     def _offending_row(
         self, con: Any, frame: pl.DataFrame, table: str, message: str

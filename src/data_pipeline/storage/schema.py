@@ -19,8 +19,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from data_pipeline.core.errors import ConfigError, NotFoundError, StorageSchemaError
-from data_pipeline.core.frames import to_polars
+from data_pipeline.core.engines import to_polars
+from data_pipeline.core.errors import (
+    ConfigError,
+    NotFoundError,
+    StorageSchemaError,
+    UnsupportedOperationError,
+)
+from data_pipeline.core.types import DataType, from_polars, parse_type
 from data_pipeline.storage._common import reject_unknown_options
 
 if TYPE_CHECKING:
@@ -35,6 +41,8 @@ __all__ = [
     "SchemaViolation",
 ]
 
+#: the logical types of fields (any name :func:`data_pipeline.core.types.parse_type` reads is
+#: accepted: ``integer``, ``text``, ``decimal(10,2)``, ``datetime[us, UTC]``, ...)
 FIELD_TYPES: tuple[str, ...] = (
     "string",
     "int8",
@@ -54,111 +62,29 @@ FIELD_TYPES: tuple[str, ...] = (
     "time",
     "duration",
     "binary",
+    "category",
 )
-_ALIASES = {
-    "str": "string",
-    "text": "string",
-    "varchar": "string",
-    "utf8": "string",
-    "int": "int64",
-    "integer": "int64",
-    "bigint": "int64",
-    "smallint": "int16",
-    "float": "float64",
-    "double": "float64",
-    "real": "float32",
-    "number": "float64",
-    "numeric": "decimal",
-    "boolean": "bool",
-    "timestamp": "datetime",
-    "bytes": "binary",
-}
-# A value of the key type can be read as any type in its set (widening only).
-_WIDENS: dict[str, set[str]] = {
-    "int8": {"int16", "int32", "int64", "float32", "float64", "decimal"},
-    "int16": {"int32", "int64", "float32", "float64", "decimal"},
-    "int32": {"int64", "float64", "decimal"},
-    "int64": {"decimal"},
-    "uint8": {"uint16", "uint32", "uint64", "int16", "int32", "int64", "float32", "float64"},
-    "uint16": {"uint32", "uint64", "int32", "int64", "float32", "float64"},
-    "uint32": {"uint64", "int64", "float64"},
-    "float32": {"float64"},
-    "date": {"datetime"},
-}
 
 CompatibilityMode = Literal["BACKWARD", "FORWARD", "FULL", "NONE"]
 COMPATIBILITY_MODES: tuple[str, ...] = ("BACKWARD", "FORWARD", "FULL", "NONE")
 
 
 def _normalise_type(value: str) -> str:
-    text = str(value).strip().lower()
-    text = _ALIASES.get(text, text)
-    if text not in FIELD_TYPES:
+    """The canonical name of a field type (one vocabulary: :mod:`data_pipeline.core.types`)."""
+    try:
+        return parse_type(value).name
+    except ConfigError as exc:
         raise ConfigError(
-            f"unknown field type {value!r}",
-            component="SchemaField",
-            hint=f"use one of {', '.join(FIELD_TYPES)}",
-        )
-    return text
+            f"unknown field type {value!r}", component="SchemaField", hint=exc.hint
+        ) from None
 
 
 def type_of(dtype: Any) -> str:
-    """The schema type name of a polars dtype."""
-    import polars as pl
-
-    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, (pl.Categorical, pl.Enum)):
-        return "string"
-    if isinstance(dtype, pl.Datetime):
-        return "datetime"
-    if isinstance(dtype, pl.Duration):
-        return "duration"
-    if isinstance(dtype, pl.Decimal):
-        return "decimal"
-    names = {
-        pl.Int8: "int8",
-        pl.Int16: "int16",
-        pl.Int32: "int32",
-        pl.Int64: "int64",
-        pl.UInt8: "uint8",
-        pl.UInt16: "uint16",
-        pl.UInt32: "uint32",
-        pl.UInt64: "uint64",
-        pl.Float32: "float32",
-        pl.Float64: "float64",
-        pl.Boolean: "bool",
-        pl.Date: "date",
-        pl.Time: "time",
-        pl.Binary: "binary",
-    }
-    for klass, name in names.items():
-        if dtype == klass:
-            return name
-    return str(dtype).lower()
-
-
-def _polars_dtype(type_name: str) -> Any:
-    import polars as pl
-
-    return {
-        "string": pl.String,
-        "int8": pl.Int8,
-        "int16": pl.Int16,
-        "int32": pl.Int32,
-        "int64": pl.Int64,
-        "uint8": pl.UInt8,
-        "uint16": pl.UInt16,
-        "uint32": pl.UInt32,
-        "uint64": pl.UInt64,
-        "float32": pl.Float32,
-        "float64": pl.Float64,
-        "decimal": pl.Decimal(38, 9),
-        "bool": pl.Boolean,
-        "date": pl.Date,
-        "datetime": pl.Datetime("us"),
-        "time": pl.Time,
-        "duration": pl.Duration("us"),
-        "binary": pl.Binary,
-    }[type_name]
+    """The schema type name of a polars dtype (its own name when it has no logical type)."""
+    try:
+        return from_polars(dtype).name
+    except UnsupportedOperationError:
+        return str(dtype).lower()
 
 
 class SchemaField:
@@ -188,13 +114,29 @@ class SchemaField:
         self.default = default
 
     @property
+    def data_type(self) -> DataType:
+        """The logical type of this field."""
+        return parse_type(self.type)
+
+    @property
     def dtype(self) -> Any:
         """The polars dtype of this field."""
-        return _polars_dtype(self.type)
+        return self.data_type.polars()
 
     def accepts(self, type_name: str) -> bool:
-        """True when a column of ``type_name`` fits this field (same type or a widening)."""
-        return type_name == self.type or self.type in _WIDENS.get(type_name, set())
+        """True when a column of ``type_name`` fits this field (same type or a widening).
+
+        A field declared ``datetime`` (no time zone) takes datetimes of any zone, as it always
+        did; a field with a zone takes only that zone.
+        """
+        try:
+            given = parse_type(type_name)
+        except ConfigError:
+            return False
+        mine = self.data_type
+        if mine.kind == "datetime" and given.kind == "datetime" and mine.time_zone is None:
+            return True
+        return given.widens_to(mine)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "type": self.type, "nullable": self.nullable}

@@ -130,7 +130,8 @@ class DataWarehouseStorage(StorageSystem):
 
     def __init__(self, name: str, config: Any = None) -> None:
         super().__init__(name, config)
-        self._memory_con: Any = None
+        self._memory_con: Any = None  # the connection kept: ":memory:", or inside `with`
+        self._held = False
         self._sql: Any = None
         self._local = threading.local()  # .tx: the open transaction of this thread
         if self.settings.engine == "sqlalchemy":
@@ -164,17 +165,24 @@ class DataWarehouseStorage(StorageSystem):
             yield tx.con
             return
         database = self.settings.database
-        if database == ":memory:":
+        if database == ":memory:" or self._held:
             if self._memory_con is None:
-                self._memory_con = duckdb.connect(
-                    ":memory:", config=dict(self.settings.duckdb_config or {})
-                )
+                self._memory_con = self._open(duckdb, database)
             yield self._memory_con
             return
+        con = self._open(duckdb, database)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def _open(self, duckdb: Any, database: str) -> Any:
+        if database == ":memory:":
+            return duckdb.connect(":memory:", config=dict(self.settings.duckdb_config or {}))
         if not self.settings.read_only:
             os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
         try:
-            con = duckdb.connect(
+            return duckdb.connect(
                 database,
                 read_only=self.settings.read_only,
                 config=dict(self.settings.duckdb_config or {}),
@@ -185,16 +193,24 @@ class DataWarehouseStorage(StorageSystem):
                 component=self.label,
                 hint="check the path; a DuckDB file can be open for writing in one process only",
             ) from exc
-        try:
-            yield con
-        finally:
-            con.close()
 
     def close(self) -> None:
-        """Close the in-memory connection (its data is lost)."""
+        """Close the kept connection (in memory: its data is lost)."""
+        self._held = False
         if self._memory_con is not None:
             self._memory_con.close()
             self._memory_con = None
+
+    def __enter__(self) -> DataWarehouseStorage:
+        """Inside a ``with`` block a DuckDB file stays open (one connection for every call;
+        the file is locked for other processes until the block ends), e.g. for a stream job
+        that stores every batch. Outside, each call opens and closes it."""
+        self._held = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.settings.database != ":memory:":
+            self.close()
 
     # -- store ------------------------------------------------------------------------------
 
@@ -383,10 +399,48 @@ class DataWarehouseStorage(StorageSystem):
     # -- transactions and checkpoints -------------------------------------------------------
 
     def supports_transactions(self) -> bool:
+        if self.settings.engine == "delta":
+            path = self.settings.path or ""
+            return "://" not in path or path.startswith("file://")
         return self.settings.engine == "duckdb"
 
-    def _open_tx(self) -> _DuckTransaction | None:
+    def _where(self) -> str:
+        return repr(self.settings.path or self.settings.database)
+
+    def _open_tx(self) -> Any:
         return getattr(self._local, "tx", None)
+
+    def _checkpoints(self) -> str:
+        assert self.settings.path is not None
+        return os.path.join(self.settings.path, ".dp_checkpoints")
+
+    def _delta_transaction(self) -> Iterator[Any]:
+        """Delta tables: each store() stages its rows in a Parquet file; one manifest (with the
+        checkpoint) renamed into ``<path>/.dp_checkpoints`` is the commit; then each staged
+        write becomes a Delta commit carrying the checkpoint's name and batch as an
+        application transaction, so a write applied before a crash is not applied twice."""
+        from data_pipeline.core.checkpoint import StagedTransaction
+
+        StagedTransaction.recover(self._checkpoints(), self._apply_staged)
+        tx = StagedTransaction(self._checkpoints(), self._apply_staged)
+        self._local.tx = tx
+        try:
+            yield tx
+        except BaseException:
+            self._local.tx = None
+            for operation in tx.operations:
+                with contextlib.suppress(OSError):
+                    os.remove(operation["staged"])
+            raise
+        self._local.tx = None
+        tx.commit()
+
+    def recover_checkpoint(self, name: str) -> None:
+        """Delta: finish the writes a committed manifest lists (a crash after the commit)."""
+        from data_pipeline.core.checkpoint import StagedTransaction
+
+        if self.settings.engine == "delta" and self.supports_transactions():
+            StagedTransaction.recover(self._checkpoints(), self._apply_staged)
 
     @contextmanager
     def transaction(self) -> Iterator[_DuckTransaction]:
@@ -398,11 +452,13 @@ class DataWarehouseStorage(StorageSystem):
 
         from data_pipeline.core.errors import UnsupportedOperationError
 
-        if self.settings.engine != "duckdb":
+        if not self.supports_transactions():
             raise UnsupportedOperationError(
-                f"transactions of engine {self.settings.engine!r} are not supported yet",
+                f"transactions of engine {self.settings.engine!r} on {self._where()} are not "
+                "supported",
                 component=self.label,
-                hint="use engine 'duckdb', or keep the checkpoint in a folder",
+                hint="use engine 'duckdb', or delta on a local path; or keep the checkpoint in "
+                "a folder",
             )
         if self._open_tx() is not None:
             raise ConfigError(
@@ -410,6 +466,9 @@ class DataWarehouseStorage(StorageSystem):
                 component=self.label,
                 hint="do not nest transaction() blocks",
             )
+        if self.settings.engine == "delta":
+            yield from self._delta_transaction()
+            return
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             tx = _DuckTransaction(self, con)
@@ -433,10 +492,13 @@ class DataWarehouseStorage(StorageSystem):
 
     def load_checkpoint(self, name: str) -> Checkpoint | None:
         """The checkpoint ``name`` from the state table (None when there is none)."""
-        from data_pipeline.core.checkpoint import STATE_TABLE, Checkpoint
+        from data_pipeline.core.checkpoint import STATE_TABLE, Checkpoint, Manifest
 
-        if self.settings.engine != "duckdb":
-            self.transaction().__enter__()  # raises: not supported
+        if not self.supports_transactions():
+            return None
+        if self.settings.engine == "delta":
+            self.recover_checkpoint(name)
+            return Manifest(self._checkpoints(), name).load()
         with self.connect() as con:
             if self._columns(con, STATE_TABLE) is None:
                 return None
@@ -471,7 +533,6 @@ class DataWarehouseStorage(StorageSystem):
     def _store_delta(
         self, table: pa.Table, target: str, if_exists: str, key: list[str] | None
     ) -> StoreResult:
-        deltalake = import_optional("deltalake", extra="delta", feature="Delta Lake tables")
         import polars as pl
 
         uri = self._delta_uri(target)
@@ -481,46 +542,112 @@ class DataWarehouseStorage(StorageSystem):
         exists = self._delta_exists(uri)
         if exists and if_exists == "fail":
             raise already_exists_error(f"Delta table {uri!r}", component=self.label)
-        opts = self.settings.storage_options
         if key:
             check_unique_key(frame, key, target, self.label)
         if exists and if_exists == "upsert":
-            assert key is not None
-            predicate = " AND ".join(
-                f"t.{quote_ident(k, '`')} = s.{quote_ident(k, '`')}" for k in key
-            )
-            (
-                deltalake.DeltaTable(uri, storage_options=opts)
-                .merge(source=table, predicate=predicate, source_alias="s", target_alias="t")
-                .when_matched_update_all()
-                .when_not_matched_insert_all()
-                .execute()
-            )
-            action = "upserted"
+            how, action = "merge", "upserted"
+        elif exists and if_exists == "append":
+            how, action = "append", "appended"
         else:
-            mode = "append" if exists and if_exists == "append" else "overwrite"
-            kwargs: dict[str, Any] = {}
-            if mode == "overwrite":
-                kwargs["schema_mode"] = "overwrite"
-                if self.settings.partition_by:
-                    kwargs["partition_by"] = self.settings.partition_by
-            elif self.settings.schema_evolution:
-                kwargs["schema_mode"] = "merge"
-            try:
-                deltalake.write_deltalake(uri, table, mode=mode, storage_options=opts, **kwargs)
-            except deltalake.exceptions.SchemaMismatchError as exc:
-                raise StorageSchemaError(
-                    f"the data does not fit Delta table {uri!r}: {exc}",
-                    component=self.label,
-                    hint="set schema_evolution: true to add new columns, or use if_exists='replace'",
-                ) from exc
-            action = "appended" if mode == "append" else ("replaced" if exists else "created")
+            how, action = "overwrite", ("replaced" if exists else "created")
+        operation: dict[str, Any] = {"kind": "delta", "uri": uri, "how": how, "key": key}
+        if how == "overwrite" and self.settings.partition_by:
+            operation["partition_by"] = list(self.settings.partition_by)
+        if how == "overwrite":
+            operation["schema_mode"] = "overwrite"
+        elif how == "append" and self.settings.schema_evolution:
+            operation["schema_mode"] = "merge"
+        tx = self._open_tx()
+        if tx is not None:  # staged: written to the table after the transaction's commit
+            operation["staged"] = self._stage_file(table)
+            tx.stage(operation, uri)
+            action = f"staged ({action})"
+        else:
+            self._apply_delta(operation, table)
         return StoreResult(
             target=uri,
             rows=table.num_rows,
             bytes=int(table.nbytes),
             details={"action": action, "engine": "delta"},
         )
+
+    def _stage_file(self, table: pa.Table) -> str:
+        """The batch's rows in a Parquet file beside the tables (fsynced), for the commit."""
+        import pyarrow.parquet as pq
+
+        from data_pipeline.core.checkpoint import fsync_dir
+
+        assert self.settings.path is not None
+        folder = os.path.join(self.settings.path, ".dp_staging")
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"{uuid.uuid4().hex}.parquet")
+        pq.write_table(table, path)
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+        fsync_dir(folder)
+        return path
+
+    def _apply_staged(self, operation: Any) -> None:
+        """Apply a staged Delta write once: a table that recorded the transaction's version
+        (Delta's application transactions) has it already."""
+        import pyarrow.parquet as pq
+
+        staged = str(operation["staged"])
+        if not os.path.exists(staged):
+            return  # applied, and its file removed
+        self._apply_delta(operation, pq.read_table(staged))
+        os.remove(staged)
+
+    def _apply_delta(self, operation: Any, table: pa.Table) -> None:
+        deltalake = import_optional("deltalake", extra="delta", feature="Delta Lake tables")
+        uri, how, opts = operation["uri"], operation["how"], self.settings.storage_options
+        commit: Any = None
+        txn = operation.get("txn")
+        if txn is not None:
+            if self._delta_exists(uri):
+                done = deltalake.DeltaTable(uri, storage_options=opts).transaction_version(
+                    txn["app_id"]
+                )
+                if done is not None and done >= txn["version"]:
+                    return  # this commit was applied before the process stopped
+            commit = deltalake.CommitProperties(
+                app_transactions=[deltalake.Transaction(txn["app_id"], txn["version"])]
+            )
+        if how == "merge":
+            key = operation["key"]
+            # null-safe: a null key value is one key, as in GROUP BY
+            predicate = " AND ".join(
+                f"t.{quote_ident(k, '`')} IS NOT DISTINCT FROM s.{quote_ident(k, '`')}" for k in key
+            )
+            (
+                deltalake.DeltaTable(uri, storage_options=opts)
+                .merge(
+                    source=table,
+                    predicate=predicate,
+                    source_alias="s",
+                    target_alias="t",
+                    commit_properties=commit,
+                )
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .execute()
+            )
+            return
+        kwargs: dict[str, Any] = {}
+        if operation.get("schema_mode"):
+            kwargs["schema_mode"] = operation["schema_mode"]
+        if operation.get("partition_by"):
+            kwargs["partition_by"] = operation["partition_by"]
+        try:
+            deltalake.write_deltalake(
+                uri, table, mode=how, storage_options=opts, commit_properties=commit, **kwargs
+            )
+        except deltalake.exceptions.SchemaMismatchError as exc:
+            raise StorageSchemaError(
+                f"the data does not fit Delta table {uri!r}: {exc}",
+                component=self.label,
+                hint="set schema_evolution: true to add new columns, or use if_exists='replace'",
+            ) from exc
 
     # -- retrieve -----------------------------------------------------------------------------
 

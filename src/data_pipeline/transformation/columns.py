@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import narwhals as nw
 from pydantic import Field, field_validator, model_validator
@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.errors import ColumnNotFoundError, SchemaError
+from data_pipeline.core.secrets import DATA_KEYS
 from data_pipeline.transformation._common import schema_of
 from data_pipeline.transformation.base import DataFrameTransformer
 
@@ -50,7 +51,7 @@ _FUNCTIONS = {
 class RenamerConfig(ConfigModel):
     """Config of :class:`ColumnRenamer`."""
 
-    mapping: dict[str, str] = Field(default_factory=dict)
+    mapping: Annotated[dict[str, str], DATA_KEYS] = Field(default_factory=dict)
     function: NameFunction | None = None
     strict: bool = True
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import narwhals as nw
 from pydantic import Field, model_validator
@@ -12,6 +12,7 @@ from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.errors import MissingValueError
 from data_pipeline.core.frames import is_lazy
+from data_pipeline.core.secrets import DATA_KEYS
 from data_pipeline.transformation._common import (
     collect_row,
     count_true,
@@ -61,7 +62,9 @@ class MissingValueConfig(ConfigModel):
     strategy: Strategy = "fill"
     columns: list[str] | None = None
     value: Any = None
-    column_strategies: dict[str, Strategy | ColumnStrategy] = Field(default_factory=dict)
+    column_strategies: Annotated[dict[str, Strategy | ColumnStrategy], DATA_KEYS] = Field(
+        default_factory=dict
+    )
     order_by: list[str] | None = None
     limit: int | None = Field(default=None, ge=1)
     max_missing_ratio: float = Field(default=0.5, ge=0.0, le=1.0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import narwhals as nw
 from pydantic import Field, model_validator
@@ -12,6 +12,7 @@ from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.errors import DataTypeError
 from data_pipeline.core.frames import is_lazy
+from data_pipeline.core.secrets import DATA_KEYS
 from data_pipeline.transformation._common import (
     collect_row,
     count_true,
@@ -55,7 +56,7 @@ class OutlierConfig(ConfigModel):
     upper: float | None = None
     action: Action = "clip"
     flag_suffix: str = Field(default="_outlier", min_length=1)
-    column_settings: dict[str, OutlierRule] = Field(default_factory=dict)
+    column_settings: Annotated[dict[str, OutlierRule], DATA_KEYS] = Field(default_factory=dict)
     nan_as_null: bool = True
     count: bool | None = None
 

@@ -10,16 +10,18 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import narwhals as nw
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.engines import engine_of
-from data_pipeline.core.errors import DataTypeError, UnsupportedOperationError
+from data_pipeline.core.errors import ConfigError, DataTypeError, UnsupportedOperationError
 from data_pipeline.core.frames import is_lazy
+from data_pipeline.core.secrets import DATA_KEYS
+from data_pipeline.core.types import parse_type, type_error_text
 from data_pipeline.transformation._common import (
     collect_row,
     count_true,
@@ -31,39 +33,18 @@ from data_pipeline.transformation.base import DataFrameTransformer
 
 __all__ = ["DataTypeConverter", "TypeSpec"]
 
-TypeName = Literal[
-    "int",
-    "int8",
-    "int16",
-    "int32",
-    "int64",
-    "float",
-    "float32",
-    "float64",
-    "decimal",
-    "bool",
-    "string",
-    "date",
-    "datetime",
-    "category",
-]
 ErrorMode = Literal["raise", "coerce", "reject"]
 
+#: the logical kinds a column converts to (any name of :mod:`data_pipeline.core.types` that means
+#: one of them: ``integer``, ``double``, ``text``, ``timestamp``, ``decimal(10,2)``, ...)
+TARGET_KINDS = ("int", "uint", "float", "decimal", "bool", "string", "date", "datetime", "category")
+
 _INTS: dict[str, tuple[Any, int, int]] = {
-    "int": (nw.Int64, -(2**63), 2**63 - 1),
-    "int64": (nw.Int64, -(2**63), 2**63 - 1),
-    "int32": (nw.Int32, -(2**31), 2**31 - 1),
-    "int16": (nw.Int16, -(2**15), 2**15 - 1),
-    "int8": (nw.Int8, -(2**7), 2**7 - 1),
+    name: (parse_type(name).narwhals(), *parse_type(name).integer_range())
+    for name in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 }
-_FLOATS = {"float": nw.Float64, "float64": nw.Float64, "float32": nw.Float32}
-_PANDAS_INTS = {
-    "int": "Int64",
-    "int64": "Int64",
-    "int32": "Int32",
-    "int16": "Int16",
-    "int8": "Int8",
-}
+_FLOATS = {"float64": nw.Float64, "float32": nw.Float32}
+_PANDAS_INTS = {name: parse_type(name).pandas() for name in _INTS}
 _TRUE = ["true", "t", "yes", "y", "1"]
 _FALSE = ["false", "f", "no", "n", "0"]
 _INT_TEXT = r"^[+-]?\d{1,19}$"
@@ -169,13 +150,52 @@ def date_groups(fmt: str, *, strict: bool = False) -> tuple[str, dict[str, tuple
 
 
 class TypeSpec(ConfigModel):
-    """One column's target: ``{"type": "datetime", "format": "%d/%m/%Y %H:%M", "time_zone": "UTC"}``."""
+    """One column's target: ``{"type": "datetime", "format": "%d/%m/%Y %H:%M", "time_zone": "UTC"}``.
 
-    type: TypeName
+    ``type`` is any type name (one vocabulary, docs/semantics.md); after validation it holds the
+    canonical name of the kind (``int64``, ``uint8``, ``float32``, ``decimal``, ``datetime``,
+    ...), with a decimal's precision and scale and a datetime's zone in their own fields.
+    """
+
+    type: str
     format: str | None = None
     time_zone: str | None = None
     precision: int = Field(default=38, ge=1, le=38)
     scale: int = Field(default=9, ge=0, le=38)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _vocabulary(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            return data
+        try:
+            target = parse_type(data["type"])
+        except ConfigError as exc:
+            raise ValueError(type_error_text(exc)) from None
+        if target.kind not in TARGET_KINDS:
+            raise ValueError(
+                f"cannot convert to {target.name}: the targets are int8-int64, uint8-uint64, "
+                "float32, float64, decimal, bool, string, date, datetime, category"
+            )
+        data = dict(data)
+        if target.kind == "decimal":
+            if "(" in data["type"]:
+                for key, value in (("precision", target.precision), ("scale", target.scale)):
+                    if data.get(key, value) != value:
+                        raise ValueError(f"{key} {data[key]} contradicts the type {target.name}")
+                    data[key] = value
+            data["type"] = "decimal"
+        elif target.kind == "datetime":
+            if target.time_zone is not None:
+                if data.get("time_zone", target.time_zone) != target.time_zone:
+                    raise ValueError(
+                        f"time_zone {data['time_zone']!r} contradicts the type {target.name}"
+                    )
+                data["time_zone"] = target.time_zone
+            data["type"] = "datetime"
+        else:
+            data["type"] = target.name
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> TypeSpec:
@@ -202,10 +222,17 @@ class TypeSpec(ConfigModel):
 class ConverterConfig(ConfigModel):
     """Config of :class:`DataTypeConverter`."""
 
-    columns: dict[str, TypeName | TypeSpec]
+    columns: Annotated[dict[str, TypeSpec], DATA_KEYS]
     errors: ErrorMode = "raise"
     max_examples: int = Field(default=5, ge=1)
     strip_whitespace: bool = True
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _specs(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {c: {"type": t} if isinstance(t, str) else t for c, t in value.items()}
+        return value
 
     @model_validator(mode="after")
     def _some(self) -> ConverterConfig:
@@ -214,16 +241,18 @@ class ConverterConfig(ConfigModel):
         return self
 
     def spec(self, column: str) -> TypeSpec:
-        value = self.columns[column]
-        return value if isinstance(value, TypeSpec) else TypeSpec(type=value)
+        return self.columns[column]
 
 
 class DataTypeConverter(DataFrameTransformer):
     """Convert columns to another type; bad values raise, become null, or are rejected.
 
-    ``columns`` maps a column to a type name (int, int8-int64, float, float32, float64,
-    decimal, bool, string, date, datetime, category) or to ``{"type": ..., "format": ...,
-    "time_zone": ..., "precision": ..., "scale": ...}``. Text is stripped first (unless
+    ``columns`` maps a column to a type name or to ``{"type": ..., "format": ...,
+    "time_zone": ..., "precision": ..., "scale": ...}``. The names are the one vocabulary of
+    the framework (docs/semantics.md): integers (``int``/``integer``/``bigint`` are 64-bit,
+    ``int8``-``int64``, ``uint8``-``uint64``), floats (``float``/``double`` are 64-bit,
+    ``float32``), ``decimal`` or ``decimal(p,s)``, ``bool``, ``string``/``text``, ``date``,
+    ``datetime``/``timestamp`` (``datetime[us, UTC]`` zoned), ``category``. Text is stripped first (unless
     ``strip_whitespace: false``); an empty text is missing (null), not an error. Bools accept
     true/false, t/f, yes/no, y/n, 1/0 (any case). Dates default to ``%Y-%m-%d``, datetimes to
     ``%Y-%m-%d %H:%M:%S`` (also a ``T`` separator, a date alone, or no seconds).
@@ -814,19 +843,8 @@ def _polars_fast(dtype: Any, spec: TypeSpec) -> bool:
 def _polars_dtype(spec: TypeSpec) -> Any:
     import polars as pl
 
-    ints = {
-        "int": pl.Int64,
-        "int64": pl.Int64,
-        "int32": pl.Int32,
-        "int16": pl.Int16,
-        "int8": pl.Int8,
-    }
-    if spec.type in ints:
-        return ints[spec.type]
-    if spec.type in _FLOATS:
-        return pl.Float32 if spec.type == "float32" else pl.Float64
-    if spec.type == "date":
-        return pl.Date
+    if spec.type in _INTS or spec.type in _FLOATS or spec.type == "date":
+        return parse_type(spec.type).polars()
     fmt = spec.format or _DEFAULT_DATETIME
     zone = spec.time_zone or ("UTC" if "%z" in fmt else None)
     return pl.Datetime("us", zone)

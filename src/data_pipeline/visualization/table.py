@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import narwhals as nw
 from pydantic import Field, field_validator
@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.frames import column_names, row_count, to_polars
+from data_pipeline.core.secrets import DATA_KEYS
 from data_pipeline.visualization.base import Visualization, VisualizationConfig, to_records
 
 __all__ = ["Table", "TableConfig"]
@@ -29,8 +30,8 @@ class TableConfig(VisualizationConfig):
     """Table keys: ``columns``, ``titles``, ``formats``, ``max_rows``, ``sort_by``, ``descending``."""
 
     columns: list[str] | None = None
-    titles: dict[str, str] = Field(default_factory=dict)
-    formats: dict[str, str] = Field(default_factory=dict)
+    titles: Annotated[dict[str, str], DATA_KEYS] = Field(default_factory=dict)
+    formats: Annotated[dict[str, str], DATA_KEYS] = Field(default_factory=dict)
     max_rows: int = Field(default=100, ge=1, le=100_000)
     sort_by: str | None = None
     descending: bool = False

@@ -227,60 +227,119 @@ def test_operator_without_state_restores_fresh() -> None:
 
 CHILD = textwrap.dedent(
     """
-    import os, sys
+    import json, os, sys
     import polars as pl
-    from data_pipeline.core.checkpoint import Checkpointer
-    from data_pipeline.storage import DataWarehouseStorage
+    from data_pipeline.core import checkpoint as ck
+    from data_pipeline.storage import DataWarehouseStorage, FileSystemStorage
 
-    database, crash_at, broken = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "broken"
-    if broken:  # the stores do not join the transaction: each commits on its own
-        DataWarehouseStorage._open_tx = lambda self: None
-    wh = DataWarehouseStorage(name="wh", config={"database": database})
-    job = Checkpointer("job", wh)
+    kind, config, crash_at, where, broken = json.loads(sys.argv[1])
+    cls = {"duckdb": DataWarehouseStorage, "delta": DataWarehouseStorage,
+           "parquet": FileSystemStorage}[kind]
+    if broken:  # the stores do not join the transaction: each lands on its own
+        cls._open_tx = lambda self: None
+    storage = cls(name="s", config=config)
+    job = ck.Checkpointer("job", storage)
     restored = job.restore()
     start = restored.batch if restored else 0
-    real_snapshot = job.snapshot
+    if where == "before-checkpoint":  # after the batch's stores, before its checkpoint
+        real_snapshot = job.snapshot
 
-    def snapshot():
-        if job.batch + 1 == crash_at:
-            os._exit(9)  # killed after the batch's stores, before its checkpoint is written
-        return real_snapshot()
+        def snapshot():
+            if job.batch + 1 == crash_at:
+                os._exit(9)
+            return real_snapshot()
 
-    job.snapshot = snapshot
+        job.snapshot = snapshot
+    else:  # after the manifest's rename (the commit point), before its writes are applied
+        real_commit = ck.Manifest.commit
+
+        def commit(self, checkpoint, previous, operations=(), apply=None):
+            if checkpoint.batch == crash_at:
+                apply = lambda op: os._exit(9)
+            return real_commit(self, checkpoint, previous, operations, apply)
+
+        ck.Manifest.commit = commit
     for batch in range(start + 1, 6):
         with job.commit():
-            wh.store(pl.DataFrame({"batch": [batch] * 3}), "rows", if_exists="append")
-            wh.store(pl.DataFrame({"batch": [batch]}), "batches", if_exists="append")
+            storage.store(pl.DataFrame({"batch": [batch] * 3}), "rows", if_exists="append")
+            storage.store(pl.DataFrame({"batch": [batch]}), "batches", if_exists="append")
     """
 )
 
+STORES = {
+    "duckdb": lambda tmp: {"database": str(tmp / "wh.duckdb")},
+    "parquet": lambda tmp: {"base_path": str(tmp / "lake")},
+    "delta": lambda tmp: {"engine": "delta", "path": str(tmp / "delta")},
+}
 
-def crash_drill(tmp_path: Path, *, broken: bool) -> tuple[int, list[int], list[int]]:
-    """Run the child until it dies in the commit of batch 3, then again to the end; return
-    the committed batch and the batches found in the two tables."""
-    database = str(tmp_path / "wh.duckdb")
+
+def _storage(kind: str, tmp_path: Path) -> Any:
+    from data_pipeline.storage import FileSystemStorage
+
+    cls = FileSystemStorage if kind == "parquet" else DataWarehouseStorage
+    return cls(name="s", config=STORES[kind](tmp_path))
+
+
+def crash_drill(
+    tmp_path: Path, kind: str, *, where: str = "before-checkpoint", broken: bool = False
+) -> tuple[int, list[int], list[int]]:
+    """Kill the child in the commit of batch 3 (``where``); return the committed batch and the
+    batches in the two tables as a new process finds them (the checkpoint load finishes a
+    committed manifest first)."""
     script = tmp_path / "child.py"
     script.write_text(CHILD, encoding="utf-8")
-    mode = "broken" if broken else "ok"
-    first = subprocess.run([sys.executable, str(script), database, "3", mode], check=False)
+    args = json.dumps([kind, STORES[kind](tmp_path), 3, where, broken])
+    first = subprocess.run([sys.executable, str(script), args], check=False)
     assert first.returncode == 9
-    with duckdb.connect(database, read_only=True) as con:
-        batch = con.execute("select batch from _dp_checkpoints").fetchall()[0][0]
-        rows = [r[0] for r in con.sql("select batch from rows order by 1").fetchall()]
-        batches = [r[0] for r in con.sql("select batch from batches order by 1").fetchall()]
-    return batch, rows, batches
+    storage = _storage(kind, tmp_path)
+    checkpoint = storage.load_checkpoint("job")
+    rows = sorted(storage.retrieve("rows")["batch"].to_list())
+    batches = sorted(storage.retrieve("batches")["batch"].to_list())
+    return checkpoint.batch, rows, batches
 
 
-def test_crash_in_the_commit_loses_and_doubles_nothing(tmp_path: Path) -> None:
-    batch, rows, batches = crash_drill(tmp_path, broken=False)
+@pytest.mark.parametrize("kind", ["duckdb", "parquet", "delta"])
+def test_crash_before_the_checkpoint_loses_and_doubles_nothing(tmp_path: Path, kind: str) -> None:
+    batch, rows, batches = crash_drill(tmp_path, kind)
     assert batch == 2
-    assert batches == [1, 2]  # batch 3's stores were rolled back with its checkpoint
+    assert batches == [1, 2]  # batch 3's stores went with its checkpoint
     assert rows == [1, 1, 1, 2, 2, 2]
 
 
-def test_crash_drill_catches_stores_outside_the_transaction(tmp_path: Path) -> None:
-    """The broken variant (stores that commit on their own) leaves batch 3 stored while the
+@pytest.mark.parametrize("kind", ["parquet", "delta"])
+def test_crash_after_the_manifest_is_finished_on_the_next_start(tmp_path: Path, kind: str) -> None:
+    """Killed after the commit point, before the files are renamed (Parquet) or the Delta
+    commits written: the next start applies them, once."""
+    batch, rows, batches = crash_drill(tmp_path, kind, where="after-manifest")
+    assert batch == 3
+    assert batches == [1, 2, 3]
+    assert rows == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet", "delta"])
+def test_crash_drill_catches_stores_outside_the_transaction(tmp_path: Path, kind: str) -> None:
+    """The broken variant (stores that land on their own) leaves batch 3 stored while the
     checkpoint says 2: a restart would store it twice. The drill sees it."""
-    batch, _, batches = crash_drill(tmp_path, broken=True)
+    batch, _, batches = crash_drill(tmp_path, kind, broken=True)
     assert batch == 2
     assert batches == [1, 2, 3]
+
+
+def test_delta_applies_a_staged_write_once(tmp_path: Path) -> None:
+    """Applying a committed manifest's Delta write again (a crash after the Delta commit,
+    before the manifest was rewritten) does not write it twice."""
+    import polars as pl
+
+    storage = _storage("delta", tmp_path)
+    storage.store(pl.DataFrame({"n": [1, 2]}), "t")
+    with storage.transaction() as tx:
+        storage.store(pl.DataFrame({"n": [0]}), "t", if_exists="append")
+        operation = dict(tx.operations[0])
+        tx.operations.clear()  # applied by hand below
+    assert operation["how"] == "append"
+    operation["txn"] = {"app_id": "data-pipeline:tx-test", "version": 1}
+    staged = storage._stage_file(pl.DataFrame({"n": [3]}).to_arrow())
+    storage._apply_staged({**operation, "staged": staged})
+    again = storage._stage_file(pl.DataFrame({"n": [3]}).to_arrow())
+    storage._apply_staged({**operation, "staged": again})  # the same version: skipped
+    assert sorted(storage.retrieve("t")["n"].to_list()) == [1, 2, 3]

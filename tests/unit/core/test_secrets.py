@@ -227,3 +227,70 @@ def test_log_records_of_libraries_are_cleaned(caplog: pytest.LogCaptureFixture) 
         logging.getLogger("httpx").info("HTTP Request: GET %s", "https://h/x?access_token=lib-77")
         logging.getLogger("botocore.endpoint").debug("headers {'Authorization': 'AWS4 cred'}")
     assert "lib-77" not in caplog.text and "AWS4 cred" not in caplog.text
+
+
+COLUMN_KEYED = [
+    (
+        "data_pipeline.processing",
+        "DataAggregator",
+        {"group_by": ["promo_code"], "aggregations": {"session_token": "count"}},
+    ),
+    (
+        "data_pipeline.processing",
+        "WindowedAggregator",
+        {"time_column": "ts", "window": "1m", "aggregations": {"zip_code": "mean"}},
+    ),
+    ("data_pipeline.transformation", "ColumnRenamer", {"mapping": {"api_key": "plain"}}),
+    ("data_pipeline.transformation", "DataTypeConverter", {"columns": {"secret_code": "int64"}}),
+    (
+        "data_pipeline.transformation",
+        "MissingValueHandler",
+        {"column_strategies": {"country_code": "mode"}},
+    ),
+    ("data_pipeline.processing", "DataEnricher", {"derived": {"auth_total": "a + b"}}),
+]
+
+
+@pytest.mark.parametrize(("module", "cls", "config"), COLUMN_KEYED)
+def test_column_named_like_a_credential_does_not_make_its_setting_secret(
+    module: str, cls: str, config: dict[str, object]
+) -> None:
+    """Dicts keyed by column names (DATA_KEYS) are data: a column called ``session_token`` does
+    not register its aggregation ``count`` as a secret (which would mask the word in every later
+    message), and metadata shows the setting. Without the marker the values are registered."""
+    import importlib
+
+    from data_pipeline.core import secrets
+
+    component = getattr(importlib.import_module(module), cls)(name="c", config=config)
+    shown = str(component.get_metadata()["config"])
+    for value in ("count", "mean", "plain", "int64", "mode", "a + b"):
+        assert redact_text(f"the {value} of x") == f"the {value} of x"
+    assert "***" not in shown, shown
+
+    # the broken variant: the same dict walked as free-form options registers the values
+    saved = set(secrets._secret_values), secrets._pattern
+    try:
+        secrets.register_secrets_in(dict(config))
+        values = {v for v in secrets._secret_values}
+        assert values & {"count", "mean", "plain", "int64", "mode", "a + b"}
+    finally:
+        secrets._secret_values.clear()
+        secrets._secret_values.update(saved[0])
+        secrets._pattern = saved[1]
+
+
+def test_data_keys_still_mask_typed_secrets() -> None:
+    from typing import Annotated
+
+    from data_pipeline.core.config import ConfigModel, SecretStr, validate_config
+    from data_pipeline.core.secrets import DATA_KEYS, redact
+
+    class Lookup(ConfigModel):
+        by_column: Annotated[dict[str, str | SecretStr], DATA_KEYS]
+
+    settings = validate_config(
+        Lookup, {"by_column": {"token": "plain", "x": SecretStr("typed-99")}}
+    )
+    assert redact(settings) == {"by_column": {"token": "plain", "x": "***"}}
+    assert redact_text("typed-99") == "***"

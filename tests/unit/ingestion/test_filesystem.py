@@ -463,3 +463,136 @@ def test_lazy_output_reads_at_collect_with_pushdown(tmp_path: Path) -> None:
     with path.open("a") as handle:  # written after ingest(): a lazy scan still sees it
         handle.write("3,c\n")
     assert lazy.filter(pl.col("id") > 1).select("name").collect()["name"].to_list() == ["b", "c"]
+
+
+# -- issue 14: values never lost at the edges ---------------------------------------------------
+
+MIXED = [{"a": 1, "k": 1}, {"a": {"b": 2}, "k": 2}]
+
+
+def _write_json(tmp_path: Path, fmt: str, records: list[dict[str, object]]) -> Path:
+    path = tmp_path / f"data.{fmt}"
+    if fmt == "json":
+        path.write_text(json.dumps(records))
+    else:
+        path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+@pytest.mark.parametrize(
+    ("records", "key", "kinds"),
+    [
+        (MIXED, "a", "an object in (record|line) 2 but a number in (record|line) 1"),
+        ([{"a": True}, {"a": 5}], "a", "a number in (record|line) 2 but a boolean"),
+        ([{"a": {"b": True}}, {"a": {"b": 1}}], "a", "at 'a.b'"),
+        ([{"a": [1]}, {"a": [{"x": 1}]}], "a", r"at 'a\[\]'"),
+    ],
+)
+def test_json_mixed_kinds_fail_naming_file_record_and_key(
+    tmp_path: Path, fmt: str, records: list[dict[str, object]], key: str, kinds: str
+) -> None:
+    """The first record's value used to become null silently (JSON) while JSON Lines raised
+    for the same data; now both name the file, the record and the key."""
+    path = _write_json(tmp_path, fmt, records)
+    with pytest.raises(ParseError, match=rf"data\.{fmt}.*key '{key}'.*{kinds}"):
+        source({"path": str(path)}).ingest()
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_json_mixed_kinds_kept_as_json_text(tmp_path: Path, fmt: str) -> None:
+    path = _write_json(tmp_path, fmt, [*MIXED, {"a": None, "k": 3}])
+    out = source({"path": str(path), "mixed_types": "json"}).ingest()
+    assert out.to_dicts() == [
+        {"a": "1", "k": 1},
+        {"a": '{"b": 2}', "k": 2},
+        {"a": None, "k": 3},
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_json_numbers_and_strings_read_as_text_in_both_formats(tmp_path: Path, fmt: str) -> None:
+    path = _write_json(tmp_path, fmt, [{"a": 1}, {"a": "x"}, {"a": True}])
+    assert source({"path": str(path)}).ingest()["a"].to_list() == ["1", "x", "true"]
+
+
+def test_jsonl_mixed_kinds_in_reject_mode_counts_every_line(tmp_path: Path) -> None:
+    path = _write_json(tmp_path, "jsonl", [*MIXED, {"a": 3, "k": 3}])
+    rejects = tmp_path / "rejects.csv"
+    src = source({"path": str(path), "on_bad_rows": "reject", "reject_path": str(rejects)})
+    out = src.ingest()
+    assert out.to_dicts() == [{"a": 1, "k": 1}, {"a": 3, "k": 3}]
+    rejected = pl.read_csv(rejects)
+    assert rejected["line"].to_list() == [2]
+    assert rejected["reason"][0] == "key 'a' holds an object in line 2 but a number in line 1"
+    meta = src.get_metadata()
+    assert meta["rows_in"] == meta["rows_out"] + meta["rows_rejected"] == 3
+
+
+SHORT_CSV = "id,name,price\n1,a,1.5\n2,b\n3,c,3.0\n"
+
+
+@pytest.mark.parametrize("output", ["polars", "lazy"])
+def test_csv_row_with_too_few_fields_is_an_error(tmp_path: Path, output: str) -> None:
+    """polars pads the short row with a null; by default that row is an error, as it is a bad
+    row in skip and reject mode."""
+    path = tmp_path / "short.csv"
+    path.write_text(SHORT_CSV)
+    with pytest.raises(ParseError, match=r"short\.csv' line 3: expected 3 fields, found 2"):
+        out = source({"path": str(path), "output": output}).ingest()
+        if output == "lazy":
+            out.select("id").collect()  # the short row is found even when price is not read
+
+
+def test_csv_trailing_empty_field_is_not_a_short_row(tmp_path: Path) -> None:
+    path = tmp_path / "ok.csv"
+    path.write_text("id,name,price\n1,a,1.5\n2,b,\n")
+    assert source({"path": str(path)}).ingest()["price"].to_list() == [1.5, None]
+
+
+@pytest.mark.parametrize("mode", ["error", "skip", "reject"])
+def test_csv_whitespace_only_records_are_counted(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "blank.csv"
+    path.write_text("id,name\n1,a\n   \n\n\t\n2,b\n")
+    config = {"path": str(path), "on_bad_rows": mode, "reject_path": str(tmp_path / "r.csv")}
+    if mode == "error":
+        with pytest.raises(ParseError, match="line 3: expected 2 fields, found 1"):
+            source(config).ingest()
+        return
+    src = source(config)
+    assert src.ingest()["id"].to_list() == [1, 2]
+    meta = src.get_metadata()
+    # records: 1,a / blanks / tab / 2,b (the empty line is no record, as for every reader)
+    assert (meta["rows_in"], meta["rows_out"], meta["rows_rejected"]) == (4, 2, 2)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])
+def test_empty_increment_keeps_the_schema(tmp_path: Path, fmt: str) -> None:
+    """No new file: 0 rows with the columns and types of the last delivered data (it used to be
+    a frame without columns, which a DuckDB append then refused)."""
+    data = tmp_path / "in"
+    data.mkdir()
+    first = pl.DataFrame({"id": [1, 2], "name": ["a", None], "day": [None, None]}).with_columns(
+        pl.col("day").cast(pl.Date)
+    )
+    if fmt == "csv":
+        first.drop("day").write_csv(data / "a.csv")
+        first = first.drop("day")
+    elif fmt == "parquet":
+        first.write_parquet(data / "a.parquet")
+    else:
+        first.drop("day").write_ndjson(data / "a.jsonl")
+        first = first.drop("day")
+    config = {"path": str(data), "incremental": True, "state_path": str(tmp_path / "s.json")}
+    got = source(config).ingest()
+    assert got.schema == first.schema
+    empty = source(config).ingest()
+    assert empty.height == 0 and empty.schema == first.schema
+    lazy = source({**config, "output": "lazy"}).ingest()
+    assert lazy.collect_schema() == first.schema
+    from data_pipeline.storage.warehouse import DataWarehouseStorage
+
+    wh = DataWarehouseStorage(name="wh", config={"database": str(tmp_path / "w.duckdb")})
+    wh.store(got, "t", if_exists="append")
+    wh.store(empty, "t", if_exists="append")  # failed before: a frame without columns
+    assert wh.retrieve("t").height == 2

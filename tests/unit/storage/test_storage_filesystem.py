@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -334,56 +329,6 @@ def test_fsspec_memory_url() -> None:
     fs = fsspec.filesystem("memory")
     assert [p.rsplit("/", 1)[-1] for p in fs.ls("/dp-test-lake", detail=False)] == ["sales.csv"]
     fs.rm("/dp-test-lake", recursive=True)
-
-
-# The issue's drill by default (20 kills of a 1M-row load); set DATA_PIPELINE_CRASH_ROUNDS=3
-# DATA_PIPELINE_CRASH_ROWS=100000 for a quick local run.
-CRASH_ROUNDS = int(os.environ.get("DATA_PIPELINE_CRASH_ROUNDS", "20"))
-CRASH_ROWS = int(os.environ.get("DATA_PIPELINE_CRASH_ROWS", "1_000_000"))
-
-CHILD = textwrap.dedent(
-    """
-    import sys, polars as pl
-    from data_pipeline.storage.filesystem import FileSystemStorage
-    base, partitioned = sys.argv[1], sys.argv[2] == "1"
-    config = {"base_path": base, "partition_by": ["part"]} if partitioned else {"base_path": base}
-    store = FileSystemStorage(name="child", config=config)
-    n = int(sys.argv[-1])
-    version = 1
-    print("ready", flush=True)
-    while True:
-        df = pl.DataFrame({"i": range(n), "version": [version] * n, "part": [i % 4 for i in range(n)]})
-        store.store(df, "t", if_exists="replace")
-        version += 1
-    """
-)
-
-
-@pytest.mark.parametrize("partitioned", [False, True])
-def test_sigkill_mid_write_leaves_old_or_new(tmp_path: Path, partitioned: bool) -> None:
-    import random
-
-    rng = random.Random(7)
-    base = tmp_path / "lake"
-    store = FileSystemStorage(name="check", config={"base_path": str(base)})
-    for _ in range(CRASH_ROUNDS):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(base), "1" if partitioned else "0", str(CRASH_ROWS)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(0.2 + rng.random() * (0.5 + CRASH_ROWS / 400_000))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stdout.close()
-        name = "t"
-        if not (base / "t.parquet").exists() and not (base / "t").exists():
-            continue  # killed before the first write landed
-        out = store.retrieve(name)
-        assert out.height == CRASH_ROWS
-        assert out["version"].n_unique() == 1
 
 
 def test_leftovers_of_a_killed_writer_are_removed_by_the_next_load(tmp_path: Path) -> None:

@@ -49,8 +49,11 @@ def test_json_roundtrip() -> None:
 def test_field_types_and_aliases() -> None:
     assert SchemaField("x", "integer").type == "int64"
     assert SchemaField("x", "TEXT").type == "string"
-    with pytest.raises(ConfigError, match="unknown field type 'blob'"):
-        SchemaField("x", "blob")
+    assert SchemaField("x", "blob").type == "binary"
+    assert SchemaField("x", "numeric(10, 2)").type == "decimal(10,2)"
+    assert SchemaField("x", "timestamptz").type == "datetime[us, UTC]"
+    with pytest.raises(ConfigError, match="unknown field type 'blobby'"):
+        SchemaField("x", "blobby")
     with pytest.raises(ConfigError, match="not fields"):
         Schema("s", [SchemaField("a")], primary_key=["b"])
     with pytest.raises(ConfigError, match="repeats"):

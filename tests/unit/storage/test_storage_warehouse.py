@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -197,53 +191,6 @@ def test_delta_tables(tmp_path: Path) -> None:
         wh.store(frame(), "../outside")
     with pytest.raises(InputNotFoundError):
         wh.retrieve("other")
-
-
-# The issue's drill by default (20 kills of a 1M-row load); set DATA_PIPELINE_CRASH_ROUNDS=3
-# DATA_PIPELINE_CRASH_ROWS=100000 for a quick local run.
-CRASH_ROUNDS = int(os.environ.get("DATA_PIPELINE_CRASH_ROUNDS", "20"))
-CRASH_ROWS = int(os.environ.get("DATA_PIPELINE_CRASH_ROWS", "1_000_000"))
-
-CHILD = textwrap.dedent(
-    """
-    import sys, polars as pl
-    from data_pipeline.storage.warehouse import DataWarehouseStorage
-    wh = DataWarehouseStorage(name="child", config={"database": sys.argv[1], "primary_key": ["i"]})
-    n = int(sys.argv[-1])
-    version = 1
-    print("ready", flush=True)
-    while True:
-        df = pl.DataFrame({"i": range(n), "version": [version] * n})
-        mode = "replace" if version % 2 else "upsert"
-        wh.store(df, "t", if_exists=mode)
-        version += 1
-    """
-)
-
-
-def test_sigkill_mid_load_leaves_old_or_new(tmp_path: Path) -> None:
-    import random
-
-    rng = random.Random(11)
-    db = tmp_path / "wh.duckdb"
-    for _ in range(CRASH_ROUNDS):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(db), str(CRASH_ROWS)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(0.2 + rng.random() * (0.6 + CRASH_ROWS / 400_000))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stdout.close()
-        check = DataWarehouseStorage(name="check", config={"database": str(db)})
-        if "t" not in check.list_tables():
-            continue
-        out = check.retrieve("t")
-        assert out.height == CRASH_ROWS
-        assert out["version"].n_unique() == 1
 
 
 def test_sqlalchemy_engine_delegates(tmp_path: Path) -> None:

@@ -160,40 +160,22 @@ def ddl_type(dtype: Any, dialect_name: str, *, is_key: bool = False) -> str:
     """
     import polars as pl
 
+    from data_pipeline.core.errors import UnsupportedOperationError
+    from data_pipeline.core.types import DataType, from_polars
+
     name = {"mariadb": "mysql"}.get(dialect_name, dialect_name)
-    pg, my, lite = name == "postgresql", name == "mysql", name == "sqlite"
-    if dtype == pl.Boolean:
-        return "INTEGER" if lite else "BOOLEAN"
-    if dtype in (pl.Int8, pl.Int16, pl.UInt8):
-        return "INTEGER" if lite else "SMALLINT"
-    if dtype in (pl.Int32, pl.UInt16):
-        return "INTEGER"
-    if dtype in (pl.Int64, pl.UInt32):
-        return "INTEGER" if lite else "BIGINT"
-    if dtype in (pl.UInt64, pl.Int128):
-        return "INTEGER" if lite else "DECIMAL(39, 0)" if my else "NUMERIC(39, 0)"
-    if dtype == pl.Float32:
-        return "REAL" if (pg or lite) else "FLOAT"
-    if dtype == pl.Float64:
-        return "REAL" if lite else "DOUBLE PRECISION" if pg else "DOUBLE" if my else "FLOAT"
-    if isinstance(dtype, pl.Decimal):
-        precision = dtype.precision or 38
-        return "REAL" if lite else f"DECIMAL({precision}, {dtype.scale})"
-    if dtype == pl.Date:
-        return "DATE"
-    if dtype == pl.Time:
-        return "TIME(6)" if my else "TIME"
-    if isinstance(dtype, pl.Datetime):
-        if my:
-            return "DATETIME(6)"
-        if pg:
-            return "TIMESTAMPTZ" if dtype.time_zone else "TIMESTAMP"
-        return "TIMESTAMP"
-    if isinstance(dtype, pl.Duration):
-        return "INTEGER" if lite else "BIGINT"
-    if dtype == pl.Binary:
-        return "BLOB" if lite else "BYTEA" if pg else "LONGBLOB" if my else "BLOB"
-    # strings, categoricals, nulls
-    if my:
-        return "VARCHAR(255)" if is_key else "LONGTEXT"
-    return "TEXT" if (pg or lite) else "VARCHAR(255)" if is_key else "TEXT"
+    if name not in ("postgresql", "mysql", "sqlite", "duckdb"):
+        name = "generic"
+    try:
+        logical = from_polars(dtype)  # the one vocabulary of types (core.types)
+    except UnsupportedOperationError:
+        if dtype == pl.Int128:
+            return (
+                "INTEGER"
+                if name == "sqlite"
+                else "DECIMAL(39, 0)"
+                if name == "mysql"
+                else "NUMERIC(39, 0)"
+            )
+        logical = DataType("string")  # nulls: a text column, as before
+    return logical.sql(name, is_key=is_key)

@@ -26,6 +26,7 @@ import importlib.util
 import os
 from collections.abc import Iterator
 from contextlib import closing
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from data_pipeline.core.deps import import_optional
@@ -39,7 +40,16 @@ from data_pipeline.core.sql_errors import ErrorClasses, translate_db_error
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["PATHS", "choose_path", "fix_arrow", "read_arrow", "rebatch"]
+__all__ = [
+    "PATHS",
+    "MySQLColumns",
+    "choose_path",
+    "fix_arrow",
+    "mysql_columns",
+    "read_arrow",
+    "rebatch",
+    "tinyint_as_bool",
+]
 
 PATHS = ("auto", "adbc", "connectorx", "driver", "duckdb", "sqlalchemy")
 _FETCH = 65_536  # rows per fetch on the driver path when no batch size is asked for
@@ -363,6 +373,105 @@ class _Reader:
 
 
 # -- Arrow helpers ------------------------------------------------------------------------------
+
+
+# -- MySQL/MariaDB table reads: booleans and wide decimals --------------------------------------
+
+#: ConnectorX reads MySQL decimals through rust_decimal, which holds 28 digits
+CONNECTORX_MYSQL_DIGITS = 28
+
+
+@dataclass(frozen=True)
+class MySQLColumns:
+    """What a MySQL/MariaDB table's column types say about reading it."""
+
+    bools: list[str]
+    """``TINYINT(1)`` (``BOOLEAN``) columns (with ``check_bools``: only those holding 0/1/NULL)."""
+    wide_decimals: list[str]
+    """``DECIMAL`` columns with more digits than ConnectorX reads (use the driver path)."""
+
+
+def mysql_columns(
+    target: SQLTarget,
+    table: str,
+    *,
+    classes: ErrorClasses,
+    component: str | None = None,
+    columns: list[str] | None = None,
+    check_bools: bool = False,
+    connection: Any = None,
+) -> MySQLColumns:
+    """Look up a MySQL/MariaDB table's boolean and wide-decimal columns (information_schema).
+
+    ``check_bools``: keep only the ``TINYINT(1)`` columns whose values are all 0/1/NULL in the
+    whole table (one ``SELECT SUM(col NOT IN (0, 1))``), for reads in batches that must agree.
+    """
+    con = connection or connect(target, classes=classes, component=component, autocommit=True)
+    rules = dialect("mysql")
+    try:
+        cur = con.cursor()
+        try:
+            sql, values = bind(
+                "SELECT COLUMN_NAME, LOWER(COLUMN_TYPE), NUMERIC_PRECISION, DATA_TYPE"
+                " FROM information_schema.COLUMNS"
+                " WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table"
+                " ORDER BY ORDINAL_POSITION",
+                {"schema": target.schema, "table": table},
+                "format",
+            )
+            cur.execute(sql, values)
+            rows = [r for r in cur.fetchall() if columns is None or r[0] in columns]
+            bools = [r[0] for r in rows if r[1] == "tinyint(1)"]
+            wide = [
+                r[0]
+                for r in rows
+                if str(r[3]).lower() == "decimal" and (r[2] or 0) > CONNECTORX_MYSQL_DIGITS
+            ]
+            if bools and check_bools:
+                sums = ", ".join(f"SUM({rules.quote(n)} NOT IN (0, 1))" for n in bools)
+                cur.execute(f"SELECT {sums} FROM {rules.qualified(table, target.schema)}")  # noqa: S608
+                counts = cur.fetchone()
+                bools = [n for n, bad in zip(bools, counts, strict=True) if not bad]
+            return MySQLColumns(bools=bools, wide_decimals=wide)
+        finally:
+            cur.close()
+    except DataPipelineError:
+        raise
+    except Exception as exc:
+        raise translate_db_error(
+            exc, classes=classes, what=target.label, where=target.where(), component=component
+        ) from exc
+    finally:
+        if connection is None:
+            con.close()
+
+
+def tinyint_as_bool(frame: Any, names: list[str], checked: bool) -> Any:
+    """Cast the 0/1 integer columns ``names`` of an Arrow table or polars frame to boolean.
+
+    Unless ``checked``, a column holding any value other than 0, 1 or NULL is kept as is.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not isinstance(frame, pa.Table):  # polars frames from the SQLAlchemy path
+        import polars as pl
+
+        return pl.from_arrow(tinyint_as_bool(frame.to_arrow(), names, checked))
+    for name in names:
+        if name not in frame.column_names:
+            continue
+        index = frame.column_names.index(name)
+        column = frame.column(index)
+        if not pa.types.is_integer(column.type):
+            continue
+        if not checked:
+            values = pc.drop_null(column)
+            ok = pc.all(pc.is_in(values, value_set=pa.array([0, 1], type=column.type)))
+            if ok.as_py() is False:
+                continue
+        frame = frame.set_column(index, name, column.cast(pa.bool_()))
+    return frame
 
 
 def fix_arrow(table: pa.Table) -> pa.Table:

@@ -188,8 +188,9 @@ class Reader:
             return Path(s.log_path)
         identity = "|".join([self.where, str(s.group), s.consumer, *sorted(self.filters)]).encode()
         digest = hashlib.sha256(identity).hexdigest()[:12]
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.source.name)
-        return Path(".data_pipeline") / "mqtt" / f"{safe}-{digest}"
+        from data_pipeline.core.files import local_path, safe_file_name
+
+        return local_path("mqtt", f"{safe_file_name(self.source.name)}-{digest}")
 
     # -- the Reader protocol -------------------------------------------------------------------
 

@@ -85,6 +85,7 @@ class Reader:
         self.ack_wait = _ACK_WAIT
         self.position: int | None = None  # without a group: the last sequence read
         self.pending: list[Any] = []  # with a group: read, not acknowledged
+        self.pending_sequences: list[int] = []  # their stream sequences
         self.filling: list[Any] = []  # with a group: the batch being fetched
         self.committed: set[int] = set()  # the last committed batch's sequences
         self.acked: deque[set[int]] = deque(maxlen=3)  # recently acknowledged here
@@ -101,7 +102,7 @@ class Reader:
             self.committed = {int(x) for x in state.get("pending") or []}
             if self.pending:  # read here, not committed: back to the consumer at once
                 self._call(self._give_back(self.pending))
-                self.pending = []
+                self.pending, self.pending_sequences = [], []
         else:
             saved = (state.get("positions") or {}).get(self.key)
             self.position = int(saved) if saved is not None else None
@@ -110,16 +111,17 @@ class Reader:
 
     def checkpoint_state(self) -> dict[str, Any]:
         if self.source.settings.group:
-            return {"pending": [m.metadata.sequence.stream for m in self.pending]}
+            return {"pending": list(self.pending_sequences)}
         return {"positions": {} if self.position is None else {self.key: str(self.position)}}
 
     def acknowledge(self) -> None:
         if not self.pending:
             return
         messages, self.pending = self.pending, []
+        sequences, self.pending_sequences = self.pending_sequences, []
         if self.source.settings.ack:
             self._call(self._ack(messages))
-            self.acked.append({m.metadata.sequence.stream for m in messages})
+            self.acked.append(set(sequences))
         else:
             self._call(self._nak(messages))
 
@@ -139,19 +141,20 @@ class Reader:
 
     def read(self) -> pl.DataFrame:
         """At most ``max_messages`` messages, ending when none arrived for ``timeout`` s."""
-        messages = self._call(self._read())
+        messages, fields = self._call(self._read())
         try:
-            frame = _frame(self.source, messages)
+            frame = _frame(self.source, messages, fields)
         except BaseException:
             if self.source.settings.group:  # back to the consumer for redelivery, now
                 self._call(self._give_back(messages))
             raise
         if self.source.settings.group:
             self.pending.extend(messages)
+            self.pending_sequences.extend(fields["_sequence"].to_list())
             self.source.current_operation.details["consumer"] = self.consumer_name
         else:
             if messages:
-                self.position = messages[-1].metadata.sequence.stream
+                self.position = int(fields["_sequence"][-1])
             self.source.current_operation.details["position"] = self.position
         return frame
 
@@ -180,7 +183,7 @@ class Reader:
         self.nc, self.js = nc, js
         source.current_operation.details["jetstream_stream"] = self.stream_name
 
-    async def _read(self) -> list[Any]:
+    async def _read(self) -> tuple[list[Any], pl.DataFrame]:
         import nats.errors
         import nats.js.errors
 
@@ -201,7 +204,8 @@ class Reader:
                 return await self._new_only(messages)
             if self.sub is None:
                 await self._bind_ordered()
-            return await _fetch(self.sub, s.max_messages, s.timeout)
+            messages = await _fetch(self.sub, s.max_messages, s.timeout)
+            return messages, _reply_fields(messages)
         except DataPipelineError:
             raise
         except (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError) as exc:
@@ -218,27 +222,30 @@ class Reader:
                 hint="check that nats-server is running, then read again",
             ) from None
 
-    async def _new_only(self, messages: list[Any]) -> list[Any]:
+    async def _new_only(self, messages: list[Any]) -> tuple[list[Any], pl.DataFrame]:
         """One message per stream sequence, without those committed or acknowledged before
-        (delivered again: acknowledged again, dropped)."""
-        done = set(self.committed).union(*self.acked)
-        held = {m.metadata.sequence.stream for m in self.pending}
-        seen: set[int] = set()
-        fresh, again = [], []
-        for msg in messages:
-            sequence = msg.metadata.sequence.stream
-            if sequence in done:
-                again.append(msg)
-            elif sequence not in seen and sequence not in held:
-                seen.add(sequence)
-                fresh.append(msg)
-            # else: delivered twice within a batch (or while held): one row
-        if again:
-            for msg in again:
-                await msg.ack()
+        (delivered again: acknowledged again, dropped); and their reply fields."""
+        import numpy as np
+        import polars as pl
+
+        fields = _reply_fields(messages)
+        if not messages:
+            return messages, fields
+        done = pl.Series(sorted(set(self.committed).union(*self.acked)), dtype=pl.Int64)
+        held = pl.Series(self.pending_sequences, dtype=pl.Int64)
+        sequence = fields["_sequence"]
+        again = sequence.is_in(done).to_numpy()
+        keep = ~again & ~sequence.is_in(held).to_numpy() & sequence.is_first_distinct().to_numpy()
+        # (a copy delivered twice within the batch, or while held: one row)
+        if again.any():
+            for index in np.flatnonzero(again):
+                await messages[index].ack()
             details = self.source.current_operation.details
-            details["duplicates_dropped"] = details.get("duplicates_dropped", 0) + len(again)
-        return fresh
+            details["duplicates_dropped"] = details.get("duplicates_dropped", 0) + int(again.sum())
+        if keep.all():
+            return messages, fields
+        indices = np.flatnonzero(keep)
+        return [messages[i] for i in indices], fields.filter(pl.Series(keep))
 
     async def _bind_group(self) -> None:
         import nats.js.errors
@@ -381,7 +388,7 @@ class Reader:
         if self.source.settings.group:
             # closed before the commit: back to the consumer at once
             await self._give_back(self.pending)
-            self.pending = []
+            self.pending, self.pending_sequences = [], []
         elif self.sub is not None:
             await self._drop_ordered()
         await self.nc.close()
@@ -507,41 +514,59 @@ def _start_sequence(source: StreamingSource) -> int | None:
 
 
 async def _fetch(sub: Any, limit: int, timeout: float, into: list[Any] | None = None) -> list[Any]:
-    """Pull until ``limit`` messages (one per stream sequence: a copy delivered again while
-    the batch fills is not counted) or until a pull waited ``timeout`` seconds for nothing.
+    """Pull until ``limit`` messages or until a pull waited ``timeout`` seconds for nothing.
     ``into``: a list the messages are added to as they arrive (kept in progress meanwhile)."""
     messages: list[Any] = [] if into is None else into
-    seen: set[int] = set()
     wait = max(timeout, _MIN_WAIT)
-    while len(seen) < limit:
+    while len(messages) < limit:
         try:
-            got = await sub.fetch(limit - len(seen), timeout=wait)
+            got = await sub.fetch(limit - len(messages), timeout=wait)
         except TimeoutError:  # nats.errors.TimeoutError and asyncio's are TimeoutErrors
             break
         if not got:
             break
         messages.extend(got)
-        seen.update(m.metadata.sequence.stream for m in got if m.metadata is not None)
     return list(messages)
 
 
-def _frame(source: StreamingSource, messages: list[Any]) -> pl.DataFrame:
+def _reply_fields(messages: list[Any]) -> pl.DataFrame:
+    """Stream sequence, delivery count and server timestamp of each message, parsed from the
+    acknowledgement subjects in one vectorised pass (``$JS.ACK.<stream>.<consumer>.<delivered>.
+    <stream seq>.<consumer seq>.<nanos>.<pending>``, or the v2 form with domain and account
+    hash in front), not message by message."""
     import polars as pl
 
-    meta: dict[str, list[Any]] = {
-        "_stream": [],
-        "_id": [],
-        "_sequence": [],
-        "_timestamp": [],
-        "_redelivered": [],
+    replies = pl.Series("reply", [m.reply for m in messages], dtype=pl.String)
+    tokens = replies.str.split(".")
+    v1 = tokens.list.len() == 9
+
+    def field(one: int, two: int) -> pl.Expr:
+        return (
+            pl.when(pl.col("v1"))
+            .then(pl.col("t").list.get(one, null_on_oob=True))
+            .otherwise(pl.col("t").list.get(two, null_on_oob=True))
+            .cast(pl.Int64)
+        )
+
+    return pl.DataFrame({"t": tokens, "v1": v1}).select(
+        field(5, 7).alias("_sequence"),
+        field(4, 6).alias("delivered"),
+        field(7, 9).alias("nanos"),
+    )
+
+
+def _frame(source: StreamingSource, messages: list[Any], fields: pl.DataFrame) -> pl.DataFrame:
+    import polars as pl
+
+    meta: dict[str, Any] = {
+        "_stream": pl.Series("_stream", [m.subject for m in messages], dtype=pl.String),
+        "_id": fields["_sequence"].cast(pl.String),
+        "_sequence": fields["_sequence"],
+        "_timestamp": pl.from_epoch(fields["nanos"], time_unit="ns")
+        .dt.cast_time_unit("us")
+        .dt.replace_time_zone("UTC"),
+        "_redelivered": fields["delivered"] > 1,
     }
-    for msg in messages:
-        md = msg.metadata
-        meta["_stream"].append(msg.subject)
-        meta["_id"].append(str(md.sequence.stream))
-        meta["_sequence"].append(md.sequence.stream)
-        meta["_timestamp"].append(md.timestamp)
-        meta["_redelivered"].append(md.num_delivered > 1)
     source.current_operation.details["messages"] = len(messages)
     types = {
         "_sequence": pl.Int64,

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
     from data_pipeline.ingestion.streaming.source import StreamingSource
 
+Row = tuple[str, bytes, dict[bytes, bytes]]
+"""(stream, entry id, fields) as Redis sends them."""
+
 __all__ = ["Reader"]
 
 
@@ -44,7 +47,7 @@ def _client(source: StreamingSource) -> Any:
 
     common = {
         "socket_connect_timeout": 5,
-        "decode_responses": True,
+        "decode_responses": False,  # bytes: decoded column by column by polars
         "retry": Retry(NoBackoff(), 0),  # fail fast; the caller decides when to try again
     }
     if s.url:
@@ -120,14 +123,15 @@ class Reader:
         with self._errors():
             for stream in self.streams:
                 for info in self.client.xinfo_groups(stream):
-                    if info.get("name") == self.group and info.get("lag") is not None:
-                        lags[stream] = int(info["lag"])
+                    found = {_text(k): v for k, v in info.items()}
+                    if _text(found.get("name", b"")) == self.group and found.get("lag") is not None:
+                        lags[stream] = int(found["lag"])
         return lags or None
 
     def read(self) -> pl.DataFrame:
         """At most ``max_messages`` entries, waiting at most ``timeout`` seconds for more."""
         s = self.source.settings
-        rows: list[tuple[str, str, dict[str, str]]] = []
+        rows: list[Row] = []
         before = dict(self.last_read)
         try:
             with self._errors():
@@ -158,7 +162,7 @@ class Reader:
             raise
         if self.group:
             for stream, entry_id, _ in rows:
-                self.read_ids.setdefault(stream, []).append(entry_id)
+                self.read_ids.setdefault(stream, []).append(entry_id.decode())
         return frame
 
     # -- reading ------------------------------------------------------------------------------
@@ -181,31 +185,31 @@ class Reader:
                     raise
         self.group_ready = True
 
-    def _xread(self, count: int) -> list[tuple[str, str, dict[str, str]]]:
+    def _xread(self, count: int) -> list[Row]:
         s = self.source.settings
         ids = {st: self.last_read.get(st, s.start_id) for st in self.streams}
         reply = self.client.xread(ids, count=count, block=self._block())
-        rows = []
-        for stream, entries in reply or []:
-            for entry_id, fields in entries:
-                rows.append((stream, entry_id, fields))
+        rows: list[Row] = []
+        for key, entries in reply or []:
+            stream = _text(key)
+            rows += [(stream, entry_id, fields) for entry_id, fields in entries]
             if entries:
-                self.last_read[stream] = entries[-1][0]
+                self.last_read[stream] = _text(entries[-1][0])
         return rows
 
-    def _read_new(self, count: int) -> list[tuple[str, str, dict[str, str]]]:
+    def _read_new(self, count: int) -> list[Row]:
         s = self.source.settings
         reply = self.client.xreadgroup(
             s.group, s.consumer, dict.fromkeys(self.streams, ">"), count=count, block=self._block()
         )
-        return [(stream, i, f) for stream, entries in reply or [] for i, f in entries]
+        return [(_text(key), i, f) for key, entries in reply or [] for i, f in entries]
 
-    def _recover(self, limit: int) -> list[tuple[str, str, dict[str, str]]]:
+    def _recover(self, limit: int) -> list[Row]:
         """This consumer's pending entries, then those other consumers left pending for
         ``claim_idle`` seconds (claimed); the ones of the last committed batch are acknowledged
         and dropped, entries deleted from the stream meanwhile acknowledged."""
         s = self.source.settings
-        rows: list[tuple[str, str, dict[str, str]]] = []
+        rows: list[Row] = []
         done: list[tuple[str, str]] = []  # to acknowledge: committed before, or deleted
         for stream in self.streams:
             while len(rows) < limit and self.pel_cursor.get(stream) != "done":
@@ -217,7 +221,7 @@ class Reader:
                 if not entries:
                     self.pel_cursor[stream] = "done"
                     break
-                self.pel_cursor[stream] = entries[-1][0]
+                self.pel_cursor[stream] = _text(entries[-1][0])
                 for entry_id, fields in entries:
                     self._sort(stream, entry_id, fields, rows, done)
             while len(rows) < limit and self.claim_cursor.get(stream) != "0-0":
@@ -230,11 +234,11 @@ class Reader:
                     start,
                     count=limit - len(rows),
                 )
-                self.claim_cursor[stream] = reply[0]
+                self.claim_cursor[stream] = _text(reply[0])
                 for entry_id, fields in reply[1]:
                     self._sort(stream, entry_id, fields, rows, done)
-                done += [(stream, entry_id) for entry_id in (reply[2] if len(reply) > 2 else [])]
-                if reply[0] == "0-0":
+                done += [(stream, _text(i)) for i in (reply[2] if len(reply) > 2 else [])]
+                if self.claim_cursor[stream] == "0-0":
                     break
         if all(
             self.pel_cursor.get(st) == "done" and self.claim_cursor.get(st) == "0-0"
@@ -251,13 +255,13 @@ class Reader:
     def _sort(
         self,
         stream: str,
-        entry_id: str,
-        fields: dict[str, str] | None,
-        rows: list[tuple[str, str, dict[str, str]]],
+        entry_id: bytes,
+        fields: dict[bytes, bytes] | None,
+        rows: list[Row],
         done: list[tuple[str, str]],
     ) -> None:
-        if not fields or (stream, entry_id) in self.committed:
-            done.append((stream, entry_id))  # deleted from the stream, or committed already
+        if not fields or (stream, _text(entry_id)) in self.committed:
+            done.append((stream, _text(entry_id)))  # deleted, or committed already
         else:
             rows.append((stream, entry_id, fields))
 
@@ -266,7 +270,7 @@ class Reader:
 
     # -- the frame ----------------------------------------------------------------------------
 
-    def _frame(self, rows: list[tuple[str, str, dict[str, str]]]) -> pl.DataFrame:
+    def _frame(self, rows: list[Row]) -> pl.DataFrame:
         import polars as pl
 
         from data_pipeline.ingestion.streaming._payload import without_bad
@@ -276,9 +280,9 @@ class Reader:
         op.rows_in = len(rows)
         if not rows:
             return pl.DataFrame(schema={"_stream": pl.String, "_id": pl.String})
-        frame = pl.from_dicts(
-            [{"_stream": st, "_id": i, **f} for st, i, f in rows], infer_schema_length=None
-        )
+        frame, bad, raw = _columns(rows)
+        if bad:
+            frame = without_bad(self.source, frame, frame.select("_stream", "_id"), raw, bad)
         if not s.decode_json:
             return frame
         for column in [c for c in s.decode_json if c in frame.columns]:
@@ -302,6 +306,59 @@ class Reader:
                     )
                     frame = frame.with_columns(decoded.to_struct(column))
         return flatten_structs(frame)
+
+
+def _utf8_or_none(value: bytes | None) -> str | None:
+    try:
+        return None if value is None else value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _columns(rows: list[Row]) -> tuple[pl.DataFrame, list[tuple[int, str]], list[bytes]]:
+    """The entries as String columns: ``_stream``, ``_id``, then every field in the order
+    first seen (null where an entry lacks it); the bytes go to polars as Binary columns and are
+    decoded there, not value by value. Also the entries whose fields are not UTF-8 (index,
+    reason) and the raw text of each entry, for the bad-row rules."""
+    import polars as pl
+
+    streams, ids, fields = zip(*rows, strict=True)
+    shapes = {tuple(f) for f in fields}
+    names: dict[bytes, None] = {}
+    for shape in shapes:
+        names.update(dict.fromkeys(shape))
+    columns: dict[bytes, Any] = {}
+    if len(shapes) == 1:  # every entry has the same fields, in the same order (the usual case)
+        columns.update(zip(names, zip(*(f.values() for f in fields), strict=True), strict=True))
+    else:
+        columns.update({name: [f.get(name) for f in fields] for name in names})
+    series = [
+        pl.Series("_stream", streams, dtype=pl.String),
+        pl.Series("_id", ids, dtype=pl.Binary).cast(pl.String),
+    ]
+    bad: dict[int, str] = {}
+    for name, values in columns.items():
+        label = name.decode("utf-8", "replace")
+        binary = pl.Series(label, values, dtype=pl.Binary)
+        try:
+            series.append(binary.cast(pl.String))
+        except pl.exceptions.PolarsError:  # some value is not UTF-8 (the error path only)
+            decoded = [_utf8_or_none(v) for v in values]
+            for index, (value, text) in enumerate(zip(values, decoded, strict=True)):
+                if value is not None and text is None:
+                    bad.setdefault(index, f"field {label!r} is not UTF-8 text")
+            series.append(pl.Series(label, decoded, dtype=pl.String))
+    frame = pl.DataFrame(series)
+    raw = [b"" for _ in rows]
+    for index in bad:
+        raw[index] = repr(
+            {k.decode("utf-8", "replace"): v for k, v in fields[index].items()}
+        ).encode()
+    return frame, sorted(bad.items()), raw
 
 
 def _bad_json(values: list[str | None], column: str) -> list[tuple[int, str]]:

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 
 from data_pipeline.core.errors import ConfigError
 from data_pipeline.core.frames import row_count, to_narwhals
+from data_pipeline.core.secrets import DATA_KEYS
 from data_pipeline.ingestion._common import StateStore
 from data_pipeline.ingestion.base import DataSource, SourceConfig
 
@@ -77,7 +78,7 @@ class StreamingConfig(SourceConfig):
     payload: Literal["json", "text", "bytes"] = "json"
     """How message payloads become columns (NATS, RabbitMQ, MQTT, Kafka): ``json`` objects
     unnested into columns, ``text`` or ``bytes`` as one ``payload`` column."""
-    payload_schema: dict[str, str] = Field(default_factory=dict)
+    payload_schema: Annotated[dict[str, str], DATA_KEYS] = Field(default_factory=dict)
     """For ``payload: json``: column -> type name (``int64``, ``float64``, ``string``,
     ``datetime[us, UTC]``, ...). Given, payloads are read as exactly these columns without
     inferring types (other fields are left out, a missing field is null, a value that
