@@ -337,17 +337,12 @@ def test_a_datetime_constant_into_an_integer_column_is_refused(
     )
 
 
-# -- windows kept as panes (i11-windows) -----------------------------------------------------
+# -- windows kept as panes ------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="i11-windows (_window_state.py, CONTRACTS Requests): the panes of batched and "
-    "streamed windows are rolled with Polars' rolling_*_by, which has no min/max of text and no "
-    "sum/min/max of decimals (one pass gives the answer)",
-)
 def test_windowed_text_and_decimal_in_batches(request: pytest.FixtureRequest) -> None:
+    """Sliding windows in batches merge panes; Polars' rolling_*_by has no min/max of text and
+    no sum/min of decimals, so those merge through PartialAggregation (one pass answers too)."""
     start = dt.datetime(2024, 1, 1, 10)
     data = pl.DataFrame(
         {

@@ -158,22 +158,6 @@ def expected_windows(case: dict[str, Any], df: pl.DataFrame, engine: str) -> Exp
     return Expected(rows=rows, schema=schema)
 
 
-def skip_unrollable_partials(case: dict[str, Any]) -> None:
-    """Windows kept as panes (batches, streams) roll partials with Polars' rolling_*_by, which
-    has no min/max of text and no sum/min/max of decimals: requested from i11-windows, checked
-    by test_findings.py's xfail; the rest is checked here."""
-    from hypothesis import assume
-
-    kinds = {c.name: c.kind for c in case["columns"]}
-    assume(
-        not any(
-            (kinds.get(column) == "decimal" and func in ("sum", "min", "max", "mean"))
-            or (kinds.get(column) == "str" and func in ("min", "max"))
-            for column, func, _, _ in case["plans"]
-        )
-    )
-
-
 def expected_merged(
     case: dict[str, Any], df: pl.DataFrame, engine: str, *, sliced: bool
 ) -> Expected:
@@ -201,7 +185,6 @@ def run_case(engine: str, case: dict[str, Any], request: Any) -> None:
 def run_batch_case(engine: str, case: dict[str, Any], request: Any) -> None:
     df = build(case["columns"])
     skip_dotted_names_on_spark(engine, df)
-    skip_unrollable_partials(case)
     expected = expected_merged(case, input_view(df, engine), engine, sliced=True)
     pipeline = ProcessingPipeline("p").add_processor(
         WindowedAggregator(name="w", config=case["config"])
@@ -214,7 +197,6 @@ def run_stream_case(engine: str, case: dict[str, Any], request: Any) -> None:
     """emit: final gives each window once; together they are the one-pass answer."""
     df = build(case["columns"])
     skip_dotted_names_on_spark(engine, df)
-    skip_unrollable_partials(case)
     # the stream cuts windows itself (panes): no DuckDB limit there
     expected = expected_merged(case, input_view(df, engine), engine, sliced=True)
     size = case["batch_size"]
