@@ -226,6 +226,20 @@ class DatabaseSource(DataSource):
             return out
         return table
 
+    def peek_columns(self) -> list[str]:
+        """The columns a read would give, without reading rows (``columns`` when configured,
+        else the query run with ``WHERE 1 = 0``); used to check a pipeline file's column names
+        before it runs."""
+        if self.settings.columns:
+            return list(self.settings.columns)
+        sql, params = self.build_query(None)
+        probe = f"SELECT * FROM ({sql}) AS _dp_peek WHERE 1 = 0"  # noqa: S608 - values bound
+        data = read_arrow(
+            self.target, probe, params, path="auto", classes=INGESTION, component=self.label
+        )
+        assert not isinstance(data, Iterator)  # no batch_size: one table
+        return list(data.column_names)
+
     def incremental_cursor(self) -> IncrementalCursor | None:
         """The ``incremental`` state (see :class:`~data_pipeline.core.cursor.IncrementalCursor`):
         from the state file on each read, or kept once a checkpoint restored it."""
