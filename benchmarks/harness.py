@@ -33,6 +33,7 @@ BENCHMARKS = {
     "store_postgres": "benchmarks.store_postgres",
     "store_parquet": "benchmarks.store_parquet",
     "store_duckdb": "benchmarks.store_duckdb",
+    "store_documents": "benchmarks.store_documents",
     "process_groupby": "benchmarks.process_groupby",
     "process_join": "benchmarks.process_join",
     "batch_out_of_core": "benchmarks.batch_out_of_core",

@@ -332,6 +332,51 @@ def _checkpoint_store(
     return system, chosen, f"storage.{chosen}", name
 
 
+def batch_checkpointer(loaded: LoadedPipeline) -> Any:
+    """A plain run's Checkpointer when the file has ``checkpoint:`` (None otherwise): the
+    sources' positions and incremental cursors then commit with what the run stores, in the
+    transaction of the checkpoint's storage, instead of being saved when they are read."""
+    from data_pipeline.core.checkpoint import Checkpointer, FileCheckpointStore, check_name
+    from data_pipeline.ingestion import StreamingSource
+
+    spec = loaded.spec.checkpoint
+    if spec is None or spec is False:
+        return None
+    what = _what(loaded)
+    settings = spec if spec is not True else None
+    name = (settings.name if settings is not None else None) or loaded.spec.name
+    check_name(name)
+    store: Any
+    if settings is not None and settings.path:
+        folder = Path(settings.path)
+        store = FileCheckpointStore(folder if folder.is_absolute() else loaded.base_dir / folder)
+    else:
+        candidates = (
+            [settings.storage]
+            if settings is not None and settings.storage
+            else [n for n, (system, _) in loaded.storage.items() if _supports_transactions(system)]
+        )
+        if len(candidates) != 1 or candidates[0] not in loaded.storage:
+            raise ConfigError(
+                f"{what}: checkpoint: name the storage system that keeps it "
+                f"(candidates: {', '.join(candidates) or 'none'})",
+                component="pipeline file",
+                hint="write checkpoint: {storage: NAME} (or {path: DIR})",
+            )
+        store = loaded.storage[candidates[0]][0]
+        if not _supports_transactions(store):
+            raise ConfigError(
+                f"{what}: storage.{candidates[0]} cannot commit a run's writes and a checkpoint "
+                "together",
+                component="pipeline file",
+                hint="keep it in a DataWarehouseStorage, RelationalDBStorage or local "
+                "FileSystemStorage, or in a folder (checkpoint: {path: DIR})",
+            )
+    streaming = {n: s for n, s in loaded.sources.items() if isinstance(s, StreamingSource)}
+    cursors = {n: s for n, s in loaded.sources.items() if n not in streaming}
+    return Checkpointer(name, store, sources=streaming, cursors=cursors)
+
+
 def _rejects_output(
     loaded: LoadedPipeline, store_storage: str | None
 ) -> tuple[str | None, str, Path | None]:

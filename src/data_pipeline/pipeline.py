@@ -56,6 +56,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -854,6 +855,13 @@ def _run_loaded(loaded: LoadedPipeline, on_stage: Callable[[str, str], None] | N
                 )
                 outputs[f"{sname}:{entry.table or entry.data}"] = str(result.target)
 
+    # with `checkpoint:` the sources' positions and cursors commit with what the run stores
+    from data_pipeline._follow import batch_checkpointer
+
+    job = batch_checkpointer(loaded)
+    if job is not None:
+        job.restore()
+
     with stage("ingestion") as st:
         for name, source in loaded.sources.items():
             out = _to_engine(source.ingest(), engine, loaded.spec.spark)
@@ -866,19 +874,20 @@ def _run_loaded(loaded: LoadedPipeline, on_stage: Callable[[str, str], None] | N
             data[name] = out
             st.add(name, row_count(to_narwhals(out)))
 
-    with stage("storage"):
-        store_ready()
+    with job.commit() if job is not None else contextlib.nullcontext():
+        with stage("storage"):
+            store_ready()
 
-    with stage("processing") as st:
-        for name, (inp, ppipe) in loaded.processing.items():
-            _wire_references(ppipe, data)
-            source_data = data[inp]
-            out = _materialize(ppipe.process(source_data))
-            data[name] = out
-            st.add(name, row_count(to_narwhals(out)))
+        with stage("processing") as st:
+            for name, (inp, ppipe) in loaded.processing.items():
+                _wire_references(ppipe, data)
+                source_data = data[inp]
+                out = _materialize(ppipe.process(source_data))
+                data[name] = out
+                st.add(name, row_count(to_narwhals(out)))
 
-    with stage("storage"):
-        store_ready()
+        with stage("storage"):
+            store_ready()
 
     with stage("visualization") as st:
         for name, (_, _, feeds) in loaded.dashboards.items():

@@ -7,54 +7,23 @@ non-atomic writers: it must report them.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_service
 from tests.integration.crash_drill import Target, new_table, run_drill
-from tests.integration.mongo_server import secantus_server
-
-PG_HOST = os.environ.get("DATA_PIPELINE_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("DATA_PIPELINE_PG_PORT", "5432"))
-MY_HOST = os.environ.get("DATA_PIPELINE_MYSQL_HOST", "127.0.0.1")
-MY_PORT = int(os.environ.get("DATA_PIPELINE_MYSQL_PORT", "3306"))
-REDIS_HOST = os.environ.get("DATA_PIPELINE_REDIS_HOST", "127.0.0.1")
-REDIS_PORT = int(os.environ.get("DATA_PIPELINE_REDIS_PORT", "6379"))
+from tests.integration.servers import drop_redis_keys, redis_config, secantus_server
+from tests.integration.test_storage_relational import config_for
 
 
 def make_target(backend: str, tmp: Path, request: pytest.FixtureRequest) -> Target:
     table = new_table()
-    if backend == "postgresql":
-        require_service("PostgreSQL", PG_HOST, PG_PORT)
-        config = {
-            "db_type": "postgresql",
-            "host": PG_HOST,
-            "port": PG_PORT,
-            "database": "test",
-            "username": "postgres",
-        }
+    if backend in ("postgresql", "mariadb", "sqlite"):
+        config = config_for(backend, tmp)  # the relational tests' servers
         return Target(
-            backend, "RelationalDBStorage", config, table, tmp, [_drop_sql(config, table, '"')]
-        )
-    if backend == "mariadb":
-        require_service("MariaDB", MY_HOST, MY_PORT)
-        config = {
-            "db_type": "mariadb",
-            "host": MY_HOST,
-            "port": MY_PORT,
-            "database": "test",
-            "username": "root",
-        }
-        return Target(
-            backend, "RelationalDBStorage", config, table, tmp, [_drop_sql(config, table, "`")]
-        )
-    if backend == "sqlite":
-        return Target(
-            backend, "RelationalDBStorage", {"database": str(tmp / "db.sqlite")}, table, tmp
+            backend, "RelationalDBStorage", config, table, tmp, [_drop_sql(config, table)]
         )
     if backend == "duckdb":
         return Target(
@@ -79,37 +48,20 @@ def make_target(backend: str, tmp: Path, request: pytest.FixtureRequest) -> Targ
             "database": f"drill_{uuid.uuid4().hex[:8]}",
         }
         return Target(backend, "NoSQLDBStorage", config, table, tmp)
-    require_service("Redis", REDIS_HOST, REDIS_PORT)
-    config = {
-        "db_type": "redis",
-        "host": REDIS_HOST,
-        "port": REDIS_PORT,
-        "database": "5",
-        "primary_key": ["id"],
-    }
-    return Target(backend, "NoSQLDBStorage", config, table, tmp, [_drop_redis(table)])
+    config = redis_config(primary_key=["id"])
+    return Target(
+        backend, "NoSQLDBStorage", config, table, tmp, [lambda: drop_redis_keys(f"*{table}*")]
+    )
 
 
-def _drop_sql(config: dict[str, object], table: str, quote: str):  # type: ignore[no-untyped-def]
+def _drop_sql(config: dict[str, object], table: str):  # type: ignore[no-untyped-def]
     def drop() -> None:
         from data_pipeline.storage import RelationalDBStorage
 
         storage = RelationalDBStorage(name="drop", config=config)
+        quote = "`" if config.get("db_type") == "mariadb" else '"'
         storage.execute(f"DROP TABLE IF EXISTS {quote}{table}{quote}")
         storage.drop_stale_staging(table)
-
-    return drop
-
-
-def _drop_redis(table: str):  # type: ignore[no-untyped-def]
-    def drop() -> None:
-        import redis
-
-        client = redis.Redis(REDIS_HOST, REDIS_PORT, db=5)
-        keys = list(client.scan_iter(f"*{table}*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
 
     return drop
 

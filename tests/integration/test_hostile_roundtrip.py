@@ -11,7 +11,6 @@ xfail: fixing one makes its test fail until the mark is removed).
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,13 +23,8 @@ import pytest
 from data_pipeline.core.errors import DataPipelineError, InputNotFoundError
 from data_pipeline.storage import DataWarehouseStorage, FileSystemStorage
 from data_pipeline.storage.nosql import NoSQLDBStorage
-from tests.conftest import require_service
 from tests.hostile_values import CORPUS, NAMES, assert_same, hostile_frame, names_frame
-from tests.integration.mongo_server import secantus_server
-
-REDIS_HOST = os.environ.get("DATA_PIPELINE_REDIS_HOST", "127.0.0.1")
-REDIS_PORT = int(os.environ.get("DATA_PIPELINE_REDIS_PORT", "6379"))
-REDIS_DB = 5
+from tests.integration.servers import drop_redis_keys, redis_config, secantus_server
 
 
 class Values(NamedTuple):
@@ -198,17 +192,6 @@ def mongo_port() -> Iterator[int]:
         yield port
 
 
-def _redis_cleanup() -> None:
-    import redis
-
-    client = redis.Redis(REDIS_HOST, REDIS_PORT, db=REDIS_DB)
-    for pattern in ("hv_*", "__dp__:hv_*"):
-        keys = list(client.scan_iter(pattern))
-        if keys:
-            client.delete(*keys)
-    client.close()
-
-
 def make_backend(name: str, tmp: Path, request: pytest.FixtureRequest) -> Backend:
     if name in ("parquet", "ipc", "csv", "jsonl"):
         return Backend(
@@ -238,17 +221,11 @@ def make_backend(name: str, tmp: Path, request: pytest.FixtureRequest) -> Backen
         storage = NoSQLDBStorage(name=name, config=config)
         return Backend(name, storage, [storage.close])
     if name.startswith("redis"):
-        require_service("Redis", REDIS_HOST, REDIS_PORT)
-        config = {
-            "db_type": "redis",
-            "host": REDIS_HOST,
-            "port": REDIS_PORT,
-            "database": str(REDIS_DB),
-            "primary_key": ["id"],
-            "value_format": name.split("-")[1],
-        }
+        config = redis_config(primary_key=["id"], value_format=name.split("-")[1])
         storage = NoSQLDBStorage(name=name, config=config)
-        return Backend(name, storage, [storage.close, _redis_cleanup])
+        return Backend(
+            name, storage, [storage.close, lambda: drop_redis_keys("hv_*", "__dp__:hv_*")]
+        )
     from tests.integration.test_storage_relational import DB
 
     handle = DB(name, tmp)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +20,14 @@ from data_pipeline.core.errors import (
     StorageSchemaError,
 )
 from data_pipeline.storage.nosql import NoSQLDBStorage
-from tests.conftest import require_service
-from tests.integration.mongo_server import free_port, secantus_server
-
-REDIS_HOST = os.environ.get("DATA_PIPELINE_REDIS_HOST", "127.0.0.1")
-REDIS_PORT = int(os.environ.get("DATA_PIPELINE_REDIS_PORT", "6379"))
+from tests.integration.servers import (
+    REDIS_HOST,
+    REDIS_PORT,
+    drop_redis_keys,
+    free_port,
+    redis_config,
+    secantus_server,
+)
 
 
 def frame() -> pl.DataFrame:
@@ -154,29 +156,14 @@ def test_mongodb_unreachable_names_server_not_password() -> None:
 
 @pytest.fixture
 def redis_table() -> Iterator[str]:
-    require_service("Redis", REDIS_HOST, REDIS_PORT)
-    import redis
-
     name = f"dp_{uuid.uuid4().hex[:8]}"
+    redis_config()  # skips when Redis is down
     yield name
-    client = redis.Redis(REDIS_HOST, REDIS_PORT, db=5)
-    keys = list(client.scan_iter(f"*{name}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    drop_redis_keys(f"*{name}*")
 
 
 def redis_storage(**config: Any) -> NoSQLDBStorage:
-    return NoSQLDBStorage(
-        name="cache",
-        config={
-            "db_type": "redis",
-            "host": REDIS_HOST,
-            "port": REDIS_PORT,
-            "database": "5",
-            **config,
-        },
-    )
+    return NoSQLDBStorage(name="cache", config=redis_config(**config))
 
 
 @pytest.mark.parametrize("value_format", ["hash", "json"])

@@ -327,3 +327,31 @@ def test_empty_increment_flows_through_store_processing_and_charts(tmp_path: Pat
     assert con.execute("select count(*) from daily").fetchone() == (2,)
     con.close()
     assert os.path.getsize(tmp_path / "d.html") > 0
+
+
+def test_validate_checks_column_names_of_a_database_table(tmp_path: Path) -> None:
+    """Table columns are cheap to know too: a SQLite table's columns reach the steps' check."""
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "shop.sqlite")
+    con.execute("CREATE TABLE sales (date TEXT, product TEXT, revenue REAL)")
+    con.commit()
+    con.close()
+    doc = {
+        "sources": {
+            "sales": {
+                "type": "DatabaseSource",
+                "config": {"db_type": "sqlite", "database": "shop.sqlite", "table": "sales"},
+            }
+        },
+        "processing": {
+            "daily": [
+                {
+                    "type": "DataAggregator",
+                    "config": {"group_by": ["dat"], "aggregations": {"revenue": "sum"}},
+                }
+            ]
+        },
+    }
+    with pytest.raises(ConfigError, match=r"processing\.daily\[0\]: DataAggregator .*'dat'"):
+        load_pipeline(write(tmp_path, doc))

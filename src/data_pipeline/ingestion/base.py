@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from data_pipeline.core.component import Component, Operation
 from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.errors import IngestionError
 from data_pipeline.core.frames import convert_output, row_count, to_narwhals
+
+if TYPE_CHECKING:
+    from data_pipeline.core.cursor import IncrementalCursor, MemoryState, StateStore
 
 __all__ = ["DataSource", "SourceConfig"]
 
@@ -84,6 +87,47 @@ class DataSource(Component):
             if error is None or error is exc:
                 raise
             raise error from exc
+
+    # -- incremental state and checkpoints (core/cursor.py, core/checkpoint.py) ----------------
+
+    _restored: MemoryState | None = None
+    _cursor: IncrementalCursor | None = None
+
+    def incremental_cursor(self) -> IncrementalCursor | None:
+        """The source's :class:`~data_pipeline.core.cursor.IncrementalCursor` (None: it keeps
+        no cursor). A subclass with incremental reads returns one; it is kept across reads once
+        a checkpoint restored it, and loaded from its state file on each read otherwise."""
+        return None
+
+    def state_store(self, state_path: str | None) -> StateStore | MemoryState:
+        """Where the source keeps other incremental state (a JSON document): its state file,
+        or, once a checkpoint restored it, the checkpoint."""
+        if self._restored is not None:
+            return self._restored
+        from data_pipeline.core.cursor import StateStore
+
+        return StateStore.for_source(self.name, state_path)
+
+    def restore(self, state: Any) -> None:
+        """Continue after the incremental state a checkpoint committed (None: from the start);
+        from now on the checkpoint keeps it, not the state file."""
+        cursor = self.incremental_cursor()
+        if cursor is not None:
+            cursor.restore(state)
+            self._cursor = cursor
+            return
+        from data_pipeline.core.cursor import MemoryState
+
+        self._restored = MemoryState(state)
+
+    def checkpoint_state(self) -> Any:
+        """The incremental state after what was read (JSON-able), for the checkpoint."""
+        if self._cursor is not None and self._cursor.managed:
+            return self._cursor.checkpoint_state()
+        return self._restored.load() if self._restored is not None else {}
+
+    def acknowledge(self) -> None:
+        """Nothing to acknowledge for a batch source: the checkpoint holds its state."""
 
     def _read(self, **options: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement _read()")

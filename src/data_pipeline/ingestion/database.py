@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, model_validator
 
 from data_pipeline.core.config import ConfigModel
-from data_pipeline.core.errors import ConfigError, DataPipelineError, IngestionError
+from data_pipeline.core.cursor import IncrementalCursor
+from data_pipeline.core.errors import ConfigError, DataPipelineError
 from data_pipeline.core.sql import SQLConnectionConfig, dialect, read_arrow, resolve
 from data_pipeline.core.sql.read import MySQLColumns, choose_path, mysql_columns, tinyint_as_bool
 from data_pipeline.core.sql_errors import INGESTION, translate_db_error
-from data_pipeline.ingestion._common import DeliveredKeys, StateStore
 from data_pipeline.ingestion.base import DataSource, SourceConfig
 
 if TYPE_CHECKING:
@@ -186,12 +186,11 @@ class DatabaseSource(DataSource):
                 component=self.label,
                 hint="DatabaseSource takes its settings from the config",
             )
-        tracker: _Tracker | None = None
+        tracker = self.incremental_cursor()
         last_value = None
         inclusive = False
-        if s.incremental is not None:
-            tracker = _Tracker(self, s.incremental)
-            last_value, inclusive = tracker.since()
+        if tracker is not None:
+            last_value, inclusive = tracker.start()
         sql, params = self.build_query(last_value, inclusive=inclusive)
         path = choose_path(self.target, params, s.engine, component=self.label)
         info = self._mysql_columns(checked=bool(s.chunk_size))
@@ -215,14 +214,55 @@ class DatabaseSource(DataSource):
             if bools:
                 batches = (tinyint_as_bool(batch, bools, checked=True) for batch in batches)
             if tracker is not None:
-                return tracker.track(batches)
+                return self._counted(tracker, tracker.track(batches))
             return batches
         table: Any = data
         if bools:
             table = tinyint_as_bool(table, bools, checked=False)
         if tracker is not None:
-            return tracker.apply(table)
+            out = tracker.apply(table)
+            if tracker.dropped:
+                op.details["duplicates_dropped"] = tracker.dropped
+            return out
         return table
+
+    def peek_columns(self) -> list[str]:
+        """The columns a read would give, without reading rows (``columns`` when configured,
+        else the query run with ``WHERE 1 = 0``); used to check a pipeline file's column names
+        before it runs."""
+        if self.settings.columns:
+            return list(self.settings.columns)
+        sql, params = self.build_query(None)
+        probe = f"SELECT * FROM ({sql}) AS _dp_peek WHERE 1 = 0"  # noqa: S608 - values bound
+        data = read_arrow(
+            self.target, probe, params, path="auto", classes=INGESTION, component=self.label
+        )
+        assert not isinstance(data, Iterator)  # no batch_size: one table
+        return list(data.column_names)
+
+    def incremental_cursor(self) -> IncrementalCursor | None:
+        """The ``incremental`` state (see :class:`~data_pipeline.core.cursor.IncrementalCursor`):
+        from the state file on each read, or kept once a checkpoint restored it."""
+        inc = self.settings.incremental
+        if inc is None:
+            return None
+        if self._cursor is not None and self._cursor.managed:
+            return self._cursor
+        return IncrementalCursor(
+            self.name,
+            cursor=inc.cursor_column,
+            keys=inc.keys,
+            lookback=inc.lookback,
+            initial_value=inc.initial_value,
+            state_path=inc.state_path,
+            component=self.label,
+        )
+
+    def _counted(self, tracker: IncrementalCursor, batches: Iterator[Any]) -> Iterator[Any]:
+        for batch in batches:
+            if tracker.dropped:
+                self.current_operation.details["duplicates_dropped"] = tracker.dropped
+            yield batch
 
     def _mysql_columns(self, checked: bool) -> MySQLColumns | None:
         """For a MySQL/MariaDB ``table`` read: its ``TINYINT(1)`` columns that hold booleans and
@@ -255,141 +295,3 @@ class DatabaseSource(DataSource):
         if isinstance(exc, Exception) and not isinstance(exc, DataPipelineError):
             return self._db_error(exc)
         return super()._translate_error(exc, operation)
-
-
-class _Tracker:
-    """Incremental state of one ``ingest()``: the last cursor value and the delivered keys.
-
-    The JSON state file holds ``last_value``. With a ``primary_key``, the keys and cursor
-    values of the rows delivered inside the lookback window before ``last_value`` (those the
-    next run reads again) are kept by :class:`~data_pipeline.ingestion._common.DeliveredKeys`
-    in a Parquet sidecar. The next run drops those rows, keeps the rest, and moves the window.
-    """
-
-    def __init__(self, source: DatabaseSource, inc: IncrementalConfig) -> None:
-        self.source = source
-        self.inc = inc
-        self.keys = inc.keys
-        self.store = StateStore.for_source(source.name, inc.state_path)
-        saved = self.store.load()
-        self.last = _restore(saved["last_value"]) if saved.get("last_value") is not None else None
-        self.delivered = (
-            DeliveredKeys(
-                self.store,
-                self.keys,
-                inc.cursor_column,
-                saved,
-                restore=_restore,
-                component=source.label,
-            )
-            if self.keys
-            else None
-        )
-        self.dropped = 0
-
-    def since(self) -> tuple[Any, bool]:
-        """The value the query's cursor condition starts from, and whether it is inclusive."""
-        if self.last is None:
-            initial = self.inc.initial_value
-            return (_restore(initial) if initial is not None else None), False
-        if not self.keys:
-            return self.last, False
-        return _minus(self.last, self.inc.lookback), True
-
-    def apply(self, table: Any) -> Any:
-        """Drop rows delivered before, advance the state (saved), return the new rows."""
-        import polars as pl
-
-        frame = table if isinstance(table, pl.DataFrame) else pl.from_arrow(table)
-        assert isinstance(frame, pl.DataFrame)
-        column = self.inc.cursor_column
-        missing = [c for c in [*self.keys, column] if c not in frame.columns]
-        if missing:
-            raise IngestionError(
-                f"incremental column(s) {', '.join(map(repr, missing))} not in the result",
-                component=self.source.label,
-                hint=f"the result has columns: {', '.join(map(repr, frame.columns))}",
-            )
-        if frame.height == 0:
-            return table
-        if self.delivered is not None and len(self.delivered):
-            frame, dropped = self.delivered.drop_delivered(frame)
-            self.dropped += dropped
-            self.source.current_operation.details["duplicates_dropped"] = self.dropped
-            if frame.height == 0:
-                return frame
-        value = frame[column].max()
-        if value is not None and (self.last is None or _later(value, self.last)):
-            self.last = value
-        state = {"last_value": _dump(self.last)}
-        if self.delivered is not None:
-            if self.last is not None:
-                boundary = _minus(self.last, self.inc.lookback)
-                dtype = frame.schema[column]
-                self.delivered.remember(frame, pl.col(column) >= pl.lit(boundary, dtype=dtype))
-            self.delivered.save(state)
-        else:
-            self.store.save(state)
-        return frame
-
-    def track(self, batches: Iterator[Any]) -> Iterator[Any]:
-        """``apply`` to each batch as it is read (the state is saved after each one)."""
-        for batch in batches:
-            out = self.apply(batch)
-            if len(out):
-                yield out
-
-
-def _minus(value: Any, lookback: float) -> Any:
-    """``value - lookback``: seconds for timestamps and dates, units for numbers."""
-    from datetime import date, datetime, timedelta
-    from decimal import Decimal
-
-    if not lookback or value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, datetime):
-        return value - timedelta(seconds=lookback)
-    if isinstance(value, date):
-        return value - timedelta(days=int(lookback // 86_400))
-    if isinstance(value, Decimal):
-        return value - Decimal(str(lookback))
-    if isinstance(value, int):
-        return value - int(lookback) if float(lookback).is_integer() else value - lookback
-    if isinstance(value, float):
-        return value - lookback
-    return value
-
-
-def _later(a: Any, b: Any) -> bool:
-    """``a > b`` (values restored from the state file compare with fresh ones)."""
-    try:
-        return bool(a > b)
-    except TypeError:
-        return str(a) > str(b)
-
-
-def _dump(value: Any) -> Any:
-    from datetime import date, datetime
-    from decimal import Decimal
-
-    if isinstance(value, datetime):
-        return {"datetime": value.isoformat()}
-    if isinstance(value, date):
-        return {"date": value.isoformat()}
-    if isinstance(value, Decimal):
-        return {"decimal": str(value)}
-    return value
-
-
-def _restore(value: Any) -> Any:
-    from datetime import date, datetime
-    from decimal import Decimal
-
-    if isinstance(value, dict):
-        if "datetime" in value:
-            return datetime.fromisoformat(value["datetime"])
-        if "date" in value:
-            return date.fromisoformat(value["date"])
-        if "decimal" in value:
-            return Decimal(value["decimal"])
-    return value

@@ -48,6 +48,8 @@ from data_pipeline.ingestion.base import DataSource, SourceConfig
 if TYPE_CHECKING:
     import polars as pl
 
+    from data_pipeline.core.cursor import MemoryState
+
 __all__ = ["FileSystemConfig", "FileSystemSource"]
 
 Format = Literal[
@@ -467,10 +469,11 @@ class FileSystemSource(DataSource):
                 hint="FileSystemSource takes its settings from the config",
             )
         files = self.resolve_files()
-        state: StateStore | None = None
+        state: StateStore | MemoryState | None = None
         seen: dict[str, Any] = {}
         if self.settings.incremental:
-            state = StateStore.for_source(self.name, self.settings.state_path)
+            # the state file, or the checkpoint once one restored this source
+            state = self.state_store(self.settings.state_path)
             files, seen = self._changed_files(files, state)
             self.current_operation.details["files_skipped_unchanged"] = len(seen.get("skipped", []))
             if not files:  # nothing new: 0 rows with the columns of what was delivered
@@ -802,7 +805,7 @@ class FileSystemSource(DataSource):
             ) from None
 
     def _changed_files(
-        self, files: list[str], state: StateStore
+        self, files: list[str], state: StateStore | MemoryState
     ) -> tuple[list[str], dict[str, Any]]:
         previous = state.load().get("files", {})
         current: dict[str, list[int]] = {}

@@ -14,19 +14,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ByteSize, Field, SecretStr, field_validator, model_validator
 
 from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.cursor import IncrementalCursor
 from data_pipeline.core.errors import ConfigError, IngestionError
 from data_pipeline.core.secrets import is_secret_key, register_secret
 from data_pipeline.ingestion._common import (
-    DeliveredKeys,
     FrameBody,
     MixedTypes,
-    StateStore,
     auto_records,
     decode_json,
     flatten_structs,
@@ -56,7 +55,6 @@ from data_pipeline.ingestion.http.paginators import (
 
 if TYPE_CHECKING:
     import httpx
-    import polars as pl
 
     from data_pipeline.ingestion.http.client import HttpClient
 
@@ -297,16 +295,13 @@ class RESTAPISource(DataSource):
                 component=self.label,
                 hint="RESTAPISource.ingest() accepts params={...} to add query parameters",
             )
-        state: StateStore | None = None
-        saved: dict[str, Any] = {}
         body = s.json_body
-        if s.incremental is not None:
+        cursor = self.incremental_cursor()
+        if cursor is not None:
             inc = s.incremental
-            state = StateStore.for_source(self.name, inc.state_path)
-            saved = state.load()
-            last = saved.get("last_value", inc.initial_value)
-            if last is not None:
-                since = _minus(last, inc.lookback)
+            assert inc is not None
+            since = _jsonable(cursor.since())
+            if since is not None:
                 if s.method in ("POST", "PUT", "PATCH") and isinstance(body, Mapping):
                     body = {**body, inc.param: since}
                 else:
@@ -319,9 +314,39 @@ class RESTAPISource(DataSource):
         frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
         if s.flatten:
             frame = flatten_structs(frame)
-        if s.incremental is not None and state is not None:
-            frame = self._incremental(frame, saved, state)
+        if cursor is not None and frame.height:
+            missing = [c for c in [cursor.cursor, *cursor.keys] if c not in frame.columns]
+            if missing:
+                raise IngestionError(
+                    f"incremental field(s) {', '.join(map(repr, missing))} not in the records",
+                    component=self.label,
+                    hint=f"the records have columns: {', '.join(map(repr, frame.columns))}",
+                )
+            frame = cursor.apply(frame)
+            if cursor.dropped:
+                op.details["duplicates_dropped"] = cursor.dropped
         return frame
+
+    def incremental_cursor(self) -> IncrementalCursor | None:
+        """The ``incremental`` state (see :class:`~data_pipeline.core.cursor.IncrementalCursor`):
+        from the state file on each read, or kept once a checkpoint restored it."""
+        inc = self.settings.incremental
+        if inc is None:
+            return None
+        if self._cursor is not None and self._cursor.managed:
+            return self._cursor
+        keys = (
+            [inc.primary_key] if isinstance(inc.primary_key, str) else list(inc.primary_key or [])
+        )
+        return IncrementalCursor(
+            self.name,
+            cursor=inc.cursor_field,
+            keys=keys,
+            lookback=inc.lookback,
+            initial_value=inc.initial_value,
+            state_path=inc.state_path,
+            component=self.label,
+        )
 
     def _pages(self, client: HttpClient, start: PageRequest) -> list[Page]:
         s = self.settings
@@ -358,110 +383,6 @@ class RESTAPISource(DataSource):
             max_workers=workers, thread_name_prefix=f"rest-{self.name}"
         ) as pool:
             return list(pool.map(lambda r: self._fetch(client, r), requests))
-
-    # -- incremental ------------------------------------------------------------------------
-
-    def _incremental(
-        self, frame: pl.DataFrame, saved: dict[str, Any], state: StateStore
-    ) -> pl.DataFrame:
-        """Drop the rows delivered before (by ``primary_key``), save the new cursor and keys."""
-        inc = self.settings.incremental
-        assert inc is not None
-        keys = (
-            [inc.primary_key] if isinstance(inc.primary_key, str) else list(inc.primary_key or [])
-        )
-        if frame.height == 0:
-            return frame
-        missing = [c for c in [inc.cursor_field, *keys] if c not in frame.columns]
-        if missing:
-            raise IngestionError(
-                f"incremental field(s) {', '.join(map(repr, missing))} not in the records",
-                component=self.label,
-                hint=f"the records have columns: {', '.join(map(repr, frame.columns))}",
-            )
-        delivered = (
-            DeliveredKeys(state, keys, inc.cursor_field, saved, component=self.label)
-            if keys
-            else None
-        )
-        if delivered is not None and len(delivered):
-            frame, dropped = delivered.drop_delivered(frame)
-            self.current_operation.details["duplicates_dropped"] = dropped
-        if frame.height == 0:
-            return frame
-        new_last = frame[inc.cursor_field].max()
-        previous_last = saved.get("last_value")
-        last = new_last if previous_last is None or _gt(new_last, previous_last) else previous_last
-        values = {"last_value": _jsonable(last)}
-        if delivered is None:
-            state.save(values)
-            return frame
-        # the rows at or after last - lookback are read again next time: remember their keys
-        since = _at_or_after(inc.cursor_field, _minus(new_last, inc.lookback), frame)
-        delivered.remember(frame, since)
-        delivered.save(values)
-        return frame
-
-
-def _at_or_after(column: str, boundary: Any, frame: pl.DataFrame) -> pl.Expr:
-    """``column >= boundary``; ISO timestamps given as text are compared as instants."""
-    import polars as pl
-
-    dtype = frame.schema[column]
-    col = pl.col(column)
-    when = _parse_time(boundary)
-    if dtype == pl.String and when is not None:
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        parsed = col.str.to_datetime(time_zone="UTC", strict=False)
-        text = pl.lit(str(boundary), dtype=pl.String)
-        return pl.when(parsed.is_not_null()).then(parsed >= when).otherwise(col >= text)
-    try:
-        frame.head(1).select(col >= pl.lit(boundary).cast(dtype))
-    except Exception:  # a boundary of another type: only the last value's rows
-        return col == pl.lit(frame[column].max(), dtype=dtype)
-    return col >= pl.lit(boundary).cast(dtype)
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return None
-
-
-def _minus(value: Any, lookback: float) -> Any:
-    """``value - lookback`` for numbers and ISO timestamps (kept in the same textual form)."""
-    if not lookback:
-        return value
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)):
-        return value - lookback
-    when = _parse_time(value)
-    if when is None:
-        return value
-    earlier = when - timedelta(seconds=lookback)
-    if isinstance(value, str):
-        text = earlier.isoformat()
-        if value.endswith("Z") and text.endswith("+00:00"):
-            text = text[:-6] + "Z"
-        return text
-    return earlier
-
-
-def _gt(a: Any, b: Any) -> bool:
-    ta, tb = _parse_time(a), _parse_time(b)
-    if ta is not None and tb is not None:
-        return ta > tb
-    try:
-        return bool(a > b)
-    except TypeError:
-        return str(a) > str(b)
 
 
 def _jsonable(value: Any) -> Any:

@@ -21,7 +21,7 @@ from typing import Any
 
 import narwhals as nw
 
-from data_pipeline.core.engines import engine_of
+from data_pipeline.core.engines import engine_of, to_polars
 from data_pipeline.core.errors import ConfigError, SchemaError, UnsupportedOperationError
 
 __all__ = [
@@ -247,33 +247,60 @@ def check_engine_support(frame: Any, plans: Sequence[AggPlan], component: str | 
                 )
 
 
-def _spark_first_last(
+def _spark_windows(
     frame: Any, group_by: Sequence[str], plans: Sequence[AggPlan]
 ) -> tuple[Any, list[AggPlan]]:
-    """Spark: Narwhals has no ``first``/``last`` there, so a window column holds each group's
-    first/last value by ``order_by`` (nulls last); the plan then takes its max."""
+    """Spark: what Narwhals cannot say there becomes a window column per group, and the plan
+    takes its max: ``first``/``last`` by ``order_by`` (nulls last), and ``median`` as the mean
+    of the two middle values (``percentile_disc`` ascending and descending: Spark's own median
+    interpolates linearly, which makes -inf and 2 NaN)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    def quoted(name: str) -> str:
+        return "`" + name.replace("`", "``") + "`"
+
     def col(name: str) -> Any:
-        return F.col("`" + name.replace("`", "``") + "`")
+        return F.col(quoted(name))
 
     native = frame.to_native()
+    partition = ", ".join(quoted(c) for c in group_by)
+    over = f"over (partition by {partition})" if group_by else "over ()"
     out: list[AggPlan] = []
     for index, plan in enumerate(plans):
-        if plan.func not in _ORDERED:
+        helper = f"__dp_{plan.func}_{index}"
+        if plan.func == "median":
+            x = f"cast({quoted(plan.column)} as double)"
+            middle = (
+                f"(percentile_disc(0.5) within group (order by {x}) {over} + "
+                f"percentile_disc(0.5) within group (order by {x} desc) {over}) / 2"
+            )
+            native = native.withColumn(helper, F.expr(middle))
+        elif plan.func in _ORDERED:
+            window = (
+                Window.partitionBy(*[col(c) for c in group_by])
+                .orderBy(*[col(c).asc_nulls_last() for c in plan.order_by])
+                .rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+            )
+            pick = F.first if plan.func == "first" else F.last
+            native = native.withColumn(helper, pick(col(plan.column)).over(window))
+        else:
             out.append(plan)
             continue
-        helper = f"__dp_{plan.func}_{index}"
-        window = (
-            Window.partitionBy(*[col(c) for c in group_by])
-            .orderBy(*[col(c).asc_nulls_last() for c in plan.order_by])
-            .rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
-        )
-        pick = F.first if plan.func == "first" else F.last
-        native = native.withColumn(helper, pick(col(plan.column)).over(window))
         out.append(AggPlan(column=helper, func="max", output=plan.output))
     return nw.from_native(native), out
+
+
+def _cast_first(func: str, dtype: Any, want: Any) -> bool:
+    """Whether the input must be cast before aggregating (not only the result after): a sum of
+    narrow integers or Float32 would overflow or round in the input's width, and engines
+    disagree on statistics of decimals (DuckDB's median keeps the scale). Everything else is
+    cast after aggregating, where it costs nothing (see :func:`conform`)."""
+    if func == "sum":
+        return bool(dtype != want and dtype != nw.Decimal)
+    if func in ("mean", "median", "std", "var_pop"):
+        return bool(dtype == nw.Decimal or dtype == nw.Float32)
+    return False
 
 
 def _null_flag(column: str) -> str:
@@ -330,8 +357,8 @@ def aggregate_frame(
     aggs: list[Any] = []
     finals: list[Any] = [nw.col(k) for k in group_by]
     work = list(plans)
-    if engine == "pyspark" and any(p.func in _ORDERED for p in plans):
-        frame, work = _spark_first_last(frame, group_by, plans)
+    if engine == "pyspark" and any(p.func in (*_ORDERED, "median") for p in plans):
+        frame, work = _spark_windows(frame, group_by, plans)
     for index, (plan, done) in enumerate(zip(plans, work, strict=True)):
         name = f"__dp_agg_{index}"
         want = output_dtype(plan, schema.get(plan.column))
@@ -341,12 +368,7 @@ def aggregate_frame(
             continue
         dtype = schema.get(done.column)
         source = done.column
-        if (
-            want is not None
-            and done.func in _STATS
-            and dtype != want
-            and (dtype != nw.Decimal or done.func != "sum")
-        ):
+        if want is not None and dtype is not None and _cast_first(done.func, dtype, want):
             source = f"__dp_in_{index}"  # sum of Int32 as Int64, median of a Decimal as Float64
             helpers[source] = nw.col(done.column).cast(want if done.func == "sum" else nw.Float64)
         col = nw.col(source)
@@ -593,7 +615,8 @@ class PartialAggregation:
         return parts
 
     def partial(self, frame: Any) -> Any:
-        """Per-batch partial aggregates of a Narwhals frame (any engine)."""
+        """Per-batch partial aggregates of a Narwhals frame (any engine), as a Narwhals Polars
+        frame."""
         check_engine_support(frame, self.plans, self.component)
         schema = dict(frame.collect_schema())
         check_types(schema, self.plans, self.component)
@@ -601,9 +624,21 @@ class PartialAggregation:
             reads = {*self.keys, *(c for p in self.plans for c in p.reads)}
             self.dtypes = {c: t for c, t in schema.items() if c in reads}
         result = aggregate_frame(frame, self.keys, self.parts, component=self.component)
+        # partials are small (a row per group): Polars from here on, whatever the batch's engine
+        result = nw.from_native(to_polars(result))
         wanted = {k: self.dtypes[k] for k in self.keys if k in self.dtypes}
         wanted.update({p.output: output_dtype(p, self.dtypes.get(p.column)) for p in self.parts})
-        return conform(result, wanted)
+        result = conform(result, wanted)
+        # std: the population variance -> M2 = n * variance (what merge and the window panes
+        # of _window_state.py add up), in the variance's place
+        stds = [i for i, p in enumerate(self.plans) if p.func == "std" and p.column != "*"]
+        if not stds:
+            return result
+        name = self._name
+        result = result.with_columns(
+            *[(nw.col(name(i, "n")) * nw.col(name(i, "v2"))).alias(name(i, "v2")) for i in stds]
+        )
+        return result.rename({name(i, "v2"): name(i, "m2") for i in stds})
 
     def merge(self, state: Any) -> Any:
         """Re-aggregate concatenated partials (a Narwhals Polars frame, batch order kept).
@@ -628,15 +663,12 @@ class PartialAggregation:
             elif func == "std":
                 n = pl.col(name(i, "n"))
                 m = pl.col(name(i, "m")).fill_null(0.0)
-                m2 = (pl.col(name(i, "v2")) * n).fill_null(0.0)
+                m2 = pl.col(name(i, "m2")).fill_null(0.0)
                 mean = (n * m).sum() / n.sum().clip(lower_bound=1)
                 exprs += [
                     n.sum(),
                     mean.alias(name(i, "m")),
-                    # stored as the merged population variance again (M2 / n)
-                    ((m2.sum() + (n * (m - mean) ** 2).sum()) / n.sum().clip(lower_bound=1)).alias(
-                        name(i, "v2")
-                    ),
+                    (m2.sum() + (n * (m - mean) ** 2).sum()).alias(name(i, "m2")),
                 ]
             elif not plan.order_by:
                 exprs.append(getattr(pl.col(name(i, "v")), func)())
@@ -652,6 +684,20 @@ class PartialAggregation:
         merged = native.group_by(self.keys).agg(exprs) if self.keys else native.select(exprs)
         return nw.from_native(merged.select(state.columns))
 
+    def empty(self) -> Any:
+        """The result when no batch came at all (so no types are known): no groups, or for a
+        global aggregation one row with 0 for the counts and null for everything else."""
+        import polars as pl
+
+        counts = {
+            p.output for p in self.plans if p.column == "*" or p.func in ("count", "n_unique")
+        }
+        columns = [*self.keys, *(p.output for p in self.plans)]
+        if self.keys:
+            schema = {c: pl.Int64 if c in counts else pl.Null for c in columns}
+            return nw.from_native(pl.DataFrame(schema=schema))
+        return nw.from_native(pl.DataFrame({c: [0] if c in counts else [None] for c in columns}))
+
     def finalize(self, state: Any) -> Any:
         """Merged partials -> the group keys and the output columns, in their logical types."""
         exprs: list[Any] = [nw.col(k) for k in self.keys]
@@ -664,8 +710,8 @@ class PartialAggregation:
                 n = nw.col(name(i, "n"))
                 expr = nw.when(n > 0).then(nw.col(name(i, "s")).cast(nw.Float64) / n)
             elif func == "std":
-                n, v2 = nw.col(name(i, "n")), nw.col(name(i, "v2"))
-                expr = nw.when(n > 1).then((v2 * n / (n - 1)).clip(lower_bound=0).sqrt())
+                n, m2 = nw.col(name(i, "n")), nw.col(name(i, "m2"))
+                expr = nw.when(n > 1).then((m2 / (n - 1)).clip(lower_bound=0).sqrt())
             else:
                 expr = nw.col(name(i, "v"))
             exprs.append(expr.alias(plan.output))

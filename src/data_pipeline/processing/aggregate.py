@@ -11,6 +11,7 @@ from pydantic import Field, field_validator
 from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.errors import ConfigError
+from data_pipeline.core.expr import Expression, where
 from data_pipeline.core.secrets import DATA_KEYS
 from data_pipeline.processing._aggregation import (
     AGGREGATIONS,
@@ -18,7 +19,6 @@ from data_pipeline.processing._aggregation import (
     aggregate_frame,
     parse_aggregations,
 )
-from data_pipeline.processing._expr import SqlExpression
 from data_pipeline.processing.base import DataProcessor
 
 __all__ = ["DataAggregator", "DataAggregatorConfig", "SortKey", "parse_sort"]
@@ -150,9 +150,9 @@ class DataAggregator(DataProcessor):
             component=self.label,
         )
         outputs = self.group_by + [p.output for p in self.plans]
-        self.having: SqlExpression | None = None
+        self.having: Expression | None = None
         if s.having is not None:
-            self.having = SqlExpression(s.having, what="having condition", component=self.label)
+            self.having = Expression(s.having, what="having condition", component=self.label)
             self.having.check_columns(outputs)
         self.sort_keys = parse_sort(s.sort, self.group_by)
         unknown = [k for k, _ in self.sort_keys if k not in outputs]
@@ -185,7 +185,7 @@ class DataAggregator(DataProcessor):
     def finish(self, aggregated: Any) -> Any:
         """Apply ``having`` and ``sort`` to aggregated rows."""
         if self.having is not None:
-            aggregated = aggregated.filter(self.having.to_narwhals(predicate=True))
+            aggregated = where(aggregated, self.having)
         return sort_frame(aggregated, self.sort_keys)
 
     def _apply_frame(self, frame: Any, op: Operation) -> Any:

@@ -406,7 +406,10 @@ class BatchProcessor(DataProcessor):
                 self.on_progress(dict(self.progress))
         op.rows_in = self.progress["rows_in"]
         if incremental is not None:
-            result = incremental.result()
+            if incremental.state is None:  # no batch at all: no schema to go by
+                result = agg_step.finish(incremental.partials.empty())  # type: ignore[union-attr]
+            else:
+                result = incremental.result()
             for step in post:
                 result = step.apply(result)
             final = to_polars(result.to_native())

@@ -13,9 +13,9 @@ from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.engines import engine_of, match_engine
 from data_pipeline.core.errors import ConfigError, UnsupportedOperationError
+from data_pipeline.core.expr import Expression, assign, parse_assignment
 from data_pipeline.core.frames import column_names, require_columns, to_polars
 from data_pipeline.core.secrets import DATA_KEYS
-from data_pipeline.processing._expr import SqlExpression, parse_assignment
 from data_pipeline.processing._rest import RestFetcher, RestLookup
 from data_pipeline.processing.base import DataProcessor
 from data_pipeline.processing.join import JoinValidationError, _duplicate_keys
@@ -127,9 +127,10 @@ class DataEnricher(DataProcessor):
     """Add columns: derived expressions, date parts, buckets, and lookups in reference frames.
 
     The steps run in this order: ``derived`` (each may use the ones before it), ``date_parts``,
-    ``buckets``, ``lookups``. Expressions are SQL-like (``quantity * price``,
-    ``round(price * 1.2, 2)``, ``coalesce(discount, 0)``, ``price > 100``) parsed safely by
-    sqlglot (never ``eval``). ``date_parts`` makes ``<column>_<part>`` for the parts
+    ``buckets``, ``lookups``. Expressions are the one expression language shared with
+    CustomTransformer and DataFilter (``quantity * price``, ``round(price * 1.2, 2)``,
+    ``coalesce(discount, 0)``, ``price > 100``; docs/transformation.md, "Expressions"), parsed
+    safely by sqlglot (never ``eval``), with the same answer on every engine. ``date_parts`` makes ``<column>_<part>`` for the parts
     ``year quarter month day weekday day_of_year hour minute second date``. ``lookups``
     left-join a reference frame (given as ``references={"name": frame}`` or with
     :meth:`set_reference`) on unique keys and fill the rows that found no match with
@@ -169,8 +170,8 @@ class DataEnricher(DataProcessor):
             if isinstance(raw, list)
             else list(raw.items())
         )
-        self.derived: list[tuple[str, SqlExpression]] = [
-            (out, SqlExpression(text, what=f"expression for {out!r}", component=self.label))
+        self.derived: list[tuple[str, Expression]] = [
+            (out, Expression(text, what=f"expression for {out!r}", component=self.label))
             for out, text in pairs
         ]
         for column, parts in s.date_parts.items():
@@ -250,9 +251,8 @@ class DataEnricher(DataProcessor):
     # -- run ------------------------------------------------------------------------------
 
     def _apply_frame(self, frame: Any, op: Operation) -> Any:
-        for out, expression in self.derived:
-            schema = dict(frame.collect_schema())
-            frame = frame.with_columns(expression.to_narwhals(schema).alias(out))
+        if self.derived:
+            frame = assign(frame, self.derived)
         parts = []
         for column, names in self.settings.date_parts.items():
             for part in names:

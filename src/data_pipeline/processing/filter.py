@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from functools import reduce
+import datetime as dt
+import decimal
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import narwhals as nw
@@ -11,9 +12,10 @@ from pydantic import model_validator
 
 from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.engines import engine_of
 from data_pipeline.core.errors import ConfigError
-from data_pipeline.core.frames import column_names, require_columns, row_count
-from data_pipeline.processing._expr import SqlExpression
+from data_pipeline.core.expr import Expression, where
+from data_pipeline.core.frames import column_names, row_count
 from data_pipeline.processing.base import DataProcessor
 
 __all__ = ["OPERATORS", "Condition", "DataFilter", "DataFilterConfig"]
@@ -74,13 +76,15 @@ class DataFilterConfig(ConfigModel):
 class DataFilter(DataProcessor):
     """Keep the rows for which a condition is true (rows where it is null are dropped, as in SQL).
 
-    ``condition`` is a SQL-like string parsed safely by sqlglot into Narwhals expressions (never
-    ``eval``): comparisons, ``and``/``or``/``not``, ``in (...)``, ``between``, ``is [not] null``,
-    ``like``, arithmetic, ``"quoted names"``. An unknown column or operator is reported with its
-    position in the string. Or ``conditions``: a list of ``{column, op, value}`` joined by
-    ``combine`` (``and`` or ``or``); ops: ``eq ne gt ge lt le`` (or ``= != > >= < <=``), ``in``,
-    ``not_in``, ``between`` (value ``[low, high]``), ``is_null``, ``is_not_null``, ``like``,
-    ``contains``, ``starts_with``, ``ends_with``.
+    ``condition`` is an expression of the one expression language (docs/transformation.md,
+    "Expressions"): comparisons, ``and``/``or``/``not``, ``in (...)``, ``between``,
+    ``is [not] null``, ``like``, arithmetic, functions, ``"quoted names"``, parsed safely by
+    sqlglot (never ``eval``). An unknown column or operator is reported with its position in the
+    string. Or ``conditions``: a list of ``{column, op, value}`` joined by ``combine`` (``and`` or
+    ``or``); ops: ``eq ne gt ge lt le`` (or ``= != > >= < <=``), ``in``, ``not_in``,
+    ``between`` (value ``[low, high]``), ``is_null``, ``is_not_null``, ``like``, ``contains``,
+    ``starts_with``, ``ends_with``. Each becomes the same expression (``price > 10``,
+    ``region IN ('a', 'b')``, ...), so both forms give the same answer.
 
     Example:
         >>> import polars as pl
@@ -104,14 +108,19 @@ class DataFilter(DataProcessor):
 
     def __init__(self, name: str, config: Any = None) -> None:
         super().__init__(name, config)
-        self.expression: SqlExpression | None = None
         if self.settings.condition is not None:
-            self.expression = SqlExpression(self.settings.condition, component=self.label)
+            text, what = self.settings.condition, "condition"
         else:
-            for index, cond in enumerate(self.settings.conditions or []):
-                self._check_condition(index, cond)
+            parts = [
+                self._condition_sql(index, cond)
+                for index, cond in enumerate(self.settings.conditions or [])
+            ]
+            text = f" {self.settings.combine} ".join(f"({p})" for p in parts)
+            what = "conditions"
+        self.expression = Expression(text, what=what, component=self.label)
 
-    def _check_condition(self, index: int, cond: Condition) -> None:
+    def _condition_sql(self, index: int, cond: Condition) -> str:
+        """One structured condition as the expression language's text (values quoted)."""
         where = f"config.conditions[{index}]"
         op = OPERATORS.get(cond.op.lower() if isinstance(cond.op, str) else cond.op)
         if op is None:
@@ -120,92 +129,93 @@ class DataFilter(DataProcessor):
                 component=self.label,
                 hint=f"allowed operators: {', '.join(OPERATORS)}",
             )
-        if op in ("in", "not_in") and not isinstance(cond.value, (list, tuple)):
-            raise ConfigError(
-                f"{where}.value: {cond.op!r} takes a list of values, got {cond.value!r}",
-                component=self.label,
-            )
-        if op == "between" and not (isinstance(cond.value, (list, tuple)) and len(cond.value) == 2):
-            raise ConfigError(
-                f"{where}.value: 'between' takes [low, high], got {cond.value!r}",
-                component=self.label,
-            )
-        if op in ("like", "contains", "starts_with", "ends_with") and not isinstance(
-            cond.value, str
-        ):
-            raise ConfigError(
-                f"{where}.value: {cond.op!r} takes a string, got {cond.value!r}",
-                component=self.label,
-            )
+        value = cond.value
+        column = _quote_name(cond.column)
+        if op in ("in", "not_in"):
+            if not isinstance(value, (list, tuple)) or not value:
+                raise ConfigError(
+                    f"{where}.value: {cond.op!r} takes a non-empty list of values, got {value!r}",
+                    component=self.label,
+                )
+            items = ", ".join(_literal(v, where, self.label) for v in value)
+            return f"{column} {'NOT IN' if op == 'not_in' else 'IN'} ({items})"
+        if op == "between":
+            if not (isinstance(value, (list, tuple)) and len(value) == 2):
+                raise ConfigError(
+                    f"{where}.value: 'between' takes [low, high], got {value!r}",
+                    component=self.label,
+                )
+            low, high = (_literal(v, where, self.label) for v in value)
+            return f"{column} BETWEEN {low} AND {high}"
+        if op in _NO_VALUE:
+            return f"{column} IS {'NOT ' if op == 'is_not_null' else ''}NULL"
+        if op in ("like", "contains", "starts_with", "ends_with"):
+            if not isinstance(value, str):
+                raise ConfigError(
+                    f"{where}.value: {cond.op!r} takes a string, got {value!r}",
+                    component=self.label,
+                )
+            if op == "like":
+                return f"{column} LIKE {_literal(value, where, self.label)}"
+            escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern = {
+                "contains": f"%{escaped}%",
+                "starts_with": f"{escaped}%",
+                "ends_with": f"%{escaped}",
+            }[op]
+            return f"{column} LIKE {_literal(pattern, where, self.label)} ESCAPE '\\'"
+        symbol = {"eq": "=", "ne": "<>", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}[op]
+        return f"{column} {symbol} {_literal(value, where, self.label)}"
 
     def required_columns(self, columns: Sequence[str]) -> list[str]:
-        if self.expression is not None:
-            return self.expression.columns()
-        return list(dict.fromkeys(c.column for c in self.settings.conditions or []))
+        return self.expression.columns()
 
-    def predicate(self, schema: Mapping[str, Any]) -> nw.Expr:
+    def predicate(self, schema: Mapping[str, Any], engine: str | None = None) -> nw.Expr:
         """The Narwhals predicate (true rows kept), checked against ``schema``'s columns."""
-        if self.expression is not None:
-            return self.expression.to_narwhals(schema, predicate=True)
-        columns = list(schema)
-        require_columns(
-            columns_frame(columns), self.required_columns(columns), component=self.label
-        )
-        parts = [_structured(c) for c in self.settings.conditions or []]
-        if self.settings.combine == "and":
-            return reduce(lambda a, b: a & b, parts)
-        return reduce(lambda a, b: a | b, parts)
+        result: nw.Expr = self.expression.to_narwhals(schema, engine=engine, predicate=True)
+        return result
 
     def apply(self, frame: Any) -> Any:
-        if self.expression is not None:  # name an unknown column with its position in the text
-            names = column_names(frame)
-            if any(c not in names for c in self.expression.columns()):
-                with self._operation(self.operation_name, rows_in=row_count(frame)):
-                    self.expression.check_columns(names)
+        names = column_names(frame)  # name an unknown column with its position in the text
+        if any(c not in names for c in self.expression.columns()):
+            with self._operation(self.operation_name, rows_in=row_count(frame)):
+                self.expression.check_columns(names)
         return super().apply(frame)
 
     def _apply_frame(self, frame: Any, op: Operation) -> Any:
-        schema = dict(frame.collect_schema())
-        if self.expression is not None and not self.expression.columns():
-            keep = self.expression.constant()
-            result = frame if keep is True else frame.head(0)
-        else:
-            result = frame.filter(self.predicate(schema))
+        result = where(frame, self.expression)
         before, after = row_count(frame), row_count(result)
         if before is not None and after is not None:
             op.details["rows_removed"] = before - after
+        op.details["engine"] = engine_of(frame)
         return result
 
 
-def columns_frame(columns: Sequence[str]) -> Any:
-    """A zero-row frame with ``columns`` (to reuse ``require_columns`` on a column list)."""
-    return nw.from_dict({c: [] for c in columns}, backend="polars")
+def _quote_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
-def _structured(cond: Condition) -> nw.Expr:
-    from data_pipeline.processing._expr import _like_to_regex
-
-    col = nw.col(cond.column)
-    op = OPERATORS[cond.op.lower()]
-    value = cond.value
-    simple: dict[str, Callable[[], nw.Expr]] = {
-        "eq": lambda: col == value,
-        "ne": lambda: col != value,
-        "gt": lambda: col > value,
-        "ge": lambda: col >= value,
-        "lt": lambda: col < value,
-        "le": lambda: col <= value,
-        "is_null": lambda: col.is_null(),
-        "is_not_null": lambda: ~col.is_null(),
-        "in": lambda: col.is_in([v for v in value if v is not None]),
-        "not_in": lambda: ~col.is_in([v for v in value if v is not None]),
-        "between": lambda: (col >= value[0]) & (col <= value[1]),
-        "like": lambda: col.str.contains(_like_to_regex(value, ignore_case=False)),
-        "contains": lambda: col.str.contains(value, literal=True),
-        "starts_with": lambda: col.str.starts_with(value),
-        "ends_with": lambda: col.str.ends_with(value),
-    }
-    expr: nw.Expr = simple[op]()
-    if op in _NO_VALUE:
-        return expr
-    return expr & ~col.is_null()  # SQL: a comparison with null is not true (pandas included)
+def _literal(value: Any, where: str, component: str) -> str:
+    """A config value as a literal of the expression language."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return f"CAST('{value}' AS double)"
+        return repr(value)
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, dt.datetime):
+        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+    if isinstance(value, dt.date):
+        return f"DATE '{value.isoformat()}'"
+    raise ConfigError(
+        f"{where}.value: {value!r} is not a number, text, boolean, date or null",
+        component=component,
+    )

@@ -14,9 +14,9 @@ from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.engines import engine_of
 from data_pipeline.core.errors import ConfigError, UnsupportedOperationError
+from data_pipeline.core.expr import Expression, where
 from data_pipeline.core.secrets import DATA_KEYS
 from data_pipeline.processing._aggregation import AggPlan, aggregate_frame, parse_aggregations
-from data_pipeline.processing._expr import SqlExpression
 from data_pipeline.processing.aggregate import SortKey, parse_sort, sort_frame
 from data_pipeline.processing.base import DataProcessor
 
@@ -194,9 +194,9 @@ class WindowedAggregator(DataProcessor):
             component=self.label,
         )
         outputs = [*self.group_by, s.start_column, s.end_column, *[p.output for p in self.plans]]
-        self.having: SqlExpression | None = None
+        self.having: Expression | None = None
         if s.having is not None:
-            self.having = SqlExpression(s.having, what="having condition", component=self.label)
+            self.having = Expression(s.having, what="having condition", component=self.label)
             self.having.check_columns(outputs)
         self.sort_keys = parse_sort(s.sort, [s.start_column, *self.group_by])
         unknown = [k for k, _ in self.sort_keys if k not in outputs]
@@ -306,7 +306,7 @@ class WindowedAggregator(DataProcessor):
             )
         result = aggregated.select(self.output_columns([]))
         if self.having is not None:
-            result = result.filter(self.having.to_narwhals(predicate=True))
+            result = where(result, self.having)
         return sort_frame(result, self.sort_keys)
 
     def _apply_frame(self, frame: Any, op: Operation) -> Any:

@@ -292,7 +292,7 @@ class FileSystemStorage(StorageSystem):
         os.makedirs(parent, exist_ok=True)
         leaf = os.path.basename(path)
         with target_lock(parent):  # writers in this folder wait for each other
-            leftovers = _sweep(parent, leaf, keep=None)
+            leftovers = _sweep(parent, leaf, keep=None, protected=self._pending_files())
             exists = os.path.lexists(path)
             if exists and if_exists == "fail":
                 raise already_exists_error(repr(path), component=self.label, modes=_FILE_MODES)
@@ -403,7 +403,7 @@ class FileSystemStorage(StorageSystem):
                     component=self.label,
                     hint="remove the link or choose another name",
                 )
-        leftovers = _sweep(parent, leaf, keep=current)
+        leftovers = _sweep(parent, leaf, keep=current, protected=self._pending_files())
         exists = os.path.lexists(link)
         if exists and if_exists == "fail":
             raise already_exists_error(f"dataset {link!r}", component=self.label, modes=_FILE_MODES)
@@ -665,6 +665,23 @@ class FileSystemStorage(StorageSystem):
     def _checkpoints(self) -> str:
         return os.path.join(self._local_base(), ".dp_checkpoints")
 
+    def _pending_files(self) -> set[str]:
+        """Temporary files and versions that are not leftovers: staged by this thread's open
+        transaction, or by a committed transaction whose renames a crash interrupted (those are
+        finished first, as the next transaction would)."""
+        tx = self._open_tx()
+        if tx is None:
+            if os.path.isdir(self._checkpoints()):
+                from data_pipeline.core.checkpoint import StagedTransaction, apply_rename
+
+                StagedTransaction.recover(self._checkpoints(), apply_rename)
+            return set()
+        pending: set[str] = set()
+        for operation in tx.operations:
+            staged = str(operation.get("from", ""))
+            pending.update({os.path.abspath(staged), os.path.realpath(staged)})
+        return pending
+
     def _replace(self, staged: str, final: str) -> None:
         """Move a written file (or link) into place: now, or at the commit of the open
         transaction."""
@@ -889,11 +906,14 @@ def _merge_tree(source: str, dest: str, *, prefix: str) -> None:
             os.replace(os.path.join(root, f), os.path.join(out, f"part-{prefix}-{f}"))
 
 
-def _sweep(parent: str, leaf: str, *, keep: str | None) -> list[str]:
+def _sweep(
+    parent: str, leaf: str, *, keep: str | None, protected: set[str] | None = None
+) -> list[str]:
     """Remove what killed writers left beside ``leaf`` (temporary files, unused versions).
 
     Called with the target's lock held (:func:`target_lock`): every writer of this target holds
-    it while its temporary files exist, so any found now belong to a writer that is gone.
+    it while its temporary files exist, so any found now belong to a writer that is gone, except
+    ``protected`` ones (staged by an open transaction of this storage).
     Returns the names removed (reported in the store's metadata).
     """
     prefix = f".{leaf}."
@@ -909,6 +929,11 @@ def _sweep(parent: str, leaf: str, *, keep: str | None) -> list[str]:
             continue
         try:
             if keep is not None and os.path.realpath(entry.path) == keep:
+                continue
+            if protected and (
+                os.path.abspath(entry.path) in protected
+                or os.path.realpath(entry.path) in protected
+            ):
                 continue
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path, ignore_errors=True)

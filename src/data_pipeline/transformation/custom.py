@@ -1,14 +1,13 @@
 """CustomTransformer: a Python function on the native frame, or safe column expressions.
 
-Expressions such as ``"total = price * quantity"`` are parsed with sqlglot into a syntax tree
-and translated node by node into Narwhals expressions from a fixed whitelist; nothing is ever
-passed to ``eval``, and anything outside the whitelist is refused when the transformer is built.
+Expressions such as ``"total = price * quantity"`` are the one expression language of
+:mod:`data_pipeline.core.expr` (sqlglot, a fixed whitelist, never ``eval``); anything outside
+the whitelist is refused when the transformer is built.
 """
 
 from __future__ import annotations
 
 import importlib
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,10 +17,11 @@ from pydantic import Field, field_validator, model_validator
 from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.errors import ConfigError, TransformationError
+from data_pipeline.core.expr import Expression, assign, parse_assignment
 from data_pipeline.core.frames import to_narwhals
 from data_pipeline.transformation.base import DataFrameTransformer
 
-__all__ = ["CustomTransformer", "parse_assignment"]
+__all__ = ["CustomTransformer"]
 
 
 class CustomConfig(ConfigModel):
@@ -61,12 +61,12 @@ class CustomTransformer(DataFrameTransformer):
     lists the columns it needs, for the pipeline's schema check.
 
     ``expression`` is one assignment or a list of them, applied in order (later ones may use
-    earlier results): ``name = <SQL expression>``. Supported: columns (quote names with spaces:
-    ``"unit price"``), numbers, 'text', TRUE/FALSE/NULL, + - * / %, ||, comparisons, AND/OR/NOT,
-    IS [NOT] NULL, IN (...), BETWEEN, CASE WHEN, and the functions abs, round, floor, ceil, sqrt,
-    exp, ln, lower, upper, length, trim, coalesce and CAST(x AS int|bigint|double|float|
-    varchar|text|boolean|date). Division is true division. Anything else is refused at
-    construction.
+    earlier results): ``name = <expression>`` in the one expression language shared with
+    DataFilter and DataEnricher (docs/transformation.md, "Expressions"): columns (quote names
+    with spaces: ``"unit price"``), numbers, 'text', TRUE/FALSE/NULL, + - * / %, ||,
+    comparisons, AND/OR/NOT, IS [NOT] NULL, [NOT] IN, BETWEEN, [I]LIKE, CASE WHEN, abs, round,
+    floor, ceil, sqrt, exp, ln, lower, upper, length, trim, coalesce, nullif and CAST. The
+    answer is the same on every engine. Anything else is refused at construction.
 
     Errors raised while running carry the transformer's name.
 
@@ -86,48 +86,39 @@ class CustomTransformer(DataFrameTransformer):
         super().__init__(name, config)
         s = self.settings
         self._function: Callable[..., Any] | None = None
-        self._assignments: list[tuple[str, Any, list[str]]] = []
+        self._assignments: list[tuple[str, Expression]] = []
         if s.function is not None:
             self._function = _resolve(s.function, self.label)
         else:
+            many = len(s.expression or []) > 1
             for position, text in enumerate(s.expression or []):
-                try:
-                    self._assignments.append(parse_assignment(text))
-                except ValueError as exc:
-                    where = (
-                        f"config.expression[{position}]"
-                        if len(s.expression or []) > 1
-                        else "config.expression"
-                    )
-                    raise ConfigError(
-                        f"{where}: {exc}",
-                        component=self.label,
-                        hint="write 'name = <expression>', e.g. 'total = price * quantity'",
-                    ) from None
+                where = f"config.expression[{position}]" if many else "config.expression"
+                name, source = parse_assignment(text, component=self.label)
+                self._assignments.append(
+                    (name, Expression(source, what=f"{where} ({name!r})", component=self.label))
+                )
 
     def required_columns(self, columns: Sequence[str]) -> list[str]:
         if self._function is not None:
             return list(self.settings.requires)
         made: set[str] = set()
         needed: list[str] = []
-        for target, _, used in self._assignments:
-            needed += [c for c in used if c not in made and c not in needed]
+        for target, expression in self._assignments:
+            needed += [c for c in expression.columns() if c not in made and c not in needed]
             made.add(target)
         return needed
 
     def output_columns(self, columns: Sequence[str]) -> list[str]:
         out = list(columns)
-        for target, _, _ in self._assignments:
+        for target, _ in self._assignments:
             if target not in out:
                 out.append(target)
         return out
 
     def _apply_frame(self, frame: Any, op: Operation) -> Any:
         if self._function is None:
-            for target, expr, _ in self._assignments:
-                frame = frame.with_columns(expr.alias(target))
-            op.details["assigned"] = [t for t, _, _ in self._assignments]
-            return frame
+            op.details["assigned"] = [t for t, _ in self._assignments]
+            return assign(frame, self._assignments)
         native = frame.to_native()
         result = self._function(native, **self.settings.kwargs)
         if isinstance(result, (nw.DataFrame, nw.LazyFrame)):
@@ -173,173 +164,3 @@ def _resolve(function: Any, component: str) -> Callable[..., Any]:
     if not callable(target):
         raise ConfigError(f"config.function: {text!r} is not callable", component=component)
     return target  # type: ignore[no-any-return]
-
-
-# -- the expression language -----------------------------------------------------------------
-
-_ASSIGN = re.compile(r'^\s*(?P<name>"[^"]+"|`[^`]+`|[^=<>!"`]+?)\s*=(?!=)(?P<expr>.+)$', re.S)
-
-
-def parse_assignment(text: str) -> tuple[str, Any, list[str]]:
-    """``"total = price * quantity"`` -> (``"total"``, Narwhals expression, columns used)."""
-    match = _ASSIGN.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not an assignment 'name = expression'")
-    name = match.group("name").strip()
-    if name[0] in '"`':
-        name = name[1:-1]
-    if not name:
-        raise ValueError(f"{text!r}: the column name is empty")
-    source = match.group("expr").strip()
-    import sqlglot
-    from sqlglot.errors import ParseError, TokenError
-
-    try:
-        statements = [t for t in sqlglot.parse(source, read="duckdb") if t is not None]
-    except (ParseError, TokenError) as exc:
-        raise ValueError(f"{source!r} cannot be parsed: {str(exc).splitlines()[0]}") from None
-    if len(statements) != 1:
-        raise ValueError(f"{text!r}: write one expression per assignment (no ';')")
-    tree = statements[0]
-    used: list[str] = []
-    expr = _translate(tree, used)
-    return name, expr, used
-
-
-def _translate(node: Any, used: list[str]) -> Any:
-    from sqlglot import exp
-
-    def go(child: Any) -> Any:
-        return _translate(child, used)
-
-    if isinstance(node, exp.Column):
-        if node.table:
-            raise ValueError(
-                f"qualified column {node.sql()!r} is not allowed; write the column name"
-            )
-        name = node.name
-        if name not in used:
-            used.append(name)
-        return nw.col(name)
-    if isinstance(node, exp.Literal):
-        if node.is_string:
-            return nw.lit(node.this)
-        text = node.this
-        return nw.lit(int(text)) if re.fullmatch(r"\d+", text) else nw.lit(float(text))
-    if isinstance(node, exp.Boolean):
-        return nw.lit(bool(node.this))
-    if isinstance(node, exp.Null):
-        return nw.lit(None)
-    if isinstance(node, exp.Paren):
-        return go(node.this)
-    if isinstance(node, exp.Neg):
-        return -go(node.this)
-    if isinstance(node, exp.Not):
-        return ~go(node.this)
-    if isinstance(node, exp.Is):
-        if not isinstance(node.expression, exp.Null):
-            raise ValueError("only IS NULL / IS NOT NULL are supported")
-        return go(node.this).is_null()
-    binary: dict[type, Callable[[Any, Any], Any]] = {
-        exp.Add: lambda a, b: a + b,
-        exp.Sub: lambda a, b: a - b,
-        exp.Mul: lambda a, b: a * b,
-        exp.Div: lambda a, b: a / b,
-        exp.Mod: lambda a, b: a % b,
-        exp.EQ: lambda a, b: a == b,
-        exp.NEQ: lambda a, b: a != b,
-        exp.GT: lambda a, b: a > b,
-        exp.GTE: lambda a, b: a >= b,
-        exp.LT: lambda a, b: a < b,
-        exp.LTE: lambda a, b: a <= b,
-        exp.And: lambda a, b: a & b,
-        exp.Or: lambda a, b: a | b,
-        exp.DPipe: lambda a, b: nw.concat_str([a, b]),
-    }
-    build = binary.get(type(node))
-    if build is not None:
-        return build(go(node.this), go(node.expression))
-    if isinstance(node, exp.In):
-        values = []
-        for item in node.expressions:
-            if not isinstance(item, (exp.Literal, exp.Boolean)):
-                raise ValueError("IN (...) takes literal values only")
-            values.append(_literal_value(item))
-        return go(node.this).is_in(values)
-    if isinstance(node, exp.Between):
-        value = go(node.this)
-        return (value >= go(node.args["low"])) & (value <= go(node.args["high"]))
-    if isinstance(node, exp.Case):
-        if node.this is not None:
-            raise ValueError(
-                "write CASE WHEN <condition> THEN ... (the simple CASE x WHEN form is not supported)"
-            )
-        chain: Any = None
-        for branch in node.args.get("ifs") or []:
-            cond, then = go(branch.this), go(branch.args["true"])
-            chain = nw.when(cond).then(then) if chain is None else chain.when(cond).then(then)
-        default = node.args.get("default")
-        return chain.otherwise(go(default)) if default is not None else chain
-    if isinstance(node, exp.Coalesce):
-        return nw.coalesce(go(node.this), *[go(e) for e in node.expressions])
-    if isinstance(node, exp.Round):
-        digits = node.args.get("decimals")
-        places = int(_literal_value(digits)) if digits is not None else 0
-        return go(node.this).round(places)
-    unary: dict[type, Callable[[Any], Any]] = {
-        exp.Abs: lambda a: a.abs(),
-        exp.Floor: lambda a: a.floor(),
-        exp.Ceil: lambda a: a.ceil(),
-        exp.Sqrt: lambda a: a.sqrt(),
-        exp.Exp: lambda a: a.exp(),
-        exp.Ln: lambda a: a.log(),
-        exp.Lower: lambda a: a.str.to_lowercase(),
-        exp.Upper: lambda a: a.str.to_uppercase(),
-        exp.Length: lambda a: a.str.len_chars(),
-        exp.Trim: lambda a: a.str.strip_chars(),
-    }
-    apply = unary.get(type(node))
-    if apply is not None:
-        if isinstance(node, (exp.Floor, exp.Ceil)) and node.args.get("decimals") is not None:
-            raise ValueError(f"{node.key.upper()} takes one argument")
-        return apply(go(node.this))
-    if isinstance(node, exp.Cast):
-        return go(node.this).cast(_cast_type(node.to))
-    name = node.sql() if hasattr(node, "sql") else type(node).__name__
-    raise ValueError(f"{name!r} is not supported in expressions (see CustomTransformer's docs)")
-
-
-def _literal_value(node: Any) -> Any:
-    from sqlglot import exp
-
-    if isinstance(node, exp.Boolean):
-        return bool(node.this)
-    if isinstance(node, exp.Neg):
-        return -_literal_value(node.this)
-    if not isinstance(node, exp.Literal):
-        raise ValueError(f"{node.sql()!r} must be a literal value")
-    if node.is_string:
-        return node.this
-    return int(node.this) if re.fullmatch(r"\d+", node.this) else float(node.this)
-
-
-def _cast_type(datatype: Any) -> Any:
-    from sqlglot import exp
-
-    kinds = {
-        exp.DataType.Type.INT: nw.Int64,
-        exp.DataType.Type.BIGINT: nw.Int64,
-        exp.DataType.Type.SMALLINT: nw.Int16,
-        exp.DataType.Type.DOUBLE: nw.Float64,
-        exp.DataType.Type.FLOAT: nw.Float64,
-        exp.DataType.Type.VARCHAR: nw.String,
-        exp.DataType.Type.TEXT: nw.String,
-        exp.DataType.Type.BOOLEAN: nw.Boolean,
-        exp.DataType.Type.DATE: nw.Date,
-    }
-    kind = datatype.this
-    if kind not in kinds:
-        raise ValueError(
-            f"CAST to {datatype.sql()!r} is not supported (use int, bigint, double, varchar, boolean, date)"
-        )
-    return kinds[kind]

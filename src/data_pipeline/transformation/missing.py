@@ -162,7 +162,7 @@ class MissingValueHandler(DataFrameTransformer):
                     hint="use 'mode' or 'constant' for this column (column_strategies)",
                 )
             if strategy == "constant":
-                _check_value(self.label, column, dtype, value)
+                value = _constant(self.label, column, dtype, value)
             plan.append((column, strategy, value))
         return plan
 
@@ -334,8 +334,10 @@ class MissingValueHandler(DataFrameTransformer):
     ) -> Any:
         s = self.settings
         x = value_expr(column, dtype, nan_as_null=nan_as_null)
-        if strategy in _STATS and dtype.is_integer():
-            x = x.cast(nw.Float64)  # the same float result on every engine (pyarrow would truncate)
+        if strategy in _STATS and (dtype.is_integer() or dtype == nw.Decimal):
+            # a mean or median is a float (as the aggregations say): the column becomes Float64
+            # on every engine (PyArrow would truncate into the integers, a decimal would round)
+            x = x.cast(nw.Float64)
         if strategy == "mean":
             return x.fill_null(x.mean()).alias(column)
         if strategy == "median":
@@ -355,7 +357,7 @@ class MissingValueHandler(DataFrameTransformer):
                 return x.alias(column)  # no value at all: nothing to take a mode of
             return x.fill_null(nw.lit(value, dtype=dtype)).alias(column)
         if strategy == "constant":
-            return x.fill_null(nw.lit(value)).alias(column)
+            return x.fill_null(nw.lit(value, dtype=dtype)).alias(column)
         direction = "forward" if strategy == "forward_fill" else "backward"
         filled = x.fill_null(strategy=direction, limit=s.limit)
         if s.order_by:
@@ -398,16 +400,79 @@ _EXPRESSION_MODE = {
 }
 
 
-def _check_value(component: str, column: str, dtype: Any, value: Any) -> None:
-    """A constant must fit the column: no text into numbers, no numbers into text."""
-    numeric = is_numeric(dtype)
-    text = dtype == nw.String
-    bad = (numeric and isinstance(value, str)) or (
-        text and isinstance(value, (int, float)) and not isinstance(value, bool)
-    )
-    if bad:
-        raise MissingValueError(
-            f"cannot fill column {column!r} ({dtype}) with {value!r} ({type(value).__name__})",
+def _constant(component: str, column: str, dtype: Any, value: Any) -> Any:
+    """The constant as the column stores it; a value the column cannot hold exactly is an error.
+
+    Integers take integers (and integral floats) in the column's range; floats take numbers;
+    decimals take numbers exact at the column's scale; text and categories take text; booleans
+    take booleans; dates take dates; datetimes take datetimes or dates (midnight), a naive value
+    read in the column's zone, an aware one converted to it (never into a naive column).
+    """
+    import datetime as dt
+    import decimal
+    import math
+
+    def bad(why: str) -> MissingValueError:
+        return MissingValueError(
+            f"cannot fill column {column!r} ({dtype}) with {value!r} "
+            f"({type(value).__name__}): {why}",
             component=component,
-            hint="give a value of the column's type, or convert the column first (DataTypeConverter)",
+            hint="give a value of the column's type, or convert the column first "
+            "(DataTypeConverter)",
         )
+
+    number = isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool)
+    if dtype == nw.Boolean:
+        if not isinstance(value, bool):
+            raise bad("a boolean column takes true or false")
+        return value
+    if dtype.is_integer():
+        whole = number and (
+            isinstance(value, int) or (math.isfinite(value) and value == int(value))
+        )
+        if not whole:
+            raise bad("an integer column takes whole numbers")
+        bits = int("".join(ch for ch in str(dtype) if ch.isdigit()) or 64)
+        low, high = (
+            (0, 2**bits) if str(dtype).startswith("U") else (-(2 ** (bits - 1)), 2 ** (bits - 1))
+        )
+        if not low <= int(value) < high:
+            raise bad(f"out of the range of {dtype}")
+        return int(value)
+    if dtype.is_float():
+        if not number:
+            raise bad("a float column takes numbers")
+        return float(value)
+    if dtype == nw.Decimal:
+        if not number or (isinstance(value, float) and not math.isfinite(value)):
+            raise bad("a decimal column takes numbers")
+        exact = decimal.Decimal(str(value)) if isinstance(value, float) else decimal.Decimal(value)
+        scale = getattr(dtype, "scale", None) or 0
+        stored = exact.quantize(decimal.Decimal(1).scaleb(-scale))
+        precision = getattr(dtype, "precision", None) or 38
+        if stored != exact or len(stored.as_tuple().digits) > precision:
+            raise bad(f"not exact in {dtype}")
+        return stored
+    if dtype == nw.String or dtype == nw.Categorical or dtype == nw.Enum:
+        if not isinstance(value, str):
+            raise bad("a text column takes text")
+        return value
+    if dtype == nw.Date:
+        if not isinstance(value, dt.date) or isinstance(value, dt.datetime):
+            raise bad("a date column takes dates")
+        return value
+    if dtype == nw.Datetime:
+        if not isinstance(value, dt.date):
+            raise bad("a datetime column takes datetimes")
+        if not isinstance(value, dt.datetime):
+            value = dt.datetime(value.year, value.month, value.day)
+        zone = getattr(dtype, "time_zone", None)
+        if zone is None:
+            if value.tzinfo is not None:
+                raise bad("an aware datetime in a column without time zone")
+            return value
+        from zoneinfo import ZoneInfo
+
+        tz = ZoneInfo(zone)
+        return value.replace(tzinfo=tz) if value.tzinfo is None else value.astimezone(tz)
+    return value

@@ -174,8 +174,10 @@ class OutlierHandler(DataFrameTransformer):
     ) -> dict[str, Any]:
         """The aggregate expressions a method needs, each computed once."""
         x = value_expr(column, dtype, nan_as_null=nan_as_null)
-        if dtype.is_integer():
+        if dtype.is_integer() or dtype == nw.Decimal:
             x = x.cast(nw.Float64)
+        elif dtype.is_float():
+            x = nw.when(x.is_finite()).then(x)  # ±inf and NaN never enter a statistic
         method = rule["method"]
         if method == "iqr":
             return {
@@ -212,7 +214,9 @@ class OutlierHandler(DataFrameTransformer):
         rules = {c: self._rule(c) for c in targets}
         op.details["methods"] = {c: rules[c]["method"] for c in targets}
         op.details["actions"] = {c: rules[c]["action"] for c in targets}
-        nan = nan_flags(frame, schema, s.nan_as_null)
+        # NaN is never an outlier and never in a statistic, whatever nan_as_null: compared as
+        # null (Polars and DuckDB would order it above +inf)
+        nan = nan_flags(frame, schema, True)
         native_clip = frame.implementation in _NATIVE_CLIP
         frame, bounds, helpers, known = self._resolve_bounds(frame, schema, targets, rules, nan)
         masks = {c: self._mask(c, schema[c], nan[c], *bounds[c]) for c in targets}
@@ -249,6 +253,9 @@ class OutlierHandler(DataFrameTransformer):
                 for i, c in enumerate(targets)
             }
 
+        nulled = [c for c in targets if rules[c]["action"] == "null"]
+        if nulled:
+            frame = _nullable(frame, nulled)
         updates = []
         removing = []
         for c in targets:
@@ -341,19 +348,26 @@ class OutlierHandler(DataFrameTransformer):
         instead of two; the values are the ones Narwhals gets, one quantile at a time)."""
         if not frame.implementation.is_pandas_like():
             return {}
+        import numpy as np
         import pandas as pd
 
         native = frame.to_native()
         out: dict[str, dict[str, Any]] = {}
         for c in stats:
             rule = rules[c]
-            if nan[c] or rule["method"] not in ("iqr", "percentile"):
+            series = native[c]
+            numpy_backed = isinstance(series.dtype, np.dtype) and series.dtype.kind in "iuf"
+            if nan[c] or not numpy_backed or rule["method"] not in ("iqr", "percentile"):
                 continue
+            if series.dtype.kind == "f":
+                values = series.to_numpy()
+                if np.isinf(values).any():  # ±inf never enter a statistic (one pass, no copy)
+                    series = series[np.isfinite(values)]
             if rule["method"] == "iqr":
                 wanted = {"q1": 0.25, "q3": 0.75}
             else:
                 wanted = {"lo": rule["lower_percentile"], "hi": rule["upper_percentile"]}
-            result = native[c].quantile(list(wanted.values()), interpolation="linear")
+            result = series.quantile(list(wanted.values()), interpolation="linear")
             out[c] = {
                 k: None if pd.isna(v) else float(v)
                 for k, v in zip(wanted, result.tolist(), strict=True)
@@ -387,24 +401,20 @@ class OutlierHandler(DataFrameTransformer):
         get ``when/then`` (DuckDB and Spark order NaN above every number).
         """
         x = value_expr(column, dtype, nan_as_null=nan_as_null)
-        keep_int = (
-            dtype.is_integer()
-            and rule["method"] == "bounds"
-            and all(b is None or float(b).is_integer() for b in (rule["lower"], rule["upper"]))
-        )
         original = nw.col(column)
-        if dtype.is_integer():
-            if keep_int:
+        if dtype.is_integer() or dtype == nw.Decimal:
+            fixed = _fixed_bounds(dtype, rule)
+            if fixed is not None:
                 lower, upper = (
-                    None if b is None else int(b) if native_clip else nw.lit(int(b), dtype=dtype)
-                    for b in (rule["lower"], rule["upper"])
+                    None if b is None else b if native_clip else nw.lit(b, dtype=dtype)
+                    for b in fixed
                 )
             else:
                 x = x.cast(nw.Float64)
                 original = original.cast(nw.Float64)
         expr: Any = None
         if lower is None and upper is None:
-            return nw.col(column)
+            return original.alias(column)
         if native_clip:
             return original.clip(lower, upper).alias(column)
         if lower is not None:
@@ -416,6 +426,41 @@ class OutlierHandler(DataFrameTransformer):
 
 
 _NATIVE_CLIP = {nw.Implementation.POLARS, nw.Implementation.PANDAS}
+
+
+def _nullable(frame: Any, columns: list[str]) -> Any:
+    """pandas: numpy integer columns that may receive nulls take the nullable dtype (Int64, ...),
+    so an integer column stays an integer column (numpy would make it float64)."""
+    if frame.implementation is not nw.Implementation.PANDAS or is_lazy(frame):
+        return frame
+    import numpy as np
+
+    native = frame.to_native()
+    casts = {
+        c: native[c].dtype.name.capitalize().replace("Uint", "UInt")
+        for c in columns
+        if isinstance(native[c].dtype, np.dtype) and native[c].dtype.kind in "iu"
+    }
+    return nw.from_native(native.astype(casts)) if casts else frame
+
+
+def _fixed_bounds(dtype: Any, rule: dict[str, Any]) -> tuple[Any, Any] | None:
+    """Fixed bounds as values of an integer or decimal column, when it holds them exactly (then
+    clipping keeps the column's type); None otherwise (the column becomes Float64)."""
+    import decimal
+
+    if rule["method"] != "bounds":
+        return None
+    bounds = (rule["lower"], rule["upper"])
+    if dtype.is_integer():
+        if all(b is None or float(b).is_integer() for b in bounds):
+            return tuple(None if b is None else int(b) for b in bounds)  # type: ignore[return-value]
+        return None
+    scale = decimal.Decimal(1).scaleb(-(getattr(dtype, "scale", None) or 0))
+    exact = [None if b is None else decimal.Decimal(str(b)) for b in bounds]
+    if all(b is None or b == b.quantize(scale) for b in exact):
+        return tuple(None if b is None else b.quantize(scale) for b in exact)  # type: ignore[return-value]
+    return None
 
 
 def _plain(value: Any) -> Any:

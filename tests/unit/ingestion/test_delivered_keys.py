@@ -12,14 +12,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from data_pipeline.core.errors import IngestionError
-from data_pipeline.ingestion._common import (
+from data_pipeline.core.cursor import (
     KEY_HASH,
     DeliveredKeys,
     StateStore,
     _xxh64,
     key_hashes,
 )
+from data_pipeline.core.errors import IngestionError
 from data_pipeline.ingestion.database import DatabaseSource
 
 

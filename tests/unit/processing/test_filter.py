@@ -154,7 +154,7 @@ def test_bad_structured_config() -> None:
     with pytest.raises(ConfigError, match="between"):
         DataFilter(name="b", config={"conditions": [{"column": "a", "op": "between", "value": 1}]})
     f = DataFilter(name="b", config={"conditions": [{"column": "nope", "op": "eq", "value": 1}]})
-    with pytest.raises(ColumnNotFoundError, match="'nope' not found"):
+    with pytest.raises(ColumnNotFoundError, match="unknown column 'nope'"):
         f.process(pl.DataFrame(DATA))
 
 

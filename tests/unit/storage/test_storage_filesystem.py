@@ -389,3 +389,29 @@ def test_fsync_option_writes_durably(tmp_path: Path) -> None:
     store.store(frame(), "ds", partition_by="region")
     assert store.retrieve("sales").height == 4
     assert store.retrieve("ds").height == 4
+
+
+def test_the_sweep_does_not_take_the_files_of_a_committed_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction committed (its manifest written) but killed before its renames: the next
+    plain store of the same name finishes those renames first, and its sweep does not take the
+    staged files as a killed writer's leftovers (that would lose the committed data)."""
+    from data_pipeline.core import checkpoint
+
+    store = storage(tmp_path)
+    store.store(frame(), "sales")
+
+    def crash(operation: object) -> None:
+        raise KeyboardInterrupt("killed after the commit point")
+
+    monkeypatch.setattr(checkpoint, "apply_rename", crash)
+    with pytest.raises(KeyboardInterrupt), store.transaction():
+        store.store(frame().head(1), "sales")
+    monkeypatch.undo()
+    staged = [p.name for p in (tmp_path / "lake").iterdir() if ".tmp-" in p.name]
+    assert len(staged) == 1  # the committed batch waits under its temporary name
+    result = store.store(frame().head(2), "sales", if_exists="append")
+    assert result.details["leftovers_removed"] == []
+    assert store.retrieve("sales").height == 3  # the committed row, then the two appended
+    assert not [p for p in (tmp_path / "lake").iterdir() if ".tmp-" in p.name]

@@ -1,7 +1,9 @@
-"""A SecantusDB server (MongoDB wire protocol) on a free port, for the MongoDB tests and drills."""
+"""Servers for the storage tests and drills: a SecantusDB server (MongoDB wire protocol) started
+on a free port, and the shared Redis (its config and the cleanup of a test's keys)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -10,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import require_service
 
@@ -47,3 +50,35 @@ def secantus_server(storage_path: str = ":memory:") -> Iterator[int]:
     finally:
         proc.terminate()
         proc.wait()
+
+
+REDIS_HOST = os.environ.get("DATA_PIPELINE_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("DATA_PIPELINE_REDIS_PORT", "6379"))
+REDIS_DB = 5  # the tests' database; every test uses keys with a unique prefix
+
+
+def redis_config(**extra: Any) -> dict[str, Any]:
+    """A NoSQLDBStorage config for the shared Redis (skips, or fails under REQUIRE_SERVICES,
+    when it is down)."""
+    require_service("Redis", REDIS_HOST, REDIS_PORT)
+    return {
+        "db_type": "redis",
+        "host": REDIS_HOST,
+        "port": REDIS_PORT,
+        "database": str(REDIS_DB),
+        **extra,
+    }
+
+
+def drop_redis_keys(*patterns: str) -> None:
+    """Delete the test's keys (``scan_iter`` patterns such as ``*dp_1234*``)."""
+    import redis
+
+    client = redis.Redis(REDIS_HOST, REDIS_PORT, db=REDIS_DB)
+    try:
+        for pattern in patterns:
+            keys = list(client.scan_iter(pattern))
+            if keys:
+                client.delete(*keys)
+    finally:
+        client.close()

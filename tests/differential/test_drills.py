@@ -1,0 +1,111 @@
+"""The suite against deliberately broken variants: each drill must fail.
+
+A differential suite that passes proves something only if it fails when an engine gives another
+answer. Each test here breaks one guarantee of the code under test (monkeypatched for the test)
+and asserts that the same property the suite runs reports it. Shrinking is skipped: the first
+failing example is enough to show the drill bites.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
+
+from data_pipeline.processing import _aggregation
+from tests.differential import test_aggregate, test_batch, test_missing
+
+DRILL_EXAMPLES = 300
+
+
+def must_fail(
+    engine: str,
+    run_case: Callable[[str, Any, Any], None],
+    cases: st.SearchStrategy[Any],
+    request: pytest.FixtureRequest,
+    match: str | None,
+) -> None:
+    """Run the suite's property on ``engine``; it must fail with a message containing ``match``."""
+    property_ = settings(
+        max_examples=DRILL_EXAMPLES, phases=[Phase.explicit, Phase.reuse, Phase.generate]
+    )(given(case=cases)(lambda case: run_case(engine, case, request)))
+    with pytest.raises(AssertionError, match=match):
+        property_()
+
+
+def test_uint32_counts_on_polars_are_caught(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Without the cast to the logical types, Polars' counts are UInt32: a schema failure."""
+    monkeypatch.setattr(_aggregation, "conform", lambda frame, dtypes: frame)
+    must_fail("polars", test_aggregate.run_case, test_aggregate.CASE, request, "schema")
+
+
+def test_nan_as_max_on_duckdb_is_caught(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """DuckDB's own max returns NaN when a NaN is present; the suite sees the other value."""
+    monkeypatch.setattr(_aggregation, "_NAN_IS_MAX", frozenset())
+    must_fail("duckdb", test_aggregate.run_case, test_aggregate.CASE, request, "rows differ")
+
+
+def test_nulls_first_order_is_caught(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """first/last by an order with nulls first (Narwhals' default) is not the documented order."""
+    monkeypatch.setattr(_aggregation, "_order_key", lambda order_by: list(order_by))
+    must_fail("polars", test_aggregate.run_case, test_aggregate.CASE, request, "rows differ")
+
+
+def test_pandas_group_by_in_pandas_is_caught(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """pandas' own group-by (the code before this suite) splits null keys, loses int types."""
+
+    def native_pandas(frame: Any, group_by: Any, plans: Any, component: Any) -> Any:
+        import narwhals as nw
+
+        exprs = [
+            (nw.len() if p.column == "*" else getattr(nw.col(p.column), p.func)()).alias(p.output)
+            for p in plans
+        ]
+        if group_by:
+            return frame.group_by(*group_by, drop_null_keys=False).agg(*exprs)
+        return frame.select(*exprs)
+
+    monkeypatch.setattr(_aggregation, "_pandas_via_polars", native_pandas)
+    must_fail("pandas", test_aggregate.run_case, test_aggregate.CASE, request, None)
+
+
+def test_batches_not_merged_are_caught(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """A merge that keeps only the latest batch's partials gives the wrong counts and sums."""
+    monkeypatch.setattr(_aggregation.PartialAggregation, "merge", lambda self, state: state.tail(1))
+    must_fail("polars", test_batch.run_case, test_batch.CASE, request, "rows differ")
+
+
+def test_unchecked_constant_is_caught(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """A constant of another type written into the column (a datetime into Int64 was stored as
+    946728000000000 on Polars) is what the suite's MissingValueHandler property refuses."""
+    from data_pipeline.transformation import missing
+
+    monkeypatch.setattr(missing, "_constant", lambda component, column, dtype, value: value)
+    must_fail("polars", test_missing.run_case, test_missing.CASE, request, None)
+
+
+def test_nan_left_unfilled_is_caught(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """NaN counts as missing (nan_as_null): a handler that only fills nulls is caught."""
+    import narwhals as nw
+
+    from data_pipeline.transformation import missing
+
+    monkeypatch.setattr(missing, "value_expr", lambda column, dtype, *, nan_as_null: nw.col(column))
+    must_fail("polars", test_missing.run_case, test_missing.CASE, request, "rows differ")
