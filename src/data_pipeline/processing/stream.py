@@ -707,12 +707,14 @@ def pack_state(meta: dict[str, Any], tables: dict[str, Any]) -> bytes:
     JSON in its schema metadata."""
     import pyarrow as pa
 
+    from data_pipeline.core.checkpoint import _table_bytes  # the one Arrow IPC writer
+
     names = list(tables)
-    blobs = [_ipc(tables[name].to_arrow()) for name in names]
+    blobs = [_table_bytes(tables[name].to_arrow()) for name in names]
     container = pa.table(
         {"name": pa.array(names, pa.string()), "data": pa.array(blobs, pa.large_binary())}
     ).replace_schema_metadata({_SNAPSHOT_KEY: json.dumps(meta).encode()})
-    return _ipc(container)
+    return _table_bytes(container)
 
 
 def unpack_state(snapshot: bytes | Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -720,27 +722,14 @@ def unpack_state(snapshot: bytes | Any) -> tuple[dict[str, Any], dict[str, Any]]
     import polars as pl
     import pyarrow as pa
 
-    container = snapshot if isinstance(snapshot, pa.Table) else _read_ipc(snapshot)
+    from data_pipeline.core.checkpoint import _bytes_table  # the one Arrow IPC reader
+
+    container = snapshot if isinstance(snapshot, pa.Table) else _bytes_table(snapshot)
     meta = json.loads((container.schema.metadata or {})[_SNAPSHOT_KEY])
     tables = {
-        name: pl.from_arrow(_read_ipc(blob))
+        name: pl.from_arrow(_bytes_table(blob))
         for name, blob in zip(
             container.column("name").to_pylist(), container.column("data").to_pylist(), strict=True
         )
     }
     return meta, tables
-
-
-def _ipc(table: Any) -> bytes:
-    import pyarrow as pa
-
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return bytes(sink.getvalue().to_pybytes())
-
-
-def _read_ipc(blob: bytes) -> Any:
-    import pyarrow as pa
-
-    return pa.ipc.open_stream(pa.py_buffer(blob)).read_all()

@@ -376,18 +376,8 @@ def test_closed_windows_leave_the_state(kind: str) -> None:
     assert max(sizes) <= 8
 
 
-def test_emit_final_needs_windows_and_settings_are_validated() -> None:
-    from data_pipeline.processing import DataAggregator
-
-    bad = StreamProcessor(
-        name="bad",
-        config={"emit": "final"},
-        pipeline=ProcessingPipeline("x").add_processor(
-            DataAggregator(name="a", config={"aggregations": {"v": "sum"}})
-        ),
-    )
-    with pytest.raises(ConfigError, match="needs a WindowedAggregator"):
-        bad.process_batch(frame([event(0)]))
+def test_new_settings_are_validated() -> None:
+    """(emit: final without windows: test_stream.py.)"""
     for key in ("allowed_lateness", "max_out_of_orderness", "idle_timeout"):
         with pytest.raises(ConfigError, match="bad duration"):
             StreamProcessor(name="x", config={key: "soon"})
