@@ -415,44 +415,66 @@ def json_to_frame(
     The common case, an array of objects, is parsed by polars in Rust. An object is decoded
     once, the records are found by ``data_selector`` (or detected), and parsed in Rust again.
     """
+    frame, _ = parse_json_records(
+        body, data_selector=data_selector, where=where, component=component,
+        mixed_types=mixed_types,
+    )  # fmt: skip
+    return flatten_structs(frame) if flatten else frame
+
+
+def parse_json_records(
+    body: bytes,
+    *,
+    data_selector: str | None,
+    where: str,
+    component: str | None,
+    mixed_types: MixedTypes = "error",
+) -> tuple[pl.DataFrame, Any]:
+    """The records of a JSON body as a frame, and the body for reading other values from it.
+
+    The body comes back as a :class:`FrameBody` over the object polars parsed, as the decoded
+    Python value when the slow path ran, or ``None`` for an array read by polars. One mechanism
+    for files (:func:`json_to_frame`) and REST pages (which read paging values from the body).
+    """
     import polars as pl
 
     stripped = body.lstrip()
     if stripped.startswith(b"\xef\xbb\xbf"):
         stripped = stripped[3:].lstrip()
     frame: pl.DataFrame | None = None
+    parsed: Any = None
     if not data_selector and stripped.startswith(b"[") and not stripped.startswith(b"[]"):
         try:
             frame = pl.read_json(stripped, infer_schema_length=None)
         except Exception:
             frame = None  # scalars, mixed types or bad JSON: the slow path explains
     elif stripped.startswith(b"{"):
-        try:
-            frame = records_of(pl.read_json(stripped, infer_schema_length=None), data_selector)
+        try:  # the whole object parsed in Rust; records (and paging values) read from it
+            whole = pl.read_json(stripped, infer_schema_length=None)
+            frame = records_of(whole, data_selector)
+            parsed = FrameBody(whole) if frame is not None else None
         except Exception:
-            frame = None
+            frame, parsed = None, None
     if frame is not None and suspect_json_coercion(frame, stripped):
         frame = None  # booleans may have become numbers: the slow path checks each key
     if frame is None:
-        value = decode_json(stripped, where=where, component=component)
+        parsed = decode_json(stripped, where=where, component=component)
         if data_selector:
             try:
-                records = select_path(value, data_selector)
+                records = select_path(parsed, data_selector)
             except KeyError as exc:
-                keys = list(value) if isinstance(value, Mapping) else []
+                keys = list(parsed) if isinstance(parsed, Mapping) else []
                 raise ParseError(
                     f"{where}: data_selector {data_selector!r} not found (missing {exc.args[0]!r})",
                     component=component,
                     hint=f"the top-level keys are: {', '.join(map(repr, keys)) or '(none)'}",
                 ) from None
         else:
-            records, _ = auto_records(value)
+            records, _ = auto_records(parsed)
         if records is None:
             records = []
         frame = records_to_frame(records, where=where, component=component, mixed_types=mixed_types)
-    if flatten:
-        frame = flatten_structs(frame)
-    return frame
+    return frame, parsed
 
 
 def reject_file(source_name: str, reject_path: str | None) -> Path:

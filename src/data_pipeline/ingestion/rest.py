@@ -23,17 +23,7 @@ from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.cursor import IncrementalCursor
 from data_pipeline.core.errors import ConfigError, IngestionError
 from data_pipeline.core.secrets import is_secret_key, register_secret
-from data_pipeline.ingestion._common import (
-    FrameBody,
-    MixedTypes,
-    auto_records,
-    decode_json,
-    flatten_structs,
-    records_of,
-    records_to_frame,
-    select_path,
-    suspect_json_coercion,
-)
+from data_pipeline.ingestion._common import MixedTypes, flatten_structs, parse_json_records
 from data_pipeline.ingestion.base import DataSource, SourceConfig
 from data_pipeline.ingestion.http.auth import ApiKeyAuth, AuthConfig, build_auth
 from data_pipeline.ingestion.http.client import (
@@ -238,48 +228,13 @@ class RESTAPISource(DataSource):
         digest = hashlib.sha1(content, usedforsecurity=False).digest()  # equal pages, not secrecy
         if not content.strip() or response.status_code == 204:
             return Page(pl.DataFrame(), None, response.headers, str(response.url), digest)
-        body = None
-        frame = None
-        stripped = content.lstrip()
-        if (
-            not self.settings.data_selector
-            and stripped.startswith(b"[")
-            and not stripped.startswith(b"[]")
-        ):
-            try:
-                frame = pl.read_json(stripped, infer_schema_length=None)
-            except Exception:
-                frame = None
-        elif stripped.startswith(b"{"):
-            try:  # the whole object parsed in Rust; records and paging values read from it
-                whole = pl.read_json(stripped, infer_schema_length=None)
-                frame = records_of(whole, self.settings.data_selector)
-                body = FrameBody(whole) if frame is not None else None
-            except Exception:
-                frame, body = None, None
-        if frame is not None and suspect_json_coercion(frame, stripped):
-            frame = None  # booleans may have become numbers: each key is checked below
-        if frame is None:
-            body = decode_json(content, where=where, component=self.label)
-            if self.settings.data_selector:
-                try:
-                    records = select_path(body, self.settings.data_selector)
-                except KeyError as exc:
-                    keys = list(body) if isinstance(body, Mapping) else []
-                    raise IngestionError(
-                        f"{where}: data_selector {self.settings.data_selector!r} not found "
-                        f"(missing {exc.args[0]!r})",
-                        component=self.label,
-                        hint=f"the top-level keys are: {', '.join(map(repr, keys)) or '(none)'}",
-                    ) from None
-            else:
-                records, _ = auto_records(body)
-            frame = records_to_frame(
-                [] if records is None else records,
-                where=where,
-                component=self.label,
-                mixed_types=self.settings.mixed_types,
-            )
+        frame, body = parse_json_records(
+            content,
+            data_selector=self.settings.data_selector,
+            where=where,
+            component=self.label,
+            mixed_types=self.settings.mixed_types,
+        )
         return Page(frame, body, response.headers, str(response.url), digest)
 
     # -- reading ------------------------------------------------------------------------------
