@@ -80,13 +80,33 @@ class NoSQLDBStorageConfig(ServerConfig):
     """Config of :class:`NoSQLDBStorage`."""
 
     db_type: Literal["embedded", "mongodb", "redis"] = "embedded"
+    """``embedded``: a document store in local files or memory (montydb, the ``embedded``
+    extra; no server); ``mongodb`` (``mongo``); ``redis``: rows as hashes or JSON strings."""
     default_table: str | None = Field(default=None, alias="default_collection")
+    """The collection (Redis: the table name used in keys) ``store()`` writes and
+    ``retrieve()`` reads when called without one."""
     default_if_exists: IfExists = "append"
+    """What ``store()`` does when the collection exists and the call gives no ``if_exists``:
+    ``fail``, ``replace``, ``append`` or ``upsert`` (replace the documents with the same
+    ``primary_key``, add the others). Documents: every mode rebuilds the collection in a stage
+    and swaps it in, so ``append`` also costs the whole collection."""
     primary_key: ColumnList = None
+    """Column(s) identifying a row (one name or a list): ``upsert`` matches on them, a unique
+    index is built on them (MongoDB), and on Redis they name each row's key
+    (``<table>:<key>``) when ``key_template`` is absent. ``store(primary_key=...)`` overrides it."""
     key_template: str | None = None
+    """Redis only: the key of each row, with ``{column}`` placeholders and ``{table}``
+    (``customer:{customer_id}``); absent: ``{table}:{<primary key columns>}``. Two rows with one
+    key, or a null in a key column, are refused."""
     value_format: Literal["hash", "json"] = "hash"
+    """Redis only: ``hash`` stores each row as a hash of its non-null values as text (types
+    restored on ``retrieve()``); ``json`` as one JSON string (``SET``)."""
     ttl: int | None = Field(default=None, gt=0)
+    """Redis only: seconds after which each stored key expires (``store(ttl=...)`` overrides
+    it); absent: keys never expire."""
     batch_size: int = Field(default=10_000, gt=0)
+    """MongoDB: documents per ``insert_many`` / ``bulk_write`` call; bounds the request size
+    only (a store still lands whole). The embedded store and Redis ignore it."""
 
     @field_validator("db_type", mode="before")
     @classmethod

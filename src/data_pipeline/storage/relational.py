@@ -86,11 +86,27 @@ class RelationalDBStorageConfig(SQLConnectionConfig):
     when neither is given) plus how to store."""
 
     default_table: str | None = None
+    """The table ``store()`` writes and ``retrieve()`` reads when called without one (and
+    without a query); absent: a table must be named on each call."""
     default_if_exists: IfExists = "append"
+    """What ``store()`` does when the table exists and the call gives no ``if_exists``:
+    ``fail`` (an error), ``replace`` (swap in a new table), ``append`` (insert) or ``upsert``
+    (update rows with the same ``primary_key``, insert the others)."""
     primary_key: ColumnList = None
+    """Column(s) identifying a row (one name or a list): ``upsert`` merges on them, a table
+    created by ``store()`` gets them as its PRIMARY KEY, and data repeating a key is refused
+    before anything is written. ``store(primary_key=...)`` overrides it for one call."""
     schema_evolution: bool = False
+    """``true``: columns of the data that the existing table lacks are added (``ALTER TABLE
+    ... ADD COLUMN``) on ``append``/``upsert``; ``false``: such data is refused naming them."""
     batch_size: int = Field(default=100_000, gt=0)
+    """Rows per chunk sent to the database (PostgreSQL COPY chunks, SQLite ``executemany``
+    and SQLAlchemy INSERT batches; MySQL INSERT batches at most 20,000). Bounds memory only: a
+    store still lands whole or not at all."""
     mysql_load: Literal["auto", "load_data", "insert"] = "auto"
+    """MySQL/MariaDB bulk load: ``load_data`` uses ``LOAD DATA LOCAL INFILE`` (fails if the
+    server refuses it), ``insert`` uses batched multi-row INSERTs, ``auto`` tries LOAD DATA and
+    falls back to INSERT when the server disables ``local_infile``. Other databases ignore it."""
 
     @model_validator(mode="after")
     def _check(self) -> RelationalDBStorageConfig:

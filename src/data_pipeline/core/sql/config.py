@@ -84,7 +84,11 @@ class SQLConnectionConfig(ConfigModel):
     database: str | None = None
     """The database name; for SQLite and DuckDB the file path (``:memory:`` when omitted)."""
     username: str | None = None
+    """The user to log in as (ignored by SQLite and DuckDB files). Beside a ``url`` only when
+    the URL names no user."""
     password: SecretStr | None = None
+    """The user's password, kept secret (never shown in messages, logs or ``repr``); write
+    ``${ENV_VAR}`` in a pipeline file. Beside a ``url`` only when the URL has no password."""
     schema_name: str | None = Field(default=None, alias="schema")
     """The namespace of the tables (PostgreSQL schema, MySQL database)."""
     connect_timeout: float = Field(default=10, gt=0)
