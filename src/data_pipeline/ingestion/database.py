@@ -121,6 +121,18 @@ class DatabaseConfig(SourceConfig, SQLConnectionConfig):
 class DatabaseSource(DataSource):
     """Data source for databases (PostgreSQL, MySQL/MariaDB, SQLite, DuckDB, any SQLAlchemy URL).
 
+    Raises:
+        ConfigError: an invalid config (neither ``url`` nor ``db_type``, not exactly one of
+            ``query`` and ``table``, ``engine: connectorx`` with ``params``, ...).
+        DependencyError: the driver of the database or of the chosen ``engine`` is not installed.
+        IngestionConnectionError: the database cannot be reached (host, port and database are named,
+            never the password).
+        IngestionAuthenticationError: the credentials were refused, or the operation was denied.
+        IngestionTimeoutError: a statement was cancelled by a timeout.
+        InputNotFoundError: the table or view does not exist.
+        IngestionError: any other database error, or an ``incremental`` column missing from the
+            result.
+
     Example:
         >>> from data_pipeline.ingestion import DatabaseSource
         >>> source = DatabaseSource(name="customers", config={

@@ -194,6 +194,21 @@ class FileSystemConfig(SourceConfig):
 class FileSystemSource(DataSource):
     """Data source for file systems: one file, a directory, a glob or a remote URL.
 
+    Raises:
+        ConfigError: an invalid config (a delimiter that is not one byte, an unknown encoding, ...),
+            files of several or unknown formats under ``format: auto``, or ``storage_options`` the
+            file system does not take.
+        DependencyError: fsspec / s3fs / gcsfs (remote URLs) or fastexcel (Excel) is not installed.
+        InputNotFoundError: nothing matches ``path`` (a glob that matches no file, a missing
+            object).
+        IngestionAuthenticationError: a remote server refused the credentials (401/403).
+        IngestionConnectionError: a remote server could not be reached.
+        IngestionTimeoutError: a remote read timed out.
+        ParseError: a file cannot be parsed (file, line and reason are named) or is not valid in its
+            ``encoding``; with ``on_bad_rows: skip`` or ``reject`` bad rows are set aside instead.
+        UnsupportedOperationError: ``on_bad_rows`` other than ``error`` for a format other than CSV
+            and JSON Lines.
+
     Example:
         >>> from data_pipeline.ingestion import FileSystemSource
         >>> source = FileSystemSource(name="sales", config={

@@ -177,6 +177,18 @@ class RESTAPIConfig(SourceConfig):
 class RESTAPISource(DataSource):
     """Data source for REST APIs returning JSON.
 
+    Raises:
+        ConfigError: an invalid config (a URL without ``http(s)://``, both ``params_list`` and
+            ``pagination``, ...), or ``ingest()`` got an option other than ``params``.
+        IngestionAuthenticationError: HTTP 401 or 403, or the OAuth2 token endpoint gave no token.
+        IngestionConnectionError: the server could not be reached, after the retries.
+        IngestionTimeoutError: a request took longer than ``timeout``, after the retries.
+        ParseError: a response is not JSON, or ``data_selector`` is not in it.
+        IngestionError: another HTTP error status (after the retries for ``retry.statuses``), a body
+            over ``max_body_size``, a redirect refused or beyond ``redirects.max``, pages that loop
+            or repeat, a read that ends short (``on_incomplete: error``), or an ``incremental``
+            field missing from the records.
+
     Example:
         >>> from data_pipeline.ingestion import RESTAPISource
         >>> source = RESTAPISource(name="orders", config={

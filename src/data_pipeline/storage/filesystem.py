@@ -174,6 +174,19 @@ class FileSystemStorage(StorageSystem):
     may also be an fsspec URL (``s3://bucket/prefix``, ``memory://x``): single files are written
     to a temporary name and moved, which is atomic only where the file system's move is.
 
+    Raises:
+        ConfigError: a compression the format does not offer, ``partition_by`` with CSV or JSON
+            Lines, a name that leaves ``base_path``, ``if_exists: upsert``, or an unknown
+            ``store()`` option.
+        DependencyError: fsspec (s3fs, gcsfs) is not installed, for a remote ``base_path``.
+        ColumnNotFoundError: a ``partition_by`` column is not in the data.
+        StorageSchemaError: a type the format cannot give back (CSV, JSON Lines), or an ``append``
+            whose columns or types differ from the file's.
+        InputNotFoundError: ``retrieve()`` of a file that does not exist.
+        UnsupportedOperationError: ``partition_by`` or a transaction with a remote ``base_path``, or
+            bound ``params`` in a file query.
+        StorageError: ``if_exists: fail`` and the file exists, or any other write failure.
+
     Example:
         >>> storage = FileSystemStorage(name="lake", config={
         ...     "base_path": "data/lake",

@@ -145,6 +145,21 @@ class NoSQLDBStorage(StorageSystem):
     frame. Redis: each row goes to ``key_template`` (default ``"{table}:{<primary key>}"``) as a
     hash (``value_format: hash``) or a JSON string (``json``), with optional ``ttl`` seconds.
 
+    Raises:
+        ConfigError: an invalid config (``key_template`` or ``ttl`` off Redis, a template without a
+            column, a non-numeric Redis ``database``), ``upsert`` without a primary key, Redis
+            without ``key_template`` or ``primary_key``, a query that is not a filter document, or
+            an unknown option.
+        DependencyError: montydb, pymongo or redis is not installed.
+        StorageConnectionError: the server cannot be reached.
+        StorageAuthenticationError: the credentials were refused.
+        StorageSchemaError: a column name a document cannot hold (a ``.`` or a leading ``$``), a
+            type the store cannot hold, a ``key_template`` column missing from the data, or nulls in
+            key columns.
+        InputNotFoundError: ``retrieve()`` of a collection (or Redis table) that does not exist.
+        StorageError: ``if_exists: fail`` and the collection exists, a key repeated in the data, or
+            any other failure.
+
     Example:
         >>> cache = NoSQLDBStorage(name="cache", config={
         ...     "db_type": "redis",

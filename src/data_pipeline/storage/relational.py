@@ -165,6 +165,23 @@ class RelationalDBStorage(StorageSystem):
     merges on ``primary_key``. ``retrieve(table=...)`` or ``retrieve(query=..., params=...)``
     with ``:name`` placeholders and a dict, on every database.
 
+    Raises:
+        ConfigError: an invalid config (a DuckDB URL, ``schema`` with SQLite, ...), ``upsert``
+            without a primary key, an unknown ``store()`` option, or ``retrieve()`` without a table
+            or a query.
+        DependencyError: the database driver is not installed.
+        StorageConnectionError: the database cannot be reached (host, port and database are named,
+            never the password).
+        StorageAuthenticationError: the credentials were refused, or the operation was denied.
+        StorageSchemaError: the data does not fit the table (new columns without
+            ``schema_evolution``, a value its column cannot hold, a key column missing), or an
+            upsert target without a unique key on ``primary_key``.
+        InputNotFoundError: ``retrieve()`` of a table that does not exist.
+        UnsupportedOperationError: an operation the database cannot do here (an upsert or a
+            transaction through the generic SQLAlchemy path, nested transactions, ...).
+        StorageError: a primary key repeated in the data, a constraint violation, or any other
+            database failure; the table is left unchanged.
+
     Example:
         >>> db = RelationalDBStorage(name="customer_db", config={
         ...     "db_type": "postgresql",

@@ -145,6 +145,20 @@ class DataWarehouseStorage(StorageSystem):
     Delta Lake (``engine: delta``): each table is the directory ``<path>/<table>``; ``upsert``
     is a Delta MERGE on ``primary_key``; ``partition_by`` partitions new tables.
 
+    Raises:
+        ConfigError: an invalid config (``delta`` without ``path``, ``url`` outside ``sqlalchemy``,
+            ``partition_by`` with DuckDB, ...), ``upsert`` without a primary key, a table name that
+            leaves ``path``, or an unknown ``store()`` option.
+        DependencyError: deltalake (``engine: delta``) or the SQLAlchemy dialect is not installed.
+        StorageConnectionError: the DuckDB file cannot be opened (e.g. another process holds it for
+            writing).
+        StorageSchemaError: new columns without ``schema_evolution``, a type the table cannot hold,
+            or a key column missing from the data.
+        InputNotFoundError: ``retrieve()`` of a table that does not exist (the tables are listed).
+        UnsupportedOperationError: ``transaction()`` on an engine that has none.
+        StorageError: a primary key repeated in the data, a constraint violation, or any other
+            failure; the table is left unchanged.
+
     Example:
         >>> warehouse = DataWarehouseStorage(name="warehouse", config={
         ...     "database": "data/warehouse.duckdb",

@@ -80,6 +80,12 @@ class ColumnRenamer(DataFrameTransformer):
     ``mapping`` wins over ``function`` for the columns it names. A mapped column that is missing
     is an error unless ``strict: false``; two columns ending with the same name are an error.
 
+    Raises:
+        ConfigError: neither ``mapping`` nor ``function``, or an empty new name.
+        ColumnNotFoundError: a ``mapping`` name is not in the data (``strict: true``).
+        SchemaError: two columns would end with the same name, or ``function`` turns a name into an
+            empty one.
+
     Example:
         >>> import polars as pl
         >>> renamer = ColumnRenamer(name="tidy_names", config={
@@ -187,6 +193,11 @@ class ColumnSelector(DataFrameTransformer):
     the three is set), minus ``exclude``, ``exclude_regex`` and ``exclude_dtypes``. Dtype names:
     numeric, integer, float, string, boolean, temporal, date, datetime, categorical. ``columns``
     is accepted for ``include``. Names that do not exist are an error unless ``strict: false``.
+
+    Raises:
+        ConfigError: an invalid regular expression or dtype name.
+        ColumnNotFoundError: an ``include`` or ``exclude`` name is not in the data (``strict:
+            true``), or the selection keeps no column.
 
     Example:
         >>> import polars as pl

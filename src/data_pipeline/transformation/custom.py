@@ -82,6 +82,12 @@ class CustomTransformer(DataFrameTransformer):
 
     Errors raised while running carry the transformer's name.
 
+    Raises:
+        ConfigError: both or neither of ``function`` and ``expression``, an import string that
+            cannot be imported, or an expression outside the safe language (all when it is built).
+        ColumnNotFoundError: a column an expression (or ``requires``) names is not in the data.
+        TransformationError: the function raised, or returned another frame type than it was given.
+
     Example:
         >>> import polars as pl
         >>> revenue = CustomTransformer(name="revenue", config={

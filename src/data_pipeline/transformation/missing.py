@@ -129,6 +129,15 @@ class MissingValueHandler(DataFrameTransformer):
     overrides the strategy per column. On eager frames ``get_metadata()["details"]`` holds the
     count filled per column; lazy frames are not counted unless ``count: true``.
 
+    Raises:
+        ConfigError: an invalid config (``constant`` without ``value``, an unknown strategy, ...).
+        ColumnNotFoundError: a column of ``columns``, ``column_strategies`` or ``order_by`` is not
+            in the data.
+        MissingValueError: ``mean`` or ``median`` asked for a non-numeric column, or a ``value`` the
+            column's type cannot hold exactly.
+        UnsupportedOperationError: ``forward_fill`` / ``backward_fill`` on a lazy frame without
+            ``order_by``.
+
     Example:
         >>> import polars as pl
         >>> handler = MissingValueHandler(name="handle_missing_values", config={

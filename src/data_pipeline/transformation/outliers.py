@@ -149,6 +149,12 @@ class OutlierHandler(DataFrameTransformer):
 
     Clipping an integer column gives a float column unless the bounds are fixed integers.
 
+    Raises:
+        ConfigError: an invalid config (``bounds`` without ``lower``/``upper``, ``lower`` above
+            ``upper``, percentiles out of order, ...).
+        ColumnNotFoundError: a column of ``columns`` or ``column_settings`` is not in the data.
+        DataTypeError: a column named in ``columns`` or ``column_settings`` is not numeric.
+
     Example:
         >>> import polars as pl
         >>> handler = OutlierHandler(name="clip_prices", config={

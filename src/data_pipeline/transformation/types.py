@@ -287,6 +287,14 @@ class DataTypeConverter(DataFrameTransformer):
     ``coerce`` turns bad values into nulls; ``reject`` keeps the good rows and puts the bad ones,
     unconverted, with a ``_reject_reason`` column, in ``self.last_rejects``.
 
+    Raises:
+        ConfigError: an unknown type name or time zone, a ``format`` with an unsupported directive,
+            or ``format`` / ``time_zone`` on a type they do not apply to.
+        ColumnNotFoundError: a column of ``columns`` is not in the data.
+        DataTypeError: ``errors: raise`` and values that cannot be converted (the column, the first
+            bad values and their row positions are named), or a conversion that does not exist (a
+            date to an integer, ...).
+
     Example:
         >>> import polars as pl
         >>> converter = DataTypeConverter(name="types", config={

@@ -141,6 +141,20 @@ class Reader(Protocol):
 class StreamingSource(DataSource):
     """Data source for streaming platforms: each ``ingest()`` returns a bounded batch.
 
+    Raises:
+        ConfigError: an invalid config, or a setting the platform does not support (a ``group`` on
+            RabbitMQ, unknown ``options``, a URL scheme the client does not speak, ...).
+        DependencyError: the platform's client is not installed (``pip install
+            'data-pipeline[kafka]'``, ...).
+        IngestionConnectionError: the broker cannot be reached.
+        IngestionAuthenticationError: the credentials were refused.
+        IngestionTimeoutError: the broker did not answer in time.
+        InputNotFoundError: the topic (Kafka), JetStream stream (NATS) or queue (RabbitMQ) does not
+            exist.
+        ParseError: a payload is not what ``payload`` says, with ``on_bad_rows: error``.
+        UnsupportedOperationError: NATS: several subjects on a server older than 2.10.
+        IngestionError: any other failure; the message names the source.
+
     Example:
         >>> from data_pipeline.ingestion import StreamingSource
         >>> source = StreamingSource(name="events", config={
