@@ -91,8 +91,8 @@ class RESTAPIConfig(SourceConfig):
     ``ingest(params=...)`` adds more for one call."""
     json_body: Any = Field(default=None, alias="json")
     """A JSON body sent with every request (for APIs queried by POST). A ``cursor`` pagination
-    with ``cursor_in: body`` and, for POST/PUT/PATCH, ``incremental`` write their values into
-    it when it is an object."""
+    with ``cursor_in: body`` adds its keys to it; ``incremental`` writes its ``param`` into it
+    for POST/PUT/PATCH when it is an object (else into the query string)."""
     timeout: float = Field(default=30.0, gt=0)
     """Total time limit of one request in seconds: connect, headers and body together."""
     max_body_size: ByteSize = Field(default=ByteSize(DEFAULT_MAX_BODY_SIZE))

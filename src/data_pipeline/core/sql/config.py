@@ -76,7 +76,8 @@ class SQLConnectionConfig(ConfigModel):
     """A database URL; or give ``db_type`` and the keys below."""
     db_type: DbType | None = None
     """``sqlite``, ``postgresql`` (``postgres``), ``mysql``, ``mariadb``, ``duckdb``, ``mssql``,
-    ``oracle``."""
+    ``oracle``. A DatabaseSource needs it or ``url``; a RelationalDBStorage given neither is
+    SQLite, and stores DuckDB through DataWarehouseStorage instead."""
     host: str | None = None
     """Server host (default ``localhost``)."""
     port: int | None = Field(default=None, gt=0, lt=65536)
