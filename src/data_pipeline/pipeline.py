@@ -808,57 +808,42 @@ def _spark_session(spec: SparkSpec | None) -> Any:
 
 
 def _to_engine(data: Any, engine: str, spark: SparkSpec | None = None) -> Any:
-    import polars as pl
+    """``data`` as a frame of the pipeline's ``engine`` (``polars`` means a LazyFrame here).
 
-    from data_pipeline.core.frames import to_arrow, to_polars
+    The conversion is :func:`data_pipeline.core.engines.to_engine`'s (one mechanism: no pandas
+    index column, names differing only by case refused by DuckDB and Spark, ...); Spark gets the
+    session built from the file's ``spark:`` settings.
+    """
+    from data_pipeline.core.engines import engine_of, to_engine
 
-    if engine == "polars":
-        if isinstance(data, (pl.DataFrame, pl.LazyFrame)):
-            return data.lazy()
-        return to_polars(data).lazy()
-    if engine == "pandas":
-        return to_polars(data).to_pandas()
-    if engine == "arrow":
-        return to_arrow(data)
-    if engine == "duckdb":
-        import duckdb
-
-        return duckdb.from_arrow(to_arrow(data))
     if engine == "spark":
-        # the shared session: the one this process made already, or a new one (local, or the
-        # cluster of SPARK_REMOTE / spark.master); data goes in as Arrow (no row loop)
-        from data_pipeline.core.deps import import_optional
-        from data_pipeline.core.engines import spark_from_arrow
-        from data_pipeline.core.frames import engine_name
-
-        sql = import_optional("pyspark.sql", extra="spark", feature="engine: spark")
-        if isinstance(data, sql.DataFrame) or engine_name(data).startswith("pyspark"):
+        if engine_of(data) == "pyspark":
             return data
-        import pyarrow as pa
+        return to_engine(data, "pyspark", session=_spark_session(spark), component="pipeline")
+    if engine not in _PIPELINE_ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}", component="pipeline")
+    return to_engine(data, _PIPELINE_ENGINES[engine], component="pipeline")
 
-        table = to_arrow(data)
-        # Spark reads no dictionary (categorical) columns: decode them to their values
-        fields = [
-            pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f
-            for f in table.schema
-        ]
-        session = _spark_session(spark)
-        return spark_from_arrow(session, table.cast(pa.schema(fields)))
-    raise ConfigError(f"unknown engine {engine!r}", component="pipeline")
+
+#: ``engine:`` of a pipeline file -> the engine name of :mod:`data_pipeline.core.engines`
+_PIPELINE_ENGINES = {
+    "polars": "polars-lazy",
+    "pandas": "pandas",
+    "arrow": "pyarrow",
+    "duckdb": "duckdb",
+}
 
 
 def _materialize(data: Any) -> Any:
     """Compute a lazy result once so that several consumers do not recompute it."""
-    import polars as pl
+    from data_pipeline.core.engines import engine_of, to_arrow, to_engine
 
-    if isinstance(data, pl.LazyFrame):
-        return data.collect()
-    frame = to_narwhals(data)
-    if frame.implementation.name == "DUCKDB":
-        import duckdb
-
-        return duckdb.from_arrow(frame.collect(backend="pyarrow").to_native())
-    if frame.implementation.name.startswith("PYSPARK"):
+    engine = engine_of(data)
+    if engine == "polars-lazy":
+        return to_engine(data, "polars")
+    if engine == "duckdb":  # computed once into Arrow, a relation on DuckDB's default connection
+        return to_engine(to_arrow(data), "duckdb")
+    if engine == "pyspark":
         return data.cache()  # computed by Spark at the first use, kept for the next consumers
     return data
 
