@@ -112,29 +112,54 @@ PATH_KEYS = ("path", "base_path", "database", "state_path", "reject_path", "log_
 
 class ComponentSpec(ConfigModel):
     type: str
+    """The class name of the component in its layer (``FileSystemSource``,
+    ``MissingValueHandler``, ``DataWarehouseStorage``, ``LineChart``, ...); an unknown name fails
+    with the allowed ones."""
     name: str | None = None
+    """The component's name in logs, metadata and errors. Steps default to
+    ``<pipeline>_<index>_<type>``, visualizations to ``<type>_<index>``; sources and storage
+    systems are named by their key in the file, and ignore this."""
     config: dict[str, Any] = Field(default_factory=dict)
+    """The component's config, exactly the keys of its class (see the layer references); it
+    is validated before anything runs. Relative ``path``, ``base_path``, ``state_path``,
+    ``reject_path``, ``log_path`` and a file ``database`` are read from the YAML file's folder."""
 
 
 class StoreSpec(ConfigModel):
     data: str
+    """The data set to store: the name of a source, transformation or processing pipeline
+    of the file. It is stored as soon as it exists."""
     table: str | None = None
+    """The table (collection, key prefix or file name) to write; absent: the data set's
+    name."""
     if_exists: str | None = None
+    """``fail``, ``replace``, ``append`` or ``upsert`` (as the storage system supports);
+    absent: the storage system's ``default_if_exists``."""
 
 
 class StorageSpec(ComponentSpec):
     store: list[StoreSpec] = Field(default_factory=list)
+    """What this storage system stores: a list of ``{data, table, if_exists}`` entries (keys
+    below); empty: nothing (e.g. a system that only keeps the checkpoint or the rejects)."""
 
 
 class StepsSpec(ConfigModel):
     input: str | None = None
+    """The data set the steps run on (a source, or a transformation for processing).
+    Absent: the only source (transformations); the only transformation, or the only source
+    when the file has no transformation (processing). With several candidates it is required."""
     steps: list[ComponentSpec]
+    """The steps, run in order, each ``{type, name, config}`` (keys above); the list form
+    ``clean: [...]`` of a transformation or processing pipeline is this list alone."""
     stream: dict[str, Any] | None = None
     """With ``--follow``: the StreamProcessor's keys (``emit``, ``allowed_lateness``, ...)."""
 
 
 class VisualizationSpec(ComponentSpec):
     data: str | None = None
+    """The data set the visualization draws (a source, transformation or processing
+    output); absent: the only output of the last stage the file has (processing, else
+    transformations, else sources). With several candidates it is required."""
     span: int = Field(default=1, ge=1, le=12)
     """Grid columns the visualization spans (as ``Dashboard.add_visualization(span=...)``)."""
     position: int | None = None
@@ -143,10 +168,21 @@ class VisualizationSpec(ComponentSpec):
 
 class DashboardSpec(ConfigModel):
     title: str | None = None
+    """The dashboard's title (the Dashboard's ``title`` key; a ``title`` inside ``config``
+    wins when both are given)."""
     description: str | None = None
+    """Text shown under the title (the Dashboard's ``description`` key; one inside ``config``
+    wins)."""
     path: str | None = None
+    """The HTML file ``data-pipeline run`` writes (relative to the YAML file's folder).
+    Absent: ``run`` renders but writes no file, while re-rendering from stored data
+    (``render_dashboards``) writes ``<dashboard name>.html``."""
     config: dict[str, Any] = Field(default_factory=dict)
+    """Further keys of the Dashboard's own config (layout, theme, ...: see the visualization
+    reference)."""
     visualizations: list[VisualizationSpec] = Field(default_factory=list)
+    """The charts, tables and KPIs, in order: ``{type, name, data, config, span, position}``
+    each (keys below)."""
 
 
 class SparkSpec(ConfigModel):
@@ -155,6 +191,8 @@ class SparkSpec(ConfigModel):
     master: str | None = None
     """``local[4]``, ``spark://host:7077``, ``yarn``, ...; unset: ``spark.master`` or local."""
     app_name: str = "data-pipeline"
+    """The Spark application name (shown in the Spark UI); applies only when this process
+    creates the session."""
     conf: dict[str, str | int | float | bool] = Field(default_factory=dict)
     """Spark settings, e.g. ``spark.sql.shuffle.partitions: 64``."""
     max_driver_bytes: int | None = Field(default=256 * 1024 * 1024, ge=0)
@@ -181,7 +219,10 @@ class RejectsSpec(ConfigModel):
     """``rejects:`` of a followed pipeline: where rejected rows go, with the reason."""
 
     storage: str | None = None
+    """The storage system (a key under ``storage:``) that receives the rejected rows; absent:
+    the one that keeps the checkpoint, else a CSV file ``.data_pipeline/rejects/<name>.csv``."""
     table: str | None = None
+    """The table the rejected rows go to in that storage system (default ``_dp_rejects``)."""
     path: str | None = None
     """A CSV file instead of a table."""
 
@@ -190,14 +231,29 @@ class PipelineFile(ConfigModel):
     """The validated content of a pipeline YAML file."""
 
     name: str = "pipeline"
+    """The pipeline's name: shown by the CLI, and the default name of its checkpoint and of
+    its rejects CSV file (so two pipelines sharing a storage need different names)."""
     description: str | None = None
+    """Free text for the reader of the file; not used when running."""
     engine: Engine = "polars"
+    """The frame type data moves in between the stages: ``polars`` (lazy frames),
+    ``pandas``, ``duckdb`` (relations), ``arrow`` or ``spark`` (see ``spark``). Sources' output
+    is converted to it; every step then runs on that engine."""
     spark: SparkSpec | None = None
+    """With ``engine: spark`` only: the Spark session's settings (keys below)."""
     sources: dict[str, ComponentSpec] = Field(default_factory=dict)
+    """Name -> a source ``{type, config}``; the name is the data set it makes."""
     transformations: dict[str, StepsSpec] = Field(default_factory=dict)
+    """Name -> a transformation pipeline: a list of steps, or ``{input, steps}``; the name is
+    the data set it makes. Run after every source is read."""
     storage: dict[str, StorageSpec] = Field(default_factory=dict)
+    """Name -> a storage system ``{type, config, store: [...]}``; each ``store`` entry runs
+    as soon as its data set exists."""
     processing: dict[str, StepsSpec] = Field(default_factory=dict)
+    """Name -> a processing pipeline: a list of steps, or ``{input, steps, stream}``; the
+    name is the data set it makes. Run after the transformations and their stores."""
     dashboards: dict[str, DashboardSpec] = Field(default_factory=dict)
+    """Name -> a dashboard ``{title, path, visualizations: [...]}``, rendered last."""
     checkpoint: CheckpointSpec | bool | None = None
     """With ``--follow``: where the checkpoint is kept (``false``: none, at least once)."""
     rejects: RejectsSpec | None = None
@@ -772,43 +828,30 @@ def _conf_value(session: Any, key: str) -> str | None:
 
 
 def _to_engine(data: Any, engine: str, spark: SparkSpec | None = None) -> Any:
-    import polars as pl
+    """``data`` as a frame of the pipeline's ``engine`` (``polars`` means a LazyFrame here).
 
-    from data_pipeline.core.frames import to_arrow, to_polars
+    The conversion is :func:`data_pipeline.core.engines.to_engine`'s (one mechanism: no pandas
+    index column, names differing only by case refused by DuckDB and Spark, ...); Spark gets the
+    session built from the file's ``spark:`` settings.
+    """
+    from data_pipeline.core.engines import engine_of, to_engine
 
-    if engine == "polars":
-        if isinstance(data, (pl.DataFrame, pl.LazyFrame)):
-            return data.lazy()
-        return to_polars(data).lazy()
-    if engine == "pandas":
-        return to_polars(data).to_pandas()
-    if engine == "arrow":
-        return to_arrow(data)
-    if engine == "duckdb":
-        import duckdb
-
-        return duckdb.from_arrow(to_arrow(data))
     if engine == "spark":
-        # the shared session: the one this process made already, or a new one (local, or the
-        # cluster of SPARK_REMOTE / spark.master); data goes in as Arrow (no row loop)
-        from data_pipeline.core.deps import import_optional
-        from data_pipeline.core.engines import spark_from_arrow
-        from data_pipeline.core.frames import engine_name
-
-        sql = import_optional("pyspark.sql", extra="spark", feature="engine: spark")
-        if isinstance(data, sql.DataFrame) or engine_name(data).startswith("pyspark"):
+        if engine_of(data) == "pyspark":
             return data
-        import pyarrow as pa
+        return to_engine(data, "pyspark", session=_spark_session(spark), component="pipeline")
+    if engine not in _PIPELINE_ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}", component="pipeline")
+    return to_engine(data, _PIPELINE_ENGINES[engine], component="pipeline")
 
-        table = to_arrow(data)
-        # Spark reads no dictionary (categorical) columns: decode them to their values
-        fields = [
-            pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f
-            for f in table.schema
-        ]
-        session = _spark_session(spark)
-        return spark_from_arrow(session, table.cast(pa.schema(fields)))
-    raise ConfigError(f"unknown engine {engine!r}", component="pipeline")
+
+#: ``engine:`` of a pipeline file -> the engine name of :mod:`data_pipeline.core.engines`
+_PIPELINE_ENGINES = {
+    "polars": "polars-lazy",
+    "pandas": "pandas",
+    "arrow": "pyarrow",
+    "duckdb": "duckdb",
+}
 
 
 def _consumers(loaded: LoadedPipeline) -> dict[str, int]:
@@ -902,16 +945,14 @@ def _materialize(data: Any, consumers: int | None = None) -> Any:
 
     Spark: cached only when more than one step reads it (``consumers``; None: always), and
     unpersisted by the run after its last consumer."""
-    import polars as pl
+    from data_pipeline.core.engines import engine_of, to_arrow, to_engine
 
-    if isinstance(data, pl.LazyFrame):
-        return data.collect()
-    frame = to_narwhals(data)
-    if frame.implementation.name == "DUCKDB":
-        import duckdb
-
-        return duckdb.from_arrow(frame.collect(backend="pyarrow").to_native())
-    if frame.implementation.name.startswith("PYSPARK"):
+    engine = engine_of(data)
+    if engine == "polars-lazy":
+        return to_engine(data, "polars")
+    if engine == "duckdb":  # computed once into Arrow, a relation on DuckDB's default connection
+        return to_engine(to_arrow(data), "duckdb")
+    if engine == "pyspark":
         if consumers is not None and consumers < 2:
             return data  # one reader: caching would only hold executor memory
         return data.cache()  # computed by Spark at the first use, kept for the next consumers

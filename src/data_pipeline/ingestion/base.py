@@ -32,6 +32,18 @@ class DataSource(Component):
     the call and keeps the metadata. While ``_read()`` runs, :attr:`current_operation` is the
     operation record, so a source can count rejected rows or add details.
 
+    Raises:
+        ConfigError: the config is invalid (raised when the source is built, naming the key and the
+            allowed values), or ``ingest()`` got options the source does not take.
+        DependencyError: the optional extra the source needs is not installed (the message gives the
+            ``pip install`` command).
+        InputNotFoundError: the file, table, topic, stream or queue does not exist.
+        IngestionConnectionError: the server could not be reached.
+        IngestionAuthenticationError: the credentials were refused.
+        IngestionTimeoutError: the server did not answer in time.
+        ParseError: the data could not be parsed (the file or URL and the row or record are named).
+        IngestionError: any other failure; every message names the source.
+
     Example:
         >>> from data_pipeline.ingestion import FileSystemSource
         >>> FileSystemSource(name="sales", config={"path": "data/*.csv"}).get_metadata()["status"]

@@ -54,6 +54,9 @@ class IncrementalConfig(ConfigModel):
     """With it, the next run re-reads from the last value (minus ``lookback``) and drops the rows
     it already delivered (same key and cursor value), so late rows are neither lost nor doubled."""
     state_path: str | None = None
+    """The JSON file keeping the last cursor value (and the keys delivered at it). Default
+    ``.data_pipeline/state/<source name>.json``; a pipeline with a checkpoint keeps the state
+    there instead. Delete it to read from ``initial_value`` again."""
 
     @model_validator(mode="after")
     def _lookback_needs_key(self) -> IncrementalConfig:
@@ -96,14 +99,26 @@ class DatabaseConfig(SourceConfig, SQLConnectionConfig):
     query: str | None = None
     """SQL with ``:name`` placeholders bound from ``params``."""
     params: dict[str, Any] = Field(default_factory=dict)
+    """Values of the ``:name`` placeholders in ``query`` or ``where``; always bound by the
+    driver, never written into the SQL. With params, ``engine: auto`` avoids ConnectorX (it cannot
+    bind them)."""
     table: str | None = None
+    """A table (or view) to read instead of a ``query``: quoted as an identifier and
+    qualified by ``schema``; exactly one of ``table`` and ``query`` is required."""
     columns: list[str] | None = None
+    """With ``table``: the columns to read, in this order (all columns when absent)."""
     where: str | None = None
     """A SQL condition for ``table`` (values as ``:name`` placeholders bound from ``params``)."""
     chunk_size: int | None = Field(default=None, ge=1)
     """Return an iterator of frames of at most this many rows instead of one frame."""
     engine: Literal["auto", "adbc", "connectorx", "driver", "duckdb", "sqlalchemy"] = "auto"
+    """How rows are read: ``auto`` picks the fastest sound path per database (PostgreSQL: ADBC;
+    MySQL/MariaDB and SQLite files: ConnectorX without ``params``, else the Python driver;
+    DuckDB: its own reader; others: SQLAlchemy), falling back when an extra is not installed.
+    A named engine is used as given; ``connectorx`` with ``params`` is an error."""
     incremental: IncrementalConfig | None = None
+    """Read only rows added since the last run, by a growing ``cursor_column`` (a mapping, see
+    below); rows come in cursor order. Absent: every run reads everything."""
     spark: SparkJDBCConfig | None = None
     """With ``engine: spark``: partitioned JDBC reads (see docs/spark.md)."""
     mysql_tinyint1_as_bool: bool = True
@@ -123,6 +138,18 @@ class DatabaseConfig(SourceConfig, SQLConnectionConfig):
 
 class DatabaseSource(DataSource):
     """Data source for databases (PostgreSQL, MySQL/MariaDB, SQLite, DuckDB, any SQLAlchemy URL).
+
+    Raises:
+        ConfigError: an invalid config (neither ``url`` nor ``db_type``, not exactly one of
+            ``query`` and ``table``, ``engine: connectorx`` with ``params``, ...).
+        DependencyError: the driver of the database or of the chosen ``engine`` is not installed.
+        IngestionConnectionError: the database cannot be reached (host, port and database are named,
+            never the password).
+        IngestionAuthenticationError: the credentials were refused, or the operation was denied.
+        IngestionTimeoutError: a statement was cancelled by a timeout.
+        InputNotFoundError: the table or view does not exist.
+        IngestionError: any other database error, or an ``incremental`` column missing from the
+            result.
 
     Example:
         >>> from data_pipeline.ingestion import DatabaseSource

@@ -84,18 +84,37 @@ class FileSystemConfig(SourceConfig):
     format: Format = "auto"
     """``auto`` picks the format from the extension (after a compression suffix)."""
     compression: Literal["auto", "none", "gzip", "zstd", "bz2"] = "auto"
+    """Whole-file compression: ``auto`` reads it from the file suffix (``.gz``/``.gzip``,
+    ``.zst``/``.zstd``, ``.bz2``; none otherwise); a named kind applies to every file. Not the
+    internal compression of Parquet or Arrow IPC, which their readers handle themselves."""
     delimiter: str = ","
+    """CSV field separator, one one-byte character (``\\t`` is accepted for tab). The default
+    ``,`` becomes a tab for ``format: tsv`` or, with ``format: auto``, when the first path ends in
+    ``.tsv``/``.tab``."""
     quote_char: str | None = '"'
+    """CSV quoting character (one byte); a doubled quote inside quotes is a literal quote.
+    ``null`` turns quoting off, so every quote is data."""
     has_header: bool = True
+    """Whether the first CSV line (after ``skip_rows``) holds the column names; ``false`` reads
+    it as data and polars gives the columns positional names (``column_<n>``)."""
     encoding: str = "utf-8"
     """Any Python codec: ``utf-8`` (a BOM is skipped), ``latin-1``, ``cp1252``, ..."""
     null_values: str | list[str] | None = None
+    """CSV field values read as null (``["NA", ""]``), besides an empty unquoted field, which is
+    always null. Other formats carry their own nulls and ignore this key."""
     schema_overrides: Annotated[dict[str, str], DATA_KEYS] = Field(default_factory=dict)
     """Column -> type name (``int64``, ``float64``, ``string``, ``date``, ``decimal(10,2)``, ...)."""
     skip_rows: int = Field(default=0, ge=0)
+    """Number of CSV lines to drop at the top of each file, before the header line."""
     comment_prefix: str | None = None
+    """CSV lines starting with this text (e.g. ``#``) are skipped, wherever they appear."""
     infer_schema_length: int | None = Field(default=10_000, ge=0)
+    """How many rows polars reads to infer the column types of CSV and JSON Lines files: ``0``
+    reads every CSV column as a string, ``null`` scans the whole file (slower, never wrong).
+    Columns named in ``schema_overrides`` are not inferred."""
     try_parse_dates: bool = False
+    """CSV only: read columns whose values all look like ISO dates or datetimes as ``Date`` /
+    ``Datetime`` instead of strings."""
     data_selector: str | None = None
     """For JSON objects: a dotted path to the list of records (``data.items``)."""
     flatten: bool = False
@@ -103,7 +122,11 @@ class FileSystemConfig(SourceConfig):
     source_file_column: str | None = None
     """Add a column holding the file each row came from."""
     hive_partitioning: bool | None = None
+    """Parquet and Arrow IPC: add the ``key=value`` folder names of a partitioned path
+    (``sales/year=2024/...``) as columns. ``null`` leaves it to polars (on when ``path`` is one
+    directory of Parquet files); files read through fsspec (``gs://``, ``memory://``, bz2) never get them."""
     sheet_name: str | None = None
+    """Excel only: the sheet to read; ``null`` reads the first sheet."""
     on_bad_rows: Literal["error", "skip", "reject"] = "error"
     """CSV rows with too few or too many fields or unparsable values, JSON Lines lines that are
     not objects or mix kinds: fail, drop, or write to ``reject_path``."""
@@ -112,10 +135,22 @@ class FileSystemConfig(SourceConfig):
     boolean and a number) fails naming the file, record and key; ``json`` keeps that key's
     values as JSON text instead."""
     reject_path: str | None = None
+    """Where ``on_bad_rows: reject`` writes the rejected rows, as CSV with columns ``file``,
+    ``line``, ``reason``, ``raw``; the file is rewritten by each read that rejects rows. Default
+    ``.data_pipeline/rejects/<source name>.csv`` (beside the pipeline file when one runs)."""
     incremental: bool = False
     """Read only files that are new or changed (size or modification time) since the last run."""
     state_path: str | None = None
+    """With ``incremental``: the JSON file keeping each file's size, modification time (or
+    ETag) and the schema delivered. Default ``.data_pipeline/state/<source name>.json``; a
+    pipeline with a checkpoint keeps the state there instead. Delete it to read everything
+    again."""
     storage_options: dict[str, Any] = Field(default_factory=dict)
+    """Options of the fsspec file system of remote URLs, e.g. for ``s3://`` ``key``,
+    ``secret``, ``endpoint_url``, ``client_kwargs: {region_name: ...}``, ``anon``; for ``gs://``
+    ``token``, ``project``. Ignored for local paths; their secret values never appear in
+    messages. S3 options polars understands keep the read native and lazy; others read through
+    s3fs."""
 
     @field_validator("delimiter")
     @classmethod
@@ -158,6 +193,21 @@ class FileSystemConfig(SourceConfig):
 
 class FileSystemSource(DataSource):
     """Data source for file systems: one file, a directory, a glob or a remote URL.
+
+    Raises:
+        ConfigError: an invalid config (a delimiter that is not one byte, an unknown encoding, ...),
+            files of several or unknown formats under ``format: auto``, or ``storage_options`` the
+            file system does not take.
+        DependencyError: fsspec / s3fs / gcsfs (remote URLs) or fastexcel (Excel) is not installed.
+        InputNotFoundError: nothing matches ``path`` (a glob that matches no file, a missing
+            object).
+        IngestionAuthenticationError: a remote server refused the credentials (401/403).
+        IngestionConnectionError: a remote server could not be reached.
+        IngestionTimeoutError: a remote read timed out.
+        ParseError: a file cannot be parsed (file, line and reason are named) or is not valid in its
+            ``encoding``; with ``on_bad_rows: skip`` or ``reject`` bad rows are set aside instead.
+        UnsupportedOperationError: ``on_bad_rows`` other than ``error`` for a format other than CSV
+            and JSON Lines.
 
     Example:
         >>> from data_pipeline.ingestion import FileSystemSource

@@ -15,6 +15,12 @@ __all__ = ["DataIngestionManager"]
 class DataIngestionManager:
     """Register data sources by unique name and ingest from them.
 
+    Raises:
+        ConfigError: ``register_source`` got something that is not a DataSource.
+        DuplicateNameError: a source of that name is registered already.
+        NotFoundError: no source has the given name (the message lists the registered ones).
+        IngestionError: raised by a source's ``ingest()`` (any subclass), passed on unchanged.
+
     Example:
         >>> from data_pipeline.ingestion import DataIngestionManager
         >>> DataIngestionManager().list_sources()

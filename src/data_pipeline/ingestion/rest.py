@@ -60,32 +60,61 @@ class IncrementalConfig(ConfigModel):
     param: str
     """The query parameter (or JSON body key for POST) that receives the last value."""
     initial_value: Any = None
+    """The value sent in ``param`` on the first run (before any state exists); absent: the
+    first run sends no ``param`` and reads what the API returns without it."""
     lookback: float = Field(default=0, ge=0)
     """Go back this much (seconds for timestamps, units for numbers) to catch late rows."""
     primary_key: str | list[str] | None = None
     """Rows already delivered at the boundary are dropped by this key."""
     state_path: str | None = None
+    """The JSON file keeping the last ``cursor_field`` value (and the keys delivered at it).
+    Default ``.data_pipeline/state/<source name>.json``; a pipeline with a checkpoint keeps the
+    state there instead. Delete it to start from ``initial_value`` again."""
 
 
 class RESTAPIConfig(SourceConfig):
     """Config of :class:`RESTAPISource`."""
 
     url: str
+    """The ``http://`` or ``https://`` URL of the first request; its query string is kept and
+    merged with ``params``. Credentials (``auth``, secret headers) go only to this URL's origin."""
     method: str = "GET"
+    """GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS (any case). Only GET, HEAD and OPTIONS
+    are retried unless ``retry.methods`` lists the method."""
     headers: dict[str, str | SecretStr] = Field(default_factory=dict)
+    """Headers sent with every request, beside ``Accept: application/json`` (which they may
+    replace). Values of secret-looking names (``Authorization``, ``X-API-Key``, ``X-Auth-Token``, ...)
+    are kept secret: redacted in messages and dropped on a request to another origin."""
     params: dict[str, Any] = Field(default_factory=dict)
+    """Query parameters of every request, merged into the URL's own (booleans sent as
+    ``true``/``false``, null as empty); pagination and ``incremental`` add theirs, and
+    ``ingest(params=...)`` adds more for one call."""
     json_body: Any = Field(default=None, alias="json")
+    """A JSON body sent with every request (for APIs queried by POST). A ``cursor`` pagination
+    with ``cursor_in: body`` adds its keys to it; ``incremental`` writes its ``param`` into it
+    for POST/PUT/PATCH when it is an object (else into the query string)."""
     timeout: float = Field(default=30.0, gt=0)
     """Total time limit of one request in seconds: connect, headers and body together."""
     max_body_size: ByteSize = Field(default=ByteSize(DEFAULT_MAX_BODY_SIZE))
     """Largest response body read (bytes, or text such as ``"500MB"``); default 100 MiB."""
     auth: AuthConfig | None = None
+    """How to authenticate: a mapping whose ``type`` is ``bearer``, ``basic``, ``api_key`` or
+    ``oauth2_client_credentials`` (their keys below). Applied only to requests to the origin of
+    ``url``. Absent: no auth beyond ``headers``."""
     data_selector: str | None = None
+    """Dotted path to the list of records in each response (``data.items``). Absent: a
+    top-level array, else the first list under ``data``, ``results``, ``items``, ``records``,
+    ... (or the first list of objects); an object with none is one record."""
     flatten: bool = True
+    """Unnest nested objects into ``parent__child`` columns (recursively; lists stay list
+    columns). ``false`` keeps them as struct columns."""
     mixed_types: MixedTypes = "error"
     """A key whose values mix kinds across records (an object and a number, a boolean and a
     number): fail naming the URL, record and key, or ``json``: keep its values as JSON text."""
     pagination: PaginationConfig | Paginator | None = None
+    """How to get the following pages: a mapping whose ``type`` is ``offset``, ``page``,
+    ``cursor``, ``next_url`` or ``link_header`` (their keys below), or, from Python, a
+    ``Paginator`` instance. Absent: one request. Not together with ``params_list``."""
     max_pages: int = Field(default=DEFAULT_MAX_PAGES, ge=1)
     """Pages read at most; reaching it while the API has more is incomplete (see on_incomplete)."""
     on_incomplete: Literal["error", "warn"] = "error"
@@ -94,12 +123,23 @@ class RESTAPIConfig(SourceConfig):
     params_list: list[dict[str, Any]] | None = None
     """Fetch once per entry (merged into ``params``), concurrently, results in order."""
     max_concurrency: int = Field(default=8, ge=1)
+    """At most this many requests in flight at once: the pages planned from an announced
+    total, or the ``params_list`` entries. ``1`` fetches one after another."""
     rate_limit: float | None = Field(default=None, gt=0)
     """Requests per second, shared by every request of the source (parallel ones included)."""
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    """When a failed request is sent again (a mapping, keys below): connection errors,
+    timeouts and the listed statuses, with exponential backoff."""
     redirects: RedirectConfig = Field(default_factory=RedirectConfig)
+    """Which redirects are followed (a mapping, keys below); by default up to 10, on the same
+    origin only."""
     incremental: IncrementalConfig | None = None
+    """Ask only for records newer than the last run's: the largest ``cursor_field`` value
+    seen is sent in ``param`` next time (a mapping, keys below). The API does the filtering;
+    absent: every run reads everything."""
     verify: bool = True
+    """Check the server's TLS certificate against the system's CAs; ``false`` accepts any
+    certificate (a test server's self-signed one; never for real credentials)."""
 
     @model_validator(mode="after")
     def _one_paging(self) -> RESTAPIConfig:
@@ -136,6 +176,18 @@ class RESTAPIConfig(SourceConfig):
 
 class RESTAPISource(DataSource):
     """Data source for REST APIs returning JSON.
+
+    Raises:
+        ConfigError: an invalid config (a URL without ``http(s)://``, both ``params_list`` and
+            ``pagination``, ...), or ``ingest()`` got an option other than ``params``.
+        IngestionAuthenticationError: HTTP 401 or 403, or the OAuth2 token endpoint gave no token.
+        IngestionConnectionError: the server could not be reached, after the retries.
+        IngestionTimeoutError: a request took longer than ``timeout``, after the retries.
+        ParseError: a response is not JSON, or ``data_selector`` is not in it.
+        IngestionError: another HTTP error status (after the retries for ``retry.statuses``), a body
+            over ``max_body_size``, a redirect refused or beyond ``redirects.max``, pages that loop
+            or repeat, a read that ends short (``on_incomplete: error``), or an ``incremental``
+            field missing from the records.
 
     Example:
         >>> from data_pipeline.ingestion import RESTAPISource

@@ -120,12 +120,26 @@ class ServerConfig(ConfigModel):
     """Connection keys shared by the server-backed stores (relational and NoSQL databases)."""
 
     url: str | None = None
+    """A connection URL (``mongodb://user:pw@host:27017``, ``mongodb+srv://...``,
+    ``redis://host:6379/0``) used instead of ``host`` and ``port``; its password is kept secret."""
     host: str = "localhost"
+    """The server's host name, used when no ``url`` is given."""
     port: int | None = Field(default=None, gt=0, lt=65536)
+    """The server's port, used when no ``url`` is given; absent: the default of ``db_type``
+    (MongoDB 27017, Redis 6379)."""
     database: str | None = None
+    """Embedded store: the folder holding its files (absent or ``:memory:``: in memory, lost
+    with the object); MongoDB: the database name (default ``data_pipeline``); Redis: the
+    database number (default ``0``; a ``url`` gives its own)."""
     username: str | None = None
+    """The user to log in as (MongoDB, also beside a ``url``; Redis ACL user, without
+    ``url`` only)."""
     password: SecretStr | None = None
+    """The password (kept secret: never in messages or logs); write ``${ENV_VAR}`` in a
+    pipeline file. Beside a ``url`` that has its own password, the URL's wins on Redis."""
     connect_timeout: int = Field(default=10, gt=0)
+    """Seconds to wait for the server (MongoDB: server selection; Redis: the socket
+    connection) before a connection error."""
 
 
 def reject_unknown_options(

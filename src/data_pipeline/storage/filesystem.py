@@ -96,15 +96,42 @@ class FileSystemStorageConfig(ConfigModel):
     """Config of :class:`FileSystemStorage`."""
 
     base_path: str = "data"
+    """The folder every table name is relative to (created when missing), or an fsspec URL
+    (``s3://bucket/prefix``, ``memory://x``). Names cannot leave it (no absolute names, no
+    ``..``)."""
     format: FileFormat = "parquet"
+    """The file format written: ``parquet`` (default, ``pq``), ``csv``, ``jsonl``
+    (``ndjson``) or ``ipc`` (``arrow``, ``feather``); it sets the extension. CSV and JSON Lines
+    cannot hold every type: a column they would not give back as stored is refused."""
     compression: str | None = None
+    """Codec of the files written. Parquet: ``snappy``, ``gzip``, ``lz4``, ``zstd`` (default),
+    ``brotli``; Arrow IPC: ``lz4``, ``zstd``; CSV and JSON Lines: ``gzip``, ``zstd`` (the file
+    gets ``.gz``/``.zst``). ``none``/``uncompressed``: none, the default except for Parquet."""
     compression_level: int | None = None
+    """The codec's level (e.g. zstd 1-22, gzip 0-9; higher: smaller and slower); absent: the
+    codec's default. Arrow IPC files ignore it."""
     row_group_size: int | None = Field(default=None, gt=0)
+    """Parquet only: rows per row group (a reader skips whole row groups by their
+    statistics); absent: polars' default."""
     partition_by: ColumnList = None
+    """Parquet or IPC only: write a table as a hive-partitioned folder
+    ``<name>/<col>=<value>/...`` by these column(s), local ``base_path`` only. ``append`` adds
+    part files, ``replace`` swaps the whole folder."""
     default_table: str | None = None
+    """The file name (without extension) ``store()`` writes and ``retrieve()`` reads when
+    called without one; absent: a name must be given on each call."""
     default_if_exists: Literal["fail", "replace", "append"] = "replace"
+    """What ``store()`` does when the file exists and the call gives no ``if_exists``:
+    ``replace`` (default; atomic rename), ``fail``, or ``append`` (a single file is rewritten
+    with old and new rows, so it costs the whole file; no ``upsert``)."""
     storage_options: dict[str, Any] | None = None
+    """Options of the fsspec file system of a remote ``base_path`` (s3fs: ``key``,
+    ``secret``, ``endpoint_url``, ``client_kwargs``; gcsfs: ``token``, ``project``); ignored for
+    a local folder."""
     fsync: bool = False
+    """``true``: flush each file (and its folder) to disk before ``store()`` returns, so a
+    power loss cannot lose a stored file (slower). Renames are atomic either way; a
+    transaction always flushes."""
 
     @field_validator("format", mode="before")
     @classmethod
@@ -146,6 +173,19 @@ class FileSystemStorage(StorageSystem):
     rewritten with the new rows added; a partitioned dataset gets new part files). ``base_path``
     may also be an fsspec URL (``s3://bucket/prefix``, ``memory://x``): single files are written
     to a temporary name and moved, which is atomic only where the file system's move is.
+
+    Raises:
+        ConfigError: a compression the format does not offer, ``partition_by`` with CSV or JSON
+            Lines, a name that leaves ``base_path``, ``if_exists: upsert``, or an unknown
+            ``store()`` option.
+        DependencyError: fsspec (s3fs, gcsfs) is not installed, for a remote ``base_path``.
+        ColumnNotFoundError: a ``partition_by`` column is not in the data.
+        StorageSchemaError: a type the format cannot give back (CSV, JSON Lines), or an ``append``
+            whose columns or types differ from the file's.
+        InputNotFoundError: ``retrieve()`` of a file that does not exist.
+        UnsupportedOperationError: ``partition_by`` or a transaction with a remote ``base_path``, or
+            bound ``params`` in a file query.
+        StorageError: ``if_exists: fail`` and the file exists, or any other write failure.
 
     Example:
         >>> storage = FileSystemStorage(name="lake", config={

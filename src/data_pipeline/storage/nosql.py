@@ -80,13 +80,33 @@ class NoSQLDBStorageConfig(ServerConfig):
     """Config of :class:`NoSQLDBStorage`."""
 
     db_type: Literal["embedded", "mongodb", "redis"] = "embedded"
+    """``embedded``: a document store in local files or memory (montydb, the ``embedded``
+    extra; no server); ``mongodb`` (``mongo``); ``redis``: rows as hashes or JSON strings."""
     default_table: str | None = Field(default=None, alias="default_collection")
+    """The collection (Redis: the table name used in keys) ``store()`` writes and
+    ``retrieve()`` reads when called without one."""
     default_if_exists: IfExists = "append"
+    """What ``store()`` does when the collection exists and the call gives no ``if_exists``:
+    ``fail``, ``replace``, ``append`` or ``upsert`` (replace the documents with the same
+    ``primary_key``, add the others). Documents: every mode rebuilds the collection in a stage
+    and swaps it in, so ``append`` also costs the whole collection."""
     primary_key: ColumnList = None
+    """Column(s) identifying a row (one name or a list): ``upsert`` matches on them, a unique
+    index is built on them (MongoDB), and on Redis they name each row's key
+    (``<table>:<key>``) when ``key_template`` is absent. ``store(primary_key=...)`` overrides it."""
     key_template: str | None = None
+    """Redis only: the key of each row, with ``{column}`` placeholders and ``{table}``
+    (``customer:{customer_id}``); absent: ``{table}:{<primary key columns>}``. Two rows with one
+    key, or a null in a key column, are refused."""
     value_format: Literal["hash", "json"] = "hash"
+    """Redis only: ``hash`` stores each row as a hash of its non-null values as text (types
+    restored on ``retrieve()``); ``json`` as one JSON string (``SET``)."""
     ttl: int | None = Field(default=None, gt=0)
+    """Redis only: seconds after which each stored key expires (``store(ttl=...)`` overrides
+    it); absent: keys never expire."""
     batch_size: int = Field(default=10_000, gt=0)
+    """MongoDB: documents per ``insert_many`` / ``bulk_write`` call; bounds the request size
+    only (a store still lands whole). The embedded store and Redis ignore it."""
 
     @field_validator("db_type", mode="before")
     @classmethod
@@ -124,6 +144,21 @@ class NoSQLDBStorage(StorageSystem):
     ``retrieve("customers", query={"age": {"$gt": 30}})`` (or ``filter=``) reads them back into a
     frame. Redis: each row goes to ``key_template`` (default ``"{table}:{<primary key>}"``) as a
     hash (``value_format: hash``) or a JSON string (``json``), with optional ``ttl`` seconds.
+
+    Raises:
+        ConfigError: an invalid config (``key_template`` or ``ttl`` off Redis, a template without a
+            column, a non-numeric Redis ``database``), ``upsert`` without a primary key, Redis
+            without ``key_template`` or ``primary_key``, a query that is not a filter document, or
+            an unknown option.
+        DependencyError: montydb, pymongo or redis is not installed.
+        StorageConnectionError: the server cannot be reached.
+        StorageAuthenticationError: the credentials were refused.
+        StorageSchemaError: a column name a document cannot hold (a ``.`` or a leading ``$``), a
+            type the store cannot hold, a ``key_template`` column missing from the data, or nulls in
+            key columns.
+        InputNotFoundError: ``retrieve()`` of a collection (or Redis table) that does not exist.
+        StorageError: ``if_exists: fail`` and the collection exists, a key repeated in the data, or
+            any other failure.
 
     Example:
         >>> cache = NoSQLDBStorage(name="cache", config={

@@ -86,11 +86,27 @@ class RelationalDBStorageConfig(SQLConnectionConfig):
     when neither is given) plus how to store."""
 
     default_table: str | None = None
+    """The table ``store()`` writes and ``retrieve()`` reads when called without one (and
+    without a query); absent: a table must be named on each call."""
     default_if_exists: IfExists = "append"
+    """What ``store()`` does when the table exists and the call gives no ``if_exists``:
+    ``fail`` (an error), ``replace`` (swap in a new table), ``append`` (insert) or ``upsert``
+    (update rows with the same ``primary_key``, insert the others)."""
     primary_key: ColumnList = None
+    """Column(s) identifying a row (one name or a list): ``upsert`` merges on them, a table
+    created by ``store()`` gets them as its PRIMARY KEY, and data repeating a key is refused
+    before anything is written. ``store(primary_key=...)`` overrides it for one call."""
     schema_evolution: bool = False
+    """``true``: columns of the data that the existing table lacks are added (``ALTER TABLE
+    ... ADD COLUMN``) on ``append``/``upsert``; ``false``: such data is refused naming them."""
     batch_size: int = Field(default=100_000, gt=0)
+    """Rows per chunk sent to the database (PostgreSQL COPY chunks, SQLite ``executemany``
+    and SQLAlchemy INSERT batches; MySQL INSERT batches at most 20,000). Bounds memory only: a
+    store still lands whole or not at all."""
     mysql_load: Literal["auto", "load_data", "insert"] = "auto"
+    """MySQL/MariaDB bulk load: ``load_data`` uses ``LOAD DATA LOCAL INFILE`` (fails if the
+    server refuses it), ``insert`` uses batched multi-row INSERTs, ``auto`` tries LOAD DATA and
+    falls back to INSERT when the server disables ``local_infile``. Other databases ignore it."""
 
     @model_validator(mode="after")
     def _check(self) -> RelationalDBStorageConfig:
@@ -148,6 +164,23 @@ class RelationalDBStorage(StorageSystem):
     here). ``store(data, table=..., if_exists="fail"|"replace"|"append"|"upsert")``; ``upsert``
     merges on ``primary_key``. ``retrieve(table=...)`` or ``retrieve(query=..., params=...)``
     with ``:name`` placeholders and a dict, on every database.
+
+    Raises:
+        ConfigError: an invalid config (a DuckDB URL, ``schema`` with SQLite, ...), ``upsert``
+            without a primary key, an unknown ``store()`` option, or ``retrieve()`` without a table
+            or a query.
+        DependencyError: the database driver is not installed.
+        StorageConnectionError: the database cannot be reached (host, port and database are named,
+            never the password).
+        StorageAuthenticationError: the credentials were refused, or the operation was denied.
+        StorageSchemaError: the data does not fit the table (new columns without
+            ``schema_evolution``, a value its column cannot hold, a key column missing), or an
+            upsert target without a unique key on ``primary_key``.
+        InputNotFoundError: ``retrieve()`` of a table that does not exist.
+        UnsupportedOperationError: an operation the database cannot do here (an upsert or a
+            transaction through the generic SQLAlchemy path, nested transactions, ...).
+        StorageError: a primary key repeated in the data, a constraint violation, or any other
+            database failure; the table is left unchanged.
 
     Example:
         >>> db = RelationalDBStorage(name="customer_db", config={

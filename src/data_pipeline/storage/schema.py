@@ -90,6 +90,9 @@ def type_of(dtype: Any) -> str:
 class SchemaField:
     """Class representing a field in a schema: name, type, nullability, description.
 
+    Raises:
+        ConfigError: an empty name, or an unknown type name.
+
     Example:
         >>> SchemaField("order_id", "int64", nullable=False).to_dict()
         {'name': 'order_id', 'type': 'int64', 'nullable': False}
@@ -186,6 +189,12 @@ class SchemaViolation:
 
 class Schema:
     """Class representing a schema for a data storage system: fields, primary key, description.
+
+    Raises:
+        ConfigError: a repeated field, a primary key column that is not a field, or invalid JSON or
+            mapping in ``from_json`` / ``from_dict``.
+        NotFoundError: ``field()`` of an unknown name.
+        StorageSchemaError: ``check()`` of data that does not fit (every violation is listed).
 
     Example:
         >>> schema = Schema("orders", [
@@ -455,6 +464,13 @@ class SchemaRegistry:
 
     ``register`` checks a new version against the latest one under the registry's (or the
     call's) compatibility mode and raises :class:`StorageSchemaError` listing every problem.
+
+    Raises:
+        ConfigError: an unknown compatibility mode, both ``path`` and ``storage``, or ``register()``
+            of something that is not a Schema.
+        StorageSchemaError: ``register()`` of a version incompatible with the latest one (every
+            problem is listed), or a registry file that cannot be read.
+        NotFoundError: ``get()`` of an unknown schema or version.
 
     Example:
         >>> registry = SchemaRegistry(compatibility="BACKWARD")   # or path="schemas.json"

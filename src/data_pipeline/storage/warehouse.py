@@ -65,18 +65,49 @@ class DataWarehouseStorageConfig(ConfigModel):
     """Config of :class:`DataWarehouseStorage`."""
 
     engine: Literal["duckdb", "delta", "sqlalchemy"] = "duckdb"
+    """``duckdb``: an embedded DuckDB database (``database``); ``delta``: Delta Lake tables
+    under ``path`` (needs the ``delta`` extra); ``sqlalchemy``: another warehouse through a
+    SQLAlchemy ``url``, loaded by RelationalDBStorage's generic path."""
     database: str = ":memory:"
+    """DuckDB only: the database file (its folder is created); ``:memory:`` keeps the data
+    in this object until ``close()``. A file is opened per call (so other processes can use it
+    between calls) or held for a ``with`` block."""
     url: str | None = None
+    """``engine: sqlalchemy`` only (and required there): the SQLAlchemy URL of the
+    warehouse (``snowflake://user:pw@account/db``); its password is kept secret."""
     schema_name: str | None = Field(default=None, alias="schema")
+    """The schema holding the tables (DuckDB: created when missing; default ``main``; the
+    ``sqlalchemy`` engine: the database's schema). Delta tables ignore it."""
     path: str | None = None
+    """``engine: delta`` only (and required there): the directory or URL (``s3://bucket/lake``)
+    holding the tables; table ``sales`` is ``<path>/sales``."""
     default_table: str | None = None
+    """The table ``store()`` writes and ``retrieve()`` reads when called without one (and
+    without a query); absent: a table must be named on each call."""
     default_if_exists: IfExists = "append"
+    """What ``store()`` does when the table exists and the call gives no ``if_exists``:
+    ``fail``, ``replace``, ``append`` or ``upsert`` (merge on ``primary_key``)."""
     primary_key: ColumnList = None
+    """Column(s) identifying a row (one name or a list): ``upsert`` merges on them (DuckDB
+    ``MERGE INTO``, Delta MERGE), data repeating a key is refused, and a DuckDB table created
+    by ``store()`` gets them as its PRIMARY KEY (a UNIQUE key when an upsert creates it).
+    ``store(primary_key=...)`` overrides it for one call."""
     schema_evolution: bool = False
+    """``true``: columns of the data the existing table lacks are added on ``append`` (and
+    on ``upsert`` for DuckDB and SQLAlchemy); ``false``: such data is refused naming them."""
     partition_by: ColumnList = None
+    """``engine: delta`` only: the partition column(s) of a table created or replaced by
+    ``store()``; appends and upserts keep the table's partitioning."""
     storage_options: dict[str, str] | None = None
+    """``engine: delta`` only: options of the Delta object store for a remote ``path``
+    (deltalake's keys, e.g. ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+    ``AWS_ENDPOINT_URL``, ``AWS_REGION``); absent: the environment's credentials."""
     read_only: bool = False
+    """DuckDB only: open the file read-only, so several processes can read it at once;
+    ``store()`` then fails. The file must exist."""
     duckdb_config: dict[str, Any] | None = None
+    """DuckDB only: configuration options given to ``duckdb.connect`` (``{"threads": 4,
+    "memory_limit": "2GB"}``); an unknown option fails when the database is opened."""
 
     @model_validator(mode="after")
     def _check_engine(self) -> DataWarehouseStorageConfig:
@@ -113,6 +144,20 @@ class DataWarehouseStorage(StorageSystem):
 
     Delta Lake (``engine: delta``): each table is the directory ``<path>/<table>``; ``upsert``
     is a Delta MERGE on ``primary_key``; ``partition_by`` partitions new tables.
+
+    Raises:
+        ConfigError: an invalid config (``delta`` without ``path``, ``url`` outside ``sqlalchemy``,
+            ``partition_by`` with DuckDB, ...), ``upsert`` without a primary key, a table name that
+            leaves ``path``, or an unknown ``store()`` option.
+        DependencyError: deltalake (``engine: delta``) or the SQLAlchemy dialect is not installed.
+        StorageConnectionError: the DuckDB file cannot be opened (e.g. another process holds it for
+            writing).
+        StorageSchemaError: new columns without ``schema_evolution``, a type the table cannot hold,
+            or a key column missing from the data.
+        InputNotFoundError: ``retrieve()`` of a table that does not exist (the tables are listed).
+        UnsupportedOperationError: ``transaction()`` on an engine that has none.
+        StorageError: a primary key repeated in the data, a constraint violation, or any other
+            failure; the table is left unchanged.
 
     Example:
         >>> warehouse = DataWarehouseStorage(name="warehouse", config={

@@ -73,6 +73,15 @@ class DataFrameTransformer(Transformer):
 
         Upper(name="upper", config={"columns": ["city"]}).transform(df)
 
+    Raises:
+        ConfigError: the config is invalid (raised when the transformer is built).
+        ColumnNotFoundError: a column the config names is not in the data (checked from the schema
+            before anything runs).
+        InputTypeError: the input is not a supported data frame.
+        UnsupportedOperationError: the engine cannot do an operation (e.g. a fill that needs a row
+            order on a lazy frame without ``order_by``).
+        TransformationError: any other failure; the message names the transformer.
+
     Example:
         >>> import narwhals as nw
         >>> import polars as pl

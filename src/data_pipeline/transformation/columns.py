@@ -52,8 +52,15 @@ class RenamerConfig(ConfigModel):
     """Config of :class:`ColumnRenamer`."""
 
     mapping: Annotated[dict[str, str], DATA_KEYS] = Field(default_factory=dict)
+    """Old name -> new name for the columns to rename; it wins over ``function`` for the
+    columns it names. A name missing from the data is an error unless ``strict`` is false."""
     function: NameFunction | None = None
+    """A rule applied to every column ``mapping`` does not name: ``lower``, ``upper``,
+    ``strip`` (surrounding blanks) or ``snake_case`` (``"Unit Price"``, ``"unitPrice"`` ->
+    ``unit_price``). A name it empties, or two columns ending with one name, are errors."""
     strict: bool = True
+    """``true``: a ``mapping`` name missing from the data fails naming it; ``false``: it is
+    skipped (for data whose columns vary)."""
 
     @model_validator(mode="after")
     def _something(self) -> RenamerConfig:
@@ -72,6 +79,12 @@ class ColumnRenamer(DataFrameTransformer):
 
     ``mapping`` wins over ``function`` for the columns it names. A mapped column that is missing
     is an error unless ``strict: false``; two columns ending with the same name are an error.
+
+    Raises:
+        ConfigError: neither ``mapping`` nor ``function``, or an empty new name.
+        ColumnNotFoundError: a ``mapping`` name is not in the data (``strict: true``).
+        SchemaError: two columns would end with the same name, or ``function`` turns a name into an
+            empty one.
 
     Example:
         >>> import polars as pl
@@ -132,12 +145,25 @@ class SelectorConfig(ConfigModel):
     """Config of :class:`ColumnSelector`."""
 
     include: list[str] | None = Field(default=None, alias="columns")
+    """Columns to keep, in this order (one name or a list; ``include`` is accepted too). With
+    ``include_regex`` / ``include_dtypes`` their matches follow in the data's order. None of
+    the three: every column is kept (minus the exclusions)."""
     exclude: list[str] = Field(default_factory=list)
+    """Columns to drop from the selection (one name or a list)."""
     include_regex: str | None = None
+    """Keep columns whose name matches this Python regular expression (``re.search``: anchor
+    with ``^``/``$`` for whole names), after the ``include`` names."""
     exclude_regex: str | None = None
+    """Drop columns whose name matches this regular expression (``re.search``)."""
     include_dtypes: list[DtypeName] = Field(default_factory=list)
+    """Keep columns of these kinds, after the ``include`` and ``include_regex`` ones:
+    ``numeric``, ``integer``, ``float``, ``string``, ``boolean``, ``temporal``, ``date``,
+    ``datetime``, ``categorical`` (also enums)."""
     exclude_dtypes: list[DtypeName] = Field(default_factory=list)
+    """Drop columns of these kinds (same names as ``include_dtypes``)."""
     strict: bool = True
+    """``true``: an ``include`` or ``exclude`` name missing from the data fails naming it;
+    ``false``: it is skipped. A selection that keeps no column fails either way."""
 
     @field_validator("include_regex", "exclude_regex")
     @classmethod
@@ -167,6 +193,11 @@ class ColumnSelector(DataFrameTransformer):
     the three is set), minus ``exclude``, ``exclude_regex`` and ``exclude_dtypes``. Dtype names:
     numeric, integer, float, string, boolean, temporal, date, datetime, categorical. ``columns``
     is accepted for ``include``. Names that do not exist are an error unless ``strict: false``.
+
+    Raises:
+        ConfigError: an invalid regular expression or dtype name.
+        ColumnNotFoundError: an ``include`` or ``exclude`` name is not in the data (``strict:
+            true``), or the selection keeps no column.
 
     Example:
         >>> import polars as pl

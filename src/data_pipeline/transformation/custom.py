@@ -28,9 +28,21 @@ class CustomConfig(ConfigModel):
     """Config of :class:`CustomTransformer`."""
 
     function: Any = None
+    """A callable, or an import string ``"package.module:function"`` (imported when the
+    transformer is built), called as ``function(native_frame, **kwargs)``; it must return a
+    frame of the type it got (pandas in, pandas out). Exactly one of ``function`` and
+    ``expression``."""
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments passed to ``function`` on every call (ignored with
+    ``expression``)."""
     expression: list[str] | None = None
+    """One assignment ``"name = <expression>"`` or a list of them, applied in order (later
+    ones may use earlier results); it adds or replaces column ``name``. The safe expression
+    language only (never ``eval``): anything outside it is refused when the transformer is
+    built."""
     requires: list[str] = Field(default_factory=list)
+    """With ``function``: the input columns it needs, so a pipeline's column check can fail
+    before running; expressions find theirs themselves."""
 
     @field_validator("expression", mode="before")
     @classmethod
@@ -69,6 +81,12 @@ class CustomTransformer(DataFrameTransformer):
     answer is the same on every engine. Anything else is refused at construction.
 
     Errors raised while running carry the transformer's name.
+
+    Raises:
+        ConfigError: both or neither of ``function`` and ``expression``, an import string that
+            cannot be imported, or an expression outside the safe language (all when it is built).
+        ColumnNotFoundError: a column an expression (or ``requires``) names is not in the data.
+        TransformationError: the function raised, or returned another frame type than it was given.
 
     Example:
         >>> import polars as pl

@@ -13,6 +13,10 @@ __all__ = ["TransformationManager"]
 class TransformationManager(PipelineManager[TransformationPipeline]):
     """Create, get, list and remove transformation pipelines, and run one by name.
 
+    Raises:
+        DuplicateNameError: a pipeline of that name is registered already.
+        NotFoundError: no pipeline has the given name (the message lists the registered ones).
+
     Example:
         >>> m = TransformationManager()
         >>> _ = m.create_pipeline("clean")

@@ -47,7 +47,11 @@ class ColumnStrategy(ConfigModel):
     """A per-column override: ``{"strategy": "constant", "value": 0}``."""
 
     strategy: Strategy
+    """What to do with this column's missing values (a strategy name, as for the
+    handler's ``strategy``)."""
     value: Any = None
+    """The fill value of ``constant`` (required there) or ``fill``; it must fit the column's
+    type exactly (an integer column takes whole numbers, a date column dates, ...)."""
 
     @model_validator(mode="after")
     def _value_given(self) -> ColumnStrategy:
@@ -60,16 +64,41 @@ class MissingValueConfig(ConfigModel):
     """Config of :class:`MissingValueHandler`."""
 
     strategy: Strategy = "fill"
+    """How missing values are handled in ``columns``: ``fill`` (``value`` when given, else the
+    median of a numeric column and the mode of any other), ``mean``, ``median`` (numeric only;
+    integer columns become floats), ``mode`` (most frequent value, ties: the smallest),
+    ``constant`` (``value``), ``forward_fill``/``backward_fill`` (previous/next value, see
+    ``order_by``, ``limit``), ``drop`` (rows with a missing value in these columns) or
+    ``drop_columns`` (columns missing more than ``max_missing_ratio``)."""
     columns: list[str] | None = None
+    """The columns handled (one name or a list); absent: every column (where ``mean`` /
+    ``median`` then skip the non-numeric ones instead of failing)."""
     value: Any = None
+    """The fill value for ``constant`` (required there) and ``fill``: one scalar for every
+    column, or ``{column: value}`` (``constant`` then fills only the columns it names). It must
+    fit each column's type exactly (an integer column takes whole numbers, a date column
+    dates, ...); a mismatch is an error, not a cast."""
     column_strategies: Annotated[dict[str, Strategy | ColumnStrategy], DATA_KEYS] = Field(
         default_factory=dict
     )
+    """Column -> strategy name, or ``{strategy: ..., value: ...}``, overriding ``strategy``
+    for that column; its columns are handled even when ``columns`` omits them."""
     order_by: list[str] | None = None
+    """Column(s) giving the row order for ``forward_fill``/``backward_fill`` (required on
+    lazy engines such as DuckDB and Spark, whose rows have no order); absent: the frame's
+    current row order."""
     limit: int | None = Field(default=None, ge=1)
+    """``forward_fill``/``backward_fill`` only: fill at most this many consecutive missing
+    values per gap; absent: no limit."""
     max_missing_ratio: float = Field(default=0.5, ge=0.0, le=1.0)
+    """``drop_columns`` only: a column whose fraction of missing values (0-1) is above this is
+    dropped; ``0.5`` drops columns more than half empty."""
     nan_as_null: bool = True
+    """Treat NaN in float columns as missing, like null; ``false`` keeps NaN as a value (pandas
+    cannot tell NaN from null, so it is missing there either way)."""
     count: bool | None = None
+    """Count the values filled per column into ``get_metadata()["details"]``; absent: count on
+    eager frames only (counting a lazy frame computes it), ``true``/``false`` force it."""
 
     @model_validator(mode="before")
     @classmethod
@@ -99,6 +128,15 @@ class MissingValueHandler(DataFrameTransformer):
     above ``max_missing_ratio``). ``columns`` defaults to every column; ``column_strategies``
     overrides the strategy per column. On eager frames ``get_metadata()["details"]`` holds the
     count filled per column; lazy frames are not counted unless ``count: true``.
+
+    Raises:
+        ConfigError: an invalid config (``constant`` without ``value``, an unknown strategy, ...).
+        ColumnNotFoundError: a column of ``columns``, ``column_strategies`` or ``order_by`` is not
+            in the data.
+        MissingValueError: ``mean`` or ``median`` asked for a non-numeric column, or a ``value`` the
+            column's type cannot hold exactly.
+        UnsupportedOperationError: ``forward_fill`` / ``backward_fill`` on a lazy frame without
+            ``order_by``.
 
     Example:
         >>> import polars as pl

@@ -34,31 +34,70 @@ class OutlierRule(ConfigModel):
     """Per-column settings; any key left out is taken from the top level."""
 
     method: Method | None = None
+    """This column's detection method (see the handler's ``method``)."""
     factor: float | None = Field(default=None, gt=0)
+    """This column's IQR multiplier (``iqr``)."""
     threshold: float | None = Field(default=None, gt=0)
+    """This column's z-score limit in standard deviations (``zscore``)."""
     lower_percentile: float | None = Field(default=None, ge=0, le=1)
+    """This column's lower quantile as a fraction 0-1 (``percentile``)."""
     upper_percentile: float | None = Field(default=None, ge=0, le=1)
+    """This column's upper quantile as a fraction 0-1 (``percentile``)."""
     lower: float | None = None
+    """This column's fixed lower bound (``bounds``)."""
     upper: float | None = None
+    """This column's fixed upper bound (``bounds``)."""
     action: Action | None = None
+    """What to do with this column's outliers (see the handler's ``action``)."""
 
 
 class OutlierConfig(ConfigModel):
     """Config of :class:`OutlierHandler`."""
 
     method: Method = "iqr"
+    """How outliers are found, per column from its finite values: ``iqr`` (outside ``[Q1 -
+    factor*IQR, Q3 + factor*IQR]``), ``zscore`` (more than ``threshold`` sample standard
+    deviations from the mean), ``percentile`` (outside the ``lower_percentile`` /
+    ``upper_percentile`` quantiles) or ``bounds`` (outside fixed ``lower`` / ``upper``)."""
     columns: list[str] | None = None
+    """The numeric columns checked (one name or a list; a non-numeric one named here is an
+    error); absent: every numeric column."""
     factor: float = Field(default=1.5, gt=0)
+    """``iqr``: the multiple of the interquartile range beyond the quartiles that is an
+    outlier; 1.5 is Tukey's fences, 3 keeps only far outliers."""
     threshold: float = Field(default=3.0, gt=0)
+    """``zscore``: how many sample standard deviations from the mean a value may be before it
+    is an outlier."""
     lower_percentile: float = Field(default=0.01, ge=0, le=1)
+    """``percentile``: the lower quantile as a fraction 0-1 (``0.01`` = the 1st percentile,
+    linear interpolation); values below it are outliers. Must be below ``upper_percentile``."""
     upper_percentile: float = Field(default=0.99, ge=0, le=1)
+    """``percentile``: the upper quantile as a fraction 0-1; values above it are outliers."""
     lower: float | None = None
+    """``bounds``: values below this are outliers (absent: no lower bound; ``bounds`` needs
+    ``lower`` and/or ``upper``). Ignored by the other methods."""
     upper: float | None = None
+    """``bounds``: values above this are outliers (absent: no upper bound). Ignored by the
+    other methods."""
     action: Action = "clip"
+    """What happens to an outlier: ``clip`` it to the nearest bound (an integer column becomes
+    float unless the bounds are fixed integers), ``remove`` its row, ``null`` it, or ``flag``
+    it in a new boolean column ``<column><flag_suffix>`` leaving the value as it is."""
     flag_suffix: str = Field(default="_outlier", min_length=1)
+    """``action: flag``: appended to the column name to name its flag column (``price`` ->
+    ``price_outlier``)."""
     column_settings: Annotated[dict[str, OutlierRule], DATA_KEYS] = Field(default_factory=dict)
+    """Column -> a mapping of any of ``method``, ``factor``, ``threshold``,
+    ``lower_percentile``, ``upper_percentile``, ``lower``, ``upper``, ``action`` overriding the
+    top-level keys for that column; its columns are checked even when ``columns`` omits them."""
     nan_as_null: bool = True
+    """Has no effect here: NaN (like null and infinities) is never an outlier, never enters a
+    statistic and is kept as it is, whatever this says. Accepted for symmetry with
+    MissingValueHandler."""
     count: bool | None = None
+    """Compute the bounds and the outlier count per column into ``get_metadata()["details"]``;
+    absent: on eager frames only (counting a lazy frame computes it); ``true``/``false`` force
+    it."""
 
     @model_validator(mode="before")
     @classmethod
@@ -109,6 +148,12 @@ class OutlierHandler(DataFrameTransformer):
     ``get_metadata()["details"]`` holds the bounds and the outlier count per column.
 
     Clipping an integer column gives a float column unless the bounds are fixed integers.
+
+    Raises:
+        ConfigError: an invalid config (``bounds`` without ``lower``/``upper``, ``lower`` above
+            ``upper``, percentiles out of order, ...).
+        ColumnNotFoundError: a column of ``columns`` or ``column_settings`` is not in the data.
+        DataTypeError: a column named in ``columns`` or ``column_settings`` is not numeric.
 
     Example:
         >>> import polars as pl

@@ -14,6 +14,14 @@ __all__ = ["TransformationPipeline"]
 class TransformationPipeline(StepPipeline[Transformer]):
     """Apply transformers in order; lazy end to end on lazy engines (one collect at the end).
 
+    Raises:
+        TransformationPipelineError: ``add_transformer`` got something that is not a Transformer, or
+            a step needs a column that will not exist at that point (checked from the column names
+            before any step runs; it is also a ColumnNotFoundError).
+        DuplicateNameError: a transformer of that name is in the pipeline already.
+        NotFoundError: ``get_transformer`` / ``remove_transformer`` of an unknown name.
+        TransformationError: raised by a step (any subclass), passed on unchanged.
+
     Example:
         >>> from data_pipeline.transformation import TransformationPipeline, ColumnRenamer
         >>> p = TransformationPipeline("clean")

@@ -175,10 +175,23 @@ class TypeSpec(ConfigModel):
     """
 
     type: str
+    """The target type name: ``int8``-``int64`` (``int``/``bigint``: 64-bit),
+    ``uint8``-``uint64``, ``float32``, ``float``/``float64``, ``decimal`` or ``decimal(p,s)``,
+    ``bool``, ``string``, ``date``, ``datetime`` (``datetime[us, UTC]`` zoned), ``category``."""
     format: str | None = None
+    """``date``/``datetime`` from text only: a strftime pattern (``%d/%m/%Y %H:%M``; directives
+    ``%Y %y %m %d %e %H %I %M %S %f %j %b %B %a %A %p %z``). Absent: ``%Y-%m-%d``, and for
+    datetimes ``%Y-%m-%d %H:%M:%S`` (also with ``T``, without seconds, or a date alone)."""
     time_zone: str | None = None
+    """``datetime`` only: an IANA zone (``Europe/Paris``, ``UTC``) the column gets: naive values
+    are read as local times there, aware ones (``%z``) converted to it. Absent: naive stays
+    naive."""
     precision: int = Field(default=38, ge=1, le=38)
+    """``decimal`` only: total digits (1-38); a value with more digits before the point than
+    ``precision - scale`` is bad. ``decimal(p,s)`` in ``type`` sets it too."""
     scale: int = Field(default=9, ge=0, le=38)
+    """``decimal`` only: digits after the point (at most ``precision``); values are rounded
+    to it."""
 
     @model_validator(mode="before")
     @classmethod
@@ -240,9 +253,19 @@ class ConverterConfig(ConfigModel):
     """Config of :class:`DataTypeConverter`."""
 
     columns: Annotated[dict[str, TypeSpec], DATA_KEYS]
+    """Column -> its target: a type name (``"int"``, ``"decimal(10,2)"``) or a mapping with
+    ``type``, ``format``, ``time_zone``, ``precision``, ``scale`` (keys below). At least one
+    column; a column missing from the data is an error."""
     errors: ErrorMode = "raise"
+    """A value that cannot be converted: ``raise`` fails naming the column, the first bad
+    values and their row positions; ``coerce`` makes it null; ``reject`` keeps the good rows and
+    puts the bad ones, unconverted, with a ``_reject_reason`` column in ``last_rejects``."""
     max_examples: int = Field(default=5, ge=1)
+    """``errors: raise``: how many bad values (with their row positions) the error message
+    shows per column."""
     strip_whitespace: bool = True
+    """Strip surrounding blanks from text before converting it (``" 42 "`` -> 42); a text that
+    is then empty is missing (null), never bad. ``false``: blanks make a number bad."""
 
     @field_validator("columns", mode="before")
     @classmethod
@@ -280,6 +303,14 @@ class DataTypeConverter(DataFrameTransformer):
     defined; on a Polars LazyFrame the check runs inside the plan and ``collect()`` raises);
     ``coerce`` turns bad values into nulls; ``reject`` keeps the good rows and puts the bad ones,
     unconverted, with a ``_reject_reason`` column, in ``self.last_rejects``.
+
+    Raises:
+        ConfigError: an unknown type name or time zone, a ``format`` with an unsupported directive,
+            or ``format`` / ``time_zone`` on a type they do not apply to.
+        ColumnNotFoundError: a column of ``columns`` is not in the data.
+        DataTypeError: ``errors: raise`` and values that cannot be converted (the column, the first
+            bad values and their row positions are named), or a conversion that does not exist (a
+            date to an integer, ...).
 
     Example:
         >>> import polars as pl

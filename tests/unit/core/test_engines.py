@@ -126,11 +126,6 @@ def test_other_engines_keep_names_that_differ_only_by_case() -> None:
         assert_frame_equal(to_polars(to_engine(CASED, target)), CASED)
 
 
-@pytest.mark.xfail(
-    reason="pipeline._to_engine (i12-spark's) still calls duckdb.from_arrow; passes once it "
-    "calls core.engines.to_engine (CONTRACTS.md)",
-    strict=True,
-)
 def test_pipeline_on_duckdb_refuses_names_that_differ_only_by_case(tmp_path: Path) -> None:
     from data_pipeline.pipeline import run_pipeline
 

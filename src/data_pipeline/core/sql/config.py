@@ -76,7 +76,8 @@ class SQLConnectionConfig(ConfigModel):
     """A database URL; or give ``db_type`` and the keys below."""
     db_type: DbType | None = None
     """``sqlite``, ``postgresql`` (``postgres``), ``mysql``, ``mariadb``, ``duckdb``, ``mssql``,
-    ``oracle``."""
+    ``oracle``. A DatabaseSource needs it or ``url``; a RelationalDBStorage given neither is
+    SQLite, and stores DuckDB through DataWarehouseStorage instead."""
     host: str | None = None
     """Server host (default ``localhost``)."""
     port: int | None = Field(default=None, gt=0, lt=65536)
@@ -84,7 +85,11 @@ class SQLConnectionConfig(ConfigModel):
     database: str | None = None
     """The database name; for SQLite and DuckDB the file path (``:memory:`` when omitted)."""
     username: str | None = None
+    """The user to log in as (ignored by SQLite and DuckDB files). Beside a ``url`` only when
+    the URL names no user."""
     password: SecretStr | None = None
+    """The user's password, kept secret (never shown in messages, logs or ``repr``); write
+    ``${ENV_VAR}`` in a pipeline file. Beside a ``url`` only when the URL has no password."""
     schema_name: str | None = Field(default=None, alias="schema")
     """The namespace of the tables (PostgreSQL schema, MySQL database)."""
     connect_timeout: float = Field(default=10, gt=0)

@@ -38,25 +38,34 @@ class BearerAuth(ConfigModel):
     """``{"type": "bearer", "token": "${API_TOKEN}"}``."""
 
     type: Literal["bearer"]
+    """``bearer``: sends ``Authorization: Bearer <token>``."""
     token: SecretStr
+    """The token (kept secret); write ``${API_TOKEN}`` in a pipeline file."""
 
 
 class BasicAuth(ConfigModel):
     """``{"type": "basic", "username": "alice", "password": "${API_PASSWORD}"}``."""
 
     type: Literal["basic"]
+    """``basic``: HTTP Basic authentication (``Authorization: Basic ...``)."""
     username: str
+    """The user name."""
     password: SecretStr
+    """The password (kept secret); write ``${API_PASSWORD}`` in a pipeline file."""
 
 
 class ApiKeyAuth(ConfigModel):
     """``{"type": "api_key", "key": "${API_KEY}", "name": "X-API-Key", "in": "header"}``."""
 
     type: Literal["api_key"]
+    """``api_key``: sends ``key`` in the header or query parameter ``name``."""
     key: SecretStr
+    """The API key (kept secret, also redacted from URLs when sent as a query parameter)."""
     name: str = "X-API-Key"
     """The header or query parameter that carries the key."""
     location: Literal["header", "query"] = Field(default="header", alias="in")
+    """``header``: send the key as the header ``name``; ``query``: as the query parameter
+    ``name`` of every request."""
 
 
 class OAuth2ClientCredentials(ConfigModel):
@@ -64,11 +73,19 @@ class OAuth2ClientCredentials(ConfigModel):
     "client_secret": "${CLIENT_SECRET}", "scope": "read"}``."""
 
     type: Literal["oauth2_client_credentials"]
+    """``oauth2_client_credentials``: a token from ``endpoint`` by the client credentials
+    grant, sent as a bearer token and cached until 30 s before its ``expires_in`` (1 h when the
+    endpoint gives none); renewed then (by ``refresh_token`` when one was given) and once on a
+    401."""
     endpoint: str
     """The token endpoint (its URL)."""
     client_id: str
+    """The client id, sent to ``endpoint`` as HTTP Basic user."""
     client_secret: SecretStr
+    """The client secret (kept secret), sent to ``endpoint`` as HTTP Basic password."""
     scope: str | None = None
+    """The ``scope`` form field of the token request (space-separated scopes); absent: not
+    sent, the server's default scope."""
 
 
 AuthConfig = Annotated[

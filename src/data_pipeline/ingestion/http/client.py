@@ -72,12 +72,18 @@ class RetryConfig(ConfigModel):
     """
 
     max_attempts: int = Field(default=5, ge=1)
+    """Attempts in all, the first included: ``1`` never retries. When they are used up the
+    last error is raised."""
     backoff_factor: float = Field(default=0.5, ge=0)
     """First wait in seconds; doubled after each failure, with jitter (50-100%)."""
     max_backoff: float = Field(default=30.0, ge=0)
+    """Cap in seconds on the exponential wait between attempts; a server's ``Retry-After``
+    (up to ``max_retry_after``) may ask for longer and is honoured."""
     max_retry_after: float = Field(default=300.0, ge=0)
     """Longest ``Retry-After`` wait honoured; a longer one fails at once."""
     statuses: list[int] = Field(default_factory=lambda: [429, 500, 502, 503, 504])
+    """HTTP statuses that are retried (besides connection errors and timeouts). Any other
+    status of 400 or more fails at once; 401/403 as an authentication error."""
     methods: list[str] = Field(default_factory=lambda: list(SAFE_METHODS))
     """Methods that are retried. A POST, PUT, PATCH or DELETE is resent only if listed here
     (or when the connection failed before anything was sent)."""
@@ -95,7 +101,11 @@ class RedirectConfig(ConfigModel):
     """
 
     follow: bool = True
+    """Follow 3xx redirects. ``false`` returns the redirect response itself, which is not an
+    error (its body, usually empty, is read as the page)."""
     max: int = Field(default=10, ge=0)
+    """Redirects followed per request at most; one more is an error (``0`` refuses every
+    redirect)."""
     cross_origin: Literal["refuse", "allow"] = "refuse"
     """``refuse``: a redirect (or next-page URL) to another scheme, host or port is an error;
     ``allow``: it is followed without any credential."""

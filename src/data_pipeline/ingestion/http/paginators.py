@@ -493,11 +493,17 @@ class OffsetConfig(_PaginationBase):
     """``{"type": "offset", "limit": 100, "total_path": "meta.total"}``."""
 
     type: Literal["offset"]
+    """``offset``: ``?offset=0&limit=100``, then ``offset=100``, ... until an empty page,
+    ``has_more_path`` false, or the total."""
     limit: int | None = Field(default=None, ge=1)
     """Page size, sent as ``limit_param`` (default 100, or the value in ``params``)."""
     offset_param: str = "offset"
+    """The query parameter carrying the offset of the first record of a page."""
     limit_param: str = "limit"
+    """The query parameter carrying the page size."""
     start: int | None = Field(default=None, ge=0)
+    """The offset of the first page; absent: the ``offset_param`` value in ``params``, else 0.
+    A total announced by the API is read as counting from offset 0."""
 
     def build(self, params: Mapping[str, Any]) -> Paginator:
         size = self.limit or _int(params.get(self.limit_param)) or 100
@@ -514,13 +520,23 @@ class PageConfig(_PaginationBase):
     """``{"type": "page", "limit": 50, "limit_param": "per_page", "total_pages_path": "pages"}``."""
 
     type: Literal["page"]
+    """``page``: ``?page=1``, ``page=2``, ... until an empty page, ``has_more_path`` false,
+    or the number of pages (given, or the total divided by the page size)."""
     page_param: str = "page"
+    """The query parameter carrying the page number."""
     start: int | None = None
+    """The number of the first page; absent: the ``page_param`` value in ``params``, else 1
+    (use 0 for zero-based APIs)."""
     limit: int | None = Field(default=None, ge=1)
     """Page size, sent as ``limit_param``."""
     limit_param: str = Field(default="per_page", alias="page_size_param")
+    """The query parameter carrying ``limit`` (only sent when ``limit`` is set)."""
     total_pages_path: str | None = None
+    """Path in the body of the first page to the number of pages; then the others are
+    fetched concurrently (``max_concurrency``)."""
     total_pages_header: str | None = None
+    """Response header with the number of pages (``X-Total-Pages``), used when
+    ``total_pages_path`` gives none."""
 
     def build(self, params: Mapping[str, Any]) -> Paginator:
         return PageNumberPaginator(
@@ -538,12 +554,20 @@ class CursorConfig(_PaginationBase):
     """``{"type": "cursor", "cursor_path": "paging.next", "cursor_param": "after"}``."""
 
     type: Literal["cursor"]
+    """``cursor``: each page's ``cursor_path`` value is sent as ``cursor_param`` to get the
+    next page; an absent or empty cursor (or an empty page) ends the read."""
     cursor_path: str
     """Path in the body to the next cursor."""
     cursor_param: str = "cursor"
+    """The query parameter (or JSON body key) that receives the next cursor."""
     cursor_in: Literal["params", "body"] = "params"
+    """Where the cursor and ``limit`` go: ``params`` (the query string) or ``body`` (keys of the
+    JSON body, for APIs paged by POST)."""
     limit: int | None = Field(default=None, ge=1)
+    """Page size, sent as ``limit_param`` with every request; absent: not sent (the API's
+    default)."""
     limit_param: str = "limit"
+    """The query parameter (or JSON body key) carrying ``limit``."""
 
     def build(self, params: Mapping[str, Any]) -> Paginator:
         return CursorPaginator(
@@ -560,10 +584,15 @@ class NextURLConfig(_PaginationBase):
     """``{"type": "next_url", "next_url_path": "links.next", "limit": 100}``."""
 
     type: Literal["next_url"]
+    """``next_url``: each page's body holds the URL of the next page; none (or an empty
+    page) ends the read."""
     next_url_path: str = "next"
+    """Dotted path in the body to the next page's URL (absolute or relative to the page's
+    URL). A URL on another origin needs ``redirects.cross_origin: allow``."""
     limit: int | None = Field(default=None, ge=1)
     """Page size, sent as ``limit_param`` with the first request (next URLs carry their own)."""
     limit_param: str = "per_page"
+    """The query parameter carrying ``limit`` in the first request."""
 
     def build(self, params: Mapping[str, Any]) -> Paginator:
         return NextURLPaginator(
@@ -578,10 +607,14 @@ class LinkHeaderConfig(_PaginationBase):
     """``{"type": "link_header", "limit": 100}`` (sent as ``per_page`` with the first request)."""
 
     type: Literal["link_header"]
+    """``link_header``: the next page is the RFC 8288 ``Link`` header's target (as GitHub's
+    API sends); no such link (or an empty page) ends the read."""
     rel: str = "next"
+    """The ``rel`` of the link to follow."""
     limit: int | None = Field(default=None, ge=1)
     """Page size, sent as ``limit_param`` with the first request (next links carry their own)."""
     limit_param: str = "per_page"
+    """The query parameter carrying ``limit`` in the first request."""
 
     def build(self, params: Mapping[str, Any]) -> Paginator:
         return LinkHeaderPaginator(

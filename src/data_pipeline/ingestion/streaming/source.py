@@ -43,12 +43,23 @@ class StreamingConfig(SourceConfig):
     """Config of :class:`StreamingSource`."""
 
     platform: Platform
+    """The broker: ``redis`` (Streams), ``nats`` (JetStream), ``rabbitmq``, ``mqtt`` (v5) or
+    ``kafka``; it picks the client, the meaning of ``stream`` and ``group``, and the default
+    ``port``. Each needs its extra installed (``pip install 'data-pipeline[<platform>]'``)."""
     url: str | None = None
     """A connection URL (``redis://host:6379/0``); or give host/port/username/password."""
     host: str = "localhost"
+    """The broker's host name, used when no ``url`` is given."""
     port: int | None = Field(default=None, ge=1, le=65535)
+    """The broker's port; absent: the platform's default (Redis 6379, NATS 4222, RabbitMQ 5672,
+    MQTT 1883, Kafka 9092)."""
     username: str | None = None
+    """The user to log in as, with ``password`` (Kafka: SASL/PLAIN; RabbitMQ: ``guest`` when
+    absent). Beside a ``url`` it replaces the URL's user, except on Redis, which then reads
+    only the URL (``redis://user:pw@host:6379/0``)."""
     password: SecretStr | None = None
+    """The password (kept secret: never in messages, logs or metadata); write ``${ENV_VAR}``
+    in a pipeline file. Beside a ``url`` it replaces the URL's password, except on Redis."""
     db: int = Field(default=0, ge=0)
     """Redis database number."""
     stream: str | list[str] = Field(
@@ -59,6 +70,9 @@ class StreamingConfig(SourceConfig):
     """A consumer group: messages are shared among consumers and acknowledged after the batch
     was committed (or, read on its own, when the next batch is asked for)."""
     consumer: str = "data-pipeline"
+    """This reader's name: the consumer name within a Redis group (give each parallel reader
+    its own), the Kafka ``client.id``, part of the MQTT client id; NATS and RabbitMQ do not
+    use it."""
     start_id: str = "0"
     """Where to start without a group: ``0`` from the beginning, ``$`` only new messages."""
     max_messages: int = Field(default=1000, ge=1)
@@ -86,6 +100,9 @@ class StreamingConfig(SourceConfig):
     on_bad_rows: Literal["error", "skip", "reject"] = "error"
     """A payload that is not what ``payload`` says: fail, drop, or write to ``reject_path``."""
     reject_path: str | None = None
+    """Where ``on_bad_rows: reject`` writes bad messages, as CSV with columns ``stream``,
+    ``id``, ``reason``, ``raw``; batches append to it. Default
+    ``.data_pipeline/rejects/<source name>.csv`` (beside the pipeline file when one runs)."""
     log_path: str | None = None
     """MQTT: the folder of the durable local log messages are written to before they are
     acknowledged (default ``.data_pipeline/mqtt/<source name>-<hash>``)."""
@@ -123,6 +140,20 @@ class Reader(Protocol):
 
 class StreamingSource(DataSource):
     """Data source for streaming platforms: each ``ingest()`` returns a bounded batch.
+
+    Raises:
+        ConfigError: an invalid config, or a setting the platform does not support (a ``group`` on
+            RabbitMQ, unknown ``options``, a URL scheme the client does not speak, ...).
+        DependencyError: the platform's client is not installed (``pip install
+            'data-pipeline[kafka]'``, ...).
+        IngestionConnectionError: the broker cannot be reached.
+        IngestionAuthenticationError: the credentials were refused.
+        IngestionTimeoutError: the broker did not answer in time.
+        InputNotFoundError: the topic (Kafka), JetStream stream (NATS) or queue (RabbitMQ) does not
+            exist.
+        ParseError: a payload is not what ``payload`` says, with ``on_bad_rows: error``.
+        UnsupportedOperationError: NATS: several subjects on a server older than 2.10.
+        IngestionError: any other failure; the message names the source.
 
     Example:
         >>> from data_pipeline.ingestion import StreamingSource
