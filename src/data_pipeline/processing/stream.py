@@ -155,8 +155,8 @@ class StreamProcessor(DataProcessor):
         ...            pl.DataFrame({"ts": [t + dt.timedelta(seconds=70), t], "v": [5, 9]})]
         >>> [out["v"].to_list() for out in stream.process_stream(batches)]
         [[], [3], [5]]
-        >>> stream.progress["late_rows"], stream.last_batch.metrics["late"]
-        (1, 0)
+        >>> stream.progress["late_rows"], stream.last_batch.metrics["late"]  # row t was late
+        (1, 1)
     """
 
     config_model = StreamProcessorConfig
