@@ -52,6 +52,23 @@ _FLOAT_TEXT = r"(?i)^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|inf|infinity|nan)
 _DECIMAL_TEXT = r"^[+-]?(?:\d+\.?\d*|\.\d+)$"
 _DEFAULT_DATE = "%Y-%m-%d"
 _DEFAULT_DATETIME = "%Y-%m-%d %H:%M:%S"
+_UTC_NAMES = ("UTC", "Etc/UTC")
+
+
+def _spark_zone(frame: Any) -> str | None:
+    """The session time zone of a Spark frame, by the name Narwhals compares zones with (it
+    reads ``spark.sql.session.timeZone`` once per session)."""
+    try:
+        session = frame.to_native().sparkSession
+        try:
+            from narwhals._spark_like.utils import fetch_session_time_zone
+        except ImportError:  # another Narwhals: the setting itself
+            return str(session.conf.get("spark.sql.session.timeZone"))
+        return str(fetch_session_time_zone(session))
+    except Exception:  # a conf that cannot be read: Narwhals decides
+        return None
+
+
 _DIRECTIVES = {
     "Y": r"\d{4}",
     "y": r"\d{2}",
@@ -310,6 +327,8 @@ class DataTypeConverter(DataFrameTransformer):
     _pandas = False
     _duckdb = False
     _arrow = False
+    _spark = False
+    _session_zone: str | None = None
     _nan_null: frozenset[str] = frozenset()
 
     def required_columns(self, columns: Sequence[str]) -> list[str]:
@@ -421,7 +440,11 @@ class DataTypeConverter(DataFrameTransformer):
             valid = self._day_exists(
                 value, value.str.contains(format_pattern(fmt, strict=self._spark)), fmt
             )
-            return nw.when(valid.fill_null(False)).then(value).str.to_date(format=fmt)
+            return (
+                nw.when(valid.fill_null(False))
+                .then(value)
+                .str.to_date(format=self._engine_format(fmt))
+            )
         fmt = spec.format or _DEFAULT_DATETIME
         if spec.format is None:
             value = value.str.replace_all("T", " ", literal=True)
@@ -436,8 +459,26 @@ class DataTypeConverter(DataFrameTransformer):
         valid = self._day_exists(
             value, value.str.contains(format_pattern(fmt, strict=self._spark)), fmt
         )
-        parsed = nw.when(valid.fill_null(False)).then(value).str.to_datetime(format=fmt)
+        parse_fmt = fmt
+        if self._spark and re.search(r"(?<!%)Z", fmt):
+            # a literal Z: Narwhals would read the format as zoned and Java the Z as an offset;
+            # other engines read it as a letter and give a naive timestamp: so does Spark
+            parse_fmt = re.sub(r"(?<!%)Z", "", fmt)
+            value = value.str.replace_all("Z", "", literal=True)
+        parsed = (
+            nw.when(valid.fill_null(False))
+            .then(value)
+            .str.to_datetime(format=self._engine_format(parse_fmt))
+        )
         return self._zone(parsed, spec, aware="%z" in fmt)
+
+    def _engine_format(self, fmt: str) -> str:
+        """``fmt`` for the engine's parser. Spark reads a Java pattern, where every letter is a
+        field (``Z`` an offset): the literal letters of a strptime format (``T`` aside, which
+        Narwhals turns into a space in the value and the pattern) are quoted for it."""
+        if not self._spark:
+            return fmt
+        return re.sub(r"(?<!%)(?<!%[-#])([A-SU-Za-z]+)", r"'\1'", fmt)
 
     def _day_exists(self, value: Any, valid: Any, fmt: str) -> Any:
         """``valid`` and the day exists in its month (no 2023-02-30), checked by arithmetic.
@@ -495,6 +536,10 @@ class DataTypeConverter(DataFrameTransformer):
             return expr
         if self._duckdb and zone == "UTC":
             zone = "Etc/UTC"  # DuckDB names its UTC connection zone so
+        if self._spark and zone in _UTC_NAMES and self._session_zone in _UTC_NAMES:
+            # Narwhals compares zone names (Etc/UTC is UTC too) and leaves a naive value naive;
+            # in a UTC session, a Spark TIMESTAMP of the wall time is the UTC instant
+            return expr if aware else expr.cast(nw.Datetime("us", self._session_zone))
         if aware:
             return expr.dt.convert_time_zone(zone)
         return expr.dt.replace_time_zone(zone)
@@ -519,6 +564,7 @@ class DataTypeConverter(DataFrameTransformer):
         self._duckdb = engine_of(frame) == "duckdb"
         self._arrow = frame.implementation is nw.Implementation.PYARROW
         self._spark = engine_of(frame) == "pyspark"
+        self._session_zone = _spark_zone(frame) if self._spark else None
         self._polars = frame.implementation is nw.Implementation.POLARS
         self._nan_null = nan_is_null(frame)
         helpers: list[str] = []
@@ -611,7 +657,7 @@ class DataTypeConverter(DataFrameTransformer):
         if (
             spec.time_zone is not None
             and sql_engine is not None
-            and spec.time_zone not in ("UTC", "Etc/UTC")
+            and spec.time_zone not in _UTC_NAMES
         ):
             where = "connection" if engine == "duckdb" else "session"
             raise unsupported(
