@@ -122,6 +122,26 @@ def test_next_page_on_another_origin_is_refused(two_origins: Any) -> None:
     assert rec_b.requests == []
 
 
+def test_redirect_not_followed_is_an_error_naming_status_and_location() -> None:
+    """redirects.follow: false: a 3xx is not a page (it was read as one: 0 rows, no error)."""
+    signed = "sig-0f1e2d3c4b5a6978"
+    routes = {
+        "/moved": lambda h, q: h.redirect(f"/data?sig={signed}&page=1", status=301),
+        "/data": lambda h, q: h.send(200, [{"ok": 1}]),
+    }
+    with serve(routes) as (url, recorder):
+        source = rest({"url": f"{url}/moved", "redirects": {"follow": False}})
+        with pytest.raises(IngestionError) as caught:
+            source.ingest()
+        assert recorder.paths() == ["/moved"]  # not followed
+        text = str(caught.value)
+        assert "HTTP 301" in text and f"{url}/data?sig=***&page=1" in text, text
+        assert signed not in text
+        assert "redirects.follow" in (caught.value.hint or "")
+        # followed (the default), the same URL reads the row
+        assert rest({"url": f"{url}/moved"}).ingest().to_dicts() == [{"ok": 1}]
+
+
 # -- limits ---------------------------------------------------------------------------------
 
 

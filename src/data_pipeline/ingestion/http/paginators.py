@@ -88,13 +88,15 @@ class PageRequest:
 
 @dataclass
 class Page:
-    """One response: its records as a frame, the parsed body (or None), headers, URL, digest."""
+    """One response: its records as a frame, the parsed body (or None), headers, URL, digest,
+    and the request it answers (set by :func:`paginate`)."""
 
     frame: pl.DataFrame
     body: Any
     headers: Mapping[str, str]
     url: str
     digest: bytes = b""
+    request: PageRequest | None = None
 
     def value(self, path: str | None) -> Any:
         """The value at a dotted ``path`` of the body, or None."""
@@ -218,6 +220,10 @@ class _Numbered(Paginator):
 class OffsetPaginator(_Numbered):
     """``?offset=0&limit=100``, then ``offset=100``, ... until an empty page or the total.
 
+    The first offset is ``start``, else the ``offset_param`` value of the request's params,
+    else 0. A total announced by the API counts from offset 0: reading from offset 50 of 100
+    expects 50 records.
+
     Example:
         >>> OffsetPaginator(limit=100, total_header="X-Total-Count").describe()
         "offset pagination ('offset', 100 a page)"
@@ -231,7 +237,7 @@ class OffsetPaginator(_Numbered):
         limit: int = 100,
         offset_param: str = "offset",
         limit_param: str = "limit",
-        start: int = 0,
+        start: int | None = None,
         **common: Any,
     ) -> None:
         super().__init__(**common)
@@ -243,21 +249,26 @@ class OffsetPaginator(_Numbered):
         )
 
     def first_request(self, request: PageRequest) -> PageRequest:
-        start = _int(request.params.get(self.param))
-        offset = self.start if start is None or self.start else start
+        offset = self.start
+        if offset is None:
+            offset = _int(request.params.get(self.param)) or 0
         return request.with_params(**{self.param: offset, str(self.limit_param): self.limit})
+
+    def _total(self, page: Page) -> int | None:
+        """The announced total: the end offset, as it counts from offset 0."""
+        return super().expected_records(page)
 
     def next_request(self, page: Page, request: PageRequest) -> PageRequest | None:
         if self.is_last(page):
             return None
         offset = int(request.params[self.param]) + page.frame.height
-        total = self.expected_records(page)
+        total = self._total(page)
         if total is not None and offset >= total:
             return None
         return request.with_params(**{self.param: offset})
 
     def planned_requests(self, first: Page, request: PageRequest) -> list[PageRequest] | None:
-        total = self.expected_records(first)
+        total = self._total(first)
         if total is None:
             return None
         offset = int(request.params[self.param])
@@ -265,8 +276,13 @@ class OffsetPaginator(_Numbered):
         return [request.with_params(**{self.param: o}) for o in range(offset + size, total, size)]
 
     def expected_records(self, first: Page) -> int | None:
-        total = super().expected_records(first)
-        return None if total is None else max(0, total - self.start)
+        total = self._total(first)
+        if total is None:
+            return None
+        offset = _int(first.request.params.get(self.param)) if first.request else None
+        if offset is None:
+            offset = self.start or 0
+        return max(0, total - offset)
 
     def describe(self) -> str:
         return f"offset pagination ({self.param!r}, {self.limit} a page)"
@@ -503,7 +519,8 @@ class OffsetConfig(_PaginationBase):
     """The query parameter carrying the page size."""
     start: int | None = Field(default=None, ge=0)
     """The offset of the first page; absent: the ``offset_param`` value in ``params``, else 0.
-    A total announced by the API is read as counting from offset 0."""
+    A total announced by the API counts from offset 0: from offset 50 of a total of 100, 50
+    records are expected."""
 
     def build(self, params: Mapping[str, Any]) -> Paginator:
         size = self.limit or _int(params.get(self.limit_param)) or 100
@@ -511,7 +528,7 @@ class OffsetConfig(_PaginationBase):
             limit=size,
             offset_param=self.offset_param,
             limit_param=self.limit_param,
-            start=self.start or 0,
+            start=self.start,
             **self._common(),
         )
 
@@ -664,6 +681,7 @@ def paginate(
     request = paginator.first_request(start)
     seen = {request.key()}
     page = fetch(request)
+    page.request = request
     pages = [page]
     planned = paginator.planned_requests(page, request)
     if planned:
@@ -674,7 +692,8 @@ def paginate(
             )
             planned = planned[: max_pages - 1]
         rest = fetch_many(planned)
-        for i, nxt in enumerate(rest):
+        for i, (nxt, asked) in enumerate(zip(rest, planned, strict=True)):
+            nxt.request = asked
             previous = pages[-1]
             if nxt.frame.height and nxt.digest == previous.digest:
                 raise identical(i + 2)
@@ -702,6 +721,7 @@ def paginate(
                 )
             seen.add(key)
             nxt = fetch(nxt_request)
+            nxt.request = nxt_request
             if nxt.frame.height and nxt.digest == page.digest:
                 raise identical(len(pages) + 1)
             pages.append(nxt)
