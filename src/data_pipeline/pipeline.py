@@ -117,8 +117,8 @@ class ComponentSpec(ConfigModel):
     with the allowed ones."""
     name: str | None = None
     """The component's name in logs, metadata and errors. Steps default to
-    ``<pipeline>_<index>_<type>``, visualizations to ``<type>_<index>``; sources and storage
-    systems are named by their key in the file, and ignore this."""
+    ``<pipeline>_<index>_<type>``, visualizations to ``<type>_<index>``. Sources and storage
+    systems are named by their key in the file: a ``name`` other than the key is an error."""
     config: dict[str, Any] = Field(default_factory=dict)
     """The component's config, exactly the keys of its class (see the layer references); it
     is validated before anything runs. Relative ``path``, ``base_path``, ``state_path``,
@@ -168,15 +168,14 @@ class VisualizationSpec(ComponentSpec):
 
 class DashboardSpec(ConfigModel):
     title: str | None = None
-    """The dashboard's title (the Dashboard's ``title`` key; a ``title`` inside ``config``
-    wins when both are given)."""
+    """The dashboard's title (the Dashboard's ``title`` key). Given here and inside ``config``
+    with different values, it is an error."""
     description: str | None = None
-    """Text shown under the title (the Dashboard's ``description`` key; one inside ``config``
-    wins)."""
+    """Text shown under the title (the Dashboard's ``description`` key). Given here and inside
+    ``config`` with different values, it is an error."""
     path: str | None = None
-    """The HTML file ``data-pipeline run`` writes (relative to the YAML file's folder).
-    Absent: ``run`` renders but writes no file, while re-rendering from stored data
-    (``render_dashboards``) writes ``<dashboard name>.html``."""
+    """The HTML file ``data-pipeline run`` and ``data-pipeline dashboard`` write (relative to
+    the YAML file's folder); absent: ``<dashboard name>.html`` there."""
     config: dict[str, Any] = Field(default_factory=dict)
     """Further keys of the Dashboard's own config (layout, theme, ...: see the visualization
     reference)."""
@@ -485,10 +484,22 @@ def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> 
 
         return problems.attempt(make)
 
+    def named_by_key(spec_: ComponentSpec, name: str, path: str) -> None:
+        if spec_.name is not None and spec_.name != name:
+            problems.add(
+                _invalid(
+                    f"{path}.name",
+                    f"the name {spec_.name!r} differs from the key {name!r}",
+                    f"{path.split('.')[0]} are named by their key: rename the key to "
+                    f"{spec_.name!r} or remove name:",
+                )
+            )
+
     source_classes = _layer_classes("ingestion", DataSource)
     sources = {}
     for name, s in spec.sources.items():
         path = f"sources.{name}"
+        named_by_key(s, name, path)
         problems.attempt(declare, name, path)
         built = build(source_classes, s, name, path, "source")
         if built is not None:
@@ -584,6 +595,7 @@ def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> 
     storage = {}
     for name, st in spec.storage.items():
         path = f"storage.{name}"
+        named_by_key(st, name, path)
         system = build(storage_classes, st, name, path, "storage")
         for i, entry in enumerate(st.store):
             if entry.data not in datasets:
@@ -603,10 +615,18 @@ def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> 
     for name, d in spec.dashboards.items():
         path = f"dashboards.{name}"
         dconfig = dict(d.config)
-        if d.title is not None:
-            dconfig.setdefault("title", d.title)
-        if d.description is not None:
-            dconfig.setdefault("description", d.description)
+        for key, value in (("title", d.title), ("description", d.description)):
+            if value is None:
+                continue
+            inner = dconfig.setdefault(key, value)
+            if inner != value:
+                problems.add(
+                    _invalid(
+                        f"{path}.{key}",
+                        f"{key} {value!r} differs from {path}.config.{key} {inner!r}",
+                        f"give the {key} once (at {path}.{key})",
+                    )
+                )
         dashboard = problems.attempt(_build, Dashboard, name, dconfig, path, base_dir)
         feeds: dict[str, str] = {}
         for i, v in enumerate(d.visualizations):
@@ -1147,12 +1167,10 @@ def render_dashboards(
         return cache[name]
 
     written: dict[str, str] = {}
-    for name, (dashboard, dspec, feeds) in loaded.dashboards.items():
+    for name, (dashboard, _, feeds) in loaded.dashboards.items():
         path = f"dashboards.{name}"
         viz_data = {vname: fetch(dname, path) for vname, dname in feeds.items()}
-        target = Path(dspec.path or f"{name}.html")
-        if not target.is_absolute():
-            target = loaded.base_dir / target
+        target = _dashboard_path(loaded, name)
         dashboard.save_html(str(target), viz_data)
         written[name] = str(target)
     return written
@@ -1226,16 +1244,20 @@ def _wire_references(ppipe: Any, data: Mapping[str, Any]) -> None:
 def _render_dashboard(
     loaded: LoadedPipeline, name: str, data: Mapping[str, Any], outputs: dict[str, str]
 ) -> None:
-    dashboard, dspec, feeds = loaded.dashboards[name]
+    dashboard, _, feeds = loaded.dashboards[name]
     viz_data = {vname: data[dname] for vname, dname in feeds.items()}
-    if dspec.path:
-        target = Path(dspec.path)
-        if not target.is_absolute():
-            target = loaded.base_dir / target
-        dashboard.save_html(str(target), viz_data)
-        outputs[f"dashboard:{name}"] = str(target)
-    else:
-        dashboard.render(viz_data)
+    target = _dashboard_path(loaded, name)
+    dashboard.save_html(str(target), viz_data)
+    outputs[f"dashboard:{name}"] = str(target)
+
+
+def _dashboard_path(loaded: LoadedPipeline, name: str) -> Path:
+    """The HTML file of dashboard ``name``: its ``path``, else ``<name>.html`` (the name made a
+    safe file name), beside the YAML file."""
+    from data_pipeline.core.files import safe_file_name
+
+    target = Path(loaded.dashboards[name][1].path or f"{safe_file_name(name)}.html")
+    return target if target.is_absolute() else loaded.base_dir / target
 
 
 def _release(frames: Mapping[str, Any]) -> None:
