@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import narwhals as nw
@@ -267,6 +268,31 @@ class ConverterConfig(ConfigModel):
         return self.columns[column]
 
 
+@dataclass(frozen=True)
+class _Call:
+    """The engine one conversion runs on, passed down the call (never kept on the converter:
+    one converter may serve a pandas thread and a PyArrow thread at the same time)."""
+
+    pandas: bool
+    duckdb: bool
+    arrow: bool
+    spark: bool
+    polars: bool
+    nan_null: frozenset[str]  # float columns whose NaN is the missing value (numpy pandas)
+
+    @classmethod
+    def of(cls, frame: Any) -> _Call:
+        engine = engine_of(frame)
+        return cls(
+            pandas=frame.implementation.is_pandas_like(),
+            duckdb=engine == "duckdb",
+            arrow=engine == "pyarrow",
+            spark=engine == "pyspark",
+            polars=frame.implementation is nw.Implementation.POLARS,
+            nan_null=nan_is_null(frame),
+        )
+
+
 class DataTypeConverter(DataFrameTransformer):
     """Convert columns to another type; bad values raise, become null, or are rejected.
 
@@ -307,35 +333,33 @@ class DataTypeConverter(DataFrameTransformer):
 
     config_model = ConverterConfig
     settings: ConverterConfig
-    _pandas = False
-    _duckdb = False
-    _arrow = False
-    _nan_null: frozenset[str] = frozenset()
 
     def required_columns(self, columns: Sequence[str]) -> list[str]:
         return list(self.settings.columns)
 
     # -- building the conversion expressions -------------------------------------------------
 
-    def _convert(self, frame: Any, column: str, dtype: Any, spec: TypeSpec) -> tuple[Any, Any]:
+    def _convert(
+        self, on: _Call, frame: Any, column: str, dtype: Any, spec: TypeSpec
+    ) -> tuple[Any, Any]:
         """(converted expression, missing-before expression) for one column."""
         col = nw.col(column)
         target = spec.type
         text = dtype == nw.String
         missing = col.is_null()
-        if dtype.is_float() and column not in self._nan_null:
+        if dtype.is_float() and column not in on.nan_null:
             missing = missing | col.is_nan().fill_null(False)
         if dtype == nw.Unknown:  # e.g. Polars' Null type: an all-null column casts directly
             return col.cast(_target_dtype(spec)), missing
         if text:
             value = col.str.strip_chars() if self.settings.strip_whitespace else col
             missing = missing | (value.str.len_chars() == 0).fill_null(False)
-            return self._from_text(frame, column, value, spec), missing
+            return self._from_text(on, frame, column, value, spec), missing
         if target in _INTS:
             nw_type, lo, hi = _INTS[target]
             x = col
             if dtype == nw.Boolean:
-                return self._int_cast(col, nw_type), missing
+                return self._int_cast(on, col, nw_type), missing
             if not dtype.is_numeric():
                 raise self._cannot(column, dtype, target)
             valid = (x >= lo) & (
@@ -343,7 +367,7 @@ class DataTypeConverter(DataFrameTransformer):
             )  # false for NaN on every engine (NaN sorts last or compares false)
             if dtype.is_float():
                 valid = valid & (x.round(0) == x)
-            return self._int_cast(nw.when(valid.fill_null(False)).then(x), nw_type), missing
+            return self._int_cast(on, nw.when(valid.fill_null(False)).then(x), nw_type), missing
         if target in _FLOATS:
             if not (dtype.is_numeric() or dtype == nw.Boolean):
                 raise self._cannot(column, dtype, target)
@@ -375,30 +399,30 @@ class DataTypeConverter(DataFrameTransformer):
         # datetime
         if dtype == nw.Datetime:
             return self._zone(
-                col, spec, aware=getattr(dtype, "time_zone", None) is not None
+                on, col, spec, aware=getattr(dtype, "time_zone", None) is not None
             ), missing
         if dtype == nw.Date:
-            return self._zone(col.cast(nw.Datetime("us")), spec, aware=False), missing
+            return self._zone(on, col.cast(nw.Datetime("us")), spec, aware=False), missing
         raise self._cannot(column, dtype, target)
 
-    def _from_text(self, frame: Any, column: str, value: Any, spec: TypeSpec) -> Any:
+    def _from_text(self, on: _Call, frame: Any, column: str, value: Any, spec: TypeSpec) -> Any:
         target = spec.type
         if target in _INTS:
             nw_type, lo, hi = _INTS[target]
             valid = value.str.contains(_INT_TEXT)
-            unsigned = self._unsigned(value)
-            as_int = self._int_cast(nw.when(valid.fill_null(False)).then(unsigned), nw.Int64)
+            unsigned = self._unsigned(on, value)
+            as_int = self._int_cast(on, nw.when(valid.fill_null(False)).then(unsigned), nw.Int64)
             if nw_type == nw.Int64:
                 return as_int
             in_range = ((as_int >= lo) & (as_int <= hi)).fill_null(False)
-            return self._int_cast(nw.when(in_range).then(as_int), nw_type)
+            return self._int_cast(on, nw.when(in_range).then(as_int), nw_type)
         if target in _FLOATS:
             valid = value.str.contains(_FLOAT_TEXT)
-            unsigned = self._unsigned(value)
+            unsigned = self._unsigned(on, value)
             return nw.when(valid.fill_null(False)).then(unsigned).cast(_FLOATS[target])
         if target == "decimal":
             valid = value.str.contains(_DECIMAL_TEXT)
-            unsigned = self._unsigned(value)
+            unsigned = self._unsigned(on, value)
             return (
                 nw.when(valid.fill_null(False))
                 .then(unsigned)
@@ -419,7 +443,7 @@ class DataTypeConverter(DataFrameTransformer):
         if target == "date":
             fmt = spec.format or _DEFAULT_DATE
             valid = self._day_exists(
-                value, value.str.contains(format_pattern(fmt, strict=self._spark)), fmt
+                on, value, value.str.contains(format_pattern(fmt, strict=on.spark)), fmt
             )
             return nw.when(valid.fill_null(False)).then(value).str.to_date(format=fmt)
         fmt = spec.format or _DEFAULT_DATETIME
@@ -434,12 +458,12 @@ class DataTypeConverter(DataFrameTransformer):
                 .otherwise(value)
             )
         valid = self._day_exists(
-            value, value.str.contains(format_pattern(fmt, strict=self._spark)), fmt
+            on, value, value.str.contains(format_pattern(fmt, strict=on.spark)), fmt
         )
         parsed = nw.when(valid.fill_null(False)).then(value).str.to_datetime(format=fmt)
-        return self._zone(parsed, spec, aware="%z" in fmt)
+        return self._zone(on, parsed, spec, aware="%z" in fmt)
 
-    def _day_exists(self, value: Any, valid: Any, fmt: str) -> Any:
+    def _day_exists(self, on: _Call, value: Any, valid: Any, fmt: str) -> Any:
         """``valid`` and the day exists in its month (no 2023-02-30), checked by arithmetic.
 
         The shape check lets a day 29-31 through in any month. Engines differ on such a
@@ -447,10 +471,10 @@ class DataTypeConverter(DataFrameTransformer):
         and day are taken from the text (a regex replace with a back-reference) and the day is
         compared with the length of the month, before any engine parses the value.
         """
-        pattern, groups = date_groups(fmt, strict=self._spark)
+        pattern, groups = date_groups(fmt, strict=on.spark)
         if "day" not in groups or "month" not in groups:
             return valid  # no day, or no month to measure it by: nothing can overflow
-        dollar = self._spark or self._polars  # back-reference syntax: Java/Rust $1, RE2/re \1
+        dollar = on.spark or on.polars  # back-reference syntax: Java/Rust $1, RE2/re \1
 
         def part(name: str) -> Any:
             ref = f"${groups[name][0]}" if dollar else f"\\{groups[name][0]}"
@@ -481,19 +505,19 @@ class DataTypeConverter(DataFrameTransformer):
         )
         return valid & (day <= days).fill_null(False)
 
-    def _unsigned(self, value: Any) -> Any:
+    def _unsigned(self, on: _Call, value: Any) -> Any:
         # PyArrow cannot parse a leading '+'; the other engines can
-        return value.str.replace_all(r"^\+", "") if self._arrow else value
+        return value.str.replace_all(r"^\+", "") if on.arrow else value
 
-    def _int_cast(self, expr: Any, nw_type: Any) -> Any:
+    def _int_cast(self, on: _Call, expr: Any, nw_type: Any) -> Any:
         # numpy-backed pandas cannot hold nulls in int columns: carry floats, fixed at the end
-        return expr.cast(nw.Float64) if self._pandas else expr.cast(nw_type)
+        return expr.cast(nw.Float64) if on.pandas else expr.cast(nw_type)
 
-    def _zone(self, expr: Any, spec: TypeSpec, *, aware: bool) -> Any:
+    def _zone(self, on: _Call, expr: Any, spec: TypeSpec, *, aware: bool) -> Any:
         zone = spec.time_zone
         if zone is None:
             return expr
-        if self._duckdb and zone == "UTC":
+        if on.duckdb and zone == "UTC":
             zone = "Etc/UTC"  # DuckDB names its UTC connection zone so
         if aware:
             return expr.dt.convert_time_zone(zone)
@@ -515,12 +539,7 @@ class DataTypeConverter(DataFrameTransformer):
         bad: dict[str, Any] = {}
         specs = {c: s.spec(c) for c in s.columns}
         pandas_like = frame.implementation.is_pandas_like()
-        self._pandas = pandas_like
-        self._duckdb = engine_of(frame) == "duckdb"
-        self._arrow = frame.implementation is nw.Implementation.PYARROW
-        self._spark = engine_of(frame) == "pyspark"
-        self._polars = frame.implementation is nw.Implementation.POLARS
-        self._nan_null = nan_is_null(frame)
+        on = _Call.of(frame)
         helpers: list[str] = []
         if frame.implementation is nw.Implementation.POLARS:
             fast = [c for c, spec in specs.items() if _polars_fast(schema[c], spec)]
@@ -554,7 +573,7 @@ class DataTypeConverter(DataFrameTransformer):
             if column in conversions:
                 continue
             self._check_engine(frame, column, spec, pandas_like)
-            converted, missing = self._convert(frame, column, schema[column], spec)
+            converted, missing = self._convert(on, frame, column, schema[column], spec)
             if pandas_like and spec.type in _INTS:
                 converted = converted.cast(nw.Float64)  # numpy ints cannot hold nulls; fixed below
             if s.errors != "reject" and _infallible(schema[column], spec):
