@@ -67,6 +67,13 @@ def spark_unavailable() -> str | None:
     return None
 
 
+#: the JDBC driver jars that Debian's libpostgresql-jdbc-java and libmariadb-java install
+JDBC_JARS = [
+    jar
+    for jar in ("/usr/share/java/postgresql.jar", "/usr/share/java/mariadb-java-client.jar")
+    if os.path.exists(jar)
+]
+
 _LOG4J = """rootLogger.level = error
 rootLogger.appenderRef.stdout.ref = console
 appender.console.type = Console
@@ -132,6 +139,8 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         .config("spark.sql.codegen.wholeStage", "false")
         .config("spark.sql.adaptive.enabled", "false")
         .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
+        # the JDBC drivers of Debian's libpostgresql-jdbc-java / libmariadb-java (.ci/run)
+        .config("spark.jars", ",".join(JDBC_JARS))
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")

@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -195,6 +195,12 @@ class SparkSpec(ConfigModel):
     creates the session."""
     conf: dict[str, str | int | float | bool] = Field(default_factory=dict)
     """Spark settings, e.g. ``spark.sql.shuffle.partitions: 64``."""
+    max_driver_bytes: int | None = Field(default=256 * 1024 * 1024, ge=0)
+    """Frames moved between the driver and Spark above this size (a source read on the driver,
+    a frame collected for a storage or dashboard that cannot take it from the executors) warn;
+    null: no check."""
+    on_large: Literal["warn", "refuse"] = "warn"
+    """``refuse``: such a frame is an error naming it and what to change, instead of a warning."""
 
 
 class CheckpointSpec(ConfigModel):
@@ -800,11 +806,25 @@ def _spark_session(spec: SparkSpec | None) -> Any:
     session = builder.getOrCreate()
     if spec is not None:
         for key, value in spec.conf.items():  # runtime settings also apply to a running session
+            text = str(value).lower() if isinstance(value, bool) else str(value)
             try:
-                session.conf.set(key, str(value).lower() if isinstance(value, bool) else str(value))
+                if session.conf.get(key, None) == text:
+                    continue  # the session has it (a static key of a session made with it)
+                session.conf.set(key, text)
             except Exception:  # a static setting of a session that already runs: kept as it is
-                logger.warning("spark: %s cannot change on a running session; kept as it is", key)
+                logger.warning(
+                    "spark: %s cannot change on a running session (it is %r); kept as it is",
+                    key,
+                    _conf_value(session, key),
+                )
     return session
+
+
+def _conf_value(session: Any, key: str) -> str | None:
+    try:
+        return str(session.conf.get(key, None))
+    except Exception:
+        return None
 
 
 def _to_engine(data: Any, engine: str, spark: SparkSpec | None = None) -> Any:
@@ -834,8 +854,97 @@ _PIPELINE_ENGINES = {
 }
 
 
-def _materialize(data: Any) -> Any:
-    """Compute a lazy result once so that several consumers do not recompute it."""
+def _consumers(loaded: LoadedPipeline) -> dict[str, int]:
+    """How many steps of the file read each data set (transformations, processing pipelines
+    and their joins/lookups, store entries, dashboard charts)."""
+    count: dict[str, int] = {}
+
+    def add(name: str) -> None:
+        count[name] = count.get(name, 0) + 1
+
+    for inp, _ in loaded.transformations.values():
+        add(inp)
+    known = {*loaded.sources, *loaded.transformations, *loaded.processing}
+    for inp, ppipe in loaded.processing.values():
+        add(inp)
+        for _, ref in _dataset_references(ppipe, known):
+            add(ref)
+    for _, entries in loaded.storage.values():
+        for entry in entries:
+            add(entry.data)
+    for _, _, feeds in loaded.dashboards.values():
+        for dname in feeds.values():
+            add(dname)
+    return count
+
+
+def _spark_source(source: Any, spec: SparkSpec | None) -> Any:
+    """``engine: spark``: the executors read the source where they can (``spark.read``, JDBC);
+    otherwise the driver reads it and sends it to Spark as Arrow (size checked)."""
+    session = _spark_session(spec)
+    reason = source.spark_unsupported()
+    if reason is None:
+        out = source.ingest_spark(session)
+        if out is not None:
+            return out
+        reason = "nothing new to read"
+    logger.info("%s: read on the Spark driver (%s)", source.label, reason)
+    import pyarrow as pa
+
+    from data_pipeline._spark import DEFAULT_MAX_DRIVER_BYTES, check_driver_size
+    from data_pipeline.core.frames import to_arrow
+
+    table = to_arrow(source.ingest())
+    limit = spec.max_driver_bytes if spec is not None else DEFAULT_MAX_DRIVER_BYTES
+    check_driver_size(
+        table.nbytes,
+        f"source {source.name!r} read on the driver ({reason}) and sent to Spark",
+        limit=limit,
+        refuse=spec is not None and spec.on_large == "refuse",
+        setting="a file or PostgreSQL/MySQL source the executors can read",
+    )
+    assert isinstance(table, pa.Table)
+    return _to_engine(table, "spark", spec)
+
+
+def _guard_collect(frame: Any, what: str, spec: SparkSpec | None, instead: str) -> None:
+    """Before a Spark frame is collected to the driver: warn (or refuse) above the limit."""
+    from data_pipeline._spark import (
+        DEFAULT_MAX_DRIVER_BYTES,
+        check_driver_size,
+        is_spark,
+        plan_bytes,
+    )
+
+    if not is_spark(frame):
+        return
+    limit = spec.max_driver_bytes if spec is not None else DEFAULT_MAX_DRIVER_BYTES
+    check_driver_size(
+        plan_bytes(frame),
+        f"{what} collects the Spark frame to the driver",
+        limit=limit,
+        refuse=spec is not None and spec.on_large == "refuse",
+        setting=instead,
+    )
+
+
+@contextlib.contextmanager
+def _spark_errors(engine: str, what: str) -> Iterator[None]:
+    """``engine: spark``: Spark failures (out of memory, Py4J, Connect) as our errors."""
+    if engine != "spark":
+        yield
+        return
+    from data_pipeline._spark import translated
+
+    with translated(what):
+        yield
+
+
+def _materialize(data: Any, consumers: int | None = None) -> Any:
+    """Compute a lazy result once so that several consumers do not recompute it.
+
+    Spark: cached only when more than one step reads it (``consumers``; None: always), and
+    unpersisted by the run after its last consumer."""
     from data_pipeline.core.engines import engine_of, to_arrow, to_engine
 
     engine = engine_of(data)
@@ -844,6 +953,8 @@ def _materialize(data: Any) -> Any:
     if engine == "duckdb":  # computed once into Arrow, a relation on DuckDB's default connection
         return to_engine(to_arrow(data), "duckdb")
     if engine == "pyspark":
+        if consumers is not None and consumers < 2:
+            return data  # one reader: caching would only hold executor memory
         return data.cache()  # computed by Spark at the first use, kept for the next consumers
     return data
 
@@ -886,9 +997,20 @@ def _run_loaded(loaded: LoadedPipeline, on_stage: Callable[[str, str], None] | N
             for i, entry in enumerate(entries):
                 if (sname, i) in stored or entry.data not in data:
                     continue
-                result = system.store(
-                    data[entry.data], entry.table or entry.data, if_exists=entry.if_exists
-                )
+                frame = data[entry.data]
+                what = f"storing {entry.data!r} in {sname!r}"
+                if engine == "spark" and not system.writes_spark(entry.if_exists):
+                    _guard_collect(
+                        frame,
+                        what,
+                        loaded.spec.spark,
+                        "a Parquet FileSystemStorage or a PostgreSQL/MySQL RelationalDBStorage",
+                    )
+                with _spark_errors(engine, what):
+                    result = system.store(
+                        frame, entry.table or entry.data, if_exists=entry.if_exists
+                    )
+                used(entry.data)
                 stored.add((sname, i))
                 stages["storage"].rows = (stages["storage"].rows or 0) + result.rows
                 stages["storage"].items.append(
@@ -903,15 +1025,35 @@ def _run_loaded(loaded: LoadedPipeline, on_stage: Callable[[str, str], None] | N
     if job is not None:
         job.restore()
 
+    uses = _consumers(loaded) if engine == "spark" else {}
+    left = dict(uses)
+
+    def readers(name: str) -> int | None:
+        """Spark: how many steps read ``name`` (cached only above one); else None."""
+        return uses.get(name, 0) if engine == "spark" else None
+
+    def used(*names: str) -> None:
+        """Spark: a consumer of each of ``names`` is done; the last one unpersists it."""
+        for n in names:
+            if n in left:
+                left[n] -= 1
+                if left[n] <= 0 and getattr(data.get(n), "is_cached", False):
+                    data[n].unpersist()
+
     with stage("ingestion") as st:
         for name, source in loaded.sources.items():
-            out = _to_engine(source.ingest(), engine, loaded.spec.spark)
+            if engine == "spark":
+                out = _materialize(_spark_source(source, loaded.spec.spark), readers(name))
+            else:
+                out = _to_engine(source.ingest(), engine, loaded.spec.spark)
             data[name] = out
             st.add(name, row_count(to_narwhals(out)))
 
     with stage("transformation") as st:
         for name, (inp, tpipe) in loaded.transformations.items():
-            out = _materialize(tpipe.transform(data[inp]))
+            with _spark_errors(engine, f"transformation {name!r}"):
+                out = _materialize(tpipe.transform(data[inp]), readers(name))
+            used(inp)
             data[name] = out
             st.add(name, row_count(to_narwhals(out)))
 
@@ -923,7 +1065,9 @@ def _run_loaded(loaded: LoadedPipeline, on_stage: Callable[[str, str], None] | N
             for name, (inp, ppipe) in loaded.processing.items():
                 _wire_references(ppipe, data)
                 source_data = data[inp]
-                out = _materialize(ppipe.process(source_data))
+                with _spark_errors(engine, f"processing {name!r}"):
+                    out = _materialize(ppipe.process(source_data), readers(name))
+                used(inp, *(ref for _, ref in _dataset_references(ppipe, data)))
                 data[name] = out
                 st.add(name, row_count(to_narwhals(out)))
 
@@ -932,7 +1076,17 @@ def _run_loaded(loaded: LoadedPipeline, on_stage: Callable[[str, str], None] | N
 
     with stage("visualization") as st:
         for name, (_, _, feeds) in loaded.dashboards.items():
-            _render_dashboard(loaded, name, data, outputs)
+            if engine == "spark":
+                for dname in feeds.values():
+                    _guard_collect(
+                        data[dname],
+                        f"dashboard {name!r} of {dname!r}",
+                        loaded.spec.spark,
+                        "an aggregated or sampled data set",
+                    )
+            with _spark_errors(engine, f"dashboard {name!r}"):
+                _render_dashboard(loaded, name, data, outputs)
+            used(*feeds.values())
             st.add(f"{name} ({len(feeds)} charts)", None)
 
     # the run went through: streaming sources acknowledge what they read (a failed run leaves

@@ -699,6 +699,21 @@ class IncrementalCursor:
             self.save()
         return frame
 
+    def advance(self, value: Any) -> None:
+        """The last value after a read whose rows this process does not see (Spark's executors
+        read them): the cursor moves to ``value`` (never back) and the state is saved (read on
+        its own). Only for cursors without ``keys``: delivered keys need the rows."""
+        if self.keys:
+            raise IngestionError(
+                "an incremental read with primary_key needs the rows to remember their keys",
+                component=self.component,
+                hint="read it with apply() (on the driver)",
+            )
+        if value is not None and (self.last is None or later(value, self.last)):
+            self.last = value
+        if not self.managed:
+            self.save()
+
     def track(self, batches: Iterator[Any]) -> Iterator[Any]:
         """:meth:`apply` to each batch as it is read (saved after each, read on its own)."""
         for batch in batches:

@@ -83,6 +83,26 @@ class DataSource(Component):
             finally:
                 self._active_op = None
 
+    def spark_unsupported(self) -> str | None:
+        """Why ``engine: spark`` reads this source on the driver and sends it to Spark as Arrow;
+        None when the executors read it (:meth:`ingest_spark`)."""
+        return "this kind of source is read on the driver"
+
+    def ingest_spark(self, session: Any) -> Any:
+        """The source as a Spark DataFrame that the executors read (see
+        :mod:`data_pipeline._spark`), or None when the driver's read serves better (an
+        incremental read that finds nothing new). Call only when :meth:`spark_unsupported`
+        gives None."""
+        with self._operation("ingest") as op:
+            self._active_op = op
+            try:
+                return self._read_spark(session)
+            finally:
+                self._active_op = None
+
+    def _read_spark(self, session: Any) -> Any:
+        raise NotImplementedError
+
     def _convert_batches(self, batches: Iterator[Any], output: str, op: Operation) -> Iterator[Any]:
         op.rows_out = 0
         op.details["batches"] = 0

@@ -74,6 +74,22 @@ class IncrementalConfig(ConfigModel):
         return [self.primary_key] if isinstance(self.primary_key, str) else list(self.primary_key)
 
 
+class SparkJDBCConfig(ConfigModel):
+    """How ``engine: spark`` reads the source over JDBC (the executors query the database)."""
+
+    partition_column: str | None = None
+    """A numeric, date or timestamp column: the read is split into ``num_partitions`` ranges
+    of it, one query per executor task."""
+    num_partitions: int = Field(default=4, ge=1)
+    lower_bound: Any = None
+    """Lower end of the ranges (default: one ``MIN`` query); rows outside the bounds are still
+    read, by the first and last partition."""
+    upper_bound: Any = None
+    """Upper end of the ranges (default: one ``MAX`` query)."""
+    fetchsize: int | None = Field(default=None, ge=1)
+    """Rows per round trip of the JDBC driver."""
+
+
 class DatabaseConfig(SourceConfig, SQLConnectionConfig):
     """Config of :class:`DatabaseSource`: the connection keys of
     :class:`~data_pipeline.core.sql.SQLConnectionConfig` (``url`` or ``db_type``, ``host``,
@@ -103,6 +119,8 @@ class DatabaseConfig(SourceConfig, SQLConnectionConfig):
     incremental: IncrementalConfig | None = None
     """Read only rows added since the last run, by a growing ``cursor_column`` (a mapping, see
     below); rows come in cursor order. Absent: every run reads everything."""
+    spark: SparkJDBCConfig | None = None
+    """With ``engine: spark``: partitioned JDBC reads (see docs/spark.md)."""
     mysql_tinyint1_as_bool: bool = True
     """MySQL/MariaDB ``table`` reads: ``TINYINT(1)`` (``BOOLEAN``) columns holding only 0/1/NULL
     come back as booleans."""
@@ -252,6 +270,16 @@ class DatabaseSource(DataSource):
                 op.details["duplicates_dropped"] = tracker.dropped
             return out
         return table
+
+    def spark_unsupported(self) -> str | None:
+        from data_pipeline._spark import jdbc_unsupported
+
+        return jdbc_unsupported(self)
+
+    def _read_spark(self, session: Any) -> Any:
+        from data_pipeline._spark import read_jdbc
+
+        return read_jdbc(self, session)
 
     def peek_columns(self) -> list[str]:
         """The columns a read would give, without reading rows (``columns`` when configured,

@@ -558,6 +558,16 @@ class FileSystemSource(DataSource):
             state.save({"files": seen["files"], "schema": _schema_text(schema)})
         return frame
 
+    def spark_unsupported(self) -> str | None:
+        from data_pipeline._spark import files_unsupported
+
+        return files_unsupported(self)
+
+    def _read_spark(self, session: Any) -> Any:
+        from data_pipeline._spark import read_files
+
+        return read_files(self, session)
+
     def _empty_increment(self, state: Mapping[str, Any], unchanged: list[str]) -> pl.DataFrame:
         """An incremental run that finds no new file returns 0 rows with the source's schema
         (kept in the state by the last run that read rows; else read from an unchanged file),

@@ -73,6 +73,11 @@ class StorageSystem(Component):
         """The config's ``default_if_exists`` (``append`` when the config has none)."""
         return str(getattr(self.settings, "default_if_exists", "append"))
 
+    def writes_spark(self, if_exists: str | None = None) -> bool:
+        """Whether :meth:`store` of a Spark DataFrame writes from Spark's executors (True), or
+        collects the frame to this process first (False: the frame must fit in the driver)."""
+        return False
+
     def store(
         self,
         data: Any,

@@ -284,6 +284,8 @@ class FileSystemStorage(StorageSystem):
         cfg = self._effective(options)
         assert cfg.compression is not None
         rel = self._relative(target, cfg.format, cfg.compression)
+        if self._spark_writes(data, cfg):
+            return self._store_spark(data, rel, if_exists, cfg)
         frame = self._frame(data)
         if cfg.format in TEXT_HOLDS:  # text formats are written from a collected frame anyway
             import polars as pl
@@ -305,6 +307,45 @@ class FileSystemStorage(StorageSystem):
         if not self.is_local:
             return self._store_remote(frame, rel, if_exists, cfg)
         return self._store_file(frame, rel, if_exists, cfg)
+
+    # -- Spark: the executors write the files ---------------------------------------------------
+
+    def writes_spark(self, if_exists: str | None = None) -> bool:
+        return self.settings.format == "parquet" and self.is_local
+
+    def _spark_writes(self, data: Any, cfg: FileSystemStorageConfig) -> bool:
+        from data_pipeline._spark import is_spark
+
+        return is_spark(data) and cfg.format == "parquet" and self.is_local
+
+    def _store_spark(
+        self, frame: Any, rel: str, if_exists: str, cfg: FileSystemStorageConfig
+    ) -> StoreResult:
+        """A Spark DataFrame written by the executors as a dataset directory ``<rel>/`` (part
+        files; hive partitions with ``partition_by``), with the guarantee of
+        :meth:`_store_dataset`: a new version directory, then one link switch. A single file
+        ``<rel>.parquet`` left by a single-machine run is taken into an ``append`` and removed
+        after the switch (until then readers see it, never a partial dataset)."""
+        from data_pipeline.core.frames import require_columns
+
+        if cfg.partition_by:
+            require_columns(frame, cfg.partition_by, component=self.label, what="partition column")
+        base = self._local_base()
+        head, leaf = os.path.split(rel)
+        parent = str(resolve_inside(base, head or ".", component=self.label))
+        link = os.path.join(parent, leaf)
+        single = link + self._extension(cfg.format, cfg.compression or "zstd")
+        os.makedirs(parent, exist_ok=True)
+        with target_lock(parent):
+            exists = os.path.lexists(link) or os.path.isfile(single)
+            if exists and if_exists == "fail":
+                raise already_exists_error(
+                    f"dataset {link!r}", component=self.label, modes=_FILE_MODES
+                )
+            result = self._store_dataset_locked(frame, link, if_exists, cfg, spark_single=single)
+            if os.path.isfile(single) and self._open_tx() is None:
+                os.remove(single)  # now inside the dataset (append) or replaced by it
+            return result
 
     def _frame(self, data: Any) -> pl.DataFrame | pl.LazyFrame:
         import polars as pl
@@ -423,11 +464,15 @@ class FileSystemStorage(StorageSystem):
 
     def _store_dataset_locked(
         self,
-        frame: pl.DataFrame | pl.LazyFrame,
+        frame: Any,
         link: str,
         if_exists: str,
         cfg: FileSystemStorageConfig,
+        *,
+        spark_single: str | None = None,
     ) -> StoreResult:
+        """``frame`` (polars; or Spark, with ``spark_single``: the single-file name of the same
+        target) as a new version of the dataset ``link``."""
         import polars as pl
 
         parent, leaf = os.path.split(link)
@@ -456,12 +501,23 @@ class FileSystemStorage(StorageSystem):
         token = uuid.uuid4().hex
         version = os.path.join(parent, f".{leaf}.v-{token}")
         scratch = os.path.join(parent, f".{leaf}.in-{token}")
-        df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
         old_version: str | None = None
         if exists:
             old_version = os.path.realpath(link)
+        if spark_single is not None:
+            try:
+                rows = self._spark_version(
+                    frame, link, exists, if_exists, cfg, version, scratch, spark_single, token
+                )
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            df = None
+        else:
+            df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
         try:
-            if exists and if_exists == "append":
+            if df is None:
+                pass  # Spark wrote the version
+            elif exists and if_exists == "append":
                 names = self._dataset_scan(link, cfg.format).collect_schema().names()
                 check_columns_match(names, df.columns, target=link, component=self.label)
                 schema = self._dataset_scan(link, cfg.format).collect_schema()
@@ -490,7 +546,7 @@ class FileSystemStorage(StorageSystem):
         size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(version) for f in fs)
         return StoreResult(
             target=link,
-            rows=int(df.height),
+            rows=int(df.height) if df is not None else rows,
             bytes=size,
             details={
                 "format": cfg.format,
@@ -499,6 +555,51 @@ class FileSystemStorage(StorageSystem):
                 "leftovers_removed": leftovers,
             },
         )
+
+    def _spark_version(
+        self,
+        frame: Any,
+        link: str,
+        exists: bool,
+        if_exists: str,
+        cfg: FileSystemStorageConfig,
+        version: str,
+        scratch: str,
+        single: str,
+        token: str,
+    ) -> int:
+        """Write ``version`` from Spark's executors (an append: the old parts hard-linked in,
+        the new ones merged beside them); returns the rows written."""
+        from data_pipeline._spark import write_parquet_version
+
+        assert cfg.compression is not None
+        try:
+            if if_exists == "append" and (exists or os.path.isfile(single)):
+                old = link if os.path.lexists(link) else single
+                scan = self._dataset_scan(old, "parquet") if old == link else None
+                import polars as pl
+
+                names = (
+                    (scan if scan is not None else pl.scan_parquet(old)).collect_schema().names()
+                )
+                check_columns_match(names, list(frame.columns), target=link, component=self.label)
+                frame = frame.select(*[frame[f"`{n}`"] for n in names])
+                if old == link:
+                    _copy_tree_links(os.path.realpath(link), version)
+                else:
+                    os.makedirs(version)
+                    os.link(single, os.path.join(version, f"part-{token[:12]}-0.parquet"))
+                rows = write_parquet_version(
+                    frame, scratch, compression=cfg.compression, partition_by=cfg.partition_by
+                )
+                _merge_tree(scratch, version, prefix=token[:12])
+                return rows
+            return write_parquet_version(
+                frame, version, compression=cfg.compression, partition_by=cfg.partition_by
+            )
+        except BaseException:
+            shutil.rmtree(version, ignore_errors=True)
+            raise
 
     def _swap_link(self, link: str, version: str, exists: bool) -> None:
         parent, leaf = os.path.split(link)

@@ -302,6 +302,11 @@ class RelationalDBStorage(StorageSystem):
             component=self.label,
         )
         key = primary_key(options, self.settings.primary_key)
+        if self._spark_writes(data):
+            from data_pipeline._spark import write_jdbc
+
+            require_upsert_key(if_exists, key, component=self.label)
+            return write_jdbc(self, data, target, if_exists, key)
         frame = as_polars(data)
         self._backend.check_names(target, frame.columns)
         check_holdable(frame, HOLDS.get(self._backend.kind, HOLDS["sql"]), component=self.label)
@@ -375,6 +380,16 @@ class RelationalDBStorage(StorageSystem):
         return self._backend.drop_leftovers(table)
 
     # -- staging for writers outside this process (Spark) ----------------------------------
+
+    def writes_spark(self, if_exists: str | None = None) -> bool:
+        return self._backend.staging_supported and self._current_tx() is None
+
+    def _spark_writes(self, data: Any) -> bool:
+        """A Spark frame, a database whose staging tables Spark can fill, and no open
+        transaction (a staging merge commits on its own): the executors write."""
+        from data_pipeline._spark import is_spark
+
+        return is_spark(data) and self.writes_spark()
 
     def jdbc(self) -> tuple[str, dict[str, str]]:
         """The JDBC URL and connection properties (``user``, ``password``, ``driver``) of the

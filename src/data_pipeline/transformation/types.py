@@ -53,6 +53,23 @@ _FLOAT_TEXT = r"(?i)^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|inf|infinity|nan)
 _DECIMAL_TEXT = r"^[+-]?(?:\d+\.?\d*|\.\d+)$"
 _DEFAULT_DATE = "%Y-%m-%d"
 _DEFAULT_DATETIME = "%Y-%m-%d %H:%M:%S"
+_UTC_NAMES = ("UTC", "Etc/UTC")
+
+
+def _spark_zone(frame: Any) -> str | None:
+    """The session time zone of a Spark frame, by the name Narwhals compares zones with (it
+    reads ``spark.sql.session.timeZone`` once per session)."""
+    try:
+        session = frame.to_native().sparkSession
+        try:
+            from narwhals._spark_like.utils import fetch_session_time_zone
+        except ImportError:  # another Narwhals: the setting itself
+            return str(session.conf.get("spark.sql.session.timeZone"))
+        return str(fetch_session_time_zone(session))
+    except Exception:  # a conf that cannot be read: Narwhals decides
+        return None
+
+
 _DIRECTIVES = {
     "Y": r"\d{4}",
     "y": r"\d{2}",
@@ -278,6 +295,7 @@ class _Call:
     arrow: bool
     spark: bool
     polars: bool
+    session_zone: str | None  # Spark: the session's time zone
     nan_null: frozenset[str]  # float columns whose NaN is the missing value (numpy pandas)
 
     @classmethod
@@ -289,6 +307,7 @@ class _Call:
             arrow=engine == "pyarrow",
             spark=engine == "pyspark",
             polars=frame.implementation is nw.Implementation.POLARS,
+            session_zone=_spark_zone(frame) if engine == "pyspark" else None,
             nan_null=nan_is_null(frame),
         )
 
@@ -445,7 +464,11 @@ class DataTypeConverter(DataFrameTransformer):
             valid = self._day_exists(
                 on, value, value.str.contains(format_pattern(fmt, strict=on.spark)), fmt
             )
-            return nw.when(valid.fill_null(False)).then(value).str.to_date(format=fmt)
+            return (
+                nw.when(valid.fill_null(False))
+                .then(value)
+                .str.to_date(format=self._engine_format(on, fmt))
+            )
         fmt = spec.format or _DEFAULT_DATETIME
         if spec.format is None:
             value = value.str.replace_all("T", " ", literal=True)
@@ -460,8 +483,26 @@ class DataTypeConverter(DataFrameTransformer):
         valid = self._day_exists(
             on, value, value.str.contains(format_pattern(fmt, strict=on.spark)), fmt
         )
-        parsed = nw.when(valid.fill_null(False)).then(value).str.to_datetime(format=fmt)
+        parse_fmt = fmt
+        if on.spark and re.search(r"(?<!%)Z", fmt):
+            # a literal Z: Narwhals would read the format as zoned and Java the Z as an offset;
+            # other engines read it as a letter and give a naive timestamp: so does Spark
+            parse_fmt = re.sub(r"(?<!%)Z", "", fmt)
+            value = value.str.replace_all("Z", "", literal=True)
+        parsed = (
+            nw.when(valid.fill_null(False))
+            .then(value)
+            .str.to_datetime(format=self._engine_format(on, parse_fmt))
+        )
         return self._zone(on, parsed, spec, aware="%z" in fmt)
+
+    def _engine_format(self, on: _Call, fmt: str) -> str:
+        """``fmt`` for the engine's parser. Spark reads a Java pattern, where every letter is a
+        field (``Z`` an offset): the literal letters of a strptime format (``T`` aside, which
+        Narwhals turns into a space in the value and the pattern) are quoted for it."""
+        if not on.spark:
+            return fmt
+        return re.sub(r"(?<!%)(?<!%[-#])([A-SU-Za-z]+)", r"'\1'", fmt)
 
     def _day_exists(self, on: _Call, value: Any, valid: Any, fmt: str) -> Any:
         """``valid`` and the day exists in its month (no 2023-02-30), checked by arithmetic.
@@ -519,6 +560,10 @@ class DataTypeConverter(DataFrameTransformer):
             return expr
         if on.duckdb and zone == "UTC":
             zone = "Etc/UTC"  # DuckDB names its UTC connection zone so
+        if on.spark and zone in _UTC_NAMES and on.session_zone in _UTC_NAMES:
+            # Narwhals compares zone names (Etc/UTC is UTC too) and leaves a naive value naive;
+            # in a UTC session, a Spark TIMESTAMP of the wall time is the UTC instant
+            return expr if aware else expr.cast(nw.Datetime("us", on.session_zone))
         if aware:
             return expr.dt.convert_time_zone(zone)
         return expr.dt.replace_time_zone(zone)
@@ -630,7 +675,7 @@ class DataTypeConverter(DataFrameTransformer):
         if (
             spec.time_zone is not None
             and sql_engine is not None
-            and spec.time_zone not in ("UTC", "Etc/UTC")
+            and spec.time_zone not in _UTC_NAMES
         ):
             where = "connection" if engine == "duckdb" else "session"
             raise unsupported(

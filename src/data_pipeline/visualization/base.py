@@ -72,17 +72,39 @@ class VisualizationConfig(ConfigModel):
     """Keys shared by every visualization."""
 
     title: str | None = None
+    """The heading shown with the visualization: a chart's title (top left, with the note on
+    capped or downsampled rows as its subtitle), a table's heading, a KPI tile's label. None:
+    charts and tables have no heading, a KPI tile shows the visualization's name."""
     description: str | None = None
+    """Charts: the Vega-Lite ``description`` of the spec, which Vega uses as the chart's
+    accessible label (``aria-label``); nothing is drawn. Tables and KPI tiles accept the key and
+    do not use it."""
 
 
 class BaseChartConfig(VisualizationConfig):
     """Keys shared by every chart: size, tooltip, colour scheme and the cap on embedded rows."""
 
     width: int | Literal["container"] = 400
+    """Width of the plotting area in pixels, or ``"container"`` to fill the element the chart
+    is embedded in. In a dashboard a chart without an explicit ``width`` fills its card."""
     height: int | Literal["container"] = 250
+    """Height of the plotting area in pixels, or ``"container"`` to fill the height of the
+    element the chart is embedded in."""
     tooltip: bool | list[str] = True
+    """Hover tooltips: ``true`` shows the columns the chart encodes, ``false`` none, a list
+    names the columns to show. Line, bar and scatter charts read listed columns from the data
+    (missing ones fail the render; with ``aggregate`` only group keys and the value column are
+    allowed); pie charts and heatmaps show only the listed columns they already encode."""
     scheme: str | None = None
+    """A Vega colour scheme name (``tableau10``, ``category20``, ``blues``, ``viridis``, ...)
+    for the colour scale: series colours, pie slices, heatmap cells. None: Vega-Lite's default
+    (``tableau10`` for categories). Only the characters ``a-z 0-9 -`` are accepted."""
     max_points: int = Field(default=5000, ge=10)
+    """The most rows embedded in the chart, counted after aggregation (at least 10). Above it a
+    line chart is downsampled per series (LTTB), a bar chart summed per category (when not
+    aggregated already) and cut to the top categories by total, a scatter plot randomly
+    sampled (seed 0), a heatmap cut to its first rows; the subtitle says what was done. Pie
+    charts are capped by ``max_slices`` instead."""
 
     @field_validator("scheme")
     @classmethod
@@ -96,17 +118,47 @@ class ChartConfig(BaseChartConfig):
     """Keys of x/y charts (the spec's ``x``, ``y``, ``title``, ``color`` and more)."""
 
     x: str
+    """The column on the x axis (a bar chart's category column, also when it is horizontal);
+    a group key when ``aggregate`` is set."""
     y: str | None = None
+    """The value column. None only with ``aggregate: count``: the rows per x (and series) are
+    counted into a column named ``count``."""
     color: str | None = None
+    """A column of the data: one series (one colour) per value, as ``series`` does. Otherwise a
+    literal CSS colour for every mark (``blue``, ``#1f77b4``, ``rgb(31,119,180)``); text that
+    is neither a word, a ``#`` hex colour nor ``rgb()``/``hsl()`` fails the render. With
+    ``series`` set, ``color`` must name the same column or be a colour."""
     series: str | None = None
+    """The column that splits the rows into series: one line, stacked or grouped bar, or point
+    colour per value (coloured by ``scheme``); a group key when ``aggregate`` is set. None: one
+    series, unless ``color`` names a column."""
     aggregate: Aggregate | None = None
+    """Aggregate ``y`` per x (and series, and a scatter plot's ``shape``) before plotting:
+    ``sum``, ``mean``, ``median``, ``min``, ``max``, ``count``, ``n_unique`` or ``std``
+    (sample). It runs on the input's engine, so only the groups are collected. None: the rows
+    are plotted as they are."""
     x_title: str | None = None
+    """The x axis title. None: the column name."""
     y_title: str | None = None
+    """The y axis title. None: the column name, followed by the aggregation in parentheses
+    (``revenue (sum)``) when ``aggregate`` is set to anything but ``count``."""
     x_format: str | None = None
+    """A d3 format for the x axis labels: a number format (``,.2f``, ``.1%``, ``~s``) or, on a
+    temporal axis, a time format (``%Y-%m-%d``, ``%b %Y``). No quotes or backslashes. None:
+    Vega-Lite's default."""
     y_format: str | None = None
+    """A d3 format for the y axis labels (see ``x_format``)."""
     x_type: FieldType | None = None
+    """The Vega-Lite type of the x field: ``quantitative``, ``temporal``, ``ordinal`` or
+    ``nominal``. None: from the column's type (dates and datetimes temporal, numbers
+    quantitative, the rest nominal; a bar chart's numeric categories ordinal)."""
     y_type: FieldType | None = None
+    """The Vega-Lite type of the y field (see ``x_type``)."""
     sort: Literal["x", "-x", "y", "-y", "ascending", "descending"] | list[Any] | None = None
+    """The order of a bar chart's categories: ``x`` / ``ascending`` and ``-x`` /
+    ``descending`` by category, ``y`` / ``-y`` by value (ascending / descending), or a list of
+    the categories in the wanted order (unlisted ones follow). None: Vega-Lite's default
+    (ascending categories). Line charts and scatter plots do not use it."""
 
     @field_validator("x_format", "y_format")
     @classmethod
@@ -265,6 +317,15 @@ class Visualization(Component):
     ``render(data)`` returns a JSON-able dict: a Vega-Lite spec for charts, a table or KPI
     description for the others. Subclasses implement ``_render(frame, op)``.
 
+    Raises:
+        ConfigError: the config is invalid (raised when the visualization is built, naming the
+            key and what it accepts).
+        InputTypeError: ``render`` got something that is not a supported data frame.
+        ChartColumnNotFoundError: a column the config names is not in the data (also a
+            ``KeyError``; the message lists the columns there are).
+        VisualizationError: rendering failed otherwise (a ChartRenderingError for charts and
+            KPI tiles); every message names the visualization.
+
     Example:
         >>> from data_pipeline.visualization import LineChart
         >>> LineChart(name="sales_chart", config={"x": "date", "y": "sales"}).name
@@ -330,6 +391,17 @@ class Chart(Visualization):
     (``_prepare_frame``), and how to encode them (``_chart``); this class checks columns, aggregates
     on the input's engine before collecting, caps embedded rows at ``max_points`` and exports
     PNG and SVG.
+
+    Raises:
+        ConfigError: the config is invalid when the chart is built (an unknown key, a ``scheme``
+            or d3 format that cannot be one, ``max_points`` below 10, ...).
+        InputTypeError: ``render`` got something that is not a supported data frame.
+        ChartColumnNotFoundError: ``x``, ``y``, ``series``, a tooltip column or another
+            configured column is not in the data.
+        ChartRenderingError: ``color`` is neither a column nor a CSS colour, ``series`` and
+            ``color`` name two different columns, tooltip columns are neither grouped nor
+            aggregated, or rendering failed otherwise.
+        HTMLExportError: ``save_png`` / ``save_svg`` could not write the file.
 
     Example:
         >>> from data_pipeline.visualization import BarChart

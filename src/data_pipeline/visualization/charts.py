@@ -92,9 +92,15 @@ class LineChartConfig(ChartConfig):
     """LineChart keys: the chart keys plus ``points`` and ``interpolate``."""
 
     points: bool = False
+    """Draw a dot on every data point of the lines (the points embedded, after any
+    downsampling)."""
     interpolate: (
         Literal["linear", "monotone", "step", "step-after", "step-before", "basis"] | None
     ) = None
+    """How the line runs between points (Vega-Lite interpolation): ``linear`` straight
+    segments, ``monotone`` a smooth curve through the points that never overshoots,
+    ``step`` / ``step-after`` / ``step-before`` stairs, ``basis`` a B-spline that need not pass
+    through the points. None: ``linear``."""
 
 
 class LineChart(_XYChart):
@@ -102,6 +108,13 @@ class LineChart(_XYChart):
 
     Rows are aggregated per x (and series) when ``aggregate`` is set; above ``max_points`` rows
     the lines are downsampled with LTTB, which keeps peaks and troughs, and the subtitle says so.
+
+    Raises:
+        ConfigError: the config is invalid when the chart is built.
+        ChartColumnNotFoundError: a configured column is not in the data.
+        ChartRenderingError: no ``y`` without ``aggregate: count``, more series than
+            ``max_points`` can draw (fewer than 3 points each), or another problem listed under
+            :class:`Chart`.
 
     Example:
         >>> chart = LineChart(name="sales_chart", config={
@@ -181,7 +194,13 @@ class BarChartConfig(ChartConfig):
     """BarChart keys: the chart keys plus ``orientation`` and ``mode`` (stacked, grouped, normalized)."""
 
     orientation: Literal["vertical", "horizontal"] = "vertical"
+    """``vertical``: categories (``x``) along the horizontal axis, bars rising; ``horizontal``:
+    categories down the vertical axis, bars to the right (``x`` still names the category column
+    and ``y`` the value, and their titles and formats follow them)."""
     mode: Literal["stacked", "grouped", "normalized"] = "stacked"
+    """How the bars of several series share a category: ``stacked`` on top of each other,
+    ``grouped`` side by side, ``normalized`` stacked to 100 % of the category. Without
+    ``series`` (or a ``color`` column) there is one bar per category whatever the mode."""
 
 
 class BarChart(_XYChart):
@@ -189,6 +208,12 @@ class BarChart(_XYChart):
 
     Above ``max_points`` rows the bars are summed per category (unless ``aggregate`` says
     otherwise) and, if still too many, the top categories by total are kept; the subtitle says so.
+
+    Raises:
+        ConfigError: the config is invalid when the chart is built.
+        ChartColumnNotFoundError: a configured column is not in the data.
+        ChartRenderingError: no ``y`` without ``aggregate: count``, or another problem listed
+            under :class:`Chart`.
 
     Example:
         >>> chart = BarChart(name="by_product", config={
@@ -309,14 +334,28 @@ class ScatterPlotConfig(ChartConfig):
     """ScatterPlot keys: the chart keys plus ``size`` (a column), ``shape`` (a column), ``opacity``."""
 
     size: str | None = None
+    """A column whose values set each point's area (a legend shows the scale). Cannot be
+    combined with ``aggregate``: the render fails. None: every point has the same size."""
     shape: str | None = None
+    """A column whose values get distinct point shapes (circle, square, ...), treated as
+    categories; a group key when ``aggregate`` is set. None: every point is a circle."""
     opacity: float = Field(default=0.7, ge=0.0, le=1.0)
+    """Opacity of the points, from 0 (invisible) to 1 (opaque); below 1 dense regions show
+    as darker."""
 
 
 class ScatterPlot(_XYChart):
     """Scatter plot visualization with optional size, colour and shape encodings.
 
     Above ``max_points`` rows a reproducible random sample is drawn (seed 0); the subtitle says so.
+
+    Raises:
+        ConfigError: the config is invalid when the chart is built (e.g. ``opacity`` outside
+            0..1).
+        ChartColumnNotFoundError: a configured column (also ``size`` or ``shape``) is not in the
+            data.
+        ChartRenderingError: ``size`` together with ``aggregate``, no ``y`` without
+            ``aggregate: count``, or another problem listed under :class:`Chart`.
 
     Example:
         >>> chart = ScatterPlot(name="age_income", config={
@@ -407,14 +446,31 @@ class PieChartConfig(BaseChartConfig):
     """PieChart keys: ``category``, ``value`` (counted when absent), ``aggregate``, ``donut``, ..."""
 
     category: str
+    """The column whose values are the slices; the group key of the aggregation."""
     value: str | None = None
+    """The numeric column that sizes the slices, aggregated per category (see ``aggregate``).
+    None: a slice is the number of rows of its category (in a column named ``count``)."""
     aggregate: Aggregate | None = None
+    """How ``value`` is aggregated per category, on the input's engine: ``sum``, ``mean``,
+    ``median``, ``min``, ``max``, ``count``, ``n_unique`` or ``std``. None: ``sum``. Without
+    ``value`` the rows are counted whatever this says."""
     donut: bool = False
+    """Draw a ring instead of a full disc: the hole has a radius of 60 pixels unless
+    ``inner_radius`` says otherwise."""
     inner_radius: int | None = Field(default=None, ge=0)
+    """Radius of the hole in pixels. A positive value makes a donut even without
+    ``donut: true``. None: 60 pixels for a donut, no hole otherwise."""
     max_slices: int = Field(default=10, ge=2)
+    """The most slices drawn (at least 2): with more categories, the ``max_slices - 1`` largest
+    are kept and the values of the rest are summed into one slice named ``other_label``; the
+    subtitle says how many were merged."""
     other_label: str = "Other"
+    """The name of the slice that holds the categories beyond ``max_slices``."""
     width: int | Literal["container"] = 260
+    """Width in pixels, or ``"container"`` to fill the element the chart is embedded in. In a
+    dashboard a chart without an explicit ``width`` fills its card."""
     height: int | Literal["container"] = 260
+    """Height in pixels, or ``"container"`` to fill the height of the embedding element."""
 
 
 class PieChart(Chart):
@@ -422,6 +478,12 @@ class PieChart(Chart):
 
     Values are aggregated per category on the input's engine (``sum`` by default, a row count
     when ``value`` is not given); categories beyond ``max_slices`` are summed into "Other".
+
+    Raises:
+        ConfigError: the config is invalid when the chart is built (no ``category``,
+            ``max_slices`` below 2, ...).
+        ChartColumnNotFoundError: ``category`` or ``value`` is not in the data.
+        ChartRenderingError: rendering failed (the message names the chart).
 
     Example:
         >>> chart = PieChart(name="share", config={"category": "region", "value": "revenue", "donut": True})
@@ -510,13 +572,27 @@ class HeatmapConfig(BaseChartConfig):
     """Heatmap keys: ``x``, ``y``, ``value`` (counted when absent), ``aggregate``, ``scheme``."""
 
     x: str
+    """The column whose values are the columns of cells; numbers are treated as ordered
+    categories, dates and datetimes become ``YYYY-MM-DD`` labels."""
     y: str
+    """The column whose values are the rows of cells (treated as ``x`` is)."""
     value: str | None = None
+    """The numeric column aggregated per (x, y) cell and shown as the cell's colour. None: the
+    number of rows per cell (in a column named ``count``)."""
     aggregate: Aggregate | None = None
+    """How ``value`` is aggregated per cell, on the input's engine: ``sum``, ``mean``,
+    ``median``, ``min``, ``max``, ``count``, ``n_unique`` or ``std``. None: ``mean``. Without
+    ``value`` the rows are counted whatever this says."""
     x_title: str | None = None
+    """The x axis title. None: the column name."""
     y_title: str | None = None
+    """The y axis title. None: the column name."""
     value_title: str | None = None
+    """The colour legend's title. None: the value column and its aggregation
+    (``revenue (mean)``), or ``count``."""
     scheme: str | None = "blues"
+    """The Vega colour scheme of the cells (a sequential one suits: ``blues``, ``viridis``,
+    ``reds``, ...). None: Vega-Lite's default colour range."""
 
 
 class Heatmap(Chart):
@@ -524,6 +600,11 @@ class Heatmap(Chart):
 
     Aggregation (``mean`` by default, a row count when ``value`` is not given) runs on the
     input's engine; dates become ``YYYY-MM-DD`` labels.
+
+    Raises:
+        ConfigError: the config is invalid when the chart is built (no ``x`` or ``y``, ...).
+        ChartColumnNotFoundError: ``x``, ``y`` or ``value`` is not in the data.
+        ChartRenderingError: rendering failed (the message names the chart).
 
     Example:
         >>> chart = Heatmap(name="hm", config={"x": "weekday", "y": "region", "value": "revenue",

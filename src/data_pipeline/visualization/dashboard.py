@@ -50,30 +50,55 @@ class FilterConfig(ConfigModel):
     """
 
     field: str
+    """The column to filter on. Charts and tables whose embedded rows have it are filtered
+    (KPI tiles are not); a line chart, bar chart or heatmap that aggregates with ``sum``,
+    ``count``, ``min`` or ``max`` keeps it as an extra group key when that stays within its
+    ``max_points``, so it can be filtered too."""
     label: str | None = None
+    """The text shown beside the filter control. None: the column name."""
     type: Literal["dropdown", "date_range"] = "dropdown"
+    """``dropdown``: a choice among the column's distinct values (the first 500, in sorted
+    order); ``date_range``: from and to date inputs, both inclusive, over a Date or Datetime
+    column (another type fails the render)."""
 
 
 class VisualizationSpec(ConfigModel):
     """One visualization declared in a dashboard config (e.g. from a pipeline YAML file)."""
 
     type: str
+    """The class name: ``LineChart``, ``BarChart``, ``ScatterPlot``, ``PieChart``, ``Heatmap``,
+    ``Table`` or ``KPI``; another name is a ConfigError listing these."""
     name: str
+    """The visualization's name: unique within the dashboard, and the key of its frame when
+    ``render`` / ``save_html`` get a dict of frames."""
     config: dict[str, Any] = Field(default_factory=dict)
+    """The config of that class (its keys are listed under the class)."""
     span: int = Field(default=1, ge=1, le=12)
-    #: the name of the data set this visualization draws (for pipeline files; not used here)
+    """How many grid columns the visualization's card spans (1 to 12, cut to the dashboard's
+    ``columns``)."""
     data: str | None = None
+    """The name of the data set this visualization draws. Kept in ``Dashboard.data_names``
+    for the caller; the dashboard itself does not read it (``render`` takes the frames)."""
 
 
 class DashboardConfig(ConfigModel):
     """Dashboard keys: ``title``, ``description``, ``columns``, ``theme``, ``filter``, ``visualizations``."""
 
     title: str | None = None
+    """The page heading and the HTML ``<title>``. None: the dashboard's name."""
     description: str | None = None
+    """A line of text under the heading of the HTML page. None: no line."""
     columns: int = Field(default=2, ge=1, le=12)
+    """The number of grid columns (1 to 12); a visualization's ``span`` is cut to it. On
+    screens narrower than 800 pixels the page shows one column."""
     theme: Literal["light", "dark"] = "light"
+    """The page colours; ``dark`` also applies Vega's dark theme to every chart and sparkline."""
     filter: FilterConfig | None = None
+    """One dashboard-wide filter (its keys below): choosing a value or a date range redraws
+    the charts and tables that have the column. None: no filter."""
     visualizations: list[VisualizationSpec] = Field(default_factory=list)
+    """Visualizations built from config when the dashboard is built, in order (each
+    ``{type, name, config, span}``); ``add_visualization`` adds more."""
 
 
 def visualization_types() -> dict[str, type[Visualization]]:
@@ -127,6 +152,20 @@ class Dashboard(Component):
     ``render(data)`` returns a JSON-able dict (each chart's Vega-Lite spec and the layout);
     ``save_html(path, data)`` writes one self-contained HTML file that draws offline. ``data`` is a
     dict of visualization name to frame, or one frame used by every visualization.
+
+    Raises:
+        ConfigError: the config is invalid (an entry of ``visualizations`` with an unknown
+            ``type`` or a bad config is named by its index), ``add_visualization`` got something
+            that is not a Visualization or a ``span`` below 1, or ``reorder`` did not name every
+            visualization exactly once.
+        DuplicateNameError: a visualization of that name is on the dashboard already.
+        NotFoundError: no visualization has the given name (the message lists them).
+        DashboardRenderingError: ``render`` on an empty dashboard, ``data`` as a dict with a name
+            missing or unknown, or a date-range filter whose field no visualization has or that
+            holds no dates.
+        ChartRenderingError: raised by a visualization while rendering (as are its other
+            errors), passed on unchanged.
+        HTMLExportError: ``save_html`` or ``save_images`` could not write the file or folder.
 
     Example:
         >>> dashboard = Dashboard(name="sales_dashboard", config={

@@ -27,15 +27,36 @@ class KPIConfig(VisualizationConfig):
     """KPI keys: ``value``, ``aggregate``, ``period``, ``comparison``, ``format``, ..."""
 
     value: str
+    """The numeric column aggregated into the tile's number."""
     aggregate: Aggregate = "sum"
+    """How ``value`` is aggregated (over all rows, or per period for the sparkline and
+    ``comparison: previous``), on the input's engine: ``sum``, ``mean``, ``median``, ``min``,
+    ``max``, ``count``, ``n_unique`` or ``std``."""
     period: str | None = None
+    """A column that splits the rows into periods (a date, a month, ...): the tile draws a
+    sparkline of the value per period (rows with a null period are left out of it), and
+    ``comparison: previous`` compares the last two periods. None: no sparkline."""
     comparison: float | Literal["previous"] | None = None
+    """What the delta under the number is measured against: a number (a target; the number is
+    then the aggregate over all rows), or ``previous``: the number is the last period's and the
+    delta is against the period before (needs ``period``). The delta is shown in percent of
+    the comparison (an absolute difference when it is 0). None: no delta."""
     format: str = ",.0f"
+    """A Python format spec for the number (and for a numeric target in the delta text):
+    ``,.0f``, ``,.2f``, ``.1%``, ... Checked when the KPI is built."""
     prefix: str = ""
+    """Text put before the formatted number, e.g. ``$``."""
     suffix: str = ""
+    """Text put after the formatted number, e.g. `` kg`` or ``%``."""
     higher_is_better: bool = True
+    """Colours the delta: ``true`` shows a rise as good (green) and a fall as bad (red);
+    ``false`` the reverse, for costs, latencies or error counts."""
     sparkline: bool = True
+    """Draw the sparkline of the value per period (only with ``period`` and at least two
+    periods)."""
     max_points: int = Field(default=500, ge=10)
+    """The most periods the sparkline embeds (at least 10); above it the line is downsampled
+    with LTTB, which keeps peaks and troughs."""
 
     @field_validator("format")
     @classmethod
@@ -49,6 +70,13 @@ class KPI(Visualization):
     ``comparison`` is a number (a target) or ``"previous"``: then ``period`` (a column such as a
     date) splits the data, the value is the last period's and the delta is against the one
     before. With ``period`` the tile also draws a sparkline of the value per period.
+
+    Raises:
+        ConfigError: the config is invalid when the tile is built (no ``value``, a ``format``
+            Python cannot apply to a number, ...).
+        ChartColumnNotFoundError: ``value`` or ``period`` is not in the data.
+        ChartRenderingError: ``comparison: previous`` without a ``period``.
+        VisualizationError: rendering failed otherwise (the message names the tile).
 
     Example:
         >>> kpi = KPI(name="revenue_kpi", config={

@@ -17,6 +17,14 @@ __all__ = ["DashboardManager"]
 class DashboardManager:
     """Manager for dashboards: create, get, list, remove, render and save them by name.
 
+    Raises:
+        ConfigError: ``register_dashboard`` got something that is not a Dashboard, or
+            ``create_dashboard`` got an invalid config.
+        DuplicateNameError: a dashboard of that name is registered already.
+        NotFoundError: no dashboard has the given name (the message lists the registered ones).
+        DashboardRenderingError: raised by the dashboard's ``render`` / ``save_html`` (as are
+            its other errors), passed on unchanged.
+
     Example:
         >>> from data_pipeline.visualization import DashboardManager, LineChart
         >>> manager = DashboardManager()

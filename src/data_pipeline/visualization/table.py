@@ -30,13 +30,29 @@ class TableConfig(VisualizationConfig):
     """Table keys: ``columns``, ``titles``, ``formats``, ``max_rows``, ``sort_by``, ``descending``."""
 
     columns: list[str] | None = None
+    """The columns shown, in this order. None: every column of the data."""
     titles: Annotated[dict[str, str], DATA_KEYS] = Field(default_factory=dict)
+    """Header text by column name (``{"revenue": "Revenue ($)"}``); other columns are headed
+    by their name. Every column named must be in the data."""
     formats: Annotated[dict[str, str], DATA_KEYS] = Field(default_factory=dict)
+    """A Python format spec by numeric column (``{"revenue": ",.2f", "share": ".1%"}``),
+    replacing ``float_format`` / ``int_format`` for that column. Each spec is checked when the
+    table is built; every column named must be in the data."""
     max_rows: int = Field(default=100, ge=1, le=100_000)
+    """The most rows shown (1 to 100,000), the first ones after ``sort_by``; the caption says
+    how many were left out."""
     sort_by: str | None = None
+    """The column the rows are sorted on (nulls last) before ``max_rows`` cuts them, on the
+    input's engine; it need not be one of ``columns``. None: the input's order. The reader can
+    still re-sort the shown rows by clicking a header."""
     descending: bool = False
+    """Sort ``sort_by`` from the largest value down."""
     float_format: str = ",.2f"
+    """The Python format spec of float cells without an entry in ``formats`` (``,.2f``:
+    thousands separators, two decimals). NaN and null cells are empty."""
     int_format: str = ","
+    """The Python format spec of integer cells without an entry in ``formats`` (``,``:
+    thousands separators). Booleans show as ``true`` / ``false``."""
 
     @field_validator("formats")
     @classmethod
@@ -57,6 +73,13 @@ class Table(Visualization):
     Sorting (``sort_by``) and the row limit run on the input's engine before collecting; the
     caption says how many rows were left out. In the HTML page every cell is escaped and a
     click on a header sorts the rows.
+
+    Raises:
+        ConfigError: the config is invalid when the table is built (a format spec Python cannot
+            apply to a number, ``max_rows`` outside 1..100,000, ...).
+        ChartColumnNotFoundError: a column named in ``columns``, ``sort_by``, ``formats`` or
+            ``titles`` is not in the data.
+        VisualizationError: rendering failed otherwise (the message names the table).
 
     Example:
         >>> table = Table(name="top_products", config={

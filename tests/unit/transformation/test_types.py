@@ -489,3 +489,46 @@ def test_impossible_dates(
         meta = converter.get_metadata()
         assert meta["rows_rejected"] == len(bad_ids)
         assert meta["rows_in"] == meta["rows_out"] + meta["rows_rejected"]
+
+
+# -- Spark: a literal Z in the format, and the session zone named Etc/UTC ---------------------
+
+
+def test_literal_z_in_the_format_on_spark(spark: Any) -> None:
+    """Java reads ``Z`` as an offset field and raised CANNOT_PARSE_TIMESTAMP even with
+    ``errors: coerce``; every engine now reads the letter as a letter (a naive timestamp)."""
+    values = ["2024-01-01T10:00:00Z", "bad", None, "2024-02-29T23:59:59Z"]
+    config = {
+        "columns": {"ts": {"type": "datetime", "format": "%Y-%m-%dT%H:%M:%SZ"}},
+        "errors": "coerce",
+    }
+    frame = pl.DataFrame({"ts": values})
+    want = DataTypeConverter(name="c", config=config).transform(frame)
+    got = DataTypeConverter(name="c", config=config).transform(
+        spark.createDataFrame(frame.to_arrow())
+    )
+    assert (
+        to_polars(got)["ts"].to_list()
+        == want["ts"].to_list()
+        == [
+            dt.datetime(2024, 1, 1, 10),
+            None,
+            None,
+            dt.datetime(2024, 2, 29, 23, 59, 59),
+        ]
+    )
+
+
+def test_utc_on_a_spark_session_named_etc_utc(spark: Any) -> None:
+    before = spark.conf.get("spark.sql.session.timeZone")
+    spark.conf.set("spark.sql.session.timeZone", "Etc/UTC")
+    try:
+        frame = spark.createDataFrame(pl.DataFrame({"ts": ["2024-01-01 10:00:00"]}).to_arrow())
+        out = DataTypeConverter(
+            name="c", config={"columns": {"ts": {"type": "datetime", "time_zone": "UTC"}}}
+        ).transform(frame)
+        value = to_polars(out)["ts"].to_list()[0]
+        assert value.replace(tzinfo=None) == dt.datetime(2024, 1, 1, 10)
+        assert value.utcoffset() == dt.timedelta(0)
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", before)

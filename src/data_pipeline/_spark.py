@@ -1,0 +1,549 @@
+"""``engine: spark``: what the executors do, and the guard rails around the driver.
+
+With ``engine: spark`` a pipeline hands Spark the work itself, not the data:
+
+* **sources**: :class:`~data_pipeline.ingestion.FileSystemSource` becomes ``spark.read``
+  (:func:`read_files`) and :class:`~data_pipeline.ingestion.DatabaseSource` becomes a JDBC read
+  (:func:`read_jdbc`), partitioned, with the incremental predicate pushed down to the database;
+  what they cannot express goes the single-machine way (read on the driver, sent as Arrow),
+  and the run log says why;
+* **storage**: :class:`~data_pipeline.storage.FileSystemStorage` (Parquet, local or shared paths)
+  writes ``df.write`` into a new version directory and switches the dataset to it
+  (:func:`write_parquet_version`); :class:`~data_pipeline.storage.RelationalDBStorage`
+  (PostgreSQL, MySQL/MariaDB) writes ``df.write.jdbc`` into a staging table that the driver
+  merges into the target in one transaction (:func:`write_jdbc`);
+* **guard rails**: moving a driver-side frame into Spark and collecting a Spark frame to the
+  driver are checked against ``spark.max_driver_bytes`` (:func:`check_driver_size`); Java
+  out-of-memory errors and Py4J / Spark Connect failures become our errors with a hint
+  (:func:`translate`).
+
+Nothing here imports pyspark at module import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from data_pipeline.core.errors import (
+    ConfigError,
+    DataPipelineError,
+    UnsupportedOperationError,
+)
+
+if TYPE_CHECKING:
+    from data_pipeline.ingestion.database import DatabaseSource
+    from data_pipeline.ingestion.filesystem import FileSystemSource
+    from data_pipeline.storage.base import StoreResult
+    from data_pipeline.storage.relational import RelationalDBStorage
+
+logger = logging.getLogger("data_pipeline.spark")
+
+__all__ = [
+    "check_driver_size",
+    "hadoop_options",
+    "is_spark",
+    "read_files",
+    "read_jdbc",
+    "spark_path",
+    "translate",
+    "write_jdbc",
+]
+
+#: default of ``spark.max_driver_bytes``: larger frames moved between the driver and Spark warn
+DEFAULT_MAX_DRIVER_BYTES = 256 * 1024 * 1024
+
+
+def is_spark(data: Any) -> bool:
+    """Whether ``data`` is a Spark DataFrame (classic or Spark Connect)."""
+    module = type(data).__module__
+    return module.startswith("pyspark.sql") and type(data).__name__ == "DataFrame"
+
+
+# -- paths and Hadoop settings -----------------------------------------------------------------
+
+_SPARK_SCHEMES = ("file", "hdfs", "s3a", "abfs", "abfss", "gs", "wasb", "wasbs")
+
+
+def spark_path(path: str) -> str | None:
+    """``path`` as Spark's file systems name it (``s3://`` -> ``s3a://``, a local path made
+    absolute), or None for a scheme Spark has no file system for (``http://``, ``memory://``)."""
+    if "://" not in path:
+        return "file://" + os.path.abspath(os.path.expanduser(path))
+    scheme, rest = path.split("://", 1)
+    scheme = scheme.lower()
+    if scheme in ("s3", "s3n"):
+        return "s3a://" + rest
+    if scheme == "gcs":
+        return "gs://" + rest
+    return path if scheme in _SPARK_SCHEMES else None
+
+
+_S3A = {  # s3fs storage option -> Hadoop S3A setting
+    "key": "fs.s3a.access.key",
+    "secret": "fs.s3a.secret.key",
+    "token": "fs.s3a.session.token",
+    "endpoint_url": "fs.s3a.endpoint",
+    "region_name": "fs.s3a.endpoint.region",
+}
+
+
+def hadoop_options(url: str, storage_options: Mapping[str, Any]) -> dict[str, str]:
+    """fsspec ``storage_options`` of ``url`` as Hadoop settings, passed as read options (Spark
+    hands a file source's options to its Hadoop configuration).
+
+    s3 (``key``, ``secret``, ``token``, ``endpoint_url``, ``region_name``, also under
+    ``client_kwargs``, and ``anon``) -> ``fs.s3a.*``; an endpoint turns on path-style access (as
+    MinIO and other S3 servers need). Keys that are already Hadoop settings (``fs.*``) pass as
+    they are. Anything else is a ConfigError naming the key.
+
+    >>> sorted(hadoop_options("s3://b/k", {"key": "K", "endpoint_url": "http://127.0.0.1:9000"}).items())
+    [('fs.s3a.access.key', 'K'), ('fs.s3a.endpoint', 'http://127.0.0.1:9000'), ('fs.s3a.path.style.access', 'true')]
+    """
+    scheme = url.split("://", 1)[0].lower() if "://" in url else "file"
+    out: dict[str, str] = {}
+    flat = dict(storage_options)
+    flat.update(flat.pop("client_kwargs", None) or {})
+    for key, value in flat.items():
+        if key.startswith("fs."):
+            out[key] = str(value)
+        elif scheme in ("s3", "s3a", "s3n") and key in _S3A:
+            out[_S3A[key]] = str(value)
+        elif scheme in ("s3", "s3a", "s3n") and key == "anon":
+            if value:
+                out["fs.s3a.aws.credentials.provider"] = (
+                    "org.apache.hadoop.fs.s3a.AnonymousAWSCredentialsProvider"
+                )
+        else:
+            raise ConfigError(
+                f"storage option {key!r} has no Spark (Hadoop) equivalent for {scheme}:// here",
+                component="engine: spark",
+                hint="give the Hadoop setting itself (a key starting with 'fs.'), "
+                "or set it in spark.conf as spark.hadoop.<key>",
+            )
+    if "fs.s3a.endpoint" in out:
+        out.setdefault("fs.s3a.path.style.access", "true")
+    return out
+
+
+# -- guard rails -------------------------------------------------------------------------------
+
+
+def check_driver_size(
+    nbytes: int | None,
+    what: str,
+    *,
+    limit: int | None,
+    refuse: bool,
+    setting: str,
+) -> None:
+    """Warn (or, with ``refuse``, raise) when ``nbytes`` moving through the driver exceed
+    ``limit`` (None: no limit). ``what`` says which data and which way; ``setting`` the knob."""
+    if limit is None or nbytes is None or nbytes <= limit:
+        return
+    text = f"{what}: about {_mb(nbytes)} pass through the Spark driver (limit {_mb(limit)})"
+    hint = (
+        f"let the executors do it ({setting}), or raise spark.max_driver_bytes "
+        "(and spark.driver.memory)"
+    )
+    if refuse:
+        raise UnsupportedOperationError(text, component="engine: spark", hint=hint)
+    logger.warning("%s; %s", text, hint)
+
+
+def _mb(nbytes: int) -> str:
+    return f"{nbytes / 1_048_576:.0f} MB"
+
+
+def plan_bytes(frame: Any) -> int | None:
+    """Spark's estimate of the size of ``frame`` (the optimized plan's statistics), or None
+    where it is not known (Spark Connect, or an estimate Spark itself calls unknown)."""
+    try:
+        stats = frame._jdf.queryExecution().optimizedPlan().stats()
+        size = int(str(stats.sizeInBytes().toString()))
+    except Exception:  # Spark Connect has no _jdf; a plan without statistics
+        return None
+    return size if 0 < size < 2**62 else None
+
+
+_OOM = re.compile(r"OutOfMemoryError|Java heap space|GC overhead limit|Container killed.*memory")
+
+
+def translate(exc: BaseException, what: str, *, component: str | None = None) -> BaseException:
+    """A Spark failure as our error: Java out-of-memory with what was running and which setting
+    to raise; other Py4J / Spark / Spark Connect errors with their first line. Our own errors
+    and anything not from Spark come back unchanged."""
+    if isinstance(exc, DataPipelineError):
+        return exc
+    kind = type(exc).__module__ + "." + type(exc).__name__
+    if not (kind.startswith(("py4j", "pyspark")) or "grpc" in kind.lower()):
+        return exc
+    text = str(exc)
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    if _OOM.search(text):
+        return DataPipelineError(
+            f"{what}: Spark ran out of memory ({first[:300]})",
+            component=component or "engine: spark",
+            hint="raise spark.driver.memory (collecting or building frames on the driver) or "
+            "spark.executor.memory (reading, shuffles), or more spark.sql.shuffle.partitions; "
+            "keep data that does not fit on the driver on the executors (file and JDBC sources, "
+            "Parquet and JDBC storage)",
+        )
+    return DataPipelineError(
+        f"{what}: Spark failed: {first[:500]}",
+        component=component or "engine: spark",
+        hint="the Spark driver log has the whole trace",
+    )
+
+
+@contextmanager
+def translated(what: str, component: str | None = None) -> Iterator[None]:
+    """Run a Spark action; its failure raises as :func:`translate` says."""
+    try:
+        yield
+    except Exception as exc:
+        error = translate(exc, what, component=component)
+        if error is exc:
+            raise
+        raise error from exc
+
+
+# -- files: spark.read -------------------------------------------------------------------------
+
+_SPARK_FORMATS = {"csv": "csv", "parquet": "parquet", "jsonl": "json", "json": "json", "orc": "orc"}
+
+
+def files_unsupported(source: FileSystemSource) -> str | None:
+    """Why ``spark.read`` cannot read this source the way the driver would, or None."""
+    s = source.settings
+    paths = s.path if isinstance(s.path, list) else [s.path]
+    if any(spark_path(p) is None for p in paths):
+        return "a URL scheme Spark has no file system for"
+    if s.format in ("ipc", "arrow", "feather", "excel"):
+        return f"format {s.format}"
+    if s.on_bad_rows == "reject":
+        return "on_bad_rows: reject (rejected rows are written by the driver)"
+    if s.data_selector or s.flatten or s.mixed_types == "json" or s.sheet_name:
+        return "data_selector / flatten / mixed_types: json"
+    if s.encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):
+        return f"encoding {s.encoding}"
+    if s.skip_rows or s.comment_prefix or s.compression == "zstd":
+        return "skip_rows / comment_prefix / zstd"
+    if isinstance(s.null_values, list) and len(s.null_values) > 1:
+        return "several null_values"
+    return None
+
+
+def read_files(source: FileSystemSource, session: Any) -> Any:
+    """The source as a ``spark.read`` DataFrame: executors open the files.
+
+    The driver lists the files (for ``incremental``, the new and changed ones; for a glob, the
+    matches) and, for CSV and JSON Lines, reads the types from the first rows of the first file
+    as Polars would, so both engines give the same schema; Spark gets them as ``.schema()``.
+    """
+    import glob as globlib
+
+    from data_pipeline.ingestion.filesystem import _CANONICAL, _schema_text
+
+    s = source.settings
+    paths = s.path if isinstance(s.path, list) else [s.path]
+    options: dict[str, str] = {}
+    for p in paths:
+        options.update(hadoop_options(p, s.storage_options))
+    state = None
+    seen: dict[str, Any] = {}
+    files = source.resolve_files()
+    if s.incremental:
+        state = source.state_store(s.state_path)
+        files, seen = source._changed_files(files, state)
+        if not files:
+            return None  # nothing new: the driver's empty frame with the known schema
+    fmt = source._format_for(files)
+    if fmt not in _SPARK_FORMATS:
+        return None
+    targets: list[str]
+    plain = paths[0] if len(paths) == 1 else None
+    if (
+        plain is not None
+        and not s.incremental
+        and "://" not in plain
+        and not globlib.has_magic(plain)
+        and os.path.isdir(plain)
+        and s.hive_partitioning is not False
+    ):
+        targets = [spark_path(plain) or plain]  # a directory: Spark finds its hive partitions
+    else:
+        targets = [spark_path(f) or f for f in files]
+    reader = session.read.options(**options)
+    mode = {"error": "FAILFAST", "skip": "DROPMALFORMED"}[s.on_bad_rows]
+    schema = None
+    if fmt in ("csv", "jsonl"):
+        schema = source._scan(files[:1], fmt).collect_schema()  # first rows only
+        if s.source_file_column:
+            schema.pop(s.source_file_column, None)
+        reader = reader.schema(spark_schema(schema)).option("mode", mode)
+    if fmt == "csv":
+        reader = reader.option("header", str(s.has_header).lower()).option("sep", s.delimiter)
+        reader = reader.option("quote", s.quote_char if s.quote_char else "\u0000")
+        reader = reader.option("escape", s.quote_char or "\\")
+        null = s.null_values[0] if isinstance(s.null_values, list) else s.null_values
+        if null is not None:
+            reader = reader.option("nullValue", null)
+        reader = reader.option("dateFormat", "yyyy-MM-dd")
+    if fmt == "json":
+        reader = reader.option("multiLine", "true")
+    if fmt in ("parquet", "orc") and s.hive_partitioning is False:
+        reader = reader.option("recursiveFileLookup", "true")
+    frame = reader.format(_SPARK_FORMATS[_CANONICAL.get(fmt, fmt)]).load(targets)
+    if s.source_file_column:
+        from pyspark.sql import functions as F
+
+        path = F.col("_metadata.file_path")
+        if all("://" not in f for f in files):  # local files: the path as the driver names it
+            path = F.regexp_replace(path, r"^file:(//)?", "")
+        frame = frame.withColumn(s.source_file_column, path)
+    if s.schema_overrides and fmt not in ("csv", "jsonl"):
+        from data_pipeline.ingestion._common import parse_dtype
+
+        frame = frame.withColumns(
+            {
+                c: frame[f"`{c}`"].cast(spark_type(parse_dtype(t)))
+                for c, t in s.schema_overrides.items()
+            }
+        )
+    op = source.current_operation
+    op.details.update({"files": len(files), "format": fmt, "engine": "spark"})
+    if state is not None:
+        import polars as pl
+
+        known = schema if schema is not None else pl.from_arrow(frame.limit(0).toArrow()).schema  # type: ignore[union-attr]
+        state.save({"files": seen["files"], "schema": _schema_text(known)})
+    return frame
+
+
+def spark_schema(schema: Any) -> Any:
+    """A polars schema as a Spark StructType (through Arrow)."""
+    import polars as pl
+    from pyspark.sql.types import StructField, StructType
+
+    empty = pl.DataFrame(schema=schema).to_arrow()
+    return StructType([StructField(f.name, _arrow_to_spark(f.type), True) for f in empty.schema])
+
+
+def spark_type(dtype: Any) -> Any:
+    """A polars data type as a Spark one."""
+    import polars as pl
+
+    return _arrow_to_spark(pl.Series("x", [], dtype=dtype).to_arrow().type)
+
+
+def _arrow_to_spark(arrow_type: Any) -> Any:
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import from_arrow_type
+
+    if pa.types.is_large_string(arrow_type) or pa.types.is_string_view(arrow_type):
+        arrow_type = pa.string()
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    if pa.types.is_timestamp(arrow_type) and arrow_type.tz is None:
+        from pyspark.sql.types import TimestampNTZType
+
+        return TimestampNTZType()
+    return from_arrow_type(arrow_type)
+
+
+# -- databases: JDBC ----------------------------------------------------------------------------
+
+
+def jdbc_unsupported(source: DatabaseSource) -> str | None:
+    """Why a JDBC read cannot stand in for the driver's read of this source, or None."""
+    s = source.settings
+    if source.target.dialect not in ("postgresql", "mysql"):
+        return f"{source.target.label} (JDBC reads are for PostgreSQL and MySQL/MariaDB)"
+    if s.params:
+        return "params (Spark's JDBC reader cannot bind parameters; values are never inlined)"
+    inc = s.incremental
+    if inc is not None and inc.keys:
+        return "incremental with primary_key (the delivered keys are kept by the driver)"
+    return None
+
+
+def spark_jdbc(target: Any) -> tuple[str, dict[str, str]]:
+    """The JDBC URL and properties of a SQL target, for Spark. A MariaDB URL is given with the
+    ``jdbc:mysql:`` scheme (and ``permitMysqlScheme`` for Connector/J 3): Spark picks its MySQL
+    dialect, which quotes names with backticks, by that scheme only; the driver stays MariaDB's."""
+    url, props = target.jdbc()
+    props = {k: str(v) for k, v in props.items() if v is not None}
+    if url.startswith("jdbc:mariadb:"):
+        url = "jdbc:mysql:" + url[len("jdbc:mariadb:") :]
+        url += ("&" if "?" in url else "?") + "permitMysqlScheme"
+    return url, props
+
+
+def _base_sql(source: DatabaseSource) -> str:
+    """The source's query without the incremental condition (Spark adds it as a filter)."""
+    s = source.settings
+    if s.query:
+        return s.query.strip().rstrip(";").rstrip()
+    quote = source.dialect.quote
+    cols = ", ".join(quote(c) for c in s.columns) if s.columns else "*"
+    assert s.table is not None
+    table = source.dialect.qualified(s.table, s.schema_name)
+    sql = f"SELECT {cols} FROM {table}"  # noqa: S608 - identifiers quoted
+    return sql + (f" WHERE ({s.where})" if s.where else "")
+
+
+def read_jdbc(source: DatabaseSource, session: Any) -> Any:
+    """The source as a Spark JDBC read: executors query the database, in ``num_partitions``
+    ranges of ``partition_column`` when one is given.
+
+    Incremental: the cursor (:class:`~data_pipeline.core.cursor.IncrementalCursor`) gives the
+    lower end; the driver asks the database once for the cursor's current maximum, and the read
+    takes ``lower < cursor <= maximum`` as a filter Spark pushes down into each partition's
+    query. The state advances to that maximum, so rows committed during the read are read by the
+    next run, never twice. Bounds of ``partition_column`` not given come from one
+    ``SELECT MIN, MAX`` query over the same rows.
+    """
+    from data_pipeline.core.sql import read_arrow
+    from data_pipeline.core.sql_errors import INGESTION
+
+    s = source.settings
+    spec = s.spark
+    url, props = spark_jdbc(source.target)
+    sql = _base_sql(source)
+    quote = source.dialect.quote
+    conditions: list[str] = []
+    params: dict[str, Any] = {}
+    tracker = source.incremental_cursor()
+    low = high = None
+    inclusive = False
+    if tracker is not None:
+        assert s.incremental is not None
+        column = quote(s.incremental.cursor_column)
+        low, inclusive = tracker.start()
+        if low is not None:
+            conditions.append(f"{column} {'>=' if inclusive else '>'} :_dp_low")
+            params["_dp_low"] = low
+    bounds = (
+        [f"MAX({quote(s.incremental.cursor_column)}) AS _dp_high"]
+        if tracker is not None and s.incremental is not None
+        else []
+    )
+    part = spec.partition_column if spec is not None else None
+    if part and (spec is not None and (spec.lower_bound is None or spec.upper_bound is None)):
+        bounds += [f"MIN({quote(part)}) AS _dp_min", f"MAX({quote(part)}) AS _dp_max"]
+    found: dict[str, Any] = {}
+    if bounds:  # one query on the driver, parameters bound
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        probe = f"SELECT {', '.join(bounds)} FROM ({sql}) AS _dp_src{where}"  # noqa: S608
+        table = read_arrow(
+            source.target, probe, params, path="auto", classes=INGESTION, component=source.label
+        )
+        found = table.to_pylist()[0]  # type: ignore[union-attr]
+    options: dict[str, str] = {"url": url, "dbtable": f"({sql}) _dp_src", **props}
+    if source.target.dialect == "postgresql":
+        options.setdefault("preferTimestampNTZ", "true")  # timestamp without time zone: naive
+    if spec is not None and spec.fetchsize:
+        options["fetchsize"] = str(spec.fetchsize)
+    if part and spec is not None:
+        lower = spec.lower_bound if spec.lower_bound is not None else found.get("_dp_min")
+        upper = spec.upper_bound if spec.upper_bound is not None else found.get("_dp_max")
+        if lower is not None and upper is not None:
+            options.update(
+                partitionColumn=part,
+                lowerBound=str(lower),
+                upperBound=str(upper),
+                numPartitions=str(spec.num_partitions),
+            )
+    frame = session.read.format("jdbc").options(**options).load()
+    op = source.current_operation
+    op.details.update({"engine": "spark-jdbc", "target": source.where()})
+    if part and "partitionColumn" in options:
+        op.details["partitions"] = int(options["numPartitions"])
+    if tracker is not None and s.incremental is not None:
+        high = found.get("_dp_high")
+        col = frame[f"`{s.incremental.cursor_column}`"]
+        if high is None:  # no row above the last value: an empty read
+            return frame.limit(0)
+        if low is not None:
+            frame = frame.filter(col >= _lit(low) if inclusive else col > _lit(low))
+        frame = frame.filter(col <= _lit(high))
+        tracker.advance(high)
+        op.details["cursor"] = str(high)
+    return frame
+
+
+def _lit(value: Any) -> Any:
+    """A Spark literal of a cursor value; a naive datetime stays naive (``TIMESTAMP_NTZ``)."""
+    from datetime import datetime
+
+    from pyspark.sql import functions as F
+
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return F.lit(value.isoformat(sep=" ")).cast("timestamp_ntz")
+    return F.lit(value)
+
+
+def write_jdbc(
+    storage: RelationalDBStorage,
+    frame: Any,
+    table: str,
+    if_exists: str,
+    key: list[str] | None = None,
+) -> StoreResult:
+    """``df.write.jdbc`` from the executors into a staging table, then one transaction on the
+    driver moves the rows into ``table`` (append, replace, upsert keep their guarantees: a
+    failed or killed write leaves the target as it was)."""
+    url, props = spark_jdbc(storage.target)
+    schema = spark_to_polars_schema(frame.schema)
+    with storage.staging_table(table, schema, primary_key=key) as stage:
+        with translated(f"writing {table!r} through JDBC", storage.label):
+            frame.select(*[frame[f"`{c}`"] for c in schema]).write.jdbc(
+                url, storage._backend.qualified(stage), mode="append", properties=props
+            )
+        result = storage.merge_staging(stage, table, if_exists=if_exists, primary_key=key)
+    result.details["engine"] = "spark-jdbc"
+    return result
+
+
+def spark_to_polars_schema(schema: Any) -> Any:
+    """A Spark StructType as a polars schema (through Arrow)."""
+    import polars as pl
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    arrow = to_arrow_schema(schema)
+    return pl.from_arrow(arrow.empty_table()).schema  # type: ignore[union-attr]
+
+
+# -- files: df.write ----------------------------------------------------------------------------
+
+_CODECS = {"uncompressed": "none", "lz4": "lz4_raw"}
+
+
+def write_parquet_version(
+    frame: Any, directory: str, *, compression: str, partition_by: Any
+) -> int:
+    """``df.write.parquet`` into ``directory`` (which must not exist), from the executors; returns
+    the rows written, read from the written files' footers (nothing is collected)."""
+    import pyarrow.parquet as pq
+
+    writer = frame.write.mode("errorifexists").option(
+        "compression", _CODECS.get(compression, compression)
+    )
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    with translated(f"writing Parquet to {directory!r}"):
+        writer.parquet(spark_path(directory) or directory)
+    rows = 0
+    for root, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(root, name)
+            if name.startswith(("_", ".")):  # _SUCCESS, .crc checksums: not data
+                os.remove(path)
+            elif name.endswith(".parquet"):
+                rows += pq.ParquetFile(path).metadata.num_rows
+    return rows

@@ -1,0 +1,322 @@
+"""``engine: spark`` on the executors: file sources are ``spark.read`` scans, JDBC sources are
+partitioned JDBC scans with the incremental predicate pushed down, Parquet and JDBC storage are
+written by Spark jobs with the storage layer's guarantees (docs/spark.md).
+
+Oracles: the same pipeline on Polars, plain Polars/DuckDB reads of what was written, and plain
+driver (psycopg / PyMySQL) reads of the tables. Uses the suite's one local SparkSession.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from data_pipeline.pipeline import run_pipeline
+from tests.conftest import JDBC_JARS, to_polars
+from tests.integration.test_storage_relational import DB
+
+pytestmark = pytest.mark.spark
+
+
+def plan(frame: Any) -> str:
+    """The physical plan of a Spark DataFrame, as text."""
+    return str(frame._jdf.queryExecution().executedPlan().toString())
+
+
+def sales(n: int = 600) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "id": list(range(n)),
+            "region": [("n", "s", "e")[i % 3] for i in range(n)],
+            "amount": [float(i % 97) / 4 for i in range(n)],
+            "day": [f"2024-01-{1 + i % 28:02d}" for i in range(n)],
+        }
+    )
+
+
+def spec_for(engine: str, tmp: Path, *, fmt: str = "parquet") -> dict[str, Any]:
+    return {
+        "engine": engine,
+        "sources": {
+            "sales": {
+                "type": "FileSystemSource",
+                "config": {"path": str(tmp / "in"), "format": fmt, "source_file_column": "file"},
+            }
+        },
+        "processing": {
+            "by_region": {
+                "input": "sales",
+                "steps": [
+                    {
+                        "type": "DataFilter",
+                        "config": {"conditions": [{"column": "amount", "op": ">", "value": 3}]},
+                    },
+                    {
+                        "type": "DataAggregator",
+                        "config": {
+                            "group_by": ["region"],
+                            "aggregations": {"amount": ["sum", "count"]},
+                        },
+                    },
+                ],
+            }
+        },
+        "storage": {
+            "lake": {
+                "type": "FileSystemStorage",
+                "config": {"base_path": str(tmp / f"lake_{engine}")},
+                "store": [{"data": "by_region"}, {"data": "sales", "table": "raw"}],
+            }
+        },
+    }
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_file_source_is_a_scan_on_the_executors(spark: Any, tmp_path: Path, fmt: str) -> None:
+    data = sales()
+    (tmp_path / "in").mkdir()
+    for i, part in enumerate(data.iter_slices(200)):
+        path = tmp_path / "in" / f"part{i}.{fmt}"
+        {"parquet": part.write_parquet, "csv": part.write_csv, "jsonl": part.write_ndjson}[fmt](
+            path
+        )
+    want = run_pipeline(spec_for("polars", tmp_path, fmt=fmt))
+    got = run_pipeline(spec_for("spark", tmp_path, fmt=fmt))
+
+    source = got.data["sales"]
+    text = plan(source)
+    assert "FileScan" in text and "ExistingRDD" not in text and "LocalTableScan" not in text
+    # same rows, types and source-file column as the driver's read
+    assert_frame_equal(to_polars(source).sort("id"), to_polars(want.data["sales"]).sort("id"))
+    stored = pl.read_parquet(tmp_path / "lake_spark" / "by_region" / "*.parquet").sort("region")
+    assert_frame_equal(stored, to_polars(want.data["by_region"]).sort("region"))
+
+
+def test_parquet_storage_from_spark_replace_append_and_failed_write(
+    spark: Any, tmp_path: Path
+) -> None:
+    from pyspark.sql import functions as F
+
+    from data_pipeline.storage import FileSystemStorage
+
+    lake = FileSystemStorage(
+        name="lake", config={"base_path": str(tmp_path), "partition_by": ["region"]}
+    )
+    flat = FileSystemStorage(name="flat", config={"base_path": str(tmp_path)})
+    first = sales(90)
+    frame = spark.createDataFrame(first.to_arrow())
+    assert lake.store(frame, "s").rows == 90  # counted from the written files' footers
+    assert flat.store(frame, "f").rows == 90
+    more = spark.createDataFrame(sales(30).with_columns(pl.col("id") + 1000).to_arrow())
+    assert lake.store(more, "s", if_exists="append").rows == 30
+    assert flat.store(more, "f", if_exists="append").rows == 30
+    oracle = pl.concat([first, sales(30).with_columns(pl.col("id") + 1000)])
+    for store, name in ((lake, "s"), (flat, "f")):
+        back = to_polars(store.retrieve(name)).select(oracle.columns).sort("id")
+        assert_frame_equal(back, oracle.sort("id"), check_dtypes=False)
+
+    # a write that fails inside the executors leaves the stored version whole and no leftover
+    broken = frame.withColumn("amount", F.raise_error(F.lit("boom")))
+    for store, name in ((lake, "s"), (flat, "f")):
+        with pytest.raises(Exception, match="boom"):
+            store.store(broken, name)
+        assert to_polars(store.retrieve(name)).height == 120
+    hidden = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert len(hidden) == 2, hidden  # the current version of each dataset, nothing else
+
+    # a single file from a polars run is replaced by the Spark dataset, never left beside it
+    flat.store(first, "g")
+    assert (tmp_path / "g.parquet").is_file()
+    flat.store(more, "g", if_exists="append")
+    assert not (tmp_path / "g.parquet").exists()
+    assert to_polars(flat.retrieve("g")).height == 120
+
+
+def test_outputs_are_cached_only_with_several_consumers(spark: Any, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    sales().write_parquet(tmp_path / "in" / "a.parquet")
+    spec = spec_for("spark", tmp_path)
+    spec["storage"]["lake"]["store"].append({"data": "by_region", "table": "again"})
+    run = run_pipeline(spec)
+    # the source has two consumers (the processing pipeline and a store), by_region two
+    # stores: both were cached and are unpersisted after their last consumer
+    assert not run.data["sales"].is_cached
+    assert not run.data["by_region"].is_cached
+    spec["storage"]["lake"]["store"] = [{"data": "by_region"}]
+    cached: list[Any] = []
+    import pyspark.sql
+
+    original = pyspark.sql.DataFrame.cache
+
+    def spy(self: Any) -> Any:
+        cached.append(self)
+        return original(self)
+
+    pyspark.sql.DataFrame.cache = spy  # type: ignore[method-assign]
+    try:
+        run_pipeline(spec)
+    finally:
+        pyspark.sql.DataFrame.cache = original  # type: ignore[method-assign]
+    assert cached == []  # one consumer each: nothing cached
+
+
+def test_static_spark_key_of_the_session_logs_nothing(
+    spark: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    csv = tmp_path / "t.csv"
+    pl.DataFrame({"k": ["a"], "v": [1]}).write_csv(csv)
+    warehouse = spark.conf.get("spark.sql.warehouse.dir")  # a static setting
+    spec = {
+        "engine": "spark",
+        "spark": {"conf": {"spark.sql.warehouse.dir": warehouse}},  # the session has it
+        "sources": {"t": {"type": "FileSystemSource", "config": {"path": str(csv)}}},
+    }
+    with caplog.at_level(logging.WARNING, logger="data_pipeline"):
+        run_pipeline(spec)
+    assert "cannot change" not in caplog.text
+    spec["spark"] = {"conf": {"spark.sql.warehouse.dir": str(tmp_path / "w")}}  # another value
+    with caplog.at_level(logging.WARNING, logger="data_pipeline"):
+        run_pipeline(spec)
+    assert "spark.sql.warehouse.dir cannot change on a running session" in caplog.text
+    assert spark.conf.get("spark.sql.warehouse.dir") == warehouse
+
+
+def test_guard_rail_refuses_a_large_driver_frame(spark: Any, tmp_path: Path) -> None:
+    from data_pipeline.core.errors import UnsupportedOperationError
+
+    xlsx = tmp_path / "t.jsonl"
+    pl.DataFrame({"v": list(range(1000))}).write_ndjson(xlsx)
+    spec = {
+        "engine": "spark",
+        "spark": {"max_driver_bytes": 100, "on_large": "refuse"},
+        "sources": {
+            "t": {
+                "type": "FileSystemSource",
+                "config": {"path": str(xlsx), "mixed_types": "json"},  # read on the driver
+            }
+        },
+    }
+    with pytest.raises(UnsupportedOperationError, match="pass through the Spark driver"):
+        run_pipeline(spec)
+    spec["spark"] = {"max_driver_bytes": 100_000_000}
+    assert to_polars(run_pipeline(spec).data["t"]).height == 1000
+
+
+def test_out_of_memory_becomes_our_error() -> None:
+    from data_pipeline._spark import translate
+    from data_pipeline.core.errors import DataPipelineError
+
+    class Py4JJavaError(Exception):
+        pass
+
+    Py4JJavaError.__module__ = "py4j.protocol"
+    error = translate(
+        Py4JJavaError("An error occurred\njava.lang.OutOfMemoryError: Java heap space"),
+        "storing 'sales'",
+    )
+    assert isinstance(error, DataPipelineError)
+    assert "storing 'sales': Spark ran out of memory" in str(error)
+    assert "spark.driver.memory" in str(error)
+    plain = ValueError("x")
+    assert translate(plain, "x") is plain
+
+
+# -- JDBC ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if not JDBC_JARS:
+        pytest.skip("no JDBC jars: apt-get install libpostgresql-jdbc-java libmariadb-java")
+    handle = DB(str(request.param), tmp_path)
+    yield handle
+    handle.drop_all()
+
+
+def fill(server: DB, table: str, rows: range) -> None:
+    """Rows written by the database driver (not by the code under test)."""
+    q = "`" if server.system == "mariadb" else '"'
+    with server.storage.connect() as con:
+        cur = con.cursor()
+        cur.execute(
+            f"CREATE TABLE IF NOT EXISTS {q}{table}{q} (id INTEGER PRIMARY KEY, g VARCHAR(8), "
+            "v DOUBLE PRECISION)"
+        )
+        for i in rows:
+            cur.execute(
+                f"INSERT INTO {q}{table}{q} (id, g, v) VALUES (%s, %s, %s)",
+                (i, f"g{i % 4}", i / 8),
+            )
+        con.commit()
+
+
+def driver_read(server: DB, table: str) -> pl.DataFrame:
+    q = "`" if server.system == "mariadb" else '"'
+    with server.storage.connect() as con:
+        cur = con.cursor()
+        cur.execute(f"SELECT id, g, v FROM {q}{table}{q}")
+        rows = cur.fetchall()
+    return pl.DataFrame(rows, schema=["id", "g", "v"], orient="row").sort("id")
+
+
+def test_jdbc_partitioned_incremental_read(spark: Any, server: DB, tmp_path: Path) -> None:
+    from data_pipeline.ingestion import DatabaseSource
+
+    table = server.table()
+    fill(server, table, range(1, 101))
+    config = {
+        **server.config,
+        "table": table,
+        "incremental": {"cursor_column": "id", "state_path": str(tmp_path / "s.json")},
+        "spark": {"partition_column": "id", "num_partitions": 3, "fetchsize": 7},
+    }
+    source = DatabaseSource(name="t", config=config)
+    assert source.spark_unsupported() is None
+    first = source.ingest_spark(spark)
+    text = plan(first)
+    assert "JDBCScan" in text or "Scan JDBCRelation" in text, text
+    assert "PushedFilters" in text and "LessThanOrEqual(id,100)" in text, text
+    assert first.rdd.getNumPartitions() == 3
+    assert_frame_equal(to_polars(first).sort("id"), driver_read(server, table), check_dtypes=False)
+    fill(server, table, range(101, 131))
+    second = DatabaseSource(name="t", config=config).ingest_spark(spark)
+    assert "GreaterThan(id,100)" in plan(second)
+    assert to_polars(second).sort("id")["id"].to_list() == list(range(101, 131))
+    third = DatabaseSource(name="t", config=config).ingest_spark(spark)
+    assert to_polars(third).height == 0
+
+
+@pytest.mark.parametrize("mode", ["append", "upsert", "replace"])
+def test_jdbc_store_from_spark_goes_through_a_staging_table(
+    spark: Any, server: DB, mode: str
+) -> None:
+    from pyspark.sql import functions as F
+
+    from data_pipeline.storage.relational import STAGE_PREFIX
+
+    table = server.table()
+    fill(server, table, range(1, 11))
+    storage = server.make(primary_key=["id"])
+    before = driver_read(server, table)
+    start = 11 if mode == "append" else 6  # upsert and replace: half the keys exist
+    new = pl.DataFrame({"id": list(range(start, start + 10)), "g": ["new"] * 10, "v": [0.5] * 10})
+    result = storage.store(spark.createDataFrame(new.to_arrow()), table, if_exists=mode)
+    assert result.details["engine"] == "spark-jdbc" and result.rows == 10
+    want = {
+        "append": pl.concat([before, new]),
+        "upsert": pl.concat([before.filter(pl.col("id") < 6), new]),
+        "replace": new,
+    }[mode]
+    assert_frame_equal(driver_read(server, table), want.sort("id"), check_dtypes=False)
+    # a write that fails in the executors leaves the table as it was, and no staging table
+    now = driver_read(server, table)
+    broken = spark.createDataFrame(new.to_arrow()).withColumn("v", F.raise_error(F.lit("boom")))
+    with pytest.raises(Exception, match="boom"):
+        storage.store(broken, table, if_exists="replace")
+    assert_frame_equal(driver_read(server, table), now)
+    assert not [t for t in storage.list_tables() if t.startswith(STAGE_PREFIX)]
