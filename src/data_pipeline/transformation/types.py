@@ -7,6 +7,7 @@ depends on how a backend's own cast fails.
 
 from __future__ import annotations
 
+import decimal
 import functools
 import re
 from collections.abc import Sequence
@@ -54,6 +55,17 @@ _DECIMAL_TEXT = r"^[+-]?(?:\d+\.?\d*|\.\d+)$"
 _DEFAULT_DATE = "%Y-%m-%d"
 _DEFAULT_DATETIME = "%Y-%m-%d %H:%M:%S"
 _UTC_NAMES = ("UTC", "Etc/UTC")
+_FINER_THAN_US = r"\.\d{7,}"  # a fraction of a second of more than 6 digits
+
+
+def _duckdb_zone(frame: Any) -> str | None:
+    """The time zone of a DuckDB relation's connection (``TimeZone``), as Narwhals reads it."""
+    try:
+        from narwhals._duckdb.utils import fetch_rel_time_zone
+
+        return str(fetch_rel_time_zone(frame.to_native()))
+    except Exception:  # another Narwhals, or a relation that cannot say: Narwhals decides
+        return None
 
 
 def _spark_zone(frame: Any) -> str | None:
@@ -80,7 +92,7 @@ _DIRECTIVES = {
     "I": r"(?:0?[1-9]|1[0-2])",
     "M": r"[0-5]\d",
     "S": r"(?:[0-5]\d|60)",
-    "f": r"\d{1,9}",
+    "f": r"\d{1,6}",  # microseconds at most: a finer value is bad, never rounded
     "j": r"\d{3}",
     "b": r"[A-Za-z]{3}",
     "B": r"[A-Za-z]+",
@@ -295,19 +307,25 @@ class _Call:
     arrow: bool
     spark: bool
     polars: bool
-    session_zone: str | None  # Spark: the session's time zone
+    session_zone: str | None  # Spark, DuckDB: the session's (connection's) time zone
     nan_null: frozenset[str]  # float columns whose NaN is the missing value (numpy pandas)
 
     @classmethod
-    def of(cls, frame: Any) -> _Call:
+    def of(cls, frame: Any, *, zoned: bool) -> _Call:
+        """``zoned``: some column gets a time zone (then the session zone is looked up)."""
         engine = engine_of(frame)
+        zone = None
+        if zoned and engine == "pyspark":
+            zone = _spark_zone(frame)
+        elif zoned and engine == "duckdb":
+            zone = _duckdb_zone(frame)
         return cls(
             pandas=frame.implementation.is_pandas_like(),
             duckdb=engine == "duckdb",
             arrow=engine == "pyarrow",
             spark=engine == "pyspark",
             polars=frame.implementation is nw.Implementation.POLARS,
-            session_zone=_spark_zone(frame) if engine == "pyspark" else None,
+            session_zone=zone,
             nan_null=nan_is_null(frame),
         )
 
@@ -381,24 +399,43 @@ class DataTypeConverter(DataFrameTransformer):
                 return self._int_cast(on, col, nw_type), missing
             if not dtype.is_numeric():
                 raise self._cannot(column, dtype, target)
-            valid = (x >= lo) & (
-                x <= hi
-            )  # false for NaN on every engine (NaN sorts last or compares false)
             if dtype.is_float():
-                valid = valid & (x.round(0) == x)
+                # float bounds: PyArrow cannot compare floats with an integer above 2**53 (it
+                # refused every float -> int64 conversion); hi + 1 is a power of two, exact
+                valid = (x >= float(lo)) & (x < float(hi + 1)) & (x.round(0) == x)
+            else:
+                valid = (x >= lo) & (x <= hi)
+            # valid is false for NaN on every engine (NaN sorts last or compares false)
             return self._int_cast(on, nw.when(valid.fill_null(False)).then(x), nw_type), missing
         if target in _FLOATS:
             if not (dtype.is_numeric() or dtype == nw.Boolean):
                 raise self._cannot(column, dtype, target)
             return col.cast(_FLOATS[target]), missing
         if target == "decimal":
+            if on.pandas and dtype == nw.Object:
+                raise UnsupportedOperationError(
+                    f"the pandas engine cannot convert column {column!r} to decimal: numpy-backed "
+                    "pandas holds decimals as Python objects",
+                    component=self.label,
+                    hint="use pyarrow-backed pandas (df.convert_dtypes(dtype_backend='pyarrow')), "
+                    "or convert on Polars, PyArrow or DuckDB",
+                )
             if not dtype.is_numeric():
                 raise self._cannot(column, dtype, target)
-            valid = col.abs() < 10 ** (spec.precision - spec.scale)
+            limit = 10 ** (spec.precision - spec.scale)
             if dtype.is_float():
-                valid = valid & ~col.is_nan()
-            decimal = nw.Decimal(spec.precision, spec.scale)
-            return nw.when(valid.fill_null(False)).then(col).cast(decimal), missing
+                valid = (col.abs() < float(limit)) & ~col.is_nan()
+            elif _integer_digits(dtype) <= spec.precision - spec.scale:
+                valid = ~col.is_null()  # every value fits (and 10**29 is no int64 literal)
+            else:  # the bound has fewer digits than the column: a literal of its own type
+                bound = decimal.Decimal(limit) if isinstance(dtype, nw.Decimal) else limit
+                valid = (col < nw.lit(bound, dtype)) & (col > nw.lit(-bound, dtype))
+            target_type = nw.Decimal(spec.precision, spec.scale)
+            kept = nw.when(valid.fill_null(False)).then(col)
+            if on.arrow and dtype.is_integer():
+                # PyArrow casts an integer only to a decimal wide enough for any of its values
+                kept = kept.cast(nw.Decimal(38, spec.scale))
+            return kept.cast(target_type), missing
         if target == "bool":
             if dtype == nw.Boolean:
                 return col, missing
@@ -480,21 +517,44 @@ class DataTypeConverter(DataFrameTransformer):
                 .then(nw.concat_str([value, nw.lit(":00")]))
                 .otherwise(value)
             )
+            # with or without a fraction of a second (1-6 digits): each row matches one format
+            parsed = nw.coalesce(
+                self._parse_datetime(on, value, fmt),
+                self._parse_datetime(on, value, _DEFAULT_DATETIME + ".%f"),
+            )
+        else:
+            parsed = self._parse_datetime(on, value, fmt)
+        return self._zone(on, parsed, spec, aware="%z" in fmt)
+
+    def _parse_datetime(self, on: _Call, value: Any, fmt: str) -> Any:
+        """``value`` parsed with ``fmt`` where it has the format's shape and its day exists;
+        null elsewhere (so that no engine's parser sees a value it would fail on)."""
         valid = self._day_exists(
             on, value, value.str.contains(format_pattern(fmt, strict=on.spark)), fmt
         )
+        kept = nw.when(valid.fill_null(False)).then(value)
         parse_fmt = fmt
+        if "%f" in fmt:
+            if on.arrow:
+                # PyArrow's strptime has no %f (Narwhals drops it): its ISO 8601 cast reads the
+                # fraction, for the one layout it knows
+                if fmt.replace("T", " ") == _DEFAULT_DATETIME + ".%f":
+                    return kept.str.replace_all("T", " ", literal=True).cast(nw.Datetime("us"))
+                raise UnsupportedOperationError(
+                    f"the pyarrow engine cannot parse the format {fmt!r} (PyArrow has no %f "
+                    "for fractions of a second)",
+                    component=self.label,
+                    hint="use '%Y-%m-%d %H:%M:%S.%f' (or no format), or convert on Polars, "
+                    "pandas or DuckDB",
+                )
+            if on.polars:  # chrono's %f counts nanoseconds ('123' = 123 ns); %.f is a fraction
+                parse_fmt = parse_fmt.replace(".%f", "%.f")
         if on.spark and re.search(r"(?<!%)Z", fmt):
             # a literal Z: Narwhals would read the format as zoned and Java the Z as an offset;
             # other engines read it as a letter and give a naive timestamp: so does Spark
-            parse_fmt = re.sub(r"(?<!%)Z", "", fmt)
-            value = value.str.replace_all("Z", "", literal=True)
-        parsed = (
-            nw.when(valid.fill_null(False))
-            .then(value)
-            .str.to_datetime(format=self._engine_format(on, parse_fmt))
-        )
-        return self._zone(on, parsed, spec, aware="%z" in fmt)
+            parse_fmt = re.sub(r"(?<!%)Z", "", parse_fmt)
+            kept = kept.str.replace_all("Z", "", literal=True)
+        return kept.str.to_datetime(format=self._engine_format(on, parse_fmt))
 
     def _engine_format(self, on: _Call, fmt: str) -> str:
         """``fmt`` for the engine's parser. Spark reads a Java pattern, where every letter is a
@@ -502,7 +562,9 @@ class DataTypeConverter(DataFrameTransformer):
         Narwhals turns into a space in the value and the pattern) are quoted for it."""
         if not on.spark:
             return fmt
-        return re.sub(r"(?<!%)(?<!%[-#])([A-SU-Za-z]+)", r"'\1'", fmt)
+        quoted = re.sub(r"(?<!%)(?<!%[-#])([A-SU-Za-z]+)", r"'\1'", fmt)
+        # %f: Narwhals gives Java one 'S' (one digit); six read a fraction of 1-6 digits
+        return quoted.replace("%f", "SSSSSS")
 
     def _day_exists(self, on: _Call, value: Any, valid: Any, fmt: str) -> Any:
         """``valid`` and the day exists in its month (no 2023-02-30), checked by arithmetic.
@@ -558,11 +620,10 @@ class DataTypeConverter(DataFrameTransformer):
         zone = spec.time_zone
         if zone is None:
             return expr
-        if on.duckdb and zone == "UTC":
-            zone = "Etc/UTC"  # DuckDB names its UTC connection zone so
-        if on.spark and zone in _UTC_NAMES and on.session_zone in _UTC_NAMES:
-            # Narwhals compares zone names (Etc/UTC is UTC too) and leaves a naive value naive;
-            # in a UTC session, a Spark TIMESTAMP of the wall time is the UTC instant
+        if (on.spark or on.duckdb) and zone in _UTC_NAMES and on.session_zone in _UTC_NAMES:
+            # Narwhals compares zone names (Etc/UTC is UTC too) and leaves a naive value naive
+            # (DuckDB's replace_time_zone is a no-op: time_zone UTC gave a naive TIMESTAMP);
+            # in a UTC session a cast reads the wall time as the UTC instant (TIMESTAMPTZ)
             return expr if aware else expr.cast(nw.Datetime("us", on.session_zone))
         if aware:
             return expr.dt.convert_time_zone(zone)
@@ -584,7 +645,7 @@ class DataTypeConverter(DataFrameTransformer):
         bad: dict[str, Any] = {}
         specs = {c: s.spec(c) for c in s.columns}
         pandas_like = frame.implementation.is_pandas_like()
-        on = _Call.of(frame)
+        on = _Call.of(frame, zoned=any(s.spec(c).time_zone for c in s.columns))
         helpers: list[str] = []
         if frame.implementation is nw.Implementation.POLARS:
             fast = [c for c, spec in specs.items() if _polars_fast(schema[c], spec)]
@@ -617,7 +678,7 @@ class DataTypeConverter(DataFrameTransformer):
         for column, spec in specs.items():
             if column in conversions:
                 continue
-            self._check_engine(frame, column, spec, pandas_like)
+            self._check_engine(on, frame, column, spec, pandas_like)
             converted, missing = self._convert(on, frame, column, schema[column], spec)
             if pandas_like and spec.type in _INTS:
                 converted = converted.cast(nw.Float64)  # numpy ints cannot hold nulls; fixed below
@@ -654,7 +715,9 @@ class DataTypeConverter(DataFrameTransformer):
             result = self._pandas_nullable(result, specs)
         return result
 
-    def _check_engine(self, frame: Any, column: str, spec: TypeSpec, pandas_like: bool) -> None:
+    def _check_engine(
+        self, on: _Call, frame: Any, column: str, spec: TypeSpec, pandas_like: bool
+    ) -> None:
         engine = engine_of(frame)
         sql_engine = {"duckdb": "DuckDB", "pyspark": "Spark", "sqlframe": "SQLFrame"}.get(engine)
         if spec.type == "category" and sql_engine is not None:
@@ -683,6 +746,22 @@ class DataTypeConverter(DataFrameTransformer):
                 f"set time zone {spec.time_zone!r} on column {column!r} ({sql_engine} keeps the "
                 f"time zone in the {where}, not in the column)",
                 f"use time_zone 'UTC' on {sql_engine}, or convert on Polars or pandas",
+                component=self.label,
+            )
+        if (
+            spec.time_zone is not None
+            and engine in ("duckdb", "pyspark")
+            and on.session_zone is not None
+            and on.session_zone not in _UTC_NAMES
+        ):
+            setting = (
+                "SET TimeZone = 'UTC'" if engine == "duckdb" else "spark.sql.session.timeZone=UTC"
+            )
+            raise unsupported(
+                frame,
+                f"make column {column!r} UTC while the {sql_engine} session's time zone is "
+                f"{on.session_zone!r} (the column would keep local wall times)",
+                f"run with {setting}, or convert on Polars or pandas",
                 component=self.label,
             )
 
@@ -863,6 +942,7 @@ class DataTypeConverter(DataFrameTransformer):
             value = series.str.strip() if self.settings.strip_whitespace else series
             missing = series.isna() | (value.str.len() == 0)
             parsed = pd.to_datetime(value, format=spec.format or "ISO8601", errors="coerce")
+            parsed = parsed.mask(value.str.contains(_FINER_THAN_US, na=False))  # bad: ns
             if spec.time_zone is not None:
                 if "%z" in (spec.format or "") or getattr(parsed.dt, "tz", None) is not None:
                     parsed = parsed.dt.tz_convert(spec.time_zone)
@@ -929,9 +1009,23 @@ class DataTypeConverter(DataFrameTransformer):
 # -- Polars fast path ---------------------------------------------------------------------------
 
 
+def _integer_digits(dtype: Any) -> int:
+    """How many digits a number of an integer or decimal column can have before the point."""
+    if isinstance(dtype, nw.Decimal):
+        return int(dtype.precision) - int(dtype.scale)
+    for kind, _, hi in _INTS.values():
+        if dtype == kind:
+            return len(str(hi))
+    return 38
+
+
 def _polars_fast(dtype: Any, spec: TypeSpec) -> bool:
-    return bool(dtype == nw.String) and (
-        spec.type in _INTS or spec.type in _FLOATS or spec.type in ("date", "datetime")
+    # a format with %f goes the shared way: its shape check requires the fraction, which
+    # Polars' %.f would let go missing
+    return (
+        bool(dtype == nw.String)
+        and (spec.type in _INTS or spec.type in _FLOATS or spec.type in ("date", "datetime"))
+        and "%f" not in (spec.format or "")
     )
 
 
@@ -966,6 +1060,9 @@ def _polars_text(col: Any, spec: TypeSpec, strip: bool) -> tuple[Any, Any]:
             .then(value + ":00")
             .otherwise(value)
         )
+        # a fraction of a second of 1-6 digits may follow (%.f); a finer one is bad
+        value = pl.when(value.str.contains(_FINER_THAN_US)).then(None).otherwise(value)
+        fmt = _DEFAULT_DATETIME + "%.f"
     parsed = value.str.to_datetime(fmt, strict=False, time_unit="us")
     if spec.time_zone is not None:
         if "%z" in fmt:
