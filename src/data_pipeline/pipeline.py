@@ -117,8 +117,8 @@ class ComponentSpec(ConfigModel):
     with the allowed ones."""
     name: str | None = None
     """The component's name in logs, metadata and errors. Steps default to
-    ``<pipeline>_<index>_<type>``, visualizations to ``<type>_<index>``; sources and storage
-    systems are named by their key in the file, and ignore this."""
+    ``<pipeline>_<index>_<type>``, visualizations to ``<type>_<index>``. Sources and storage
+    systems are named by their key in the file: a ``name`` other than the key is an error."""
     config: dict[str, Any] = Field(default_factory=dict)
     """The component's config, exactly the keys of its class (see the layer references); it
     is validated before anything runs. Relative ``path``, ``base_path``, ``state_path``,
@@ -168,15 +168,14 @@ class VisualizationSpec(ComponentSpec):
 
 class DashboardSpec(ConfigModel):
     title: str | None = None
-    """The dashboard's title (the Dashboard's ``title`` key; a ``title`` inside ``config``
-    wins when both are given)."""
+    """The dashboard's title (the Dashboard's ``title`` key). Given here and inside ``config``
+    with different values, it is an error."""
     description: str | None = None
-    """Text shown under the title (the Dashboard's ``description`` key; one inside ``config``
-    wins)."""
+    """Text shown under the title (the Dashboard's ``description`` key). Given here and inside
+    ``config`` with different values, it is an error."""
     path: str | None = None
-    """The HTML file ``data-pipeline run`` writes (relative to the YAML file's folder).
-    Absent: ``run`` renders but writes no file, while re-rendering from stored data
-    (``render_dashboards``) writes ``<dashboard name>.html``."""
+    """The HTML file ``data-pipeline run`` and ``data-pipeline dashboard`` write (relative to
+    the YAML file's folder); absent: ``<dashboard name>.html`` there."""
     config: dict[str, Any] = Field(default_factory=dict)
     """Further keys of the Dashboard's own config (layout, theme, ...: see the visualization
     reference)."""
@@ -485,10 +484,22 @@ def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> 
 
         return problems.attempt(make)
 
+    def named_by_key(spec_: ComponentSpec, name: str, path: str) -> None:
+        if spec_.name is not None and spec_.name != name:
+            problems.add(
+                _invalid(
+                    f"{path}.name",
+                    f"the name {spec_.name!r} differs from the key {name!r}",
+                    f"{path.split('.')[0]} are named by their key: rename the key to "
+                    f"{spec_.name!r} or remove name:",
+                )
+            )
+
     source_classes = _layer_classes("ingestion", DataSource)
     sources = {}
     for name, s in spec.sources.items():
         path = f"sources.{name}"
+        named_by_key(s, name, path)
         problems.attempt(declare, name, path)
         built = build(source_classes, s, name, path, "source")
         if built is not None:
@@ -584,6 +595,7 @@ def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> 
     storage = {}
     for name, st in spec.storage.items():
         path = f"storage.{name}"
+        named_by_key(st, name, path)
         system = build(storage_classes, st, name, path, "storage")
         for i, entry in enumerate(st.store):
             if entry.data not in datasets:
@@ -603,10 +615,18 @@ def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> 
     for name, d in spec.dashboards.items():
         path = f"dashboards.{name}"
         dconfig = dict(d.config)
-        if d.title is not None:
-            dconfig.setdefault("title", d.title)
-        if d.description is not None:
-            dconfig.setdefault("description", d.description)
+        for key, value in (("title", d.title), ("description", d.description)):
+            if value is None:
+                continue
+            inner = dconfig.setdefault(key, value)
+            if inner != value:
+                problems.add(
+                    _invalid(
+                        f"{path}.{key}",
+                        f"{key} {value!r} differs from {path}.config.{key} {inner!r}",
+                        f"give the {key} once (at {path}.{key})",
+                    )
+                )
         dashboard = problems.attempt(_build, Dashboard, name, dconfig, path, base_dir)
         feeds: dict[str, str] = {}
         for i, v in enumerate(d.visualizations):
@@ -878,23 +898,91 @@ def _consumers(loaded: LoadedPipeline) -> dict[str, int]:
     return count
 
 
-def _spark_source(source: Any, spec: SparkSpec | None) -> Any:
-    """``engine: spark``: the executors read the source where they can (``spark.read``, JDBC);
-    otherwise the driver reads it and sends it to Spark as Arrow (size checked)."""
-    session = _spark_session(spec)
+def _spark_read(source: Any, spec: SparkSpec | None) -> tuple[Any, str]:
+    """``engine: spark``: the source as a DataFrame the executors read (``spark.read``, JDBC),
+    or None and the reason the driver reads it instead."""
     reason = source.spark_unsupported()
     if reason is None:
-        out = source.ingest_spark(session)
+        out = source.ingest_spark(_spark_session(spec))
         if out is not None:
-            return out
+            return out, ""
         reason = "nothing new to read"
     logger.info("%s: read on the Spark driver (%s)", source.label, reason)
+    return None, reason
+
+
+def _run_batches(
+    loaded: LoadedPipeline,
+    chunked: Mapping[str, Iterator[Any]],
+    batched: list[tuple[str, str, Any]],
+    data: dict[str, Any],
+    stored: set[tuple[str, int]],
+    stages: dict[str, StageResult],
+    outputs: dict[str, str],
+) -> None:
+    """Sources read in batches (``chunk_size``): each batch goes through the transformations
+    of its source and into the stores of their outputs, one batch at a time; the first batch of
+    an entry is stored with its ``if_exists``, the next ones appended (``upsert`` stays upsert).
+    Only data sets that a processing pipeline or a dashboard reads are kept whole (in Arrow)."""
+    from data_pipeline.core.frames import to_arrow
+
+    engine = loaded.spec.engine
+    names = {*chunked, *(name for name, _, _ in batched)}
+    needed = {inp for inp, _ in loaded.processing.values()} | {
+        d for _, _, feeds in loaded.dashboards.values() for d in feeds.values()
+    }
+    known = {*loaded.sources, *loaded.transformations, *loaded.processing}
+    for _, ppipe in loaded.processing.values():
+        needed |= {ref for _, ref in _dataset_references(ppipe, known)}
+    kept: dict[str, list[Any]] = {n: [] for n in names & needed}
+    entries = [
+        (sname, i, system, entry)
+        for sname, (system, items) in loaded.storage.items()
+        for i, entry in enumerate(items)
+        if entry.data in names
+    ]
+    for source_name, batches in chunked.items():
+        empty = True
+        for raw in batches:
+            batch = {source_name: _to_engine(raw, engine, loaded.spec.spark)}
+            for name, inp, tpipe in batched:
+                if inp in batch:
+                    batch[name] = _materialize(tpipe.transform(batch[inp]))
+            for sname, i, system, entry in entries:
+                if entry.data not in batch:
+                    continue
+                mode = entry.if_exists
+                if (sname, i) in stored and mode in ("replace", "fail"):
+                    mode = "append"
+                result = system.store(batch[entry.data], entry.table or entry.data, if_exists=mode)
+                if (sname, i) not in stored:
+                    stored.add((sname, i))
+                    stages["storage"].items.append(
+                        f"{entry.data} -> {sname}.{entry.table or entry.data} (in batches)"
+                    )
+                stages["storage"].rows = (stages["storage"].rows or 0) + result.rows
+                outputs[f"{sname}:{entry.table or entry.data}"] = str(result.target)
+            for name in kept:
+                if name in batch:
+                    kept[name].append(to_arrow(batch[name]))
+            empty = False
+        if empty:
+            logger.info("%s: no rows to read", source_name)
     import pyarrow as pa
 
+    for name, tables in kept.items():
+        if tables:
+            data[name] = _to_engine(
+                pa.concat_tables(tables, promote_options="default"), engine, loaded.spec.spark
+            )
+
+
+def _spark_from_driver(source: Any, data: Any, reason: str, spec: SparkSpec | None) -> Any:
+    """A frame the driver read, sent to Spark as Arrow (size checked)."""
     from data_pipeline._spark import DEFAULT_MAX_DRIVER_BYTES, check_driver_size
     from data_pipeline.core.frames import to_arrow
 
-    table = to_arrow(source.ingest())
+    table = to_arrow(data)
     limit = spec.max_driver_bytes if spec is not None else DEFAULT_MAX_DRIVER_BYTES
     check_driver_size(
         table.nbytes,
@@ -903,7 +991,6 @@ def _spark_source(source: Any, spec: SparkSpec | None) -> Any:
         refuse=spec is not None and spec.on_large == "refuse",
         setting="a file or PostgreSQL/MySQL source the executors can read",
     )
-    assert isinstance(table, pa.Table)
     return _to_engine(table, "spark", spec)
 
 
@@ -1040,17 +1127,33 @@ def _run_loaded(loaded: LoadedPipeline, on_stage: Callable[[str, str], None] | N
                 if left[n] <= 0 and getattr(data.get(n), "is_cached", False):
                     data[n].unpersist()
 
+    spec = loaded.spec.spark
+    chunked: dict[str, Iterator[Any]] = {}  # sources read in batches (chunk_size)
+    batched: list[tuple[str, str, Any]] = []  # transformations of their batches, in file order
+
     with stage("ingestion") as st:
         for name, source in loaded.sources.items():
+            out, reason = _spark_read(source, spec) if engine == "spark" else (None, "")
+            if out is None:
+                raw = source.ingest()
+                if isinstance(raw, Iterator):
+                    chunked[name] = raw  # runs batch by batch with the stores, below
+                    st.add(name, None)
+                    continue
+                if engine == "spark":
+                    out = _spark_from_driver(source, raw, reason, spec)
+                else:
+                    out = _to_engine(raw, engine, spec)
             if engine == "spark":
-                out = _materialize(_spark_source(source, loaded.spec.spark), readers(name))
-            else:
-                out = _to_engine(source.ingest(), engine, loaded.spec.spark)
+                out = _materialize(out, readers(name))
             data[name] = out
             st.add(name, row_count(to_narwhals(out)))
 
     with stage("transformation") as st:
         for name, (inp, tpipe) in loaded.transformations.items():
+            if inp in chunked or any(inp == b for b, _, _ in batched):
+                batched.append((name, inp, tpipe))
+                continue
             with _spark_errors(engine, f"transformation {name!r}"):
                 out = _materialize(tpipe.transform(data[inp]), readers(name))
             used(inp)
@@ -1058,6 +1161,9 @@ def _run_loaded(loaded: LoadedPipeline, on_stage: Callable[[str, str], None] | N
             st.add(name, row_count(to_narwhals(out)))
 
     with job.commit() if job is not None else contextlib.nullcontext():
+        if chunked:
+            with stage("storage"):
+                _run_batches(loaded, chunked, batched, data, stored, stages, outputs)
         with stage("storage"):
             store_ready()
 
@@ -1147,12 +1253,10 @@ def render_dashboards(
         return cache[name]
 
     written: dict[str, str] = {}
-    for name, (dashboard, dspec, feeds) in loaded.dashboards.items():
+    for name, (dashboard, _, feeds) in loaded.dashboards.items():
         path = f"dashboards.{name}"
         viz_data = {vname: fetch(dname, path) for vname, dname in feeds.items()}
-        target = Path(dspec.path or f"{name}.html")
-        if not target.is_absolute():
-            target = loaded.base_dir / target
+        target = _dashboard_path(loaded, name)
         dashboard.save_html(str(target), viz_data)
         written[name] = str(target)
     return written
@@ -1226,16 +1330,20 @@ def _wire_references(ppipe: Any, data: Mapping[str, Any]) -> None:
 def _render_dashboard(
     loaded: LoadedPipeline, name: str, data: Mapping[str, Any], outputs: dict[str, str]
 ) -> None:
-    dashboard, dspec, feeds = loaded.dashboards[name]
+    dashboard, _, feeds = loaded.dashboards[name]
     viz_data = {vname: data[dname] for vname, dname in feeds.items()}
-    if dspec.path:
-        target = Path(dspec.path)
-        if not target.is_absolute():
-            target = loaded.base_dir / target
-        dashboard.save_html(str(target), viz_data)
-        outputs[f"dashboard:{name}"] = str(target)
-    else:
-        dashboard.render(viz_data)
+    target = _dashboard_path(loaded, name)
+    dashboard.save_html(str(target), viz_data)
+    outputs[f"dashboard:{name}"] = str(target)
+
+
+def _dashboard_path(loaded: LoadedPipeline, name: str) -> Path:
+    """The HTML file of dashboard ``name``: its ``path``, else ``<name>.html`` (the name made a
+    safe file name), beside the YAML file."""
+    from data_pipeline.core.files import safe_file_name
+
+    target = Path(loaded.dashboards[name][1].path or f"{safe_file_name(name)}.html")
+    return target if target.is_absolute() else loaded.base_dir / target
 
 
 def _release(frames: Mapping[str, Any]) -> None:

@@ -458,6 +458,30 @@ def test_duckdb_file(tmp_path: Path) -> None:
     assert [c.height for c in chunks] == [4, 4, 2]
 
 
+@pytest.mark.parametrize("chunk_size", [None, 2])
+def test_intervals_read_as_durations(tmp_path: Path, chunk_size: int | None) -> None:
+    """PostgreSQL and DuckDB intervals come back as Durations (polars refuses Arrow's
+    month_day_nano); a day counts 24 hours. Oracle: Python timedeltas written by hand."""
+    from datetime import timedelta
+
+    import duckdb
+
+    expected = [timedelta(days=3, hours=2, microseconds=1), timedelta(days=-1), None]
+    rows = "(0, '3 days 2 hours 1 microsecond'), (1, '-1 day'), (2, NULL)"
+    path = tmp_path / "iv.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(f"CREATE TABLE iv AS SELECT i, d::INTERVAL AS d FROM (VALUES {rows}) t(i, d)")
+    configs = [
+        {"db_type": "duckdb", "database": str(path), "query": "SELECT d FROM iv ORDER BY i"},
+        {**PG, "query": f"SELECT d::interval AS d FROM (VALUES {rows}) t(i, d) ORDER BY i"},
+    ]
+    for config in configs:
+        out = DatabaseSource(name="iv", config={**config, "chunk_size": chunk_size}).ingest()
+        frame = out if isinstance(out, pl.DataFrame) else pl.concat(list(out))
+        assert frame.schema["d"] == pl.Duration("us")
+        assert frame["d"].to_list() == expected
+
+
 # -- incremental with a query and a lookback window ------------------------------------------
 
 

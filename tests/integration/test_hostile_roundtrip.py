@@ -94,9 +94,6 @@ EXPECT: dict[str, dict[str, Any]] = {
         "ts_utc": Values(
             "TIMESTAMPTZ keeps the instant, not the zone's name (read back as Etc/UTC)"
         ),
-        "duration": Broken(
-            "i14-edges", "INTERVAL reads back as month_day_nano, which polars refuses"
-        ),
     },
     "delta": {
         "u64": Refused("Delta Lake has no unsigned integers"),
@@ -142,14 +139,7 @@ EXPECT: dict[str, dict[str, Any]] = {
 }
 
 # Known failures today (strict xfail); each owner removes the mark when it is fixed.
-_SQL = "i14-sql"
-BROKEN: dict[str, dict[str, Broken]] = {
-    "duckdb": {
-        "duration": Broken(
-            "i11-streams", "INTERVAL reads back as month_day_nano; polars refuses it"
-        ),
-    },
-}
+BROKEN: dict[str, dict[str, Broken]] = {}
 
 # Column names a backend refuses (the rest of NAMES must come back verbatim).
 LONG = "n" * 300

@@ -505,6 +505,33 @@ def test_offset_until_empty_page(server: tuple[str, Api]) -> None:
     assert len(api.paths("/offset")) == 4  # 10, 10, 5, then an empty page
 
 
+@pytest.mark.parametrize("first", ["start", "params"])
+def test_offset_with_total_from_a_later_first_offset(server: tuple[str, Api], first: str) -> None:
+    """The announced total counts from offset 0: starting at 10 of 25 reads the 15 left
+    (it read one page and failed as incomplete when the total was taken as counted from start)."""
+    url, api = server
+    pagination: dict[str, Any] = {"type": "offset", "limit": 4, "total_path": "meta.total"}
+    params: dict[str, Any] = {"with_total": 1}
+    if first == "start":
+        pagination["start"] = 10
+    else:
+        params["offset"] = 10
+    src = rest(
+        {
+            "url": f"{url}/offset",
+            "params": params,
+            "data_selector": "data",
+            "pagination": pagination,
+            "max_concurrency": 2,
+        }
+    )
+    oracle = [item["id"] for item in ITEMS[10:]]
+    assert src.ingest()["id"].to_list() == oracle
+    assert "incomplete" not in src.get_metadata()["details"]
+    offsets = sorted(int(r["query"]["offset"]) for r in api.requests if r["path"] == "/offset")
+    assert offsets == list(range(10, len(ITEMS), 4))  # 10, 14, 18, 22: no page twice, none past
+
+
 def test_max_pages_reached_is_an_error_or_a_warning(server: tuple[str, Api]) -> None:
     url, _ = server
     config = {"url": f"{url}/offset", "pagination": {"type": "offset", "limit": 5}, "max_pages": 2}

@@ -329,17 +329,19 @@ def _held_longer_than_ack_wait(js: JetStream) -> list[int]:
     )
     seen: list[int] = []
     idle = reads = 0
-    while idle < 2 and reads < 8:
-        reads += 1
-        batch = src.ingest()
-        if not batch.height:
-            idle += 1
-            continue
-        idle = 0
-        seen += batch["n"].to_list()
-        time.sleep(0.8)  # the batch is processed for longer than ack_wait
-    src.close()
-    producer.join()
+    try:
+        while idle < 2 and reads < 8:
+            reads += 1
+            batch = src.ingest()
+            if not batch.height:
+                idle += 1
+                continue
+            idle = 0
+            seen += batch["n"].to_list()
+            time.sleep(0.8)  # the batch is processed for longer than ack_wait
+        src.close()
+    finally:
+        producer.join()  # before the fixture deletes the stream it publishes to
     return seen
 
 
@@ -357,13 +359,108 @@ def test_held_batch_check_catches_redeliveries(js: JetStream, monkeypatch: Any) 
     async def no_signal(self: Any) -> None:
         return None
 
-    async def every_copy(self: Any, messages: list[Any]) -> list[Any]:
-        return messages
+    async def every_copy(self: Any, messages: list[Any]) -> tuple[list[Any], pl.DataFrame]:
+        return messages, platform._reply_fields(messages)
 
     monkeypatch.setattr(platform.Reader, "_keep_in_progress", no_signal)
     monkeypatch.setattr(platform.Reader, "_new_only", every_copy)
     seen = _held_longer_than_ack_wait(js)
     assert len(seen) > len(set(seen)) == 12
+
+
+def _die(source: StreamingSource) -> None:
+    """The process dies: no acknowledgement and no nak (the server delivers what it holds
+    again after ack_wait)."""
+    reader: Any = source._reader
+
+    async def vanish() -> None:
+        reader.keeper.cancel()
+        await reader.nc.close()
+
+    reader._call(vanish())
+    reader.loop.call_soon_threadsafe(reader.loop.stop)
+    reader.thread.join()
+    reader.loop.close()
+    source._reader = None
+
+
+def test_a_batch_committed_before_a_crash_is_dropped_after_later_restarts(
+    js: JetStream, tmp_path: Path
+) -> None:
+    """Run 1 commits batch A and dies before acknowledging it; run 2 commits batch B and stops;
+    run 3 gets A again from the server (ack_wait after run 1 died) and drops it. The checkpoint
+    keeps every committed sequence the server has not confirmed acknowledged, not only the
+    last batch's (which lost A at run 2's commit: A was stored twice)."""
+    from data_pipeline.core.checkpoint import Checkpointer
+
+    config = {"group": "jobs", "max_messages": 3, "options": {"consumer": {"ack_wait": 3}}}
+
+    def start(**more: Any) -> tuple[StreamingSource, Checkpointer]:
+        src = nats_source(js.subject, **config, **more)
+        job = Checkpointer("nats-job", tmp_path / "checkpoints", sources={"events": src})
+        job.restore()
+        return src, job
+
+    a = js.publish(records(3))
+    src, job = start()
+    stored = src.ingest()["_sequence"].to_list()
+    src.acknowledge = lambda: None  # type: ignore[method-assign]  # dies before the ack
+    with job.commit():
+        pass
+    _die(src)
+
+    b = js.publish(records(3))
+    src, job = start()
+    batch = src.ingest()  # A comes back only ack_wait after run 1 died
+    stored += batch["_sequence"].to_list()
+    with job.commit():
+        pass
+    src.close()
+
+    src, job = start(timeout=4)  # long enough for A's redelivery
+    for batch in src.batches():
+        stored += batch["_sequence"].to_list()
+        with job.commit():
+            pass
+    dropped = src.get_metadata()["details"].get("duplicates_dropped", 0)
+    assert sorted(stored) == a + b
+    assert dropped == 3
+    # A's copies were acknowledged: once the server confirmed it, A leaves the checkpoint
+    c = js.publish([{"n": 99}])
+    assert src.ingest()["_sequence"].to_list() == c
+    with job.commit():
+        pass
+    assert src.checkpoint_state() == {"pending": []}
+    src.close()
+    assert js.consumer("jobs").num_ack_pending == 0
+
+
+def test_committed_sequences_leave_the_checkpoint_below_the_ack_floor(
+    js: JetStream, tmp_path: Path
+) -> None:
+    """Run 1 dies after the server took the acknowledgement of its last batch A: run 2 keeps
+    A in its checkpoint (it cannot tell), until its own acknowledgement finds the consumer's
+    ack floor past A."""
+    from data_pipeline.core.checkpoint import Checkpointer
+
+    a = js.publish(records(2))
+    src = nats_source(js.subject, group="floor")
+    job = Checkpointer("nats-floor", tmp_path, sources={"events": src})
+    job.restore()
+    assert src.ingest()["_sequence"].to_list() == a
+    with job.commit():  # the checkpoint holds A, acknowledged right after
+        pass
+    src.close()
+    src = nats_source(js.subject, group="floor")
+    job = Checkpointer("nats-floor", tmp_path, sources={"events": src})
+    job.restore()
+    b = js.publish(records(2))
+    assert src.ingest()["_sequence"].to_list() == b
+    assert src.checkpoint_state() == {"pending": a + b}
+    with job.commit():
+        pass
+    assert src.checkpoint_state() == {"pending": []}
+    src.close()
 
 
 def test_group_start_id_new_only(js: JetStream) -> None:

@@ -280,6 +280,21 @@ def test_bad_credentials() -> None:
         in_url.ingest()
 
 
+def test_url_credentials_and_keys(broker: Broker) -> None:
+    """Beside a ``url`` each key replaces only its part of the URL's credentials: a username
+    alone keeps the URL's password (it was replaced by "" and the broker refused the login)."""
+    for url, keys in [
+        ("amqp://nobody:guest@127.0.0.1:5672/", {"username": "guest"}),
+        ("amqp://guest:nope@127.0.0.1:5672/", {"password": "guest"}),
+    ]:
+        queue = broker.queue()
+        ids = broker.publish(queue, records(2))
+        assert rabbit_source(queue, url=url, **keys).ingest()["_id"].to_list() == ids, keys
+    wrong = rabbit_source(queue, url=URL, username="guest", password="not-the-password")
+    with pytest.raises(IngestionAuthenticationError):
+        wrong.ingest()
+
+
 def test_host_port_and_options(broker: Broker) -> None:
     queue = broker.queue()
     ids = broker.publish(queue, records(2))

@@ -178,6 +178,31 @@ def test_connection_error() -> None:
         src.ingest()
 
 
+def test_url_with_username_password_and_db_keys(stream: tuple[Any, str]) -> None:
+    """Beside a ``url`` the username, password and db keys replace the URL's, as on the other
+    platforms (Redis read the URL alone: the keys were silently ignored)."""
+    client, _ = stream
+    user, secret = f"dp-test-{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
+    key = f"dp-test-{uuid.uuid4().hex[:10]}"
+    client.execute_command("ACL", "SETUSER", user, "on", f">{secret}", f"~{key}", "+@all")
+    import redis
+
+    in_db3 = redis.Redis(host="127.0.0.1", port=6379, db=3)
+    for i in range(2):
+        in_db3.xadd(key, {"user": f"v{i}"})
+    try:
+        url = "redis://nobody:wrong-password@127.0.0.1:6379/0"
+        keys = redis_source(key, url=url, username=user, password=secret, db=3)
+        assert keys.ingest()["user"].to_list() == ["v0", "v1"]
+        # a key not given keeps the URL's: db 3 from the URL, the user from the keys
+        from_url = redis_source(key, url="redis://127.0.0.1:6379/3", username=user, password=secret)
+        assert from_url.ingest()["user"].to_list() == ["v0", "v1"]
+    finally:
+        in_db3.delete(key)
+        in_db3.close()
+        client.execute_command("ACL", "DELUSER", user)
+
+
 def test_config_errors() -> None:
     with pytest.raises(ConfigError, match="platform"):
         StreamingSource(name="e", config={"platform": "pigeon", "stream": "x"})

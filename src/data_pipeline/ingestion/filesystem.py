@@ -136,8 +136,10 @@ class FileSystemConfig(SourceConfig):
     values as JSON text instead."""
     reject_path: str | None = None
     """Where ``on_bad_rows: reject`` writes the rejected rows, as CSV with columns ``file``,
-    ``line``, ``reason``, ``raw``; the file is rewritten by each read that rejects rows. Default
-    ``.data_pipeline/rejects/<source name>.csv`` (beside the pipeline file when one runs)."""
+    ``line``, ``reason``, ``raw``. Appended to by each read that rejects rows (the header once,
+    when the file is new or empty; a file with other columns is an error), so earlier runs'
+    rejects are kept. Default ``.data_pipeline/rejects/<source name>.csv`` (beside the
+    pipeline file when one runs)."""
     incremental: bool = False
     """Read only files that are new or changed (size or modification time) since the last run."""
     state_path: str | None = None
@@ -196,8 +198,8 @@ class FileSystemSource(DataSource):
 
     Raises:
         ConfigError: an invalid config (a delimiter that is not one byte, an unknown encoding, ...),
-            files of several or unknown formats under ``format: auto``, or ``storage_options`` the
-            file system does not take.
+            files of several or unknown formats under ``format: auto``, ``storage_options`` the
+            file system does not take, or a ``reject_path`` file that holds other columns.
         DependencyError: fsspec / s3fs / gcsfs (remote URLs) or fastexcel (Excel) is not installed.
         InputNotFoundError: nothing matches ``path`` (a glob that matches no file, a missing
             object).

@@ -37,19 +37,43 @@ class RestLookup(ConfigModel):
     "fields": {"category": "category", "brand": "details.brand"}, "defaults": {...}}``."""
 
     url: str
+    """The ``http://`` or ``https://`` URL of one key's record, with ``{column}`` placeholders
+    for the key columns (every placeholder must be listed in ``on``); values are URL-encoded."""
     on: list[str]
+    """The key columns (a name or a list): one request per distinct non-null key combination;
+    rows with a null key get the ``defaults``."""
     fields: Annotated[dict[str, str], DATA_KEYS] = Field(min_length=1)
+    """The columns to add, each with its path in the JSON answer: dotted keys and list
+    indexes, ``{"brand": "details.brand", "first_tag": "tags.0"}``; a path that is not there
+    gives null."""
     defaults: Annotated[dict[str, Any], DATA_KEYS] = Field(default_factory=dict)
+    """Values by added column for the rows whose key was a miss (404) or failed after the
+    retries; other columns are null for those rows."""
     headers: dict[str, SecretStr] = Field(default_factory=dict)
+    """Headers sent with every request (e.g. ``Authorization``), treated as secrets: never
+    logged or shown, and dropped on a redirect to another origin."""
     timeout: float = Field(default=10.0, gt=0)
     """Total time limit of one request in seconds (connect, headers and body)."""
     max_body_size: ByteSize = Field(default=ByteSize(DEFAULT_MAX_BODY_SIZE))
+    """The largest answer body read, in bytes (or text such as ``"1MB"``, ``"10MiB"``;
+    default 100 MiB); a larger one counts as a failure for that key."""
     redirects: RedirectConfig = Field(default_factory=RedirectConfig)
+    """Which redirects are followed (keys below), as for RESTAPISource."""
     max_concurrency: int = Field(default=4, ge=1, le=64)
+    """Requests in flight at once (1 to 64 threads)."""
     batch_size: int = Field(default=100, ge=1)
+    """Keys handed to the threads together: a batch finishes before the next one starts.
+    It bounds the queued work; it does not change the number of requests."""
     requests_per_second: float | None = Field(default=None, gt=0)
+    """At most this many requests per second over all threads, retries included. None: no
+    limit."""
     retries: int = Field(default=2, ge=0, le=10)
+    """Attempts after the first (0 to 10) on connection errors, timeouts and HTTP 429, 502,
+    503 and 504; a ``Retry-After`` of up to 30 seconds is honoured, a longer one fails at
+    once."""
     backoff: float = Field(default=0.2, ge=0)
+    """The first wait between attempts in seconds, doubled after each failure (with 50-100 %
+    jitter, at most 30 seconds)."""
 
     @field_validator("on", mode="before")
     @classmethod

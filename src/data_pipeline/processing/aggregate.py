@@ -28,7 +28,9 @@ class SortKey(ConfigModel):
     """One sort key: ``{"column": "revenue", "descending": true}``."""
 
     column: str
+    """An output column (a group key or an aggregate's output name)."""
     descending: bool = False
+    """Largest first; nulls come last in either direction."""
 
 
 def _as_list(value: Any) -> Any:
@@ -43,10 +45,28 @@ class DataAggregatorConfig(ConfigModel):
     """Config of :class:`DataAggregator` (see its docstring)."""
 
     group_by: list[str] = Field(default_factory=list)
+    """The key columns (a name or a list): one output row per distinct combination, null keys
+    forming their own group. Empty: the whole input is aggregated into one row."""
     aggregations: Annotated[dict[str, Any], DATA_KEYS]
+    """What to compute, by input column: an aggregation name (``sum``, ``mean``, ``min``,
+    ``max``, ``count``, ``median``, ``n_unique``, ``first``, ``last``, ``std``; the output keeps
+    the column's name), ``{"agg": ..., "as": "name", "order_by": ...}``, or a list of those
+    (outputs ``<column>_<agg>`` unless ``as`` names them); ``"*": "count"`` counts rows into
+    ``count``. Output names must differ from each other and from the group keys."""
     having: str | None = None
+    """A condition on the output columns (group keys and aggregate outputs) that keeps only
+    some groups, in the expression language of DataFilter: ``"revenue > 1000 and count >= 3"``.
+    None: every group is kept."""
     sort: list[str | SortKey] | bool | None = None
+    """The order of the output rows: None or ``true`` by the group keys, ascending; ``false``
+    no sort (the engine's order); or a list of output columns, each a name (``"revenue
+    desc"`` / ``"revenue asc"`` allowed) or ``{"column": ..., "descending": ...}``. Nulls
+    sort last."""
     order_by: list[str] = Field(default_factory=list)
+    """Columns (a name or a list) that order the rows for ``first`` and ``last`` (ascending,
+    nulls last), for each such aggregation without its own ``order_by``; other aggregations
+    ignore it. Empty: eager frames use their row order, lazy ones (Polars lazy, DuckDB, Spark)
+    refuse ``first`` / ``last``."""
 
     _as_lists = field_validator("group_by", "order_by", mode="before")(_as_list)
 
@@ -112,6 +132,17 @@ class DataAggregator(DataProcessor):
     ``n_unique`` counts null as a value, ``sum`` of no values is 0, ``std`` is the sample
     standard deviation. ``first``/``last`` follow the row order of eager frames and need an
     ``order_by`` on lazy ones (Polars lazy, DuckDB, Spark).
+
+    Raises:
+        ConfigError: the config is invalid when the aggregator is built: an unknown aggregation,
+            ``"*"`` with anything but ``count``, two outputs of one name or one named like a
+            group key, a key listed twice, ``having`` that does not parse, ``sort`` naming a
+            column the aggregation does not produce.
+        ColumnNotFoundError: a group key or aggregated column is not in the data, or (when the
+            aggregator is built) ``having`` names a column the aggregation does not produce.
+        SchemaError: ``sum``, ``mean``, ``median`` or ``std`` of a non-numeric column.
+        UnsupportedOperationError: ``first`` / ``last`` on a lazy frame without ``order_by``.
+        ProcessingError: the engine failed otherwise (the message names the processor).
 
     Example:
         >>> import polars as pl

@@ -34,12 +34,30 @@ class BatchProcessorConfig(ConfigModel):
     """Config of :class:`BatchProcessor` (see its docstring)."""
 
     batch_size: int = Field(default=100_000, gt=0)
+    """Rows per batch: files are read, and a frame sliced, this many rows at a time (a
+    Spark DataFrame is one batch). An iterable of frames keeps its own batches."""
     mode: Literal["batches", "polars_streaming"] = "batches"
+    """For file input: ``batches`` runs the steps batch by batch (partial aggregates merged
+    exactly; ``median`` and ``n_unique`` refused); ``polars_streaming`` runs the whole pipeline
+    on a Polars scan collected by Polars' streaming engine (every aggregation exact; no
+    per-batch progress). Frames and iterables always run in batches."""
     format: Literal["auto", "parquet", "csv"] = "auto"
+    """The format of input files. ``auto``: from the extensions (``.parquet`` / ``.pq`` or
+    ``.csv`` / ``.txt``; other or mixed extensions are a BatchProcessingError)."""
     table: str | None = None
+    """The table the results are written to in the storage system given as ``storage=``.
+    Without an aggregating step each processed batch is written as it is made; with one, the
+    final result once. None (or no ``storage=``): nothing is written."""
     if_exists: Literal["append", "replace", "fail"] = "append"
+    """What the first write does when ``table`` exists: ``append``, ``replace`` it, or
+    ``fail``; later batches of the same run always append."""
     output: Literal["polars", "lazy", "pandas", "arrow", "native"] = "polars"
+    """The type of the result: a Polars DataFrame, a Polars LazyFrame (``lazy``), pandas or
+    PyArrow; ``native`` gives a frame input's own type (Polars for files and iterables)."""
     collect: bool = True
+    """Without an aggregating step: ``true`` concatenates the processed batches into the
+    result; ``false`` keeps none in memory and returns None (the batches are only written to
+    ``table``). With an aggregating step the result is always returned."""
 
 
 class BatchProcessor(DataProcessor):
@@ -68,6 +86,19 @@ class BatchProcessor(DataProcessor):
 
     The result is a Polars DataFrame (or ``output``: ``pandas``, ``arrow``, ``lazy``); for a
     frame input with ``output: native`` it has the input's type.
+
+    Raises:
+        InputTypeError: ``process`` got something that is neither a path, a list of paths, an
+            iterable of frames nor a frame.
+        InputNotFoundError: a file does not exist or a glob matches none.
+        BatchProcessingError: the file format cannot be told from the extensions (set
+            ``format``).
+        UnsupportedOperationError: an aggregation that cannot be merged from batches (``median``,
+            ``n_unique``; use ``mode: polars_streaming`` for files), or an input engine that
+            cannot be sliced.
+        ProcessingPipelineError: a step needs a column that no earlier step provides.
+        ProcessingError: raised by a step (any subclass), passed on unchanged; errors of the
+            storage system's ``store`` are passed on too.
 
     Example:
         >>> import polars as pl

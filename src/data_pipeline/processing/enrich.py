@@ -50,9 +50,15 @@ class Bucket(ConfigModel):
     """
 
     column: str
+    """The numeric column to bucket; a null value gets a null bucket."""
     breaks: list[float] = Field(min_length=1)
+    """The bucket boundaries, strictly increasing (at least one): n breaks make n + 1 buckets,
+    each including its lower boundary."""
     labels: list[str] | None = None
+    """The bucket names, one per bucket (``len(breaks) + 1``), lowest first. None:
+    ``"< b1"``, ``"b1 - b2"``, ..., ``">= bn"``."""
     as_: str | None = Field(default=None, alias="as")
+    """The name of the output column. None: ``<column>_bucket``."""
 
     @model_validator(mode="after")
     def _check(self) -> Bucket:
@@ -79,11 +85,21 @@ class Lookup(ConfigModel):
     """
 
     reference: str
+    """The name of the reference frame, given as ``references={name: frame}`` or with
+    ``set_reference(name, frame)``; a name with no frame is a ConfigError at run time."""
     on: list[str] | None = None
+    """Key columns (a name or a list) with the same names in the data and the reference. Give
+    either ``on`` or ``left_on`` + ``right_on``."""
     left_on: list[str] | None = None
+    """The data's key columns when the names differ, paired by position with ``right_on``."""
     right_on: list[str] | None = None
+    """The reference's key columns, paired with ``left_on``; they are not added to the data."""
     columns: list[str] | None = None
+    """The reference columns to add (a name or a list). None: every reference column but the
+    keys. A column the data has already is a ConfigError."""
     defaults: Annotated[dict[str, Any], DATA_KEYS] = Field(default_factory=dict)
+    """Values by added column for the rows whose key found no match (a matched null stays
+    null); added columns without a default are null for those rows."""
 
     _lists = field_validator("on", "left_on", "right_on", "columns", mode="before")(_as_list)
 
@@ -110,10 +126,22 @@ class DataEnricherConfig(ConfigModel):
     """Config of :class:`DataEnricher` (see its docstring)."""
 
     derived: Annotated[dict[str, str] | list[str], DATA_KEYS] = Field(default_factory=dict)
+    """New columns from expressions, made first and in order (each may use the ones before):
+    ``{"revenue": "quantity * price"}`` or ``["revenue = quantity * price"]``. An existing
+    column of that name is replaced."""
     date_parts: Annotated[dict[str, list[str]], DATA_KEYS] = Field(default_factory=dict)
+    """Parts to extract by date or datetime column (a part or a list), each into
+    ``<column>_<part>``: ``year``, ``quarter``, ``month``, ``day``, ``weekday`` (Monday 1 to
+    Sunday 7), ``day_of_year``, ``hour``, ``minute``, ``second``, ``date`` (not on pandas).
+    Another part is a ConfigError when the enricher is built."""
     buckets: list[Bucket] = Field(default_factory=list)
+    """Numeric columns cut into labelled intervals (keys below), after the date parts."""
     lookups: list[Lookup] = Field(default_factory=list)
+    """Left joins against reference frames on unique keys (keys below), after the buckets; a
+    lookup never adds rows, and a reference with duplicate keys is a JoinValidationError."""
     rest_lookups: list[RestLookup] = Field(default_factory=list)
+    """Fields fetched from a REST endpoint per distinct key (keys below), last; misses (404)
+    and failures get the lookup's ``defaults`` and are counted in the metadata."""
 
     @field_validator("date_parts", mode="before")
     @classmethod
@@ -138,6 +166,18 @@ class DataEnricher(DataProcessor):
     fetch fields from a REST endpoint once per distinct key (``url`` with ``{column}``
     placeholders): concurrent, rate-limited, retried, cached; misses (404) and failures are
     counted in the metadata and get ``defaults``.
+
+    Raises:
+        ConfigError: the config is invalid: an expression that does not parse, an unknown date
+            part, bucket breaks that do not increase or labels of the wrong count, a REST lookup
+            URL whose placeholders are not its ``on`` columns; at run time a lookup's reference
+            that was never given, or a lookup column the data has already.
+        ColumnNotFoundError: a column an expression, date part, bucket or lookup key names is not
+            in the data or the reference.
+        JoinValidationError: a lookup's reference has duplicate keys.
+        UnsupportedOperationError: the date part ``date`` on a pandas frame.
+        ProcessingError: the engine failed otherwise (the message names the processor). A REST
+            lookup's failed requests raise nothing: they are counted and get the defaults.
 
     Example:
         >>> import datetime as dt

@@ -53,16 +53,32 @@ class Condition(ConfigModel):
     """One structured condition: ``{"column": "price", "op": ">", "value": 10}``."""
 
     column: str
+    """The column to test (any name; it is quoted for you)."""
     op: str
+    """The operator: ``eq ne gt ge lt le`` (or ``= == != <> > >= < <=``), ``in``, ``not_in``,
+    ``between``, ``is_null``, ``is_not_null``, ``like``, ``contains``, ``starts_with``,
+    ``ends_with``. Another one is a ConfigError when the filter is built."""
     value: Any = None
+    """The operand: a number, text, boolean, date or datetime; a non-empty list for ``in`` /
+    ``not_in``; ``[low, high]`` for ``between`` (both inclusive); text for ``like`` (SQL
+    pattern: ``%`` any run, ``_`` one character) and for ``contains`` / ``starts_with`` /
+    ``ends_with`` (matched literally). Unused by ``is_null`` / ``is_not_null``; a null with
+    ``eq`` matches no row, as in SQL."""
 
 
 class DataFilterConfig(ConfigModel):
     """Config of :class:`DataFilter`: ``condition`` or ``conditions`` (+ ``combine``)."""
 
     condition: str | None = None
+    """The condition as one expression (``"price > 10 and region in ('north', 'south')"``):
+    rows where it is true are kept, rows where it is false or null are dropped. Give exactly
+    one of ``condition`` and ``conditions``."""
     conditions: list[Condition] | None = None
+    """The condition as a non-empty list of ``{column, op, value}`` mappings (keys below),
+    joined by ``combine``; each becomes the same expression ``condition`` would be."""
     combine: Literal["and", "or"] = "and"
+    """How ``conditions`` are joined: ``and`` keeps rows meeting all, ``or`` rows meeting any.
+    Not used with ``condition``."""
 
     @model_validator(mode="after")
     def _one_form(self) -> DataFilterConfig:
@@ -85,6 +101,14 @@ class DataFilter(DataProcessor):
     ``between`` (value ``[low, high]``), ``is_null``, ``is_not_null``, ``like``, ``contains``,
     ``starts_with``, ``ends_with``. Each becomes the same expression (``price > 10``,
     ``region IN ('a', 'b')``, ...), so both forms give the same answer.
+
+    Raises:
+        ConfigError: the config is invalid when the filter is built: both or neither of
+            ``condition`` and ``conditions``, an expression that does not parse (its position
+            is named), an unknown operator, or a value that does not suit its operator.
+        ColumnNotFoundError: the condition names a column that is not in the data (with its
+            position in the text).
+        ProcessingError: the engine failed otherwise (the message names the processor).
 
     Example:
         >>> import polars as pl

@@ -35,12 +35,30 @@ class DataJoinerConfig(ConfigModel):
     """Config of :class:`DataJoiner` (see its docstring)."""
 
     how: How = "inner"
+    """``inner`` (rows with a match on both sides), ``left`` (every left row; right columns
+    null where nothing matched), ``right``, ``full`` (every row of both sides), ``semi`` (left
+    rows that have a match, left columns only), ``anti`` (left rows without a match), or
+    ``cross`` (every pair of rows; takes no keys)."""
     on: list[str] | None = None
+    """Key columns (a name or a list) with the same names on both sides; the output has them
+    once (a full join coalesces them, as SQL ``USING``). Give either ``on`` or ``left_on`` +
+    ``right_on`` (neither for ``cross``)."""
     left_on: list[str] | None = None
+    """The left side's key columns when the names differ, paired by position with
+    ``right_on`` (as many each)."""
     right_on: list[str] | None = None
+    """The right side's key columns, paired with ``left_on``. Inner and left joins keep only
+    the left key columns."""
     suffix: str = Field(default="_right", min_length=1)
+    """Appended to a right-side column whose name is already on the left (non-empty)."""
     validate_: Validate = Field(default="many_to_many", alias="validate")
+    """Checked before joining: ``one_to_one`` (keys unique on both sides), ``one_to_many``
+    (unique on the left), ``many_to_one`` (unique on the right) or ``many_to_many`` (no
+    check). Null keys are not counted; a failure is a JoinValidationError naming the side
+    and up to three duplicate keys with their row counts."""
     right_table: str | None = None
+    """The table to ``retrieve()`` when the right side is a storage system; not used for
+    other right sides (a frame, a callable, a data source)."""
 
     _lists = field_validator("on", "left_on", "right_on", mode="before")(_as_list)
 
@@ -78,6 +96,15 @@ class DataJoiner(DataProcessor):
     zero-argument callable; a data source (its ``ingest()`` runs at the first join); or a storage
     system with the config key ``right_table`` (``retrieve(right_table)``). It is loaded once
     and converted to the left side's engine when they differ (through Arrow).
+
+    Raises:
+        ConfigError: the keys are invalid (both ``on`` and ``left_on``/``right_on``, keys on a
+            cross join, ``left_on`` and ``right_on`` of different lengths, ...), the right side is
+            not set, or it is something that cannot give a frame.
+        ColumnNotFoundError: a key column is missing on the left or the right side.
+        JoinValidationError: the ``validate`` expectation failed (the side and example duplicate
+            keys are named); also a SchemaError.
+        ProcessingError: the engine failed otherwise (the message names the processor).
 
     Example:
         >>> import polars as pl

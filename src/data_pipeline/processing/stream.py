@@ -80,6 +80,8 @@ class StreamProcessorConfig(ConfigModel):
     """A partition with no row for this long (processing time) stops holding the watermark
     back, until its next row. None: never."""
     output: Literal["native", "polars"] = "native"
+    """The type of what is emitted: ``native`` the micro-batches' own engine (pandas in,
+    pandas out), ``polars`` a Polars DataFrame."""
 
     _durations = field_validator("allowed_lateness", "max_out_of_orderness", "idle_timeout")(
         classmethod(lambda cls, v: _optional_duration(v))
@@ -142,6 +144,14 @@ class StreamProcessor(DataProcessor):
     Polars (``output: polars``). Any iterator of frames works, e.g. a StreamingSource's
     ``batches()``; ``data-pipeline run --follow`` feeds one per processing pipeline.
 
+    Raises:
+        ConfigError: a duration key that is not a number and ``s``/``m``/``h``/``d``; ``emit:
+            final`` with an aggregating step that is not a WindowedAggregator; a snapshot given
+            to ``restore_state`` that is not one, or was taken with other settings.
+        ColumnNotFoundError: ``partition_column`` is not in a micro-batch.
+        ProcessingPipelineError: a step needs a column that no earlier step provides.
+        ProcessingError: raised by a step (any subclass), passed on unchanged.
+
     Example:
         >>> import datetime as dt
         >>> import polars as pl
@@ -156,7 +166,7 @@ class StreamProcessor(DataProcessor):
         >>> [out["v"].to_list() for out in stream.process_stream(batches)]
         [[], [3], [5]]
         >>> stream.progress["late_rows"], stream.last_batch.metrics["late"]
-        (1, 0)
+        (1, 1)
     """
 
     config_model = StreamProcessorConfig

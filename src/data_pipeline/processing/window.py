@@ -78,12 +78,31 @@ class WindowedAggregatorConfig(ConfigModel):
     """Session windows instead of ``window``: a session of a group ends when no row follows
     within this gap."""
     group_by: list[str] = Field(default_factory=list)
+    """Key columns (a name or a list): one output row per window and distinct combination
+    (sessions are formed per combination). Empty: one row per window."""
     aggregations: Annotated[dict[str, Any], DATA_KEYS]
+    """What to compute, by input column: an aggregation name (``sum``, ``mean``, ``min``,
+    ``max``, ``count``, ``median``, ``n_unique``, ``first``, ``last``, ``std``; the output keeps
+    the column's name), ``{"agg": ..., "as": "name", "order_by": ...}``, or a list of those
+    (outputs ``<column>_<agg>`` unless ``as`` names them); ``"*": "count"`` counts rows into
+    ``count``. Output names must differ from each other and from the group keys, the time column and the
+    window columns."""
     having: str | None = None
+    """A condition on the output columns (group keys, ``start_column``, ``end_column``,
+    aggregate outputs) that keeps only some windows: ``"count >= 10"``. None: every window is kept."""
     sort: list[str | SortKey] | bool | None = None
+    """The order of the output rows: None or ``true`` by window start, then the group keys;
+    ``false`` no sort; or a list of output columns as in DataAggregator (``"count desc"``,
+    ``{"column": ..., "descending": ...}``). Nulls sort last."""
     order_by: list[str] = Field(default_factory=list)
+    """Columns that order the rows for ``first`` and ``last`` (ascending, nulls last), for each
+    such aggregation without its own ``order_by``; needed for them on lazy frames (see
+    DataAggregator)."""
     start_column: str = "window_start"
+    """The name of the output column holding each window's start (inclusive)."""
     end_column: str = "window_end"
+    """The name of the output column holding each window's end: exclusive for tumbling and
+    sliding windows; for a session its last row's time plus ``session_gap``."""
 
     _lists = field_validator("group_by", "order_by", mode="before")(_as_list)
 
@@ -135,6 +154,18 @@ class WindowedAggregator(DataProcessor):
     DuckDB truncates only to one unit (``1h``, ``1d``); for ``15m`` on DuckDB use a Polars
     frame. The streaming form (:class:`StreamProcessor`) uses this same definition and keeps
     the partial aggregates of each slide-sized pane (or session) between micro-batches.
+
+    Raises:
+        ConfigError: the config is invalid when the aggregator is built: neither or both of
+            ``window`` and ``session_gap``, a duration that is not a number and ``s``/``m``/``h``/
+            ``d``, a ``window`` that is not a multiple of ``slide``, ``time_column`` missing for
+            event time (or given for processing time), and the aggregation errors of
+            :class:`DataAggregator`.
+        ColumnNotFoundError: the time column, a group key or an aggregated column is not in the
+            data.
+        UnsupportedOperationError: a window or slide other than one unit (``1s``, ``1m``, ``1h``,
+            ``1d``) on DuckDB, or ``first`` / ``last`` on a lazy frame without ``order_by``.
+        ProcessingError: the engine failed otherwise (the message names the processor).
 
     Example:
         >>> import datetime as dt

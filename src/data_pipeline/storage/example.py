@@ -87,8 +87,8 @@ def main(root: str | Path | None = None) -> dict[str, Any]:
     revenue = manager.retrieve_data(
         "warehouse",
         query="SELECT region, round(sum(quantity * price), 2) AS revenue FROM orders "
-        "WHERE date >= ? GROUP BY region ORDER BY region",
-        params=[dt.date(2024, 1, 3)],
+        "WHERE date >= :since GROUP BY region ORDER BY region",
+        params={"since": dt.date(2024, 1, 3)},
     )
     print(revenue)
     results["revenue"] = revenue

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -28,6 +27,8 @@ from data_pipeline.core.errors import (
     StorageConnectionError,
     StorageSchemaError,
 )
+from data_pipeline.core.sql.params import bind
+from data_pipeline.core.sql.read import fix_arrow
 from data_pipeline.storage._common import (
     ColumnList,
     already_exists_error,
@@ -140,7 +141,7 @@ class DataWarehouseStorage(StorageSystem):
     ``store(data, "sales", if_exists=...)``: ``fail``, ``replace`` (atomic, in one transaction),
     ``append`` (``INSERT ... BY NAME``) or ``upsert`` (``MERGE INTO`` on ``primary_key``).
     Tables are created from the frame's Arrow schema, with a PRIMARY KEY when ``primary_key`` is
-    set. ``retrieve("sales")`` or ``retrieve(query="SELECT ... WHERE x > ?", params=[1])``.
+    set. ``retrieve("sales")`` or ``retrieve(query="SELECT ... WHERE x > :x", params={"x": 1})``.
 
     Delta Lake (``engine: delta``): each table is the directory ``<path>/<table>``; ``upsert``
     is a Delta MERGE on ``primary_key``; ``partition_by`` partitions new tables.
@@ -547,7 +548,8 @@ class DataWarehouseStorage(StorageSystem):
         with self.connect() as con:
             if self._columns(con, STATE_TABLE) is None:
                 return None
-            rows = con.execute(_dollar(self._state_table().select_sql()), {"name": name}).fetchall()
+            sql, values = bind(self._state_table().select_sql(), {"name": name}, "dollar_named")
+            rows = con.execute(sql, values).fetchall()
         if not rows:
             return None
         row = rows[0]
@@ -718,9 +720,10 @@ class DataWarehouseStorage(StorageSystem):
                 if self._columns(con, target) is None:
                     raise self._not_found(con, target)
                 sql = f"SELECT * FROM {quote_qualified(target, self.settings.schema_name)}"  # noqa: S608
-                return con.sql(sql).to_arrow_table()
+                return fix_arrow(con.sql(sql).to_arrow_table())
+            text, values = bind(query, params, "dollar_named", component=self.label)
             try:
-                return con.sql(query, params=params).to_arrow_table()
+                return fix_arrow(con.sql(text, params=values or None).to_arrow_table())
             except duckdb.CatalogException as exc:
                 raise InputNotFoundError(
                     f"query refers to a missing table or column: {exc}",
@@ -764,7 +767,7 @@ class DataWarehouseStorage(StorageSystem):
             raise ConfigError(
                 "a Delta query needs table=... (the table the query reads, by that name)",
                 component=self.label,
-                hint="retrieve('sales', query='SELECT * FROM sales WHERE x > ?', params=[1])",
+                hint="retrieve('sales', query='SELECT * FROM sales WHERE x > :x', params={'x': 1})",
             )
         uri = self._delta_uri(target)
         if not self._delta_exists(uri):
@@ -782,17 +785,13 @@ class DataWarehouseStorage(StorageSystem):
             return data
         import duckdb
 
+        text, values = bind(query, params, "dollar_named", component=self.label)
         con = duckdb.connect()
         try:
             con.register(target, data)
-            return con.sql(query, params=params).to_arrow_table()
+            return fix_arrow(con.sql(text, params=values or None).to_arrow_table())
         finally:
             con.close()
-
-
-def _dollar(sql: str) -> str:
-    """``:name`` parameters as DuckDB's ``$name``."""
-    return re.sub(r"(?<![:\w]):(\w+)", r"$\1", sql)
 
 
 class _DuckTransaction:
@@ -803,10 +802,9 @@ class _DuckTransaction:
         self.con = con
 
     def execute(self, sql: str, params: Any = None) -> Any:
-        """Run one statement in the transaction (``:name`` or ``?`` parameters)."""
-        if isinstance(params, dict):
-            sql = _dollar(sql)
-        return self.con.execute(sql, params)
+        """Run one statement in the transaction, with ``:name`` parameters and a dict."""
+        text, values = bind(sql, params, "dollar_named", component=self.storage.label)
+        return self.con.execute(text, values or None)
 
     def save_checkpoint(self, checkpoint: Checkpoint, previous: int) -> None:
         """Write ``checkpoint`` to the state table in this transaction; fail when the row is at

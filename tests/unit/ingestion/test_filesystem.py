@@ -327,6 +327,44 @@ def test_bad_rows_reject_file(tmp_path: Path) -> None:
     assert meta["details"]["reject_path"] == str(rejects)
 
 
+def test_reject_file_keeps_the_rejects_of_every_read(tmp_path: Path) -> None:
+    """reject_path is appended to (the header once), as by StreamingSource: an incremental read
+    of a new file rewrote it and lost the rejects of the earlier runs."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rejects = tmp_path / "rejects.csv"
+    config = {
+        "path": str(data / "*.csv"),
+        "incremental": True,
+        "state_path": str(tmp_path / "state.json"),
+        "on_bad_rows": "reject",
+        "reject_path": str(rejects),
+    }
+    (data / "a.csv").write_text("id,price\n1,1.5\n2\n")  # line 3: too few fields
+    assert source(config).ingest()["id"].to_list() == [1]
+    (data / "b.csv").write_text("id,price\n3,3.5\n4\n5,1,2\n")
+    assert source(config).ingest()["id"].to_list() == [3]  # only the new file
+    rejected = pl.read_csv(rejects)  # one header, then the rows of both runs
+    assert rejected.columns == ["file", "line", "reason", "raw"]
+    assert [(Path(f).name, n) for f, n in rejected.select("file", "line").iter_rows()] == [
+        ("a.csv", 3),
+        ("b.csv", 3),
+        ("b.csv", 4),
+    ]
+
+
+def test_reject_file_with_other_columns_is_an_error(tmp_path: Path) -> None:
+    """Appending rows of another layout (a stream's reject file) would garble both."""
+    path = tmp_path / "bad.csv"
+    path.write_text(BAD_CSV)
+    rejects = tmp_path / "rejects.csv"
+    rejects.write_text("stream,id,reason,raw\norders,1-0,not JSON,{\n")
+    config = {"path": str(path), "on_bad_rows": "reject", "reject_path": str(rejects)}
+    with pytest.raises(ConfigError, match=r"rejects\.csv.*stream,id,reason,raw"):
+        source({**config, "infer_schema_length": 1}).ingest()
+    assert rejects.read_text() == "stream,id,reason,raw\norders,1-0,not JSON,{\n"
+
+
 def test_incremental_by_modification_time(tmp_path: Path) -> None:
     state = tmp_path / "state.json"
     data = tmp_path / "in"

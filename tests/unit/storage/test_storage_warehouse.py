@@ -123,13 +123,85 @@ def test_schema_query_params_and_missing_table(tmp_path: Path) -> None:
     wh.store(frame(), "sales")
     assert sql(tmp_path, "SELECT count(*) FROM analytics.sales") == [(3,)]
     out = wh.retrieve(
-        query="SELECT id FROM analytics.sales WHERE name = ? OR id > ?", params=["a", 2]
+        query="SELECT id FROM analytics.sales WHERE name = :n OR id > :i", params={"n": "a", "i": 2}
     )
     assert sorted(out["id"].to_list()) == [1, 3]
     with pytest.raises(InputNotFoundError, match="'sales'"):
         wh.retrieve("sale")
     with pytest.raises(InputNotFoundError, match="missing table"):
         wh.retrieve(query="SELECT * FROM nowhere")
+
+
+HOSTILE = "x' OR 1=1 --"
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "delta"])
+def test_query_params_are_named_and_bound_never_written_into_sql(
+    tmp_path: Path, engine: str
+) -> None:
+    """``:name`` and a dict, as DatabaseSource and RelationalDBStorage take them: a value that
+    would inject if it were written into the SQL matches only itself; a list is refused."""
+    config = {"engine": "delta", "path": str(tmp_path / "d")} if engine == "delta" else {}
+    wh = DataWarehouseStorage(name="wh", config=config or {"database": str(tmp_path / "w.db")})
+    data = pl.DataFrame({"id": [1, 2, 3], "name": ["a", HOSTILE, "c"]})
+    wh.store(data, "t")
+    query = "SELECT id FROM t WHERE name = :name AND ':name' <> name ORDER BY id"
+    assert wh.retrieve("t", query=query, params={"name": HOSTILE})["id"].to_list() == [2]
+    assert wh.retrieve("t", query=query, params={"name": "zz"}).height == 0
+    # the oracle: plain Python over the stored rows
+    assert [r["id"] for r in data.to_dicts() if r["name"] == HOSTILE] == [2]
+    with pytest.raises(ConfigError, match="dict of :name parameters"):
+        wh.retrieve("t", query="SELECT id FROM t WHERE id > ?", params=[1])
+    with pytest.raises(ConfigError, match="params has no 'lo'"):
+        wh.retrieve("t", query="SELECT id FROM t WHERE id > :lo", params={"hi": 1})
+
+
+def test_query_params_keep_arrow_types(tmp_path: Path) -> None:
+    """With params the read stays on Arrow: Int32 stays Int32, a decimal keeps its scale."""
+    from decimal import Decimal
+
+    wh = duck(tmp_path)
+    data = pl.DataFrame(
+        {
+            "i": pl.Series([1, -2, 2_000_000_000, None], dtype=pl.Int32),
+            "d": pl.Series(
+                [Decimal("1.0000000001"), Decimal("-2.5"), None, Decimal("0")],
+                dtype=pl.Decimal(20, 10),
+            ),
+        }
+    )
+    wh.store(data, "typed")
+    plain = wh.retrieve(query="SELECT * FROM typed")
+    bound = wh.retrieve(query="SELECT * FROM typed WHERE i IS NULL OR i > :lo", params={"lo": -10})
+    for out in (plain, bound):
+        assert out.schema["i"] == pl.Int32
+        assert out.schema["d"] == pl.Decimal(20, 10)
+    assert_frame_equal(bound, data)
+
+
+def test_duration_round_trips_through_interval(tmp_path: Path) -> None:
+    """A Duration stored as a DuckDB INTERVAL comes back as the same Duration (table, query,
+    output='arrow'); an interval with months has no length in microseconds and stays one."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    values = [
+        dt.timedelta(days=-1, microseconds=1),
+        None,
+        dt.timedelta(days=100_000, microseconds=7),
+    ]
+    data = pl.DataFrame({"d": pl.Series(values, dtype=pl.Duration("us"))})
+    wh = duck(tmp_path)
+    wh.store(data, "dur")
+    assert sql(tmp_path, "SELECT typeof(d) FROM dur LIMIT 1") == [("INTERVAL",)]
+    assert_frame_equal(wh.retrieve("dur"), data)
+    assert wh.retrieve(query="SELECT d FROM dur WHERE d IS NOT NULL")["d"].to_list() == [
+        v for v in values if v is not None
+    ]
+    assert wh.retrieve("dur", output="arrow").schema.field("d").type == pa.duration("us")
+    months = wh.retrieve(query="SELECT INTERVAL 1 MONTH AS m", output="arrow")
+    assert months.schema.field("m").type == pa.month_day_nano_interval()
 
 
 def test_memory_database_keeps_data_between_calls() -> None:
@@ -181,7 +253,7 @@ def test_delta_tables(tmp_path: Path) -> None:
     assert out["id"].to_list() == [1, 2, 3, 9, 10]
     assert out.filter(pl.col("id") == 1)["amount"].item() == 100.0
     queried = wh.retrieve(
-        "sales", query="SELECT id FROM sales WHERE amount > ? ORDER BY id", params=[5.0]
+        "sales", query="SELECT id FROM sales WHERE amount > :a ORDER BY id", params={"a": 5.0}
     )
     assert queried["id"].to_list() == [1, 9, 10]
     wh.store(frame().head(1), "sales", if_exists="replace")

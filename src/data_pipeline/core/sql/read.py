@@ -190,8 +190,7 @@ class _Reader:
             return fix_arrow(cx.read_sql(self.cx_uri(), self.sql, return_type="arrow"))
         with self.duckdb() as con:
             query, bound = bind(self.sql, self.params, "dollar_named", component=self.component)
-            result: pa.Table = con.sql(query, params=bound or None).to_arrow_table()
-            return result
+            return fix_arrow(con.sql(query, params=bound or None).to_arrow_table())
 
     def batches(self, path: str, size: int) -> Iterator[pa.Table]:
         if path == "adbc":
@@ -476,7 +475,8 @@ def tinyint_as_bool(frame: Any, names: list[str], checked: bool) -> Any:
 
 def fix_arrow(table: pa.Table) -> pa.Table:
     """Arrow types polars and users expect: JSON/opaque extensions -> storage type, PostgreSQL
-    ``numeric(p, s)`` (sent as text) -> ``decimal(p, s)``."""
+    ``numeric(p, s)`` (sent as text) -> ``decimal(p, s)``, an interval (DuckDB ``INTERVAL``,
+    PostgreSQL ``interval``) -> ``duration[us]`` (see :func:`interval_as_duration`)."""
     import pyarrow as pa
 
     columns = []
@@ -493,11 +493,51 @@ def fix_arrow(table: pa.Table) -> pa.Table:
             column = _numeric(column, int(meta.get(b"POSTGRESQL:typmod", b"-1")))
             typ = column.type
             changed = True
+        if typ == pa.month_day_nano_interval():
+            duration = interval_as_duration(column)
+            if duration is not None:
+                column, typ = duration, duration.type
+                changed = True
         columns.append(column)
         fields.append(pa.field(fld.name, typ))
     if not changed:
         return table
     return pa.table(columns, schema=pa.schema(fields))
+
+
+_DAY_US = 86_400_000_000
+_MAX_DAYS = 100_000_000  # days * _DAY_US stays inside int64
+
+
+def interval_as_duration(column: Any) -> Any:
+    """A ``month_day_nano`` interval column as ``duration[us]`` (a day counted as 24 hours), or
+    None when some value has months or a fraction of a microsecond (no fixed length in
+    microseconds: the column is left as an interval, which ``output="arrow"`` returns and polars
+    refuses).
+
+    DuckDB stores a Duration as an ``INTERVAL`` of microseconds and reads it back as
+    ``month_day_nano``; this gives the Duration back.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    parts = np.dtype([("months", "<i4"), ("days", "<i4"), ("nanos", "<i8")])
+    chunks = []
+    for chunk in column.chunks:
+        validity, data = chunk.buffers()
+        raw = np.frombuffer(data, dtype=parts, count=chunk.offset + len(chunk))[chunk.offset :]
+        valid = (
+            np.ones(len(chunk), dtype=bool)
+            if validity is None
+            else chunk.is_valid().to_numpy(zero_copy_only=False)
+        )
+        months, days, nanos = raw["months"][valid], raw["days"][valid], raw["nanos"][valid]
+        if (months != 0).any() or (nanos % 1000 != 0).any() or (abs(days) > _MAX_DAYS).any():
+            return None
+        days, nanos = raw["days"], raw["nanos"]
+        micros = days.astype(np.int64) * _DAY_US + nanos // 1000
+        chunks.append(pa.array(micros, type=pa.duration("us"), mask=~valid))
+    return pa.chunked_array(chunks, type=pa.duration("us"))
 
 
 def _numeric(column: Any, typmod: int) -> Any:

@@ -101,8 +101,8 @@ class RedirectConfig(ConfigModel):
     """
 
     follow: bool = True
-    """Follow 3xx redirects. ``false`` returns the redirect response itself, which is not an
-    error (its body, usually empty, is read as the page)."""
+    """Follow 3xx redirects. ``false``: a redirect is an error naming its status and target
+    (``Location``, credentials masked), never read as a page."""
     max: int = Field(default=10, ge=0)
     """Redirects followed per request at most; one more is an error (``0`` refuses every
     redirect)."""
@@ -454,7 +454,11 @@ class HttpClient:
                 time.monotonic() - started,
             )
         status = response.status_code
-        if status < 400 or status in accept:
+        if status in accept:
+            return response
+        if response.is_redirect:  # only when redirects.follow is false: _send follows the others
+            raise self._redirect_error(response, shown)
+        if status < 400:
             return response
         raise self._status_error(response, shown, attempts)
 
@@ -548,6 +552,16 @@ class HttpClient:
             f"{shown}: the response {what}, more than max_body_size ({self.max_body_size:,} bytes)",
             component=self.component,
             hint="raise 'max_body_size' in the config (e.g. '500MB'), or ask for smaller pages",
+        )
+
+    def _redirect_error(self, response: httpx.Response, shown: str) -> IngestionError:
+        target = response.next_request
+        location = str(target.url) if target is not None else response.headers["Location"]
+        return IngestionError(
+            f"{shown} returned HTTP {response.status_code} {response.reason_phrase}, a redirect "
+            f"to {redact_url(location)}, and redirects.follow is false",
+            component=self.component,
+            hint="set redirects.follow: true to follow it, or use the target URL in the config",
         )
 
     def _status_error(self, response: httpx.Response, shown: str, attempts: str) -> IngestionError:

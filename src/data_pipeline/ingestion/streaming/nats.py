@@ -13,9 +13,12 @@ running on a thread, so the source stays a plain synchronous call. Two ways to r
   ``ack_wait``/3 that the batch is in progress, so a slow batch is never delivered again
   while this process lives, and a dead process's batch comes back after ``ack_wait``. The
   acknowledgements are confirmed by the server before the next batch is read. A message
-  delivered again after its batch committed (the stream sequences of the last committed batch
-  are in the checkpoint) is acknowledged and dropped. ``ack: false`` returns every batch (a
-  repeatable peek).
+  delivered again after its batch committed is acknowledged and dropped: the checkpoint keeps
+  the stream sequence of every committed message whose acknowledgement the server has not
+  confirmed (a process killed between a commit and its acknowledgement leaves its batch to
+  come back ``ack_wait`` later, possibly after several more commits and restarts); a
+  sequence leaves it once the server confirmed its acknowledgement or the consumer's ack
+  floor passed it. ``ack: false`` returns every batch (a repeatable peek).
 * without ``group``: an ephemeral consumer that reads in stream order from ``start_id`` (``0``
   the start of the stream, ``$`` only messages published after the first read, a number: after
   that stream sequence) and continues from the last sequence read, kept in the checkpoint (or
@@ -87,7 +90,8 @@ class Reader:
         self.pending: list[Any] = []  # with a group: read, not acknowledged
         self.pending_sequences: list[int] = []  # their stream sequences
         self.filling: list[Any] = []  # with a group: the batch being fetched
-        self.committed: set[int] = set()  # the last committed batch's sequences
+        self.committed: set[int] = set()  # committed, acknowledgement not confirmed
+        self.dropped: set[int] = set()  # copies of those acknowledged, not confirmed yet
         self.acked: deque[set[int]] = deque(maxlen=3)  # recently acknowledged here
         self.keeper: Any = None
 
@@ -100,6 +104,7 @@ class Reader:
         state = state or {}
         if self.source.settings.group:
             self.committed = {int(x) for x in state.get("pending") or []}
+            self.dropped = set()
             if self.pending:  # read here, not committed: back to the consumer at once
                 self._call(self._give_back(self.pending))
                 self.pending, self.pending_sequences = [], []
@@ -111,7 +116,8 @@ class Reader:
 
     def checkpoint_state(self) -> dict[str, Any]:
         if self.source.settings.group:
-            return {"pending": list(self.pending_sequences)}
+            # everything committed that the server may still deliver again
+            return {"pending": sorted(self.committed.union(self.pending_sequences))}
         return {"positions": {} if self.position is None else {self.key: str(self.position)}}
 
     def acknowledge(self) -> None:
@@ -120,8 +126,14 @@ class Reader:
         messages, self.pending = self.pending, []
         sequences, self.pending_sequences = self.pending_sequences, []
         if self.source.settings.ack:
-            self._call(self._ack(messages))
+            self.committed.update(sequences)  # until the server confirms the acknowledgement
+            earlier = bool(self.committed.difference(sequences, self.dropped))
+            floor = self._call(self._ack(messages, floor=earlier))
             self.acked.append(set(sequences))
+            self.committed.difference_update(sequences, self.dropped)
+            self.dropped.clear()
+            if floor is not None:
+                self.committed = {x for x in self.committed if x > floor}
         else:
             self._call(self._nak(messages))
 
@@ -196,12 +208,15 @@ class Reader:
                     await self._bind_group()
                 if self.keeper is None:
                     self.keeper = asyncio.ensure_future(self._keep_in_progress())
-                self.filling = []
-                try:
-                    messages = await _fetch(self.sub, s.max_messages, s.timeout, self.filling)
-                finally:
+                while True:  # a read of nothing but dropped copies reads on
                     self.filling = []
-                return await self._new_only(messages)
+                    try:
+                        fetched = await _fetch(self.sub, s.max_messages, s.timeout, self.filling)
+                    finally:
+                        self.filling = []
+                    messages, fields = await self._new_only(fetched)
+                    if messages or not fetched:
+                        return messages, fields
             if self.sub is None:
                 await self._bind_ordered()
             messages = await _fetch(self.sub, s.max_messages, s.timeout)
@@ -231,15 +246,17 @@ class Reader:
         fields = _reply_fields(messages)
         if not messages:
             return messages, fields
-        done = pl.Series(sorted(set(self.committed).union(*self.acked)), dtype=pl.Int64)
-        held = pl.Series(self.pending_sequences, dtype=pl.Int64)
         sequence = fields["_sequence"]
-        again = sequence.is_in(done).to_numpy()
-        keep = ~again & ~sequence.is_in(held).to_numpy() & sequence.is_first_distinct().to_numpy()
+        numbers = sequence.to_numpy()
+        done = np.fromiter(self.committed.union(*self.acked), dtype=np.int64)
+        again = np.isin(numbers, done)
+        held = np.isin(numbers, np.asarray(self.pending_sequences, dtype=np.int64))
+        keep = ~again & ~held & sequence.is_first_distinct().to_numpy()
         # (a copy delivered twice within the batch, or while held: one row)
         if again.any():
             for index in np.flatnonzero(again):
                 await messages[index].ack()
+            self.dropped.update(int(x) for x in numbers[again])
             details = self.source.current_operation.details
             details["duplicates_dropped"] = details.get("duplicates_dropped", 0) + int(again.sum())
         if keep.all():
@@ -345,16 +362,26 @@ class Reader:
                 with contextlib.suppress(Exception):
                     await msg.in_progress()
 
-    async def _ack(self, messages: list[Any]) -> None:
+    async def _ack(self, messages: list[Any], *, floor: bool = False) -> int | None:
+        """Acknowledge ``messages``, confirmed by the server. ``floor`` (committed sequences of
+        earlier batches are unconfirmed): return the consumer's ack floor (every stream
+        sequence up to it is acknowledged), else None."""
         *rest, last = messages
         for msg in rest:
             await msg.ack()
-        # the server's answer to the last one comes after it processed all before it
+        # the server's answer to the last one comes after it processed all before it (the
+        # copies acknowledged and dropped by earlier reads too)
         try:
             await last.ack_sync(timeout=max(5.0, self.ack_wait))
         except Exception:
             await self.nc.flush()
             raise
+        return await self._ack_floor() if floor else None
+
+    async def _ack_floor(self) -> int | None:
+        info = await self.js.consumer_info(self.stream_name, self.consumer_name)
+        floor = getattr(info.ack_floor, "stream_seq", None) if info.ack_floor else None
+        return None if floor is None else int(floor)
 
     async def _give_back(self, messages: list[Any]) -> None:
         """Unsubscribe first: a pull request of ours still pending at the server loses its

@@ -441,9 +441,9 @@ def _parameters(source: StreamingSource, pika: Any) -> Any:
         params = pika.URLParameters(s.url)
         for key, value in {**defaults, **s.options}.items():
             _set(source, params, key, value)
-        if s.username or s.password:
+        if s.username or s.password:  # each key replaces its own part of the URL's login
             user = s.username or params.credentials.username
-            password = s.password.get_secret_value() if s.password else ""
+            password = s.password.get_secret_value() if s.password else params.credentials.password
             params.credentials = pika.PlainCredentials(user, password)
         return params
     credentials = pika.PlainCredentials(

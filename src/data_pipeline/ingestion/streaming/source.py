@@ -55,13 +55,15 @@ class StreamingConfig(SourceConfig):
     MQTT 1883, Kafka 9092)."""
     username: str | None = None
     """The user to log in as, with ``password`` (Kafka: SASL/PLAIN; RabbitMQ: ``guest`` when
-    absent). Beside a ``url`` it replaces the URL's user, except on Redis, which then reads
-    only the URL (``redis://user:pw@host:6379/0``)."""
+    absent). Beside a ``url`` it replaces the URL's user and keeps the URL's password
+    (NATS: give both keys or neither)."""
     password: SecretStr | None = None
     """The password (kept secret: never in messages, logs or metadata); write ``${ENV_VAR}``
-    in a pipeline file. Beside a ``url`` it replaces the URL's password, except on Redis."""
+    in a pipeline file. Beside a ``url`` it replaces the URL's password and keeps the URL's
+    user."""
     db: int = Field(default=0, ge=0)
-    """Redis database number."""
+    """Redis database number; given beside a ``url``, it replaces the URL's
+    (``redis://host:6379/2``)."""
     stream: str | list[str] = Field(
         validation_alias=AliasChoices("stream", "topic", "queue", "subject")
     )
@@ -101,7 +103,8 @@ class StreamingConfig(SourceConfig):
     """A payload that is not what ``payload`` says: fail, drop, or write to ``reject_path``."""
     reject_path: str | None = None
     """Where ``on_bad_rows: reject`` writes bad messages, as CSV with columns ``stream``,
-    ``id``, ``reason``, ``raw``; batches append to it. Default
+    ``id``, ``reason``, ``raw``. Appended to by each batch that rejects messages (the header
+    once, when the file is new or empty; a file with other columns is an error). Default
     ``.data_pipeline/rejects/<source name>.csv`` (beside the pipeline file when one runs)."""
     log_path: str | None = None
     """MQTT: the folder of the durable local log messages are written to before they are
