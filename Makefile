@@ -1,6 +1,7 @@
 # Two commands on a fresh machine:
 #   make demo   set up .venv, generate the sales data, run examples/sales/pipeline.yaml
-#   make test   set up .venv with the test extra, then ruff, mypy (src/) and pytest
+#   make test   set up .venv with the test extra, then ruff, mypy (src/), the strict docs build
+#               (make docs) and pytest, whose docs-site test checks the site it built
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -32,10 +33,11 @@ lint: $(VENV)/.test
 typecheck: $(VENV)/.test
 	$(VENV)/bin/mypy src/data_pipeline
 
-pytest: $(VENV)/.test browser
-	$(VENV)/bin/pytest -q
+# pytest needs the site: tests/unit/test_docs_site.py reads it (DATA_PIPELINE_DOCS_SITE)
+pytest: $(VENV)/.test browser docs
+	DATA_PIPELINE_DOCS_SITE=$(CURDIR)/site $(VENV)/bin/pytest -q
 
-test: lint typecheck pytest
+test: lint typecheck docs pytest
 
 docs: $(VENV)/.test  ## the documentation site with the API reference, offline and strict, into site/
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site

@@ -39,6 +39,7 @@ BENCHMARKS = {
     "batch_out_of_core": "benchmarks.batch_out_of_core",
     "stream_window_inprocess": "benchmarks.stream_window_inprocess",
     "viz_dashboard": "benchmarks.viz_dashboard",
+    "spark_scale_out": "benchmarks.spark_scale_out",
 }
 
 

@@ -531,9 +531,8 @@ def write_parquet_version(
     the rows written, read from the written files' footers (nothing is collected)."""
     import pyarrow.parquet as pq
 
-    writer = frame.write.mode("errorifexists").option(
-        "compression", _CODECS.get(compression, compression)
-    )
+    # "error", not "errorifexists": Spark Connect knows only the short name
+    writer = frame.write.mode("error").option("compression", _CODECS.get(compression, compression))
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     with translated(f"writing Parquet to {directory!r}"):

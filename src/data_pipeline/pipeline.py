@@ -898,23 +898,91 @@ def _consumers(loaded: LoadedPipeline) -> dict[str, int]:
     return count
 
 
-def _spark_source(source: Any, spec: SparkSpec | None) -> Any:
-    """``engine: spark``: the executors read the source where they can (``spark.read``, JDBC);
-    otherwise the driver reads it and sends it to Spark as Arrow (size checked)."""
-    session = _spark_session(spec)
+def _spark_read(source: Any, spec: SparkSpec | None) -> tuple[Any, str]:
+    """``engine: spark``: the source as a DataFrame the executors read (``spark.read``, JDBC),
+    or None and the reason the driver reads it instead."""
     reason = source.spark_unsupported()
     if reason is None:
-        out = source.ingest_spark(session)
+        out = source.ingest_spark(_spark_session(spec))
         if out is not None:
-            return out
+            return out, ""
         reason = "nothing new to read"
     logger.info("%s: read on the Spark driver (%s)", source.label, reason)
+    return None, reason
+
+
+def _run_batches(
+    loaded: LoadedPipeline,
+    chunked: Mapping[str, Iterator[Any]],
+    batched: list[tuple[str, str, Any]],
+    data: dict[str, Any],
+    stored: set[tuple[str, int]],
+    stages: dict[str, StageResult],
+    outputs: dict[str, str],
+) -> None:
+    """Sources read in batches (``chunk_size``): each batch goes through the transformations
+    of its source and into the stores of their outputs, one batch at a time; the first batch of
+    an entry is stored with its ``if_exists``, the next ones appended (``upsert`` stays upsert).
+    Only data sets that a processing pipeline or a dashboard reads are kept whole (in Arrow)."""
+    from data_pipeline.core.frames import to_arrow
+
+    engine = loaded.spec.engine
+    names = {*chunked, *(name for name, _, _ in batched)}
+    needed = {inp for inp, _ in loaded.processing.values()} | {
+        d for _, _, feeds in loaded.dashboards.values() for d in feeds.values()
+    }
+    known = {*loaded.sources, *loaded.transformations, *loaded.processing}
+    for _, ppipe in loaded.processing.values():
+        needed |= {ref for _, ref in _dataset_references(ppipe, known)}
+    kept: dict[str, list[Any]] = {n: [] for n in names & needed}
+    entries = [
+        (sname, i, system, entry)
+        for sname, (system, items) in loaded.storage.items()
+        for i, entry in enumerate(items)
+        if entry.data in names
+    ]
+    for source_name, batches in chunked.items():
+        empty = True
+        for raw in batches:
+            batch = {source_name: _to_engine(raw, engine, loaded.spec.spark)}
+            for name, inp, tpipe in batched:
+                if inp in batch:
+                    batch[name] = _materialize(tpipe.transform(batch[inp]))
+            for sname, i, system, entry in entries:
+                if entry.data not in batch:
+                    continue
+                mode = entry.if_exists
+                if (sname, i) in stored and mode in ("replace", "fail"):
+                    mode = "append"
+                result = system.store(batch[entry.data], entry.table or entry.data, if_exists=mode)
+                if (sname, i) not in stored:
+                    stored.add((sname, i))
+                    stages["storage"].items.append(
+                        f"{entry.data} -> {sname}.{entry.table or entry.data} (in batches)"
+                    )
+                stages["storage"].rows = (stages["storage"].rows or 0) + result.rows
+                outputs[f"{sname}:{entry.table or entry.data}"] = str(result.target)
+            for name in kept:
+                if name in batch:
+                    kept[name].append(to_arrow(batch[name]))
+            empty = False
+        if empty:
+            logger.info("%s: no rows to read", source_name)
     import pyarrow as pa
 
+    for name, tables in kept.items():
+        if tables:
+            data[name] = _to_engine(
+                pa.concat_tables(tables, promote_options="default"), engine, loaded.spec.spark
+            )
+
+
+def _spark_from_driver(source: Any, data: Any, reason: str, spec: SparkSpec | None) -> Any:
+    """A frame the driver read, sent to Spark as Arrow (size checked)."""
     from data_pipeline._spark import DEFAULT_MAX_DRIVER_BYTES, check_driver_size
     from data_pipeline.core.frames import to_arrow
 
-    table = to_arrow(source.ingest())
+    table = to_arrow(data)
     limit = spec.max_driver_bytes if spec is not None else DEFAULT_MAX_DRIVER_BYTES
     check_driver_size(
         table.nbytes,
@@ -923,7 +991,6 @@ def _spark_source(source: Any, spec: SparkSpec | None) -> Any:
         refuse=spec is not None and spec.on_large == "refuse",
         setting="a file or PostgreSQL/MySQL source the executors can read",
     )
-    assert isinstance(table, pa.Table)
     return _to_engine(table, "spark", spec)
 
 
@@ -1060,17 +1127,33 @@ def _run_loaded(loaded: LoadedPipeline, on_stage: Callable[[str, str], None] | N
                 if left[n] <= 0 and getattr(data.get(n), "is_cached", False):
                     data[n].unpersist()
 
+    spec = loaded.spec.spark
+    chunked: dict[str, Iterator[Any]] = {}  # sources read in batches (chunk_size)
+    batched: list[tuple[str, str, Any]] = []  # transformations of their batches, in file order
+
     with stage("ingestion") as st:
         for name, source in loaded.sources.items():
+            out, reason = _spark_read(source, spec) if engine == "spark" else (None, "")
+            if out is None:
+                raw = source.ingest()
+                if isinstance(raw, Iterator):
+                    chunked[name] = raw  # runs batch by batch with the stores, below
+                    st.add(name, None)
+                    continue
+                if engine == "spark":
+                    out = _spark_from_driver(source, raw, reason, spec)
+                else:
+                    out = _to_engine(raw, engine, spec)
             if engine == "spark":
-                out = _materialize(_spark_source(source, loaded.spec.spark), readers(name))
-            else:
-                out = _to_engine(source.ingest(), engine, loaded.spec.spark)
+                out = _materialize(out, readers(name))
             data[name] = out
             st.add(name, row_count(to_narwhals(out)))
 
     with stage("transformation") as st:
         for name, (inp, tpipe) in loaded.transformations.items():
+            if inp in chunked or any(inp == b for b, _, _ in batched):
+                batched.append((name, inp, tpipe))
+                continue
             with _spark_errors(engine, f"transformation {name!r}"):
                 out = _materialize(tpipe.transform(data[inp]), readers(name))
             used(inp)
@@ -1078,6 +1161,9 @@ def _run_loaded(loaded: LoadedPipeline, on_stage: Callable[[str, str], None] | N
             st.add(name, row_count(to_narwhals(out)))
 
     with job.commit() if job is not None else contextlib.nullcontext():
+        if chunked:
+            with stage("storage"):
+                _run_batches(loaded, chunked, batched, data, stored, stages, outputs)
         with stage("storage"):
             store_ready()
 

@@ -8,6 +8,7 @@ variant, kept below as a test.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -28,6 +29,8 @@ QUERY_KEY = "qk-1122334455667788"
 PARAM_TOKEN = "ptok-99887766554433"
 SECRETS = (BEARER, HEADER_KEY, AUTH_TOKEN, QUERY_KEY, PARAM_TOKEN)
 ROWS = [{"id": i} for i in range(1, 26)]
+PAGE_3_ASKED = threading.Event()
+PARALLEL: dict[str, bool] = {}
 
 
 def rest(config: dict[str, Any]) -> RESTAPISource:
@@ -322,6 +325,31 @@ def _paged_routes() -> dict[str, Any]:
         )
         h.send(200, rows, headers)
 
+    def github(h: Handler, q: dict[str, str]) -> None:  # ?page=N, rel="next" and rel="last"
+        p, size = int(q.get("page", 1)), int(q.get("per_page", 30))
+        pages = -(-len(ROWS) // size)
+        if p == 2:  # answer page 2 once page 3 was asked for: proof that they run in parallel
+            PARALLEL["page 3 asked while page 2 was open"] = PAGE_3_ASKED.wait(30)
+        if p == 3:
+            PAGE_3_ASKED.set()
+        links = [] if p == pages else [
+            f'<{h.base()}/gh?per_page={size}&page={p + 1}>; rel="next"',
+            f'<{h.base()}/gh?per_page={size}&page={pages}>; rel="last"',
+        ]  # fmt: skip
+        h.send(200, ROWS[(p - 1) * size : p * size], {"Link": ", ".join(links)} if links else {})
+
+    def link_total(h: Handler, q: dict[str, str]) -> None:  # rel="next" only, X-Total-Count
+        p = int(q.get("p", 1))
+        more = {"Link": f'<{h.base()}/lt?p={p + 1}>; rel="next"'} if p * 10 < len(ROWS) else {}
+        h.send(200, ROWS[(p - 1) * 10 : p * 10], {"X-Total-Count": str(len(ROWS)), **more})
+
+    def link_offset(h: Handler, q: dict[str, str]) -> None:  # links move by an offset
+        off = int(q.get("offset", 0))
+        links = [f'<{h.base()}/lo?offset=20>; rel="last"']
+        if off + 10 < len(ROWS):
+            links.append(f'<{h.base()}/lo?offset={off + 10}>; rel="next"')
+        h.send(200, ROWS[off : off + 10], {"Link": ", ".join(links)})
+
     def same_cursor(h: Handler, q: dict[str, str]) -> None:
         h.send(200, {"records": [{"id": q.get("c", "first")}], "next": "c1"})
 
@@ -331,7 +359,8 @@ def _paged_routes() -> dict[str, Any]:
 
     return {"/loop": loop, "/aba": aba, "/ignore": ignore, "/short": short,
             "/hdr": header_total, "/pages": pages_header, "/link": link,
-            "/cursor": same_cursor, "/endless": endless}  # fmt: skip
+            "/cursor": same_cursor, "/endless": endless, "/gh": github, "/lt": link_total,
+            "/lo": link_offset}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -438,6 +467,40 @@ def test_link_header_page_size(paged: tuple[str, Recorder]) -> None:
     assert src.ingest()["id"].to_list() == [r["id"] for r in ROWS]
     asked = [r for r in rec.requests if r["path"] == "/link"][before:]
     assert [r["query"].get("per_page") for r in asked] == ["7"] * 4
+
+
+def test_link_header_with_a_last_link_fetches_pages_in_parallel(
+    paged: tuple[str, Recorder],
+) -> None:
+    """GitHub's form (``?page=N``, rel="next" and rel="last"): the pages between are known
+    after the first one and fetched at once; each is asked for once."""
+    url, rec = paged
+    before = len(rec.paths("/gh"))
+    src = rest({"url": f"{url}/gh", "pagination": {"type": "link_header", "limit": 5}})
+    assert src.ingest()["id"].to_list() == [r["id"] for r in ROWS]
+    asked = [r for r in rec.requests if r["path"] == "/gh"][before:]
+    assert sorted(int(r["query"].get("page", 1)) for r in asked) == [1, 2, 3, 4, 5]
+    assert PARALLEL == {"page 3 asked while page 2 was open": True}
+
+
+def test_link_header_with_a_total_plans_the_pages(paged: tuple[str, Recorder]) -> None:
+    url, rec = paged
+    before = len(rec.paths("/lt"))
+    src = rest({"url": f"{url}/lt", "pagination": {"type": "link_header",
+                                                   "total_header": "X-Total-Count"}})  # fmt: skip
+    assert src.ingest()["id"].to_list() == [r["id"] for r in ROWS]
+    asked = [r for r in rec.requests if r["path"] == "/lt"][before:]
+    assert sorted(int(r["query"].get("p", 1)) for r in asked) == [1, 2, 3]
+
+
+def test_link_header_plan_that_does_not_hold_follows_the_links(
+    paged: tuple[str, Recorder],
+) -> None:
+    """Links moving by an offset (first URL without it): the guessed page numbers are checked
+    against each page's own next link and the read follows the links instead; every row once."""
+    url, _ = paged
+    src = rest({"url": f"{url}/lo", "pagination": {"type": "link_header"}})
+    assert src.ingest()["id"].to_list() == [r["id"] for r in ROWS]
 
 
 def test_a_paginator_of_your_own(paged: tuple[str, Recorder]) -> None:

@@ -258,10 +258,10 @@ def read_checked(source: FileSystemSource, files: list[str], fmt: str = "csv") -
     if source.settings.on_bad_rows == "skip":
         op.details["rows_skipped"] = rejected.height
     elif rejected.height:
-        from data_pipeline.ingestion._common import reject_file
+        from data_pipeline.ingestion._common import append_rejects, reject_file
 
         path = reject_file(source.name, source.settings.reject_path)
-        rejected.write_csv(path)
+        append_rejects(path, rejected, component=source.label)
         op.details["reject_path"] = str(path)
     if rejected.height:
         source.logger.warning(

@@ -15,7 +15,7 @@ from data_pipeline.core.cursor import (
     StateStore,
     key_hashes,
 )
-from data_pipeline.core.errors import ParseError
+from data_pipeline.core.errors import ConfigError, ParseError
 from data_pipeline.core.types import check_type_name, parse_type
 
 if TYPE_CHECKING:
@@ -490,3 +490,24 @@ def reject_file(source_name: str, reject_path: str | None) -> Path:
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def append_rejects(path: Path, rejected: pl.DataFrame, *, component: str | None) -> None:
+    """Append ``rejected`` to the CSV file ``path``: its header once, when the file is new or
+    empty, so the rejects of every read and batch are kept. A file whose header names other
+    columns (another kind of source's rejects) is refused rather than garbled."""
+    header = rejected.head(0).write_csv()
+    if not (path.exists() and path.stat().st_size):
+        rejected.write_csv(path)
+        return
+    with path.open("rb") as handle:
+        first = handle.readline().decode("utf-8", "replace")
+    if first.rstrip("\r\n") != header.rstrip("\n"):
+        raise ConfigError(
+            f"reject file {str(path)!r} has the columns {first.strip()!r}, not "
+            f"{header.strip()!r}: rejected rows are appended to it",
+            component=component,
+            hint="give this source its own reject_path, or move the old file away",
+        )
+    with path.open("ab") as handle:
+        rejected.write_csv(handle, include_header=False)

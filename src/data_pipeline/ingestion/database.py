@@ -81,6 +81,8 @@ class SparkJDBCConfig(ConfigModel):
     """A numeric, date or timestamp column: the read is split into ``num_partitions`` ranges
     of it, one query per executor task."""
     num_partitions: int = Field(default=4, ge=1)
+    """How many ranges of ``partition_column`` the read is split into: that many queries, each
+    one task with its own JDBC connection. Not used without ``partition_column`` (one query)."""
     lower_bound: Any = None
     """Lower end of the ranges (default: one ``MIN`` query); rows outside the bounds are still
     read, by the first and last partition."""

@@ -136,8 +136,10 @@ class FileSystemConfig(SourceConfig):
     values as JSON text instead."""
     reject_path: str | None = None
     """Where ``on_bad_rows: reject`` writes the rejected rows, as CSV with columns ``file``,
-    ``line``, ``reason``, ``raw``; the file is rewritten by each read that rejects rows. Default
-    ``.data_pipeline/rejects/<source name>.csv`` (beside the pipeline file when one runs)."""
+    ``line``, ``reason``, ``raw``. Appended to by each read that rejects rows (the header once,
+    when the file is new or empty; a file with other columns is an error), so earlier runs'
+    rejects are kept. Default ``.data_pipeline/rejects/<source name>.csv`` (beside the
+    pipeline file when one runs)."""
     incremental: bool = False
     """Read only files that are new or changed (size or modification time) since the last run."""
     state_path: str | None = None
@@ -196,8 +198,8 @@ class FileSystemSource(DataSource):
 
     Raises:
         ConfigError: an invalid config (a delimiter that is not one byte, an unknown encoding, ...),
-            files of several or unknown formats under ``format: auto``, or ``storage_options`` the
-            file system does not take.
+            files of several or unknown formats under ``format: auto``, ``storage_options`` the
+            file system does not take, or a ``reject_path`` file that holds other columns.
         DependencyError: fsspec / s3fs / gcsfs (remote URLs) or fastexcel (Excel) is not installed.
         InputNotFoundError: nothing matches ``path`` (a glob that matches no file, a missing
             object).
@@ -651,8 +653,10 @@ class FileSystemSource(DataSource):
 
         The scan stays lazy and its pushdowns stay in polars: the projection, the predicate and
         the row limit polars hands the source are applied to the inner scan, and batches are
-        passed through as polars reads them. Only the error changes: polars' own ComputeError
-        (which names neither file nor line) becomes the ParseError an eager read raises.
+        passed through as polars reads them (a CSV file's rows are read whole, every column, so
+        that a row with too many or too few fields is found as in an eager read; the projection
+        is applied to each batch). Only the error changes: polars' own ComputeError (which
+        names neither file nor line) becomes the ParseError an eager read raises.
         """
         from polars.io.plugins import register_io_source
 
@@ -670,9 +674,11 @@ class FileSystemSource(DataSource):
             with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, _: Any
         ) -> Any:
             scan = frame
-            if with_columns is not None:  # the last CSV column is read to find short rows
-                extra = [last] if last is not None and last not in with_columns else []
-                scan = scan.select([*with_columns, *extra])
+            # CSV: whole rows are read, then the columns asked for are kept: polars' reader of
+            # a projection stops at the last column it needs, so a row with too many fields
+            # would pass unseen (and a short row is found from the last column)
+            if with_columns is not None and fmt != "csv":
+                scan = scan.select(with_columns)
             if predicate is not None:
                 scan = scan.filter(predicate)
             if n_rows is not None:

@@ -327,6 +327,44 @@ def test_bad_rows_reject_file(tmp_path: Path) -> None:
     assert meta["details"]["reject_path"] == str(rejects)
 
 
+def test_reject_file_keeps_the_rejects_of_every_read(tmp_path: Path) -> None:
+    """reject_path is appended to (the header once), as by StreamingSource: an incremental read
+    of a new file rewrote it and lost the rejects of the earlier runs."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rejects = tmp_path / "rejects.csv"
+    config = {
+        "path": str(data / "*.csv"),
+        "incremental": True,
+        "state_path": str(tmp_path / "state.json"),
+        "on_bad_rows": "reject",
+        "reject_path": str(rejects),
+    }
+    (data / "a.csv").write_text("id,price\n1,1.5\n2\n")  # line 3: too few fields
+    assert source(config).ingest()["id"].to_list() == [1]
+    (data / "b.csv").write_text("id,price\n3,3.5\n4\n5,1,2\n")
+    assert source(config).ingest()["id"].to_list() == [3]  # only the new file
+    rejected = pl.read_csv(rejects)  # one header, then the rows of both runs
+    assert rejected.columns == ["file", "line", "reason", "raw"]
+    assert [(Path(f).name, n) for f, n in rejected.select("file", "line").iter_rows()] == [
+        ("a.csv", 3),
+        ("b.csv", 3),
+        ("b.csv", 4),
+    ]
+
+
+def test_reject_file_with_other_columns_is_an_error(tmp_path: Path) -> None:
+    """Appending rows of another layout (a stream's reject file) would garble both."""
+    path = tmp_path / "bad.csv"
+    path.write_text(BAD_CSV)
+    rejects = tmp_path / "rejects.csv"
+    rejects.write_text("stream,id,reason,raw\norders,1-0,not JSON,{\n")
+    config = {"path": str(path), "on_bad_rows": "reject", "reject_path": str(rejects)}
+    with pytest.raises(ConfigError, match=r"rejects\.csv.*stream,id,reason,raw"):
+        source({**config, "infer_schema_length": 1}).ingest()
+    assert rejects.read_text() == "stream,id,reason,raw\norders,1-0,not JSON,{\n"
+
+
 def test_incremental_by_modification_time(tmp_path: Path) -> None:
     state = tmp_path / "state.json"
     data = tmp_path / "in"
@@ -542,6 +580,40 @@ def test_csv_row_with_too_few_fields_is_an_error(tmp_path: Path, output: str) ->
         out = source({"path": str(path), "output": output}).ingest()
         if output == "lazy":
             out.select("id").collect()  # the short row is found even when price is not read
+
+
+@pytest.mark.parametrize("output", ["polars", "lazy"])
+def test_csv_row_with_too_many_fields_is_an_error(tmp_path: Path, output: str) -> None:
+    """A row with an extra field is an error by default too (skip/reject count it as bad)."""
+    path = tmp_path / "long.csv"
+    path.write_text("id,name,price\n1,a,1.5\n2,b,2.5,extra\n3,c,3.0\n")
+    with pytest.raises(ParseError, match=r"long\.csv' line 3: expected 3 fields, found 4"):
+        out = source({"path": str(path), "output": output}).ingest()
+        if output == "lazy":
+            out.select("id").collect()
+    src = source({"path": str(path), "on_bad_rows": "skip"})
+    assert src.ingest()["id"].to_list() == [1, 3]
+    assert src.get_metadata()["rows_rejected"] == 1
+
+
+def test_default_state_and_reject_files_have_safe_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source named like a path keeps its default state and reject files in
+    .data_pipeline/{state,rejects}: the name is made one safe file name, nothing is written
+    above the working directory."""
+    work = tmp_path / "work"
+    (work / "in").mkdir(parents=True)
+    (work / "in" / "a.csv").write_text("id,name\n1,a\n2\n")
+    monkeypatch.chdir(work)
+    config = {"path": "in", "format": "csv", "incremental": True, "on_bad_rows": "reject"}
+    assert source(config, name="../../up").ingest()["id"].to_list() == [1]
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == [
+        "work/.data_pipeline/rejects/_.._.._up.csv",
+        "work/.data_pipeline/state/_.._.._up.json",
+        "work/in/a.csv",
+    ]
 
 
 def test_csv_trailing_empty_field_is_not_a_short_row(tmp_path: Path) -> None:

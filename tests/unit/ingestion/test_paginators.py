@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import polars as pl
 
-from data_pipeline.ingestion.http.paginators import OffsetPaginator, Page, PageRequest
+from data_pipeline.ingestion.http.paginators import (
+    LinkHeaderPaginator,
+    OffsetPaginator,
+    Page,
+    PageRequest,
+)
 
 
 def page(rows: int, total: int, request: PageRequest | None = None) -> Page:
@@ -32,3 +37,31 @@ def test_offset_expected_records_count_from_the_first_offset() -> None:
         == 50
     )  # a page without its request: start
     assert OffsetPaginator(limit=10, total_path="meta.total").expected_records(page(10, 30)) == 30
+
+
+def linked(url: str, link: str, rows: int = 10, headers: dict[str, str] | None = None) -> Page:
+    frame = pl.DataFrame({"id": list(range(rows))})
+    return Page(frame, None, {"Link": link, **(headers or {})}, url, request=PageRequest(url))
+
+
+def test_link_header_plans_from_the_last_link_or_a_total() -> None:
+    """The URLs between rel="next" and rel="last" (one integer parameter moving), or as many as
+    a total gives; anything else is not planned (each link is followed)."""
+    pag = LinkHeaderPaginator()
+    first = linked(
+        "http://h/x?per_page=10",
+        '<http://h/x?per_page=10&page=2>; rel="next", <http://h/x?per_page=10&page=4>; rel="last"',
+    )
+    planned = pag.planned_requests(first, PageRequest(first.url))
+    assert [r.url for r in planned or []] == [f"http://h/x?per_page=10&page={n}" for n in (2, 3, 4)]
+    by_total = LinkHeaderPaginator(total_header="X-Total-Count")
+    first = linked("http://h/x?p=1", '</x?p=2>; rel="next"', headers={"X-Total-Count": "25"})
+    planned = by_total.planned_requests(first, PageRequest(first.url))
+    assert [r.url for r in planned or []] == ["http://h/x?p=2", "http://h/x?p=3"]
+    for link in (
+        '<http://h/x?after=abc>; rel="next", <http://h/x?after=xyz>; rel="last"',  # a cursor
+        '<http://h/x?page=2&q=b>; rel="next", <http://h/x?page=4&q=c>; rel="last"',  # two move
+        '<http://other/x?page=2>; rel="next", <http://h/x?page=4>; rel="last"',  # two places
+        '<http://h/x?page=2>; rel="next"',  # no last link, no total
+    ):
+        assert pag.planned_requests(linked("http://h/x", link), PageRequest("http://h/x")) is None

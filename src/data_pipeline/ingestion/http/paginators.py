@@ -5,8 +5,11 @@ A :class:`Paginator` says three things (after dlt's ``BasePaginator``, written f
 * :meth:`~Paginator.next_request`: the request after a page, or ``None`` when that page was the
   last one (an empty page, ``has_more`` false, the total reached, no next cursor or link);
 * :meth:`~Paginator.planned_requests`: every following request at once, when the first page
-  tells how many there are (a total in the body or in a header such as ``X-Total-Count``), so
-  they are fetched in parallel;
+  tells how many there are (a total in the body or in a header such as ``X-Total-Count``, a
+  ``rel="last"`` link), so they are fetched in parallel; :meth:`~Paginator.confirms_plan` then
+  says whether the pages fetched are the ones the API meant (a Link header plan is a guess,
+  checked against each page's own next link; a plan that does not hold is read again one page
+  after the other);
 * :meth:`~Paginator.expected_records`: the number of records the API announced, checked at the
   end (a total not reached is an error, or a warning with ``on_incomplete: warn``).
 
@@ -25,6 +28,7 @@ Write your own by subclassing :class:`Paginator` and pass an instance as ``pagin
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -171,6 +175,12 @@ class Paginator:
     def planned_requests(self, first: Page, request: PageRequest) -> list[PageRequest] | None:
         """Every request after the first, when the first page tells how many; else None."""
         return None
+
+    def confirms_plan(self, pages: list[Page]) -> bool:
+        """Whether ``pages`` (the first page and the planned ones, each with its ``request``)
+        are the API's pages in order; False makes :func:`paginate` read them again one after
+        the other. The planned requests of a total are exact: True."""
+        return True
 
     def expected_records(self, first: Page) -> int | None:
         """The number of records the API announced (in the body or a header), or None."""
@@ -472,18 +482,116 @@ class LinkHeaderPaginator(_Linked):
         super().__init__(**common)
         self.rel, self.limit, self.limit_param = rel, limit, limit_param
 
-    def _target(self, page: Page) -> str | None:
+    def _links(self, page: Page) -> dict[Any, Any]:
         import httpx
 
         header = page.headers.get("Link")
         if not header:
-            return None
-        response = httpx.Response(200, headers={"Link": header})
-        link = response.links.get(self.rel)
+            return {}
+        return dict(httpx.Response(200, headers={"Link": header}).links)
+
+    def _target(self, page: Page) -> str | None:
+        link = self._links(page).get(self.rel)
         return link.get("url") if link else None
+
+    def planned_requests(self, first: Page, request: PageRequest) -> list[PageRequest] | None:
+        """The pages between the ``next`` link and the ``last`` link (or as many as a total
+        in the body or a header gives), when the two URLs differ in one integer parameter
+        (``?page=2`` ... ``?page=9``, GitHub's form): fetched in parallel, then checked by
+        :meth:`confirms_plan`. Otherwise None (each page's link is followed)."""
+        import httpx
+
+        if self.rel != "next" or self.is_last(first):
+            return None
+        links = self._links(first)
+        nxt = links.get("next", {}).get("url")
+        if not nxt:
+            return None
+        here = httpx.URL(first.url)
+        nxt_url = here.join(nxt)
+        last = links.get("last", {}).get("url")
+        if last:
+            moving = _one_number(nxt_url, here.join(last))
+            if moving is None:
+                return None
+            name, from_next, m = moving
+            n = from_next if from_next is not None else m  # (absent only with absent_ok)
+            step = _step(here, name, n)
+            if step is None or m < n or (m - n) % step:
+                return None
+            count = (m - n) // step + 1
+        else:
+            total = self.expected_records(first)
+            moving = _one_number(here, nxt_url, absent_ok=True)
+            if total is None or moving is None:
+                return None
+            name, _, n = moving
+            step = _step(here, name, n)
+            if step is None:
+                return None
+            count = math.ceil(total / first.frame.height) - 1
+        if count <= 0 or count > _MAX_PLANNED:
+            return None
+        return [
+            PageRequest(str(nxt_url.copy_set_param(name, str(n + i * step))), {}, request.json)
+            for i in range(count)
+        ]
+
+    def confirms_plan(self, pages: list[Page]) -> bool:
+        """Each page's own next link is the following page's URL and the last page has none
+        (a guessed plan that does not hold, e.g. links moving by an offset, or pages added
+        while reading, is read again link by link)."""
+        for page, following in itertools.pairwise(pages):
+            if page.request is None or following.request is None:
+                return False
+            nxt = self.next_request(page, page.request)
+            if nxt is None or nxt.key() != following.request.key():
+                return False
+        return self._target(pages[-1]) is None
 
     def describe(self) -> str:
         return f'Link-header pagination (rel="{self.rel}")'
+
+
+_MAX_PLANNED = 100_000  # more planned pages than this: follow the links (max_pages stops it)
+
+
+def _numbers(url: Any) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key, value in url.params.multi_items():
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def _one_number(a: Any, b: Any, *, absent_ok: bool = False) -> tuple[str, int | None, int] | None:
+    """The one query parameter in which URLs ``a`` and ``b`` differ, with integer values (in
+    ``a`` it may be absent when ``absent_ok``): ``(name, value in a, value in b)``; else None."""
+    if a.copy_with(query=None) != b.copy_with(query=None):
+        return None
+    pa, pb = _numbers(a), _numbers(b)
+    differ = [k for k in {*pa, *pb} if pa.get(k) != pb.get(k)]
+    if len(differ) != 1:
+        return None
+    name = differ[0]
+    va, vb = pa.get(name), pb.get(name)
+    if vb is None or len(vb) != 1 or (va is not None and len(va) != 1):
+        return None
+    if va is None and not absent_ok:
+        return None
+    na = _int(va[0]) if va is not None else None
+    nb = _int(vb[0])
+    if nb is None or (va is not None and na is None):
+        return None
+    return name, na, nb
+
+
+def _step(here: Any, name: str, nxt: int) -> int | None:
+    """How far the moving parameter goes per page: from this page's value to the next link's
+    (a first URL without it: 1, as page numbers do; a wrong guess is caught by the check)."""
+    current = _numbers(here).get(name)
+    value = _int(current[0]) if current and len(current) == 1 else None
+    step = nxt - value if value is not None else 1
+    return step if step > 0 else None
 
 
 # -- the configs (a plain dict in a source's config builds one of the classes above) --------
@@ -684,6 +792,7 @@ def paginate(
     page.request = request
     pages = [page]
     planned = paginator.planned_requests(page, request)
+    sequential = planned is None
     if planned:
         if 1 + len(planned) > max_pages:
             incomplete(
@@ -692,13 +801,16 @@ def paginate(
             )
             planned = planned[: max_pages - 1]
         rest = fetch_many(planned)
-        for i, (nxt, asked) in enumerate(zip(rest, planned, strict=True)):
+        for nxt, asked in zip(rest, planned, strict=True):
             nxt.request = asked
-            previous = pages[-1]
-            if nxt.frame.height and nxt.digest == previous.digest:
-                raise identical(i + 2)
-            pages.append(nxt)
-    elif planned is None:
+        if paginator.confirms_plan([page, *rest]):
+            for i, nxt in enumerate(rest):
+                if nxt.frame.height and nxt.digest == pages[-1].digest:
+                    raise identical(i + 2)
+                pages.append(nxt)
+        else:  # a guessed plan that did not hold: the links, one page after the other
+            sequential = True
+    if sequential:
         while True:
             nxt_request = paginator.next_request(page, request)
             if nxt_request is None:

@@ -13,7 +13,7 @@ metadata columns (``_stream``, ``_id`` and any platform extras such as ``_partit
 
 Bad payloads follow ``on_bad_rows``: ``error`` raises ParseError naming the stream, the message id
 and the reason; ``skip`` drops them (counted as ``rows_skipped``); ``reject`` writes them with
-the reason to ``reject_path`` (CSV: stream, id, reason, raw). Counts: rows_in = rows_out +
+the reason to ``reject_path`` (CSV: stream, id, reason, raw; appended to). Counts: rows_in = rows_out +
 rows_rejected.
 """
 
@@ -23,7 +23,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from data_pipeline.core.errors import ParseError
-from data_pipeline.ingestion._common import reject_file
+from data_pipeline.ingestion._common import append_rejects, reject_file
 
 if TYPE_CHECKING:
     import polars as pl
@@ -219,11 +219,7 @@ def without_bad(
         source.last_rejects = rejected
     if s.on_bad_rows == "reject" and not source.collect_rejects:
         path = reject_file(source.name, s.reject_path)
-        if path.exists() and path.stat().st_size:  # batches append to one reject file
-            with path.open("ab") as handle:
-                rejected.write_csv(handle, include_header=False)
-        else:
-            rejected.write_csv(path)
+        append_rejects(path, rejected, component=source.label)
         op.details["reject_path"] = str(path)
     source.logger.warning(
         "%s: %d bad message(s) %s (first: %s: %s)",

@@ -103,7 +103,8 @@ class StreamingConfig(SourceConfig):
     """A payload that is not what ``payload`` says: fail, drop, or write to ``reject_path``."""
     reject_path: str | None = None
     """Where ``on_bad_rows: reject`` writes bad messages, as CSV with columns ``stream``,
-    ``id``, ``reason``, ``raw``; batches append to it. Default
+    ``id``, ``reason``, ``raw``. Appended to by each batch that rejects messages (the header
+    once, when the file is new or empty; a file with other columns is an error). Default
     ``.data_pipeline/rejects/<source name>.csv`` (beside the pipeline file when one runs)."""
     log_path: str | None = None
     """MQTT: the folder of the durable local log messages are written to before they are
