@@ -519,8 +519,9 @@ def read_jdbc(source: DatabaseSource, session: Any) -> Any:
         )
         found = table.to_pylist()[0]  # type: ignore[union-attr]
     options: dict[str, str] = {"url": url, "dbtable": f"({sql}) _dp_src", **props}
-    if source.target.dialect == "postgresql":
-        options.setdefault("preferTimestampNTZ", "true")  # timestamp without time zone: naive
+    # timestamps without a zone (PostgreSQL timestamp, MySQL DATETIME) stay naive, as the
+    # driver's read gives them
+    options.setdefault("preferTimestampNTZ", "true")
     if spec is not None and spec.fetchsize:
         options["fetchsize"] = str(spec.fetchsize)
     if part and spec is not None:

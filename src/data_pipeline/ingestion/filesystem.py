@@ -667,8 +667,10 @@ class FileSystemSource(DataSource):
 
         The scan stays lazy and its pushdowns stay in polars: the projection, the predicate and
         the row limit polars hands the source are applied to the inner scan, and batches are
-        passed through as polars reads them. Only the error changes: polars' own ComputeError
-        (which names neither file nor line) becomes the ParseError an eager read raises.
+        passed through as polars reads them (a CSV file's rows are read whole, every column, so
+        that a row with too many or too few fields is found as in an eager read; the projection
+        is applied to each batch). Only the error changes: polars' own ComputeError (which
+        names neither file nor line) becomes the ParseError an eager read raises.
         """
         from polars.io.plugins import register_io_source
 
@@ -686,9 +688,11 @@ class FileSystemSource(DataSource):
             with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, _: Any
         ) -> Any:
             scan = frame
-            if with_columns is not None:  # the last CSV column is read to find short rows
-                extra = [last] if last is not None and last not in with_columns else []
-                scan = scan.select([*with_columns, *extra])
+            # CSV: whole rows are read, then the columns asked for are kept: polars' reader of
+            # a projection stops at the last column it needs, so a row with too many fields
+            # would pass unseen (and a short row is found from the last column)
+            if with_columns is not None and fmt != "csv":
+                scan = scan.select(with_columns)
             if predicate is not None:
                 scan = scan.filter(predicate)
             if n_rows is not None:
