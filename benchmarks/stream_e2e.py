@@ -122,6 +122,8 @@ def prepare(rows: int) -> dict[str, Any]:
     import duckdb  # noqa: F401
     import nats  # noqa: F401
     import polars  # noqa: F401
+    import pandas  # noqa: F401  (pyarrow imports it at its first array when it is installed)
+    import pyarrow.ipc  # noqa: F401  (checkpoints and DuckDB stores use it)
     import redis  # noqa: F401
 
     import data_pipeline.core.checkpoint
