@@ -178,7 +178,9 @@ class DashboardSpec(ConfigModel):
     the YAML file's folder); absent: ``<dashboard name>.html`` there."""
     config: dict[str, Any] = Field(default_factory=dict)
     """Further keys of the Dashboard's own config (layout, theme, ...: see the visualization
-    reference)."""
+    reference). Visualizations declared in its ``visualizations`` draw the data set their
+    ``data`` names, as those of the entry's ``visualizations`` do (same default, same checks),
+    and come first on the page."""
     visualizations: list[VisualizationSpec] = Field(default_factory=list)
     """The charts, tables and KPIs, in order: ``{type, name, data, config, span, position}``
     each (keys below)."""
