@@ -320,3 +320,39 @@ def test_jdbc_store_from_spark_goes_through_a_staging_table(
         storage.store(broken, table, if_exists="replace")
     assert_frame_equal(driver_read(server, table), now)
     assert not [t for t in storage.list_tables() if t.startswith(STAGE_PREFIX)]
+
+
+def test_jdbc_timestamp_cursor_stays_naive(spark: Any, server: DB, tmp_path: Path) -> None:
+    """A timestamp-without-zone cursor (PostgreSQL timestamp, MariaDB DATETIME): the Spark read
+    gives the driver read's naive values, and the next run reads only the later rows."""
+    import datetime as dt
+
+    from data_pipeline.ingestion import DatabaseSource
+
+    table = server.table()
+    q = "`" if server.system == "mariadb" else '"'
+    kind = "DATETIME(6)" if server.system == "mariadb" else "TIMESTAMP"
+    base = dt.datetime(2024, 3, 1, 12, 0, 0, 250000)
+
+    def insert(ids: range) -> None:
+        with server.storage.connect() as con:
+            cur = con.cursor()
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {q}{table}{q} (id INTEGER, ts {kind})")
+            for i in ids:
+                cur.execute(
+                    f"INSERT INTO {q}{table}{q} (id, ts) VALUES (%s, %s)",
+                    (i, base + dt.timedelta(minutes=i)),
+                )
+            con.commit()
+
+    insert(range(5))
+    config = {
+        **server.config,
+        "table": table,
+        "incremental": {"cursor_column": "ts", "state_path": str(tmp_path / "s.json")},
+    }
+    first = to_polars(DatabaseSource(name="t", config=config).ingest_spark(spark)).sort("id")
+    assert first["ts"].to_list() == [base + dt.timedelta(minutes=i) for i in range(5)]
+    insert(range(5, 8))
+    second = to_polars(DatabaseSource(name="t", config=config).ingest_spark(spark))
+    assert sorted(second["id"].to_list()) == [5, 6, 7]

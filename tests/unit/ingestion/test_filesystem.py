@@ -582,6 +582,40 @@ def test_csv_row_with_too_few_fields_is_an_error(tmp_path: Path, output: str) ->
             out.select("id").collect()  # the short row is found even when price is not read
 
 
+@pytest.mark.parametrize("output", ["polars", "lazy"])
+def test_csv_row_with_too_many_fields_is_an_error(tmp_path: Path, output: str) -> None:
+    """A row with an extra field is an error by default too (skip/reject count it as bad)."""
+    path = tmp_path / "long.csv"
+    path.write_text("id,name,price\n1,a,1.5\n2,b,2.5,extra\n3,c,3.0\n")
+    with pytest.raises(ParseError, match=r"long\.csv' line 3: expected 3 fields, found 4"):
+        out = source({"path": str(path), "output": output}).ingest()
+        if output == "lazy":
+            out.select("id").collect()
+    src = source({"path": str(path), "on_bad_rows": "skip"})
+    assert src.ingest()["id"].to_list() == [1, 3]
+    assert src.get_metadata()["rows_rejected"] == 1
+
+
+def test_default_state_and_reject_files_have_safe_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source named like a path keeps its default state and reject files in
+    .data_pipeline/{state,rejects}: the name is made one safe file name, nothing is written
+    above the working directory."""
+    work = tmp_path / "work"
+    (work / "in").mkdir(parents=True)
+    (work / "in" / "a.csv").write_text("id,name\n1,a\n2\n")
+    monkeypatch.chdir(work)
+    config = {"path": "in", "format": "csv", "incremental": True, "on_bad_rows": "reject"}
+    assert source(config, name="../../up").ingest()["id"].to_list() == [1]
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == [
+        "work/.data_pipeline/rejects/_.._.._up.csv",
+        "work/.data_pipeline/state/_.._.._up.json",
+        "work/in/a.csv",
+    ]
+
+
 def test_csv_trailing_empty_field_is_not_a_short_row(tmp_path: Path) -> None:
     path = tmp_path / "ok.csv"
     path.write_text("id,name,price\n1,a,1.5\n2,b,\n")
