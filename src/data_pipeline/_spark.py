@@ -279,13 +279,19 @@ def read_files(source: FileSystemSource, session: Any) -> Any:
     else:
         targets = [spark_path(f) or f for f in files]
     reader = session.read.options(**options)
-    mode = {"error": "FAILFAST", "skip": "DROPMALFORMED"}[s.on_bad_rows]
     schema = None
     if fmt in ("csv", "jsonl"):
-        schema = source._scan(files[:1], fmt).collect_schema()  # first rows only
+        from pyspark.sql.types import StringType, StructField, StructType
+
+        schema = _first_file_schema(source, files[0], fmt)
         if s.source_file_column:
             schema.pop(s.source_file_column, None)
-        reader = reader.schema(spark_schema(schema)).option("mode", mode)
+        # malformed records land in a column of their own; _checked_rows() fails on them or
+        # sets them aside (Spark's FAILFAST / DROPMALFORMED judge only the columns a query
+        # uses, so their result would depend on the query)
+        fields = [*spark_schema(schema).fields, StructField(_BAD, StringType(), True)]
+        reader = reader.schema(StructType(fields)).option("mode", "PERMISSIVE")
+        reader = reader.option("columnNameOfCorruptRecord", _BAD)
     if fmt == "csv":
         reader = reader.option("header", str(s.has_header).lower()).option("sep", s.delimiter)
         reader = reader.option("quote", s.quote_char if s.quote_char else "\u0000")
@@ -306,6 +312,8 @@ def read_files(source: FileSystemSource, session: Any) -> Any:
         if all("://" not in f for f in files):  # local files: the path as the driver names it
             path = F.regexp_replace(path, r"^file:(//)?", "")
         frame = frame.withColumn(s.source_file_column, path)
+    if schema is not None:
+        frame = _checked_rows(source, frame, list(schema), fmt)
     if s.schema_overrides and fmt not in ("csv", "jsonl"):
         from data_pipeline.ingestion._common import parse_dtype
 
@@ -323,6 +331,72 @@ def read_files(source: FileSystemSource, session: Any) -> Any:
         known = schema if schema is not None else pl.from_arrow(frame.limit(0).toArrow()).schema  # type: ignore[union-attr]
         state.save({"files": seen["files"], "schema": _schema_text(known)})
     return frame
+
+
+def _first_file_schema(source: FileSystemSource, file: str, fmt: str) -> Any:
+    """The column types the driver's read gives a CSV / JSON Lines source, from the first rows
+    of the first file (``infer_schema_length``). When those rows hold a malformed record and
+    ``on_bad_rows`` is not ``error``, from that file's well-formed records (the driver reads
+    that one file)."""
+    try:
+        return source._scan([file], fmt).collect_schema()
+    except Exception as exc:
+        if source.settings.on_bad_rows == "error":
+            error = source._parse_error(exc, [file], fmt)
+            if error is None:
+                raise
+            raise error from exc
+    from data_pipeline.ingestion._badrows import _check_file, _check_jsonl
+
+    good, _ = _check_file(source, file) if fmt == "csv" else _check_jsonl(source, file)
+    return good.schema
+
+
+#: the column that holds a CSV / JSON Lines record Spark could not parse
+_BAD = "_dp_malformed_record"
+
+
+def _checked_rows(source: FileSystemSource, frame: Any, columns: list[str], fmt: str) -> Any:
+    """``on_bad_rows`` on the executors, judging every column of each record (as the driver's
+    read does), whatever columns the pipeline uses later.
+
+    ``error``: one job looks for a malformed record (every column parsed) and raises our
+    ParseError naming its file and text; ``skip``: the parsed rows are cached on the executors
+    (memory, then disk) so that the judgement is made once over whole records, the rejected ones
+    are counted (``rows_rejected``, as the driver's read counts them) and left out.
+    """
+    from pyspark.sql import functions as F
+
+    from data_pipeline.core.errors import ParseError
+    from data_pipeline.core.secrets import redact_url
+
+    bad = F.col(_BAD)
+    every = [frame[f"`{c}`"] for c in columns]
+    if source.settings.on_bad_rows == "error":
+        with translated(f"checking the {fmt} records of {source.label}", source.label):
+            found = (
+                frame.where(bad.isNotNull())
+                .select(bad, F.col("_metadata.file_path").alias("_dp_file"), *every)
+                .limit(1)
+                .collect()
+            )
+        if found:
+            file = re.sub(r"^file:(//)?", "", str(found[0]["_dp_file"]))
+            raise ParseError(
+                f"cannot parse {fmt} {redact_url(file)!r}: malformed record "
+                f"{str(found[0][_BAD])[:200]!r} (wrong number of fields, a value that is not "
+                "of its column's type, or not a JSON object)",
+                component=source.label,
+                hint="fix the file, or set on_bad_rows: skip (or reject, read on the driver)",
+            )
+        return frame.drop(_BAD)
+    kept = frame.cache()
+    with translated(f"counting the malformed {fmt} records of {source.label}", source.label):
+        counts = kept.agg(
+            F.count_if(bad.isNotNull()).alias("bad"), F.count(every[0]).alias("_any")
+        ).collect()[0]
+    source.current_operation.rows_rejected = int(counts["bad"])
+    return kept.where(bad.isNull()).drop(_BAD)
 
 
 def spark_schema(schema: Any) -> Any:

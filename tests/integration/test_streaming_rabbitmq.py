@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import re
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -374,6 +375,8 @@ def test_a_committed_batch_requeued_late_is_dropped(broker: Broker, tmp_path: Pa
     src.close()
     dead._reader.connection.close()  # type: ignore[union-attr]  # the broker notices: A requeued
     dead._reader = None
+    while broker.depth(queue) < len(a):
+        time.sleep(0.05)
     src, job = start()
     assert src.ingest().height == 0  # A again: dropped
     assert src.get_metadata()["details"]["duplicates_dropped"] == 3

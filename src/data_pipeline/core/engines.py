@@ -48,6 +48,7 @@ __all__ = [
     "UTC_ALIASES",
     "case_collisions",
     "check_column_case",
+    "check_spark_dotted_names",
     "convert_output",
     "duckdb_connection",
     "engine_of",
@@ -161,6 +162,31 @@ def check_column_case(
             hint="rename one of each pair (e.g. with a ColumnRenamer) before this step, or use "
             "the polars, pandas or pyarrow engine"
             + (", or set spark.sql.caseSensitive=true" if engine == "pyspark" else ""),
+        )
+
+
+def check_spark_dotted_names(
+    names: Iterable[str], engine: str, *, component: str | None = None
+) -> None:
+    """Refuse PySpark column names with a dot for a component that cannot address them.
+
+    Narwhals hands a name to Spark unquoted, and Spark reads ``a.b`` as field ``b`` of column
+    ``a`` (narwhals#3117): the component would fail with an AnalysisException or, where a struct
+    ``a`` with a field ``b`` exists, read another column. The aggregations rename around it;
+    other components refuse, naming the columns.
+    """
+    if engine != "pyspark":
+        return
+    dotted = [str(n) for n in names if "." in str(n)]
+    if dotted:
+        shown = ", ".join(repr(n) for n in dotted)
+        raise UnsupportedOperationError(
+            f"the pyspark engine cannot address columns whose names hold a dot here: {shown} "
+            "(Spark reads 'a.b' as field b of column a)",
+            component=component,
+            hint="rename them on Spark before this step, e.g. "
+            "df.withColumnRenamed('a.b', 'a_b'), or use the polars, pandas, pyarrow or duckdb "
+            "engine",
         )
 
 

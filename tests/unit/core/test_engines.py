@@ -225,3 +225,30 @@ def test_to_pandas_like_a_template_keeps_its_dtypes() -> None:
     # Polars' own to_pandas(), the broken variant: int with nulls -> float, date -> datetime64
     plain = engines.to_pandas(result)
     assert str(plain["n"].dtype) == "float64" and str(plain["d"].dtype).startswith("datetime64")
+
+
+# -- dots in PySpark column names -----------------------------------------------------------------
+
+
+def test_dotted_names_are_refused_only_on_pyspark() -> None:
+    with pytest.raises(UnsupportedOperationError, match=r"'a\.b'") as info:
+        engines.check_spark_dotted_names(["a.b", "k"], "pyspark", component="c")
+    assert "withColumnRenamed" in str(info.value.hint)
+    for engine in ("pandas", "polars", "polars-lazy", "pyarrow", "duckdb"):
+        engines.check_spark_dotted_names(["a.b"], engine)  # they address it as it is
+
+
+@pytest.mark.spark
+def test_a_step_refuses_dotted_names_on_spark_and_the_aggregator_takes_them(spark: Any) -> None:
+    """MissingValueHandler failed with a raw AnalysisException (Spark read `a`.`b`); now an
+    UnsupportedOperationError naming the column. DataAggregator renames around it: it answers."""
+    from data_pipeline.processing import DataAggregator
+    from data_pipeline.transformation import MissingValueHandler
+
+    data = pl.DataFrame({"a.b": [1.0, None, 3.0], "k": [1, 1, 2]})
+    frame = spark.createDataFrame(data.to_arrow())
+    with pytest.raises(UnsupportedOperationError, match=r"'a\.b'.*field b of column a"):
+        MissingValueHandler("m", {"strategy": "constant", "value": 0}).transform(frame)
+    out = DataAggregator("g", {"group_by": ["k"], "aggregations": {"a.b": "sum"}}).process(frame)
+    # oracle: sums by hand, group 1: 1.0 (null skipped), group 2: 3.0
+    assert sorted(to_polars(out).rows()) == [(1, 1.0), (2, 3.0)]
