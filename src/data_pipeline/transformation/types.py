@@ -949,7 +949,11 @@ class DataTypeConverter(DataFrameTransformer):
                 else:
                     parsed = parsed.dt.tz_localize(spec.time_zone)
             conv_name, bad_name = f"__dp_pconv_{len(helpers)}", f"__dp_pbad_{len(helpers)}"
-            added[conv_name] = parsed.astype(parsed.dtype.name.replace("ns", "us"))
+            zone = getattr(parsed.dt, "tz", None)  # microseconds whatever pandas inferred
+            # (an empty or all-blank column came back in seconds)
+            added[conv_name] = parsed.astype(
+                f"datetime64[us, {zone}]" if zone is not None else "datetime64[us]"
+            )
             added[bad_name] = (parsed.isna() & ~missing).fillna(False).astype(bool)
             conversions[c] = nw.col(conv_name).alias(c)
             bad[c] = nw.col(bad_name)
