@@ -301,7 +301,12 @@ def read_files(source: FileSystemSource, session: Any) -> Any:
             reader = reader.option("nullValue", null)
         reader = reader.option("dateFormat", "yyyy-MM-dd")
     if fmt == "json":
-        reader = reader.option("multiLine", "true")
+        # the first file's columns in its own order and types, as the driver reads it (Spark's
+        # inference would sort the columns by name)
+        first = source._scan(files[:1], fmt).collect_schema()
+        if s.source_file_column:
+            first.pop(s.source_file_column, None)
+        reader = reader.schema(spark_schema(first)).option("multiLine", "true")
     if fmt in ("parquet", "orc") and s.hive_partitioning is False:
         reader = reader.option("recursiveFileLookup", "true")
     frame = reader.format(_SPARK_FORMATS[_CANONICAL.get(fmt, fmt)]).load(targets)
