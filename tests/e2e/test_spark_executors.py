@@ -315,7 +315,12 @@ def test_jdbc_store_from_spark_goes_through_a_staging_table(
     assert_frame_equal(driver_read(server, table), want.sort("id"), check_dtypes=False)
     # a write that fails in the executors leaves the table as it was, and no staging table
     now = driver_read(server, table)
-    broken = spark.createDataFrame(new.to_arrow()).withColumn("v", F.raise_error(F.lit("boom")))
+    # half the rows are fine, then a task fails: a writer straight into the target would leave
+    # the table emptied (replace) or half written
+    broken = spark.createDataFrame(new.to_arrow(), schema=None).withColumn(
+        "v",
+        F.when(F.col("id") < start + 5, F.col("v")).otherwise(F.raise_error(F.lit("boom"))),
+    )
     with pytest.raises(Exception, match="boom"):
         storage.store(broken, table, if_exists="replace")
     assert_frame_equal(driver_read(server, table), now)

@@ -436,6 +436,28 @@ def test_a_batch_committed_before_a_crash_is_dropped_after_later_restarts(
     assert js.consumer("jobs").num_ack_pending == 0
 
 
+def test_a_read_of_only_dropped_copies_reads_on(js: JetStream, tmp_path: Path) -> None:
+    """Copies of a committed batch fill a whole fetch: they are dropped and the read goes on
+    to the new message, instead of returning an empty batch (which ends batches() as idle)."""
+    from data_pipeline.core.checkpoint import Checkpointer
+
+    a = js.publish(records(3))
+    first = nats_source(js.subject, group="again", max_messages=3)
+    job = Checkpointer("nats-again", tmp_path, sources={"events": first})
+    job.restore()
+    assert first.ingest()["_sequence"].to_list() == a
+    first.acknowledge = lambda: None  # type: ignore[method-assign]  # committed, not acked
+    with job.commit():
+        pass
+    first.close()  # gives the unacknowledged batch back: delivered again at once
+    d = js.publish([{"n": 99}])
+    src = nats_source(js.subject, group="again", max_messages=3)
+    job = Checkpointer("nats-again", tmp_path, sources={"events": src})
+    job.restore()
+    assert [b["_sequence"].to_list() for b in src.batches()] == [d]
+    src.close()
+
+
 def test_committed_sequences_leave_the_checkpoint_below_the_ack_floor(
     js: JetStream, tmp_path: Path
 ) -> None:
