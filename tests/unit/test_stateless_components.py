@@ -155,10 +155,12 @@ def test_one_chart_on_a_pandas_and_a_pyarrow_thread(interleaved: None) -> None:
 # -- a storage backend -----------------------------------------------------------------------------
 
 
-# Concurrent stores into one SQLite or DuckDB *file* from two threads fail today for another
-# reason (SQLite "disk I/O error", DuckDB "python_arrow_scan does not exist"): not per-call
-# state, reported in notes-i13-engines.md; this test holds the backend without a shared file.
-@pytest.mark.parametrize("backend", ["filesystem"])
+# One storage object on one SQLite or DuckDB database (a file, or in memory) serves both threads:
+# this used to fail now and then (SQLite "disk I/O error", DuckDB "Table Function with name
+# python_arrow_scan does not exist" on a file, DuckDB errors on the one kept :memory: connection).
+@pytest.mark.parametrize(
+    "backend", ["filesystem", "sqlite", "sqlite-memory", "duckdb", "duckdb-memory", "duckdb-held"]
+)
 def test_one_storage_on_a_pandas_and_a_pyarrow_thread(
     interleaved: None, tmp_path: Path, backend: str
 ) -> None:
@@ -167,12 +169,14 @@ def test_one_storage_on_a_pandas_and_a_pyarrow_thread(
     storage: Any
     if backend == "filesystem":
         storage = FileSystemStorage("files", {"base_path": str(tmp_path)})
-    elif backend == "sqlite":
-        storage = RelationalDBStorage(
-            "db", {"db_type": "sqlite", "database": str(tmp_path / "s.db")}
-        )
+    elif backend.startswith("sqlite"):
+        path = ":memory:" if backend.endswith("memory") else str(tmp_path / "s.db")
+        storage = RelationalDBStorage("db", {"db_type": "sqlite", "database": path})
     else:
-        storage = DataWarehouseStorage("wh", {"database": str(tmp_path / "w.duckdb")})
+        path = ":memory:" if backend.endswith("memory") else str(tmp_path / "w.duckdb")
+        storage = DataWarehouseStorage("wh", {"database": path})
+        if backend.endswith("held"):  # inside `with`: one kept connection to the file
+            storage.__enter__()
     data = {
         "pandas": pl.DataFrame({"id": [1, 2, 3], "name": ["a", "b", None]}),
         "pyarrow": pl.DataFrame({"id": [7, 8], "score": [0.5, -1.25]}),

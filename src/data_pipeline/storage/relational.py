@@ -1551,30 +1551,53 @@ class _MySQLBackend(_Backend):
 # -- SQLite -------------------------------------------------------------------------------------
 
 
+_SQLITE_FILE_LOCKS: dict[str, threading.RLock] = {}
+_SQLITE_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _sqlite_file_lock(path: str) -> threading.RLock:
+    """One lock per SQLite file in this process, held while a connection to it is open or a
+    ConnectorX read of it runs. ConnectorX links its own copy of SQLite, and two SQLite copies
+    in one process do not see each other's POSIX file locks (closing one copy's file handle
+    drops the other's locks: sqlite.org, "How To Corrupt An SQLite Database File", 2.2.1): a
+    read on one thread while another thread wrote the file failed with "disk I/O error"."""
+    key = path if path.startswith("file:") else os.path.realpath(path)
+    with _SQLITE_FILE_LOCKS_GUARD:
+        return _SQLITE_FILE_LOCKS.setdefault(key, threading.RLock())
+
+
 class _SQLiteBackend(_Backend):
     kind = "sqlite"
 
     def __init__(self, owner: RelationalDBStorage) -> None:
         super().__init__(owner)
         self._memory: Any = None
+        # ":memory:" is one database per connection, so every thread shares the one kept
+        # connection: each use holds it (a store, a read, a whole transaction()); without this
+        # one thread's BEGIN ran inside the other's ("cannot start a transaction within a
+        # transaction") and reads saw the other thread's uncommitted staging tables.
+        self._memory_lock = threading.RLock()
+        self._file_lock = _sqlite_file_lock(self.path)
 
     @property
     def path(self) -> str:
         return self.target.path
 
     def close(self) -> None:
-        if self._memory is not None:
-            self._memory.close()
-            self._memory = None
+        with self._memory_lock:
+            if self._memory is not None:
+                self._memory.close()
+                self._memory = None
 
     @contextmanager
     def connection(self) -> Iterator[Any]:
         if self.path == ":memory:":
-            if self._memory is None:
-                self._memory = connect(self.target, classes=STORAGE, component=self.label)
-            yield self._memory
+            with self._memory_lock:
+                if self._memory is None:
+                    self._memory = connect(self.target, classes=STORAGE, component=self.label)
+                yield self._memory
             return
-        with super().connection() as con:
+        with self._file_lock, super().connection() as con:
             yield con
 
     @contextmanager
@@ -1598,7 +1621,8 @@ class _SQLiteBackend(_Backend):
                     component=self.label,
                     connection=con,
                 )
-        return super().read(query, params)
+        with self._file_lock:  # ConnectorX: its own SQLite copy (see _sqlite_file_lock)
+            return super().read(query, params)
 
     def columns(self, con: Any, table: str) -> list[str] | None:
         rows = con.execute("SELECT name FROM pragma_table_info(?) ORDER BY cid", [table]).fetchall()

@@ -178,6 +178,14 @@ class DataWarehouseStorage(StorageSystem):
         super().__init__(name, config)
         self._memory_con: Any = None  # the connection kept: ":memory:", or inside `with`
         self._held = False
+        # A DuckDB connection is not for two threads at once: every call runs on its own
+        # cursor (a connection of its own to the same database) of one shared connection.
+        # On a file that connection is opened by the first call and closed by the last one
+        # still running (_users), so between calls the file lock is released; two threads
+        # opening and closing their own connections to one file raced in DuckDB's instance
+        # cache ("Table Function with name python_arrow_scan does not exist").
+        self._con_lock = threading.Lock()
+        self._users = 0
         self._sql: Any = None
         self._local = threading.local()  # .tx: the open transaction of this thread
         if self.settings.engine == "sqlalchemy":
@@ -200,9 +208,10 @@ class DataWarehouseStorage(StorageSystem):
 
     @contextmanager
     def connect(self) -> Iterator[Any]:
-        """A DuckDB connection: kept for ``:memory:``, opened and closed per call for a file.
+        """A DuckDB cursor of this call: of the kept connection for ``:memory:`` (and inside
+        ``with``); for a file, of a connection open while calls run and closed after the last.
 
-        Closing after each call releases the file lock, so other processes can open the file.
+        Closing after the calls releases the file lock, so other processes can open the file.
         """
         import duckdb
 
@@ -211,16 +220,29 @@ class DataWarehouseStorage(StorageSystem):
             yield tx.con
             return
         database = self.settings.database
-        if database == ":memory:" or self._held:
+        with self._con_lock:
             if self._memory_con is None:
                 self._memory_con = self._open(duckdb, database)
-            yield self._memory_con
-            return
-        con = self._open(duckdb, database)
+            self._users += 1
+            try:
+                cursor = self._memory_con.cursor()
+            except BaseException:
+                self._release()
+                raise
         try:
-            yield con
+            yield cursor
         finally:
-            con.close()
+            cursor.close()
+            with self._con_lock:
+                self._release()
+
+    def _release(self) -> None:
+        """One call less; the last call on a file outside `with` closes the connection."""
+        self._users -= 1
+        kept = self.settings.database == ":memory:" or self._held
+        if self._users == 0 and not kept and self._memory_con is not None:
+            self._memory_con.close()
+            self._memory_con = None
 
     def _open(self, duckdb: Any, database: str) -> Any:
         if database == ":memory:":
@@ -242,10 +264,11 @@ class DataWarehouseStorage(StorageSystem):
 
     def close(self) -> None:
         """Close the kept connection (in memory: its data is lost)."""
-        self._held = False
-        if self._memory_con is not None:
-            self._memory_con.close()
-            self._memory_con = None
+        with self._con_lock:
+            self._held = False
+            if self._memory_con is not None and self._users == 0:
+                self._memory_con.close()
+                self._memory_con = None
 
     def __enter__(self) -> DataWarehouseStorage:
         """Inside a ``with`` block a DuckDB file stays open (one connection for every call;
