@@ -445,9 +445,6 @@ def jdbc_unsupported(source: DatabaseSource) -> str | None:
         return f"{source.target.label} (JDBC reads are for PostgreSQL and MySQL/MariaDB)"
     if s.params:
         return "params (Spark's JDBC reader cannot bind parameters; values are never inlined)"
-    inc = s.incremental
-    if inc is not None and inc.keys:
-        return "incremental with primary_key (the delivered keys are kept by the driver)"
     return None
 
 
@@ -500,10 +497,14 @@ def read_jdbc(source: DatabaseSource, session: Any) -> Any:
     tracker = source.incremental_cursor()
     low = high = None
     inclusive = False
+    late = None  # with primary_key: the lookback window's rows not delivered yet (driver-read)
     if tracker is not None:
         assert s.incremental is not None
         column = quote(s.incremental.cursor_column)
         low, inclusive = tracker.start()
+        if tracker.keys and tracker.last is not None:
+            late = _late_rows(source, sql, column, low, tracker)
+            low, inclusive = tracker.last, False  # the executors read above the last value
         if low is not None:
             conditions.append(f"{column} {'>=' if inclusive else '>'} :_dp_low")
             params["_dp_low"] = low
@@ -547,14 +548,70 @@ def read_jdbc(source: DatabaseSource, session: Any) -> Any:
     if tracker is not None and s.incremental is not None:
         high = found.get("_dp_high")
         col = frame[f"`{s.incremental.cursor_column}`"]
-        if high is None:  # no row above the last value: an empty read
-            return frame.limit(0)
-        if low is not None:
-            frame = frame.filter(col >= _lit(low) if inclusive else col > _lit(low))
-        frame = frame.filter(col <= _lit(high))
-        tracker.advance(high)
-        op.details["cursor"] = str(high)
+        if high is None:  # no row above the last value
+            frame = frame.limit(0)
+        else:
+            if low is not None:
+                frame = frame.filter(col >= _lit(low) if inclusive else col > _lit(low))
+            frame = frame.filter(col <= _lit(high))
+        if late is not None and late.height:
+            from data_pipeline.core.engines import spark_from_arrow
+
+            extra = spark_from_arrow(session, late.to_arrow())
+            frame = frame.unionByName(extra.select(*[extra[f"`{c}`"] for c in frame.columns]))
+            op.details["late_rows"] = late.height
+        recent = None
+        if tracker.keys:  # the keys of the rows in the new lookback window, collected small
+            top = high if high is not None else tracker.last
+            if top is not None:
+                from data_pipeline.core.cursor import minus
+
+                edge = minus(top, s.incremental.lookback)
+                recent = _collect_polars(
+                    frame.filter(col >= _lit(edge)).select(
+                        *[frame[f"`{c}`"] for c in dict.fromkeys([*tracker.keys, tracker.cursor])]
+                    )
+                )
+        tracker.advance(high, recent)
+        if tracker.dropped:
+            op.details["duplicates_dropped"] = tracker.dropped
+        op.details["cursor"] = str(tracker.last)
     return frame
+
+
+def _late_rows(source: DatabaseSource, sql: str, column: str, low: Any, tracker: Any) -> Any:
+    """The rows of the lookback window (``low <= cursor <= last``) that were not delivered
+    before, read on the driver (a window is small) and checked against the delivered keys."""
+    import polars as pl
+
+    from data_pipeline.core.sql import read_arrow
+    from data_pipeline.core.sql_errors import INGESTION
+
+    window = (
+        f"SELECT * FROM ({sql}) AS _dp_src WHERE {column} >= :_dp_low AND {column} <= :_dp_last"  # noqa: S608
+    )
+    table = read_arrow(
+        source.target,
+        window,
+        {"_dp_low": low, "_dp_last": tracker.last},
+        path="auto",
+        classes=INGESTION,
+        component=source.label,
+    )
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    if tracker.delivered is not None and len(tracker.delivered) and frame.height:
+        frame, dropped = tracker.delivered.drop_delivered(frame)
+        tracker.dropped += dropped
+    return frame
+
+
+def _collect_polars(frame: Any) -> Any:
+    import polars as pl
+
+    out = pl.from_arrow(frame.toArrow())
+    assert isinstance(out, pl.DataFrame)
+    return out
 
 
 def _lit(value: Any) -> Any:
