@@ -121,7 +121,9 @@ def prepare(rows: int) -> dict[str, Any]:
     libraries of every variant are imported here, outside the timed part."""
     import duckdb  # noqa: F401
     import nats  # noqa: F401
+    import pandas  # noqa: F401  (pyarrow imports it at its first array when it is installed)
     import polars  # noqa: F401
+    import pyarrow.ipc  # noqa: F401  (checkpoints and DuckDB stores use it)
     import redis  # noqa: F401
 
     import data_pipeline.core.checkpoint

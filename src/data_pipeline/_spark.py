@@ -279,13 +279,19 @@ def read_files(source: FileSystemSource, session: Any) -> Any:
     else:
         targets = [spark_path(f) or f for f in files]
     reader = session.read.options(**options)
-    mode = {"error": "FAILFAST", "skip": "DROPMALFORMED"}[s.on_bad_rows]
     schema = None
     if fmt in ("csv", "jsonl"):
-        schema = source._scan(files[:1], fmt).collect_schema()  # first rows only
+        from pyspark.sql.types import StringType, StructField, StructType
+
+        schema = _first_file_schema(source, files[0], fmt)
         if s.source_file_column:
             schema.pop(s.source_file_column, None)
-        reader = reader.schema(spark_schema(schema)).option("mode", mode)
+        # malformed records land in a column of their own; _checked_rows() fails on them or
+        # sets them aside (Spark's FAILFAST / DROPMALFORMED judge only the columns a query
+        # uses, so their result would depend on the query)
+        fields = [*spark_schema(schema).fields, StructField(_BAD, StringType(), True)]
+        reader = reader.schema(StructType(fields)).option("mode", "PERMISSIVE")
+        reader = reader.option("columnNameOfCorruptRecord", _BAD)
     if fmt == "csv":
         reader = reader.option("header", str(s.has_header).lower()).option("sep", s.delimiter)
         reader = reader.option("quote", s.quote_char if s.quote_char else "\u0000")
@@ -295,7 +301,12 @@ def read_files(source: FileSystemSource, session: Any) -> Any:
             reader = reader.option("nullValue", null)
         reader = reader.option("dateFormat", "yyyy-MM-dd")
     if fmt == "json":
-        reader = reader.option("multiLine", "true")
+        # the first file's columns in its own order and types, as the driver reads it (Spark's
+        # inference would sort the columns by name)
+        first = source._scan(files[:1], fmt).collect_schema()
+        if s.source_file_column:
+            first.pop(s.source_file_column, None)
+        reader = reader.schema(spark_schema(first)).option("multiLine", "true")
     if fmt in ("parquet", "orc") and s.hive_partitioning is False:
         reader = reader.option("recursiveFileLookup", "true")
     frame = reader.format(_SPARK_FORMATS[_CANONICAL.get(fmt, fmt)]).load(targets)
@@ -306,6 +317,8 @@ def read_files(source: FileSystemSource, session: Any) -> Any:
         if all("://" not in f for f in files):  # local files: the path as the driver names it
             path = F.regexp_replace(path, r"^file:(//)?", "")
         frame = frame.withColumn(s.source_file_column, path)
+    if schema is not None:
+        frame = _checked_rows(source, frame, list(schema), fmt)
     if s.schema_overrides and fmt not in ("csv", "jsonl"):
         from data_pipeline.ingestion._common import parse_dtype
 
@@ -323,6 +336,72 @@ def read_files(source: FileSystemSource, session: Any) -> Any:
         known = schema if schema is not None else pl.from_arrow(frame.limit(0).toArrow()).schema  # type: ignore[union-attr]
         state.save({"files": seen["files"], "schema": _schema_text(known)})
     return frame
+
+
+def _first_file_schema(source: FileSystemSource, file: str, fmt: str) -> Any:
+    """The column types the driver's read gives a CSV / JSON Lines source, from the first rows
+    of the first file (``infer_schema_length``). When those rows hold a malformed record and
+    ``on_bad_rows`` is not ``error``, from that file's well-formed records (the driver reads
+    that one file)."""
+    try:
+        return source._scan([file], fmt).collect_schema()
+    except Exception as exc:
+        if source.settings.on_bad_rows == "error":
+            error = source._parse_error(exc, [file], fmt)
+            if error is None:
+                raise
+            raise error from exc
+    from data_pipeline.ingestion._badrows import _check_file, _check_jsonl
+
+    good, _ = _check_file(source, file) if fmt == "csv" else _check_jsonl(source, file)
+    return good.schema
+
+
+#: the column that holds a CSV / JSON Lines record Spark could not parse
+_BAD = "_dp_malformed_record"
+
+
+def _checked_rows(source: FileSystemSource, frame: Any, columns: list[str], fmt: str) -> Any:
+    """``on_bad_rows`` on the executors, judging every column of each record (as the driver's
+    read does), whatever columns the pipeline uses later.
+
+    ``error``: one job looks for a malformed record (every column parsed) and raises our
+    ParseError naming its file and text; ``skip``: the parsed rows are cached on the executors
+    (memory, then disk) so that the judgement is made once over whole records, the rejected ones
+    are counted (``rows_rejected``, as the driver's read counts them) and left out.
+    """
+    from pyspark.sql import functions as F
+
+    from data_pipeline.core.errors import ParseError
+    from data_pipeline.core.secrets import redact_url
+
+    bad = F.col(_BAD)
+    every = [frame[f"`{c}`"] for c in columns]
+    if source.settings.on_bad_rows == "error":
+        with translated(f"checking the {fmt} records of {source.label}", source.label):
+            found = (
+                frame.where(bad.isNotNull())
+                .select(bad, F.col("_metadata.file_path").alias("_dp_file"), *every)
+                .limit(1)
+                .collect()
+            )
+        if found:
+            file = re.sub(r"^file:(//)?", "", str(found[0]["_dp_file"]))
+            raise ParseError(
+                f"cannot parse {fmt} {redact_url(file)!r}: malformed record "
+                f"{str(found[0][_BAD])[:200]!r} (wrong number of fields, a value that is not "
+                "of its column's type, or not a JSON object)",
+                component=source.label,
+                hint="fix the file, or set on_bad_rows: skip (or reject, read on the driver)",
+            )
+        return frame.drop(_BAD)
+    kept = frame.cache()
+    with translated(f"counting the malformed {fmt} records of {source.label}", source.label):
+        counts = kept.agg(
+            F.count_if(bad.isNotNull()).alias("bad"), F.count(every[0]).alias("_any")
+        ).collect()[0]
+    source.current_operation.rows_rejected = int(counts["bad"])
+    return kept.where(bad.isNull()).drop(_BAD)
 
 
 def spark_schema(schema: Any) -> Any:
@@ -366,9 +445,6 @@ def jdbc_unsupported(source: DatabaseSource) -> str | None:
         return f"{source.target.label} (JDBC reads are for PostgreSQL and MySQL/MariaDB)"
     if s.params:
         return "params (Spark's JDBC reader cannot bind parameters; values are never inlined)"
-    inc = s.incremental
-    if inc is not None and inc.keys:
-        return "incremental with primary_key (the delivered keys are kept by the driver)"
     return None
 
 
@@ -421,10 +497,14 @@ def read_jdbc(source: DatabaseSource, session: Any) -> Any:
     tracker = source.incremental_cursor()
     low = high = None
     inclusive = False
+    late = None  # with primary_key: the lookback window's rows not delivered yet (driver-read)
     if tracker is not None:
         assert s.incremental is not None
         column = quote(s.incremental.cursor_column)
         low, inclusive = tracker.start()
+        if tracker.keys and tracker.last is not None:
+            late = _late_rows(source, sql, column, low, tracker)
+            low, inclusive = tracker.last, False  # the executors read above the last value
         if low is not None:
             conditions.append(f"{column} {'>=' if inclusive else '>'} :_dp_low")
             params["_dp_low"] = low
@@ -445,8 +525,9 @@ def read_jdbc(source: DatabaseSource, session: Any) -> Any:
         )
         found = table.to_pylist()[0]  # type: ignore[union-attr]
     options: dict[str, str] = {"url": url, "dbtable": f"({sql}) _dp_src", **props}
-    if source.target.dialect == "postgresql":
-        options.setdefault("preferTimestampNTZ", "true")  # timestamp without time zone: naive
+    # timestamps without a zone (PostgreSQL timestamp, MySQL DATETIME) stay naive, as the
+    # driver's read gives them
+    options.setdefault("preferTimestampNTZ", "true")
     if spec is not None and spec.fetchsize:
         options["fetchsize"] = str(spec.fetchsize)
     if part and spec is not None:
@@ -467,14 +548,70 @@ def read_jdbc(source: DatabaseSource, session: Any) -> Any:
     if tracker is not None and s.incremental is not None:
         high = found.get("_dp_high")
         col = frame[f"`{s.incremental.cursor_column}`"]
-        if high is None:  # no row above the last value: an empty read
-            return frame.limit(0)
-        if low is not None:
-            frame = frame.filter(col >= _lit(low) if inclusive else col > _lit(low))
-        frame = frame.filter(col <= _lit(high))
-        tracker.advance(high)
-        op.details["cursor"] = str(high)
+        if high is None:  # no row above the last value
+            frame = frame.limit(0)
+        else:
+            if low is not None:
+                frame = frame.filter(col >= _lit(low) if inclusive else col > _lit(low))
+            frame = frame.filter(col <= _lit(high))
+        if late is not None and late.height:
+            from data_pipeline.core.engines import spark_from_arrow
+
+            extra = spark_from_arrow(session, late.to_arrow())
+            frame = frame.unionByName(extra.select(*[extra[f"`{c}`"] for c in frame.columns]))
+            op.details["late_rows"] = late.height
+        recent = None
+        if tracker.keys:  # the keys of the rows in the new lookback window, collected small
+            top = high if high is not None else tracker.last
+            if top is not None:
+                from data_pipeline.core.cursor import minus
+
+                edge = minus(top, s.incremental.lookback)
+                recent = _collect_polars(
+                    frame.filter(col >= _lit(edge)).select(
+                        *[frame[f"`{c}`"] for c in dict.fromkeys([*tracker.keys, tracker.cursor])]
+                    )
+                )
+        tracker.advance(high, recent)
+        if tracker.dropped:
+            op.details["duplicates_dropped"] = tracker.dropped
+        op.details["cursor"] = str(tracker.last)
     return frame
+
+
+def _late_rows(source: DatabaseSource, sql: str, column: str, low: Any, tracker: Any) -> Any:
+    """The rows of the lookback window (``low <= cursor <= last``) that were not delivered
+    before, read on the driver (a window is small) and checked against the delivered keys."""
+    import polars as pl
+
+    from data_pipeline.core.sql import read_arrow
+    from data_pipeline.core.sql_errors import INGESTION
+
+    window = (
+        f"SELECT * FROM ({sql}) AS _dp_src WHERE {column} >= :_dp_low AND {column} <= :_dp_last"  # noqa: S608
+    )
+    table = read_arrow(
+        source.target,
+        window,
+        {"_dp_low": low, "_dp_last": tracker.last},
+        path="auto",
+        classes=INGESTION,
+        component=source.label,
+    )
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    if tracker.delivered is not None and len(tracker.delivered) and frame.height:
+        frame, dropped = tracker.delivered.drop_delivered(frame)
+        tracker.dropped += dropped
+    return frame
+
+
+def _collect_polars(frame: Any) -> Any:
+    import polars as pl
+
+    out = pl.from_arrow(frame.toArrow())
+    assert isinstance(out, pl.DataFrame)
+    return out
 
 
 def _lit(value: Any) -> Any:

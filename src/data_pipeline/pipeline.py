@@ -178,7 +178,9 @@ class DashboardSpec(ConfigModel):
     the YAML file's folder); absent: ``<dashboard name>.html`` there."""
     config: dict[str, Any] = Field(default_factory=dict)
     """Further keys of the Dashboard's own config (layout, theme, ...: see the visualization
-    reference)."""
+    reference). Visualizations declared in its ``visualizations`` draw the data set their
+    ``data`` names, as those of the entry's ``visualizations`` do (same default, same checks),
+    and come first on the page."""
     visualizations: list[VisualizationSpec] = Field(default_factory=list)
     """The charts, tables and KPIs, in order: ``{type, name, data, config, span, position}``
     each (keys below)."""
@@ -612,6 +614,31 @@ def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> 
     viz_classes = _layer_classes("visualization", Visualization)
     last_output = list(spec.processing) or list(spec.transformations) or list(spec.sources)
     dashboards = {}
+
+    def data_of(given: str | None, vpath: str) -> str | None:
+        """The data set a visualization draws: ``given``, else the only last output."""
+        if given is None:
+            if len(last_output) != 1:
+                problems.add(
+                    _invalid(
+                        f"{vpath}.data",
+                        "no data given and there is not exactly one candidate",
+                        f"known: {', '.join(datasets)}",
+                    )
+                )
+                return None
+            given = last_output[0]
+        if given not in datasets:
+            problems.add(
+                _invalid(
+                    f"{vpath}.data",
+                    f"unknown data {given!r}",
+                    f"known: {', '.join(datasets)}",
+                )
+            )
+            return None
+        return given
+
     for name, d in spec.dashboards.items():
         path = f"dashboards.{name}"
         dconfig = dict(d.config)
@@ -629,29 +656,19 @@ def _build_all(spec: PipelineFile, base_dir: Path, source_file: Path | None) -> 
                 )
         dashboard = problems.attempt(_build, Dashboard, name, dconfig, path, base_dir)
         feeds: dict[str, str] = {}
+
+        # visualizations declared inside the Dashboard's own config (built with it)
+        for i, declared in enumerate(dashboard.visualizations if dashboard is not None else []):
+            data_name = data_of(
+                dashboard.data_names.get(declared.name), f"{path}.config.visualizations[{i}]"
+            )
+            if data_name is not None:
+                feeds[declared.name] = data_name
         for i, v in enumerate(d.visualizations):
             vpath = f"{path}.visualizations[{i}]"
             vname = v.name or f"{v.type}_{i}"
-            data_name = v.data
+            data_name = data_of(v.data, vpath)
             if data_name is None:
-                if len(last_output) != 1:
-                    problems.add(
-                        _invalid(
-                            f"{vpath}.data",
-                            "no data given and there is not exactly one candidate",
-                            f"known: {', '.join(datasets)}",
-                        )
-                    )
-                    continue
-                data_name = last_output[0]
-            if data_name not in datasets:
-                problems.add(
-                    _invalid(
-                        f"{vpath}.data",
-                        f"unknown data {data_name!r}",
-                        f"known: {', '.join(datasets)}",
-                    )
-                )
                 continue
             viz = build(viz_classes, v, vname, vpath, "visualization")
             if viz is None or dashboard is None:
@@ -741,9 +758,18 @@ def _column_problems(loaded: LoadedPipeline) -> list[ConfigError]:
         walk("transformations", name, inp, tpipe)
     for name, (inp, ppipe) in loaded.processing.items():
         walk("processing", name, inp, ppipe)
-    for dname, (_, dspec, feeds) in loaded.dashboards.items():
-        for i, v in enumerate(dspec.visualizations):
-            vname = v.name or f"{v.type}_{i}"
+    for dname, (dashboard, dspec, feeds) in loaded.dashboards.items():
+        where = [  # (YAML path, visualization name): the Dashboard config's, then the file's
+            *(
+                (f"dashboards.{dname}.config.visualizations[{i}]", v.name)
+                for i, v in enumerate(dashboard.settings.visualizations)
+            ),
+            *(
+                (f"dashboards.{dname}.visualizations[{i}]", v.name or f"{v.type}_{i}")
+                for i, v in enumerate(dspec.visualizations)
+            ),
+        ]
+        for vpath, vname in where:
             columns = known.get(feeds.get(vname, ""))
             viz = next((x for x in _dashboard_items(loaded, dname) if x.name == vname), None)
             if columns is None or viz is None:
@@ -753,7 +779,7 @@ def _column_problems(loaded: LoadedPipeline) -> list[ConfigError]:
             if missing:
                 errors.append(
                     missing_error(
-                        f"dashboards.{dname}.visualizations[{i}].config",
+                        f"{vpath}.config",
                         f"{type(viz).__name__} {vname!r}",
                         missing,
                         columns,

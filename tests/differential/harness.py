@@ -109,14 +109,23 @@ def to_engine(df: pl.DataFrame, engine: str, request: pytest.FixtureRequest) -> 
     raise AssertionError(engine)
 
 
+#: what a step that cannot address dotted PySpark names says (core.engines)
+DOT_REFUSAL = "cannot address columns whose names hold a dot"
+
+
+def dotted_on_spark(engine: str, df: pl.DataFrame) -> bool:
+    """A PySpark frame with a dot in a column name: Narwhals reads ``a.b`` as a struct field
+    there (narwhals#3117), so every step but the aggregations refuses it with an
+    UnsupportedOperationError (docs/semantics.md, Column names); the suite expects that error."""
+    return engine == "pyspark" and any("." in c for c in df.columns)
+
+
 def skip_dotted_names_on_spark(engine: str, df: pl.DataFrame) -> None:
-    """Narwhals reads a dot in a PySpark column name as a struct field (narwhals#3117): the
-    components that do not work around it are checked by tests/differential/test_names.py, the
-    rest of their behaviour here with the examples whose names have no dot."""
+    """Batches and streams of WindowedAggregator on PySpark with dotted names: not checked yet
+    (their slices leave Spark; the one-pass step refuses, see :func:`dotted_on_spark`)."""
     from hypothesis import assume
 
-    if engine == "pyspark":
-        assume(not any("." in c for c in df.columns))
+    assume(not dotted_on_spark(engine, df))
 
 
 def input_view(df: pl.DataFrame, engine: str) -> pl.DataFrame:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data_pipeline.core.errors import DataTypeError
+from data_pipeline.core.errors import DataTypeError, UnsupportedOperationError
 from data_pipeline.transformation import OutlierHandler
 from tests.differential.frames import (
     INTEGER,
@@ -29,13 +29,14 @@ from tests.differential.frames import (
     row_counts,
 )
 from tests.differential.harness import (
+    DOT_REFUSAL,
     ENGINES,
     Expected,
     check,
+    dotted_on_spark,
     examples,
     input_view,
     nw_dtype,
-    skip_dotted_names_on_spark,
     to_engine,
 )
 
@@ -231,9 +232,10 @@ CASE = outlier_case()
 
 def run_case(engine: str, case: dict[str, Any], request: Any) -> None:
     df = build(case["columns"])
-    skip_dotted_names_on_spark(engine, df)
     handler = OutlierHandler(name="outliers", config=case["config"])
     expected = expected_outliers(case, input_view(df, engine), engine)
+    if dotted_on_spark(engine, df):
+        expected = Expected(error=UnsupportedOperationError, match=DOT_REFUSAL)
     check(
         engine,
         handler.transform,

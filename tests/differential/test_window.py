@@ -33,9 +33,11 @@ from tests.differential.frames import (
     row_counts,
 )
 from tests.differential.harness import (
+    DOT_REFUSAL,
     ENGINES,
     Expected,
     check,
+    dotted_on_spark,
     examples,
     input_view,
     nw_dtype,
@@ -175,9 +177,10 @@ STREAM_CASE = CASE
 
 def run_case(engine: str, case: dict[str, Any], request: Any) -> None:
     df = build(case["columns"])
-    skip_dotted_names_on_spark(engine, df)
     native = to_engine(df, engine, request)
     expected = expected_windows(case, input_view(df, engine), engine)
+    if dotted_on_spark(engine, df):
+        expected = Expected(error=UnsupportedOperationError, match=DOT_REFUSAL)
     step = WindowedAggregator(name="w", config=case["config"])
     check(engine, step.process, native, expected, context=repr(case["config"]))
 

@@ -204,13 +204,19 @@ def test_xss_corpus_never_runs(browser: Any, tmp_path: Path) -> None:
         PieChart(name="pie", config={"category": "cat", "value": evil, "title": XSS[5]})
     )
     d.add_visualization(Heatmap(name="heat", config={"x": "cat", "y": XSS[1], "value": evil}))
-    d.add_visualization(Table(name="table", config={"title": XSS[0], "titles": {"cat": XSS[1]}}))
+    d.add_visualization(
+        Table(
+            name="table",
+            config={"title": XSS[0], "titles": {"cat": XSS[1]}, "description": XSS[2]},
+        )
+    )
     d.add_visualization(
         KPI(
             name="kpi",
             config={
                 "value": evil,
                 "title": XSS[2],
+                "description": XSS[5],
                 "suffix": XSS[0],
                 "period": "d",
                 "comparison": "previous",
@@ -232,6 +238,9 @@ def test_xss_corpus_never_runs(browser: Any, tmp_path: Path) -> None:
     )
     assert cells == XSS
     assert XSS[0] in (page.text_content("#dp-viz-6") or "")
+    # table and KPI descriptions are shown as text (the <img> payload made no element)
+    assert page.text_content("#dp-viz-5 .dp-viz-description") == XSS[2]
+    assert page.text_content("#dp-viz-6 .dp-viz-description") == XSS[5]
     # hover every bar so the tooltips render the payloads
     for bar in page.query_selector_all("#dp-viz-0 g.mark-rect path"):
         bar.hover(force=True)
@@ -245,6 +254,39 @@ def test_xss_corpus_never_runs(browser: Any, tmp_path: Path) -> None:
     page.wait_for_timeout(200)
     assert marks(page, "#dp-viz-0") == 1
     page.wait_for_timeout(200)
+    visit.assert_clean()
+    page.context.close()
+
+
+def test_line_sorted_by_a_list_runs_in_that_order(browser: Any, tmp_path: Path) -> None:
+    """``sort`` on a LineChart: the listed x order is the axis order and the line's path."""
+    days = ["Mon", "Tue", "Wed", "Thu", "Fri"]
+    data = pl.DataFrame(
+        {
+            "wd": ["Fri", "Mon", "Wed", "Tue", "Thu"] * 2,
+            "s": ["a"] * 5 + ["b"] * 5,
+            "n": [5, 1, 3, 2, 4, 50, 10, 30, 20, 40],
+        }
+    )
+    d = Dashboard("sorted", {"filter": {"field": "s"}})
+    d.add_visualization(LineChart(name="line", config={"x": "wd", "y": "n", "series": "s",
+                                                       "sort": days, "width": 400}))  # fmt: skip
+    page, visit = open_dashboard(browser, d.save_html(tmp_path / "sorted.html", data))
+    assert page.get_attribute("#dp-chart-0", "data-rendered") == "true"
+    assert marks(page, "#dp-viz-0") == 2
+    labels = page.evaluate(
+        "Array.from(document.querySelectorAll('#dp-viz-0 .role-axis-label text'))"
+        ".map(t => t.textContent)"
+    )
+    assert labels[:5] == days
+    xs = page.evaluate(
+        "Array.from(document.querySelectorAll('#dp-viz-0 g.mark-line > path'))"
+        ".map(p => Array.from(p.getAttribute('d').matchAll(/[ML]([-\\d.]+),/g)).map(m => +m[1]))"
+    )
+    assert len(xs) == 2 and all(len(x) == 5 and x == sorted(x) for x in xs), xs
+    page.select_option("#dp-filter", label="b")
+    page.wait_for_timeout(200)
+    assert marks(page, "#dp-viz-0") == 1
     visit.assert_clean()
     page.context.close()
 

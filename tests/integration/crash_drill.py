@@ -273,8 +273,12 @@ def run_drill(
     rows: int | None = None,
     broken: str | None = None,
     seed: int | None = None,
+    spark: bool = False,
 ) -> Report:
-    """Kill loads of ``target`` ``rounds`` times per mode; returns what was found."""
+    """Kill loads of ``target`` ``rounds`` times per mode; returns what was found.
+
+    ``spark``: the child stores Spark DataFrames (a local session of its own), so the loads are
+    the executors' writes (JDBC into a staging table, merged by the driver)."""
     seed = SEED if seed is None else seed
     rng = random.Random(f"{seed}:{target.backend}:{broken}")
     n = rows or ROWS or DEFAULT_ROWS[target.backend]
@@ -291,7 +295,13 @@ def run_drill(
             )
             if hasattr(storage, "close"):
                 storage.close()
-            spec = {"target": _spec(target), "mode": mode, "rows": n, "broken": broken}
+            spec = {
+                "target": _spec(target),
+                "mode": mode,
+                "rows": n,
+                "broken": broken,
+                "spark": spark,
+            }
             proc = subprocess.Popen(
                 [sys.executable, "-m", "tests.integration.crash_drill", json.dumps(spec)],
                 stdout=subprocess.PIPE,
@@ -306,8 +316,8 @@ def run_drill(
             wanted = rng.randint(1, 2)  # loads to let finish before the kill
             done, started, last_start, durations, rows_done = 0, 0, 0.0, [], []
             while True:
-                try:
-                    at, line = lines.get(timeout=120)
+                try:  # a Spark child first starts its session (tens of seconds when busy)
+                    at, line = lines.get(timeout=600 if spark else 120)
                 except queue.Empty:
                     line, at = "", time.perf_counter()
                 if not line:  # the child ended (or hangs): that is not a kill
@@ -405,10 +415,13 @@ def _child(spec: dict[str, Any]) -> None:  # pragma: no cover - runs in the kill
     target = Target(t["backend"], t["cls"], t["config"], t["table"], Path("."))
     mode, n, broken = spec["mode"], spec["rows"], spec["broken"]
     storage = target.storage()
+    session = _spark_session() if spec.get("spark") else None
     print("ready", flush=True)
     version = 1
     while True:
         frame = load_frame(mode, version, n)
+        if session is not None:
+            frame = session.createDataFrame(frame.to_arrow())
         print(f"start {version}", flush=True)
         if broken == "drop-then-load":  # non-atomic replace: the old table goes first
             storage.execute(f'DROP TABLE IF EXISTS "{target.table}"')
@@ -422,6 +435,26 @@ def _child(spec: dict[str, Any]) -> None:  # pragma: no cover - runs in the kill
             result = target.store(storage, frame, mode)
         print(f"done {version} {result.rows}", flush=True)
         version += 1
+
+
+def _spark_session() -> Any:  # pragma: no cover - runs in the killed process
+    """A small local session with the JDBC driver jars (the suite's settings)."""
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    from tests.conftest import JDBC_JARS
+
+    session = (
+        SparkSession.builder.master("local[1]")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "1")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.jars", ",".join(JDBC_JARS))
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    return session
 
 
 if __name__ == "__main__":  # pragma: no cover

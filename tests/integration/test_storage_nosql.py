@@ -21,6 +21,7 @@ from data_pipeline.core.errors import (
 )
 from data_pipeline.storage.nosql import NoSQLDBStorage
 from tests.integration.servers import (
+    REDIS_DB,
     REDIS_HOST,
     REDIS_PORT,
     drop_redis_keys,
@@ -164,6 +165,38 @@ def redis_table() -> Iterator[str]:
 
 def redis_storage(**config: Any) -> NoSQLDBStorage:
     return NoSQLDBStorage(name="cache", config=redis_config(**config))
+
+
+def test_redis_url_with_username_password_and_database_keys(redis_table: str) -> None:
+    """Beside a ``url`` the username, password and database keys replace the URL's, as for
+    StreamingSource (the URL's password won and the user and database were ignored)."""
+    import redis
+
+    admin = redis.Redis(REDIS_HOST, REDIS_PORT)
+    user, secret = f"dp_user_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    admin.execute_command("ACL", "SETUSER", user, "on", f">{secret}", f"~*{redis_table}*", "+@all")
+    try:
+        storage = NoSQLDBStorage(
+            name="cache",
+            config={
+                "db_type": "redis",
+                "url": f"redis://nobody:wrong-password@{REDIS_HOST}:{REDIS_PORT}/0",
+                "username": user,
+                "password": secret,
+                "database": str(REDIS_DB),
+                "primary_key": ["id"],
+            },
+        )
+        storage.store(frame(), redis_table)
+        storage.close()
+        in_db = redis.Redis(REDIS_HOST, REDIS_PORT, db=REDIS_DB)
+        assert sorted(in_db.smembers(f"__dp__:{redis_table}:keys")) == [
+            f"{redis_table}:{i}".encode() for i in (1, 2, 3)
+        ]
+        in_db.close()
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+        admin.close()
 
 
 @pytest.mark.parametrize("value_format", ["hash", "json"])

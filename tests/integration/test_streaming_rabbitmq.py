@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import re
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -344,3 +345,48 @@ def test_docs_example_config_reads(broker: Broker, tmp_path: Path) -> None:
     out = StreamingSource(name="rabbit_orders", config=config).ingest()
     assert out["_id"].to_list() == ids[:2]
     assert (tmp_path / "rejects.csv").exists()
+
+
+def test_a_committed_batch_requeued_late_is_dropped(broker: Broker, tmp_path: Path) -> None:
+    """Job 1 commits batch A and its host dies before the ack: the broker notices only later
+    (heartbeat) and requeues A after job 2 committed batch B. A is dropped, by job 2 and by a
+    job 3 restarted from job 2's checkpoint (which kept only B's ids: A was stored twice)."""
+    from data_pipeline.core.checkpoint import Checkpointer
+
+    queue = broker.queue()
+
+    def start() -> tuple[StreamingSource, Checkpointer]:
+        src = rabbit_source(queue, max_messages=3)
+        job = Checkpointer("rabbit-job", tmp_path, sources={"events": src})
+        job.restore()
+        return src, job
+
+    a = broker.publish(queue, records(3))
+    dead, job = start()
+    stored = dead.ingest()["_id"].to_list()
+    dead.acknowledge = lambda: None  # type: ignore[method-assign]  # no ack: the host died
+    with job.commit():
+        pass
+    b = broker.publish(queue, records(3))
+    src, job = start()
+    stored += src.ingest()["_id"].to_list()  # A is still held by job 1's connection
+    with job.commit():
+        pass
+    src.close()
+    dead._reader.connection.close()  # type: ignore[union-attr]  # the broker notices: A requeued
+    dead._reader = None
+    while broker.depth(queue) < len(a):
+        time.sleep(0.05)
+    src, job = start()
+    assert src.ingest().height == 0  # A again: dropped
+    assert src.get_metadata()["details"]["duplicates_dropped"] == 3
+    # A (from job 1) and B (job 2's last batch) stay until the broker confirmed the drop's
+    # ack; then B only (acknowledged before job 2 stopped, it never comes back: it is kept
+    # for _REQUEUE_WAIT seconds)
+    assert [ids for _, ids in src.checkpoint_state()["carried"]] == [a, b]
+    with job.commit():
+        pass
+    assert [ids for _, ids in src.checkpoint_state()["carried"]] == [b]
+    src.close()
+    assert sorted(stored) == sorted(a + b)
+    assert broker.depth(queue) == 0

@@ -699,18 +699,24 @@ class IncrementalCursor:
             self.save()
         return frame
 
-    def advance(self, value: Any) -> None:
+    def advance(self, value: Any, recent: pl.DataFrame | None = None) -> None:
         """The last value after a read whose rows this process does not see (Spark's executors
         read them): the cursor moves to ``value`` (never back) and the state is saved (read on
-        its own). Only for cursors without ``keys``: delivered keys need the rows."""
-        if self.keys:
-            raise IngestionError(
-                "an incremental read with primary_key needs the rows to remember their keys",
-                component=self.component,
-                hint="read it with apply() (on the driver)",
-            )
+        its own). With ``keys``, ``recent`` holds the key and cursor columns of the read's rows
+        inside the new lookback window (at or above the new last value minus ``lookback``):
+        they are remembered as delivered."""
         if value is not None and (self.last is None or later(value, self.last)):
             self.last = value
+        if self.delivered is not None and self.last is not None:
+            if recent is None:
+                raise IngestionError(
+                    "an incremental read with primary_key needs the keys of the rows it read",
+                    component=self.component,
+                    hint="pass the key and cursor columns of the rows in the lookback window",
+                )
+            if recent.height:
+                boundary = minus(self.last, self.lookback)
+                self.delivered.remember(recent, at_or_after(self.cursor, boundary, recent))
         if not self.managed:
             self.save()
 

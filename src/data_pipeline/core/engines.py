@@ -30,7 +30,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import narwhals as nw
@@ -45,8 +45,10 @@ if TYPE_CHECKING:
 __all__ = [
     "ENGINES",
     "OUTPUTS",
+    "UTC_ALIASES",
     "case_collisions",
     "check_column_case",
+    "check_spark_dotted_names",
     "convert_output",
     "duckdb_connection",
     "engine_of",
@@ -163,23 +165,76 @@ def check_column_case(
         )
 
 
+def check_spark_dotted_names(
+    names: Iterable[str], engine: str, *, component: str | None = None
+) -> None:
+    """Refuse PySpark column names with a dot for a component that cannot address them.
+
+    Narwhals hands a name to Spark unquoted, and Spark reads ``a.b`` as field ``b`` of column
+    ``a`` (narwhals#3117): the component would fail with an AnalysisException or, where a struct
+    ``a`` with a field ``b`` exists, read another column. The aggregations rename around it;
+    other components refuse, naming the columns.
+    """
+    if engine != "pyspark":
+        return
+    dotted = [str(n) for n in names if "." in str(n)]
+    if dotted:
+        shown = ", ".join(repr(n) for n in dotted)
+        raise UnsupportedOperationError(
+            f"the pyspark engine cannot address columns whose names hold a dot here: {shown} "
+            "(Spark reads 'a.b' as field b of column a)",
+            component=component,
+            hint="rename them on Spark before this step, e.g. "
+            "df.withColumnRenamed('a.b', 'a_b'), or use the polars, pandas, pyarrow or duckdb "
+            "engine",
+        )
+
+
 # -- conversions -------------------------------------------------------------------------------
 
 
+#: Names of the UTC zone that engines give (DuckDB and Spark in a UTC session: ``Etc/UTC``);
+#: a column in any of them leaves an engine labelled ``UTC``.
+UTC_ALIASES = frozenset(
+    {"Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu", "Z"}
+)
+
+
 def to_arrow(data: AnyFrame) -> pa.Table:
-    """Any supported frame -> ``pyarrow.Table`` (collecting a lazy one; no pandas index)."""
+    """Any supported frame -> ``pyarrow.Table`` (collecting a lazy one; no pandas index; UTC
+    columns labelled ``UTC``, whatever name the engine gave the zone)."""
     import pyarrow as pa
 
     if isinstance(data, pa.Table):
-        return data
+        return _utc_labels(data)
     frame = to_narwhals(data)
     if isinstance(frame, nw.LazyFrame):
         if engine_of(frame) == "polars-lazy":
-            return frame.to_native().collect().to_arrow()
-        return frame.collect(backend="pyarrow").to_native()
+            return _utc_labels(frame.to_native().collect().to_arrow())
+        return _utc_labels(frame.collect(backend="pyarrow").to_native())
     if frame.implementation is nw.Implementation.PANDAS:
-        return _from_pandas(frame.to_native())
-    return frame.to_arrow()
+        return _utc_labels(_from_pandas(frame.to_native()))
+    return _utc_labels(frame.to_arrow())
+
+
+def _utc_labels(table: pa.Table) -> pa.Table:
+    """``table`` with each top-level timestamp column zoned ``Etc/UTC`` (or another name of
+    UTC) relabelled ``UTC``: the same instants (metadata only, no copy), one label, so a stored
+    schema does not depend on the engine that computed it."""
+    import pyarrow as pa
+
+    def utc_alias(f: pa.Field) -> bool:
+        return pa.types.is_timestamp(f.type) and f.type.tz in UTC_ALIASES
+
+    if not any(utc_alias(f) for f in table.schema):
+        return table
+    renamed = [
+        pa.field(f.name, pa.timestamp(f.type.unit, "UTC"), f.nullable, f.metadata)
+        if utc_alias(f)
+        else f
+        for f in table.schema
+    ]
+    return table.cast(pa.schema(renamed, metadata=table.schema.metadata))
 
 
 def _from_pandas(native: pd.DataFrame) -> pa.Table:
@@ -194,27 +249,85 @@ def to_polars(data: AnyFrame) -> pl.DataFrame:
     import polars as pl
 
     if isinstance(data, pl.DataFrame):
-        return data
+        return _polars_utc_labels(data)
     if isinstance(data, pl.LazyFrame):
-        return data.collect()
+        return _polars_utc_labels(data.collect())
     frame = to_narwhals(data)
     if isinstance(frame, nw.LazyFrame):
         native = frame.to_native()
         if isinstance(native, pl.LazyFrame):
-            return native.collect()
+            return _polars_utc_labels(native.collect())
         result: pl.DataFrame = frame.collect(backend="polars").to_native()
-        return result
+        return _polars_utc_labels(result)
     eager: pl.DataFrame = frame.to_polars()
-    return eager
+    return _polars_utc_labels(eager)
 
 
-def to_pandas(data: AnyFrame) -> pd.DataFrame:
-    """Any supported frame -> ``pandas.DataFrame`` (numpy-backed, as ``polars.to_pandas``)."""
+def _polars_utc_labels(frame: pl.DataFrame) -> pl.DataFrame:
+    """As :func:`_utc_labels`, for Polars (a zone change there is metadata only too)."""
+    import polars as pl
+
+    zoned = [
+        c
+        for c, t in frame.schema.items()
+        if isinstance(t, pl.Datetime) and t.time_zone in UTC_ALIASES
+    ]
+    if not zoned:
+        return frame
+    return frame.with_columns(pl.col(zoned).dt.convert_time_zone("UTC"))
+
+
+def to_pandas(
+    data: AnyFrame, *, like: pd.DataFrame | Mapping[str, Any] | None = None
+) -> pd.DataFrame:
+    """Any supported frame -> ``pandas.DataFrame`` (numpy-backed, as ``polars.to_pandas``).
+
+    ``like``: a pandas frame (or a mapping column -> pandas dtype) whose dtypes the result's
+    columns of the same name take, the nullable one where a numpy int/bool column must hold
+    nulls; a column without a template becomes numpy int64/float64/bool (nullable with nulls),
+    pandas' ``str``, or keeps its Arrow dtype (dates, decimals, ...). A result computed on
+    another engine so comes back in the dtypes of the pandas frame it was computed from (Polars'
+    own ``to_pandas()`` turns an int or bool column with nulls into float/object, a date into
+    datetime64[ms] and a decimal into objects).
+    """
     import pandas as pd
 
-    if isinstance(data, pd.DataFrame):
-        return data
-    return to_polars(data).to_pandas()
+    if like is None:
+        if isinstance(data, pd.DataFrame):
+            return data
+        return to_polars(data).to_pandas()
+    templates = {c: like[c].dtype for c in like.columns} if isinstance(like, pd.DataFrame) else like
+    table = to_polars(data)
+    out = table.to_pandas(use_pyarrow_extension_array=True)
+    for column in out.columns:
+        target = _pandas_dtype(templates.get(column), table[column].null_count() > 0, out[column])
+        if target is not None:
+            out[column] = out[column].astype(target)
+    return out
+
+
+def _pandas_dtype(template: Any, has_null: bool, series: Any) -> Any:
+    """The pandas dtype of a result column (see :func:`to_pandas`)."""
+    import numpy as np
+
+    if template is not None:
+        if isinstance(template, np.dtype) and template.kind in "iub" and has_null:
+            return (
+                "boolean"
+                if template.kind == "b"
+                else template.name.capitalize().replace("Uint", "UInt")
+            )
+        return template
+    kind = str(series.dtype).split("[")[0]
+    if kind.startswith(("int", "uint")):
+        return kind.capitalize().replace("Uint", "UInt") if has_null else kind
+    if kind.startswith(("double", "float")):
+        return "float64"
+    if kind.startswith("bool"):
+        return "boolean" if has_null else "bool"
+    if kind in ("string", "large_string"):
+        return "str"
+    return None
 
 
 def duckdb_connection(relation: Any) -> Any:

@@ -20,7 +20,12 @@ import narwhals as nw
 
 from data_pipeline.core.component import Component, Operation
 from data_pipeline.core.config import ConfigModel
-from data_pipeline.core.engines import check_column_case, engine_of, is_case_insensitive
+from data_pipeline.core.engines import (
+    check_column_case,
+    check_spark_dotted_names,
+    engine_of,
+    is_case_insensitive,
+)
 from data_pipeline.core.errors import ColumnNotFoundError, DataPipelineError, NotFoundError
 from data_pipeline.core.frames import column_names, require_columns, row_count, to_narwhals
 
@@ -37,6 +42,9 @@ class FrameStep(Component):
     """
 
     operation_name: ClassVar[str] = "apply"
+    #: True for a step that addresses PySpark columns named with a dot itself (renaming around
+    #: Narwhals); the others refuse such a frame (core.engines.check_spark_dotted_names)
+    spark_dotted_names: ClassVar[bool] = False
 
     def __init__(self, name: str, config: Any = None) -> None:
         super().__init__(name, config)
@@ -73,6 +81,8 @@ class FrameStep(Component):
             if is_case_insensitive(engine):
                 session = getattr(frame.to_native(), "sparkSession", None)
                 check_column_case(names, engine, component=self.label, session=session)
+            if not self.spark_dotted_names:
+                check_spark_dotted_names(names, engine, component=self.label)
             require_columns(frame, self.required_columns(names), component=self.label)
             result = self._apply_frame(frame, op)
             op.rows_out = row_count(result)

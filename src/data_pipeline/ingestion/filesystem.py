@@ -1,4 +1,4 @@
-"""FileSystemSource: CSV, Parquet, JSON, JSON Lines, Arrow IPC and Excel files, local or remote.
+"""FileSystemSource: CSV, Parquet, ORC, JSON, JSON Lines, Arrow IPC and Excel files, local or remote.
 
 Local files are scanned lazily by polars (``scan_csv``, ``scan_parquet``, ``scan_ndjson``,
 ``scan_ipc``), so ``output: lazy`` stays lazy and large CSVs are read in parallel in Rust. Remote
@@ -53,7 +53,18 @@ if TYPE_CHECKING:
 __all__ = ["FileSystemConfig", "FileSystemSource"]
 
 Format = Literal[
-    "auto", "csv", "tsv", "parquet", "json", "jsonl", "ndjson", "ipc", "arrow", "feather", "excel"
+    "auto",
+    "csv",
+    "tsv",
+    "parquet",
+    "orc",
+    "json",
+    "jsonl",
+    "ndjson",
+    "ipc",
+    "arrow",
+    "feather",
+    "excel",
 ]
 
 _EXTENSIONS = {
@@ -63,6 +74,7 @@ _EXTENSIONS = {
     ".tab": "tsv",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".orc": "orc",
     ".json": "json",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
@@ -82,7 +94,9 @@ class FileSystemConfig(SourceConfig):
     path: str | list[str]
     """A file, a directory, a glob (``data/**/*.csv``) or an fsspec URL; or a list of those."""
     format: Format = "auto"
-    """``auto`` picks the format from the extension (after a compression suffix)."""
+    """``auto`` picks the format from the extension (after a compression suffix: ``.csv``,
+    ``.tsv``, ``.parquet``, ``.orc``, ``.json``, ``.jsonl``, ``.arrow``, ``.xlsx``, ...). ORC files
+    are read with pyarrow (one file at a time; ``engine: spark`` reads them on the executors)."""
     compression: Literal["auto", "none", "gzip", "zstd", "bz2"] = "auto"
     """Whole-file compression: ``auto`` reads it from the file suffix (``.gz``/``.gzip``,
     ``.zst``/``.zstd``, ``.bz2``; none otherwise); a named kind applies to every file. Not the
@@ -351,7 +365,7 @@ class FileSystemSource(DataSource):
                 if None in formats
                 else f"the path matches files of several formats: {sorted(f for f in formats if f)}",
                 component=self.label,
-                hint="set 'format' to one of csv, tsv, parquet, json, jsonl, ipc, excel, "
+                hint="set 'format' to one of csv, tsv, parquet, orc, json, jsonl, ipc, excel, "
                 "or narrow the glob",
             )
         return str(formats.pop())
@@ -772,6 +786,8 @@ class FileSystemSource(DataSource):
                     mixed_types=self.settings.mixed_types,
                 ).lazy(),
             )
+        elif fmt == "orc":  # pyarrow's ORC reader, one file at a time
+            frame = self._concat(files, self._orc)
         elif fmt == "excel":
             frame = self._concat(files, self._excel)
         else:  # pragma: no cover - the config model forbids other values
@@ -799,6 +815,14 @@ class FileSystemSource(DataSource):
             mixed_types=self.settings.mixed_types,
             unit="record",
         )
+
+    def _orc(self, file: str) -> pl.LazyFrame:
+        import polars as pl
+        import pyarrow.orc as orc
+
+        source: Any = io.BytesIO(self._bytes(file)) if _is_remote(file) else file
+        frame: Any = pl.from_arrow(orc.read_table(source))
+        return frame.lazy()  # type: ignore[no-any-return]
 
     def _excel(self, file: str) -> pl.LazyFrame:
         import polars as pl

@@ -21,7 +21,7 @@ from typing import Any
 
 import narwhals as nw
 
-from data_pipeline.core.engines import engine_of, to_polars
+from data_pipeline.core.engines import engine_of, to_pandas, to_polars
 from data_pipeline.core.errors import ConfigError, SchemaError, UnsupportedOperationError
 
 __all__ = [
@@ -34,7 +34,6 @@ __all__ = [
     "conform",
     "output_dtype",
     "parse_aggregations",
-    "polars_to_pandas",
 ]
 
 #: Every aggregation name the processors accept.
@@ -479,47 +478,7 @@ def _pandas_via_polars(
     for plan in plans:
         if plan.func in ("min", "max", "first", "last"):
             templates[plan.output] = native[plan.column].dtype
-    return nw.from_native(polars_to_pandas(result.to_native(), templates))
-
-
-def polars_to_pandas(table: Any, templates: Mapping[str, Any]) -> Any:
-    """A Polars frame as pandas, each column in its template's pandas dtype (the nullable one
-    where a numpy int/bool column must hold nulls); a column without a template becomes numpy
-    int64/float64/bool (nullable with nulls) or keeps its Arrow dtype (dates, decimals, ...).
-
-    Polars' own ``to_pandas()`` turns an int or bool column with nulls into float/object, a
-    date into datetime64[ms] and a decimal into objects.
-    """
-    out = table.to_pandas(use_pyarrow_extension_array=True)
-    for column in out.columns:
-        target = _pandas_dtype(templates.get(column), table[column].null_count() > 0, out[column])
-        if target is not None:
-            out[column] = out[column].astype(target)
-    return out
-
-
-def _pandas_dtype(template: Any, has_null: bool, series: Any) -> Any:
-    """The pandas dtype of a result column (see :func:`polars_to_pandas`)."""
-    import numpy as np
-
-    if template is not None:
-        if isinstance(template, np.dtype) and template.kind in "iub" and has_null:
-            return (
-                "boolean"
-                if template.kind == "b"
-                else template.name.capitalize().replace("Uint", "UInt")
-            )
-        return template
-    kind = str(series.dtype).split("[")[0]
-    if kind.startswith(("int", "uint")):
-        return kind.capitalize().replace("Uint", "UInt") if has_null else kind
-    if kind.startswith(("double", "float")):
-        return "float64"
-    if kind.startswith("bool"):
-        return "boolean" if has_null else "bool"
-    if kind in ("string", "large_string"):
-        return "str"
-    return None
+    return nw.from_native(to_pandas(result.to_native(), like=templates))
 
 
 def conform(frame: Any, dtypes: Mapping[str, Any]) -> Any:

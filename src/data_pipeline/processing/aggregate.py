@@ -162,6 +162,7 @@ class DataAggregator(DataProcessor):
         [('d2', 2, 5, 1.0, 1.0, 1), ('d1', 1, 3, 3.0, 4.0, 2)]
     """
 
+    spark_dotted_names = True  # renames around Narwhals (see _aggregation.py)
     config_model = DataAggregatorConfig
     settings: DataAggregatorConfig
 

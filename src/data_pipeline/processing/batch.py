@@ -14,7 +14,7 @@ from pydantic import Field
 
 from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
-from data_pipeline.core.engines import engine_of, match_engine
+from data_pipeline.core.engines import engine_of, match_engine, to_pandas
 from data_pipeline.core.errors import (
     BatchProcessingError,
     InputNotFoundError,
@@ -22,11 +22,7 @@ from data_pipeline.core.errors import (
     UnsupportedOperationError,
 )
 from data_pipeline.core.frames import column_names, convert_output, to_narwhals, to_polars
-from data_pipeline.processing._aggregation import (
-    PartialAggregation,
-    check_engine_support,
-    polars_to_pandas,
-)
+from data_pipeline.processing._aggregation import PartialAggregation, check_engine_support
 from data_pipeline.processing._incremental import IncrementalAggregation, split_steps
 from data_pipeline.processing.base import DataProcessor
 from data_pipeline.processing.pipeline import ProcessingPipeline
@@ -115,6 +111,7 @@ class BatchProcessor(DataProcessor):
         [(1, 3.0), (2, 5.0)]
     """
 
+    spark_dotted_names = True  # renames around Narwhals (see _aggregation.py)
     config_model = BatchProcessorConfig
     settings: BatchProcessorConfig
 
@@ -475,7 +472,5 @@ def _to_engine(template: Any, result: Any) -> Any:
     """A Polars result as a native frame of ``template``'s engine."""
     engine = engine_of(template)
     if engine == "pandas":  # keep the input's pandas dtypes (Arrow dates, nullable ints, ...)
-        native = template.to_native()
-        templates = {c: native[c].dtype for c in native.columns}
-        return polars_to_pandas(to_polars(result), templates)
+        return to_pandas(result, like=template.to_native())
     return match_engine(template, to_polars(result)).to_native()

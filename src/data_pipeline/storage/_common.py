@@ -130,13 +130,14 @@ class ServerConfig(ConfigModel):
     database: str | None = None
     """Embedded store: the folder holding its files (absent or ``:memory:``: in memory, lost
     with the object); MongoDB: the database name (default ``data_pipeline``); Redis: the
-    database number (default ``0``; a ``url`` gives its own)."""
+    database number (default ``0``, or the ``url``'s; given beside a ``url``, it replaces the
+    URL's)."""
     username: str | None = None
-    """The user to log in as (MongoDB, also beside a ``url``; Redis ACL user, without
-    ``url`` only)."""
+    """The user to log in as (MongoDB user, Redis ACL user). Beside a ``url`` it replaces the
+    URL's user and keeps the URL's password."""
     password: SecretStr | None = None
     """The password (kept secret: never in messages or logs); write ``${ENV_VAR}`` in a
-    pipeline file. Beside a ``url`` that has its own password, the URL's wins on Redis."""
+    pipeline file. Beside a ``url`` it replaces the URL's password and keeps the URL's user."""
     connect_timeout: int = Field(default=10, gt=0)
     """Seconds to wait for the server (MongoDB: server selection; Redis: the socket
     connection) before a connection error."""

@@ -306,6 +306,10 @@ class FileSystemStorage(StorageSystem):
             return self._store_dataset(frame, rel, if_exists, cfg)
         if not self.is_local:
             return self._store_remote(frame, rel, if_exists, cfg)
+        if cfg.format == "parquet" and os.path.islink(os.path.join(self._local_base(), rel)):
+            # a dataset directory (Spark's executors wrote it): a new version of it, never a
+            # file beside it (reads would take the file, an append would lose the dataset's rows)
+            return self._store_dataset(frame, rel, if_exists, cfg)
         return self._store_file(frame, rel, if_exists, cfg)
 
     # -- Spark: the executors write the files ---------------------------------------------------
@@ -460,7 +464,12 @@ class FileSystemStorage(StorageSystem):
         link = os.path.join(parent, leaf)
         os.makedirs(parent, exist_ok=True)
         with target_lock(parent):
-            return self._store_dataset_locked(frame, link, if_exists, cfg)
+            result = self._store_dataset_locked(frame, link, if_exists, cfg)
+            assert cfg.compression is not None
+            single = link + self._extension(cfg.format, cfg.compression)
+            if not cfg.partition_by and os.path.isfile(single) and self._open_tx() is None:
+                os.remove(single)  # a file a killed Spark write left beside its dataset
+            return result
 
     def _store_dataset_locked(
         self,
@@ -944,10 +953,12 @@ def _write(frame: pl.DataFrame | pl.LazyFrame, target: Any, cfg: FileSystemStora
 def _write_partitioned(df: pl.DataFrame, directory: str, cfg: FileSystemStorageConfig) -> None:
     import polars as pl
 
-    assert cfg.partition_by is not None
     comp: Any = cfg.compression
     level = cfg.compression_level
     os.makedirs(directory, exist_ok=False)
+    if not cfg.partition_by:  # a dataset of part files without partitions (as Spark writes)
+        _write(df, os.path.join(directory, "part-0" + EXTENSIONS[cfg.format]), cfg)
+        return
     if cfg.format == "parquet":
         df.write_parquet(
             directory,

@@ -259,27 +259,26 @@ class NoSQLDBStorage(StorageSystem):
         redis = import_optional("redis", extra="redis", feature="Redis support")
         cfg = self.settings
         if self._client is None:
+            from data_pipeline.core.redis_client import redis_client
+
             password = cfg.password.get_secret_value() if cfg.password else None
-            if cfg.url:
-                self._client = redis.Redis.from_url(
-                    cfg.url, password=password, socket_connect_timeout=cfg.connect_timeout
-                )
-            else:
-                try:
-                    db = int(cfg.database or 0)
-                except ValueError:
-                    raise ConfigError(
-                        f"database must be a Redis database number, got {cfg.database!r}",
-                        component=self.label,
-                    ) from None
-                self._client = redis.Redis(
-                    host=cfg.host,
-                    port=cfg.port,
-                    db=db,
-                    username=cfg.username,
-                    password=password,
-                    socket_connect_timeout=cfg.connect_timeout,
-                )
+            try:
+                db = None if cfg.database is None else int(cfg.database)
+            except ValueError:
+                raise ConfigError(
+                    f"database must be a Redis database number, got {cfg.database!r}",
+                    component=self.label,
+                ) from None
+            self._client = redis_client(  # beside a url, the keys given replace the URL's
+                redis,
+                url=cfg.url,
+                host=cfg.host,
+                port=cfg.port,
+                db=db,
+                username=cfg.username,
+                password=password,
+                socket_connect_timeout=cfg.connect_timeout,
+            )
         try:
             yield self._client
         except redis.exceptions.AuthenticationError as exc:

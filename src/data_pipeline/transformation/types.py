@@ -7,9 +7,11 @@ depends on how a backend's own cast fails.
 
 from __future__ import annotations
 
+import decimal
 import functools
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import narwhals as nw
@@ -53,6 +55,17 @@ _DECIMAL_TEXT = r"^[+-]?(?:\d+\.?\d*|\.\d+)$"
 _DEFAULT_DATE = "%Y-%m-%d"
 _DEFAULT_DATETIME = "%Y-%m-%d %H:%M:%S"
 _UTC_NAMES = ("UTC", "Etc/UTC")
+_FINER_THAN_US = r"\.\d{7,}"  # a fraction of a second of more than 6 digits
+
+
+def _duckdb_zone(frame: Any) -> str | None:
+    """The time zone of a DuckDB relation's connection (``TimeZone``), as Narwhals reads it."""
+    try:
+        from narwhals._duckdb.utils import fetch_rel_time_zone
+
+        return str(fetch_rel_time_zone(frame.to_native()))
+    except Exception:  # another Narwhals, or a relation that cannot say: Narwhals decides
+        return None
 
 
 def _spark_zone(frame: Any) -> str | None:
@@ -79,7 +92,7 @@ _DIRECTIVES = {
     "I": r"(?:0?[1-9]|1[0-2])",
     "M": r"[0-5]\d",
     "S": r"(?:[0-5]\d|60)",
-    "f": r"\d{1,9}",
+    "f": r"\d{1,6}",  # microseconds at most: a finer value is bad, never rounded
     "j": r"\d{3}",
     "b": r"[A-Za-z]{3}",
     "B": r"[A-Za-z]+",
@@ -284,6 +297,39 @@ class ConverterConfig(ConfigModel):
         return self.columns[column]
 
 
+@dataclass(frozen=True)
+class _Call:
+    """The engine one conversion runs on, passed down the call (never kept on the converter:
+    one converter may serve a pandas thread and a PyArrow thread at the same time)."""
+
+    pandas: bool
+    duckdb: bool
+    arrow: bool
+    spark: bool
+    polars: bool
+    session_zone: str | None  # Spark, DuckDB: the session's (connection's) time zone
+    nan_null: frozenset[str]  # float columns whose NaN is the missing value (numpy pandas)
+
+    @classmethod
+    def of(cls, frame: Any, *, zoned: bool) -> _Call:
+        """``zoned``: some column gets a time zone (then the session zone is looked up)."""
+        engine = engine_of(frame)
+        zone = None
+        if zoned and engine == "pyspark":
+            zone = _spark_zone(frame)
+        elif zoned and engine == "duckdb":
+            zone = _duckdb_zone(frame)
+        return cls(
+            pandas=frame.implementation.is_pandas_like(),
+            duckdb=engine == "duckdb",
+            arrow=engine == "pyarrow",
+            spark=engine == "pyspark",
+            polars=frame.implementation is nw.Implementation.POLARS,
+            session_zone=zone,
+            nan_null=nan_is_null(frame),
+        )
+
+
 class DataTypeConverter(DataFrameTransformer):
     """Convert columns to another type; bad values raise, become null, or are rejected.
 
@@ -324,57 +370,72 @@ class DataTypeConverter(DataFrameTransformer):
 
     config_model = ConverterConfig
     settings: ConverterConfig
-    _pandas = False
-    _duckdb = False
-    _arrow = False
-    _spark = False
-    _session_zone: str | None = None
-    _nan_null: frozenset[str] = frozenset()
 
     def required_columns(self, columns: Sequence[str]) -> list[str]:
         return list(self.settings.columns)
 
     # -- building the conversion expressions -------------------------------------------------
 
-    def _convert(self, frame: Any, column: str, dtype: Any, spec: TypeSpec) -> tuple[Any, Any]:
+    def _convert(
+        self, on: _Call, frame: Any, column: str, dtype: Any, spec: TypeSpec
+    ) -> tuple[Any, Any]:
         """(converted expression, missing-before expression) for one column."""
         col = nw.col(column)
         target = spec.type
         text = dtype == nw.String
         missing = col.is_null()
-        if dtype.is_float() and column not in self._nan_null:
+        if dtype.is_float() and column not in on.nan_null:
             missing = missing | col.is_nan().fill_null(False)
         if dtype == nw.Unknown:  # e.g. Polars' Null type: an all-null column casts directly
             return col.cast(_target_dtype(spec)), missing
         if text:
             value = col.str.strip_chars() if self.settings.strip_whitespace else col
             missing = missing | (value.str.len_chars() == 0).fill_null(False)
-            return self._from_text(frame, column, value, spec), missing
+            return self._from_text(on, frame, column, value, spec), missing
         if target in _INTS:
             nw_type, lo, hi = _INTS[target]
             x = col
             if dtype == nw.Boolean:
-                return self._int_cast(col, nw_type), missing
+                return self._int_cast(on, col, nw_type), missing
             if not dtype.is_numeric():
                 raise self._cannot(column, dtype, target)
-            valid = (x >= lo) & (
-                x <= hi
-            )  # false for NaN on every engine (NaN sorts last or compares false)
             if dtype.is_float():
-                valid = valid & (x.round(0) == x)
-            return self._int_cast(nw.when(valid.fill_null(False)).then(x), nw_type), missing
+                # float bounds: PyArrow cannot compare floats with an integer above 2**53 (it
+                # refused every float -> int64 conversion); hi + 1 is a power of two, exact
+                valid = (x >= float(lo)) & (x < float(hi + 1)) & (x.round(0) == x)
+            else:
+                valid = (x >= lo) & (x <= hi)
+            # valid is false for NaN on every engine (NaN sorts last or compares false)
+            return self._int_cast(on, nw.when(valid.fill_null(False)).then(x), nw_type), missing
         if target in _FLOATS:
             if not (dtype.is_numeric() or dtype == nw.Boolean):
                 raise self._cannot(column, dtype, target)
             return col.cast(_FLOATS[target]), missing
         if target == "decimal":
+            if on.pandas and dtype == nw.Object:
+                raise UnsupportedOperationError(
+                    f"the pandas engine cannot convert column {column!r} to decimal: numpy-backed "
+                    "pandas holds decimals as Python objects",
+                    component=self.label,
+                    hint="use pyarrow-backed pandas (df.convert_dtypes(dtype_backend='pyarrow')), "
+                    "or convert on Polars, PyArrow or DuckDB",
+                )
             if not dtype.is_numeric():
                 raise self._cannot(column, dtype, target)
-            valid = col.abs() < 10 ** (spec.precision - spec.scale)
+            limit = 10 ** (spec.precision - spec.scale)
             if dtype.is_float():
-                valid = valid & ~col.is_nan()
-            decimal = nw.Decimal(spec.precision, spec.scale)
-            return nw.when(valid.fill_null(False)).then(col).cast(decimal), missing
+                valid = (col.abs() < float(limit)) & ~col.is_nan()
+            elif _integer_digits(dtype) <= spec.precision - spec.scale:
+                valid = ~col.is_null()  # every value fits (and 10**29 is no int64 literal)
+            else:  # the bound has fewer digits than the column: a literal of its own type
+                bound = decimal.Decimal(limit) if isinstance(dtype, nw.Decimal) else limit
+                valid = (col < nw.lit(bound, dtype)) & (col > nw.lit(-bound, dtype))
+            target_type = nw.Decimal(spec.precision, spec.scale)
+            kept = nw.when(valid.fill_null(False)).then(col)
+            if on.arrow and dtype.is_integer():
+                # PyArrow casts an integer only to a decimal wide enough for any of its values
+                kept = kept.cast(nw.Decimal(38, spec.scale))
+            return kept.cast(target_type), missing
         if target == "bool":
             if dtype == nw.Boolean:
                 return col, missing
@@ -394,30 +455,30 @@ class DataTypeConverter(DataFrameTransformer):
         # datetime
         if dtype == nw.Datetime:
             return self._zone(
-                col, spec, aware=getattr(dtype, "time_zone", None) is not None
+                on, col, spec, aware=getattr(dtype, "time_zone", None) is not None
             ), missing
         if dtype == nw.Date:
-            return self._zone(col.cast(nw.Datetime("us")), spec, aware=False), missing
+            return self._zone(on, col.cast(nw.Datetime("us")), spec, aware=False), missing
         raise self._cannot(column, dtype, target)
 
-    def _from_text(self, frame: Any, column: str, value: Any, spec: TypeSpec) -> Any:
+    def _from_text(self, on: _Call, frame: Any, column: str, value: Any, spec: TypeSpec) -> Any:
         target = spec.type
         if target in _INTS:
             nw_type, lo, hi = _INTS[target]
             valid = value.str.contains(_INT_TEXT)
-            unsigned = self._unsigned(value)
-            as_int = self._int_cast(nw.when(valid.fill_null(False)).then(unsigned), nw.Int64)
+            unsigned = self._unsigned(on, value)
+            as_int = self._int_cast(on, nw.when(valid.fill_null(False)).then(unsigned), nw.Int64)
             if nw_type == nw.Int64:
                 return as_int
             in_range = ((as_int >= lo) & (as_int <= hi)).fill_null(False)
-            return self._int_cast(nw.when(in_range).then(as_int), nw_type)
+            return self._int_cast(on, nw.when(in_range).then(as_int), nw_type)
         if target in _FLOATS:
             valid = value.str.contains(_FLOAT_TEXT)
-            unsigned = self._unsigned(value)
+            unsigned = self._unsigned(on, value)
             return nw.when(valid.fill_null(False)).then(unsigned).cast(_FLOATS[target])
         if target == "decimal":
             valid = value.str.contains(_DECIMAL_TEXT)
-            unsigned = self._unsigned(value)
+            unsigned = self._unsigned(on, value)
             return (
                 nw.when(valid.fill_null(False))
                 .then(unsigned)
@@ -438,12 +499,12 @@ class DataTypeConverter(DataFrameTransformer):
         if target == "date":
             fmt = spec.format or _DEFAULT_DATE
             valid = self._day_exists(
-                value, value.str.contains(format_pattern(fmt, strict=self._spark)), fmt
+                on, value, value.str.contains(format_pattern(fmt, strict=on.spark)), fmt
             )
             return (
                 nw.when(valid.fill_null(False))
                 .then(value)
-                .str.to_date(format=self._engine_format(fmt))
+                .str.to_date(format=self._engine_format(on, fmt))
             )
         fmt = spec.format or _DEFAULT_DATETIME
         if spec.format is None:
@@ -456,31 +517,56 @@ class DataTypeConverter(DataFrameTransformer):
                 .then(nw.concat_str([value, nw.lit(":00")]))
                 .otherwise(value)
             )
+            # with or without a fraction of a second (1-6 digits): each row matches one format
+            parsed = nw.coalesce(
+                self._parse_datetime(on, value, fmt),
+                self._parse_datetime(on, value, _DEFAULT_DATETIME + ".%f"),
+            )
+        else:
+            parsed = self._parse_datetime(on, value, fmt)
+        return self._zone(on, parsed, spec, aware="%z" in fmt)
+
+    def _parse_datetime(self, on: _Call, value: Any, fmt: str) -> Any:
+        """``value`` parsed with ``fmt`` where it has the format's shape and its day exists;
+        null elsewhere (so that no engine's parser sees a value it would fail on)."""
         valid = self._day_exists(
-            value, value.str.contains(format_pattern(fmt, strict=self._spark)), fmt
+            on, value, value.str.contains(format_pattern(fmt, strict=on.spark)), fmt
         )
+        kept = nw.when(valid.fill_null(False)).then(value)
         parse_fmt = fmt
-        if self._spark and re.search(r"(?<!%)Z", fmt):
+        if "%f" in fmt:
+            if on.arrow:
+                # PyArrow's strptime has no %f (Narwhals drops it): its ISO 8601 cast reads the
+                # fraction, for the one layout it knows
+                if fmt.replace("T", " ") == _DEFAULT_DATETIME + ".%f":
+                    return kept.str.replace_all("T", " ", literal=True).cast(nw.Datetime("us"))
+                raise UnsupportedOperationError(
+                    f"the pyarrow engine cannot parse the format {fmt!r} (PyArrow has no %f "
+                    "for fractions of a second)",
+                    component=self.label,
+                    hint="use '%Y-%m-%d %H:%M:%S.%f' (or no format), or convert on Polars, "
+                    "pandas or DuckDB",
+                )
+            if on.polars:  # chrono's %f counts nanoseconds ('123' = 123 ns); %.f is a fraction
+                parse_fmt = parse_fmt.replace(".%f", "%.f")
+        if on.spark and re.search(r"(?<!%)Z", fmt):
             # a literal Z: Narwhals would read the format as zoned and Java the Z as an offset;
             # other engines read it as a letter and give a naive timestamp: so does Spark
-            parse_fmt = re.sub(r"(?<!%)Z", "", fmt)
-            value = value.str.replace_all("Z", "", literal=True)
-        parsed = (
-            nw.when(valid.fill_null(False))
-            .then(value)
-            .str.to_datetime(format=self._engine_format(parse_fmt))
-        )
-        return self._zone(parsed, spec, aware="%z" in fmt)
+            parse_fmt = re.sub(r"(?<!%)Z", "", parse_fmt)
+            kept = kept.str.replace_all("Z", "", literal=True)
+        return kept.str.to_datetime(format=self._engine_format(on, parse_fmt))
 
-    def _engine_format(self, fmt: str) -> str:
+    def _engine_format(self, on: _Call, fmt: str) -> str:
         """``fmt`` for the engine's parser. Spark reads a Java pattern, where every letter is a
         field (``Z`` an offset): the literal letters of a strptime format (``T`` aside, which
         Narwhals turns into a space in the value and the pattern) are quoted for it."""
-        if not self._spark:
+        if not on.spark:
             return fmt
-        return re.sub(r"(?<!%)(?<!%[-#])([A-SU-Za-z]+)", r"'\1'", fmt)
+        quoted = re.sub(r"(?<!%)(?<!%[-#])([A-SU-Za-z]+)", r"'\1'", fmt)
+        # %f: Narwhals gives Java one 'S' (one digit); six read a fraction of 1-6 digits
+        return quoted.replace("%f", "SSSSSS")
 
-    def _day_exists(self, value: Any, valid: Any, fmt: str) -> Any:
+    def _day_exists(self, on: _Call, value: Any, valid: Any, fmt: str) -> Any:
         """``valid`` and the day exists in its month (no 2023-02-30), checked by arithmetic.
 
         The shape check lets a day 29-31 through in any month. Engines differ on such a
@@ -488,10 +574,10 @@ class DataTypeConverter(DataFrameTransformer):
         and day are taken from the text (a regex replace with a back-reference) and the day is
         compared with the length of the month, before any engine parses the value.
         """
-        pattern, groups = date_groups(fmt, strict=self._spark)
+        pattern, groups = date_groups(fmt, strict=on.spark)
         if "day" not in groups or "month" not in groups:
             return valid  # no day, or no month to measure it by: nothing can overflow
-        dollar = self._spark or self._polars  # back-reference syntax: Java/Rust $1, RE2/re \1
+        dollar = on.spark or on.polars  # back-reference syntax: Java/Rust $1, RE2/re \1
 
         def part(name: str) -> Any:
             ref = f"${groups[name][0]}" if dollar else f"\\{groups[name][0]}"
@@ -522,24 +608,23 @@ class DataTypeConverter(DataFrameTransformer):
         )
         return valid & (day <= days).fill_null(False)
 
-    def _unsigned(self, value: Any) -> Any:
+    def _unsigned(self, on: _Call, value: Any) -> Any:
         # PyArrow cannot parse a leading '+'; the other engines can
-        return value.str.replace_all(r"^\+", "") if self._arrow else value
+        return value.str.replace_all(r"^\+", "") if on.arrow else value
 
-    def _int_cast(self, expr: Any, nw_type: Any) -> Any:
+    def _int_cast(self, on: _Call, expr: Any, nw_type: Any) -> Any:
         # numpy-backed pandas cannot hold nulls in int columns: carry floats, fixed at the end
-        return expr.cast(nw.Float64) if self._pandas else expr.cast(nw_type)
+        return expr.cast(nw.Float64) if on.pandas else expr.cast(nw_type)
 
-    def _zone(self, expr: Any, spec: TypeSpec, *, aware: bool) -> Any:
+    def _zone(self, on: _Call, expr: Any, spec: TypeSpec, *, aware: bool) -> Any:
         zone = spec.time_zone
         if zone is None:
             return expr
-        if self._duckdb and zone == "UTC":
-            zone = "Etc/UTC"  # DuckDB names its UTC connection zone so
-        if self._spark and zone in _UTC_NAMES and self._session_zone in _UTC_NAMES:
-            # Narwhals compares zone names (Etc/UTC is UTC too) and leaves a naive value naive;
-            # in a UTC session, a Spark TIMESTAMP of the wall time is the UTC instant
-            return expr if aware else expr.cast(nw.Datetime("us", self._session_zone))
+        if (on.spark or on.duckdb) and zone in _UTC_NAMES and on.session_zone in _UTC_NAMES:
+            # Narwhals compares zone names (Etc/UTC is UTC too) and leaves a naive value naive
+            # (DuckDB's replace_time_zone is a no-op: time_zone UTC gave a naive TIMESTAMP);
+            # in a UTC session a cast reads the wall time as the UTC instant (TIMESTAMPTZ)
+            return expr if aware else expr.cast(nw.Datetime("us", on.session_zone))
         if aware:
             return expr.dt.convert_time_zone(zone)
         return expr.dt.replace_time_zone(zone)
@@ -560,13 +645,7 @@ class DataTypeConverter(DataFrameTransformer):
         bad: dict[str, Any] = {}
         specs = {c: s.spec(c) for c in s.columns}
         pandas_like = frame.implementation.is_pandas_like()
-        self._pandas = pandas_like
-        self._duckdb = engine_of(frame) == "duckdb"
-        self._arrow = frame.implementation is nw.Implementation.PYARROW
-        self._spark = engine_of(frame) == "pyspark"
-        self._session_zone = _spark_zone(frame) if self._spark else None
-        self._polars = frame.implementation is nw.Implementation.POLARS
-        self._nan_null = nan_is_null(frame)
+        on = _Call.of(frame, zoned=any(s.spec(c).time_zone for c in s.columns))
         helpers: list[str] = []
         if frame.implementation is nw.Implementation.POLARS:
             fast = [c for c, spec in specs.items() if _polars_fast(schema[c], spec)]
@@ -599,8 +678,8 @@ class DataTypeConverter(DataFrameTransformer):
         for column, spec in specs.items():
             if column in conversions:
                 continue
-            self._check_engine(frame, column, spec, pandas_like)
-            converted, missing = self._convert(frame, column, schema[column], spec)
+            self._check_engine(on, frame, column, spec, pandas_like)
+            converted, missing = self._convert(on, frame, column, schema[column], spec)
             if pandas_like and spec.type in _INTS:
                 converted = converted.cast(nw.Float64)  # numpy ints cannot hold nulls; fixed below
             if s.errors != "reject" and _infallible(schema[column], spec):
@@ -636,7 +715,9 @@ class DataTypeConverter(DataFrameTransformer):
             result = self._pandas_nullable(result, specs)
         return result
 
-    def _check_engine(self, frame: Any, column: str, spec: TypeSpec, pandas_like: bool) -> None:
+    def _check_engine(
+        self, on: _Call, frame: Any, column: str, spec: TypeSpec, pandas_like: bool
+    ) -> None:
         engine = engine_of(frame)
         sql_engine = {"duckdb": "DuckDB", "pyspark": "Spark", "sqlframe": "SQLFrame"}.get(engine)
         if spec.type == "category" and sql_engine is not None:
@@ -665,6 +746,22 @@ class DataTypeConverter(DataFrameTransformer):
                 f"set time zone {spec.time_zone!r} on column {column!r} ({sql_engine} keeps the "
                 f"time zone in the {where}, not in the column)",
                 f"use time_zone 'UTC' on {sql_engine}, or convert on Polars or pandas",
+                component=self.label,
+            )
+        if (
+            spec.time_zone is not None
+            and engine in ("duckdb", "pyspark")
+            and on.session_zone is not None
+            and on.session_zone not in _UTC_NAMES
+        ):
+            setting = (
+                "SET TimeZone = 'UTC'" if engine == "duckdb" else "spark.sql.session.timeZone=UTC"
+            )
+            raise unsupported(
+                frame,
+                f"make column {column!r} UTC while the {sql_engine} session's time zone is "
+                f"{on.session_zone!r} (the column would keep local wall times)",
+                f"run with {setting}, or convert on Polars or pandas",
                 component=self.label,
             )
 
@@ -845,13 +942,18 @@ class DataTypeConverter(DataFrameTransformer):
             value = series.str.strip() if self.settings.strip_whitespace else series
             missing = series.isna() | (value.str.len() == 0)
             parsed = pd.to_datetime(value, format=spec.format or "ISO8601", errors="coerce")
+            parsed = parsed.mask(value.str.contains(_FINER_THAN_US, na=False))  # bad: ns
             if spec.time_zone is not None:
                 if "%z" in (spec.format or "") or getattr(parsed.dt, "tz", None) is not None:
                     parsed = parsed.dt.tz_convert(spec.time_zone)
                 else:
                     parsed = parsed.dt.tz_localize(spec.time_zone)
             conv_name, bad_name = f"__dp_pconv_{len(helpers)}", f"__dp_pbad_{len(helpers)}"
-            added[conv_name] = parsed.astype(parsed.dtype.name.replace("ns", "us"))
+            zone = getattr(parsed.dt, "tz", None)  # microseconds whatever pandas inferred
+            # (an empty or all-blank column came back in seconds)
+            added[conv_name] = parsed.astype(
+                f"datetime64[us, {zone}]" if zone is not None else "datetime64[us]"
+            )
             added[bad_name] = (parsed.isna() & ~missing).fillna(False).astype(bool)
             conversions[c] = nw.col(conv_name).alias(c)
             bad[c] = nw.col(bad_name)
@@ -911,9 +1013,23 @@ class DataTypeConverter(DataFrameTransformer):
 # -- Polars fast path ---------------------------------------------------------------------------
 
 
+def _integer_digits(dtype: Any) -> int:
+    """How many digits a number of an integer or decimal column can have before the point."""
+    if isinstance(dtype, nw.Decimal):
+        return int(dtype.precision) - int(dtype.scale)
+    for kind, _, hi in _INTS.values():
+        if dtype == kind:
+            return len(str(hi))
+    return 38
+
+
 def _polars_fast(dtype: Any, spec: TypeSpec) -> bool:
-    return bool(dtype == nw.String) and (
-        spec.type in _INTS or spec.type in _FLOATS or spec.type in ("date", "datetime")
+    # a format with %f goes the shared way: its shape check requires the fraction, which
+    # Polars' %.f would let go missing
+    return (
+        bool(dtype == nw.String)
+        and (spec.type in _INTS or spec.type in _FLOATS or spec.type in ("date", "datetime"))
+        and "%f" not in (spec.format or "")
     )
 
 
@@ -948,6 +1064,9 @@ def _polars_text(col: Any, spec: TypeSpec, strip: bool) -> tuple[Any, Any]:
             .then(value + ":00")
             .otherwise(value)
         )
+        # a fraction of a second of 1-6 digits may follow (%.f); a finer one is bad
+        value = pl.when(value.str.contains(_FINER_THAN_US)).then(None).otherwise(value)
+        fmt = _DEFAULT_DATETIME + "%.f"
     parsed = value.str.to_datetime(fmt, strict=False, time_unit="us")
     if spec.time_zone is not None:
         if "%z" in fmt:

@@ -77,8 +77,10 @@ class VisualizationConfig(ConfigModel):
     charts and tables have no heading, a KPI tile shows the visualization's name."""
     description: str | None = None
     """Charts: the Vega-Lite ``description`` of the spec, which Vega uses as the chart's
-    accessible label (``aria-label``); nothing is drawn. Tables and KPI tiles accept the key and
-    do not use it."""
+    accessible label (``aria-label``); nothing is drawn. Tables and KPI tiles: a line of text
+    under the heading (under the label of a KPI tile), HTML-escaped, and a table's accessible
+    description (``aria-describedby``); ``render`` returns it as ``description``. None: no
+    text."""
 
 
 class BaseChartConfig(VisualizationConfig):
@@ -103,8 +105,9 @@ class BaseChartConfig(VisualizationConfig):
     """The most rows embedded in the chart, counted after aggregation (at least 10). Above it a
     line chart is downsampled per series (LTTB), a bar chart summed per category (when not
     aggregated already) and cut to the top categories by total, a scatter plot randomly
-    sampled (seed 0), a heatmap cut to its first rows; the subtitle says what was done. Pie
-    charts are capped by ``max_slices`` instead."""
+    sampled (seed 0), a heatmap cut to its first rows; the subtitle says what was done. A pie
+    chart draws at most the smaller of ``max_slices`` and ``max_points`` slices (the rest
+    summed into one)."""
 
     @field_validator("scheme")
     @classmethod
@@ -155,10 +158,14 @@ class ChartConfig(BaseChartConfig):
     y_type: FieldType | None = None
     """The Vega-Lite type of the y field (see ``x_type``)."""
     sort: Literal["x", "-x", "y", "-y", "ascending", "descending"] | list[Any] | None = None
-    """The order of a bar chart's categories: ``x`` / ``ascending`` and ``-x`` /
+    """Bar charts: the order of the categories: ``x`` / ``ascending`` and ``-x`` /
     ``descending`` by category, ``y`` / ``-y`` by value (ascending / descending), or a list of
-    the categories in the wanted order (unlisted ones follow). None: Vega-Lite's default
-    (ascending categories). Line charts and scatter plots do not use it."""
+    the categories in the wanted order (unlisted ones follow). Line charts: the order of the x
+    axis, along which the line runs: ``x`` / ``ascending`` (the default), ``-x`` /
+    ``descending`` (reversed axis), or a list of the x values in the wanted order for a
+    categorical x (text, or ``x_type`` ``ordinal`` / ``nominal``; unlisted ones follow); ``y`` /
+    ``-y`` are a ConfigError (a line's x axis is not ordered by value). Scatter plots have no
+    order to set: any value is a ConfigError. None: Vega-Lite's default (ascending)."""
 
     @field_validator("x_format", "y_format")
     @classmethod

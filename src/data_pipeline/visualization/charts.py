@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.errors import ChartRenderingError
@@ -102,6 +102,28 @@ class LineChartConfig(ChartConfig):
     ``step`` / ``step-after`` / ``step-before`` stairs, ``basis`` a B-spline that need not pass
     through the points. None: ``linear``."""
 
+    @field_validator("sort")
+    @classmethod
+    def _check_sort(cls, value: Any) -> Any:
+        if value in ("y", "-y"):
+            raise ValueError(
+                "a line chart's x axis is ordered by x, not by value; use 'x', "
+                "'-x' or a list of the x values (sorting by value is for bar charts)"
+            )
+        return value
+
+
+def _rank(column: str, order: list[Any]) -> Any:
+    """A polars expression: the position of ``column``'s value in ``order`` (unlisted: after)."""
+    import polars as pl
+
+    ranks = {v: i for i, v in enumerate(order)}
+    return (
+        pl.col(column)
+        .replace_strict(ranks, default=len(ranks), return_dtype=pl.Int64)
+        .alias(_ORDER)
+    )
+
 
 class LineChart(_XYChart):
     """Line chart visualization: one line, or one per value of ``series`` (or a ``color`` column).
@@ -109,12 +131,16 @@ class LineChart(_XYChart):
     Rows are aggregated per x (and series) when ``aggregate`` is set; above ``max_points`` rows
     the lines are downsampled with LTTB, which keeps peaks and troughs, and the subtitle says so.
 
+    ``sort`` orders the x axis the line runs along: ``-x`` reverses it, a list orders a
+    categorical x.
+
     Raises:
-        ConfigError: the config is invalid when the chart is built.
+        ConfigError: the config is invalid when the chart is built (also ``sort`` by value:
+            ``y`` or ``-y``).
         ChartColumnNotFoundError: a configured column is not in the data.
         ChartRenderingError: no ``y`` without ``aggregate: count``, more series than
-            ``max_points`` can draw (fewer than 3 points each), or another problem listed under
-            :class:`Chart`.
+            ``max_points`` can draw (fewer than 3 points each), a ``sort`` list on a temporal
+            or quantitative x, or another problem listed under :class:`Chart`.
 
     Example:
         >>> chart = LineChart(name="sales_chart", config={
@@ -137,6 +163,17 @@ class LineChart(_XYChart):
         series = self._series_column(df.columns)
         y = self._y_column()
         keys = ([series] if series else []) + [s.x]
+        listed = isinstance(s.sort, list)
+        if listed:  # the listed order of x, kept as a rank column the line is drawn along
+            kind = self._type(prepared, s.x, s.x_type)
+            if kind not in ("nominal", "ordinal"):
+                raise ChartRenderingError(
+                    f"sort lists the x values, but x {s.x!r} is {kind}",
+                    component=self.label,
+                    hint='a list orders categories: set "x_type": "ordinal", or use "x" / "-x"',
+                )
+            df = df.with_columns(_rank(s.x, s.sort))
+            keys = [*keys[:-1], _ORDER, s.x]
         df = df.filter(pl.col(s.x).is_not_null()).sort(keys, nulls_last=True)
         limit = s.max_points
         if df.height > limit:
@@ -153,7 +190,7 @@ class LineChart(_XYChart):
                 g = g.filter(pl.col(y).is_not_null())
                 xs = g.get_column(s.x)
                 xs = xs.to_physical() if xs.dtype.is_temporal() else xs
-                if not xs.dtype.is_numeric():
+                if not xs.dtype.is_numeric() or listed:
                     xs = pl.Series(range(g.height))
                 idx = lttb_indices(
                     xs.cast(pl.Float64).to_numpy(),
@@ -170,6 +207,15 @@ class LineChart(_XYChart):
         prepared.frame = df
         return prepared
 
+    def _x_sort(self, alt: Any, p: Prepared) -> dict[str, Any]:
+        """The x encoding's ``sort`` (and the line's ``order``) for the ``sort`` key."""
+        s = self.settings
+        if s.sort is None:
+            return {}
+        if not isinstance(s.sort, list):
+            return {"sort": "descending" if s.sort in ("-x", "descending") else "ascending"}
+        return {"sort": alt.EncodingSortField(field=_ORDER, op="min", order="ascending")}
+
     def _chart(self, alt: Any, p: Prepared, names: Sequence[str]) -> Any:
         s = self.settings
         mark: dict[str, Any] = {"point": s.points}
@@ -178,7 +224,9 @@ class LineChart(_XYChart):
         color = self._literal_color(names)
         if color:
             mark["color"] = color
-        enc: dict[str, Any] = {"x": self._x(alt, p), "y": self._y(alt, p)}
+        enc: dict[str, Any] = {"x": self._x(alt, p, **self._x_sort(alt, p)), "y": self._y(alt, p)}
+        if isinstance(s.sort, list):
+            enc["order"] = alt.Order(field=_ORDER, type="quantitative", sort="ascending")
         series = self._series_column(names)
         colour = self._color(alt, p, names)
         if colour is not None:
@@ -256,12 +304,7 @@ class BarChart(_XYChart):
                 df = df.head(limit)
             prepared.details["truncated"] = True
         if isinstance(s.sort, list):
-            order = {v: i for i, v in enumerate(s.sort)}
-            df = df.with_columns(
-                pl.col(s.x)
-                .replace_strict(order, default=len(order), return_dtype=pl.Int64)
-                .alias(_ORDER)
-            )
+            df = df.with_columns(_rank(s.x, s.sort))
         prepared.frame = df
         return prepared
 
@@ -343,6 +386,15 @@ class ScatterPlotConfig(ChartConfig):
     """Opacity of the points, from 0 (invisible) to 1 (opaque); below 1 dense regions show
     as darker."""
 
+    @field_validator("sort")
+    @classmethod
+    def _no_sort(cls, value: Any) -> Any:
+        if value is not None:
+            raise ValueError(
+                "a scatter plot has no order to sort (both axes are scales); drop 'sort'"
+            )
+        return value
+
 
 class ScatterPlot(_XYChart):
     """Scatter plot visualization with optional size, colour and shape encodings.
@@ -351,7 +403,7 @@ class ScatterPlot(_XYChart):
 
     Raises:
         ConfigError: the config is invalid when the chart is built (e.g. ``opacity`` outside
-            0..1).
+            0..1, or any ``sort``: a scatter plot has no order).
         ChartColumnNotFoundError: a configured column (also ``size`` or ``shape``) is not in the
             data.
         ChartRenderingError: ``size`` together with ``aggregate``, no ``y`` without
@@ -463,7 +515,8 @@ class PieChartConfig(BaseChartConfig):
     max_slices: int = Field(default=10, ge=2)
     """The most slices drawn (at least 2): with more categories, the ``max_slices - 1`` largest
     are kept and the values of the rest are summed into one slice named ``other_label``; the
-    subtitle says how many were merged."""
+    subtitle says how many were merged. ``max_points`` caps the slices too: the smaller of the
+    two wins."""
     other_label: str = "Other"
     """The name of the slice that holds the categories beyond ``max_slices``."""
     width: int | Literal["container"] = 260
@@ -477,7 +530,8 @@ class PieChart(Chart):
     """Pie chart (or donut) visualization of ``value`` per ``category``.
 
     Values are aggregated per category on the input's engine (``sum`` by default, a row count
-    when ``value`` is not given); categories beyond ``max_slices`` are summed into "Other".
+    when ``value`` is not given); categories beyond ``max_slices`` (or ``max_points``, when
+    smaller) are summed into "Other".
 
     Raises:
         ConfigError: the config is invalid when the chart is built (no ``category``,
@@ -526,8 +580,9 @@ class PieChart(Chart):
         s = self.settings
         value = s.value or "count"
         df = prepared.frame.sort(value, descending=True, nulls_last=True)
-        if df.height > s.max_slices:
-            keep = s.max_slices - 1
+        limit = min(s.max_slices, s.max_points)  # both cap the slices: the smaller wins
+        if df.height > limit:
+            keep = limit - 1
             rest = df.slice(keep)
             other = pl.DataFrame(
                 {s.category: [s.other_label], value: [rest.get_column(value).sum()]},

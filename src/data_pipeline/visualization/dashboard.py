@@ -77,8 +77,11 @@ class VisualizationSpec(ConfigModel):
     """How many grid columns the visualization's card spans (1 to 12, cut to the dashboard's
     ``columns``)."""
     data: str | None = None
-    """The name of the data set this visualization draws. Kept in ``Dashboard.data_names``
-    for the caller; the dashboard itself does not read it (``render`` takes the frames)."""
+    """The name of the data set this visualization draws: when ``render`` / ``save_html`` /
+    ``save_images`` get a dict of frames, the visualization takes the frame under its own
+    name if there is one, else the frame under this name (so several visualizations can share
+    one entry). In a pipeline file it names a data set of the file (a source, transformation
+    or processing output). None: the frame under the visualization's name."""
 
 
 class DashboardConfig(ConfigModel):
@@ -151,7 +154,9 @@ class Dashboard(Component):
 
     ``render(data)`` returns a JSON-able dict (each chart's Vega-Lite spec and the layout);
     ``save_html(path, data)`` writes one self-contained HTML file that draws offline. ``data`` is a
-    dict of visualization name to frame, or one frame used by every visualization.
+    dict of visualization name to frame, or one frame used by every visualization; a
+    visualization declared in the config with ``data: NAME`` also takes the frame under
+    ``NAME`` when the dict has none under its own name.
 
     Raises:
         ConfigError: the config is invalid (an entry of ``visualizations`` with an unknown
@@ -161,7 +166,7 @@ class Dashboard(Component):
         DuplicateNameError: a visualization of that name is on the dashboard already.
         NotFoundError: no visualization has the given name (the message lists them).
         DashboardRenderingError: ``render`` on an empty dashboard, ``data`` as a dict with a name
-            missing or unknown, or a date-range filter whose field no visualization has or that
+            missing or unknown (neither a visualization nor a declared ``data`` name), or a date-range filter whose field no visualization has or that
             holds no dates.
         ChartRenderingError: raised by a visualization while rendering (as are its other
             errors), passed on unchanged.
@@ -187,6 +192,7 @@ class Dashboard(Component):
     def __init__(self, name: str, config: Mapping[str, Any] | None = None) -> None:
         super().__init__(name, config)
         self._items: list[_Item] = []
+        #: visualization name -> the ``data`` name its VisualizationSpec declared
         self.data_names: dict[str, str] = {}
         for i, spec in enumerate(self.settings.visualizations):
             try:
@@ -246,7 +252,9 @@ class Dashboard(Component):
 
     def remove_visualization(self, name: str) -> Visualization:
         """Remove and return the visualization named ``name``."""
-        return self._items.pop(self._index(name)).visualization
+        removed = self._items.pop(self._index(name)).visualization
+        self.data_names.pop(name, None)
+        return removed
 
     def reorder(self, names: Sequence[str]) -> None:
         """Put the visualizations in the order of ``names`` (every name exactly once)."""
@@ -281,25 +289,37 @@ class Dashboard(Component):
             return result
 
     def _data_for(self, data: Any) -> dict[str, Any]:
+        """The frame of each visualization: ``data`` itself, or from a dict of frames by the
+        visualization's name, else by the ``data`` name its spec declared."""
         names = self.list_visualizations()
         if not isinstance(data, Mapping):
             return dict.fromkeys(names, data)
-        unknown = [k for k in data if k not in names]
+        declared = {n: self.data_names[n] for n in names if n in self.data_names}
+        unknown = [k for k in data if k not in names and k not in declared.values()]
         if unknown:
+            known = [*names, *(d for d in dict.fromkeys(declared.values()) if d not in names)]
             raise DashboardRenderingError(
                 f"data given for unknown visualization(s) {', '.join(map(repr, unknown))}",
                 component=self.label,
-                hint=f"the dashboard has: {', '.join(map(repr, names))}",
+                hint=f"the dashboard has: {', '.join(map(repr, known))}",
             )
-        missing = [n for n in names if n not in data]
+        out: dict[str, Any] = {}
+        missing: list[str] = []
+        for n in names:
+            if n in data:
+                out[n] = data[n]
+            elif n in declared and declared[n] in data:
+                out[n] = data[declared[n]]
+            else:
+                missing.append(f"{n!r} (data {declared[n]!r})" if n in declared else repr(n))
         if missing:
             raise DashboardRenderingError(
-                f"no data for visualization(s) {', '.join(map(repr, missing))}",
+                f"no data for visualization(s) {', '.join(missing)}",
                 component=self.label,
                 hint='pass data={"<visualization name>": frame, ...} with one entry per '
-                "visualization, or one frame for all",
+                "visualization (or per declared data name), or one frame for all",
             )
-        return dict(data)
+        return out
 
     def _render(self, data: Any) -> dict[str, Any]:
         if not self._items:

@@ -310,6 +310,7 @@ h1 { margin: 0 0 4px; font-size: 24px; }
 .dp-card h2 { margin: 0 0 8px; font-size: 16px; }
 .dp-chart { width: 100%; }
 .dp-caption { margin: 6px 0 0; color: var(--muted); font-size: 12px; }
+.dp-viz-description { margin: 0 0 6px; color: var(--muted); font-size: 13px; }
 .dp-table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
 .dp-table th, .dp-table td { border-bottom: 1px solid var(--border); padding: 4px 8px; text-align: left; }
 .dp-table td.dp-num { text-align: right; }
@@ -338,6 +339,7 @@ def _table_html(
     filter_index: dict[str, int],
     *,
     date_range: bool = False,
+    note_id: str | None = None,
 ) -> str:
     spec = item["spec"]
     columns = spec["columns"]
@@ -363,16 +365,26 @@ def _table_html(
         body.append(f"<tr{attr}>{''.join(cells)}</tr>")
     caption = spec.get("caption")
     note = f'<p class="dp-caption">{escape(caption)}</p>' if caption else ""
+    described = f' aria-describedby="{note_id}"' if note_id and spec.get("description") else ""
     return (
-        f'<table class="dp-table"><thead><tr>{head}</tr></thead>'
+        f'<table class="dp-table"{described}><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table>{note}"
     )
 
 
-def _kpi_html(item: dict[str, Any], chart_id: str | None) -> str:
+def _note_html(spec: dict[str, Any], note_id: str) -> str:
+    """A table's or KPI tile's ``description``: a line of text under its heading."""
+    text = spec.get("description")
+    if not text:
+        return ""
+    return f'<p class="dp-viz-description" id="{note_id}">{escape(str(text))}</p>'
+
+
+def _kpi_html(item: dict[str, Any], chart_id: str | None, note_id: str) -> str:
     spec = item["spec"]
     parts = [
         f'<div class="dp-kpi-label">{escape(spec["title"])}</div>',
+        _note_html(spec, note_id),
         f'<div class="dp-kpi-value">{escape(spec["formatted_value"])}</div>',
     ]
     if spec.get("delta_text"):
@@ -400,6 +412,7 @@ def build_page(rendered: dict[str, Any]) -> str:
         kind = item["kind"]
         card_id = f"dp-viz-{i}"
         chart_id = f"dp-chart-{i}"
+        note_id = f"dp-note-{i}"
         name_attr = escape(item["name"])
         if kind == "vega-lite":
             inner = f'<div class="dp-chart" id="{chart_id}"></div>'
@@ -409,10 +422,16 @@ def build_page(rendered: dict[str, Any]) -> str:
         elif kind == "table":
             title = item["spec"].get("title")
             heading = f"<h2>{escape(title)}</h2>" if title else ""
-            inner = heading + _table_html(item, filter_field, filter_index, date_range=date_range)
+            inner = (
+                heading
+                + _note_html(item["spec"], note_id)
+                + _table_html(
+                    item, filter_field, filter_index, date_range=date_range, note_id=note_id
+                )
+            )
         elif kind == "kpi":
             spark = item["spec"].get("sparkline")
-            inner = _kpi_html(item, chart_id if spark else None)
+            inner = _kpi_html(item, chart_id if spark else None, note_id)
             if spark:
                 charts.append({"id": chart_id, "spec": spark, "filterable": False})
         else:  # pragma: no cover - Dashboard.render only makes the three kinds

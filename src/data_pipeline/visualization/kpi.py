@@ -144,6 +144,7 @@ class KPI(Visualization):
             "type": "kpi",
             "name": self.name,
             "title": self.title,
+            "description": s.description,
             "value": _plain(current),
             "formatted_value": self._fmt(current),
             "comparison": _plain(compared),

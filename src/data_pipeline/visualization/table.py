@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+import re
+from typing import Annotated, Any, ClassVar, Literal
 
 import narwhals as nw
 from pydantic import Field, field_validator
 
 from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
+from data_pipeline.core.errors import ConfigError
 from data_pipeline.core.frames import column_names, row_count, to_polars
 from data_pipeline.core.secrets import DATA_KEYS
 from data_pipeline.visualization.base import Visualization, VisualizationConfig, to_records
@@ -26,6 +28,24 @@ def _check_spec(spec: str) -> str:
     return spec
 
 
+#: a strftime directive (``%Y``, ``%-d``, ``%#H``): what makes a format a date/time pattern
+_STRFTIME = re.compile(r"%[-#_^0]?[A-Za-z]")
+
+
+def _format_kind(spec: str) -> Literal["number", "date"]:
+    """``number`` for a format spec Python applies to a float, ``date`` for a strftime pattern."""
+    try:
+        format(1234.5678, spec)
+    except (ValueError, TypeError):
+        if _STRFTIME.search(spec.replace("%%", "")):  # "%%" is a literal percent sign
+            return "date"
+        raise ValueError(
+            f"{spec!r} is neither a Python number format spec such as ',.2f' or '.1%' nor a "
+            "strftime pattern such as '%Y-%m-%d'"
+        ) from None
+    return "number"
+
+
 class TableConfig(VisualizationConfig):
     """Table keys: ``columns``, ``titles``, ``formats``, ``max_rows``, ``sort_by``, ``descending``."""
 
@@ -35,9 +55,12 @@ class TableConfig(VisualizationConfig):
     """Header text by column name (``{"revenue": "Revenue ($)"}``); other columns are headed
     by their name. Every column named must be in the data."""
     formats: Annotated[dict[str, str], DATA_KEYS] = Field(default_factory=dict)
-    """A Python format spec by numeric column (``{"revenue": ",.2f", "share": ".1%"}``),
-    replacing ``float_format`` / ``int_format`` for that column. Each spec is checked when the
-    table is built; every column named must be in the data."""
+    """A format by column: a Python number format spec for a numeric column
+    (``{"revenue": ",.2f", "share": ".1%"}``, replacing ``float_format`` / ``int_format``), a
+    strftime pattern for a Date, Datetime or Time column (``{"day": "%d %b %Y"}``). When the
+    table is built each entry must be one or the other; when it renders, its kind must match
+    the column's type (a number spec on a date, a pattern on a number, or any format on another
+    type is a ConfigError naming the column). Every column named must be in the data."""
     max_rows: int = Field(default=100, ge=1, le=100_000)
     """The most rows shown (1 to 100,000), the first ones after ``sort_by``; the caption says
     how many were left out."""
@@ -57,8 +80,11 @@ class TableConfig(VisualizationConfig):
     @field_validator("formats")
     @classmethod
     def _check_formats(cls, value: dict[str, str]) -> dict[str, str]:
-        for spec in value.values():
-            _check_spec(spec)
+        for column, spec in value.items():
+            try:
+                _format_kind(spec)
+            except ValueError as exc:
+                raise ValueError(f"formats.{column}: {exc}") from None
         return value
 
     @field_validator("float_format", "int_format")
@@ -68,15 +94,18 @@ class TableConfig(VisualizationConfig):
 
 
 class Table(Visualization):
-    """Table visualization: columns, number formats, sortable headers, a row limit.
+    """Table visualization: columns, number and date formats, sortable headers, a row limit.
 
     Sorting (``sort_by``) and the row limit run on the input's engine before collecting; the
     caption says how many rows were left out. In the HTML page every cell is escaped and a
     click on a header sorts the rows.
 
     Raises:
-        ConfigError: the config is invalid when the table is built (a format spec Python cannot
-            apply to a number, ``max_rows`` outside 1..100,000, ...).
+        ConfigError: the config is invalid when the table is built (an entry of ``formats``
+            that is neither a number format spec nor a strftime pattern, ``max_rows`` outside
+            1..100,000, ...), or, when it renders, an entry of ``formats`` does not fit its
+            column's type (a number spec on a date column, a strftime pattern on a number
+            column, a format on a text column).
         ChartColumnNotFoundError: a column named in ``columns``, ``sort_by``, ``formats`` or
             ``titles`` is not in the data.
         VisualizationError: rendering failed otherwise (the message names the table).
@@ -111,6 +140,7 @@ class Table(Visualization):
                 selected = frame.select([nw.col(c) for c in dict.fromkeys([*columns, s.sort_by])])
             selected = selected.sort(s.sort_by, descending=s.descending, nulls_last=True)
         df = to_polars(selected.head(s.max_rows)).select(columns)
+        self._check_format_kinds(df.schema)
         records = to_records(df, for_vega=False)  # HTML, not Vega: values as they are
         numeric = {c: df.schema[c].is_numeric() for c in columns}
         rows = [
@@ -126,6 +156,7 @@ class Table(Visualization):
             "type": "table",
             "name": self.name,
             "title": s.title,
+            "description": s.description,
             "columns": [
                 {"name": c, "title": s.titles.get(c, c), "numeric": numeric[c]} for c in columns
             ],
@@ -136,6 +167,37 @@ class Table(Visualization):
             "caption": caption,
         }
 
+    def _check_format_kinds(self, schema: Any) -> None:
+        """Each entry of ``formats`` must suit its column's type (number spec / strftime)."""
+        import polars as pl
+
+        for column, spec in self.settings.formats.items():
+            dtype = schema[column]
+            wanted: str | None = None
+            if dtype.is_numeric():
+                wanted = "number"
+            elif dtype in (pl.Date, pl.Time) or isinstance(dtype, pl.Datetime):
+                wanted = "date"
+            if wanted is None:
+                raise ConfigError(
+                    f"config.formats.{column}: {spec!r} cannot format column {column!r} of type "
+                    f"{dtype}",
+                    component=self.label,
+                    hint="formats applies to numeric columns (a number spec such as ',.2f') and "
+                    "to date, datetime and time columns (a strftime pattern such as '%Y-%m-%d'); "
+                    f"drop the entry for {column!r}",
+                )
+            if _format_kind(spec) != wanted:
+                what = "a numeric" if wanted == "number" else "a date/time"
+                example = "',.2f' or '.1%'" if wanted == "number" else "'%Y-%m-%d' or '%d %b %Y'"
+                kind = "number format spec" if wanted == "number" else "date strftime pattern"
+                raise ConfigError(
+                    f"config.formats.{column}: {spec!r} does not fit {what} column "
+                    f"({column!r} is {dtype})",
+                    component=self.label,
+                    hint=f"give column {column!r} a {kind} such as {example}",
+                )
+
     def _format(self, column: str, value: Any, dtype: Any) -> str:
         if value is None:
             return ""
@@ -144,16 +206,16 @@ class Table(Visualization):
             return ""
         spec = s.formats.get(column)
         try:
-            if spec is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
-                return format(value, spec)
+            if spec is not None and hasattr(value, "strftime"):
+                return str(value.strftime(spec))
+            if spec is not None and not isinstance(value, bool):
+                return format(value, spec)  # a number (int, float, Decimal): checked at render
             if isinstance(value, bool):
                 return str(value).lower()
             if isinstance(value, int):
                 return format(value, s.int_format)
             if isinstance(value, float):
                 return format(value, s.float_format)
-            if spec is not None and hasattr(value, "strftime"):
-                return str(value.strftime(spec))
         except (ValueError, TypeError):
             pass
         return str(value)

@@ -11,7 +11,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from data_pipeline.core import engines
-from data_pipeline.core.engines import engine_of, match_engine, to_engine, to_polars
+from data_pipeline.core.engines import engine_of, match_engine, to_arrow, to_engine, to_polars
 from data_pipeline.core.errors import UnsupportedOperationError
 
 # values every engine holds exactly (pandas: no nulls in ints or bools, no NaN)
@@ -159,3 +159,96 @@ def test_a_step_refuses_a_spark_frame_with_names_that_differ_only_by_case(spark:
     frame = spark.createDataFrame(CASED.to_arrow())  # Spark makes it, ambiguous names and all
     with pytest.raises(UnsupportedOperationError, match="'a' and 'A'"):
         DataFilter("f", {"condition": "b > 5"}).process(frame)
+
+
+# -- UTC by one name ------------------------------------------------------------------------------
+
+
+def _duckdb_utc() -> Any:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'Etc/UTC'")
+    return con.sql("SELECT TIMESTAMPTZ '2024-03-01 10:30:00+00' AS t, 1 AS n")
+
+
+def test_utc_columns_leave_every_engine_labelled_utc() -> None:
+    """DuckDB (and Spark) name the zone of a UTC session ``Etc/UTC``; a stored schema must not
+    depend on the engine, so frames leave the engines labelled ``UTC`` (same instants)."""
+    import pyarrow as pa
+
+    want = dt.datetime(2024, 3, 1, 10, 30, tzinfo=dt.timezone.utc)
+    table = to_arrow(_duckdb_utc())
+    assert table.schema.field("t").type == pa.timestamp("us", "UTC")
+    assert table.column("t").to_pylist() == [want]
+    frame = to_polars(_duckdb_utc())
+    assert frame.schema["t"] == pl.Datetime("us", "UTC") and frame["t"].to_list() == [want]
+    etc = pa.table({"t": pa.array([want], pa.timestamp("us", "Etc/UTC"))})
+    assert to_arrow(etc).schema.field("t").type == pa.timestamp("us", "UTC")
+    paris = pa.table({"t": pa.array([want], pa.timestamp("us", "Europe/Paris"))})
+    assert to_arrow(paris) is paris  # another zone keeps its name, and nothing is copied
+
+
+def test_utc_label_drill(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engines, "_utc_labels", lambda table: table)  # the broken variant
+    assert to_arrow(_duckdb_utc()).schema.field("t").type.tz == "Etc/UTC"
+
+
+# -- to_pandas(like=) -----------------------------------------------------------------------------
+
+
+def test_to_pandas_like_a_template_keeps_its_dtypes() -> None:
+    """A result computed on Polars comes back in the dtypes of the pandas frame it came from:
+    numpy ints that must hold nulls become the nullable dtype, Arrow dates stay Arrow dates."""
+    import pandas as pd
+    import pyarrow as pa
+
+    template = pd.DataFrame(
+        {
+            "n": pd.array([1, 2], dtype="int64"),
+            "b": pd.array([True, False], dtype="bool"),
+            "d": pd.array([dt.date(2024, 1, 1), None], dtype=pd.ArrowDtype(pa.date32())),
+        }
+    )
+    result = pl.DataFrame(
+        {"n": [1, None], "b": [None, True], "d": [dt.date(2024, 1, 2), None], "x": [1.5, None]}
+    )
+    out = engines.to_pandas(result, like=template)
+    assert {c: str(t) for c, t in out.dtypes.items()} == {
+        "n": "Int64",
+        "b": "boolean",
+        "d": "date32[day][pyarrow]",
+        "x": "float64",
+    }
+    assert out["n"].tolist()[0] == 1 and out["n"].isna().tolist() == [False, True]
+    assert out["d"].tolist()[0] == dt.date(2024, 1, 2)
+    # Polars' own to_pandas(), the broken variant: int with nulls -> float, date -> datetime64
+    plain = engines.to_pandas(result)
+    assert str(plain["n"].dtype) == "float64" and str(plain["d"].dtype).startswith("datetime64")
+
+
+# -- dots in PySpark column names -----------------------------------------------------------------
+
+
+def test_dotted_names_are_refused_only_on_pyspark() -> None:
+    with pytest.raises(UnsupportedOperationError, match=r"'a\.b'") as info:
+        engines.check_spark_dotted_names(["a.b", "k"], "pyspark", component="c")
+    assert "withColumnRenamed" in str(info.value.hint)
+    for engine in ("pandas", "polars", "polars-lazy", "pyarrow", "duckdb"):
+        engines.check_spark_dotted_names(["a.b"], engine)  # they address it as it is
+
+
+@pytest.mark.spark
+def test_a_step_refuses_dotted_names_on_spark_and_the_aggregator_takes_them(spark: Any) -> None:
+    """MissingValueHandler failed with a raw AnalysisException (Spark read `a`.`b`); now an
+    UnsupportedOperationError naming the column. DataAggregator renames around it: it answers."""
+    from data_pipeline.processing import DataAggregator
+    from data_pipeline.transformation import MissingValueHandler
+
+    data = pl.DataFrame({"a.b": [1.0, None, 3.0], "k": [1, 1, 2]})
+    frame = spark.createDataFrame(data.to_arrow())
+    with pytest.raises(UnsupportedOperationError, match=r"'a\.b'.*field b of column a"):
+        MissingValueHandler("m", {"strategy": "constant", "value": 0}).transform(frame)
+    out = DataAggregator("g", {"group_by": ["k"], "aggregations": {"a.b": "sum"}}).process(frame)
+    # oracle: sums by hand, group 1: 1.0 (null skipped), group 2: 3.0
+    assert sorted(to_polars(out).rows()) == [(1, 1.0), (2, 3.0)]

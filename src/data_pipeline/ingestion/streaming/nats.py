@@ -6,8 +6,8 @@ one connection (and one pull subscription) for its lifetime, on an event loop of
 running on a thread, so the source stays a plain synchronous call. Two ways to read:
 
 * with ``group``: a durable pull consumer named ``group`` (created on first use with
-  ``start_id`` as its deliver policy, ``max_ack_pending`` twice ``max_messages`` and
-  ``ack_wait`` 10 s unless ``options.consumer`` says otherwise). Every source using the same
+  ``start_id`` as its deliver policy, ``max_ack_pending`` twice ``max_messages`` (at least
+  1000) and ``ack_wait`` 10 s unless ``options.consumer`` says otherwise). Every source using the same
   group shares the messages. A batch is acknowledged only after its checkpoint committed (read
   on its own: when the next batch is asked for); until then the reader tells the server every
   ``ack_wait``/3 that the batch is in progress, so a slow batch is never delivered again

@@ -11,9 +11,14 @@ does it when the connection dies), and with ``ack: false`` they are always retur
 repeatable peek; the next read sees them with ``_redelivered`` true).
 
 A message delivered again after its batch committed (the process stopped between the commit and
-the acknowledgement) is recognised by its ``message_id``: the ids of the last committed batch are
-in the checkpoint, and such a message is acknowledged and dropped. Exactly once therefore needs a
-``message_id`` on every message; without one it is at least once.
+the acknowledgement) is recognised by its ``message_id`` and acknowledged and dropped. The
+broker requeues a dead job's batch when it notices the lost connection: at once when the process
+died, after the heartbeat timeout (60 s by default) when its host did, possibly after later
+commits and restarts. So the checkpoint keeps the ids of the last committed batch of every
+earlier run (whose acknowledgement may not have reached the broker) for ``_REQUEUE_WAIT``
+seconds after the restart that found them, or until their copy was dropped, beside the ids of
+the batch it commits. Exactly once therefore needs a ``message_id`` on every message (without one
+it is at least once) and a ``heartbeat`` well below ``_REQUEUE_WAIT``.
 
 Stream queues (``x-queue-type: stream``) are recognised on the first read. They are read from an
 offset: ``start_id`` (``0`` the first message, ``$`` only new ones, or an offset), then after the
@@ -65,6 +70,11 @@ _NOT_FOR_CLASSIC = {
 }
 
 
+_REQUEUE_WAIT = 600.0
+"""Seconds the ids a restart found in the checkpoint are kept: by then the broker has requeued
+whatever a dead connection held (it notices one within its heartbeat timeout)."""
+
+
 class Reader:
     """One connection and channel for the source's lifetime; see the module docstring."""
 
@@ -89,7 +99,9 @@ class Reader:
         self.outstanding: list[int] = []  # delivery tags of the batch(es) read, not acknowledged
         self.unacked: set[int] = set()  # every delivery tag received and not acknowledged
         self.batch_ids: list[str] = []  # message ids read since the last acknowledgement
-        self.committed: set[str] = set()  # message ids of the last committed batch
+        self.committed: dict[str, None] = {}  # ids committed here, ack not confirmed
+        self.carried: list[tuple[float, dict[str, None]]] = []  # (until, ids) of earlier runs
+        self.dropped: list[str] = []  # ids of copies acknowledged, not confirmed yet
         self.offsets: dict[str, int] = {}  # stream queues: the last offset read
         self.committed_offsets: dict[str, int] = {}
         self.buffer: list[tuple[str, Any, Any, bytes]] = []
@@ -99,7 +111,16 @@ class Reader:
 
     def restore(self, state: dict[str, Any] | None) -> None:
         state = state or {}
-        self.committed = {str(x) for x in state.get("pending") or []}
+        now = time.time()
+        self.carried = [
+            (float(until), dict.fromkeys(str(x) for x in ids))
+            for until, ids in state.get("carried") or []
+            if float(until) > now
+        ]
+        last = dict.fromkeys(str(x) for x in state.get("pending") or [])
+        if last:  # its acknowledgement may not have reached the broker
+            self.carried.append((now + _REQUEUE_WAIT, last))
+        self.committed, self.dropped = {}, []
         offsets = {k: int(v) for k, v in (state.get("positions") or {}).items()}
         self.committed_offsets = dict(offsets)
         self.offsets = dict(offsets)
@@ -110,7 +131,12 @@ class Reader:
                 self._consume()
 
     def checkpoint_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"pending": list(self.batch_ids)}
+        state: dict[str, Any] = {
+            "pending": list({**self.committed, **dict.fromkeys(self.batch_ids)})
+        }
+        carried = self._carried()
+        if carried:
+            state["carried"] = [[until, list(ids)] for until, ids in carried]
         if self.offsets:
             state["positions"] = {k: str(v) for k, v in sorted(self.offsets.items())}
         return state
@@ -119,18 +145,24 @@ class Reader:
         if self.channel is None:
             return
         ack = self.source.settings.ack
-        if self.outstanding:
-            last = max(self.outstanding)  # not acknowledged yet: "multiple" takes all before it
+        if ack:  # unconfirmed until the barrier returns
+            self.committed.update(dict.fromkeys(self.batch_ids))
+        if self.outstanding or (ack and self.dropped):
+            last = max(self.outstanding, default=0)
             with self._lost():
-                if ack:
+                if ack and last:  # not acknowledged yet: "multiple" takes all before it
                     self.channel.basic_ack(last, multiple=True)
-                else:
+                elif last:
                     self.channel.basic_nack(last, multiple=True, requeue=True)
-                self._barrier()
+                self._barrier()  # the copies dropped since the last one are confirmed too
             self.unacked = {t for t in self.unacked if t > last}
         self.outstanding = []
         if ack:
-            self.committed = set(self.batch_ids)
+            for done in (*self.batch_ids, *self.dropped):
+                self.committed.pop(done, None)
+                for _, ids in self.carried:
+                    ids.pop(done, None)
+            self.dropped = []
             self.committed_offsets.update(self.offsets)
         else:
             self.offsets = dict(self.committed_offsets)
@@ -227,13 +259,21 @@ class Reader:
         if offset is not None:
             done = int(offset) <= self.committed_offsets.get(queue, -1)
         else:
-            done = bool(
-                method.redelivered and props.message_id and props.message_id in self.committed
+            known = props.message_id in self.committed or any(
+                props.message_id in ids for _, ids in self._carried()
             )
+            done = bool(method.redelivered and props.message_id and known)
         if done:
             self.channel.basic_ack(method.delivery_tag)
             self.unacked.discard(method.delivery_tag)
+            if offset is None:
+                self.dropped.append(str(props.message_id))
         return done
+
+    def _carried(self) -> list[tuple[float, dict[str, None]]]:
+        now = time.time()
+        self.carried = [(until, ids) for until, ids in self.carried if ids and until > now]
+        return self.carried
 
     def _open(self) -> None:
         pika, errors, source = self.pika, self.errors, self.source

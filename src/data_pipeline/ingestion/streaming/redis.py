@@ -50,22 +50,17 @@ def _client(source: StreamingSource) -> Any:
         "decode_responses": False,  # bytes: decoded column by column by polars
         "retry": Retry(NoBackoff(), 0),  # fail fast; the caller decides when to try again
     }
-    if s.url:  # the username, password and db keys replace the URL's, as on other platforms
-        from redis.connection import parse_url
+    from data_pipeline.core.redis_client import redis_client
 
-        given: dict[str, Any] = {"username": s.username, "password": password}
-        if "db" in s.model_fields_set:
-            given["db"] = s.db
-        options = {
-            **common,
-            **parse_url(s.url),  # type: ignore[no-untyped-call]
-            **{k: v for k, v in given.items() if v is not None},
-        }
-        client = redis.Redis(connection_pool=redis.ConnectionPool(**options))
-        client.auto_close_connection_pool = True  # closed with the client, as from_url's
-        return client
-    return redis.Redis(
-        host=s.host, port=source.port, db=s.db, username=s.username, password=password, **common
+    return redis_client(  # beside a url, the keys given replace the URL's
+        redis,
+        url=s.url,
+        host=s.host,
+        port=source.port,
+        db=s.db if not s.url or "db" in s.model_fields_set else None,
+        username=s.username,
+        password=password,
+        **common,
     )
 
 

@@ -1,0 +1,171 @@
+"""The issue's DataTypeConverter findings, one test each, on every engine, against answers
+written out by hand (Python's int(), Decimal and datetime say what each value is)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from typing import Any
+
+import narwhals as nw
+import polars as pl
+import pytest
+
+from data_pipeline.core.errors import DataTypeError, UnsupportedOperationError
+from data_pipeline.transformation import DataTypeConverter
+from tests.differential.harness import ENGINES, LAZY, Expected, check, to_engine
+
+D = decimal.Decimal
+UTC = dt.timezone.utc
+
+
+def converter(columns: dict[str, Any], errors: str = "coerce") -> Any:
+    return DataTypeConverter(name="types", config={"columns": columns, "errors": errors}).transform
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_floats_to_int64(engine: str, request: pytest.FixtureRequest) -> None:
+    """Failed on every PyArrow table, clean data too (ArrowInvalid: Integer value
+    9223372036854775807 not in range): the bounds were int64 literals compared with floats."""
+    values = [1.0, -2.0, None, 2.0**53, -(2.0**63), 2.0**63, 1.5]
+    data = pl.DataFrame({"id": range(len(values)), "x": values})
+    # int(v) where v is whole and within [-2**63, 2**63 - 1]; 2**63 and 1.5 are bad (null)
+    rows = [(0, 1), (1, -2), (2, None), (3, 2**53), (4, -(2**63)), (5, None), (6, None)]
+    expected = Expected(
+        rows=rows, schema={"id": nw.Int64(), "x": nw.Int64()}, ordered=engine not in LAZY
+    )
+    check(engine, converter({"x": "int64"}), to_engine(data, engine, request), expected)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_decimals_at_precision_38(engine: str, request: pytest.FixtureRequest) -> None:
+    """``decimal`` (precision 38, the default) overflowed on PyArrow (10**29 as an int64 bound)
+    and Decimal(10,2) -> decimal(38,2) on DuckDB."""
+    data = pl.DataFrame(
+        {"id": [0, 1, 2], "x": [D("1.50"), D("-12345678.99"), None]},
+        schema={"id": pl.Int64, "x": pl.Decimal(10, 2)},
+    )
+    rows = [(0, D("1.50"), D("1.500000000")), (1, D("-12345678.99"), D("-12345678.990000000"))]
+    rows.append((2, None, None))
+    expected = Expected(
+        rows=rows,
+        schema={"id": nw.Int64(), "x": nw.Decimal(38, 2), "y": nw.Decimal(38, 9)},
+        ordered=engine not in LAZY,
+    )
+
+    def both(frame: Any) -> Any:
+        native = nw.from_native(frame).with_columns(nw.col("x").alias("y")).to_native()
+        return converter({"x": "decimal(38,2)", "y": "decimal"})(native)
+
+    check(engine, both, to_engine(data, engine, request), expected)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_narrower_decimals_and_integers_to_decimal(
+    engine: str, request: pytest.FixtureRequest
+) -> None:
+    """A value with more digits before the point than precision - scale is bad, on every engine
+    (PyArrow failed on the bound, and cast an int64 only to a decimal of 21 digits or more)."""
+    data = pl.DataFrame(
+        {"id": [0, 1, 2], "d": [D("999.99"), D("1000.00"), None], "n": [999, -1000, 7]},
+        schema={"id": pl.Int64, "d": pl.Decimal(38, 2), "n": pl.Int64},
+    )
+    # decimal(5,2) holds |v| < 10**3
+    rows = [(0, D("999.99"), D("999.00")), (1, None, None), (2, None, D("7.00"))]
+    expected = Expected(
+        rows=rows,
+        schema={"id": nw.Int64(), "d": nw.Decimal(5, 2), "n": nw.Decimal(5, 2)},
+        ordered=engine not in LAZY,
+    )
+    call = converter({"d": "decimal(5,2)", "n": "decimal(5,2)"})
+    check(engine, call, to_engine(data, engine, request), expected)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_time_zone_utc_is_utc_on_every_engine(engine: str, request: pytest.FixtureRequest) -> None:
+    """On DuckDB ``time_zone: UTC`` gave a naive TIMESTAMP (PostgreSQL then got ``timestamp
+    without time zone``)."""
+    data = pl.DataFrame({"id": [0, 1], "t": ["2024-03-01 10:30:00", None]})
+    rows = [(0, dt.datetime(2024, 3, 1, 10, 30, tzinfo=UTC)), (1, None)]
+    expected = Expected(
+        rows=rows,
+        schema={"id": nw.Int64(), "t": nw.Datetime("us", "UTC")},
+        ordered=engine not in LAZY,
+    )
+    call = converter({"t": {"type": "datetime", "time_zone": "UTC"}}, errors="raise")
+    check(engine, call, to_engine(data, engine, request), expected)
+
+
+FRACTIONS = [
+    "2024-03-01 10:30:00.5",
+    "2024-03-01T10:30:00.123456",
+    "2024-03-01 10:30:00",
+    "2024-03-01 10:30",
+    "2024-03-01 10:30:00.1234567",  # finer than a microsecond: bad, never rounded
+    None,
+]
+FRACTION_ROWS = [
+    (0, dt.datetime(2024, 3, 1, 10, 30, 0, 500000)),
+    (1, dt.datetime(2024, 3, 1, 10, 30, 0, 123456)),
+    (2, dt.datetime(2024, 3, 1, 10, 30)),
+    (3, dt.datetime(2024, 3, 1, 10, 30)),
+    (4, None),
+    (5, None),
+]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_fractional_seconds_by_default(engine: str, request: pytest.FixtureRequest) -> None:
+    """The default datetime format refused fractional seconds (pandas took them)."""
+    data = pl.DataFrame({"id": range(len(FRACTIONS)), "t": FRACTIONS})
+    expected = Expected(
+        rows=FRACTION_ROWS,
+        schema={"id": nw.Int64(), "t": nw.Datetime("us")},
+        ordered=engine not in LAZY,
+    )
+    check(engine, converter({"t": "datetime"}), to_engine(data, engine, request), expected)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_fractional_seconds_with_percent_f(engine: str, request: pytest.FixtureRequest) -> None:
+    """``%S.%f`` silently read '.123456' as 123 microseconds on Polars (chrono's %f counts
+    nanoseconds) and failed on PyArrow (no %f); a value without the fraction does not match."""
+    values = ["01/03/2024 10:30:00.12", "01/03/2024 10:30:00.123456", "01/03/2024 10:30:00", None]
+    data = pl.DataFrame({"id": range(len(values)), "t": values})
+    call = converter({"t": {"type": "datetime", "format": "%d/%m/%Y %H:%M:%S.%f"}})
+    if engine == "pyarrow":
+        expected = Expected(error=UnsupportedOperationError, match="pyarrow engine cannot parse")
+    else:
+        rows = [
+            (0, dt.datetime(2024, 3, 1, 10, 30, 0, 120000)),
+            (1, dt.datetime(2024, 3, 1, 10, 30, 0, 123456)),
+            (2, None),
+            (3, None),
+        ]
+        schema = {"id": nw.Int64(), "t": nw.Datetime("us")}
+        expected = Expected(rows=rows, schema=schema, ordered=engine not in LAZY)
+    check(engine, call, to_engine(data, engine, request), expected)
+    # the ISO layout with %f works on PyArrow too
+    iso = pl.DataFrame({"id": [0, 1], "t": ["2024-03-01 10:30:00.25", "2024-03-01 10:30:00"]})
+    rows = [(0, dt.datetime(2024, 3, 1, 10, 30, 0, 250000)), (1, None)]
+    check(
+        engine,
+        converter({"t": {"type": "datetime", "format": "%Y-%m-%d %H:%M:%S.%f"}}),
+        to_engine(iso, engine, request),
+        Expected(
+            rows=rows,
+            schema={"id": nw.Int64(), "t": nw.Datetime("us")},
+            ordered=engine not in LAZY,
+        ),
+    )
+
+
+def test_numpy_pandas_decimals_are_refused_with_the_way_out() -> None:
+    """numpy-backed pandas holds decimals as objects: a clear UnsupportedOperationError (it was a
+    DataTypeError about an Object column)."""
+    frame = pl.DataFrame({"x": [D("1.5")]}).to_pandas()
+    with pytest.raises(UnsupportedOperationError, match=r"pandas engine.*decimal") as info:
+        converter({"x": "decimal(10,2)"})(frame)
+    assert "dtype_backend='pyarrow'" in str(info.value.hint)
+    with pytest.raises(DataTypeError):  # text is still a data type error, as before
+        converter({"x": "decimal"})(pl.DataFrame({"x": [True]}).to_pandas())
