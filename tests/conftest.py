@@ -25,8 +25,10 @@ ENGINES: list[Any] = [
 
 REQUIRE_SERVICES = os.environ.get("DATA_PIPELINE_REQUIRE_SERVICES") == "1"
 
-# Property tests: deterministic (the same examples every run), no per-example deadline and no
-# "too slow" health check: these machines are shared and noisy, and a time limit is not a test.
+# Property tests: derandomized (the same examples for the same loaded modules: Hypothesis also
+# draws constants from the project modules imported so far, so the full suite draws other
+# examples than one file run alone), no per-example deadline and no "too slow" health check:
+# these machines are shared and noisy, and a time limit is not a test.
 try:
     from hypothesis import HealthCheck
     from hypothesis import settings as _hypothesis_settings
