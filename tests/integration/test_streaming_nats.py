@@ -271,10 +271,19 @@ def test_failure_before_ack_leaves_messages_for_redelivery(js: JetStream) -> Non
     strict = nats_source(js.subject, group="g", on_bad_rows="error")
     with pytest.raises(ParseError, match="oops"):
         strict.ingest()
-    # the batch failed before its acknowledgement: every message comes back, marked redelivered
+    # the batch failed before its acknowledgement: every message comes back, marked redelivered.
+    # Given back with nak, they come back at once, except now and then one: nats-server 2.9
+    # can drop a nak'd message from its redelivery queue when the only pull request waiting is
+    # the failed reader's (unsubscribed), and then it comes back after ack_wait (10 s). Read
+    # until all three came back, however long that takes.
     tolerant = nats_source(js.subject, group="g", on_bad_rows="skip")
-    again = tolerant.ingest()
-    assert again["_sequence"].to_list() == [seqs[0], seqs[1], seqs[3]]
+    batches = [tolerant.ingest()]
+    seen = batches[0]["_sequence"].to_list()
+    while not {seqs[0], seqs[1], seqs[3]} <= set(seen):
+        batches.append(tolerant.ingest())
+        seen += batches[-1]["_sequence"].to_list()
+    again = pl.concat(batches, how="diagonal_relaxed")
+    assert sorted(again["_sequence"].to_list()) == [seqs[0], seqs[1], seqs[3]]
     assert again["_redelivered"].to_list() == [True, True, True]
     assert tolerant.ingest().height == 0
     assert js.consumer("g").num_ack_pending == 0
