@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks._sales import FILES, ROWS_PER_FILE, out_of_core_files, record_run, recorded_run
-from benchmarks.harness import Benchmark
+from benchmarks.harness import Benchmark, same_frame
 
 NAME = "batch_out_of_core"
 MEMORY_TARGET_MB = 2_000
@@ -100,7 +100,6 @@ def check(params: dict[str, Any]) -> str:
 
     When the measured runs recorded nothing (check called on its own), all variants run here.
     """
-    from polars.testing import assert_frame_equal
 
     runs = {v: recorded_run(NAME, v) for v in ("ours", "ours_polars_streaming", "duckdb_sql")}
     if any(run is None for run in runs.values()):
@@ -113,12 +112,7 @@ def check(params: dict[str, Any]) -> str:
     lines = []
     for variant in ("ours", "ours_polars_streaming"):
         result, peaks = runs[variant]  # type: ignore[misc]
-        try:
-            assert_frame_equal(result, expected, check_dtypes=False, rel_tol=1e-9)
-            same = True
-        except AssertionError as exc:
-            same = False
-            print(exc)
+        same = same_frame(result, expected)
         line = f"{variant}: result equal to DuckDB: {same} ({result.height:,} groups"
         line += f" from {params['rows']:,} rows)"
         if peaks:

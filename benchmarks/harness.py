@@ -60,6 +60,19 @@ class Benchmark:
     default_rows: int = 5_000_000
 
 
+def same_frame(result: Any, expected: Any) -> bool:
+    """Whether two Polars results hold the same values (dtypes may differ; floats to 1e-9),
+    printing the difference when they do not: the check of benchmarks with an oracle run."""
+    from polars.testing import assert_frame_equal
+
+    try:
+        assert_frame_equal(result, expected, check_dtypes=False, rel_tol=1e-9)
+    except AssertionError as exc:
+        print(exc)
+        return False
+    return True
+
+
 def load(name: str) -> Benchmark:
     if name not in BENCHMARKS:
         raise SystemExit(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")

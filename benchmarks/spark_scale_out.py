@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._sales import ROWS_PER_FILE, out_of_core_files, record_run, recorded_run
-from benchmarks.harness import Benchmark
+from benchmarks.harness import Benchmark, same_frame
 
 NAME = "spark_scale_out"
 FILES = 4
@@ -147,7 +147,6 @@ def pipeline_polars(params: dict[str, Any]) -> Any:
 
 
 def check(params: dict[str, Any]) -> str:
-    from polars.testing import assert_frame_equal
 
     runs = {v: recorded_run(NAME, v) for v in ("pipeline_spark", "pyspark_code", "pipeline_polars")}
     if any(run is None for run in runs.values()):
@@ -156,12 +155,7 @@ def check(params: dict[str, Any]) -> str:
     lines = []
     for variant in ("pipeline_spark", "pipeline_polars"):
         result, peaks = runs[variant]  # type: ignore[misc]
-        try:
-            assert_frame_equal(result, expected, check_dtypes=False, rel_tol=1e-9)
-            same = True
-        except AssertionError as exc:
-            same = False
-            print(exc)
+        same = same_frame(result, expected)
         lines.append(
             f"{variant}: result equal to plain PySpark: {same} ({result.height:,} groups from "
             f"{params['rows']:,} rows); Python peak {max(peaks):,.0f} MB"
