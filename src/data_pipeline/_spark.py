@@ -46,7 +46,6 @@ logger = logging.getLogger("data_pipeline.spark")
 __all__ = [
     "check_driver_size",
     "hadoop_options",
-    "is_spark",
     "read_files",
     "read_jdbc",
     "spark_path",
@@ -56,12 +55,6 @@ __all__ = [
 
 #: default of ``spark.max_driver_bytes``: larger frames moved between the driver and Spark warn
 DEFAULT_MAX_DRIVER_BYTES = 256 * 1024 * 1024
-
-
-def is_spark(data: Any) -> bool:
-    """Whether ``data`` is a Spark DataFrame (classic or Spark Connect)."""
-    module = type(data).__module__
-    return module.startswith("pyspark.sql") and type(data).__name__ == "DataFrame"
 
 
 # -- paths and Hadoop settings -----------------------------------------------------------------

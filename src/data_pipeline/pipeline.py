@@ -1022,12 +1022,8 @@ def _spark_from_driver(source: Any, data: Any, reason: str, spec: SparkSpec | No
 
 def _guard_collect(frame: Any, what: str, spec: SparkSpec | None, instead: str) -> None:
     """Before a Spark frame is collected to the driver: warn (or refuse) above the limit."""
-    from data_pipeline._spark import (
-        DEFAULT_MAX_DRIVER_BYTES,
-        check_driver_size,
-        is_spark,
-        plan_bytes,
-    )
+    from data_pipeline._spark import DEFAULT_MAX_DRIVER_BYTES, check_driver_size, plan_bytes
+    from data_pipeline.core.engines import is_spark
 
     if not is_spark(frame):
         return

@@ -53,6 +53,7 @@ __all__ = [
     "duckdb_connection",
     "engine_of",
     "is_case_insensitive",
+    "is_spark",
     "match_engine",
     "normalize_engine",
     "spark_from_arrow",
@@ -103,6 +104,13 @@ def engine_of(data: AnyFrame) -> str:
     if name == "polars" and isinstance(frame, nw.LazyFrame):
         return "polars-lazy"
     return _ALIASES.get(name, name)
+
+
+def is_spark(data: Any) -> bool:
+    """Whether ``data`` is a Spark DataFrame (classic or Spark Connect): :func:`engine_of`'s
+    ``pyspark`` told by type alone, for any object (nothing is wrapped or imported)."""
+    module = type(data).__module__
+    return module.startswith("pyspark.sql") and type(data).__name__ == "DataFrame"
 
 
 def normalize_engine(engine: str, *, component: str | None = None) -> str:

@@ -318,7 +318,7 @@ class FileSystemStorage(StorageSystem):
         return self.settings.format == "parquet" and self.is_local
 
     def _spark_writes(self, data: Any, cfg: FileSystemStorageConfig) -> bool:
-        from data_pipeline._spark import is_spark
+        from data_pipeline.core.engines import is_spark
 
         return is_spark(data) and cfg.format == "parquet" and self.is_local
 

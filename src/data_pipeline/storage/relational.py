@@ -387,7 +387,7 @@ class RelationalDBStorage(StorageSystem):
     def _spark_writes(self, data: Any) -> bool:
         """A Spark frame, a database whose staging tables Spark can fill, and no open
         transaction (a staging merge commits on its own): the executors write."""
-        from data_pipeline._spark import is_spark
+        from data_pipeline.core.engines import is_spark
 
         return is_spark(data) and self.writes_spark()
 
