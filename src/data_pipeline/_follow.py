@@ -790,13 +790,11 @@ class _Run:
             self.outputs[f"{plan.rejects_storage}:{plan.rejects_table}"] = str(result.target)
             return
         assert plan.rejects_path is not None
+        from data_pipeline.ingestion._common import append_rejects
+
         path = plan.rejects_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists() and path.stat().st_size:
-            with path.open("ab") as handle:
-                frame.write_csv(handle, include_header=False)
-        else:
-            frame.write_csv(path)
+        append_rejects(path, frame, component=_what(self.loaded))
         self.outputs["rejects"] = str(path)
 
     def _dashboards(self, batch: dict[str, Any], to_polars: Callable[[Any], Any]) -> None:

@@ -424,3 +424,38 @@ def test_nothing_stored_keeps_the_checkpoint_beside_the_file(tmp_path: Path) -> 
     plan = _plan_follow(load_pipeline(_follow_file(tmp_path, "")))
     assert plan.where == str(tmp_path / ".data_pipeline" / "checkpoints")
     assert plan.rejects_path == tmp_path / ".data_pipeline" / "rejects" / "pipeline.csv"
+
+
+def test_reject_csv_of_follow_keeps_every_batch_under_one_header(tmp_path: Path) -> None:
+    """`--follow` appends each batch's rejects to one CSV (the header once), as sources do."""
+    import types
+
+    import polars as pl
+
+    from data_pipeline._follow import _Run
+
+    path = tmp_path / "rejects" / "pipeline.csv"
+    run = types.SimpleNamespace(
+        plan=types.SimpleNamespace(rejects_storage=None, rejects_path=path),
+        loaded=types.SimpleNamespace(source_file=tmp_path / "pipeline.yaml"),
+        outputs={},
+    )
+
+    def batch(n: int) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "batch": [n],
+                "dataset": ["events"],
+                "step": ["read"],
+                "id": [str(n)],
+                "reason": ["not JSON"],
+                "row": [f"raw {n}"],
+            }
+        )
+
+    _Run._store_rejects(run, batch(1))  # type: ignore[arg-type]
+    _Run._store_rejects(run, batch(2))  # type: ignore[arg-type]
+    kept = pl.read_csv(path)
+    assert kept["batch"].to_list() == [1, 2] and kept["row"].to_list() == ["raw 1", "raw 2"]
+    assert path.read_text("utf-8").count("batch,dataset") == 1
+    assert run.outputs == {"rejects": str(path)}
