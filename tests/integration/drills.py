@@ -39,6 +39,7 @@ KILLS = int(os.environ.get("DP_DRILL_KILLS", "5"))
 SENSORS = 4
 T0 = dt.datetime(2024, 6, 1, 12, 0)  # naive: UTC
 HANG = 600.0
+NATS_ACK_WAIT = 2  # seconds: the drill consumer's ack_wait
 """Seconds after which a run that should have ended is a hang (a guard, not a speed check)."""
 
 
@@ -404,7 +405,7 @@ class NatsPlatform(_PayloadPlatform):
             "url": "nats://127.0.0.1:4222",
             "subject": self.subject,
             "group": "drill",
-            "options": {"consumer": {"ack_wait": 2}},
+            "options": {"consumer": {"ack_wait": NATS_ACK_WAIT}},
         }
 
     def publish(self, payloads: list[bytes]) -> None:
@@ -416,13 +417,15 @@ class NatsPlatform(_PayloadPlatform):
 
     def settle(self) -> None:
         """A killed job's batch comes back ack_wait after its last in-progress signal: wait
-        until the consumer holds nothing unacknowledged."""
+        until the consumer holds nothing unacknowledged, or until ack_wait (plus a margin) has
+        passed, after which the held messages go to the next pull (the server redelivers only on
+        a pull, so num_ack_pending stays up until the last run reads them)."""
 
         async def held(js: Any) -> int:
             info = await js.consumer_info(self.stream, "drill")
             return int(info.num_ack_pending)
 
-        deadline = time.monotonic() + HANG
+        deadline = time.monotonic() + NATS_ACK_WAIT + 1.0
         while self._run(held) and time.monotonic() < deadline:
             time.sleep(0.2)
 
