@@ -47,6 +47,14 @@ def examples(engine: str) -> int:
     return SPARK_EXAMPLES if engine == "pyspark" else EXAMPLES
 
 
+def for_examples(engine: str, strategy: Any, body: Callable[[Any], None]) -> None:
+    """Run ``body(case)`` for the engine's number of examples drawn from ``strategy`` (seeded:
+    the profile in tests/conftest.py derandomizes). The one body of every ``test_*`` here."""
+    from hypothesis import given, settings
+
+    settings(max_examples=examples(engine))(given(case=strategy)(body))()
+
+
 # -- input: one polars frame -> each engine's native frame -----------------------------------
 
 

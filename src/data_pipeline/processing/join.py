@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
-from data_pipeline.core.engines import match_engine
+from data_pipeline.core.engines import engine_of, match_engine, to_pandas
 from data_pipeline.core.errors import ConfigError, ProcessingError, SchemaError
 from data_pipeline.core.frames import column_names, require_columns
 from data_pipeline.processing.base import DataProcessor
@@ -208,6 +208,7 @@ class DataJoiner(DataProcessor):
         else:
             kwargs = {"left_on": self.left_keys, "right_on": self.right_keys}
         result = frame.join(right, how=self.how, suffix=s.suffix, **kwargs)
+        result = self._pandas_dtypes(result, frame, right)
         if self.how == "full" and s.on is not None:
             result = self._coalesce_keys(result, column_names(frame))
         if self.how in ("inner", "left") and s.on is None:
@@ -216,6 +217,31 @@ class DataJoiner(DataProcessor):
             if column_names(result) != wanted and set(wanted) <= set(column_names(result)):
                 result = result.select(wanted)
         return result
+
+    def _pandas_dtypes(self, result: Any, left: Any, right: Any) -> Any:
+        """pandas: a numpy int/bool column that gained nulls (the unmatched side of a left,
+        right or full join) becomes the nullable Int64/boolean, not float64/object: one logical
+        type on every engine, as DataAggregator converts back (core.engines.to_pandas)."""
+        if engine_of(left) != "pandas":
+            return result
+        suffix = self.settings.suffix
+        left_native, right_native = left.to_native(), right.to_native()
+        templates = {c: left_native[c].dtype for c in left_native.columns}
+        for c in right_native.columns:
+            name = c + suffix if c in left_native.columns else c
+            templates.setdefault(name, right_native[c].dtype)
+        native = result.to_native()
+        changed = [
+            c
+            for c in native.columns
+            if getattr(templates.get(c), "kind", "") in ("i", "u", "b")
+            and native[c].dtype != templates[c]
+        ]
+        if not changed:
+            return result
+        fixed = to_pandas(native[changed], like=templates)
+        fixed.index = native.index
+        return nw.from_native(native.assign(**{c: fixed[c] for c in changed}))
 
     def _coalesce_keys(self, result: Any, left_cols: list[str]) -> Any:
         suffix = self.settings.suffix
@@ -235,6 +261,7 @@ class DataJoiner(DataProcessor):
         renamed = right.rename(rename) if rename else right
         right_keys = [rename.get(k, k) for k in self.right_keys]
         joined = renamed.join(left, how="left", left_on=right_keys, right_on=self.left_keys)
+        joined = self._pandas_dtypes(joined, left, right)
         right_rest = [rename.get(c, c) for c in right_cols]
         if shared:
             order = left_cols + [c for c in right_rest if c not in self.right_keys]

@@ -198,3 +198,25 @@ def test_right_side_from_a_source_and_a_storage_table(tmp_path: Any) -> None:
         DataJoiner(name="x", config={"on": "product_id"}, right=object()).process(
             pl.DataFrame(SALES)
         )
+
+
+@pytest.mark.parametrize("how", ["left", "right", "full"])
+def test_numpy_pandas_columns_that_gain_nulls_become_nullable(how: str) -> None:
+    """numpy int64/bool columns of the unmatched side come back as the nullable Int64/boolean
+    (not float64 with NaN, object): the logical type every other engine gives."""
+    import pandas as pd
+
+    left = pd.DataFrame({"k": [1, 2], "a": [10, 20], "t": [True, False]})
+    right = pd.DataFrame({"k": [2, 3], "b": [7, 8], "u": [False, True]})
+    result = DataJoiner(name="j", config={"how": how, "on": "k"}, right=right).process(left)
+    dtypes = {c: str(d) for c, d in result.dtypes.items()}
+    nullable = {"left": ("b", "u"), "right": ("a", "t"), "full": ("a", "t", "b", "u")}[how]
+    assert {c: dtypes[c] for c in nullable} == {
+        c: "Int64" if c in "ab" else "boolean" for c in nullable
+    }
+    kept = {c: dtypes[c] for c in ("a", "t", "b", "u") if c not in nullable}
+    assert kept == {c: "int64" if c in "ab" else "bool" for c in kept}
+    assert (
+        result.sort_values("k", na_position="last").to_dict("list")["k"]
+        == {"left": [1, 2], "right": [2, 3], "full": [1, 2, 3]}[how]
+    )
