@@ -48,6 +48,7 @@ from data_pipeline.core.errors import (
 )
 from data_pipeline.core.frames import convert_output
 from data_pipeline.core.sql import SQLConnectionConfig, SQLTarget, connect, dialect, resolve
+from data_pipeline.core.sql.connect import sqlite_file_lock
 from data_pipeline.core.sql.params import bind, check_params
 from data_pipeline.core.sql.read import mysql_columns, read_arrow, tinyint_as_bool
 from data_pipeline.core.sql_errors import STORAGE, classify_db_error, translate_db_error
@@ -1551,21 +1552,6 @@ class _MySQLBackend(_Backend):
 # -- SQLite -------------------------------------------------------------------------------------
 
 
-_SQLITE_FILE_LOCKS: dict[str, threading.RLock] = {}
-_SQLITE_FILE_LOCKS_GUARD = threading.Lock()
-
-
-def _sqlite_file_lock(path: str) -> threading.RLock:
-    """One lock per SQLite file in this process, held while a connection to it is open or a
-    ConnectorX read of it runs. ConnectorX links its own copy of SQLite, and two SQLite copies
-    in one process do not see each other's POSIX file locks (closing one copy's file handle
-    drops the other's locks: sqlite.org, "How To Corrupt An SQLite Database File", 2.2.1): a
-    read on one thread while another thread wrote the file failed with "disk I/O error"."""
-    key = path if path.startswith("file:") else os.path.realpath(path)
-    with _SQLITE_FILE_LOCKS_GUARD:
-        return _SQLITE_FILE_LOCKS.setdefault(key, threading.RLock())
-
-
 class _SQLiteBackend(_Backend):
     kind = "sqlite"
 
@@ -1577,7 +1563,7 @@ class _SQLiteBackend(_Backend):
         # one thread's BEGIN ran inside the other's ("cannot start a transaction within a
         # transaction") and reads saw the other thread's uncommitted staging tables.
         self._memory_lock = threading.RLock()
-        self._file_lock = _sqlite_file_lock(self.path)
+        self._file_lock = sqlite_file_lock(self.path)
 
     @property
     def path(self) -> str:
@@ -1621,8 +1607,7 @@ class _SQLiteBackend(_Backend):
                     component=self.label,
                     connection=con,
                 )
-        with self._file_lock:  # ConnectorX: its own SQLite copy (see _sqlite_file_lock)
-            return super().read(query, params)
+        return super().read(query, params)  # read_arrow holds the file's sqlite_file_lock
 
     def columns(self, con: Any, table: str) -> list[str] | None:
         rows = con.execute("SELECT name FROM pragma_table_info(?) ORDER BY cid", [table]).fetchall()

@@ -13,7 +13,8 @@ DuckDB         DuckDB's Arrow reader, ``$name`` params      DuckDB's
 others         SQLAlchemy through ``polars.read_database``  polars' inference
 =============  ===========================================  =====================================
 
-Values are always bound by the driver, never written into the SQL. A read either returns one
+Values are always bound by the driver, never written into the SQL. A read of a SQLite file holds
+the file's lock (:func:`~data_pipeline.core.sql.connect.sqlite_file_lock`) while it runs. A read either returns one
 ``pyarrow.Table`` or, with ``batch_size``, an iterator of tables of at most that many rows.
 Errors are translated by :mod:`data_pipeline.core.sql_errors` into the caller's layer: failing
 to connect names the server (within ``connect_timeout``), a failing query names the query's
@@ -25,14 +26,14 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from data_pipeline.core.deps import import_optional
 from data_pipeline.core.errors import ConfigError, DataPipelineError, InputNotFoundError
 from data_pipeline.core.sql.config import SQLTarget
-from data_pipeline.core.sql.connect import connect, connect_error, tcp_check
+from data_pipeline.core.sql.connect import connect, connect_error, sqlite_guard, tcp_check
 from data_pipeline.core.sql.dialects import dialect
 from data_pipeline.core.sql.params import bind, check_params
 from data_pipeline.core.sql_errors import ErrorClasses, translate_db_error
@@ -119,16 +120,26 @@ def read_arrow(
     if connection is not None:
         path = "driver"
     reader = _Reader(target, sql, values, classes, component, connection)
+    # a caller passing its connection holds the file already (storage's connection())
+    lock: Any = sqlite_guard(target) if connection is None else nullcontext()
     if batch_size is not None:
-        return reader.guard(reader.batches(path, batch_size))
+        return reader.guard(_held(lock, reader.batches(path, batch_size)))
     if path in ("adbc", "connectorx", "duckdb"):
-        return reader.guard_call(lambda: reader.table(path))
+        with lock:
+            return reader.guard_call(lambda: reader.table(path))
     import pyarrow as pa
 
-    tables = list(reader.guard(reader.batches(path, _FETCH)))
+    with lock:
+        tables = list(reader.guard(reader.batches(path, _FETCH)))
     if len(tables) == 1:
         return tables[0]
     return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _held(lock: Any, batches: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """``batches`` with ``lock`` held from the first batch until the last (or the close)."""
+    with lock:
+        yield from batches
 
 
 class _Reader:
