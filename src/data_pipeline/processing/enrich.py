@@ -18,7 +18,7 @@ from data_pipeline.core.frames import column_names, require_columns, to_polars
 from data_pipeline.core.secrets import DATA_KEYS
 from data_pipeline.processing._rest import RestFetcher, RestLookup
 from data_pipeline.processing.base import DataProcessor
-from data_pipeline.processing.join import JoinValidationError, _duplicate_keys
+from data_pipeline.processing.join import JoinValidationError, _duplicate_keys, pandas_nullable
 
 __all__ = ["DATE_PARTS", "Bucket", "DataEnricher", "DataEnricherConfig", "Lookup"]
 
@@ -293,12 +293,21 @@ class DataEnricher(DataProcessor):
     def _apply_frame(self, frame: Any, op: Operation) -> Any:
         if self.derived:
             frame = assign(frame, self.derived)
-        parts = []
+        parts, numbers = [], []
+        pandas = engine_of(frame) == "pandas"
         for column, names in self.settings.date_parts.items():
             for part in names:
-                parts.append(self._date_part(frame, column, part).alias(f"{column}_{part}"))
+                expr = self._date_part(frame, column, part)
+                if part != "date":  # every number part is Int64 (Polars: Int8/16/32)
+                    numbers.append(f"{column}_{part}")
+                    expr = expr if pandas else expr.cast(nw.Int64())
+                parts.append(expr.alias(f"{column}_{part}"))
         if parts:
             frame = frame.with_columns(*parts)
+        if pandas and numbers:  # float64 where a datetime was NaT: the nullable Int64 there
+            import numpy as np
+
+            frame = pandas_nullable(frame, dict.fromkeys(numbers, np.dtype("int64")))
         if self.settings.buckets:
             frame = frame.with_columns(*[_bucket_expr(b) for b in self.settings.buckets])
         misses: dict[str, int] = {}
@@ -430,6 +439,9 @@ class DataEnricher(DataProcessor):
             ]
             if extra:
                 joined = joined.drop(extra)
+        if engine_of(joined) == "pandas":  # unmatched rows: numpy int/bool stay int/bool
+            templates = {c: ref.to_native()[c].dtype for c in wanted}
+            joined = pandas_nullable(joined, templates)
         missed_expr = nw.col(marker).is_null()
         fills = [
             nw.when(missed_expr).then(nw.lit(lookup.defaults[c])).otherwise(nw.col(c)).alias(c)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import narwhals as nw
@@ -219,9 +219,7 @@ class DataJoiner(DataProcessor):
         return result
 
     def _pandas_dtypes(self, result: Any, left: Any, right: Any) -> Any:
-        """pandas: a numpy int/bool column that gained nulls (the unmatched side of a left,
-        right or full join) becomes the nullable Int64/boolean, not float64/object: one logical
-        type on every engine, as DataAggregator converts back (core.engines.to_pandas)."""
+        """pandas: the left and right columns keep their dtypes (see :func:`pandas_nullable`)."""
         if engine_of(left) != "pandas":
             return result
         suffix = self.settings.suffix
@@ -230,18 +228,7 @@ class DataJoiner(DataProcessor):
         for c in right_native.columns:
             name = c + suffix if c in left_native.columns else c
             templates.setdefault(name, right_native[c].dtype)
-        native = result.to_native()
-        changed = [
-            c
-            for c in native.columns
-            if getattr(templates.get(c), "kind", "") in ("i", "u", "b")
-            and native[c].dtype != templates[c]
-        ]
-        if not changed:
-            return result
-        fixed = to_pandas(native[changed], like=templates)
-        fixed.index = native.index
-        return nw.from_native(native.assign(**{c: fixed[c] for c in changed}))
+        return pandas_nullable(result, templates)
 
     def _coalesce_keys(self, result: Any, left_cols: list[str]) -> Any:
         suffix = self.settings.suffix
@@ -290,6 +277,25 @@ class DataJoiner(DataProcessor):
                     hint="deduplicate that side first, or choose the validate mode that matches "
                     "the data (one_to_many, many_to_one, many_to_many)",
                 )
+
+
+def pandas_nullable(result: Any, templates: Mapping[str, Any]) -> Any:
+    """A pandas result whose columns take their ``templates`` dtypes where a template is an
+    int/bool dtype the column no longer has: a numpy int64/bool column that gained nulls (the
+    unmatched side of a join: float64 with NaN, object) becomes the nullable Int64/boolean, as
+    DataAggregator converts back (core.engines.to_pandas). One logical type on every engine."""
+    native = result.to_native()
+    changed = [
+        c
+        for c in native.columns
+        if getattr(templates.get(c), "kind", "") in ("i", "u", "b")
+        and native[c].dtype != templates[c]
+    ]
+    if not changed:
+        return result
+    fixed = to_pandas(native[changed], like=templates)
+    fixed.index = native.index
+    return nw.from_native(native.assign(**{c: fixed[c] for c in changed}))
 
 
 def _is_frame(obj: Any) -> bool:

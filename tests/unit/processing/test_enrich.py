@@ -64,6 +64,28 @@ def test_date_parts(make_frame: Any) -> None:
     assert_same(result, expected)
 
 
+def test_date_parts_and_lookup_columns_have_one_schema(make_frame: Any) -> None:
+    """Every number date part is Int64 (Polars gave Int8/16/32, pandas Float64 where a datetime
+    was null) and a lookup's columns keep their types on the unmatched rows (numpy pandas gave
+    float64 and object)."""
+    import narwhals as nw
+
+    config = {
+        "date_parts": {"ts": ["year", "quarter", "day_of_year", "second"]},
+        "lookups": [{"reference": "products", "on": "product_id", "columns": ["n", "ok"]}],
+    }
+    ref = make_frame({"product_id": [1], "n": [7], "ok": [True]})
+    enricher = DataEnricher(name="e", config=config, references={"products": ref})
+    result = nw.from_native(enricher.process(make_frame(SALES)))
+    schema = dict(result.collect_schema())
+    parts = ["ts_year", "ts_quarter", "ts_day_of_year", "ts_second"]
+    assert {c: schema[c] for c in [*parts, "n", "ok"]} == {
+        **dict.fromkeys(parts, nw.Int64()),
+        "n": nw.Int64(),
+        "ok": nw.Boolean(),
+    }
+
+
 def test_date_part_date(make_frame: Any, engine: str) -> None:
     enricher = DataEnricher(name="dd", config={"date_parts": {"ts": "date"}})
     native = make_frame(SALES)
