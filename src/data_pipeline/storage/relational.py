@@ -48,7 +48,7 @@ from data_pipeline.core.errors import (
 )
 from data_pipeline.core.frames import convert_output
 from data_pipeline.core.sql import SQLConnectionConfig, SQLTarget, connect, dialect, resolve
-from data_pipeline.core.sql.connect import sqlite_file_lock
+from data_pipeline.core.sql.connect import database_file_lock
 from data_pipeline.core.sql.params import bind, check_params
 from data_pipeline.core.sql.read import mysql_columns, read_arrow, tinyint_as_bool
 from data_pipeline.core.sql_errors import STORAGE, classify_db_error, translate_db_error
@@ -1563,7 +1563,7 @@ class _SQLiteBackend(_Backend):
         # one thread's BEGIN ran inside the other's ("cannot start a transaction within a
         # transaction") and reads saw the other thread's uncommitted staging tables.
         self._memory_lock = threading.RLock()
-        self._file_lock = sqlite_file_lock(self.path)
+        self._file_lock = database_file_lock(self.path)
 
     @property
     def path(self) -> str:
@@ -1607,7 +1607,7 @@ class _SQLiteBackend(_Backend):
                     component=self.label,
                     connection=con,
                 )
-        return super().read(query, params)  # read_arrow holds the file's sqlite_file_lock
+        return super().read(query, params)  # read_arrow holds the file's database_file_lock
 
     def columns(self, con: Any, table: str) -> list[str] | None:
         rows = con.execute("SELECT name FROM pragma_table_info(?) ORDER BY cid", [table]).fetchall()

@@ -12,10 +12,10 @@ import contextlib
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -27,6 +27,7 @@ from data_pipeline.core.errors import (
     StorageConnectionError,
     StorageSchemaError,
 )
+from data_pipeline.core.sql.connect import database_file_lock
 from data_pipeline.core.sql.params import bind
 from data_pipeline.core.sql.read import fix_arrow
 from data_pipeline.storage._common import (
@@ -60,6 +61,85 @@ __all__ = ["DataWarehouseStorage", "DataWarehouseStorageConfig"]
 
 # Delta Lake: timestamps in microseconds, no time of day, no durations, no unsigned integers.
 DELTA_HOLDS = Holds("Delta Lake tables", time_unit="us", time=False, duration=False, uint64=False)
+
+
+class _DuckDatabase:
+    """One DuckDB database of this process and what every storage object on it shares: the
+    connection (open while calls run or a ``with`` block holds it; ``:memory:``: until
+    ``close()``), and the write lock (a file's :func:`database_file_lock`), held by each write
+    transaction so that two writers take turns instead of one failing with DuckDB's
+    "write-write conflict"."""
+
+    _files: ClassVar[dict[tuple[str, bool, str], _DuckDatabase]] = {}
+    _files_guard: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, memory: bool, write: threading.RLock) -> None:
+        self.memory = memory
+        self.write = write
+        self._lock = threading.Lock()  # guards con, users, holds
+        self._con: Any = None
+        self._users = 0  # calls running
+        self._holds = 0  # `with` blocks open
+
+    @classmethod
+    def of(cls, settings: DataWarehouseStorageConfig) -> _DuckDatabase:
+        """The database of ``settings``: its own for ``:memory:`` (one per storage object), the
+        process's one for a file opened with the same options."""
+        database = settings.database
+        if settings.engine != "duckdb" or database == ":memory:":
+            return cls(memory=True, write=threading.RLock())
+        key = (
+            os.path.realpath(database),
+            settings.read_only,
+            repr(sorted((settings.duckdb_config or {}).items())),
+        )
+        with cls._files_guard:
+            if key not in cls._files:
+                cls._files[key] = cls(memory=False, write=database_file_lock(database))
+            return cls._files[key]
+
+    @contextmanager
+    def cursor(self, open_connection: Callable[[], Any]) -> Iterator[Any]:
+        """A cursor of the shared connection (opened by ``open_connection`` when none is)."""
+        with self._lock:
+            if self._con is None:
+                self._con = open_connection()
+            self._users += 1
+            try:
+                cursor = self._con.cursor()
+            except BaseException:
+                self._release()
+                raise
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+            with self._lock:
+                self._release()
+
+    def _release(self) -> None:
+        """One call less; the last call on a file with no `with` open closes the connection."""
+        self._users -= 1
+        if self._users == 0 and self._holds == 0 and not self.memory:
+            self._close()
+
+    def _close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def hold(self) -> None:
+        with self._lock:
+            self._holds += 1
+
+    def release_hold(self, held: bool) -> None:
+        """A ``with`` block ends (``held``) or ``close()``: a file closes when nothing runs and
+        no block is open; ``:memory:`` closes (its data is lost) when nothing runs."""
+        with self._lock:
+            if held:
+                self._holds -= 1
+            if self._users == 0 and (self.memory or self._holds == 0):
+                self._close()
 
 
 class DataWarehouseStorageConfig(ConfigModel):
@@ -176,16 +256,16 @@ class DataWarehouseStorage(StorageSystem):
 
     def __init__(self, name: str, config: Any = None) -> None:
         super().__init__(name, config)
-        self._memory_con: Any = None  # the connection kept: ":memory:", or inside `with`
-        self._held = False
         # A DuckDB connection is not for two threads at once: every call runs on its own
-        # cursor (a connection of its own to the same database) of one shared connection.
-        # On a file that connection is opened by the first call and closed by the last one
-        # still running (_users), so between calls the file lock is released; two threads
-        # opening and closing their own connections to one file raced in DuckDB's instance
-        # cache ("Table Function with name python_arrow_scan does not exist").
-        self._con_lock = threading.Lock()
-        self._users = 0
+        # cursor (a connection of its own to the same database) of one shared connection, the
+        # one of this database in the process (_DuckDatabase, shared by every storage object on
+        # the file). On a file it is opened by the first call and closed by the last one still
+        # running (or at the end of the last `with`), so between calls the file lock is
+        # released; threads (or storage objects) opening and closing their own connections to
+        # one file raced in DuckDB's instance cache ("Table Function with name
+        # python_arrow_scan does not exist").
+        self._db = _DuckDatabase.of(self.settings)
+        self._held = False
         self._sql: Any = None
         self._local = threading.local()  # .tx: the open transaction of this thread
         if self.settings.engine == "sqlalchemy":
@@ -213,38 +293,17 @@ class DataWarehouseStorage(StorageSystem):
 
         Closing after the calls releases the file lock, so other processes can open the file.
         """
-        import duckdb
-
         tx = self._open_tx()
         if tx is not None:  # inside transaction(): its connection
             yield tx.con
             return
-        database = self.settings.database
-        with self._con_lock:
-            if self._memory_con is None:
-                self._memory_con = self._open(duckdb, database)
-            self._users += 1
-            try:
-                cursor = self._memory_con.cursor()
-            except BaseException:
-                self._release()
-                raise
-        try:
+        with self._db.cursor(self._open) as cursor:
             yield cursor
-        finally:
-            cursor.close()
-            with self._con_lock:
-                self._release()
 
-    def _release(self) -> None:
-        """One call less; the last call on a file outside `with` closes the connection."""
-        self._users -= 1
-        kept = self.settings.database == ":memory:" or self._held
-        if self._users == 0 and not kept and self._memory_con is not None:
-            self._memory_con.close()
-            self._memory_con = None
+    def _open(self) -> Any:
+        import duckdb
 
-    def _open(self, duckdb: Any, database: str) -> Any:
+        database = self.settings.database
         if database == ":memory:":
             return duckdb.connect(":memory:", config=dict(self.settings.duckdb_config or {}))
         if not self.settings.read_only:
@@ -262,19 +321,27 @@ class DataWarehouseStorage(StorageSystem):
                 hint="check the path; a DuckDB file can be open for writing in one process only",
             ) from exc
 
+    @contextmanager
+    def _writing(self, joined: bool) -> Iterator[None]:
+        """Hold the database's write lock unless the caller's transaction() holds it."""
+        if joined:
+            yield
+            return
+        with self._db.write:
+            yield
+
     def close(self) -> None:
         """Close the kept connection (in memory: its data is lost)."""
-        with self._con_lock:
-            self._held = False
-            if self._memory_con is not None and self._users == 0:
-                self._memory_con.close()
-                self._memory_con = None
+        held, self._held = self._held, False
+        self._db.release_hold(held)
 
     def __enter__(self) -> DataWarehouseStorage:
         """Inside a ``with`` block a DuckDB file stays open (one connection for every call;
         the file is locked for other processes until the block ends), e.g. for a stream job
         that stores every batch. Outside, each call opens and closes it."""
-        self._held = True
+        if not self._held:
+            self._held = True
+            self._db.hold()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -317,7 +384,7 @@ class DataWarehouseStorage(StorageSystem):
         view = f"__dp_src_{uuid.uuid4().hex}"
         src = quote_ident(view)
         joined = self._open_tx() is not None  # the caller's transaction() commits
-        with self.connect() as con:
+        with self._writing(joined), self.connect() as con:
             con.register(view, table)
             try:
                 if not joined:
@@ -538,7 +605,7 @@ class DataWarehouseStorage(StorageSystem):
         if self.settings.engine == "delta":
             yield from self._delta_transaction()
             return
-        with self.connect() as con:
+        with self._writing(False), self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             tx = _DuckTransaction(self, con)
             self._local.tx = tx

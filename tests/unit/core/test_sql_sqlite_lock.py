@@ -1,6 +1,6 @@
 """One SQLite file written by RelationalDBStorage (sqlite3) and read by DatabaseSource (ConnectorX,
 which links its own copy of SQLite) from two threads at once: the read path takes the same
-per-file lock (core.sql.connect.sqlite_file_lock) as the storage's connections. Without it the
+per-file lock (core.sql.connect.database_file_lock) as the storage's connections. Without it the
 reads failed with "disk I/O error" / "database is locked" or saw a torn table."""
 
 from __future__ import annotations

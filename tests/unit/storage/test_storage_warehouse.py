@@ -285,3 +285,71 @@ def test_sqlalchemy_engine_delegates(tmp_path: Path) -> None:
     assert wh.get_metadata()["rows_out"] == 4
     with pytest.raises(ConfigError, match="url"):
         DataWarehouseStorage(name="sa", config={"engine": "sqlalchemy"})
+
+
+# -- two storage objects on one DuckDB file, several threads -------------------------------------
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["per-call", "one-in-with"])
+def test_two_storages_on_one_file_from_two_threads(tmp_path: Path, held: bool) -> None:
+    """Each thread has its own DataWarehouseStorage on the same file: appends into one shared
+    table, an upsert into one keyed table, a replace of its own table, a read back. They used
+    to fail now and then: DuckDB's "write-write conflict" (two transactions creating or
+    merging into one table) and "Table Function with name python_arrow_scan does not exist"
+    (two connections to one file opened and closed at once)."""
+    import sys
+    import threading
+
+    path = str(tmp_path / "shared.duckdb")
+    rounds = 40
+    stores = [DataWarehouseStorage(f"wh{k}", {"database": path}) for k in range(2)]
+    if held:
+        stores[0].__enter__()  # one object keeps the file open; the other calls per call
+    failures: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def work(k: int) -> None:
+        store = stores[k]
+        barrier.wait()
+        for i in range(rounds):
+            try:
+                store.store(
+                    pl.DataFrame({"t": [k] * 3, "i": [i] * 3}), "shared", if_exists="append"
+                )
+                store.store(
+                    pl.DataFrame({"key": [(k + 1) * 1000 + i, i], "v": [i, k]}),
+                    "keyed",
+                    if_exists="upsert",
+                    primary_key=["key"],
+                )
+                store.store(pl.DataFrame({"i": [i]}), f"own_{k}", if_exists="replace")
+                back = pl.from_arrow(store.retrieve(f"own_{k}", output="arrow"))
+                assert back["i"].to_list() == [i]  # type: ignore[index]
+            except Exception as exc:  # collected: the test reports them all
+                failures.append(f"wh{k} round {i}: {type(exc).__name__}: {exc}"[:300])
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(before)
+        for store in stores:
+            store.close()
+    assert failures == []
+    # the oracle: a fresh DuckDB connection to the file after both objects closed it
+    with duckdb.connect(path, read_only=True) as con:
+        shared = con.sql("SELECT t, count(*), count(DISTINCT i) FROM shared GROUP BY t ORDER BY t")
+        assert shared.fetchall() == [(0, 3 * rounds, rounds), (1, 3 * rounds, rounds)]
+        keyed = dict(con.sql("SELECT key, v FROM keyed").fetchall())
+        own = {(k + 1) * 1000 + i: i for k in range(2) for i in range(rounds)}
+        assert set(keyed) == set(own) | set(range(rounds))
+        assert {key: keyed[key] for key in own} == own
+        # keys 0.. were upserted by both threads (values 0 and 1): the last writer's value
+        assert all(keyed[i] in (0, 1) for i in range(rounds))
+        for k in range(2):
+            assert con.sql(f"SELECT i FROM own_{k}").fetchall() == [(rounds - 1,)]

@@ -4,7 +4,7 @@ One function per use, the driver imported on first use: :func:`connect` gives a 
 connection (psycopg 3, PyMySQL, sqlite3) that honours ``connect_timeout``; a failure to connect
 is translated by :func:`~data_pipeline.core.sql_errors.translate_db_error` (refused credentials,
 a missing database, or an unreachable server, named ``host:port/database``, never the password).
-:func:`sqlite_file_lock` is the one per-file lock every SQLite user in this process takes.
+:func:`database_file_lock` is the one per-file lock of a SQLite or DuckDB file in this process.
 """
 
 from __future__ import annotations
@@ -19,33 +19,43 @@ from data_pipeline.core.errors import DataPipelineError, UnsupportedOperationErr
 from data_pipeline.core.sql.config import SQLTarget
 from data_pipeline.core.sql_errors import NO_USER, ErrorClasses, translate_db_error
 
-__all__ = ["connect", "connect_error", "sqlite_file_lock", "sqlite_guard", "tcp_check"]
+__all__ = [
+    "connect",
+    "connect_error",
+    "database_file_lock",
+    "sqlite_guard",
+    "tcp_check",
+]
 
 _EXTRAS = {"postgresql": "postgres", "mysql": "mysql"}
 
-_SQLITE_FILE_LOCKS: dict[str, threading.RLock] = {}
-_SQLITE_FILE_LOCKS_GUARD = threading.Lock()
+_FILE_LOCKS: dict[str, threading.RLock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
 
 
-def sqlite_file_lock(path: str) -> threading.RLock:
-    """One lock per SQLite file in this process, held while a sqlite3 connection to it is open
-    or a ConnectorX read of it runs (storage and sources alike).
+def database_file_lock(path: str) -> threading.RLock:
+    """One lock per database file in this process (re-entrant: a thread holding it may take it
+    again, e.g. a storage transaction that reads the file).
 
-    ConnectorX links its own copy of SQLite, and two SQLite copies in one process do not see
-    each other's POSIX file locks (closing one copy's file handle drops the other's locks:
-    sqlite.org, "How To Corrupt An SQLite Database File", 2.2.1): a read on one thread while
-    another thread wrote the file failed with "disk I/O error" or "database is locked".
-    Re-entrant: a thread holding it (a storage transaction) may read the file again.
+    * SQLite: held while a sqlite3 connection to the file is open or a ConnectorX read of it
+      runs (storage and sources alike). ConnectorX links its own copy of SQLite, and two SQLite
+      copies in one process do not see each other's POSIX file locks (closing one copy's file
+      handle drops the other's locks: sqlite.org, "How To Corrupt An SQLite Database File",
+      2.2.1): a read on one thread while another thread wrote the file failed with "disk I/O
+      error".
+    * DuckDB: held by a write transaction (DataWarehouseStorage), so two writers in this process
+      take turns instead of one failing with DuckDB's "write-write conflict" (DuckDB lets one
+      process at a time write a file; between processes its own file lock applies).
     """
     key = path if path.startswith("file:") else os.path.realpath(path)
-    with _SQLITE_FILE_LOCKS_GUARD:
-        return _SQLITE_FILE_LOCKS.setdefault(key, threading.RLock())
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(key, threading.RLock())
 
 
 def sqlite_guard(target: SQLTarget) -> AbstractContextManager[Any]:
-    """:func:`sqlite_file_lock` of ``target`` when it is a SQLite file; else nothing to hold."""
+    """:func:`database_file_lock` of ``target`` when it is a SQLite file; else nothing to hold."""
     if target.dialect == "sqlite" and target.path != ":memory:":
-        return sqlite_file_lock(target.path)
+        return database_file_lock(target.path)
     return nullcontext()
 
 

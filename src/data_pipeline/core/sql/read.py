@@ -14,7 +14,7 @@ others         SQLAlchemy through ``polars.read_database``  polars' inference
 =============  ===========================================  =====================================
 
 Values are always bound by the driver, never written into the SQL. A read of a SQLite file holds
-the file's lock (:func:`~data_pipeline.core.sql.connect.sqlite_file_lock`) while it runs. A read either returns one
+the file's lock (:func:`~data_pipeline.core.sql.connect.database_file_lock`) while it runs. A read either returns one
 ``pyarrow.Table`` or, with ``batch_size``, an iterator of tables of at most that many rows.
 Errors are translated by :mod:`data_pipeline.core.sql_errors` into the caller's layer: failing
 to connect names the server (within ``connect_timeout``), a failing query names the query's
