@@ -1483,25 +1483,27 @@ def assign(frame: Any, assignments: Sequence[tuple[str, Expression]]) -> Any:
     from data_pipeline.core.engines import engine_of
 
     engine = engine_of(frame)
-    made: dict[str, DataType | None] = {}
     for name, expression in assignments:
         compiled = expression.compile(dict(frame.collect_schema()), engine=engine)
         frame = compiled.prepare(frame)
         frame = compiled.cleanup(frame.with_columns(compiled.expr.alias(name)))
-        made[name] = compiled.dtype
+        # typed at once, so a later assignment reads the language's type, not the engine's
+        # (Polars' i % 3 was a Float64 until the end: abs() of it became a float)
+        frame = _language_type(frame, engine, name, compiled.dtype)
+    return frame
+
+
+def _language_type(frame: Any, engine: str, name: str, dtype: DataType | None) -> Any:
+    """Column ``name`` in the language's type: each engine's own width (UInt32 lengths, Int128
+    sums, decimal precisions, floats where nulls met ints on pandas) becomes it."""
     if engine == "pandas":
-        return _pandas_nullable(frame, made)
-    # one output schema: each engine's own width (UInt32 lengths, Int128 sums, decimal
-    # precisions) becomes the language's type
-    actual = frame.collect_schema()
-    casts = []
-    for name, dtype in made.items():
-        if dtype is None or dtype.kind in ("category",):
-            continue
-        wanted = dtype.narwhals()
-        if actual[name] != wanted:
-            casts.append(nw.col(name).cast(wanted))
-    return frame.with_columns(*casts) if casts else frame
+        return _pandas_nullable(frame, {name: dtype})
+    if dtype is None or dtype.kind in ("category",):
+        return frame
+    wanted = dtype.narwhals()
+    if frame.collect_schema()[name] == wanted:
+        return frame
+    return frame.with_columns(nw.col(name).cast(wanted))
 
 
 def where(frame: Any, expression: Expression) -> Any:

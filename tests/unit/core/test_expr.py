@@ -309,3 +309,19 @@ def test_each_rule_is_what_gives_the_answer(
     assert run() == want
     monkeypatch.setattr(expr, rule, frozenset())  # the broken variant
     assert run() != want
+
+
+def test_a_later_assignment_reads_the_language_type(make_frame: Any) -> None:
+    """Each output is typed as the language says before the next assignment reads it: Polars'
+    ``i % 3`` was a Float64 until the end, and pandas' ``length(s)`` with a null a float64, so
+    ``abs()`` of them became a float column."""
+    import narwhals as nw
+
+    frame = pl.DataFrame({"i": [-7, 4, 5], "s": ["ab", None, "ß"]})
+    step = CustomTransformer(
+        "c", {"expression": ["i = i % 3", "r = abs(i)", "n = length(s)", "m = abs(n)"]}
+    )
+    out = nw.from_native(step.transform(make_frame(frame)))
+    schema = dict(out.collect_schema())
+    assert {c: schema[c] for c in ("i", "r", "n", "m")} == dict.fromkeys("irnm", nw.Int64())
+    assert sorted(to_polars(out.to_native())["r"].to_list()) == [1, 1, 2]
