@@ -24,7 +24,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from tests.differential.frames import KINDS
+from tests.differential.frames import KINDS, Column
 from tests.differential.oracles import AnyOf
 
 #: the engines of the suite; Spark runs with fewer examples (the shared local session is slow)
@@ -47,12 +47,24 @@ def examples(engine: str) -> int:
     return SPARK_EXAMPLES if engine == "pyspark" else EXAMPLES
 
 
-def for_examples(engine: str, strategy: Any, body: Callable[[Any], None]) -> None:
-    """Run ``body(case)`` for the engine's number of examples drawn from ``strategy`` (seeded:
-    the profile in tests/conftest.py derandomizes). The one body of every ``test_*`` here."""
+def engine_test(strategy: Any, run_case: Callable[..., None], *, unpack: bool = False) -> Any:
+    """The suite's test of one property, parametrized over :data:`ENGINES`: for
+    :func:`examples` cases drawn from ``strategy`` (seeded: the profile in tests/conftest.py
+    derandomizes), ``run_case(engine, case, request)``, or ``run_case(engine, *case, request)``
+    with ``unpack``. Bind it to a ``test_*`` name of the module."""
     from hypothesis import given, settings
 
-    settings(max_examples=examples(engine))(given(case=strategy)(body))()
+    @pytest.mark.parametrize("engine", ENGINES)
+    def test(engine: str, request: pytest.FixtureRequest) -> None:
+        def body(case: Any) -> None:
+            if unpack:
+                run_case(engine, *case, request)
+            else:
+                run_case(engine, case, request)
+
+        settings(max_examples=examples(engine))(given(case=strategy)(body))()
+
+    return test
 
 
 # -- input: one polars frame -> each engine's native frame -----------------------------------
@@ -194,6 +206,11 @@ class Expected:
 def nw_dtype(kind: str) -> Any:
     """The Narwhals dtype of a generated kind."""
     return nw.from_native(pl.DataFrame(schema={"x": KINDS[kind]})).schema["x"]
+
+
+def dtypes_of(columns: Sequence[Column]) -> dict[str, Any]:
+    """The Narwhals dtype of each generated column, by name (see frames.kinds_of)."""
+    return {c.name: nw_dtype(c.kind) for c in columns}
 
 
 UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Universal", "Zulu", "Etc/Zulu"})

@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import polars as pl
-import pytest
-from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data_pipeline.core.errors import SchemaError, UnsupportedOperationError
@@ -18,17 +16,17 @@ from tests.differential.frames import (
     Column,
     build,
     column_values,
+    kinds_of,
     names,
     row_counts,
 )
 from tests.differential.harness import (
-    ENGINES,
     LAZY,
     Expected,
     check,
-    examples,
+    dtypes_of,
+    engine_test,
     input_view,
-    nw_dtype,
     to_engine,
 )
 
@@ -94,8 +92,8 @@ def aggregation_case(draw: st.DrawFn) -> dict[str, Any]:
 
 def expected_aggregate(case: dict[str, Any], df: pl.DataFrame, engine: str) -> Expected:
     columns: list[Column] = case["columns"]
-    kinds = {c.name: c.kind for c in columns}
-    dtypes = {c.name: nw_dtype(c.kind) for c in columns}
+    kinds = kinds_of(columns)
+    dtypes = dtypes_of(columns)
     plans = case["plans"]
     # errors: what the engine cannot do (first/last without an order on a lazy frame), then
     # what the data's types do not allow
@@ -124,8 +122,4 @@ def run_case(engine: str, case: dict[str, Any], request: Any) -> None:
     check(engine, aggregator.process, native, expected, context=repr(case["config"]))
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_data_aggregator(engine: str, request: pytest.FixtureRequest) -> None:
-    settings(max_examples=examples(engine))(
-        given(case=CASE)(lambda case: run_case(engine, case, request))
-    )()
+test_data_aggregator = engine_test(CASE, run_case)

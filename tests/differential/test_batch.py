@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data_pipeline.core.errors import UnsupportedOperationError
@@ -20,14 +18,7 @@ from data_pipeline.processing import (
     ProcessingPipeline,
 )
 from tests.differential.frames import build
-from tests.differential.harness import (
-    ENGINES,
-    Expected,
-    check,
-    examples,
-    input_view,
-    to_engine,
-)
+from tests.differential.harness import Expected, check, engine_test, input_view, to_engine
 from tests.differential.test_aggregate import aggregation_case, expected_aggregate
 
 
@@ -72,8 +63,4 @@ def run_case(engine: str, case: dict[str, Any], request: Any) -> None:
     check(engine, runner.process, native, expected, context=repr(case))
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_batch_processor(engine: str, request: pytest.FixtureRequest) -> None:
-    settings(max_examples=examples(engine))(
-        given(case=CASE)(lambda case: run_case(engine, case, request))
-    )()
+test_batch_processor = engine_test(CASE, run_case)

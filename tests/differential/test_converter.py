@@ -11,12 +11,10 @@ from typing import Any
 
 import narwhals as nw
 import polars as pl
-import pytest
-from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data_pipeline.transformation import DataTypeConverter
-from tests.differential.harness import ENGINES, LAZY, Expected, check, examples, to_engine
+from tests.differential.harness import LAZY, Expected, check, engine_test, to_engine
 
 PIECES = {
     "int64": st.one_of(
@@ -113,8 +111,4 @@ def run_case(engine: str, kind: str, values: list[str | None], request: Any) -> 
     check(engine, step.transform, to_engine(data, engine, request), expected, context=repr(values))
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_data_type_converter(engine: str, request: pytest.FixtureRequest) -> None:
-    settings(max_examples=examples(engine))(
-        given(case=cases())(lambda case: run_case(engine, *case, request))
-    )()
+test_data_type_converter = engine_test(cases(), run_case, unpack=True)

@@ -14,20 +14,10 @@ from typing import Any
 
 import narwhals as nw
 import polars as pl
-import pytest
-from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data_pipeline.transformation import CustomTransformer
-from tests.differential.harness import (
-    ENGINES,
-    LAZY,
-    Expected,
-    check,
-    examples,
-    input_view,
-    to_engine,
-)
+from tests.differential.harness import LAZY, Expected, check, engine_test, input_view, to_engine
 
 FLOATS = st.sampled_from([math.nan, math.inf, -math.inf, -0.0, 0.0, 1.5, -2.25, 3.0])
 #: (text, value, is_float); never 0: a division by the constant zero is a ConfigError
@@ -131,8 +121,4 @@ def run_case(engine: str, df: pl.DataFrame, node: Node, request: Any) -> None:
     check(engine, step.transform, to_engine(df, engine, request), expected, context=text)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_custom_transformer(engine: str, request: pytest.FixtureRequest) -> None:
-    settings(max_examples=examples(engine))(
-        given(case=cases())(lambda case: run_case(engine, *case, request))
-    )()
+test_custom_transformer = engine_test(cases(), run_case, unpack=True)

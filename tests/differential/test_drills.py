@@ -23,7 +23,14 @@ from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
 
 from data_pipeline.processing import _aggregation
-from tests.differential import test_aggregate, test_batch, test_missing
+from tests.differential import (
+    test_aggregate,
+    test_batch,
+    test_enrich,
+    test_join,
+    test_missing,
+    test_rename_select,
+)
 from tests.differential.frames import Column
 
 DRILL_EXAMPLES = 300
@@ -137,3 +144,55 @@ def test_nan_left_unfilled_is_caught(
 
     monkeypatch.setattr(missing, "value_expr", lambda column, dtype, *, nan_as_null: nw.col(column))
     must_fail("polars", test_missing.run_case, test_missing.CASE, request, "rows differ")
+
+
+def test_pandas_join_float64_is_caught(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """pandas' own merge types (an unmatched numpy int64 column as float64, bool as object)
+    are not the one output schema."""
+    import polars as pl
+
+    from data_pipeline.processing import join
+
+    monkeypatch.setattr(join, "pandas_nullable", lambda result, templates: result)
+    left = pl.DataFrame(
+        {"k": [1], "g": ["x"], "a": [0], "v": [0.5], "t": [True]}, schema=test_join.LEFT
+    )
+    right = pl.DataFrame(schema={"k": pl.Int64, **test_join.RIGHT_REST})
+    known = {
+        "left": left,
+        "right": right,
+        "config": {"how": "left", "on": ["k"]},
+        "suffix": "_right",
+    }
+    must_fail("pandas", test_join.run_case, test_join.cases(), request, "schema", known)
+
+
+def test_date_parts_in_engine_widths_are_caught(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Date parts left in each engine's width (Polars: Int8/Int16/Int32) are a schema failure."""
+    import narwhals as nw
+
+    monkeypatch.setattr(nw.Expr, "cast", lambda self, dtype: self)
+    must_fail("polars", test_enrich.run_case, test_enrich.cases(), request, "schema")
+
+
+def test_selector_dtype_names_are_checked(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """A ``temporal`` that forgets dates selects other columns than the documented ones."""
+    import narwhals as nw
+
+    from data_pipeline.transformation import columns
+
+    real = columns._dtype_matches
+
+    def no_dates(dtype: Any, kinds: Any) -> bool:
+        return dtype != nw.Date and real(dtype, kinds)
+
+    monkeypatch.setattr(columns, "_dtype_matches", no_dates)
+    must_fail(
+        "polars", test_rename_select.run_case, test_rename_select.select_cases(), request, None
+    )

@@ -19,7 +19,6 @@ from typing import Any
 
 import narwhals as nw
 import polars as pl
-import pytest
 from hypothesis import strategies as st
 
 from data_pipeline.core.errors import UnsupportedOperationError
@@ -27,11 +26,10 @@ from data_pipeline.processing import DataEnricher
 from data_pipeline.processing.join import JoinValidationError
 from tests.differential.frames import TEMPORAL, column_values, row_counts
 from tests.differential.harness import (
-    ENGINES,
     LAZY,
     Expected,
     check,
-    for_examples,
+    engine_test,
     input_view,
     nw_dtype,
     to_engine,
@@ -230,6 +228,4 @@ def run_case(engine: str, case: dict[str, Any], request: Any) -> None:
     check(engine, step.process, native, oracle(case, engine), context=repr(case["config"]))
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_data_enricher(engine: str, request: pytest.FixtureRequest) -> None:
-    for_examples(engine, cases(), lambda case: run_case(engine, case, request))
+test_data_enricher = engine_test(cases(), run_case)

@@ -15,20 +15,10 @@ from typing import Any
 
 import narwhals as nw
 import polars as pl
-import pytest
-from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data_pipeline.processing import DataFilter
-from tests.differential.harness import (
-    ENGINES,
-    LAZY,
-    Expected,
-    check,
-    examples,
-    input_view,
-    to_engine,
-)
+from tests.differential.harness import LAZY, Expected, check, engine_test, input_view, to_engine
 
 FLOATS = st.sampled_from([math.nan, math.inf, -math.inf, -0.0, 0.0, 1.5, -2.25, 3.0, 7.0])
 LITERALS = st.sampled_from(["0", "1", "3", "-2", "1.5", "3.0", "-0.0", "7"])
@@ -138,8 +128,4 @@ def run_case(engine: str, df: pl.DataFrame, text: str, predicate: Any, request: 
     check(engine, step.process, to_engine(df, engine, request), expected, context=text)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_data_filter(engine: str, request: pytest.FixtureRequest) -> None:
-    settings(max_examples=examples(engine))(
-        given(case=cases())(lambda case: run_case(engine, *case, request))
-    )()
+test_data_filter = engine_test(cases(), run_case, unpack=True)

@@ -17,11 +17,10 @@ from typing import Any
 import duckdb
 import narwhals as nw
 import polars as pl
-import pytest
 from hypothesis import strategies as st
 
 from data_pipeline.processing import DataJoiner
-from tests.differential.harness import ENGINES, Expected, check, for_examples, to_engine
+from tests.differential.harness import Expected, check, engine_test, to_engine
 
 HOWS = ("inner", "left", "right", "full", "semi", "anti", "cross")
 
@@ -138,6 +137,4 @@ def run_case(engine: str, case: dict[str, Any], request: Any) -> None:
     check(engine, step.process, native, expected, context=repr(case["config"]))
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_data_joiner(engine: str, request: pytest.FixtureRequest) -> None:
-    for_examples(engine, cases(), lambda case: run_case(engine, case, request))
+test_data_joiner = engine_test(cases(), run_case)

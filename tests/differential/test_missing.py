@@ -15,8 +15,6 @@ from collections import Counter
 from typing import Any
 
 import polars as pl
-import pytest
-from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data_pipeline.core.errors import MissingValueError, UnsupportedOperationError
@@ -29,18 +27,19 @@ from tests.differential.frames import (
     Column,
     build,
     column_values,
+    kinds_of,
     names,
     row_counts,
     values_of,
 )
 from tests.differential.harness import (
     DOT_REFUSAL,
-    ENGINES,
     LAZY,
     Expected,
     check,
     dotted_on_spark,
-    examples,
+    dtypes_of,
+    engine_test,
     input_view,
     nw_dtype,
     to_engine,
@@ -212,8 +211,8 @@ def _ffill(values: list[Any], missing: list[bool], limit: int | None) -> list[An
 def expected_missing(case: dict[str, Any], df: pl.DataFrame, engine: str) -> Expected:
     config = case["config"]
     columns: list[Column] = case["columns"]
-    kinds = {c.name: c.kind for c in columns}
-    dtypes = {c.name: nw_dtype(c.kind) for c in columns}
+    kinds = kinds_of(columns)
+    dtypes = dtypes_of(columns)
     nan_as_null = config.get("nan_as_null", True)
     explicit = "columns" in config
     targets = list(config.get("columns", list(kinds)))
@@ -322,8 +321,4 @@ def run_case(engine: str, case: dict[str, Any], request: Any) -> None:
     check(engine, handler.transform, native, expected, context=repr(case["config"]))
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_missing_value_handler(engine: str, request: pytest.FixtureRequest) -> None:
-    settings(max_examples=examples(engine))(
-        given(case=CASE)(lambda case: run_case(engine, case, request))
-    )()
+test_missing_value_handler = engine_test(CASE, run_case)

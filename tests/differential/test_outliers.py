@@ -13,8 +13,6 @@ import math
 from typing import Any
 
 import polars as pl
-import pytest
-from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data_pipeline.core.errors import DataTypeError, UnsupportedOperationError
@@ -25,16 +23,17 @@ from tests.differential.frames import (
     Column,
     build,
     column_values,
+    kinds_of,
     names,
     row_counts,
 )
 from tests.differential.harness import (
     DOT_REFUSAL,
-    ENGINES,
     Expected,
     check,
     dotted_on_spark,
-    examples,
+    dtypes_of,
+    engine_test,
     input_view,
     nw_dtype,
     to_engine,
@@ -150,8 +149,8 @@ def is_outlier(value: Any, lo: Any, hi: Any) -> bool:
 def expected_outliers(case: dict[str, Any], df: pl.DataFrame, engine: str) -> Expected:
     config = case["config"]
     columns: list[Column] = case["columns"]
-    kinds = {c.name: c.kind for c in columns}
-    dtypes = {c.name: nw_dtype(c.kind) for c in columns}
+    kinds = kinds_of(columns)
+    dtypes = dtypes_of(columns)
     settings_ = config.get("column_settings", {})
     targets = list(config.get("columns", list(kinds)))
     targets += [c for c in settings_ if c not in targets]
@@ -245,8 +244,4 @@ def run_case(engine: str, case: dict[str, Any], request: Any) -> None:
     )
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_outlier_handler(engine: str, request: pytest.FixtureRequest) -> None:
-    settings(max_examples=examples(engine))(
-        given(case=CASE)(lambda case: run_case(engine, case, request))
-    )()
+test_outlier_handler = engine_test(CASE, run_case)

@@ -11,8 +11,6 @@ import datetime as dt
 from typing import Any
 
 import polars as pl
-import pytest
-from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data_pipeline.core.errors import UnsupportedOperationError
@@ -29,18 +27,18 @@ from tests.differential.frames import (
     Column,
     build,
     column_values,
+    kinds_of,
     names,
     row_counts,
 )
 from tests.differential.harness import (
     DOT_REFUSAL,
-    ENGINES,
     Expected,
     check,
     dotted_on_spark,
-    examples,
+    dtypes_of,
+    engine_test,
     input_view,
-    nw_dtype,
     skip_dotted_names_on_spark,
     to_engine,
 )
@@ -136,8 +134,8 @@ def windowed_rows(df: pl.DataFrame, config: dict[str, Any]) -> list[dict[str, An
 def expected_windows(case: dict[str, Any], df: pl.DataFrame, engine: str) -> Expected:
     config = case["config"]
     columns: list[Column] = case["columns"]
-    kinds = {c.name: c.kind for c in columns}
-    dtypes = {c.name: nw_dtype(c.kind) for c in columns}
+    kinds = kinds_of(columns)
+    dtypes = dtypes_of(columns)
     step = config.get("slide") or config["window"]
     if engine == "duckdb" and int(step[:-1]) != 1:
         return Expected(error=UnsupportedOperationError, match="duckdb")
@@ -222,22 +220,10 @@ def run_stream_case(engine: str, case: dict[str, Any], request: Any) -> None:
     check(engine, stream, None, expected, context=repr(case))
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_windowed_aggregator(engine: str, request: pytest.FixtureRequest) -> None:
-    settings(max_examples=examples(engine))(
-        given(case=CASE)(lambda case: run_case(engine, case, request))
-    )()
+test_windowed_aggregator = engine_test(CASE, run_case)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_windowed_aggregator_in_batches(engine: str, request: pytest.FixtureRequest) -> None:
-    settings(max_examples=examples(engine))(
-        given(case=CASE)(lambda case: run_batch_case(engine, case, request))
-    )()
+test_windowed_aggregator_in_batches = engine_test(CASE, run_batch_case)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_stream_processor_final_windows(engine: str, request: pytest.FixtureRequest) -> None:
-    settings(max_examples=examples(engine))(
-        given(case=CASE)(lambda case: run_stream_case(engine, case, request))
-    )()
+test_stream_processor_final_windows = engine_test(CASE, run_stream_case)

@@ -749,6 +749,8 @@ class _Compiler:
         if target.const:
             hit = target.value in items
             return hit, (not hit and not has_null)
+        if as_float and 0.0 in items:  # -0.0 = 0.0 (IEEE); PyArrow's hashed is_in tells them apart
+            items += [-0.0, 0.0]
         raw = target.expr.is_in(items)
         if self.engine in _IEEE_COMPARE and as_float:
             import math

@@ -76,6 +76,15 @@ def test_in_lists_mixing_ints_floats_and_null(make_frame: Any) -> None:
     assert kept(make_frame, data, "f in (2.5, null)") == [1]
 
 
+def test_in_takes_minus_zero_for_zero(make_frame: Any) -> None:
+    """-0.0 = 0.0 (IEEE), in an IN list too (PyArrow's hashed is_in told them apart)."""
+    data = {"f": [-0.0, 0.0, 1.0, None]}
+    assert kept(make_frame, data, "f in (0.0)") == [0, 1]
+    assert kept(make_frame, data, "f in (-0.0, 1)") == [0, 1, 2]
+    assert kept(make_frame, data, "f not in (0)") == [2]
+    assert kept(make_frame, data, "f = -0.0") == [0, 1]
+
+
 def test_division_by_a_constant_zero_is_a_config_error() -> None:
     for text in ("x > 1 / 0", "x / 0 > 1", "x % 0 = 1"):
         with pytest.raises(ConfigError, match="divides by the constant zero"):
