@@ -1,4 +1,10 @@
-"""DataAggregator on every engine against a plain-Python oracle: values and output schema."""
+"""DataAggregator on every engine against a plain-Python oracle: values and output schema.
+
+Every option: ``group_by`` (0-2 keys of any kind), ``aggregations`` (every function, a name,
+a ``{"agg", "as", "order_by"}`` mapping or a list; ``"*": "count"``), the config's
+``order_by`` for first/last, ``having`` (on the row count) and ``sort`` (by the keys, descending,
+by an output such as ``"count desc"``, or ``false``). BatchProcessor reuses these cases.
+"""
 
 from __future__ import annotations
 
@@ -62,6 +68,7 @@ def aggregation_case(draw: st.DrawFn) -> dict[str, Any]:
         columns.append(Column(chosen[-1], "int", draw(order_values(rows))))
     aggregations: dict[str, Any] = {}
     plans: list[tuple[str, str, str, tuple[str, ...]]] = []
+    config_order = ordered and draw(st.booleans())  # config order_by for first/last
     for name, kind in zip(value_names, value_kinds, strict=True):
         valid = [f for f in FUNCS if kind in NUMERIC or f not in oracles.NUMERIC_ONLY]
         if draw(st.integers(0, 9)) == 0:
@@ -72,8 +79,16 @@ def aggregation_case(draw: st.DrawFn) -> dict[str, Any]:
             by = order_by if func in ("first", "last") and draw(st.booleans()) else ()
             if func in ("first", "last") and ordered and not by and draw(st.booleans()):
                 by = order_by
-            specs.append({"agg": func, "order_by": list(by)} if by else func)
-            plans.append((name, func, f"{name}_{func}", by))
+            spec: dict[str, Any] = {"agg": func}
+            if by:
+                spec["order_by"] = list(by)
+            elif func in ("first", "last") and config_order:
+                by = order_by  # from the config's order_by
+            output = f"{name}_{func}"
+            if draw(st.integers(0, 3)) == 0:
+                output = spec["as"] = f"out {len(plans)}"
+            specs.append(spec if len(spec) > 1 else func)
+            plans.append((name, func, output, by))
         aggregations[name] = specs
     if draw(st.booleans()):
         aggregations["*"] = "count"
@@ -81,13 +96,22 @@ def aggregation_case(draw: st.DrawFn) -> dict[str, Any]:
     group_by = [c.name for c in columns[: len(key_kinds)]]
     sort = draw(st.sampled_from(["default", "default", "desc", "false"])) if group_by else "default"
     config: dict[str, Any] = {"group_by": group_by, "aggregations": aggregations}
+    if config_order:
+        config["order_by"] = order_by[0]
+    having = None
+    if "*" in aggregations and draw(st.booleans()):
+        having = draw(st.sampled_from([">= 2", "< 2", "= 1"]))
+        config["having"] = f"count {having}"
+        if group_by and sort == "default" and draw(st.booleans()):
+            sort = "count"  # by an output: "count desc", then the keys (no ties)
+            config["sort"] = ["count desc", *group_by]
     if sort == "desc":
         config["sort"] = [{"column": group_by[0], "descending": True}] + [
             {"column": k} for k in group_by[1:]
         ]
     elif sort == "false":
         config["sort"] = False
-    return {"columns": columns, "config": config, "plans": plans, "sort": sort}
+    return {"columns": columns, "config": config, "plans": plans, "sort": sort, "having": having}
 
 
 def expected_aggregate(case: dict[str, Any], df: pl.DataFrame, engine: str) -> Expected:
@@ -108,6 +132,13 @@ def expected_aggregate(case: dict[str, Any], df: pl.DataFrame, engine: str) -> E
     if case["sort"] == "desc":
         keys = [(0, True)] + [(i, False) for i in range(1, len(group_by))]
         rows = oracles.sort_rows(rows, keys)
+    if case.get("having") is not None:  # count is the last output
+        op, limit = case["having"].split()
+        test = {">=": lambda n: n >= int(limit), "<": lambda n: n < int(limit)}
+        rows = [r for r in rows if test.get(op, lambda n: n == int(limit))(r[-1])]
+    if case["sort"] == "count":
+        count_first = [(len(schema) - 1, True)] + [(i, False) for i in range(len(group_by))]
+        rows = oracles.sort_rows(rows, count_first)
     return Expected(rows=rows, schema=schema, ordered=case["sort"] != "false")
 
 

@@ -169,3 +169,75 @@ def test_numpy_pandas_decimals_are_refused_with_the_way_out() -> None:
     assert "dtype_backend='pyarrow'" in str(info.value.hint)
     with pytest.raises(DataTypeError):  # text is still a data type error, as before
         converter({"x": "decimal"})(pl.DataFrame({"x": [True]}).to_pandas())
+
+
+# -- found by tests/differential/test_converter_numbers.py --------------------------------------
+
+NUMBERS = pl.DataFrame(
+    {
+        "id": [0, 1, 2, 3, 4],
+        "d": [D("2.50"), D("-2.55"), D("99999.99"), D("1.00"), None],
+        "i": [2**40, 1, -1, 0, None],
+    },
+    schema={"id": pl.Int64, "d": pl.Decimal(10, 2), "i": pl.Int64},
+)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_decimals_to_ints_and_floats(engine: str, request: pytest.FixtureRequest) -> None:
+    """Decimal -> int took 2.50 as 2 on Polars, 3 on DuckDB and failed on PyArrow and pandas:
+    a fraction is bad, as from a float. Decimal -> float64 gave -2.5500000000000003 on PyArrow
+    and pandas: the nearest float is float('-2.55')."""
+    rows = [(0, None, 2.5), (1, None, float("-2.55")), (2, None, 99999.99), (3, 1, 1.0)]
+    rows.append((4, None, None))
+    expected = Expected(
+        rows=rows,
+        schema={"id": nw.Int64(), "x": nw.Int32(), "y": nw.Float64()},
+        ordered=engine not in LAZY,
+    )
+
+    def both(frame: Any) -> Any:
+        native = nw.from_native(frame).select("id", x="d", y="d").to_native()
+        return converter({"x": "int32", "y": "float64"})(native)
+
+    check(engine, both, to_engine(NUMBERS, engine, request), expected)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_numbers_to_float32_and_narrower_decimals(
+    engine: str, request: pytest.FixtureRequest
+) -> None:
+    """int64 -> float32 failed on PyArrow above 2**24; int64 -> decimal(6,1) failed on pandas
+    (ArrowInvalid: Precision is not great enough); Decimal(10,2) -> decimal(6,1) failed on every
+    engine for 99999.99 (it rounds to 100000.0: bad) and rounded -2.55 differently (half away
+    from zero: -2.6). pandas cannot round a decimal the same way: UnsupportedOperationError."""
+    if engine == "pandas":
+        expected = Expected(error=UnsupportedOperationError, match="round a decimal")
+    else:
+        rows = [(0, float(2**40), None, D("2.5")), (1, 1.0, D("1.0"), D("-2.6"))]
+        rows += [(2, -1.0, D("-1.0"), None), (3, 0.0, D("0.0"), D("1.0")), (4, None, None, None)]
+        dec = nw.Decimal(6, 1)
+        expected = Expected(
+            rows=rows,
+            schema={"id": nw.Int64(), "f": nw.Float32(), "n": dec, "r": dec},
+            ordered=engine not in LAZY,
+        )
+
+    def three(frame: Any) -> Any:
+        native = nw.from_native(frame).select("id", f="i", n="i", r="d").to_native()
+        return converter({"f": "float32", "n": "decimal(6,1)", "r": "decimal(6,1)"})(native)
+
+    check(engine, three, to_engine(NUMBERS, engine, request), expected)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_unsigned_targets_on_spark(engine: str, request: pytest.FixtureRequest) -> None:
+    """Spark has no unsigned types: a raw UnsupportedDTypeError from Narwhals before."""
+    data = pl.DataFrame({"x": [1, 255, 256]})
+    if engine == "pyspark":
+        expected = Expected(error=UnsupportedOperationError, match="no unsigned integer type")
+    else:
+        expected = Expected(
+            rows=[(1,), (255,), (None,)], schema={"x": nw.UInt8()}, ordered=engine not in LAZY
+        )
+    check(engine, converter({"x": "uint8"}), to_engine(data, engine, request), expected)

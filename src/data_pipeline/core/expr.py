@@ -1072,23 +1072,7 @@ class _Compiler:
         assert dtype is not None and dtype.scale is not None
         if places >= dtype.scale:
             return v
-        if self.engine == "pandas":
-            raise UnsupportedOperationError(
-                "the pandas engine cannot round a decimal column the same way as the others",
-                component=self.owner.component,
-                hint="CAST it to double first, or round it on Polars, PyArrow or DuckDB",
-            )
-        expr = v.expr
-        if self.engine in ("polars", "polars-lazy", None):
-            # exact decimal arithmetic: ties (a remainder of exactly one half) go away from zero
-            scaled = expr * (10**places)
-            down = scaled.floor()
-            rest = scaled - down
-            up = (rest > 0.5) | ((rest == 0.5) & (scaled >= 0))
-            whole = nw.when(up).then(down + 1).otherwise(down)
-            result = (whole / (10**places)).cast(dtype.narwhals())
-        else:  # PyArrow, DuckDB and Spark round decimals half away from zero
-            result = expr.round(places).cast(dtype.narwhals())
+        result = round_decimal(v.expr, places, dtype.narwhals(), self.engine, self.owner.component)
         return _V(result, None, dtype)
 
     def _case(self, v: _V, *, lower: bool) -> _V:
@@ -1315,6 +1299,29 @@ def _as_column(value: Any, like: Any) -> Any:
     """A constant as a column of the frame's length (Polars divides by a constant as a product
     with its reciprocal: ``7 / 3.0`` would not be IEEE's ``7 / 3``)."""
     return like.is_null().cast(nw.Float64) * 0.0 + value
+
+
+def round_decimal(
+    expr: Any, places: int, dtype: Any, engine: str | None, component: str | None
+) -> Any:
+    """A decimal column rounded half away from zero to ``places`` digits, as ``dtype``; pandas
+    raises UnsupportedOperationError (its decimals cannot be rounded the same way)."""
+    if engine == "pandas":
+        raise UnsupportedOperationError(
+            "the pandas engine cannot round a decimal column the same way as the others",
+            component=component,
+            hint="CAST it to double first, or round it on Polars, PyArrow or DuckDB",
+        )
+    if engine in ("polars", "polars-lazy", None):
+        # exact decimal arithmetic: ties (a remainder of exactly one half) go away from zero
+        scaled = expr * (10**places)
+        down = scaled.floor()
+        rest = scaled - down
+        up = (rest > 0.5) | ((rest == 0.5) & (scaled >= 0))
+        whole = nw.when(up).then(down + 1).otherwise(down)
+        return (whole / (10**places)).cast(dtype)
+    # PyArrow, DuckDB and Spark round decimals half away from zero
+    return expr.round(places).cast(dtype)
 
 
 def _half_away(x: Any) -> Any:

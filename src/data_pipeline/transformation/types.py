@@ -21,6 +21,7 @@ from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.engines import engine_of
 from data_pipeline.core.errors import ConfigError, DataTypeError, UnsupportedOperationError
+from data_pipeline.core.expr import round_decimal
 from data_pipeline.core.frames import is_lazy
 from data_pipeline.core.secrets import DATA_KEYS
 from data_pipeline.core.types import parse_type, type_error_text
@@ -302,6 +303,7 @@ class _Call:
     """The engine one conversion runs on, passed down the call (never kept on the converter:
     one converter may serve a pandas thread and a PyArrow thread at the same time)."""
 
+    engine: str
     pandas: bool
     duckdb: bool
     arrow: bool
@@ -320,6 +322,7 @@ class _Call:
         elif zoned and engine == "duckdb":
             zone = _duckdb_zone(frame)
         return cls(
+            engine=engine,
             pandas=frame.implementation.is_pandas_like(),
             duckdb=engine == "duckdb",
             arrow=engine == "pyarrow",
@@ -386,6 +389,13 @@ class DataTypeConverter(DataFrameTransformer):
         missing = col.is_null()
         if dtype.is_float() and column not in on.nan_null:
             missing = missing | col.is_nan().fill_null(False)
+        if on.spark and target.startswith("uint"):
+            raise UnsupportedOperationError(
+                f"the pyspark engine has no unsigned integer type for column {column!r} ({target})",
+                component=self.label,
+                hint="convert to a signed type wide enough (uint8 -> int16, uint16 -> int32, "
+                "uint32 -> int64), or convert on Polars, pandas, PyArrow or DuckDB",
+            )
         if dtype == nw.Unknown:  # e.g. Polars' Null type: an all-null column casts directly
             return col.cast(_target_dtype(spec)), missing
         if text:
@@ -403,6 +413,9 @@ class DataTypeConverter(DataFrameTransformer):
                 # float bounds: PyArrow cannot compare floats with an integer above 2**53 (it
                 # refused every float -> int64 conversion); hi + 1 is a power of two, exact
                 valid = (x >= float(lo)) & (x < float(hi + 1)) & (x.round(0) == x)
+            elif isinstance(dtype, nw.Decimal):  # whole values only, as from a float (Polars
+                # truncated 2.50 to 2, DuckDB rounded it to 3, PyArrow and pandas raised)
+                valid = (x >= lo) & (x <= hi) & (x.round(0) == x)
             else:
                 valid = (x >= lo) & (x <= hi)
             # valid is false for NaN on every engine (NaN sorts last or compares false)
@@ -410,6 +423,12 @@ class DataTypeConverter(DataFrameTransformer):
         if target in _FLOATS:
             if not (dtype.is_numeric() or dtype == nw.Boolean):
                 raise self._cannot(column, dtype, target)
+            if isinstance(dtype, nw.Decimal) and (on.arrow or on.pandas):
+                # the nearest float: PyArrow's own cast is off by an ulp (-2.55 -> -2.5500000000000003)
+                return col.cast(nw.String).cast(_FLOATS[target]), missing
+            if dtype.is_integer() and on.arrow and target != "float64":
+                # PyArrow refuses an integer above 2**24 -> float32; through float64 (exact below 2**53)
+                return col.cast(nw.Float64).cast(_FLOATS[target]), missing
             return col.cast(_FLOATS[target]), missing
         if target == "decimal":
             if on.pandas and dtype == nw.Object:
@@ -423,16 +442,24 @@ class DataTypeConverter(DataFrameTransformer):
             if not dtype.is_numeric():
                 raise self._cannot(column, dtype, target)
             limit = 10 ** (spec.precision - spec.scale)
+            # a value that rounds (at the scale) to 10**(p - s) does not fit either
+            half = decimal.Decimal(5).scaleb(-spec.scale - 1)
             if dtype.is_float():
-                valid = (col.abs() < float(limit)) & ~col.is_nan()
+                valid = (col.abs() < float(limit - half)) & ~col.is_nan()
             elif _integer_digits(dtype) <= spec.precision - spec.scale:
                 valid = ~col.is_null()  # every value fits (and 10**29 is no int64 literal)
             else:  # the bound has fewer digits than the column: a literal of its own type
-                bound = decimal.Decimal(limit) if isinstance(dtype, nw.Decimal) else limit
+                rounds = isinstance(dtype, nw.Decimal) and (dtype.scale or 0) > spec.scale
+                bound: Any = limit
+                if isinstance(dtype, nw.Decimal):
+                    bound = decimal.Decimal(limit) - (half if rounds else 0)
                 valid = (col < nw.lit(bound, dtype)) & (col > nw.lit(-bound, dtype))
             target_type = nw.Decimal(spec.precision, spec.scale)
             kept = nw.when(valid.fill_null(False)).then(col)
-            if on.arrow and dtype.is_integer():
+            if isinstance(dtype, nw.Decimal) and (dtype.scale or 0) > spec.scale:
+                # half away from zero, as round() (PyArrow refused to rescale, Polars truncated)
+                return round_decimal(kept, spec.scale, target_type, on.engine, self.label), missing
+            if (on.arrow or on.pandas) and dtype.is_integer():
                 # PyArrow casts an integer only to a decimal wide enough for any of its values
                 kept = kept.cast(nw.Decimal(38, spec.scale))
             return kept.cast(target_type), missing
@@ -1146,6 +1173,8 @@ def _check_int_quick(lo: int, hi: int, dtype: Any, full: Any, series: Any) -> An
         return full(series)
     if series.dtype.is_float() and (series.is_nan().any() or not (series.round() == series).all()):
         return full(series)
+    if series.dtype.is_decimal() and not (series.round() == series).all():
+        return full(series)  # a fraction is bad, as from a float (the cast truncated 2.50)
     return series.cast(dtype)
 
 
