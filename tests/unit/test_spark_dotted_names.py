@@ -225,3 +225,19 @@ def test_narwhals_frame_methods_take_dotted_names_on_spark(spark: Any) -> None:
     assert rows(unique) == sorted([(None, 3), ("x", 1), ("y", None)], key=repr)
     assert rows(frame.group_by("a.b", drop_null_keys=True).agg(nw.len())) == [(1, 2), (3, 1)]
     assert rows(frame.sort("a.b", nulls_last=True).head(1)) == [(1, "x")]
+
+
+def test_a_spark_frame_with_dotted_and_backticked_names_appends_to_parquet(
+    spark: Any, tmp_path: Any
+) -> None:
+    """The executors' Parquet append reorders the columns to the stored ones by name (quoted:
+    a backtick inside a name is doubled). Oracle: Polars reads the part files back."""
+    from data_pipeline.storage import FileSystemStorage
+
+    store = FileSystemStorage("lake", {"base_path": str(tmp_path)})
+    first = pl.DataFrame({"a.b": [1, 2], "c`d": ["x", "y"]})
+    later = pl.DataFrame({"c`d": ["z"], "a.b": [3]})  # another column order
+    store.store(spark_frame(spark, first), "t")
+    store.store(spark_frame(spark, later), "t", if_exists="append")
+    back = pl.read_parquet(str(tmp_path / "t" / "**" / "*.parquet"))
+    assert sorted(back.select("a.b", "c`d").rows()) == [(1, "x"), (2, "y"), (3, "z")]

@@ -371,10 +371,9 @@ def spark_from_arrow(session: Any, table: pa.Table) -> Any:
     frame = session.createDataFrame(table)
     naive = [f.name for f in table.schema if pa.types.is_timestamp(f.type) and f.type.tz is None]
     if any(frame.schema[n].dataType.typeName() == "timestamp" for n in naive):
-        from pyspark.sql import functions as F
+        from data_pipeline.core.spark_names import spark_col
 
-        quoted = {n: "`" + n.replace("`", "``") + "`" for n in naive}
-        frame = frame.withColumns({n: F.col(quoted[n]).cast("timestamp_ntz") for n in naive})
+        frame = frame.withColumns({n: spark_col(n).cast("timestamp_ntz") for n in naive})
     return frame
 
 
