@@ -34,6 +34,7 @@ from data_pipeline.core.errors import (
     DataPipelineError,
     UnsupportedOperationError,
 )
+from data_pipeline.core.spark_names import spark_col
 
 if TYPE_CHECKING:
     from data_pipeline.ingestion.database import DatabaseSource
@@ -551,7 +552,7 @@ def read_jdbc(source: DatabaseSource, session: Any) -> Any:
             from data_pipeline.core.engines import spark_from_arrow
 
             extra = spark_from_arrow(session, late.to_arrow())
-            frame = frame.unionByName(extra.select(*[extra[f"`{c}`"] for c in frame.columns]))
+            frame = frame.unionByName(extra.select(*[spark_col(c) for c in frame.columns]))
             op.details["late_rows"] = late.height
         recent = None
         if tracker.keys:  # the keys of the rows in the new lookback window, collected small
@@ -632,7 +633,7 @@ def write_jdbc(
     schema = spark_to_polars_schema(frame.schema)
     with storage.staging_table(table, schema, primary_key=key) as stage:
         with translated(f"writing {table!r} through JDBC", storage.label):
-            frame.select(*[frame[f"`{c}`"] for c in schema]).write.jdbc(
+            frame.select(*[spark_col(c) for c in schema]).write.jdbc(
                 url, storage._backend.qualified(stage), mode="append", properties=props
             )
         result = storage.merge_staging(stage, table, if_exists=if_exists, primary_key=key)

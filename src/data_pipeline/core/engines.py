@@ -176,23 +176,31 @@ def check_column_case(
 def check_spark_dotted_names(
     names: Iterable[str], engine: str, *, component: str | None = None
 ) -> None:
-    """Refuse PySpark column names with a dot for a component that cannot address them.
+    """PySpark: make Narwhals quote column names (core.spark_names), or refuse names with a dot
+    or a backtick when this Narwhals version is not one that quoting was checked against.
 
     Narwhals hands a name to Spark unquoted, and Spark reads ``a.b`` as field ``b`` of column
-    ``a`` (narwhals#3117): the component would fail with an AnalysisException or, where a struct
-    ``a`` with a field ``b`` exists, read another column. The aggregations rename around it;
-    other components refuse, naming the columns.
+    ``a`` (narwhals#3117): a step would fail with an AnalysisException or, where a struct ``a``
+    with a field ``b`` exists, read another column.
     """
     if engine != "pyspark":
         return
-    dotted = [str(n) for n in names if "." in str(n)]
+    from data_pipeline.core import spark_names
+
+    if spark_names.install():
+        return
+    dotted = [str(n) for n in names if spark_names.needs_quotes(str(n))]
     if dotted:
+        import narwhals
+
         shown = ", ".join(repr(n) for n in dotted)
+        checked = ", ".join(f"{a}.{b}" for a, b in sorted(spark_names.CHECKED_NARWHALS))
         raise UnsupportedOperationError(
-            f"the pyspark engine cannot address columns whose names hold a dot here: {shown} "
-            "(Spark reads 'a.b' as field b of column a)",
+            f"the pyspark engine cannot address columns whose names hold a dot or a backtick "
+            f"with narwhals {narwhals.__version__}: {shown} (Spark reads 'a.b' as field b of "
+            f"column a; the quoting is checked against narwhals {checked})",
             component=component,
-            hint="rename them on Spark before this step, e.g. "
+            hint=f"install narwhals {checked}, or rename them on Spark before this step, e.g. "
             "df.withColumnRenamed('a.b', 'a_b'), or use the polars, pandas, pyarrow or duckdb "
             "engine",
         )
@@ -363,10 +371,9 @@ def spark_from_arrow(session: Any, table: pa.Table) -> Any:
     frame = session.createDataFrame(table)
     naive = [f.name for f in table.schema if pa.types.is_timestamp(f.type) and f.type.tz is None]
     if any(frame.schema[n].dataType.typeName() == "timestamp" for n in naive):
-        from pyspark.sql import functions as F
+        from data_pipeline.core.spark_names import spark_col
 
-        quoted = {n: "`" + n.replace("`", "``") + "`" for n in naive}
-        frame = frame.withColumns({n: F.col(quoted[n]).cast("timestamp_ntz") for n in naive})
+        frame = frame.withColumns({n: spark_col(n).cast("timestamp_ntz") for n in naive})
     return frame
 
 

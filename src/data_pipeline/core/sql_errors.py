@@ -196,6 +196,12 @@ _SQLITE: dict[int, Kind] = {
     20: "data",  # SQLITE_MISMATCH
     18: "data",  # SQLITE_TOOBIG
     9: "timeout",  # SQLITE_INTERRUPT
+    # out of resources, as PostgreSQL's class 53 (not the query's fault): SQLITE_IOERR also
+    # comes from another SQLite copy in the process dropping the file's locks (ConnectorX; see
+    # core.sql.connect.database_file_lock)
+    7: "retry",  # SQLITE_NOMEM
+    10: "retry",  # SQLITE_IOERR (and its extended codes)
+    13: "retry",  # SQLITE_FULL
 }
 
 # the start of libpq's server reply while connecting, for the replies that refuse credentials

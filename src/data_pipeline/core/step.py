@@ -42,9 +42,6 @@ class FrameStep(Component):
     """
 
     operation_name: ClassVar[str] = "apply"
-    #: True for a step that addresses PySpark columns named with a dot itself (renaming around
-    #: Narwhals); the others refuse such a frame (core.engines.check_spark_dotted_names)
-    spark_dotted_names: ClassVar[bool] = False
 
     def __init__(self, name: str, config: Any = None) -> None:
         super().__init__(name, config)
@@ -81,8 +78,8 @@ class FrameStep(Component):
             if is_case_insensitive(engine):
                 session = getattr(frame.to_native(), "sparkSession", None)
                 check_column_case(names, engine, component=self.label, session=session)
-            if not self.spark_dotted_names:
-                check_spark_dotted_names(names, engine, component=self.label)
+            # PySpark: Narwhals quotes column names from here on (core.spark_names)
+            check_spark_dotted_names(names, engine, component=self.label)
             require_columns(frame, self.required_columns(names), component=self.label)
             result = self._apply_frame(frame, op)
             op.rows_out = row_count(result)

@@ -256,11 +256,8 @@ def _spark_windows(
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    def quoted(name: str) -> str:
-        return "`" + name.replace("`", "``") + "`"
-
-    def col(name: str) -> Any:
-        return F.col(quoted(name))
+    from data_pipeline.core.spark_names import quote as quoted
+    from data_pipeline.core.spark_names import spark_col as col
 
     native = frame.to_native()
     partition = ", ".join(quoted(c) for c in group_by)
@@ -414,27 +411,15 @@ def aggregate_frame(
 
 
 #: engines where Narwhals passes column names as SQL text somewhere (``"x.y"`` is column ``y`` of
-#: table ``x`` in DuckDB's group-by keys and in every PySpark ``F.col``)
-_SQL_NAMES = frozenset({"duckdb", "pyspark"})
-
-
-def rename_columns(frame: Any, mapping: Mapping[str, str]) -> Any:
-    """Rename columns; on PySpark with quoted names (Narwhals' rename would parse the dots)."""
-    if engine_of(frame) != "pyspark":
-        return frame.rename(dict(mapping))
-    from pyspark.sql import functions as F
-
-    native = frame.to_native()
-    quoted = [
-        F.col("`" + c.replace("`", "``") + "`").alias(mapping.get(c, c)) for c in native.columns
-    ]
-    return nw.from_native(native.select(*quoted))
+#: table ``x`` in DuckDB's group-by keys). PySpark is not here: Narwhals quotes its names
+#: (core.spark_names), or a step refuses them (core.engines.check_spark_dotted_names).
+_SQL_NAMES = frozenset({"duckdb"})
 
 
 def _with_safe_names(
     frame: Any, group_by: Sequence[str], plans: Sequence[AggPlan], component: str | None
 ) -> Any:
-    """DuckDB and PySpark: aggregate under plain column names and rename the result back."""
+    """DuckDB: aggregate under plain column names and rename the result back."""
     safe = {c: f"__dp_c{i}" for i, c in enumerate(frame.collect_schema().names())}
     renamed = [
         AggPlan(
@@ -446,13 +431,11 @@ def _with_safe_names(
         for i, p in enumerate(plans)
     ]
     keys = [safe[k] for k in group_by]
-    result = aggregate_frame(
-        rename_columns(frame, safe), keys, renamed, component=component, _safe=True
-    )
+    result = aggregate_frame(frame.rename(safe), keys, renamed, component=component, _safe=True)
     back = {safe[k]: k for k in group_by} | {
         p.output: o.output for p, o in zip(renamed, plans, strict=True)
     }
-    return rename_columns(result, back)
+    return result.rename(back)
 
 
 def _pandas_via_polars(

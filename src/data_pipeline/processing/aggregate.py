@@ -98,19 +98,6 @@ def sort_frame(frame: Any, keys: Sequence[tuple[str, bool]]) -> Any:
     """Sort by ``keys`` with nulls last (the order DuckDB and PostgreSQL use for ascending)."""
     if not keys:
         return frame
-    if frame.implementation is nw.Implementation.PYSPARK:
-        # Narwhals' PySpark sort parses "x.y" as a struct field: sort natively with quoted names
-        from pyspark.sql import functions as F
-
-        native = frame.to_native()
-        order = [
-            getattr(
-                F.col("`" + k.replace("`", "``") + "`"),
-                "desc_nulls_last" if d else "asc_nulls_last",
-            )()
-            for k, d in keys
-        ]
-        return nw.from_native(native.orderBy(*order))
     result = frame.sort([k for k, _ in keys], descending=[d for _, d in keys], nulls_last=True)
     if result.implementation is nw.Implementation.PANDAS:
         # a sorted pandas frame keeps the old row labels; they are not data (and would become
@@ -162,7 +149,6 @@ class DataAggregator(DataProcessor):
         [('d2', 2, 5, 1.0, 1.0, 1), ('d1', 1, 3, 3.0, 4.0, 2)]
     """
 
-    spark_dotted_names = True  # renames around Narwhals (see _aggregation.py)
     config_model = DataAggregatorConfig
     settings: DataAggregatorConfig
 

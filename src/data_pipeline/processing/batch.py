@@ -111,7 +111,6 @@ class BatchProcessor(DataProcessor):
         [(1, 3.0), (2, 5.0)]
     """
 
-    spark_dotted_names = True  # renames around Narwhals (see _aggregation.py)
     config_model = BatchProcessorConfig
     settings: BatchProcessorConfig
 

@@ -50,10 +50,12 @@ def _spark_window_start(frame: Any, column: str, name: str, step: str) -> Any:
     """``frame`` with ``name`` = ``column`` truncated to ``step`` (e.g. 15m), epoch-aligned, on Spark."""
     from pyspark.sql import functions as F
 
+    from data_pipeline.core.spark_names import spark_col
+
     count, unit, _ = parse_duration(step)
     native = frame.to_native()
     interval = f"{count} {_UNITS[unit]}"
-    return nw.from_native(native.withColumn(name, F.window(F.col(column), interval).start))
+    return nw.from_native(native.withColumn(name, F.window(spark_col(column), interval).start))
 
 
 def _as_list(value: Any) -> Any:

@@ -30,6 +30,7 @@ from data_pipeline.core.errors import (
 )
 from data_pipeline.core.files import fix_csv_header, resolve_inside, target_lock
 from data_pipeline.core.frames import to_polars
+from data_pipeline.core.spark_names import spark_col
 from data_pipeline.storage._common import (
     ColumnList,
     already_exists_error,
@@ -592,7 +593,7 @@ class FileSystemStorage(StorageSystem):
                     (scan if scan is not None else pl.scan_parquet(old)).collect_schema().names()
                 )
                 check_columns_match(names, list(frame.columns), target=link, component=self.label)
-                frame = frame.select(*[frame[f"`{n}`"] for n in names])
+                frame = frame.select(*[spark_col(n) for n in names])
                 if old == link:
                     _copy_tree_links(os.path.realpath(link), version)
                 else:

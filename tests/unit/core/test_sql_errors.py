@@ -54,6 +54,14 @@ def lite(sql: str, setup: str = "") -> sqlite3.Error:
     raise AssertionError(f"{sql} did not fail")
 
 
+def lite_code(code: int, text: str) -> sqlite3.Error:
+    """A sqlite3 error with the result code SQLite would give (a disk error cannot be made to
+    happen here)."""
+    exc = sqlite3.OperationalError(text)
+    exc.sqlite_errorcode = code  # type: ignore[attr-defined]
+    return exc
+
+
 @pytest.mark.parametrize(
     ("exc", "kind"),
     [
@@ -83,6 +91,9 @@ def lite(sql: str, setup: str = "") -> sqlite3.Error:
             "integrity",
         ),
         (lite("SELECT 'connection refused' +"), "query"),
+        (lite_code(10, "disk I/O error"), "retry"),  # was "query": "the data does not fit"
+        (lite_code(522, "disk I/O error"), "retry"),  # SQLITE_IOERR_SHORT_READ
+        (lite_code(13, "database or disk is full"), "retry"),
     ],
 )
 def test_classify_by_class_and_code(exc: Exception, kind: str) -> None:
