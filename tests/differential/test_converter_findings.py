@@ -241,3 +241,25 @@ def test_unsigned_targets_on_spark(engine: str, request: pytest.FixtureRequest) 
             rows=[(1,), (255,), (None,)], schema={"x": nw.UInt8()}, ordered=engine not in LAZY
         )
     check(engine, converter({"x": "uint8"}), to_engine(data, engine, request), expected)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_float_ties_to_decimals(engine: str, request: pytest.FixtureRequest) -> None:
+    """Ties of float -> decimal went half to even on the text (Polars: 0.25 -> 0.2), half to
+    even on the binary value (PyArrow: 0.15 -> 0.1) or away from zero (DuckDB: 0.3, 0.2): now
+    as round(x, s), half away from zero of x * 10^s in binary floating point."""
+    values = [0.25, -0.25, 0.15, 1.25, 0.05, 2.675, 1.005]
+    data = pl.DataFrame({"id": range(len(values)), "x": values, "y": values})
+    # x * 10: 2.5, -2.5, 1.5, 12.5, 0.5 (ties, away from zero); 26.75 -> 27; 10.05 -> 10
+    tenths = ["0.3", "-0.3", "0.2", "1.3", "0.1", "2.7", "1.0"]
+    # y * 100: 25, -25, 15, 125, 5; 2.675 * 100 is 267.5 (a tie) -> 268; 1.005 * 100 is
+    # 100.49999999999999 (the float 1.005 is below 1.005) -> 100
+    hundredths = ["0.25", "-0.25", "0.15", "1.25", "0.05", "2.68", "1.00"]
+    rows = [(i, D(a), D(b)) for i, (a, b) in enumerate(zip(tenths, hundredths, strict=True))]
+    expected = Expected(
+        rows=rows,
+        schema={"id": nw.Int64(), "x": nw.Decimal(6, 1), "y": nw.Decimal(6, 2)},
+        ordered=engine not in LAZY,
+    )
+    step = converter({"x": "decimal(6,1)", "y": "decimal(6,2)"})
+    check(engine, step, to_engine(data, engine, request), expected)

@@ -1051,20 +1051,8 @@ class _Compiler:
             return v
         if v.kind == "decimal":
             return self._round_decimal(v, n.value, node)
-        places = n.value
         expr = _lift(v.value, _FLOAT64) if v.const else v.expr
-        scaled = expr * float(10**places) if places else expr
-        if self.engine in _HALF_EVEN or self.engine is None:
-            rounded = _half_away(scaled)
-        else:  # PyArrow, DuckDB and Spark round half away from zero themselves
-            rounded = scaled.round(0)
-            if self.engine == "pyspark":  # Spark's decimal rounding drops the sign of zero
-                rounded = nw.when(rounded == 0).then(scaled * 0.0).otherwise(rounded)
-        scale: Any = float(10**places)
-        if self.engine in _RECIPROCAL:
-            scale = _as_column(scale, expr)
-        result = rounded / scale if places else rounded
-        out = _V(result, None, _FLOAT64)
+        out = _V(round_float(expr, n.value, self.engine), None, _FLOAT64)
         return _evaluate_value(out) if v.const else out
 
     def _round_decimal(self, v: _V, places: int, node: Any) -> _V:
@@ -1299,6 +1287,23 @@ def _as_column(value: Any, like: Any) -> Any:
     """A constant as a column of the frame's length (Polars divides by a constant as a product
     with its reciprocal: ``7 / 3.0`` would not be IEEE's ``7 / 3``)."""
     return like.is_null().cast(nw.Float64) * 0.0 + value
+
+
+def round_float(expr: Any, places: int, engine: str | None) -> Any:
+    """A float column rounded half away from zero to ``places`` digits, computed as
+    ``round(x * 10^places) / 10^places`` in binary floating point (``round(2.675, 2)`` is 2.67:
+    the float 2.675 is below it), the same on every engine."""
+    scaled = expr * float(10**places) if places else expr
+    if engine in _HALF_EVEN or engine is None:
+        rounded = _half_away(scaled)
+    else:  # PyArrow, DuckDB and Spark round half away from zero themselves
+        rounded = scaled.round(0)
+        if engine == "pyspark":  # Spark's decimal rounding drops the sign of zero
+            rounded = nw.when(rounded == 0).then(scaled * 0.0).otherwise(rounded)
+    scale: Any = float(10**places)
+    if engine in _RECIPROCAL:
+        scale = _as_column(scale, expr)
+    return rounded / scale if places else rounded
 
 
 def round_decimal(

@@ -21,7 +21,7 @@ from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.engines import engine_of
 from data_pipeline.core.errors import ConfigError, DataTypeError, UnsupportedOperationError
-from data_pipeline.core.expr import round_decimal
+from data_pipeline.core.expr import round_decimal, round_float
 from data_pipeline.core.frames import is_lazy
 from data_pipeline.core.secrets import DATA_KEYS
 from data_pipeline.core.types import parse_type, type_error_text
@@ -456,6 +456,11 @@ class DataTypeConverter(DataFrameTransformer):
                 valid = (col < nw.lit(bound, dtype)) & (col > nw.lit(-bound, dtype))
             target_type = nw.Decimal(spec.precision, spec.scale)
             kept = nw.when(valid.fill_null(False)).then(col)
+            if dtype.is_float():
+                # the fraction rounded as round(x, s) (half away from zero of x * 10^s): the
+                # engines' own casts rounded ties half to even on the text (Polars), on the
+                # binary value (PyArrow) or away from zero (DuckDB)
+                return round_float(kept, spec.scale, on.engine).cast(target_type), missing
             if isinstance(dtype, nw.Decimal) and (dtype.scale or 0) > spec.scale:
                 # half away from zero, as round() (PyArrow refused to rescale, Polars truncated)
                 return round_decimal(kept, spec.scale, target_type, on.engine, self.label), missing
