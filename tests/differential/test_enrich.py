@@ -5,7 +5,8 @@ uses an earlier one; an existing column replaced in place), ``date_parts`` (ever
 date, a naive and a UTC datetime column; ``date`` is refused on pandas), ``buckets``
 (``breaks``, ``labels`` or the default ones, ``as`` or ``<column>_bucket``; over ints and over
 floats with NaN and ±inf) and ``lookups`` (``on`` or ``left_on``/``right_on``, ``columns`` or
-all, ``defaults``, null and missing keys, a reference with duplicate keys). ``rest_lookups``
+all, ``defaults``, null and missing keys, a reference with duplicate keys). Half the cases name
+the columns with spaces, a dot and unicode (quoted in the expressions). ``rest_lookups``
 need an HTTP server and are left to tests/unit/processing/test_enrich.py (a local server, on
 every engine): a REST lookup ends in the same left join as ``lookups``, checked here.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
+import re
 from typing import Any
 
 import narwhals as nw
@@ -171,7 +173,64 @@ def cases(draw: Any) -> dict[str, Any]:
         if chosen_defaults:
             lookup["defaults"] = {c: defaults[c] for c in chosen_defaults}
         config["lookups"] = [lookup]
-    return {"frame": frame, "kind": kind, "config": config, "reference": reference}
+    hostile = draw(st.booleans())
+    return {
+        "frame": frame,
+        "kind": kind,
+        "config": config,
+        "reference": reference,
+        "names": HOSTILE if hostile else {c: c for c in HOSTILE},
+    }
+
+
+#: the frame's columns under names with spaces, a dot and unicode (half the cases)
+HOSTILE = {"k": "k ey", "q": "q.x", "p": "prix é", "d": "Dätum 1"}
+
+
+def real_name(name: str, names: dict[str, str]) -> str:
+    """An output of the logical config under the frame's real names (``d_year``, ``q_band``)."""
+    if name in names:
+        return names[name]
+    head, sep, tail = name.partition("_")
+    return f"{names[head]}_{tail}" if sep and head in names else name
+
+
+def real_config(config: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """The logical config (columns k, q, p, d) for the frame's real names, quoted in
+    expressions."""
+
+    def quoted(match: re.Match[str]) -> str:
+        return f'"{names[match.group(0)]}"'
+
+    def expression(text: str) -> str:
+        return re.sub(r"\b[qp]\b", quoted, text)
+
+    out: dict[str, Any] = {}
+    derived = config.get("derived")
+    if isinstance(derived, list):
+        out["derived"] = [
+            f'"{names.get(o, o)}" = {expression(e)}'
+            for o, e in (t.split(" = ", 1) for t in derived)
+        ]
+    elif derived:
+        out["derived"] = {names.get(o, o): expression(e) for o, e in derived.items()}
+    if "date_parts" in config:
+        out["date_parts"] = {names["d"]: config["date_parts"]["d"]}
+    if "buckets" in config:
+        out["buckets"] = [
+            b
+            | {"column": names[b["column"]]}
+            | ({"as": real_name(b["as"], names)} if "as" in b else {})
+            for b in config["buckets"]
+        ]
+    if "lookups" in config:
+        lookup = dict(config["lookups"][0])
+        if "on" in lookup:
+            lookup["on"] = names["k"]
+        else:
+            lookup["left_on"] = [names["k"]]
+        out["lookups"] = [lookup]
+    return out
 
 
 def oracle(case: dict[str, Any], engine: str) -> Expected:
@@ -216,15 +275,20 @@ def oracle(case: dict[str, Any], engine: str) -> Expected:
                 row[c] = match[c] if match is not None else defaults.get(c)
         schema |= {c: {"w": nw.Int64(), "name": nw.String(), "t": nw.Boolean()}[c] for c in wanted}
     values = [tuple(row[c] for c in schema) for row in rows]
-    return Expected(rows=values, schema=schema, ordered=engine not in LAZY)
+    names = case["names"]
+    real = {real_name(c, names): dtype for c, dtype in schema.items()}
+    return Expected(rows=values, schema=real, ordered=engine not in LAZY)
 
 
 def run_case(engine: str, case: dict[str, Any], request: Any) -> None:
+    names = case["names"]
     references = {}
     if case["reference"] is not None:
-        references["ref"] = to_engine(case["reference"], engine, request)
-    step = DataEnricher(name="e", config=case["config"], references=references)
-    native = to_engine(case["frame"], engine, request)
+        reference = case["reference"].rename({"k": names["k"]}, strict=False)
+        references["ref"] = to_engine(reference, engine, request)
+    config = real_config(case["config"], names)
+    step = DataEnricher(name="e", config=config, references=references)
+    native = to_engine(case["frame"].rename(names), engine, request)
     check(engine, step.process, native, oracle(case, engine), context=repr(case["config"]))
 
 
