@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -668,3 +669,111 @@ def write_parquet_version(
             elif name.endswith(".parquet"):
                 rows += pq.ParquetFile(path).metadata.num_rows
     return rows
+
+
+# -- documents: each partition writes its own ---------------------------------------------------
+
+
+def check_unique_key_spark(frame: Any, key: list[str], target: str, component: str | None) -> None:
+    """As storage._common.check_unique_key, counted by Spark (one small job, one row back)."""
+    from pyspark.sql import functions as F
+
+    from data_pipeline.storage._common import duplicate_key_error
+
+    with translated(f"checking the key of {target!r}", component):
+        dup = (
+            frame.groupBy(*[spark_col(k) for k in key])
+            .agg(F.count(F.lit(1)).alias("__dp_n"))
+            .filter(F.col("__dp_n") > 1)
+            .limit(1)
+            .collect()
+        )
+    if dup:
+        row = dup[0].asDict()
+        count = row.pop("__dp_n")
+        raise duplicate_key_error(row, count, repr(target), component)
+
+
+def write_documents(
+    frame: Any, settings: Any, database: str, stage: str, key: list[str] | None, *, upsert: bool
+) -> int:
+    """Every partition of ``frame`` writes its rows as documents into the MongoDB collection
+    ``stage`` from the executor running it (``mapInArrow``, which Spark Connect runs too);
+    returns the rows written, summed from what the tasks report (nothing else is collected).
+
+    Inserted documents get the id ``<stage>:<partition>:<row>``; a document replaces the one of the same
+    id (upsert: of the same key), so a task that Spark retries rewrites what its failed attempt
+    wrote instead of adding it again."""
+    from pyspark.sql import functions as F
+
+    conn = {
+        "url": settings.url,
+        "host": settings.host,
+        "port": settings.port,
+        "username": settings.username,
+        "password": settings.password.get_secret_value() if settings.password else None,
+        "timeout_ms": settings.connect_timeout * 1000,
+        "batch": settings.batch_size,
+    }
+
+    def write(batches: Iterator[Any]) -> Iterator[Any]:
+        return _write_partition(batches, conn, database, stage, key, upsert)
+
+    with translated(f"writing documents into {stage!r}"), warnings.catch_warnings():
+        # mapInArrow checks pandas' version though no pandas is used (Arrow batches only)
+        warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas")
+        done = frame.mapInArrow(write, "rows long").agg(F.sum("rows").alias("rows")).collect()
+    return int(done[0]["rows"] or 0)
+
+
+def _write_partition(
+    batches: Iterator[Any],
+    conn: dict[str, Any],
+    database: str,
+    stage: str,
+    key: list[str] | None,
+    upsert: bool,
+) -> Iterator[Any]:
+    """On an executor: the partition's Arrow batches as documents (storage._values.documents,
+    the conversion every document load uses) into ``stage``; yields one row: how many."""
+    import polars as pl
+    import pyarrow as pa
+    import pymongo
+    from pyspark import TaskContext
+
+    from data_pipeline.storage._values import documents
+
+    part = TaskContext.get().partitionId()  # type: ignore[union-attr]
+    kwargs: dict[str, Any] = {"serverSelectionTimeoutMS": conn["timeout_ms"]}
+    if conn["username"]:
+        kwargs["username"] = conn["username"]
+    if conn["password"]:
+        kwargs["password"] = conn["password"]
+    client = (
+        pymongo.MongoClient(conn["url"], **kwargs)
+        if conn["url"]
+        else pymongo.MongoClient(conn["host"], conn["port"], **kwargs)
+    )
+    written = 0
+    try:
+        collection = client[database][stage]
+        for batch in batches:
+            frame = pl.from_arrow(pa.Table.from_batches([batch]))
+            assert isinstance(frame, pl.DataFrame)
+            docs = documents(frame)
+            for i in range(0, len(docs), conn["batch"]):
+                chunk = docs[i : i + conn["batch"]]
+                if upsert and key:
+                    ops = [
+                        pymongo.ReplaceOne({k: d[k] for k in key}, d, upsert=True) for d in chunk
+                    ]
+                else:
+                    for n, d in enumerate(chunk, start=written + i):
+                        d["_id"] = f"{stage}:{part}:{n}"  # unique to this load
+                    ops = [pymongo.ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in chunk]
+                if ops:
+                    collection.bulk_write(ops, ordered=False)
+            written += len(docs)
+    finally:
+        client.close()
+    yield pa.RecordBatch.from_pydict({"rows": [written]}, schema=pa.schema([("rows", pa.int64())]))

@@ -407,3 +407,70 @@ def test_jdbc_incremental_with_primary_key_and_lookback(
     assert read() == []
     insert([(13, 13)])
     assert read() == [13]
+
+
+# -- MongoDB documents from the executors ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mongo() -> Any:
+    from tests.integration.servers import secantus_server
+
+    with secantus_server() as port:
+        yield port
+
+
+def test_mongodb_documents_written_by_the_partitions(
+    spark: Any, mongo: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Spark frame stored in MongoDB: the partitions write their own documents (the driver
+    never converts a row nor collects the frame: both are made to fail here), replace, append
+    and upsert keep their results, and a plain pymongo read finds exactly the rows given."""
+    import pymongo
+    from pyspark.sql import DataFrame
+
+    import data_pipeline.storage.nosql as nosql_module
+    from data_pipeline.core.engines import spark_from_arrow
+    from data_pipeline.storage import NoSQLDBStorage
+
+    def no_driver_rows(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the driver converted or collected the frame")
+
+    monkeypatch.setattr(nosql_module, "documents", no_driver_rows)
+    monkeypatch.setattr(DataFrame, "toArrow", no_driver_rows)
+    monkeypatch.setattr(DataFrame, "toPandas", no_driver_rows)
+
+    rows = pl.DataFrame(
+        {
+            "id": list(range(500)),
+            "name": [f"n{i}" for i in range(500)],
+            "v": [i / 4 for i in range(500)],
+        }
+    )
+    frame = spark_from_arrow(spark, rows.to_arrow()).repartition(4)
+    store = NoSQLDBStorage(
+        name="docs",
+        config={"db_type": "mongodb", "host": "127.0.0.1", "port": mongo, "database": "spark_docs"},
+    )
+    client: Any = pymongo.MongoClient("127.0.0.1", mongo)
+    coll = client["spark_docs"]["sales"]
+
+    def stored() -> list[tuple[Any, ...]]:
+        return sorted((d["id"], d["name"], d["v"]) for d in coll.find({}, {"_id": 0}))
+
+    result = store.store(frame, "sales", if_exists="replace")
+    assert result.rows == 500 and result.details["engine"] == "spark-executors"
+    assert stored() == sorted(rows.rows())
+
+    store.store(frame.filter("id < 100"), "sales", if_exists="append")
+    assert stored() == sorted(rows.rows() + rows.filter(pl.col("id") < 100).rows())
+
+    store.store(frame.filter("id < 10"), "sales", if_exists="replace")
+    changed = frame.filter("id < 20").selectExpr("id", "concat(name, '!') AS name", "v")
+    result = store.store(changed, "sales", if_exists="upsert", primary_key=["id"])
+    assert result.rows == 20
+    assert stored() == [(i, f"n{i}!", i / 4) for i in range(20)]
+    names = client["spark_docs"].list_collection_names()
+    assert [c for c in names if c.startswith("__dp_") and c != "__dp_schema"] == []  # no stage left
+    client.close()
+    store.close()

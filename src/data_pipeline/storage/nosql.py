@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from data_pipeline.core.deps import import_optional
+from data_pipeline.core.engines import is_spark
 from data_pipeline.core.errors import (
     ConfigError,
     InputNotFoundError,
@@ -312,6 +313,8 @@ class NoSQLDBStorage(StorageSystem):
                 hint="choose a name that does not start with '__dp_'",
             )
         key = primary_key(options, self.settings.primary_key)
+        if self.writes_spark() and is_spark(data):
+            return self._store_spark(data, target, if_exists, key)
         frame = as_polars(data)
         if key:
             require_key_columns(key, frame.columns, what=repr(target), component=self.label)
@@ -332,13 +335,11 @@ class NoSQLDBStorage(StorageSystem):
             details=details,
         )
 
-    def _store_documents(
-        self, frame: pl.DataFrame, target: str, if_exists: str, key: list[str] | None
-    ) -> tuple[str, list[str]]:
-        """Every mode builds the collection's new content in a staging collection and swaps
-        it in: MongoDB renames it over the target (``dropTarget``); the embedded store (SQLite
-        files) renames the staging file over the collection's file, or moves the collection in
-        memory. A reader, or a crash, sees the old collection or the new one."""
+    def writes_spark(self, if_exists: str | None = None) -> bool:
+        return self.settings.db_type == "mongodb"
+
+    def _check_documents(self, frame: pl.DataFrame) -> None:
+        """Types a document can hold, and field names that do not read as paths or operators."""
         check_holdable(frame, DOCUMENT_HOLDS, component=self.label)
         bad = [c for c in frame.columns if "." in c or c.startswith("$")]
         if bad:
@@ -348,7 +349,59 @@ class NoSQLDBStorage(StorageSystem):
                 component=self.label,
                 hint="rename the column (e.g. frame.rename({...})) before storing",
             )
-        docs = documents(frame)
+
+    def _store_spark(
+        self, data: Any, target: str, if_exists: str, key: list[str] | None
+    ) -> StoreResult:
+        """MongoDB from Spark's executors: this process prepares the staging collection (a
+        server-side copy of the target for append/upsert, its indexes, a unique index on the
+        key), every partition writes its own documents into it (``mapInArrow``: no row passes
+        through this process), then the staging collection is renamed over the target as for
+        any other load. A retried task rewrites the same documents (ids made of the load, the
+        partition and the row number), so a retry does not double them."""
+        import polars as pl
+
+        from data_pipeline._spark import check_unique_key_spark, spark_to_polars_schema
+
+        if key:
+            require_key_columns(key, list(data.columns), what=repr(target), component=self.label)
+        require_upsert_key(if_exists, key, component=self.label)
+        schema = spark_to_polars_schema(data.schema)
+        empty = pl.DataFrame(schema=schema)
+        if key:
+            check_unique_key_spark(data, key, target, self.label)
+        rows: list[int] = []
+        action, leftovers = self._store_documents(empty, target, if_exists, key, spark=(data, rows))
+        return StoreResult(
+            target=target,
+            rows=rows[0] if rows else 0,
+            bytes=0,
+            details={
+                "db_type": "mongodb",
+                "action": action,
+                "leftovers_dropped": leftovers,
+                "engine": "spark-executors",
+            },
+        )
+
+    def _store_documents(
+        self,
+        frame: pl.DataFrame,
+        target: str,
+        if_exists: str,
+        key: list[str] | None,
+        *,
+        spark: tuple[Any, list[int]] | None = None,
+    ) -> tuple[str, list[str]]:
+        """Every mode builds the collection's new content in a staging collection and swaps
+        it in: MongoDB renames it over the target (``dropTarget``); the embedded store (SQLite
+        files) renames the staging file over the collection's file, or moves the collection in
+        memory. A reader, or a crash, sees the old collection or the new one.
+
+        ``spark``: (a Spark frame, a list receiving its row count): ``frame`` is then an empty
+        frame of its schema, and the executors write the documents into the prepared stage."""
+        self._check_documents(frame)
+        docs = documents(frame) if spark is None else []
         db = self._database()
         with self._collection_lock(db):
             leftovers = self._drop_leftovers(db, target)
@@ -370,6 +423,15 @@ class NoSQLDBStorage(StorageSystem):
                     assert key is not None
                     action = "upserted"
                     self._upsert_stage(db, stage, target, key, docs)
+                if spark is not None:
+                    from data_pipeline._spark import write_documents
+
+                    data, rows = spark
+                    rows.append(
+                        write_documents(
+                            data, self.settings, db.name, stage, key, upsert=action == "upserted"
+                        )
+                    )
                 self._swap(db, stage, target)
             except Exception as exc:
                 raise self._document_error(exc, target) from None
