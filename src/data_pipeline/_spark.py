@@ -29,6 +29,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from data_pipeline.core.engines import spark_from_arrow, to_polars
 from data_pipeline.core.errors import (
     ConfigError,
     DataPipelineError,
@@ -549,8 +550,6 @@ def read_jdbc(source: DatabaseSource, session: Any) -> Any:
                 frame = frame.filter(col >= _lit(low) if inclusive else col > _lit(low))
             frame = frame.filter(col <= _lit(high))
         if late is not None and late.height:
-            from data_pipeline.core.engines import spark_from_arrow
-
             extra = spark_from_arrow(session, late.to_arrow())
             frame = frame.unionByName(extra.select(*[spark_col(c) for c in frame.columns]))
             op.details["late_rows"] = late.height
@@ -561,9 +560,9 @@ def read_jdbc(source: DatabaseSource, session: Any) -> Any:
                 from data_pipeline.core.cursor import minus
 
                 edge = minus(top, s.incremental.lookback)
-                recent = _collect_polars(
+                recent = to_polars(  # the one conversion: UTC labels as everywhere
                     frame.filter(col >= _lit(edge)).select(
-                        *[frame[f"`{c}`"] for c in dict.fromkeys([*tracker.keys, tracker.cursor])]
+                        *[spark_col(c) for c in dict.fromkeys([*tracker.keys, tracker.cursor])]
                     )
                 )
         tracker.advance(high, recent)
@@ -598,14 +597,6 @@ def _late_rows(source: DatabaseSource, sql: str, column: str, low: Any, tracker:
         frame, dropped = tracker.delivered.drop_delivered(frame)
         tracker.dropped += dropped
     return frame
-
-
-def _collect_polars(frame: Any) -> Any:
-    import polars as pl
-
-    out = pl.from_arrow(frame.toArrow())
-    assert isinstance(out, pl.DataFrame)
-    return out
 
 
 def _lit(value: Any) -> Any:
