@@ -263,3 +263,24 @@ def test_float_ties_to_decimals(engine: str, request: pytest.FixtureRequest) -> 
     )
     step = converter({"x": "decimal(6,1)", "y": "decimal(6,2)"})
     check(engine, step, to_engine(data, engine, request), expected)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_floats_to_text_as_python_writes_them(engine: str, request: pytest.FixtureRequest) -> None:
+    """Float -> string wrote 1e-7 and NaN on Polars, 1, -0 and 1e+15 on PyArrow: now Python's
+    repr (DuckDB and pandas wrote it already); Spark writes Java's 1.0E-7: refused."""
+    values = [1e-7, 1.0, -0.0, 1e15, 2.5e-5, 123456789012.5, float("nan"), None]
+    data = pl.DataFrame(
+        {"id": range(len(values)), "x": values}, schema={"id": pl.Int64, "x": pl.Float64}
+    )
+    texts = ["1e-07", "1.0", "-0.0", "1000000000000000.0", "2.5e-05", "123456789012.5", "nan", None]
+    if engine == "pandas":
+        texts[6] = None  # numpy-backed pandas: NaN is the missing value
+    expected = Expected(
+        rows=list(enumerate(texts)),
+        schema={"id": nw.Int64(), "x": nw.String()},
+        ordered=engine not in LAZY,
+    )
+    if engine == "pyspark":  # Java's text (1.0E-7, NaN): refused, naming the other engines
+        expected = Expected(error=UnsupportedOperationError, match="writes floats as Java does")
+    check(engine, converter({"x": "string"}), to_engine(data, engine, request), expected)

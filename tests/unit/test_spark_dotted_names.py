@@ -113,7 +113,7 @@ CASES: dict[str, Make] = {
         "o", {"method": "iqr", "action": "remove", "columns": ["a.b"]}
     ),
     "DataTypeConverter": lambda right: DataTypeConverter(
-        "t", {"columns": {"n`q": "int", "a.b": "string"}, "errors": "coerce"}
+        "t", {"columns": {"n`q": "int", "a.b": "int32"}, "errors": "coerce"}
     ),
     "DataAggregator": lambda right: _aggregator(),
     "BatchProcessor": _batches(lambda: _aggregator(median=False)),

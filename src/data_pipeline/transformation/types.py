@@ -396,6 +396,14 @@ class DataTypeConverter(DataFrameTransformer):
                 hint="convert to a signed type wide enough (uint8 -> int16, uint16 -> int32, "
                 "uint32 -> int64), or convert on Polars, pandas, PyArrow or DuckDB",
             )
+        if on.spark and target == "string" and dtype.is_float():
+            raise UnsupportedOperationError(
+                f"the pyspark engine writes floats as Java does (1.0E-7, NaN), not as the "
+                f"other engines (Python's repr: 1e-07, nan): column {column!r}",
+                component=self.label,
+                hint="convert on Polars, pandas, PyArrow or DuckDB, or format the column on "
+                "Spark yourself (format_number, format_string)",
+            )
         if dtype == nw.Unknown:  # e.g. Polars' Null type: an all-null column casts directly
             return col.cast(_target_dtype(spec)), missing
         if text:
@@ -679,6 +687,10 @@ class DataTypeConverter(DataFrameTransformer):
         pandas_like = frame.implementation.is_pandas_like()
         on = _Call.of(frame, zoned=any(s.spec(c).time_zone for c in s.columns))
         helpers: list[str] = []
+        float_text = [c for c, sp in specs.items() if sp.type == "string" and schema[c].is_float()]
+        if float_text and (on.polars or on.arrow):
+            frame = _floats_as_text(frame, float_text)
+            schema = {**schema, **dict.fromkeys(float_text, nw.String())}
         if frame.implementation is nw.Implementation.POLARS:
             fast = [c for c, spec in specs.items() if _polars_fast(schema[c], spec)]
             if fast:
@@ -1053,6 +1065,38 @@ def _integer_digits(dtype: Any) -> int:
         if dtype == kind:
             return len(str(hi))
     return 38
+
+
+def _float_text(array: Any) -> Any:
+    """Floats (an Arrow array) as Python writes them (``repr``: ``1.0``, ``-0.0``, ``1e-07``,
+    ``nan``), by DuckDB's cast, which writes exactly that; Polars and PyArrow write some floats
+    otherwise (``1e-7``, ``NaN``; ``1``, ``-0``, ``1e+15``)."""
+    import duckdb
+    import pyarrow as pa
+
+    connection = duckdb.connect()
+    try:
+        floats = connection.from_arrow(pa.table({"x": array}))
+        return floats.select("CAST(x AS VARCHAR) AS x").to_arrow_table()["x"]
+    finally:
+        connection.close()
+
+
+def _floats_as_text(frame: Any, columns: Sequence[str]) -> Any:
+    """Polars and PyArrow: float columns replaced by their text (:func:`_float_text`)."""
+    native = frame.to_native()
+    if frame.implementation is nw.Implementation.POLARS:
+        import polars as pl
+
+        def text(series: Any) -> Any:
+            return pl.Series(series.name, _float_text(series.to_arrow()), dtype=pl.String)
+
+        exprs = [pl.col(c).map_batches(text, return_dtype=pl.String) for c in columns]
+        return nw.from_native(native.with_columns(exprs))
+    for c in columns:  # PyArrow
+        index = native.schema.get_field_index(c)
+        native = native.set_column(index, c, _float_text(native[c]).combine_chunks())
+    return nw.from_native(native)
 
 
 def _polars_fast(dtype: Any, spec: TypeSpec) -> bool:
