@@ -622,7 +622,7 @@ def write_jdbc(
     driver moves the rows into ``table`` (append, replace, upsert keep their guarantees: a
     failed or killed write leaves the target as it was)."""
     url, props = spark_jdbc(storage.target)
-    schema = spark_to_polars_schema(frame.schema)
+    schema = spark_to_polars_schema(frame)
     with storage.staging_table(table, schema, primary_key=key) as stage:
         with translated(f"writing {table!r} through JDBC", storage.label):
             frame.select(*[spark_col(c) for c in schema]).write.jdbc(
@@ -633,13 +633,18 @@ def write_jdbc(
     return result
 
 
-def spark_to_polars_schema(schema: Any) -> Any:
-    """A Spark StructType as a polars schema (through Arrow)."""
-    import polars as pl
+def arrow_schema(frame: Any) -> Any:
+    """The Arrow schema of a Spark frame's rows (timestamps labelled with the session's zone,
+    as Spark's own Arrow batches are)."""
     from pyspark.sql.pandas.types import to_arrow_schema
 
-    arrow = to_arrow_schema(schema)
-    return pl.from_arrow(arrow.empty_table()).schema  # type: ignore[union-attr]
+    zone = frame.sparkSession.conf.get("spark.sql.session.timeZone")
+    return to_arrow_schema(frame.schema, timezone=zone)
+
+
+def spark_to_polars_schema(frame: Any) -> Any:
+    """A Spark frame's schema as a polars schema (through Arrow; UTC labels as everywhere)."""
+    return to_polars(arrow_schema(frame).empty_table()).schema
 
 
 # -- files: df.write ----------------------------------------------------------------------------
@@ -777,3 +782,33 @@ def _write_partition(
     finally:
         client.close()
     yield pa.RecordBatch.from_pydict({"rows": [written]}, schema=pa.schema([("rows", pa.int64())]))
+
+
+# -- to the driver a partition at a time ----------------------------------------------------------
+
+
+def arrow_stream(frame: Any) -> Any:
+    """The rows of a Spark frame as a ``pyarrow.RecordBatchReader`` that brings one partition at
+    a time to this process (``toLocalIterator``): each partition's Arrow batches travel as Arrow
+    IPC blobs, one Python object per batch, never per row. A consumer that writes as it reads
+    (DuckDB) holds one partition, not the frame."""
+    import pyarrow as pa
+
+    schema = arrow_schema(frame)
+
+    def encode(batches: Iterator[Any]) -> Iterator[Any]:
+        for batch in batches:
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, batch.schema) as writer:
+                writer.write_batch(batch)
+            yield pa.RecordBatch.from_pydict({"ipc": [sink.getvalue().to_pybytes()]})
+
+    def batches() -> Iterator[Any]:
+        with translated("bringing the Spark frame to the driver"), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas")
+            rows = frame.mapInArrow(encode, "ipc binary").toLocalIterator(prefetchPartitions=False)
+            for row in rows:
+                for batch in pa.ipc.open_stream(row["ipc"]):
+                    yield batch if batch.schema == schema else batch.cast(schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())

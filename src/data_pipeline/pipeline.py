@@ -1113,8 +1113,8 @@ def _run_loaded(loaded: LoadedPipeline, on_stage: Callable[[str, str], None] | N
                         frame,
                         what,
                         loaded.spec.spark,
-                        "a Parquet FileSystemStorage, a PostgreSQL/MySQL RelationalDBStorage or a "
-                        "MongoDB NoSQLDBStorage",
+                        "a Parquet FileSystemStorage, a PostgreSQL/MySQL RelationalDBStorage, a "
+                        "MongoDB NoSQLDBStorage or a DuckDB DataWarehouseStorage",
                     )
                 with _spark_errors(engine, what):
                     result = system.store(

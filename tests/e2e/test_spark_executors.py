@@ -427,7 +427,6 @@ def test_mongodb_documents_written_by_the_partitions(
     never converts a row nor collects the frame: both are made to fail here), replace, append
     and upsert keep their results, and a plain pymongo read finds exactly the rows given."""
     import pymongo
-    from pyspark.sql import DataFrame
 
     import data_pipeline.storage.nosql as nosql_module
     from data_pipeline.core.engines import spark_from_arrow
@@ -437,9 +436,6 @@ def test_mongodb_documents_written_by_the_partitions(
         raise AssertionError("the driver converted or collected the frame")
 
     monkeypatch.setattr(nosql_module, "documents", no_driver_rows)
-    monkeypatch.setattr(DataFrame, "toArrow", no_driver_rows)
-    monkeypatch.setattr(DataFrame, "toPandas", no_driver_rows)
-
     rows = pl.DataFrame(
         {
             "id": list(range(500)),
@@ -448,6 +444,8 @@ def test_mongodb_documents_written_by_the_partitions(
         }
     )
     frame = spark_from_arrow(spark, rows.to_arrow()).repartition(4)
+    for method in ("toArrow", "toPandas"):  # on the class Spark made (classic or Connect)
+        monkeypatch.setattr(type(frame), method, no_driver_rows)
     store = NoSQLDBStorage(
         name="docs",
         config={"db_type": "mongodb", "host": "127.0.0.1", "port": mongo, "database": "spark_docs"},
@@ -473,4 +471,81 @@ def test_mongodb_documents_written_by_the_partitions(
     names = client["spark_docs"].list_collection_names()
     assert [c for c in names if c.startswith("__dp_") and c != "__dp_schema"] == []  # no stage left
     client.close()
+    store.close()
+
+
+# -- DuckDB from a Spark frame, a partition at a time ----------------------------------------------
+
+
+def test_duckdb_warehouse_takes_a_spark_frame_partition_by_partition(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DataWarehouseStorage (DuckDB) of a Spark frame: the frame is never collected whole
+    (toArrow/toPandas/collect fail here); the partitions arrive one at a time as Arrow batches;
+    replace, append and upsert store every value as given (a fresh DuckDB connection reads them
+    back and compares with the rows given)."""
+    import datetime as dt
+    from decimal import Decimal
+
+    import duckdb
+
+    from data_pipeline._spark import arrow_stream
+    from data_pipeline.core.engines import spark_from_arrow
+    from data_pipeline.storage import DataWarehouseStorage
+
+    n = 400
+    rows = pl.DataFrame(
+        {
+            "id": list(range(n)),
+            "name": [None if i % 7 == 0 else f"n{i}é" for i in range(n)],
+            "v": [i / 8 for i in range(n)],
+            "price": [Decimal(i) / 100 for i in range(n)],
+            "day": [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(n)],
+            "at": [
+                dt.datetime(2024, 1, 1, 12, tzinfo=dt.UTC) + dt.timedelta(seconds=i)
+                for i in range(n)
+            ],
+            "naive": [dt.datetime(2024, 2, 1, 8, 30) + dt.timedelta(minutes=i) for i in range(n)],
+        },
+        schema_overrides={"price": pl.Decimal(10, 2), "at": pl.Datetime("us", "UTC")},
+    )
+    frame = spark_from_arrow(spark, rows.to_arrow()).repartition(5)
+    assert len(list(arrow_stream(frame))) >= 5  # batches of every partition, in turn
+
+    def collected(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the whole Spark frame was collected")
+
+    for method in ("toArrow", "toPandas", "collect"):  # on the class Spark made
+        monkeypatch.setattr(type(frame), method, collected)
+    db = str(tmp_path / "wh.duckdb")
+    store = DataWarehouseStorage(name="wh", config={"database": db})
+
+    def stored() -> pl.DataFrame:
+        with duckdb.connect(db, read_only=True) as con:
+            got = pl.from_arrow(con.sql("SELECT * FROM sales ORDER BY id, name").to_arrow_table())
+        assert isinstance(got, pl.DataFrame)
+        return got.with_columns(pl.col("at").dt.convert_time_zone("UTC"))  # DuckDB's label
+
+    result = store.store(frame, "sales", if_exists="replace")
+    assert result.rows == n
+    assert_frame_equal(stored(), rows, check_dtypes=False)
+    assert stored().schema["price"] == pl.Decimal(10, 2)
+    assert stored().schema["naive"] == pl.Datetime("us")
+
+    store.store(frame.filter("id < 50"), "sales", if_exists="append")
+    assert stored().height == n + 50
+
+    store.store(frame.filter("id < 50"), "sales", if_exists="replace")
+    changed = frame.filter("id < 10").selectExpr(
+        "id", "concat('x', id) AS name", "v", "price", "day", "at", "naive"
+    )
+    assert store.store(changed, "sales", if_exists="upsert", primary_key=["id"]).rows == 10
+    got = stored()
+    assert got.height == 50
+    assert got.filter(pl.col("id") < 10)["name"].to_list() == [f"x{i}" for i in range(10)]
+    assert_frame_equal(
+        got.filter(pl.col("id") >= 10),
+        rows.filter(pl.col("id").is_between(10, 49)),
+        check_dtypes=False,
+    )
     store.close()

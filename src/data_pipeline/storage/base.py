@@ -74,8 +74,9 @@ class StorageSystem(Component):
         return str(getattr(self.settings, "default_if_exists", "append"))
 
     def writes_spark(self, if_exists: str | None = None) -> bool:
-        """Whether :meth:`store` of a Spark DataFrame writes from Spark's executors (True), or
-        collects the frame to this process first (False: the frame must fit in the driver)."""
+        """Whether :meth:`store` of a Spark DataFrame writes from Spark's executors or takes the
+        frame a partition at a time (True), or collects the whole frame to this process first
+        (False: the frame must fit in the driver)."""
         return False
 
     def store(

@@ -366,7 +366,7 @@ class NoSQLDBStorage(StorageSystem):
         if key:
             require_key_columns(key, list(data.columns), what=repr(target), component=self.label)
         require_upsert_key(if_exists, key, component=self.label)
-        schema = spark_to_polars_schema(data.schema)
+        schema = spark_to_polars_schema(data)
         empty = pl.DataFrame(schema=schema)
         if key:
             check_unique_key_spark(data, key, target, self.label)

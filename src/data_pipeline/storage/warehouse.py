@@ -360,8 +360,14 @@ class DataWarehouseStorage(StorageSystem):
         not_null = list(options.get("not_null") or [])
         key = primary_key(options, self.settings.primary_key)
         check_identifier(target, component=self.label)
-        table = as_arrow(data)
         require_upsert_key(if_exists, key, component=self.label)
+        if self._streams_spark(data):  # DuckDB takes the partitions one at a time
+            from data_pipeline._spark import arrow_stream
+
+            if key:
+                require_key_columns(key, data.columns, what=repr(target), component=self.label)
+            return self._store_duckdb(arrow_stream(data), target, if_exists, key, not_null)
+        table = as_arrow(data)
         if key:
             require_key_columns(key, table.column_names, what=repr(target), component=self.label)
         if self._sql is not None:
@@ -370,9 +376,17 @@ class DataWarehouseStorage(StorageSystem):
             return self._store_delta(table, target, if_exists, key)
         return self._store_duckdb(table, target, if_exists, key, not_null)
 
+    def writes_spark(self, if_exists: str | None = None) -> bool:
+        return self.settings.engine == "duckdb" and self._sql is None
+
+    def _streams_spark(self, data: Any) -> bool:
+        from data_pipeline.core.engines import is_spark
+
+        return is_spark(data) and self.writes_spark()
+
     def _store_duckdb(
         self,
-        table: pa.Table,
+        table: pa.Table | pa.RecordBatchReader,
         target: str,
         if_exists: str,
         key: list[str] | None,
@@ -384,12 +398,20 @@ class DataWarehouseStorage(StorageSystem):
         view = f"__dp_src_{uuid.uuid4().hex}"
         src = quote_ident(view)
         joined = self._open_tx() is not None  # the caller's transaction() commits
+        import pyarrow as pa
+
+        streamed = isinstance(table, pa.RecordBatchReader)
+        names = table.schema.names
         with self._writing(joined), self.connect() as con:
             con.register(view, table)
             try:
                 if not joined:
                     con.execute("BEGIN TRANSACTION")
                 try:
+                    if streamed:  # read once, into a temporary table the statements below scan
+                        rows_src = quote_ident(f"{view}_t")
+                        con.execute(f"CREATE TEMP TABLE {rows_src} AS SELECT * FROM {src}")  # noqa: S608
+                        src = rows_src
                     if self.settings.schema_name:
                         con.execute(
                             f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.settings.schema_name)}"
@@ -413,9 +435,7 @@ class DataWarehouseStorage(StorageSystem):
                         )
                         action = "created" if existing is None else "replaced"
                     else:
-                        columns = self._evolve(
-                            con, qualified, src, existing, table.column_names, target
-                        )
+                        columns = self._evolve(con, qualified, src, existing, names, target)
                         if if_exists == "append":
                             con.execute(f"INSERT INTO {qualified} BY NAME SELECT * FROM {src}")  # noqa: S608
                             action = "appended"
@@ -423,6 +443,12 @@ class DataWarehouseStorage(StorageSystem):
                             assert key is not None
                             self._merge(con, qualified, src, key, columns, target)
                             action = "upserted"
+                    if streamed:
+                        count = con.execute(f"SELECT count(*) FROM {src}").fetchone()  # noqa: S608
+                        rows = int(count[0]) if count else 0
+                        con.execute(f"DROP TABLE {src}")
+                    else:
+                        rows = table.num_rows
                     if not joined:
                         con.execute("COMMIT")
                 except BaseException:
@@ -439,9 +465,13 @@ class DataWarehouseStorage(StorageSystem):
                 con.unregister(view)
         return StoreResult(
             target=self._display(target),
-            rows=table.num_rows,
-            bytes=int(table.nbytes),
-            details={"action": action, "database": self.settings.database, "engine": "duckdb"},
+            rows=rows,
+            bytes=0 if streamed else int(table.nbytes),
+            details={
+                "action": action,
+                "database": self.settings.database,
+                "engine": "duckdb, from Spark a partition at a time" if streamed else "duckdb",
+            },
         )
 
     def _display(self, target: str) -> str:
