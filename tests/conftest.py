@@ -150,6 +150,17 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     session.stop()
 
 
+@pytest.fixture
+def interleaved() -> Iterator[None]:
+    """Switch threads every microsecond (instead of 5 ms) so two calls overlap."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
 @pytest.fixture(scope="session")
 def duckdb_connection() -> Iterator[Any]:
     import duckdb

@@ -9,9 +9,8 @@ interleave inside a call, and compares every result with the answer written in t
 
 from __future__ import annotations
 
-import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +20,6 @@ import pytest
 from data_pipeline.core.engines import to_engine, to_polars
 
 ROUNDS = 50
-
-
-@pytest.fixture
-def interleaved() -> Iterator[None]:
-    """Switch threads every microsecond (instead of 5 ms) so two calls overlap."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
 
 
 def in_two_threads(work: dict[str, Callable[[int], None]]) -> list[str]:

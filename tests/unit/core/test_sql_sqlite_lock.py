@@ -6,9 +6,7 @@ reads failed with "disk I/O error" / "database is locked" or saw a torn table.""
 from __future__ import annotations
 
 import sqlite3
-import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -22,16 +20,6 @@ ROUNDS = 200
 ROWS = 200
 
 pytest.importorskip("connectorx")
-
-
-@pytest.fixture
-def interleaved() -> Iterator[None]:
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
 
 
 def test_a_connectorx_read_and_a_sqlite3_write_of_one_file_in_two_threads(
