@@ -202,8 +202,9 @@ def test_an_unchecked_narwhals_version_refuses_dotted_names(monkeypatch: Any, sp
 
 
 def test_the_installed_narwhals_is_one_the_quoting_was_checked_against() -> None:
-    """Fails when Narwhals is upgraded: re-run this module with the new version, check
-    core/spark_names.py's patched internals, and add the version to CHECKED_NARWHALS."""
+    """Fails when Narwhals is upgraded past the test extra's pin (pyproject.toml): re-run this
+    module with the new version, check core/spark_names.py's patched internals, add the version
+    to CHECKED_NARWHALS and move the pin."""
     assert spark_names.install()
 
 
