@@ -676,6 +676,15 @@ def write_parquet_version(
     return rows
 
 
+@contextmanager
+def _arrow_udf() -> Iterator[None]:
+    """Around ``mapInArrow``: PySpark checks pandas' version (and warns about pandas 3) though
+    an Arrow function uses no pandas."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas")
+        yield
+
+
 # -- documents: each partition writes its own ---------------------------------------------------
 
 
@@ -711,29 +720,17 @@ def write_documents(
     wrote instead of adding it again."""
     from pyspark.sql import functions as F
 
-    conn = {
-        "url": settings.url,
-        "host": settings.host,
-        "port": settings.port,
-        "username": settings.username,
-        "password": settings.password.get_secret_value() if settings.password else None,
-        "timeout_ms": settings.connect_timeout * 1000,
-        "batch": settings.batch_size,
-    }
-
     def write(batches: Iterator[Any]) -> Iterator[Any]:
-        return _write_partition(batches, conn, database, stage, key, upsert)
+        return _write_partition(batches, settings, database, stage, key, upsert)
 
-    with translated(f"writing documents into {stage!r}"), warnings.catch_warnings():
-        # mapInArrow checks pandas' version though no pandas is used (Arrow batches only)
-        warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas")
+    with translated(f"writing documents into {stage!r}"), _arrow_udf():
         done = frame.mapInArrow(write, "rows long").agg(F.sum("rows").alias("rows")).collect()
     return int(done[0]["rows"] or 0)
 
 
 def _write_partition(
     batches: Iterator[Any],
-    conn: dict[str, Any],
+    settings: Any,
     database: str,
     stage: str,
     key: list[str] | None,
@@ -743,22 +740,13 @@ def _write_partition(
     the conversion every document load uses) into ``stage``; yields one row: how many."""
     import polars as pl
     import pyarrow as pa
-    import pymongo
     from pyspark import TaskContext
 
     from data_pipeline.storage._values import documents
+    from data_pipeline.storage.nosql import mongo_client, replace_documents
 
     part = TaskContext.get().partitionId()  # type: ignore[union-attr]
-    kwargs: dict[str, Any] = {"serverSelectionTimeoutMS": conn["timeout_ms"]}
-    if conn["username"]:
-        kwargs["username"] = conn["username"]
-    if conn["password"]:
-        kwargs["password"] = conn["password"]
-    client = (
-        pymongo.MongoClient(conn["url"], **kwargs)
-        if conn["url"]
-        else pymongo.MongoClient(conn["host"], conn["port"], **kwargs)
-    )
+    client = mongo_client(settings)
     written = 0
     try:
         collection = client[database][stage]
@@ -766,18 +754,11 @@ def _write_partition(
             frame = pl.from_arrow(pa.Table.from_batches([batch]))
             assert isinstance(frame, pl.DataFrame)
             docs = documents(frame)
-            for i in range(0, len(docs), conn["batch"]):
-                chunk = docs[i : i + conn["batch"]]
-                if upsert and key:
-                    ops = [
-                        pymongo.ReplaceOne({k: d[k] for k in key}, d, upsert=True) for d in chunk
-                    ]
-                else:
-                    for n, d in enumerate(chunk, start=written + i):
-                        d["_id"] = f"{stage}:{part}:{n}"  # unique to this load
-                    ops = [pymongo.ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in chunk]
-                if ops:
-                    collection.bulk_write(ops, ordered=False)
+            if not (upsert and key):
+                for n, doc in enumerate(docs, start=written):
+                    doc["_id"] = f"{stage}:{part}:{n}"  # unique to this load
+            match = key if upsert and key else ["_id"]
+            replace_documents(collection, docs, match, settings.batch_size)
             written += len(docs)
     finally:
         client.close()
@@ -804,8 +785,7 @@ def arrow_stream(frame: Any) -> Any:
             yield pa.RecordBatch.from_pydict({"ipc": [sink.getvalue().to_pybytes()]})
 
     def batches() -> Iterator[Any]:
-        with translated("bringing the Spark frame to the driver"), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas")
+        with translated("bringing the Spark frame to the driver"), _arrow_udf():
             rows = frame.mapInArrow(encode, "ipc binary").toLocalIterator(prefetchPartitions=False)
             for row in rows:
                 for batch in pa.ipc.open_stream(row["ipc"]):

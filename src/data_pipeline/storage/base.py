@@ -79,6 +79,12 @@ class StorageSystem(Component):
         (False: the frame must fit in the driver)."""
         return False
 
+    def _spark_writes(self, data: Any) -> bool:
+        """``data`` is a Spark frame this storage takes as :meth:`writes_spark` says."""
+        from data_pipeline.core.engines import is_spark
+
+        return is_spark(data) and self.writes_spark()
+
     def store(
         self,
         data: Any,

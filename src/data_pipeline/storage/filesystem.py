@@ -285,7 +285,7 @@ class FileSystemStorage(StorageSystem):
         cfg = self._effective(options)
         assert cfg.compression is not None
         rel = self._relative(target, cfg.format, cfg.compression)
-        if self._spark_writes(data, cfg):
+        if self._spark_writes_with(data, cfg):
             return self._store_spark(data, rel, if_exists, cfg)
         frame = self._frame(data)
         if cfg.format in TEXT_HOLDS:  # text formats are written from a collected frame anyway
@@ -318,7 +318,7 @@ class FileSystemStorage(StorageSystem):
     def writes_spark(self, if_exists: str | None = None) -> bool:
         return self.settings.format == "parquet" and self.is_local
 
-    def _spark_writes(self, data: Any, cfg: FileSystemStorageConfig) -> bool:
+    def _spark_writes_with(self, data: Any, cfg: FileSystemStorageConfig) -> bool:
         from data_pipeline.core.engines import is_spark
 
         return is_spark(data) and cfg.format == "parquet" and self.is_local

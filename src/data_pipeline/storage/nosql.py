@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from data_pipeline.core.deps import import_optional
-from data_pipeline.core.engines import is_spark
 from data_pipeline.core.errors import (
     ConfigError,
     InputNotFoundError,
@@ -229,15 +228,7 @@ class NoSQLDBStorage(StorageSystem):
                     raise self._connect_error(exc) from None
             else:
                 pymongo = import_optional("pymongo", extra="mongodb", feature="MongoDB support")
-                kwargs: dict[str, Any] = {"serverSelectionTimeoutMS": cfg.connect_timeout * 1000}
-                if cfg.username:
-                    kwargs["username"] = cfg.username
-                if cfg.password:
-                    kwargs["password"] = cfg.password.get_secret_value()
-                if cfg.url:
-                    self._client = pymongo.MongoClient(cfg.url, **kwargs)
-                else:
-                    self._client = pymongo.MongoClient(cfg.host, cfg.port, **kwargs)
+                self._client = mongo_client(cfg)
                 try:
                     self._client.admin.command("ping")
                 except pymongo.errors.OperationFailure as exc:
@@ -313,7 +304,7 @@ class NoSQLDBStorage(StorageSystem):
                 hint="choose a name that does not start with '__dp_'",
             )
         key = primary_key(options, self.settings.primary_key)
-        if self.writes_spark() and is_spark(data):
+        if self._spark_writes(data):
             return self._store_spark(data, target, if_exists, key)
         frame = as_polars(data)
         if key:
@@ -326,7 +317,7 @@ class NoSQLDBStorage(StorageSystem):
             )
         else:
             require_upsert_key(if_exists, key, component=self.label)
-            action, leftovers = self._store_documents(frame, target, if_exists, key)
+            action, leftovers, _ = self._store_documents(frame, target, if_exists, key)
             details.update(action=action, leftovers_dropped=leftovers)
         return StoreResult(
             target=target,
@@ -370,11 +361,10 @@ class NoSQLDBStorage(StorageSystem):
         empty = pl.DataFrame(schema=schema)
         if key:
             check_unique_key_spark(data, key, target, self.label)
-        rows: list[int] = []
-        action, leftovers = self._store_documents(empty, target, if_exists, key, spark=(data, rows))
+        action, leftovers, rows = self._store_documents(empty, target, if_exists, key, spark=data)
         return StoreResult(
             target=target,
-            rows=rows[0] if rows else 0,
+            rows=rows,
             bytes=0,
             details={
                 "db_type": "mongodb",
@@ -391,15 +381,16 @@ class NoSQLDBStorage(StorageSystem):
         if_exists: str,
         key: list[str] | None,
         *,
-        spark: tuple[Any, list[int]] | None = None,
-    ) -> tuple[str, list[str]]:
+        spark: Any = None,
+    ) -> tuple[str, list[str], int]:
         """Every mode builds the collection's new content in a staging collection and swaps
         it in: MongoDB renames it over the target (``dropTarget``); the embedded store (SQLite
         files) renames the staging file over the collection's file, or moves the collection in
         memory. A reader, or a crash, sees the old collection or the new one.
 
-        ``spark``: (a Spark frame, a list receiving its row count): ``frame`` is then an empty
-        frame of its schema, and the executors write the documents into the prepared stage."""
+        ``spark``: a Spark frame; ``frame`` is then an empty frame of its schema, and the
+        executors write the documents into the prepared stage. Returns the action, the
+        leftover stages dropped and the documents written."""
         self._check_documents(frame)
         docs = documents(frame) if spark is None else []
         db = self._database()
@@ -423,14 +414,13 @@ class NoSQLDBStorage(StorageSystem):
                     assert key is not None
                     action = "upserted"
                     self._upsert_stage(db, stage, target, key, docs)
+                written = len(docs)
                 if spark is not None:
                     from data_pipeline._spark import write_documents
 
-                    data, rows = spark
-                    rows.append(
-                        write_documents(
-                            data, self.settings, db.name, stage, key, upsert=action == "upserted"
-                        )
+                    upsert = action == "upserted"
+                    written = write_documents(
+                        spark, self.settings, db.name, stage, key, upsert=upsert
                     )
                 self._swap(db, stage, target)
             except Exception as exc:
@@ -439,7 +429,7 @@ class NoSQLDBStorage(StorageSystem):
                 if stage in db.list_collection_names():
                     self._drop(db, stage)
             self._save_schema(db, target, frame.schema, if_exists == "replace" or not exists)
-        return action, leftovers
+        return action, leftovers, written
 
     # the pieces of a document load
 
@@ -522,15 +512,8 @@ class NoSQLDBStorage(StorageSystem):
         Embedded: one read of the old documents and one insert of the merged ones (O(n); the
         store's own ``replace_one`` scans the collection per call)."""
         if self.settings.db_type != "embedded":
-            from pymongo import ReplaceOne
-
             self._fill_stage(db, stage, target, key, [], copy=True)
-            step = self.settings.batch_size
-            for i in range(0, len(docs), step):
-                ops = [
-                    ReplaceOne({k: d[k] for k in key}, d, upsert=True) for d in docs[i : i + step]
-                ]
-                db[stage].bulk_write(ops, ordered=False)
+            replace_documents(db[stage], docs, key, self.settings.batch_size)
             return
         old = list(db[target].find({}))
         position = {tuple(_hashable(d.get(k)) for k in key): i for i, d in enumerate(old)}
@@ -824,6 +807,32 @@ class NoSQLDBStorage(StorageSystem):
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def mongo_client(cfg: NoSQLDBStorageConfig) -> Any:
+    """A pymongo client of the configured server (also built on Spark's executors)."""
+    pymongo = import_optional("pymongo", extra="mongodb", feature="MongoDB support")
+    kwargs: dict[str, Any] = {"serverSelectionTimeoutMS": cfg.connect_timeout * 1000}
+    if cfg.username:
+        kwargs["username"] = cfg.username
+    if cfg.password:
+        kwargs["password"] = cfg.password.get_secret_value()
+    if cfg.url:
+        return pymongo.MongoClient(cfg.url, **kwargs)
+    return pymongo.MongoClient(cfg.host, cfg.port, **kwargs)
+
+
+def replace_documents(
+    collection: Any, docs: list[dict[str, Any]], match: list[str], step: int
+) -> None:
+    """Each document replaces the one with the same ``match`` fields, or is added (bulk
+    ``ReplaceOne(upsert=True)`` in chunks of ``step``): writing the same documents twice gives
+    what writing them once did."""
+    from pymongo import ReplaceOne
+
+    for i in range(0, len(docs), step):
+        ops = [ReplaceOne({k: d[k] for k in match}, d, upsert=True) for d in docs[i : i + step]]
+        collection.bulk_write(ops, ordered=False)
 
 
 def _key_expr(template: str, table: str) -> Any:

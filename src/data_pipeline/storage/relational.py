@@ -383,14 +383,9 @@ class RelationalDBStorage(StorageSystem):
     # -- staging for writers outside this process (Spark) ----------------------------------
 
     def writes_spark(self, if_exists: str | None = None) -> bool:
+        """A database whose staging tables Spark can fill, and no open transaction (a staging
+        merge commits on its own): the executors write."""
         return self._backend.staging_supported and self._current_tx() is None
-
-    def _spark_writes(self, data: Any) -> bool:
-        """A Spark frame, a database whose staging tables Spark can fill, and no open
-        transaction (a staging merge commits on its own): the executors write."""
-        from data_pipeline.core.engines import is_spark
-
-        return is_spark(data) and self.writes_spark()
 
     def jdbc(self) -> tuple[str, dict[str, str]]:
         """The JDBC URL and connection properties (``user``, ``password``, ``driver``) of the

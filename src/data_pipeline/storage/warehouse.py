@@ -361,7 +361,7 @@ class DataWarehouseStorage(StorageSystem):
         key = primary_key(options, self.settings.primary_key)
         check_identifier(target, component=self.label)
         require_upsert_key(if_exists, key, component=self.label)
-        if self._streams_spark(data):  # DuckDB takes the partitions one at a time
+        if self._spark_writes(data):  # DuckDB takes the partitions one at a time
             from data_pipeline._spark import arrow_stream
 
             if key:
@@ -379,11 +379,6 @@ class DataWarehouseStorage(StorageSystem):
     def writes_spark(self, if_exists: str | None = None) -> bool:
         return self.settings.engine == "duckdb" and self._sql is None
 
-    def _streams_spark(self, data: Any) -> bool:
-        from data_pipeline.core.engines import is_spark
-
-        return is_spark(data) and self.writes_spark()
-
     def _store_duckdb(
         self,
         table: pa.Table | pa.RecordBatchReader,
@@ -393,13 +388,12 @@ class DataWarehouseStorage(StorageSystem):
         not_null: list[str],
     ) -> StoreResult:
         import duckdb
+        import pyarrow as pa
 
         qualified = quote_qualified(target, self.settings.schema_name)
         view = f"__dp_src_{uuid.uuid4().hex}"
         src = quote_ident(view)
         joined = self._open_tx() is not None  # the caller's transaction() commits
-        import pyarrow as pa
-
         streamed = isinstance(table, pa.RecordBatchReader)
         names = table.schema.names
         with self._writing(joined), self.connect() as con:
