@@ -56,6 +56,7 @@ __all__ = [
     "is_spark",
     "match_engine",
     "normalize_engine",
+    "pandas_nullable",
     "spark_from_arrow",
     "to_arrow",
     "to_engine",
@@ -291,6 +292,26 @@ def _polars_utc_labels(frame: pl.DataFrame) -> pl.DataFrame:
     if not zoned:
         return frame
     return frame.with_columns(pl.col(zoned).dt.convert_time_zone("UTC"))
+
+
+def pandas_nullable(result: Any, templates: Mapping[str, Any]) -> Any:
+    """A pandas result whose columns take their ``templates`` dtypes where a template is an
+    int/bool dtype the column no longer has: a numpy int64/bool column that gained nulls (the
+    unmatched side of a join: float64 with NaN, object) becomes the nullable Int64/boolean, as
+    DataAggregator converts back (:func:`to_pandas`). One logical type on every engine
+    (DataJoiner, DataEnricher's lookups). ``result`` is a Narwhals frame, and so is the answer."""
+    native = result.to_native()
+    changed = [
+        c
+        for c in native.columns
+        if getattr(templates.get(c), "kind", "") in ("i", "u", "b")
+        and native[c].dtype != templates[c]
+    ]
+    if not changed:
+        return result
+    fixed = to_pandas(native[changed], like=templates)
+    fixed.index = native.index
+    return nw.from_native(native.assign(**{c: fixed[c] for c in changed}))
 
 
 def to_pandas(

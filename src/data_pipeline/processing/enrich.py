@@ -11,14 +11,14 @@ from pydantic import Field, field_validator, model_validator
 
 from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
-from data_pipeline.core.engines import engine_of, match_engine
+from data_pipeline.core.engines import engine_of, match_engine, pandas_nullable
 from data_pipeline.core.errors import ConfigError, UnsupportedOperationError
 from data_pipeline.core.expr import Expression, assign, parse_assignment
 from data_pipeline.core.frames import column_names, require_columns, to_polars
 from data_pipeline.core.secrets import DATA_KEYS
 from data_pipeline.processing._rest import RestFetcher, RestLookup
 from data_pipeline.processing.base import DataProcessor
-from data_pipeline.processing.join import JoinValidationError, _duplicate_keys, pandas_nullable
+from data_pipeline.processing.join import JoinValidationError, _duplicate_keys
 
 __all__ = ["DATE_PARTS", "Bucket", "DataEnricher", "DataEnricherConfig", "Lookup"]
 

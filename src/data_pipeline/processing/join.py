@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import narwhals as nw
@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from data_pipeline.core.component import Operation
 from data_pipeline.core.config import ConfigModel
-from data_pipeline.core.engines import engine_of, match_engine, to_pandas
+from data_pipeline.core.engines import engine_of, match_engine, pandas_nullable
 from data_pipeline.core.errors import ConfigError, ProcessingError, SchemaError
 from data_pipeline.core.frames import column_names, require_columns
 from data_pipeline.processing.base import DataProcessor
@@ -277,25 +277,6 @@ class DataJoiner(DataProcessor):
                     hint="deduplicate that side first, or choose the validate mode that matches "
                     "the data (one_to_many, many_to_one, many_to_many)",
                 )
-
-
-def pandas_nullable(result: Any, templates: Mapping[str, Any]) -> Any:
-    """A pandas result whose columns take their ``templates`` dtypes where a template is an
-    int/bool dtype the column no longer has: a numpy int64/bool column that gained nulls (the
-    unmatched side of a join: float64 with NaN, object) becomes the nullable Int64/boolean, as
-    DataAggregator converts back (core.engines.to_pandas). One logical type on every engine."""
-    native = result.to_native()
-    changed = [
-        c
-        for c in native.columns
-        if getattr(templates.get(c), "kind", "") in ("i", "u", "b")
-        and native[c].dtype != templates[c]
-    ]
-    if not changed:
-        return result
-    fixed = to_pandas(native[changed], like=templates)
-    fixed.index = native.index
-    return nw.from_native(native.assign(**{c: fixed[c] for c in changed}))
 
 
 def _is_frame(obj: Any) -> bool:
