@@ -107,7 +107,10 @@ class BaseChartConfig(VisualizationConfig):
     aggregated already) and cut to the top categories by total, a scatter plot randomly
     sampled (seed 0), a heatmap cut to its first rows; the subtitle says what was done. A pie
     chart draws at most the smaller of ``max_slices`` and ``max_points`` slices (the rest
-    summed into one)."""
+    summed into one). On a lazy input (Polars LazyFrame, DuckDB, Spark) it also bounds what
+    is collected: at most ``max_points + 1`` rows, the cut done on the input's engine (a line
+    chart then keeps the lowest and highest point per bucket, a scatter plot an evenly spaced
+    sample; see docs/visualization.md)."""
 
     @field_validator("scheme")
     @classmethod

@@ -133,6 +133,8 @@ class LineChart(_XYChart):
 
     Rows are aggregated per x (and series) when ``aggregate`` is set; above ``max_points`` rows
     the lines are downsampled with LTTB, which keeps peaks and troughs, and the subtitle says so.
+    On a lazy input (Polars LazyFrame, DuckDB, Spark) the engine keeps the lowest and highest
+    point per bucket along x instead (LTTB cannot run on an engine).
 
     ``sort`` orders the x axis the line runs along: ``-x`` reverses it, a list orders a
     categorical x.
@@ -525,6 +527,8 @@ class ScatterPlot(_XYChart):
     """Scatter plot visualization with optional size, colour and shape encodings.
 
     Above ``max_points`` rows a reproducible random sample is drawn (seed 0); the subtitle says so.
+    On a lazy input (Polars LazyFrame, DuckDB, Spark) the engine takes an evenly spaced sample
+    of the rows ordered by x, y and the other columns instead (the same on every engine).
 
     Raises:
         ConfigError: the config is invalid when the chart is built (e.g. ``opacity`` outside
