@@ -364,7 +364,9 @@ class WindowState:
         not grow with window / slide: the grid is cut into blocks of ``window / slide`` panes,
         each block accumulated from both ends (prefix and suffix sums, minima, maxima); a window
         spans at most two blocks, so it is one suffix combined with one prefix (two reads; no
-        subtraction, so no cancellation).
+        subtraction, so no cancellation). The grid holds only the panes the windows asked for
+        read, its blocks starting at the first of them: when windows close in time order (one
+        start per group per batch) each window is one whole block, reduced in one pass.
 
         None when an aggregation is not a sum, count, mean, min or max, when the grid would be
         much larger than the state (sparse groups), or when a partial column is not numeric /
@@ -376,62 +378,61 @@ class WindowState:
         parts = self._simple_parts()
         if parts is None:
             return None
-        state = self.state
         slide = self.pane_ticks
         k = self.window_ticks // slide
-        bounds = state.select(
-            pl.col(PANE).min().alias("lo"),
-            pl.col(PANE).max().alias("hi"),
-            pl.col(GROUP).max().alias("g"),
-        ).row(0)
         start_ticks = windows[_START].to_numpy()
-        # the grid spans the panes and the windows asked for (a window may start before the
-        # first pane or end after the last)
-        base = min(int(bounds[0]), int(start_ticks.min()))
-        top = max(int(bounds[1]), int(start_ticks.max()) + (k - 1) * slide)
+        win_g = windows[GROUP].to_numpy()
+        # the grid starts at the first window asked for and ends at the last one's last pane:
+        # the panes outside no window reads (most of the state once windows close in order)
+        base = int(start_ticks.min())
+        top = int(start_ticks.max()) + (k - 1) * slide
+        groups = int(win_g.max()) + 1
         columns = -(-((top - base) // slide + 1) // k) * k  # whole blocks
-        groups = int(bounds[2]) + 1
         cells = groups * columns
-        if cells > 4 * state.height + 100_000 or cells > 20_000_000:
+        if cells > 20_000_000:
             return None
-        schema = state.schema
-        floats = []
+        schema = self.state.schema
+        fills: dict[str, Any] = {}
+        exprs = [(pl.col(GROUP) * columns + (pl.col(PANE) - base) // slide).alias("__dp_cell")]
+        finite = []
         for column, how in parts:
             dtype = schema[column]
             if not (dtype.is_numeric() or dtype.is_temporal()) or dtype.is_decimal():
                 return None
-            if how != "sum" and dtype.is_float():
-                floats.append(column)
-        if floats:  # NumPy orders NaN and inf otherwise than Polars: let Polars merge those
-            finite = [pl.col(c).is_finite().fill_null(True).all() for c in floats]
-            if not all(state.select(finite).row(0)):
-                return None
-        fills: dict[str, Any] = {}
-        exprs = [pl.col(GROUP), ((pl.col(PANE) - base) // slide).alias("__dp_cell")]
-        for column, how in parts:
             physical = pl.col(column).to_physical()
             if how == "sum":
                 exprs.append(physical.fill_null(0).alias(column))
                 continue
-            if schema[column].is_float():
+            if dtype.is_float():
+                # NumPy orders NaN and inf otherwise than Polars: let Polars merge those
+                finite.append(pl.col(column).is_finite().fill_null(True).all())
                 fills[column] = np.inf if how == "min" else -np.inf
             else:
                 info = np.iinfo(np.int64)
                 fills[column] = info.max if how == "min" else info.min
                 physical = physical.cast(pl.Int64)
             exprs.append(physical.fill_null(fills[column]).alias(column))
-        prepared = state.select(exprs)
-        gids = prepared[GROUP].to_numpy()
+        # one pass over the state: the panes the windows read, as grid cells and plain numbers
+        needed = self.state.lazy().filter(
+            pl.col(PANE).is_between(base, top) & (pl.col(GROUP) < groups)
+        )
+        prepared, checks = pl.collect_all(
+            [needed.select(exprs), needed.select(finite or [pl.lit(True)])]
+        )
+        if cells > 4 * (prepared.height + windows.height) + 100_000 or not all(checks.row(0)):
+            return None
         cell = prepared["__dp_cell"].to_numpy()
-        win_g = windows[GROUP].to_numpy()
         first = (start_ticks - base) // slide
         aligned = first % k == 0
+        every_aligned = bool(aligned.all())
 
         def reduce(values: Any, fill: Any, how: str) -> Any:
             op = {"sum": np.add, "min": np.minimum, "max": np.maximum}[how]
-            grid = np.full((groups, columns), fill, dtype=values.dtype)
-            grid[gids, cell] = values
+            grid = np.full(cells, fill, dtype=values.dtype)
+            grid[cell] = values
             blocks = grid.reshape(groups, columns // k, k)
+            if every_aligned:  # each window is one whole block: one pass, no prefix / suffix
+                return op.reduce(blocks, axis=2)[win_g, first // k]
             prefix = op.accumulate(blocks, axis=2).reshape(groups, columns)
             suffix = op.accumulate(blocks[:, :, ::-1], axis=2)[:, :, ::-1].reshape(groups, columns)
             head = suffix[win_g, first]
@@ -439,7 +440,7 @@ class WindowState:
                 return head
             return np.where(aligned, head, op(head, prefix[win_g, first + k - 1]))
 
-        panes = reduce(np.ones(state.height, dtype=np.int64), 0, "sum")
+        panes = reduce(np.ones(prepared.height, dtype=np.int64), 0, "sum")
         keep = panes > 0
         out: dict[str, Any] = {GROUP: win_g[keep], _START: start_ticks[keep], _PANES: panes[keep]}
         for column, how in parts:
