@@ -9,6 +9,7 @@ driver (psycopg / PyMySQL) reads of the tables. Uses the suite's one local Spark
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,78 @@ def test_guard_rail_refuses_a_large_driver_frame(spark: Any, tmp_path: Path) -> 
         run_pipeline(spec)
     spec["spark"] = {"max_driver_bytes": 100_000_000}
     assert to_polars(run_pipeline(spec).data["t"]).height == 1000
+
+
+def test_dashboard_of_a_spark_frame_collects_only_what_it_shows(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No size guard for dashboards: charts cut the rows in Spark (at most max_points + 1
+    reach the driver), a table its max_rows; the same page data as on Polars."""
+
+    (tmp_path / "in").mkdir()
+    data = sales(3000)
+    data.write_parquet(tmp_path / "in" / "part-0.parquet")
+    charts = [
+        {
+            "type": "BarChart",
+            "name": "bar",
+            "config": {"x": "day", "y": "amount", "max_points": 10},
+        },
+        {"type": "PieChart", "name": "pie", "config": {"category": "id", "max_points": 10}},
+        {"type": "Heatmap", "name": "heat", "config": {"x": "day", "y": "id", "max_points": 12}},
+        {"type": "Table", "name": "table", "config": {"max_rows": 5, "sort_by": "id"}},
+    ]
+
+    def spec(engine: str) -> dict[str, Any]:
+        return {
+            "engine": engine,
+            **(
+                {"spark": {"max_driver_bytes": 100, "on_large": "refuse"}}
+                if engine == "spark"
+                else {}
+            ),
+            "sources": {
+                "sales": {
+                    "type": "FileSystemSource",
+                    "config": {"path": str(tmp_path / "in"), "format": "parquet"},
+                }
+            },
+            "dashboards": {
+                "d": {"path": str(tmp_path / f"{engine}.html"), "visualizations": charts}
+            },
+        }
+
+    want = run_pipeline(spec("polars"))
+    frame_class = type(spark.range(1))  # the class Spark made (classic or Connect)
+    seen: list[int] = []
+    to_arrow = frame_class.toArrow
+
+    def counted(frame: Any) -> Any:
+        table = to_arrow(frame)
+        seen.append(table.num_rows)
+        return table
+
+    monkeypatch.setattr(frame_class, "toArrow", counted)
+    got = run_pipeline(spec("spark"))
+    assert seen and max(seen) <= 13, seen
+
+    def page(engine: str) -> str:
+        """The page, without its time of generation and the input's row count (a lazy
+        input's is not known without computing it)."""
+        html = (tmp_path / f"{engine}.html").read_text(encoding="utf-8")
+        html = re.sub(r"Generated <time[^<]*</time>", "", html)
+        return re.sub(r'"rows_in":\s*(\d+|null)', "", html)
+
+    assert want.outputs and got.outputs
+    assert page("spark") == page("polars")
+    text = page("spark")
+    for note in (
+        "Summed 3,000 rows into 28 bars. Showing the top 10 of 28 categories by total.",
+        "2,991 smaller categories are summed into 'Other'.",
+        "Showing the first 12 of 3,000 rows.",
+        "Showing 5 of 3,000 rows (2,995 left out).",
+    ):
+        assert note in text, note
 
 
 def test_out_of_memory_becomes_our_error() -> None:

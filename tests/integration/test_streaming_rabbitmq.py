@@ -347,6 +347,41 @@ def test_docs_example_config_reads(broker: Broker, tmp_path: Path) -> None:
     assert (tmp_path / "rejects.csv").exists()
 
 
+def test_a_long_heartbeat_keeps_the_ids_a_restart_found_for_longer(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """The broker notices a dead host after about two heartbeat timeouts: the ids of an earlier
+    run's last batch are kept for three heartbeats plus a minute when that is over 10 minutes
+    (a 900 s heartbeat kept them 600 s: a batch requeued after that was stored twice), and a
+    connection without heartbeats is refused on a classic queue read with acknowledgements."""
+    from data_pipeline.core.checkpoint import Checkpointer
+
+    queue = broker.queue()
+    broker.publish(queue, records(3))
+    first = rabbit_source(queue, max_messages=3)
+    job = Checkpointer("rabbit-heartbeat", tmp_path, sources={"events": first})
+    job.restore()
+    ids = first.ingest()["_id"].to_list()
+    with job.commit():
+        pass
+    first.close()
+    for heartbeat, wait in [(30, 600.0), (900, 2760.0)]:
+        src = rabbit_source(queue, max_messages=3, options={"heartbeat": heartbeat})
+        again = Checkpointer("rabbit-heartbeat", tmp_path, sources={"events": src})
+        before = time.time()
+        again.restore()
+        assert src.ingest().height == 0  # connects: the agreed heartbeat is known
+        (until, kept), *_ = src.checkpoint_state()["carried"]
+        assert kept == ids
+        assert before + wait <= until <= time.time() + wait, heartbeat
+        src.close()
+    with pytest.raises(ConfigError, match="no heartbeat"):
+        rabbit_source(queue, options={"heartbeat": 0}).ingest()
+    peek = rabbit_source(queue, ack=False, options={"heartbeat": 0})
+    assert peek.ingest().height == 0  # nothing acknowledged, nothing to keep: allowed
+    peek.close()
+
+
 def test_a_committed_batch_requeued_late_is_dropped(broker: Broker, tmp_path: Path) -> None:
     """Job 1 commits batch A and its host dies before the ack: the broker notices only later
     (heartbeat) and requeues A after job 2 committed batch B. A is dropped, by job 2 and by a

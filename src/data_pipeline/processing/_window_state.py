@@ -117,7 +117,9 @@ class WindowState:
         # partials of a batch (on its engine, by the group values) and of the state (by id)
         self.partials = PartialAggregation([*self.group_by, inner], self.plans, self.component)
         self.merger = PartialAggregation([GROUP, inner], self.plans, self.component)
-        self.state: Any = None  # polars.DataFrame: GROUP, PANE or _SESSION, partials
+        # polars.DataFrame: GROUP, PANE or _SESSION, partials; panes are kept sorted by PANE,
+        # so the panes a batch changes, the windows read and the closed ones are slices
+        self._state: Any = None
         self.groups: Any = None  # polars.DataFrame of the group values; row i = group id i
         self._id_table: Any = None
         self.time_dtype: Any = None  # the Polars dtype of the time column (set by the first add)
@@ -140,6 +142,33 @@ class WindowState:
     def gap_ticks(self) -> int:
         assert self.step.gap is not None
         return self.ticks(self.step.gap)
+
+    @property
+    def state(self) -> Any:
+        return self._state
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        """A state from elsewhere (a snapshot): panes sorted by their start."""
+        if value is not None and self.kind != "session" and value.height:
+            value = value.sort(PANE)
+        self._state = value
+
+    def _span(self, low: int | None, high: int | None) -> Any:
+        """The panes whose start is in ``[low, high]`` (None: unbounded), a slice."""
+        panes = self._state[PANE]
+        start = 0 if low is None else int(panes.search_sorted(low, side="left"))
+        stop = panes.len() if high is None else int(panes.search_sorted(high, side="right"))
+        return self._state.slice(start, max(stop - start, 0))
+
+    def _keep(self, *parts: Any) -> None:
+        """Set the pane state from parts already in PANE order, rechunked now and then."""
+        import polars as pl
+
+        state = parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical_relaxed")
+        if state.n_chunks() > 16:
+            state = state.rechunk()
+        self._state = state
 
     @property
     def rows(self) -> int:
@@ -180,19 +209,17 @@ class WindowState:
             return self._add_sessions(frame)
         framed = self.step.pane_start(frame, PANE)
         partial = self._identified(to_polars(self.partials.partial(framed).to_native()), PANE)
-        if partial.height and (self.state is None or self.state.height == 0):
-            self.state = self._merge(partial)
+        if partial.height and (self._state is None or self._state.height == 0):
+            self._keep(self._merge(partial).sort(PANE))
         elif partial.height:
             # only the panes from the batch's oldest on can change (streams are mostly in order)
-            oldest = pl.col(PANE) >= partial[PANE].min()
-            tail = self.state.filter(oldest)
-            merged = self._merge(pl.concat([tail, partial], how="vertical_relaxed"))
-            if tail.height == self.state.height:
-                self.state = merged
-            else:
-                self.state = pl.concat([self.state.filter(~oldest), merged], how="vertical_relaxed")
-        elif self.state is None:
-            self.state = partial
+            oldest = int(partial[PANE].min())
+            cut = int(self._state[PANE].search_sorted(oldest, side="left"))
+            tail = self._state.slice(cut)
+            merged = self._merge(pl.concat([tail, partial], how="vertical_relaxed")).sort(PANE)
+            self._keep(merged) if cut == 0 else self._keep(self._state.slice(0, cut), merged)
+        elif self._state is None:
+            self._state = partial
         return partial.select(GROUP, PANE)
 
     def _identified(self, partial: Any, inner: str) -> Any:
@@ -314,19 +341,14 @@ class WindowState:
 
         Tumbling windows are their panes; a sliding window is the merge of the panes it covers.
         """
-        import polars as pl
 
         if self.state is None or self.state.height == 0:
             return self.empty()
         state = self.state
         if self.step.slide is None:  # tumbling: a window is its pane
-            rows = (
-                state if seeds is None else state.join(seeds.unique(), on=[GROUP, PANE], how="semi")
-            )
-            if start_after is not None:
-                rows = rows.filter(pl.col(PANE) > start_after)
-            if start_upto is not None:
-                rows = rows.filter(pl.col(PANE) <= start_upto)
+            rows = self._span(None if start_after is None else start_after + 1, start_upto)
+            if seeds is not None:
+                rows = rows.join(seeds.unique(), on=[GROUP, PANE], how="semi")
             return self._finish_panes(rows.rename({PANE: _START}))
         windows = None
         if seeds is None and start_upto is not None:
@@ -364,7 +386,9 @@ class WindowState:
         not grow with window / slide: the grid is cut into blocks of ``window / slide`` panes,
         each block accumulated from both ends (prefix and suffix sums, minima, maxima); a window
         spans at most two blocks, so it is one suffix combined with one prefix (two reads; no
-        subtraction, so no cancellation).
+        subtraction, so no cancellation). The grid holds only the panes the windows asked for
+        read, its blocks starting at the first of them: when windows close in time order (one
+        start per group per batch) each window is one whole block, reduced in one pass.
 
         None when an aggregation is not a sum, count, mean, min or max, when the grid would be
         much larger than the state (sparse groups), or when a partial column is not numeric /
@@ -376,62 +400,59 @@ class WindowState:
         parts = self._simple_parts()
         if parts is None:
             return None
-        state = self.state
         slide = self.pane_ticks
         k = self.window_ticks // slide
-        bounds = state.select(
-            pl.col(PANE).min().alias("lo"),
-            pl.col(PANE).max().alias("hi"),
-            pl.col(GROUP).max().alias("g"),
-        ).row(0)
         start_ticks = windows[_START].to_numpy()
-        # the grid spans the panes and the windows asked for (a window may start before the
-        # first pane or end after the last)
-        base = min(int(bounds[0]), int(start_ticks.min()))
-        top = max(int(bounds[1]), int(start_ticks.max()) + (k - 1) * slide)
+        win_g = windows[GROUP].to_numpy()
+        # the grid starts at the first window asked for and ends at the last one's last pane:
+        # the panes outside no window reads (most of the state once windows close in order)
+        base = int(start_ticks.min())
+        top = int(start_ticks.max()) + (k - 1) * slide
+        groups = int(win_g.max()) + 1
         columns = -(-((top - base) // slide + 1) // k) * k  # whole blocks
-        groups = int(bounds[2]) + 1
         cells = groups * columns
-        if cells > 4 * state.height + 100_000 or cells > 20_000_000:
+        if cells > 20_000_000:
             return None
-        schema = state.schema
-        floats = []
+        schema = self.state.schema
+        fills: dict[str, Any] = {}
+        exprs = [(pl.col(GROUP) * columns + (pl.col(PANE) - base) // slide).alias("__dp_cell")]
+        finite = []
         for column, how in parts:
             dtype = schema[column]
             if not (dtype.is_numeric() or dtype.is_temporal()) or dtype.is_decimal():
                 return None
-            if how != "sum" and dtype.is_float():
-                floats.append(column)
-        if floats:  # NumPy orders NaN and inf otherwise than Polars: let Polars merge those
-            finite = [pl.col(c).is_finite().fill_null(True).all() for c in floats]
-            if not all(state.select(finite).row(0)):
-                return None
-        fills: dict[str, Any] = {}
-        exprs = [pl.col(GROUP), ((pl.col(PANE) - base) // slide).alias("__dp_cell")]
-        for column, how in parts:
             physical = pl.col(column).to_physical()
             if how == "sum":
                 exprs.append(physical.fill_null(0).alias(column))
                 continue
-            if schema[column].is_float():
+            if dtype.is_float():
+                # NumPy orders NaN and inf otherwise than Polars: let Polars merge those
+                finite.append(pl.col(column).is_finite().fill_null(True).all())
                 fills[column] = np.inf if how == "min" else -np.inf
             else:
                 info = np.iinfo(np.int64)
                 fills[column] = info.max if how == "min" else info.min
                 physical = physical.cast(pl.Int64)
             exprs.append(physical.fill_null(fills[column]).alias(column))
-        prepared = state.select(exprs)
-        gids = prepared[GROUP].to_numpy()
+        # one pass over the state: the panes the windows read, as grid cells and plain numbers
+        needed = self._span(base, top).lazy().filter(pl.col(GROUP) < groups)
+        prepared, checks = pl.collect_all(
+            [needed.select(exprs), needed.select(finite or [pl.lit(True)])]
+        )
+        if cells > 4 * (prepared.height + windows.height) + 100_000 or not all(checks.row(0)):
+            return None
         cell = prepared["__dp_cell"].to_numpy()
-        win_g = windows[GROUP].to_numpy()
         first = (start_ticks - base) // slide
         aligned = first % k == 0
+        every_aligned = bool(aligned.all())
 
         def reduce(values: Any, fill: Any, how: str) -> Any:
             op = {"sum": np.add, "min": np.minimum, "max": np.maximum}[how]
-            grid = np.full((groups, columns), fill, dtype=values.dtype)
-            grid[gids, cell] = values
+            grid = np.full(cells, fill, dtype=values.dtype)
+            grid[cell] = values
             blocks = grid.reshape(groups, columns // k, k)
+            if every_aligned:  # each window is one whole block: one pass, no prefix / suffix
+                return op.reduce(blocks, axis=2)[win_g, first // k]
             prefix = op.accumulate(blocks, axis=2).reshape(groups, columns)
             suffix = op.accumulate(blocks[:, :, ::-1], axis=2)[:, :, ::-1].reshape(groups, columns)
             head = suffix[win_g, first]
@@ -439,7 +460,7 @@ class WindowState:
                 return head
             return np.where(aligned, head, op(head, prefix[win_g, first + k - 1]))
 
-        panes = reduce(np.ones(state.height, dtype=np.int64), 0, "sum")
+        panes = reduce(np.ones(prepared.height, dtype=np.int64), 0, "sum")
         keep = panes > 0
         out: dict[str, Any] = {GROUP: win_g[keep], _START: start_ticks[keep], _PANES: panes[keep]}
         for column, how in parts:
@@ -469,12 +490,20 @@ class WindowState:
         last = anchor + ((upto - anchor) // slide) * slide  # the last grid point <= upto
         if last < first:
             return pl.DataFrame(schema={GROUP: pl.Int64, _START: pl.Int64})
+        import numpy as np
+
         points = (last - first) // slide + 1
-        groups = self.state.select(GROUP).unique()
-        if points * groups.height > 2 * self.state.height + 10_000:
+        # every id up to the largest in the state (ids are dense: few have no pane left)
+        groups = int(self.state[GROUP].max()) + 1
+        if points * groups > 2 * self.state.height + 10_000:
             return None
-        starts = pl.DataFrame({_START: pl.int_range(first, last + 1, slide, eager=True)})
-        return groups.join(starts, how="cross")
+        starts = np.arange(first, last + 1, slide, dtype=np.int64)
+        return pl.DataFrame(
+            {
+                GROUP: np.repeat(np.arange(groups, dtype=np.int64), points),
+                _START: np.tile(starts, groups),
+            }
+        )
 
     def _windows_of(self, seeds: Any, after: int | None, upto: int | None) -> Any:
         """The distinct windows (``GROUP``, ``_START``) containing the seed panes, in bounds.
@@ -599,12 +628,10 @@ class WindowState:
 
     def drop_panes_upto(self, pane_upto: int) -> int:
         """Forget the panes whose start is ``<= pane_upto``; returns how many were dropped."""
-        import polars as pl
-
         if self.state is None:
             return 0
-        before = self.state.height
-        self.state = self.state.filter(pl.col(PANE) > pane_upto)
+        before = self._state.height
+        self._state = self._span(pane_upto + 1, None)
         self._compact()
         return int(before - self.state.height)
 

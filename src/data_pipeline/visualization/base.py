@@ -107,7 +107,10 @@ class BaseChartConfig(VisualizationConfig):
     aggregated already) and cut to the top categories by total, a scatter plot randomly
     sampled (seed 0), a heatmap cut to its first rows; the subtitle says what was done. A pie
     chart draws at most the smaller of ``max_slices`` and ``max_points`` slices (the rest
-    summed into one)."""
+    summed into one). On a lazy input (Polars LazyFrame, DuckDB, Spark) it also bounds what
+    is collected: at most ``max_points + 1`` rows, the cut done on the input's engine (a line
+    chart then keeps the lowest and highest point per bucket, a scatter plot an evenly spaced
+    sample; see docs/visualization.md)."""
 
     @field_validator("scheme")
     @classmethod
@@ -198,6 +201,13 @@ class Prepared:
     rows_in: int | None
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    #: the lazy Narwhals query of ALL the rows when ``frame`` holds only its first
+    #: ``max_points + 1`` (a lazy input with more rows than the chart embeds); None otherwise
+    query: Any = None
+    #: the group keys the query's rows are unique by (and ``frame`` is sorted by)
+    keys: list[str] = field(default_factory=list)
+    #: True once the rows were cut to ``max_points`` on the input's engine (``_reduce_lazy``)
+    reduced: bool = False
 
     @property
     def caption(self) -> str | None:
@@ -503,13 +513,16 @@ class Chart(Visualization):
             prepared = self._prepare(
                 frame, names, [*wanted, rollup], extra_keys=[rollup], call=call
             )
-            if prepared.frame.height > self.settings.max_points:
+            if prepared.query is not None or prepared.frame.height > self.settings.max_points:
                 prepared = None
             else:
                 op_name = _ROLLUP[str(self._aggregate())]
                 prepared.details["rollup"] = {"field": rollup, "op": op_name}
         if prepared is None:
             prepared = self._prepare(frame, names, wanted, call=call)
+        if prepared.query is not None:  # more rows than fit, still on the input's engine
+            prepared = self._reduce_lazy(prepared)
+            prepared.query = None
         prepared = self._reduce(prepared)
         chart = self._chart(alt, prepared, names)
         spec = self._finish(alt, chart, prepared)
@@ -545,18 +558,54 @@ class Chart(Visualization):
     ) -> Prepared:
         """Select the needed columns and aggregate on the input's engine; then collect to polars.
 
-        A dashboard may have collected the query already, together with its other charts'
-        queries (see :meth:`plan_queries`); the result is then taken from ``call.precollected``.
+        A lazy input (Polars LazyFrame, DuckDB, Spark, ...) gives at most ``max_points + 1``
+        rows here: when there are more, ``Prepared.query`` keeps the lazy query and
+        :meth:`_reduce_lazy` cuts the rows on the engine before anything else is collected.
+        A dashboard may have collected that head already, together with its other charts'
+        (see :meth:`plan_queries`); it is then taken from ``call.precollected``.
         """
         rows_in = row_count(frame)
         selected, keys, details = self._query(frame, names, wanted, extra_keys=extra_keys)
+        lazy = isinstance(selected, nw.LazyFrame)
         key = (tuple(wanted), tuple(extra_keys))
         out = call.precollected.pop(key, None) if call is not None else None
         if out is None:
-            out = to_polars(selected)
+            out = to_polars(self._head(selected) if lazy else selected)
         if keys:
             out = out.sort(keys, nulls_last=True)  # engines return groups in any order
-        return Prepared(frame=out, rows_in=rows_in, notes=[], details=details)
+        more = lazy and out.height > self.settings.max_points
+        return Prepared(
+            frame=out,
+            rows_in=rows_in,
+            notes=[],
+            details=details,
+            query=selected if more else None,
+            keys=keys,
+        )
+
+    def _head(self, query: Any) -> Any:
+        """The lazy query's first ``max_points + 1`` rows: all of them, or one too many."""
+        return query.head(self.settings.max_points + 1)
+
+    def _reduce_lazy(self, prepared: Prepared) -> Prepared:
+        """Cut the rows to ``max_points`` on the input's engine (``prepared.query``, more rows
+        than fit) with the result :meth:`_reduce` gives on the collected rows; collect that.
+
+        Default: the first ``max_points`` rows in the order ``_reduce`` sees them (by the group
+        keys when aggregated), with the total counted on the engine.
+        """
+        return self._first_rows(prepared, prepared.query, prepared.keys)
+
+    def _first_rows(self, prepared: Prepared, query: Any, order: Sequence[str]) -> Prepared:
+        limit = self.settings.max_points
+        ordered = query.sort(list(order), nulls_last=True) if order else query
+        total = count_rows(query)
+        prepared.frame = to_polars(ordered.head(limit))
+        if order:
+            prepared.frame = prepared.frame.sort(list(order), nulls_last=True)
+        prepared.notes.append(f"Showing the first {limit:,} of {total:,} rows.")
+        prepared.reduced = True
+        return prepared
 
     def _query(
         self,
@@ -609,7 +658,7 @@ class Chart(Visualization):
             selected, _, _ = self._query(frame, names, cols, extra_keys=extra)
         except (VisualizationError, ValueError, TypeError, KeyError):
             return []
-        return [((tuple(cols), tuple(extra)), selected)]
+        return [((tuple(cols), tuple(extra)), self._head(selected))]
 
     def _group(self, frame: Any, keys: list[str], how: str) -> Any:
         value = self._value_column()
@@ -707,6 +756,11 @@ class Chart(Visualization):
 
 #: aggregations Vega-Lite can finish from partial results, and how
 _ROLLUP = {"sum": "sum", "count": "sum", "min": "min", "max": "max"}
+
+
+def count_rows(query: Any) -> int:
+    """The rows of a lazy Narwhals query, counted on its engine (one number is collected)."""
+    return int(to_polars(query.select(nw.len())).item())
 
 
 def agg_expr(column: str, how: str) -> Any:

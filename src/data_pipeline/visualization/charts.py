@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
+import narwhals as nw
 from pydantic import Field, field_validator
 
 from data_pipeline.core.config import ConfigModel
 from data_pipeline.core.errors import ChartRenderingError
+from data_pipeline.core.frames import to_polars
 from data_pipeline.visualization.base import (
     Aggregate,
     BaseChartConfig,
@@ -20,6 +22,7 @@ from data_pipeline.visualization.base import (
     ChartConfig,
     Prepared,
     RenderCall,
+    count_rows,
     field_ref,
 )
 
@@ -130,6 +133,8 @@ class LineChart(_XYChart):
 
     Rows are aggregated per x (and series) when ``aggregate`` is set; above ``max_points`` rows
     the lines are downsampled with LTTB, which keeps peaks and troughs, and the subtitle says so.
+    On a lazy input (Polars LazyFrame, DuckDB, Spark) the engine keeps the lowest and highest
+    point per bucket along x instead (LTTB cannot run on an engine).
 
     ``sort`` orders the x axis the line runs along: ``-x`` reverses it, a list orders a
     categorical x.
@@ -178,13 +183,7 @@ class LineChart(_XYChart):
         limit = s.max_points
         if df.height > limit:
             groups = df.partition_by(series, maintain_order=True) if series else [df]
-            budget = limit // len(groups)
-            if budget < 3:
-                raise ChartRenderingError(
-                    f"{len(groups):,} series cannot be drawn within max_points={limit:,}",
-                    component=self.label,
-                    hint="aggregate to fewer series, filter the data, or raise max_points",
-                )
+            budget = self._budget(len(groups))
             parts = []
             for g in groups:
                 g = g.filter(pl.col(y).is_not_null())
@@ -205,6 +204,92 @@ class LineChart(_XYChart):
             )
             prepared.details["downsampled"] = "lttb"
         prepared.frame = df
+        return prepared
+
+    def _budget(self, groups: int) -> int:
+        """Points per series within ``max_points`` (at least 3, else an error)."""
+        limit = self.settings.max_points
+        budget = int(limit // max(1, groups))
+        if budget < 3:
+            raise ChartRenderingError(
+                f"{groups:,} series cannot be drawn within max_points={limit:,}",
+                component=self.label,
+                hint="aggregate to fewer series, filter the data, or raise max_points",
+            )
+        return budget
+
+    def _reduce_lazy(self, prepared: Prepared) -> Prepared:
+        """On the engine: per series, the first and last point and, in each of
+        ``(budget - 2) // 2`` equal buckets along x, the points of lowest and highest y.
+
+        LTTB picks each point from the one picked before it, so it cannot run on an engine;
+        min and max per bucket keep peaks and troughs too, within the same budget.
+        """
+        s = self.settings
+        query = prepared.query.filter(~nw.col(s.x).is_null())
+        columns = list(query.collect_schema().names())
+        series = self._series_column(columns)
+        y = self._y_column()
+        stats = to_polars(
+            query.select(
+                nw.len().alias("n"),
+                *([nw.col(series).n_unique().alias("g")] if series else []),
+            )
+        ).row(0, named=True)
+        total = int(stats["n"])
+        if total <= s.max_points:  # the rows without x were the ones too many
+            prepared.frame = to_polars(query)
+            return prepared
+        budget = self._budget(int(stats.get("g", 1)))
+        buckets = (budget - 2) // 2
+        group = series or "_dp_g"
+        i, n = nw.col("_dp_i"), nw.col("_dp_n")
+        query = query.filter(~nw.col(y).is_null())
+        if series is None:
+            query = query.with_columns(nw.lit(0).alias(group))
+        order = [s.x, y, *(c for c in columns if c not in (s.x, y))]  # ties broken by all
+        query = query.with_columns(
+            nw.col(s.x).cum_count().over(group, order_by=order).cast(nw.Int64).alias("_dp_i"),
+            nw.col(s.x).count().over(group).cast(nw.Int64).alias("_dp_n"),
+        )
+        interior = (i > 1) & (i < n)
+        query = query.with_columns(
+            nw.when(interior)
+            .then((i - 2) * buckets // nw.max_horizontal(n - 2, nw.lit(1)))
+            .otherwise(-1)
+            .alias("_dp_b")
+        )
+        query = query.with_columns(
+            nw.col(y).min().over(group, "_dp_b").alias("_dp_lo"),
+            nw.col(y).max().over(group, "_dp_b").alias("_dp_hi"),
+        )
+        query = query.with_columns(
+            nw.when(nw.col(y) == nw.col("_dp_lo"))
+            .then(i)
+            .min()
+            .over(group, "_dp_b")
+            .alias("_dp_ilo"),
+            nw.when(nw.col(y) == nw.col("_dp_hi"))
+            .then(i)
+            .min()
+            .over(group, "_dp_b")
+            .alias("_dp_ihi"),
+        )
+        keep = (
+            (n <= budget)
+            | (i == 1)
+            | (i == n)
+            | (interior & ((i == nw.col("_dp_ilo")) | (i == nw.col("_dp_ihi"))))
+        )
+        picked = query.filter(keep).sort([group, "_dp_i"]).select(columns)
+        df = to_polars(picked)
+        prepared.frame = df
+        prepared.notes.append(
+            f"Downsampled from {total:,} to {df.height:,} points "
+            "(lowest and highest per bucket, shape-preserving)."
+        )
+        prepared.details["downsampled"] = "minmax"
+        prepared.reduced = True
         return prepared
 
     def _x_sort(self, alt: Any, p: Prepared) -> dict[str, Any]:
@@ -286,16 +371,17 @@ class BarChart(_XYChart):
         limit = s.max_points
         if df.height > limit and s.aggregate is None:
             total = df.height
-            df = df.group_by(keys, maintain_order=True).agg(pl.col(y).sum())
+            df = df.group_by(keys).agg(pl.col(y).sum()).sort(keys, nulls_last=True)
             prepared.notes.append(f"Summed {total:,} rows into {df.height:,} bars.")
             prepared.details["aggregate"] = "sum"
         if df.height > limit:
-            totals = (
-                df.group_by(s.x).agg(pl.col(y).abs().sum().alias("_t")).sort("_t", descending=True)
+            totals = df.group_by(s.x).agg(pl.col(y).abs().sum().alias("_t"))
+            keep_n = self._categories_kept(df.height, totals.height)
+            keep = (
+                totals.sort(["_t", s.x], descending=[True, False], nulls_last=True)
+                .head(keep_n)
+                .get_column(s.x)
             )
-            per = max(1, df.height // max(1, totals.height))
-            keep_n = max(1, limit // per)
-            keep = totals.head(keep_n).get_column(s.x)
             prepared.notes.append(
                 f"Showing the top {keep.len():,} of {totals.height:,} categories by total."
             )
@@ -306,6 +392,47 @@ class BarChart(_XYChart):
         if isinstance(s.sort, list):
             df = df.with_columns(_rank(s.x, s.sort))
         prepared.frame = df
+        return prepared
+
+    def _categories_kept(self, bars: int, categories: int) -> int:
+        """How many categories fit ``max_points`` bars (at their mean number of bars each)."""
+        per = max(1, bars // max(1, categories))
+        return max(1, int(self.settings.max_points) // per)
+
+    def _reduce_lazy(self, prepared: Prepared) -> Prepared:
+        """What :meth:`_reduce` does, on the engine: sum per bar (when not aggregated), count,
+        keep the top categories; only the kept categories and the bars drawn are collected."""
+        s = self.settings
+        query = prepared.query
+        series = self._series_column(query.collect_schema().names())
+        y = self._y_column()
+        keys = [s.x] + ([series] if series else [])
+        limit = s.max_points
+        if s.aggregate is None:
+            total = count_rows(query)
+            query = query.group_by(keys).agg(nw.col(y).sum())
+            query = query.with_columns(nw.col(y).fill_null(0))  # Polars' sum of no values
+            bars = count_rows(query)
+            prepared.notes.append(f"Summed {total:,} rows into {bars:,} bars.")
+            prepared.details["aggregate"] = "sum"
+        else:
+            bars = count_rows(query)
+        if bars > limit:
+            totals = query.group_by(s.x).agg(nw.col(y).abs().sum().alias("_t"))
+            totals = totals.with_columns(nw.col("_t").fill_null(0))  # Polars' sum of no values
+            categories = count_rows(totals)
+            keep_n = self._categories_kept(bars, categories)
+            top = totals.sort(["_t", s.x], descending=[True, False], nulls_last=True).head(keep_n)
+            keep = to_polars(top.select(s.x)).get_column(s.x)
+            prepared.notes.append(
+                f"Showing the top {keep.len():,} of {categories:,} categories by total."
+            )
+            # a null category never matches (as Polars' is_in without nulls_equal)
+            query = query.filter(nw.col(s.x).is_in(keep.drop_nulls().to_list()))
+            prepared.details["truncated"] = True
+        query = query.sort(keys, nulls_last=True).head(limit)
+        prepared.frame = to_polars(query).sort(keys, nulls_last=True)
+        prepared.reduced = True
         return prepared
 
     def _sort(self, alt: Any) -> Any:
@@ -400,6 +527,8 @@ class ScatterPlot(_XYChart):
     """Scatter plot visualization with optional size, colour and shape encodings.
 
     Above ``max_points`` rows a reproducible random sample is drawn (seed 0); the subtitle says so.
+    On a lazy input (Polars LazyFrame, DuckDB, Spark) the engine takes an evenly spaced sample
+    of the rows ordered by x, y and the other columns instead (the same on every engine).
 
     Raises:
         ConfigError: the config is invalid when the chart is built (e.g. ``opacity`` outside
@@ -463,6 +592,30 @@ class ScatterPlot(_XYChart):
             prepared.notes.append(f"Showing a random sample of {limit:,} of {total:,} points.")
             prepared.details["downsampled"] = "sample"
             prepared.frame = df
+        return prepared
+
+    def _reduce_lazy(self, prepared: Prepared) -> Prepared:
+        """On the engine: ``max_points`` rows evenly spaced along the rows ordered by x, y and
+        the other columns (a random sample would differ per engine and partitioning)."""
+        limit = self.settings.max_points
+        query = prepared.query
+        columns = list(query.collect_schema().names())
+        s = self.settings
+        order = [s.x, self._y_column(), *(c for c in columns if c not in (s.x, self._y_column()))]
+        total = count_rows(query)
+        row = nw.col("_dp_row").cast(nw.Int64)
+        picked = (
+            query.with_row_index("_dp_row", order_by=list(dict.fromkeys(order)))
+            .filter((row * limit) % total < limit)  # exactly `limit` rows, evenly spaced
+            .sort("_dp_row")
+            .select(columns)
+        )
+        prepared.frame = to_polars(picked)
+        prepared.notes.append(
+            f"Showing an evenly spaced sample of {limit:,} of {total:,} points (ordered by x)."
+        )
+        prepared.details["downsampled"] = "even"
+        prepared.reduced = True
         return prepared
 
     def _chart(self, alt: Any, p: Prepared, names: Sequence[str]) -> Any:
@@ -575,25 +728,56 @@ class PieChart(Chart):
         return [c for c in (s.category, s.value) if c]
 
     def _reduce(self, prepared: Prepared) -> Prepared:
+
+        s = self.settings
+        value = s.value or "count"
+        df = prepared.frame
+        limit = self._slices()
+        if not prepared.reduced:  # (else _reduce_lazy merged on the engine)
+            df = df.sort([value, s.category], descending=[True, False], nulls_last=True)
+        if df.height > limit:
+            keep = limit - 1
+            rest = df.slice(keep)
+            df = self._merge(df.head(keep), rest.height, rest.get_column(value).sum(), prepared)
+        prepared.frame = df.with_row_index(_ORDER)
+        return prepared
+
+    def _slices(self) -> int:
+        s = self.settings
+        return int(min(s.max_slices, s.max_points))  # both cap the slices: the smaller wins
+
+    def _merge(self, top: Any, merged: int, total: Any, prepared: Prepared) -> Any:
+        """The ``top`` slices and one ``other_label`` slice of ``total`` (``merged`` categories)."""
         import polars as pl
 
         s = self.settings
         value = s.value or "count"
-        df = prepared.frame.sort(value, descending=True, nulls_last=True)
-        limit = min(s.max_slices, s.max_points)  # both cap the slices: the smaller wins
-        if df.height > limit:
-            keep = limit - 1
-            rest = df.slice(keep)
-            other = pl.DataFrame(
-                {s.category: [s.other_label], value: [rest.get_column(value).sum()]},
-                schema={s.category: pl.String, value: df.schema[value]},
-                strict=False,
-            )
-            df = pl.concat([df.head(keep).with_columns(pl.col(s.category).cast(pl.String)), other])
-            prepared.notes.append(
-                f"{rest.height:,} smaller categories are summed into {s.other_label!r}."
-            )
-        prepared.frame = df.with_row_index(_ORDER)
+        other = pl.DataFrame(
+            {s.category: [s.other_label], value: [0 if total is None else total]},
+            schema={s.category: pl.String, value: top.schema[value]},
+            strict=False,
+        )
+        prepared.notes.append(f"{merged:,} smaller categories are summed into {s.other_label!r}.")
+        return pl.concat([top.with_columns(pl.col(s.category).cast(pl.String)), other])
+
+    def _reduce_lazy(self, prepared: Prepared) -> Prepared:
+        """On the engine: the largest slices, and the count and sum of the rest."""
+        s = self.settings
+        value = s.value or "count"
+        query = prepared.query  # one row per category
+        keep = self._slices() - 1
+        top = to_polars(
+            query.sort([value, s.category], descending=[True, False], nulls_last=True).head(keep)
+        )
+        categories = top.get_column(s.category)
+        kept = nw.col(s.category).is_in(categories.drop_nulls().to_list()).fill_null(False)
+        if categories.null_count():
+            kept = kept | nw.col(s.category).is_null()
+        rest = to_polars(
+            query.filter(~kept).select(nw.len().alias("n"), nw.col(value).sum().alias("v"))
+        ).row(0, named=True)
+        prepared.frame = self._merge(top, int(rest["n"]), rest["v"], prepared)
+        prepared.reduced = True
         return prepared
 
     def _chart(self, alt: Any, p: Prepared, names: Sequence[str]) -> Any:
@@ -710,6 +894,16 @@ class Heatmap(Chart):
         df = df.sort([s.y, s.x], nulls_last=True)
         prepared.frame = df
         return super()._reduce(prepared)
+
+    def _reduce_lazy(self, prepared: Prepared) -> Prepared:
+        """The first cells by (y, x) on the engine, dates made labels first (as ``_reduce``)."""
+        s = self.settings
+        query = prepared.query
+        schema = query.collect_schema()
+        dates = [c for c in {s.x, s.y} if schema[c] == nw.Date or schema[c] == nw.Datetime]
+        if dates:
+            query = query.with_columns([nw.col(c).dt.to_string("%Y-%m-%d") for c in dates])
+        return self._first_rows(prepared, query, [s.y, s.x])
 
     def _chart(self, alt: Any, p: Prepared, names: Sequence[str]) -> Any:
         s = self.settings

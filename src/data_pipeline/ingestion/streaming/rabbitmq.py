@@ -16,9 +16,12 @@ broker requeues a dead job's batch when it notices the lost connection: at once 
 died, after the heartbeat timeout (60 s by default) when its host did, possibly after later
 commits and restarts. So the checkpoint keeps the ids of the last committed batch of every
 earlier run (whose acknowledgement may not have reached the broker) for ``_REQUEUE_WAIT``
-seconds after the restart that found them, or until their copy was dropped, beside the ids of
-the batch it commits. Exactly once therefore needs a ``message_id`` on every message (without one
-it is at least once) and a ``heartbeat`` well below ``_REQUEUE_WAIT``.
+seconds after the restart that found them (three heartbeat timeouts plus a minute when the
+connection's heartbeat is longer), or until their copy was dropped, beside the ids of the batch
+it commits. Exactly once therefore needs a ``message_id`` on every message (without one it is at
+least once) and heartbeats on: a classic queue read with acknowledgements refuses a connection
+whose heartbeat is off (``heartbeat: 0``), since the broker could then requeue a dead host's
+batch at any later time.
 
 Stream queues (``x-queue-type: stream``) are recognised on the first read. They are read from an
 offset: ``start_id`` (``0`` the first message, ``$`` only new ones, or an offset), then after the
@@ -71,8 +74,19 @@ _NOT_FOR_CLASSIC = {
 
 
 _REQUEUE_WAIT = 600.0
-"""Seconds the ids a restart found in the checkpoint are kept: by then the broker has requeued
-whatever a dead connection held (it notices one within its heartbeat timeout)."""
+"""Seconds the ids a restart found in the checkpoint are kept at least: by then the broker has
+requeued whatever a dead connection held (it notices one within its heartbeat timeout; see
+:func:`_requeue_wait` for longer heartbeats)."""
+
+
+def _requeue_wait(heartbeat: Any) -> float:
+    """How long the ids a restart found are kept, for a connection ``heartbeat`` (seconds;
+    None or a callable: negotiated, the broker's 60 s unless told otherwise): the broker closes
+    a silent connection after about two heartbeat timeouts, so three plus a minute, and never
+    less than ``_REQUEUE_WAIT``."""
+    if isinstance(heartbeat, (int, float)) and not isinstance(heartbeat, bool) and heartbeat > 0:
+        return max(_REQUEUE_WAIT, 3.0 * float(heartbeat) + 60.0)
+    return _REQUEUE_WAIT
 
 
 class Reader:
@@ -106,6 +120,8 @@ class Reader:
         self.committed_offsets: dict[str, int] = {}
         self.buffer: list[tuple[str, Any, Any, bytes]] = []
         self.warned = False
+        # the heartbeat asked for; the one the broker agreed to may lengthen it (see _open)
+        self.requeue_wait = _requeue_wait(_parameters(source, self.pika).heartbeat)
 
     # -- the Reader protocol -------------------------------------------------------------------
 
@@ -119,7 +135,7 @@ class Reader:
         ]
         last = dict.fromkeys(str(x) for x in state.get("pending") or [])
         if last:  # its acknowledgement may not have reached the broker
-            self.carried.append((now + _REQUEUE_WAIT, last))
+            self.carried.append((now + self.requeue_wait, last))
         self.committed, self.dropped = {}, []
         offsets = {k: int(v) for k, v in (state.get("positions") or {}).items()}
         self.committed_offsets = dict(offsets)
@@ -304,6 +320,8 @@ class Reader:
                 _declared(source, self.channel, queue, errors)
             self.streams = {q for q in self.queues if self._is_stream(q)}
             classic = [q for q in self.queues if q not in self.streams]
+            if classic:
+                self._check_heartbeat(classic)
             refused = sorted(set(_NOT_FOR_CLASSIC) & source.settings.model_fields_set)
             if classic and refused:
                 raise ConfigError(
@@ -323,6 +341,26 @@ class Reader:
         except BaseException:
             self.close()
             raise
+
+    def _check_heartbeat(self, classic: list[str]) -> None:
+        """Keep the ids a restart found for as long as the agreed heartbeat needs; refuse a
+        connection without heartbeats when acknowledging (see the module docstring)."""
+        impl = getattr(self.connection, "_impl", None)
+        agreed = getattr(getattr(impl, "params", None), "heartbeat", None)
+        if agreed == 0 and self.source.settings.ack:
+            raise ConfigError(
+                f"the connection to RabbitMQ has no heartbeat (heartbeat 0), so the broker may "
+                f"requeue a dead host's batch from {classic} at any later time and it would be "
+                "stored twice",
+                component=self.source.label,
+                hint="set options.heartbeat to a number of seconds (RabbitMQ's default is 60), "
+                "or remove it",
+            )
+        wait = _requeue_wait(agreed)
+        if wait > self.requeue_wait:  # lengthen what a restart found too
+            extra = wait - self.requeue_wait
+            self.carried = [(until + extra, ids) for until, ids in self.carried]
+            self.requeue_wait = wait
 
     def _is_stream(self, queue: str) -> bool:
         """A stream queue accepts a consumer with ``x-stream-offset``; a classic one closes the
