@@ -799,3 +799,173 @@ def arrow_stream(frame: Any) -> Any:
                     yield batch if batch.schema == schema else batch.cast(schema)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+# -- Delta Lake: the partitions write the files, the driver commits them once --------------------
+
+#: the rows every partition of a Delta write reports (one per file, and one with its row count)
+DELTA_FILES_SCHEMA = (
+    "path string, size long, partition_values string, modification_time long, stats string, "
+    "records long, rows long"
+)
+
+
+def write_delta_files(
+    frame: Any,
+    uri: str,
+    schema: Any,
+    partition_by: list[str],
+    *,
+    load: str,
+    storage_options: dict[str, str] | None,
+) -> tuple[list[dict[str, Any]], int]:
+    """Every partition of ``frame`` writes its rows as Parquet files inside the Delta table
+    ``uri`` from the executor running it (``mapInArrow``); nothing is committed. Returns the
+    files' add actions (paths relative to the table, sizes, partition values, statistics) and
+    the rows the tasks report having written; only these small rows come to the driver.
+
+    Each task writes with deltalake itself (so files, types and statistics are those of
+    ``write_deltalake``): into a table of its own under ``<uri>/<load>/``, whose log it reads
+    and removes; the driver then commits every file in one Delta transaction. ``schema`` is the
+    Arrow schema of the files (the columns of the table, in its order and types: each batch is
+    cast to it, a column it lacks is null). A failed task leaves files no commit names."""
+
+    def write(batches: Iterator[Any]) -> Iterator[Any]:
+        return _write_delta_partition(
+            batches, uri, schema, partition_by, load=load, storage_options=storage_options
+        )
+
+    with translated(f"writing Delta files into {uri!r}"), _arrow_udf():
+        done = frame.mapInArrow(write, DELTA_FILES_SCHEMA).collect()
+    files = [row.asDict() for row in done if row["path"] is not None]
+    rows = sum(int(row["rows"]) for row in done if row["path"] is None)
+    written = sum(int(f["records"]) for f in files)
+    if written != rows:  # the files' statistics must hold exactly the rows the tasks wrote
+        raise DataPipelineError(
+            f"writing Delta files into {uri!r}: the tasks wrote {rows} rows, the files' "
+            f"statistics count {written}; nothing was committed",
+            component="engine: spark",
+            hint="a bug: please report it with the Spark log",
+        )
+    return files, rows
+
+
+def _write_delta_partition(
+    batches: Iterator[Any],
+    uri: str,
+    schema: Any,
+    partition_by: list[str],
+    *,
+    load: str,
+    storage_options: dict[str, str] | None,
+) -> Iterator[Any]:
+    """On an executor: the partition's batches, cast to ``schema``, written by deltalake into
+    the task's own table ``<uri>/<load>/part-<partition>-<attempt>-<id>``; yields one row per
+    file (its add action, the path relative to ``uri``) and one with the rows written."""
+    import json
+    import shutil
+    import uuid
+    from urllib.parse import unquote
+
+    import deltalake
+    import pyarrow as pa
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    assert context is not None
+    task = f"part-{context.partitionId():05d}-{context.attemptNumber()}-{uuid.uuid4().hex[:8]}"
+    relative = f"{load}/{task}"
+    counted = [0]
+
+    def conform(batch: Any) -> Any:
+        columns = []
+        for field in schema:
+            if field.name in batch.schema.names:
+                columns.append(batch.column(field.name).cast(field.type))
+            else:
+                columns.append(pa.nulls(batch.num_rows, field.type))
+        counted[0] += batch.num_rows
+        return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+    source = iter(batches)
+    first = next(source, None)
+    out = pa.schema(
+        [
+            ("path", pa.string()),
+            ("size", pa.int64()),
+            ("partition_values", pa.string()),
+            ("modification_time", pa.int64()),
+            ("stats", pa.string()),
+            ("records", pa.int64()),
+            ("rows", pa.int64()),
+        ]
+    )
+    if first is not None:
+
+        def conformed() -> Iterator[Any]:
+            yield conform(first)
+            for batch in source:
+                yield conform(batch)
+
+        stage = f"{uri.rstrip('/')}/{relative}"
+        deltalake.write_deltalake(
+            stage,
+            pa.RecordBatchReader.from_batches(schema, conformed()),
+            mode="error",
+            partition_by=partition_by or None,
+            storage_options=storage_options,
+        )
+        log = os.path.join(_local_path(stage), "_delta_log")
+        adds: list[dict[str, Any]] = []
+        for name in sorted(os.listdir(log)):
+            if name.endswith(".json"):
+                with open(os.path.join(log, name), encoding="utf-8") as handle:
+                    actions = [json.loads(line) for line in handle if line.strip()]
+                adds += [action["add"] for action in actions if "add" in action]
+        shutil.rmtree(log)  # the task's table is gone; its files wait for the driver's commit
+        for add in adds:
+            stats = add.get("stats") or "{}"
+            yield pa.RecordBatch.from_pylist(
+                [
+                    {
+                        "path": f"{relative}/{unquote(add['path'])}",
+                        "size": int(add["size"]),
+                        "partition_values": json.dumps(add.get("partitionValues") or {}),
+                        "modification_time": int(add["modificationTime"]),
+                        "stats": stats,
+                        "records": int(json.loads(stats).get("numRecords", -1)),
+                        "rows": None,
+                    }
+                ],
+                schema=out,
+            )
+    yield pa.RecordBatch.from_pylist([dict.fromkeys(out.names) | {"rows": counted[0]}], schema=out)
+
+
+def _local_path(uri: str) -> str:
+    """A local path or ``file://`` URL as a path of this machine."""
+    return uri[len("file://") :] if uri.startswith("file://") else uri
+
+
+def delta_arrow_schema(schema: Any) -> Any:
+    """An Arrow schema as Delta Lake holds it (what ``write_deltalake`` converts to):
+    timestamps in microseconds, zoned ones labelled UTC, naive ones naive; nested types
+    converted inside."""
+    import pyarrow as pa
+
+    def convert(dtype: Any) -> Any:
+        if pa.types.is_timestamp(dtype):
+            return pa.timestamp("us", tz="UTC" if dtype.tz is not None else None)
+        if pa.types.is_struct(dtype):
+            return pa.struct([f.with_type(convert(f.type)) for f in dtype])
+        if pa.types.is_large_list(dtype) or pa.types.is_list(dtype):
+            return pa.list_(dtype.value_field.with_type(convert(dtype.value_type)))
+        if pa.types.is_map(dtype):
+            return pa.map_(convert(dtype.key_type), convert(dtype.item_type))
+        if pa.types.is_large_string(dtype):
+            return pa.string()
+        if pa.types.is_large_binary(dtype):
+            return pa.binary()
+        return dtype
+
+    return pa.schema([f.with_type(convert(f.type)) for f in schema])
