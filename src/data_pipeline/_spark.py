@@ -11,7 +11,9 @@ With ``engine: spark`` a pipeline hands Spark the work itself, not the data:
   writes ``df.write`` into a new version directory and switches the dataset to it
   (:func:`write_parquet_version`); :class:`~data_pipeline.storage.RelationalDBStorage`
   (PostgreSQL, MySQL/MariaDB) writes ``df.write.jdbc`` into a staging table that the driver
-  merges into the target in one transaction (:func:`write_jdbc`);
+  merges into the target in one transaction (:func:`write_jdbc`); a Delta
+  :class:`~data_pipeline.storage.DataWarehouseStorage` has every partition write its Parquet
+  files and commits them all in one Delta commit (:func:`write_delta_files`);
 * **guard rails**: moving a driver-side frame into Spark and collecting a Spark frame to the
   driver are checked against ``spark.max_driver_bytes`` (:func:`check_driver_size`); Java
   out-of-memory errors and Py4J / Spark Connect failures become our errors with a hint

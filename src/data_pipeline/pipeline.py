@@ -1114,7 +1114,8 @@ def _run_loaded(loaded: LoadedPipeline, on_stage: Callable[[str, str], None] | N
                         what,
                         loaded.spec.spark,
                         "a Parquet FileSystemStorage, a PostgreSQL/MySQL RelationalDBStorage, a "
-                        "MongoDB NoSQLDBStorage or a DuckDB DataWarehouseStorage",
+                        "MongoDB NoSQLDBStorage, a DuckDB DataWarehouseStorage or Delta tables on a local "
+                        "or shared path",
                     )
                 with _spark_errors(engine, what):
                     result = system.store(

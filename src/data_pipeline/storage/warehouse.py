@@ -225,7 +225,9 @@ class DataWarehouseStorage(StorageSystem):
     set. ``retrieve("sales")`` or ``retrieve(query="SELECT ... WHERE x > :x", params={"x": 1})``.
 
     Delta Lake (``engine: delta``): each table is the directory ``<path>/<table>``; ``upsert``
-    is a Delta MERGE on ``primary_key``; ``partition_by`` partitions new tables.
+    is a Delta MERGE on ``primary_key``; ``partition_by`` partitions new tables. A Spark frame
+    on a local or shared ``path`` is written by the executors and committed once by this
+    process (docs/spark.md).
 
     Raises:
         ConfigError: an invalid config (``delta`` without ``path``, ``url`` outside ``sqlalchemy``,
