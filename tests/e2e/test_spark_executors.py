@@ -547,6 +547,47 @@ def test_mongodb_documents_written_by_the_partitions(
     store.close()
 
 
+# -- the size guard of a store that collects ----------------------------------------------------
+
+
+def test_guard_rail_refuses_collecting_a_large_spark_frame_for_a_store(
+    spark: Any, tmp_path: Path
+) -> None:
+    """A store that collects the Spark frame (here a SQLAlchemy warehouse on SQLite) is checked
+    against spark.max_driver_bytes with Spark's size estimate of the frame (a Parquet scan's
+    file size): refused above the limit, stored below it (rows read back with sqlite3)."""
+    import sqlite3
+
+    from data_pipeline.core.errors import UnsupportedOperationError
+
+    (tmp_path / "in").mkdir()
+    rows = pl.DataFrame({"id": list(range(500)), "name": [f"n{i}" for i in range(500)]})
+    rows.write_parquet(tmp_path / "in" / "part.parquet")
+    path = tmp_path / "wh.sqlite"
+    spec: dict[str, Any] = {
+        "engine": "spark",
+        "spark": {"max_driver_bytes": 100, "on_large": "refuse"},
+        "sources": {
+            "sales": {"type": "FileSystemSource", "config": {"path": str(tmp_path / "in")}}
+        },
+        "storage": {
+            "wh": {
+                "type": "DataWarehouseStorage",
+                "config": {"engine": "sqlalchemy", "url": f"sqlite:///{path}"},
+                "store": [{"data": "sales", "table": "t", "if_exists": "replace"}],
+            }
+        },
+    }
+    with pytest.raises(UnsupportedOperationError, match="collects the Spark frame to the driver"):
+        run_pipeline(spec)
+    spec["spark"] = {"max_driver_bytes": 100_000_000, "on_large": "refuse"}
+    run_pipeline(spec)
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT id, name FROM t ORDER BY id").fetchall() == list(
+            rows.iter_rows()
+        )
+
+
 # -- DuckDB from a Spark frame, a partition at a time ----------------------------------------------
 
 
