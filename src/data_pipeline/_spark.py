@@ -162,7 +162,8 @@ def plan_bytes(frame: Any) -> int | None:
     where it is not known (Spark Connect, or an estimate Spark itself calls unknown)."""
     try:
         stats = frame._jdf.queryExecution().optimizedPlan().stats()
-        size = int(str(stats.sizeInBytes().toString()))
+        # a java.math.BigInteger, which Py4J hands over as a Python int (so no .toString())
+        size = int(str(stats.sizeInBytes()))
     except Exception:  # Spark Connect has no _jdf; a plan without statistics
         return None
     return size if 0 < size < 2**62 else None
@@ -626,13 +627,16 @@ def write_jdbc(
     table: str,
     if_exists: str,
     key: list[str] | None = None,
+    *,
+    not_null: set[str] | None = None,
 ) -> StoreResult:
     """``df.write.jdbc`` from the executors into a staging table, then one transaction on the
     driver moves the rows into ``table`` (append, replace, upsert keep their guarantees: a
-    failed or killed write leaves the target as it was)."""
+    failed or killed write leaves the target as it was). ``not_null`` columns are ``NOT NULL``
+    in the staging table, so in a table it creates or replaces."""
     url, props = spark_jdbc(storage.target)
     schema = spark_to_polars_schema(frame)
-    with storage.staging_table(table, schema, primary_key=key) as stage:
+    with storage.staging_table(table, schema, primary_key=key, not_null=not_null) as stage:
         with translated(f"writing {table!r} through JDBC", storage.label):
             frame.select(*[spark_col(c) for c in schema]).write.jdbc(
                 url, storage._backend.qualified(stage), mode="append", properties=props
