@@ -54,6 +54,7 @@ __all__ = [
     "spark_path",
     "translate",
     "write_jdbc",
+    "write_parquet_files",
 ]
 
 #: default of ``spark.max_driver_bytes``: larger frames moved between the driver and Spark warn
@@ -171,15 +172,19 @@ _OOM = re.compile(r"OutOfMemoryError|Java heap space|GC overhead limit|Container
 
 def translate(exc: BaseException, what: str, *, component: str | None = None) -> BaseException:
     """A Spark failure as our error: Java out-of-memory with what was running and which setting
-    to raise; other Py4J / Spark / Spark Connect errors with their first line. Our own errors
-    and anything not from Spark come back unchanged."""
+    to raise; other Py4J / Spark / Spark Connect errors with the failure's own line (the Java
+    exception under Py4J's "An error occurred while calling o68.load", the last line of a Python
+    worker's traceback) and, for S3A and class-path failures, a hint. Registered secret values
+    are masked in the text. Our own errors and anything not from Spark come back unchanged."""
     if isinstance(exc, DataPipelineError):
         return exc
     kind = type(exc).__module__ + "." + type(exc).__name__
     if not (kind.startswith(("py4j", "pyspark")) or "grpc" in kind.lower()):
         return exc
+    from data_pipeline.core.secrets import redact_text
+
     text = str(exc)
-    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    first = redact_text(_first_line(text) or type(exc).__name__)
     if _OOM.search(text):
         return DataPipelineError(
             f"{what}: Spark ran out of memory ({first[:300]})",
@@ -189,11 +194,56 @@ def translate(exc: BaseException, what: str, *, component: str | None = None) ->
             "keep data that does not fit on the driver on the executors (file and JDBC sources, "
             "Parquet and JDBC storage)",
         )
+    hint = next((h for pattern, h in _HINTS if pattern.search(text)), None)
     return DataPipelineError(
         f"{what}: Spark failed: {first[:500]}",
         component=component or "engine: spark",
-        hint="the Spark driver log has the whole trace",
+        hint=(hint + "; " if hint else "") + "the Spark driver log has the whole trace",
     )
+
+
+def _first_line(text: str) -> str | None:
+    """The line of a Spark error that says what failed."""
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return None
+    first = lines[0].strip()
+    if first.startswith("An error occurred while calling") and len(lines) > 1:
+        cause = lines[1].strip()
+        if cause.startswith(":"):  # Py4J: the Java exception's own toString()
+            return cause.lstrip(": ").strip()
+    if "Traceback (most recent call last)" in text:  # a Python worker: its exception's line
+        tail = text[text.rindex("Traceback (most recent call last)") :].splitlines()
+        raised = [line for line in tail[1:] if line.strip() and not line[0].isspace()]
+        if raised:
+            return f"{first.rstrip(':.')}: {raised[0].strip()}"
+    return first
+
+
+_HINTS = [
+    (
+        re.compile(
+            r"NoAwsCredentials|AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|"
+            r"Status Code: 403|ExpiredToken"
+        ),
+        "S3 refused the credentials: check the storage_options key and secret (Hadoop "
+        "fs.s3a.access.key / fs.s3a.secret.key) and fs.s3a.aws.credentials.provider",
+    ),
+    (
+        re.compile(r"S3AFileSystem not found|No FileSystem for scheme \"s3a\""),
+        "Spark has no S3A file system: add hadoop-aws and its AWS SDK bundle to spark.jars "
+        "(docs/spark.md, S3)",
+    ),
+    (
+        re.compile(r"NumberFormatException: For input string: \"\d+[a-z]+\""),
+        "a hadoop-aws older than Spark's Hadoop reads durations as plain numbers: set the "
+        "fs.s3a.* settings docs/spark.md lists, or use the hadoop-aws of Spark's Hadoop version",
+    ),
+    (
+        re.compile(r"s3a.*(Connection refused|UnknownHost|Unable to execute HTTP request)"),
+        "the S3 endpoint cannot be reached: check storage_options endpoint_url (fs.s3a.endpoint)",
+    ),
+]
 
 
 @contextmanager
@@ -305,7 +355,8 @@ def read_files(source: FileSystemSource, session: Any) -> Any:
         reader = reader.schema(spark_schema(first)).option("multiLine", "true")
     if fmt in ("parquet", "orc") and s.hive_partitioning is False:
         reader = reader.option("recursiveFileLookup", "true")
-    frame = reader.format(_SPARK_FORMATS[_CANONICAL.get(fmt, fmt)]).load(targets)
+    with translated(f"reading {len(targets)} {fmt} path(s) with Spark", source.label):
+        frame = reader.format(_SPARK_FORMATS[_CANONICAL.get(fmt, fmt)]).load(targets)
     if s.source_file_column:
         from pyspark.sql import functions as F
 
@@ -659,6 +710,33 @@ def spark_to_polars_schema(frame: Any) -> Any:
 _CODECS = {"uncompressed": "none", "lz4": "lz4_raw"}
 
 
+def write_parquet_files(
+    frame: Any,
+    url: str,
+    *,
+    compression: str,
+    partition_by: Any,
+    options: Mapping[str, str] | None = None,
+    component: str | None = None,
+) -> None:
+    """``df.write.parquet`` of ``frame`` into ``url`` (a local path or a URL Spark has a file
+    system for, ``s3://`` written as ``s3a://``; it must not exist), from the executors.
+    ``options`` (:func:`hadoop_options`) reach the Hadoop file system of this write."""
+    # "error", not "errorifexists": Spark Connect knows only the short name
+    writer = frame.write.mode("error").option("compression", _CODECS.get(compression, compression))
+    if options:
+        writer = writer.options(**options)
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    with translated(f"writing Parquet to {_no_credentials(url)!r}", component):
+        writer.parquet(spark_path(url) or url)
+
+
+def _no_credentials(url: str) -> str:
+    """``url`` without a ``user:password@`` part."""
+    return re.sub(r"(://)[^/@]*@", r"\1", url)
+
+
 def write_parquet_version(
     frame: Any, directory: str, *, compression: str, partition_by: Any
 ) -> int:
@@ -666,12 +744,7 @@ def write_parquet_version(
     the rows written, read from the written files' footers (nothing is collected)."""
     import pyarrow.parquet as pq
 
-    # "error", not "errorifexists": Spark Connect knows only the short name
-    writer = frame.write.mode("error").option("compression", _CODECS.get(compression, compression))
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
-    with translated(f"writing Parquet to {directory!r}"):
-        writer.parquet(spark_path(directory) or directory)
+    write_parquet_files(frame, directory, compression=compression, partition_by=partition_by)
     rows = 0
     for root, _, names in os.walk(directory):
         for name in names:
