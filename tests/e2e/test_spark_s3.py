@@ -445,3 +445,67 @@ def test_failed_publish_to_s3_leaves_the_target_as_it_was(
     if if_exists == "append":
         want = pl.concat([rows, want])
     assert_frame_equal(_sorted(s3_dataset(client, bucket, "lake/sales")), _sorted(want))
+
+
+# -- S3A failures read as what they are -----------------------------------------------------------
+
+
+@pytest.fixture
+def s3_with_auth(s3a: dict[str, Any]) -> Iterator[str]:
+    """A second moto S3 server that checks access keys (it knows none): every request is 403."""
+    port = _free_port()
+    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="0")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(endpoint + "/moto-api/", process)
+        yield endpoint
+    finally:
+        _stop(process)
+
+
+def test_s3a_errors_name_their_cause_and_never_the_secret(
+    spark: Any, s3a: dict[str, Any], s3_with_auth: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Spark read refused by S3 (a key the server does not know) says the Java exception's
+    own line (AccessDeniedException ... Status Code: 403; a HEAD has no error body) and a hint about the credentials,
+    not Py4J's "An error occurred while calling o68.load"; a blank key says
+    NoAwsCredentialsException. The secret appears nowhere in the error or its causes' text."""
+    from data_pipeline._spark import read_files
+    from data_pipeline.core.errors import DataPipelineError
+    from data_pipeline.ingestion import FileSystemSource
+
+    secret = "wrong-secret-0b1d2e3f4a"
+    cases = [
+        (s3_with_auth, "AKIAWRONGKEY00000001", "Status Code: 403", "AccessDeniedException"),
+        (s3a["endpoint"], "", "NoAwsCredentials", "AccessDeniedException"),
+    ]
+    for endpoint, key, cause, java in cases:
+        bucket = f"e-{uuid.uuid4().hex[:12]}"  # a new S3A file system, built with these options
+        source = FileSystemSource(
+            name="sales",
+            config={
+                "path": f"s3://{bucket}/in/x.parquet",
+                "format": "parquet",
+                "storage_options": {"endpoint_url": endpoint, "key": key, "secret": secret},
+            },
+        )
+        # the driver's own listing (s3fs) is skipped, so that Spark's S3A client meets the server
+        monkeypatch.setattr(type(source), "resolve_files", lambda self: [self.settings.path])
+        with pytest.raises(DataPipelineError) as caught:
+            read_files(source, spark)
+        message = str(caught.value)
+        assert "An error occurred while calling" not in message, message
+        assert java in message and cause in message, message
+        assert "credentials" in message.split("Hint:", 1)[1], message
+        chain: list[str] = []
+        error: BaseException | None = caught.value
+        while error is not None:
+            chain.append(str(error))
+            error = error.__cause__
+        assert all(secret not in text for text in chain), chain
