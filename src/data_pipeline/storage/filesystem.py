@@ -116,8 +116,9 @@ class FileSystemStorageConfig(ConfigModel):
     statistics); absent: polars' default."""
     partition_by: ColumnList = None
     """Parquet or IPC only: write a table as a hive-partitioned folder
-    ``<name>/<col>=<value>/...`` by these column(s), local ``base_path`` only. ``append`` adds
-    part files, ``replace`` swaps the whole folder."""
+    ``<name>/<col>=<value>/...`` by these column(s): a local ``base_path``, or an object store
+    (``s3://``) when Spark's executors write the frame. ``append`` adds part files, ``replace``
+    swaps the whole folder."""
     default_table: str | None = None
     """The file name (without extension) ``store()`` writes and ``retrieve()`` reads when
     called without one; absent: a name must be given on each call."""
@@ -173,7 +174,9 @@ class FileSystemStorage(StorageSystem):
     outside it. ``if_exists`` is ``replace`` (default), ``fail`` or ``append`` (a single file is
     rewritten with the new rows added; a partitioned dataset gets new part files). ``base_path``
     may also be an fsspec URL (``s3://bucket/prefix``, ``memory://x``): single files are written
-    to a temporary name and moved, which is atomic only where the file system's move is.
+    to a temporary name and moved, which is atomic only where the file system's move is. A Spark
+    frame stored as Parquet to ``s3://`` is written by the executors as a dataset ``<name>/``
+    published under a manifest (storage/_objects.py; docs/storage.md, Object-store datasets).
 
     Raises:
         ConfigError: a compression the format does not offer, ``partition_by`` with CSV or JSON
@@ -302,9 +305,11 @@ class FileSystemStorage(StorageSystem):
             require_columns(frame, cfg.partition_by, component=self.label, what="partition column")
             if not self.is_local:
                 raise UnsupportedOperationError(
-                    "partitioned datasets are written to local paths only",
+                    "partitioned datasets are written to local paths only (or to object stores "
+                    "by Spark's executors)",
                     component=self.label,
-                    hint="use a local base_path, or drop partition_by for fsspec URLs",
+                    hint="use a local base_path or engine: spark, or drop partition_by for "
+                    "fsspec URLs",
                 )
             return self._store_dataset(frame, rel, if_exists, cfg)
         if not self.is_local:
