@@ -287,7 +287,8 @@ def test_spark_frame_stored_to_s3_is_written_by_the_executors(
     """replace, append, fail and partition_by on s3://: the executors write the part files
     (the server saw them PUT by the Java SDK, under the staging prefix), the driver never
     collects the frame (toArrow / toPandas / collect fail here), rows come from the footers, and
-    what boto3 + pyarrow read is exactly the rows given."""
+    what boto3 + pyarrow read is exactly the rows given. An append reads the stored dataset's
+    schema from the footers, not its rows."""
     from data_pipeline.core.errors import StorageError
     from tests.conftest import spark_frame
 
@@ -302,6 +303,13 @@ def test_spark_frame_stored_to_s3_is_written_by_the_executors(
 
     for method in ("toArrow", "toPandas", "collect"):  # on the class Spark made
         monkeypatch.setattr(type(frame), method, collected)
+
+    def stored_rows_read(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the driver read the stored rows")
+
+    import data_pipeline.storage._objects as objects_module
+
+    monkeypatch.setattr(objects_module, "read_dataset", stored_rows_read)  # append: footers only
 
     result = storage.store(frame, "sales")
     assert result.rows == 600 and result.details["engine"] == "spark"

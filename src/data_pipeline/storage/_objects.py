@@ -26,7 +26,15 @@ import json
 import posixpath
 from typing import Any
 
-__all__ = ["MANIFEST", "Manifest", "publish", "read_dataset", "read_manifest", "staged_parts"]
+__all__ = [
+    "MANIFEST",
+    "Manifest",
+    "dataset_schema",
+    "publish",
+    "read_dataset",
+    "read_manifest",
+    "staged_parts",
+]
 
 MANIFEST = "_dp_manifest.json"
 
@@ -120,6 +128,20 @@ def publish(
             fs.rm_file(path)
             removed.append(path)
     return listed, removed
+
+
+def dataset_schema(fs: Any, dataset: str) -> Any:
+    """The Arrow schema of the dataset (partition columns included), from the listed parts'
+    footers: no rows are read."""
+    import pyarrow.dataset as ds
+
+    manifest = read_manifest(fs, dataset)
+    if manifest is None:
+        raise FileNotFoundError(f"{dataset}/{MANIFEST}")
+    paths = [f"{dataset}/{p}" for p in manifest["parts"]]
+    return ds.dataset(
+        paths, filesystem=fs, format="parquet", partitioning="hive", partition_base_dir=dataset
+    ).schema
 
 
 def read_dataset(fs: Any, dataset: str, *, attempts: int = 3) -> Any:

@@ -417,10 +417,10 @@ class FileSystemStorage(StorageSystem):
         """The columns of the stored dataset (partition columns included) or single object."""
         import pyarrow.parquet as pq
 
-        from data_pipeline.storage._objects import read_dataset
+        from data_pipeline.storage._objects import dataset_schema
 
         if old is not None:
-            return list(read_dataset(fs, dataset).schema.names)
+            return list(dataset_schema(fs, dataset).names)
         with fs.open(single, "rb") as handle:
             return list(pq.read_schema(handle).names)
 
@@ -860,13 +860,12 @@ class FileSystemStorage(StorageSystem):
         publishes, so the name stays one dataset."""
         import polars as pl
 
-        from data_pipeline.storage._objects import read_dataset
+        from data_pipeline.storage._objects import dataset_schema
 
         fs, dataset, single, old, has_single = self._object_target(rel, cfg, if_exists)
         df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
         if if_exists == "append" and old is not None:
-            stored = read_dataset(fs, dataset).schema
-            schema = to_polars(stored.empty_table()).schema
+            schema = to_polars(dataset_schema(fs, dataset).empty_table()).schema
             check_columns_match(schema.names(), df.columns, target=dataset, component=self.label)
             df = _cast_to(
                 df.lazy().select(schema.names()), schema, target=dataset, component=self.label
