@@ -517,3 +517,27 @@ def test_s3a_errors_name_their_cause_and_never_the_secret(
             chain.append(str(error))
             error = error.__cause__
         assert all(secret not in text for text in chain), chain
+
+
+def test_what_a_killed_s3_store_leaves_is_ignored_then_removed(
+    spark: Any, s3a: dict[str, Any]
+) -> None:
+    """A driver killed between copying parts in and PUTting the manifest leaves unlisted part
+    objects under the dataset (here put there by hand, as such a writer would): retrieve() reads
+    only the manifest's parts, and the next replace deletes the strays."""
+    from tests.conftest import spark_frame
+
+    client = s3a["client"]
+    bucket = _bucket(s3a)
+    storage = _storage(s3a, bucket)
+    rows = sales(90)
+    frame = spark_frame(spark, rows).repartition(2)
+    storage.store(frame, "sales")
+    stray = _parquet(rows.filter(pl.col("id") < 5))
+    client.put_object(Bucket=bucket, Key="lake/sales/part-deadbeef0000-part-0.parquet", Body=stray)
+    assert_frame_equal(_sorted(to_polars(storage.retrieve("sales"))), _sorted(rows))
+
+    storage.store(frame.filter("id >= 80"), "sales", if_exists="replace")
+    want = rows.filter(pl.col("id") >= 80)
+    assert_frame_equal(_sorted(s3_dataset(client, bucket, "lake/sales")), _sorted(want))
+    assert_frame_equal(_sorted(to_polars(storage.retrieve("sales"))), _sorted(want))
