@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ROWS   ?= 100000
 
-.PHONY: demo test lint typecheck pytest bench browser docs images clean
+.PHONY: demo test lint typecheck pytest bench browser spark-jars docs images clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ demo: $(VENV)/.base
 browser:
 	@bash scripts/ensure-chromium.sh
 
+spark-jars: $(VENV)/.test  ## hadoop-aws + AWS SDK jars for the Spark S3 tests, once, into ~/.cache
+	@bash scripts/fetch-s3a-jars.sh $(PY)
+
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check src tests benchmarks examples
 
@@ -34,7 +37,7 @@ typecheck: $(VENV)/.test
 	$(VENV)/bin/mypy src/data_pipeline
 
 # pytest needs the site: tests/unit/test_docs_site.py reads it (DATA_PIPELINE_DOCS_SITE)
-pytest: $(VENV)/.test browser docs
+pytest: $(VENV)/.test browser spark-jars docs
 	DATA_PIPELINE_DOCS_SITE=$(CURDIR)/site $(VENV)/bin/pytest -q
 
 test: lint typecheck docs pytest

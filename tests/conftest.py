@@ -76,6 +76,36 @@ JDBC_JARS = [
     if os.path.exists(jar)
 ]
 
+#: Hadoop's S3A file system for the Spark S3 tests: hadoop-aws 3.3.1 and its AWS SDK bundle,
+#: which scripts/fetch-s3a-jars.sh (run by `make pytest`) takes from PyPI's sagemaker_pyspark
+#: 1.4.5 source archive (the pyspark wheel has no hadoop-aws; Maven Central is unreachable here)
+SPARK_JARS_DIR = Path(
+    os.environ.get("DATA_PIPELINE_SPARK_JARS")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    / "data-pipeline"
+    / "spark-jars"
+)
+S3A_JARS = [
+    str(SPARK_JARS_DIR / jar)
+    for jar in ("hadoop-aws-3.3.1.jar", "aws-java-sdk-bundle-1.11.901.jar")
+    if (SPARK_JARS_DIR / jar).is_file()
+]
+if len(S3A_JARS) < 2:
+    S3A_JARS = []
+
+#: hadoop-aws 3.3.1 under pyspark 4's Hadoop 3.4+ defaults (core-default.xml): it reads these
+#: as plain numbers where the newer defaults carry units ("60s" -> NumberFormatException), and
+#: the default credential providers are AWS SDK v2 classes it does not have (docs/spark.md)
+S3A_COMPAT = {
+    "spark.hadoop.fs.s3a.threads.keepalivetime": "60",
+    "spark.hadoop.fs.s3a.connection.establish.timeout": "30000",
+    "spark.hadoop.fs.s3a.connection.timeout": "200000",
+    "spark.hadoop.fs.s3a.multipart.purge.age": "86400",
+    "spark.hadoop.fs.s3a.aws.credentials.provider": (
+        "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+    ),
+}
+
 _LOG4J = """rootLogger.level = error
 rootLogger.appenderRef.stdout.ref = console
 appender.console.type = Console
@@ -110,7 +140,8 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """ONE local SparkSession for the whole test run (starting one takes ~15 s).
 
     Skips when pyspark or Java is missing; fails instead under DATA_PIPELINE_REQUIRE_SERVICES=1.
-    Bound to 127.0.0.1, no UI, two shuffle partitions, UTC, quiet logs.
+    Bound to 127.0.0.1, no UI, two shuffle partitions, UTC, quiet logs; the JDBC and S3A jars
+    that are present.
     """
     reason = spark_unavailable()
     if reason:
@@ -126,8 +157,11 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     log4j.write_text(_LOG4J, encoding="utf-8")
     from pyspark.sql import SparkSession
 
+    builder = SparkSession.builder
+    for key, value in S3A_COMPAT.items() if S3A_JARS else ():
+        builder = builder.config(key, value)
     session = (
-        SparkSession.builder.master("local[2]")
+        builder.master("local[2]")
         .appName("data-pipeline-tests")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.default.parallelism", "2")
@@ -141,8 +175,9 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         .config("spark.sql.codegen.wholeStage", "false")
         .config("spark.sql.adaptive.enabled", "false")
         .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
-        # the JDBC drivers of Debian's libpostgresql-jdbc-java / libmariadb-java (.ci/run)
-        .config("spark.jars", ",".join(JDBC_JARS))
+        # the JDBC drivers of Debian's libpostgresql-jdbc-java / libmariadb-java (.ci/run),
+        # Hadoop's S3A file system (scripts/fetch-s3a-jars.sh)
+        .config("spark.jars", ",".join(JDBC_JARS + S3A_JARS))
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")

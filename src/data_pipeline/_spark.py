@@ -312,6 +312,13 @@ def read_files(source: FileSystemSource, session: Any) -> Any:
         path = F.col("_metadata.file_path")
         if all("://" not in f for f in files):  # local files: the path as the driver names it
             path = F.regexp_replace(path, r"^file:(//)?", "")
+        else:  # s3:// read as s3a:// (gcs:// as gs://): the scheme the source names
+            schemes = {f.split("://", 1)[0] for f in files}
+            if len(schemes) == 1:
+                named = schemes.pop()
+                spark_scheme = (spark_path(files[0]) or files[0]).split("://", 1)[0]
+                if spark_scheme != named:
+                    path = F.regexp_replace(path, f"^{re.escape(spark_scheme)}://", named + "://")
         frame = frame.withColumn(s.source_file_column, path)
     if schema is not None:
         frame = _checked_rows(source, frame, list(schema), fmt)
