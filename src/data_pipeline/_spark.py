@@ -160,7 +160,8 @@ def plan_bytes(frame: Any) -> int | None:
     where it is not known (Spark Connect, or an estimate Spark itself calls unknown)."""
     try:
         stats = frame._jdf.queryExecution().optimizedPlan().stats()
-        size = int(str(stats.sizeInBytes().toString()))
+        # a java.math.BigInteger, which Py4J hands over as a Python int (so no .toString())
+        size = int(str(stats.sizeInBytes()))
     except Exception:  # Spark Connect has no _jdf; a plan without statistics
         return None
     return size if 0 < size < 2**62 else None

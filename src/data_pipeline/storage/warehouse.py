@@ -148,7 +148,9 @@ class DataWarehouseStorageConfig(ConfigModel):
     engine: Literal["duckdb", "delta", "sqlalchemy"] = "duckdb"
     """``duckdb``: an embedded DuckDB database (``database``); ``delta``: Delta Lake tables
     under ``path`` (needs the ``delta`` extra); ``sqlalchemy``: another warehouse through a
-    SQLAlchemy ``url``, loaded by RelationalDBStorage's generic path."""
+    SQLAlchemy ``url``, loaded by RelationalDBStorage (its fast paths for PostgreSQL, MySQL and
+    SQLite URLs, the generic SQLAlchemy path for others; a Spark frame on a PostgreSQL or
+    MySQL/MariaDB URL is written by the executors through its JDBC staging table)."""
     database: str = ":memory:"
     """DuckDB only: the database file (its folder is created); ``:memory:`` keeps the data
     in this object until ``close()``. A file is opened per call (so other processes can use it
@@ -215,7 +217,9 @@ class DataWarehouseStorage(StorageSystem):
     Other warehouses: ``engine: sqlalchemy`` with a SQLAlchemy ``url`` (Snowflake, BigQuery,
     Redshift, ... where a dialect is installed); loads go through RelationalDBStorage's generic
     SQLAlchemy path (PostgreSQL, MySQL and SQLite URLs through its fast paths). Only those three
-    are tested here.
+    are tested here. With a Spark frame and a PostgreSQL or MySQL/MariaDB URL the executors
+    write the rows (RelationalDBStorage's ``df.write.jdbc`` into a staging table, then one
+    transaction on the driver); other dialects collect the frame on the driver.
 
     DuckDB: ``database`` is a file path (``":memory:"`` keeps the data in this object only).
     ``store(data, "sales", if_exists=...)``: ``fail``, ``replace`` (atomic, in one transaction),
@@ -361,11 +365,15 @@ class DataWarehouseStorage(StorageSystem):
         key = primary_key(options, self.settings.primary_key)
         check_identifier(target, component=self.label)
         require_upsert_key(if_exists, key, component=self.label)
-        if self._spark_writes(data):  # DuckDB takes the partitions one at a time
-            from data_pipeline._spark import arrow_stream
-
+        if self._spark_writes(data):
             if key:
                 require_key_columns(key, data.columns, what=repr(target), component=self.label)
+            if self._sql is not None:  # PostgreSQL, MySQL/MariaDB: the executors' JDBC staging
+                return self._sql._store(  # type: ignore[no-any-return]
+                    data, target, if_exists, primary_key=key, not_null=not_null
+                )
+            from data_pipeline._spark import arrow_stream  # DuckDB: a partition at a time
+
             return self._store_duckdb(arrow_stream(data), target, if_exists, key, not_null)
         table = as_arrow(data)
         if key:
@@ -377,7 +385,13 @@ class DataWarehouseStorage(StorageSystem):
         return self._store_duckdb(table, target, if_exists, key, not_null)
 
     def writes_spark(self, if_exists: str | None = None) -> bool:
-        return self.settings.engine == "duckdb" and self._sql is None
+        """DuckDB takes a Spark frame a partition at a time; ``engine: sqlalchemy`` on a
+        PostgreSQL or MySQL/MariaDB URL has RelationalDBStorage write it from the executors
+        (``df.write.jdbc`` into a staging table, merged in one transaction); Delta and other
+        SQLAlchemy dialects collect it on the driver."""
+        if self._sql is not None:
+            return bool(self._sql.writes_spark(if_exists))
+        return self.settings.engine == "duckdb"
 
     def _store_duckdb(
         self,
