@@ -663,14 +663,17 @@ def write_jdbc(
     table: str,
     if_exists: str,
     key: list[str] | None = None,
+    *,
+    not_null: set[str] | None = None,
 ) -> StoreResult:
     """``df.write.jdbc`` from the executors into a staging table, then one transaction on the
     driver moves the rows into ``table`` (append, replace, upsert keep their guarantees: a
-    failed or killed write leaves the target as it was)."""
+    failed or killed write leaves the target as it was). ``not_null`` columns are ``NOT NULL``
+    in the staging table, so in a table it creates or replaces."""
     url, props = spark_jdbc(storage.target)
     redact_secret_options(frame.sparkSession)
     schema = spark_to_polars_schema(frame)
-    with storage.staging_table(table, schema, primary_key=key) as stage:
+    with storage.staging_table(table, schema, primary_key=key, not_null=not_null) as stage:
         with translated(f"writing {table!r} through JDBC", storage.label):
             frame.select(*[spark_col(c) for c in schema]).write.jdbc(
                 url, storage._backend.qualified(stage), mode="append", properties=props

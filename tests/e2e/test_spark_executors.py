@@ -668,6 +668,61 @@ def test_sqlalchemy_warehouse_stores_a_spark_frame_through_the_jdbc_staging_tabl
     assert not [t for t in server.storage.list_tables() if t.startswith(STAGE_PREFIX)]
 
 
+def plain_nullable(server: DB, table: str) -> dict[str, bool]:
+    """Column -> nullable, from information_schema through psycopg / PyMySQL."""
+    c = server.config
+    sql = (
+        "SELECT column_name, is_nullable FROM information_schema.columns "
+        "WHERE table_name = %s AND table_schema = "
+        + ("current_schema()" if server.system == "postgresql" else "DATABASE()")
+    )
+    if server.system == "postgresql":
+        import psycopg
+
+        with psycopg.connect(
+            host=c["host"], port=c["port"], dbname=c["database"], user=c["username"]
+        ) as con:
+            found = con.execute(sql, (table,)).fetchall()
+    else:
+        import pymysql
+
+        con = pymysql.connect(
+            host=c["host"], port=c["port"], user=c["username"], database=c["database"]
+        )
+        try:
+            with con.cursor() as cur:
+                cur.execute(sql, (table,))
+                found = list(cur.fetchall())
+        finally:
+            con.close()
+    return {str(name): flag == "YES" for name, flag in found}
+
+
+@pytest.mark.parametrize("via", ["warehouse", "relational"])
+def test_not_null_reaches_a_table_created_from_spark(spark: Any, server: DB, via: str) -> None:
+    """store(spark_frame, not_null=[...]): the table the JDBC staging path creates (or
+    replaces) has those columns NOT NULL and the others nullable, as a driver load's table does
+    (information_schema read with psycopg / PyMySQL)."""
+    from data_pipeline.storage import DataWarehouseStorage
+
+    frame = spark.createDataFrame(
+        pl.DataFrame({"id": [1, 2, 3], "name": ["a", None, "c"]}).to_arrow()
+    )
+    store: Any = (
+        DataWarehouseStorage(
+            name="wh", config={"engine": "sqlalchemy", "url": warehouse_url(server)}
+        )
+        if via == "warehouse"
+        else server.make()
+    )
+    table = server.table()
+    for _ in range(2):  # created, then replaced by a new staging table
+        result = store.store(frame, table, if_exists="replace", not_null=["id"])
+        assert result.details["engine"] == "spark-jdbc"
+        assert plain_nullable(server, table) == {"id": False, "name": True}
+        assert plain_rows(server, table, ["id", "name"]) == [(1, "a"), (2, None), (3, "c")]
+
+
 def test_pipeline_file_stores_into_a_sqlalchemy_warehouse_without_collecting(
     spark: Any, server: DB, tmp_path: Path
 ) -> None:
