@@ -503,6 +503,43 @@ def jdbc_unsupported(source: DatabaseSource) -> str | None:
     return None
 
 
+#: Spark's ``spark.sql.redaction.string.regex`` piece that masks a secret option in the text of
+#: a plan: ``key: "password" value: "..."`` (the protobuf text of a Spark Connect plan, which the
+#: Connect server writes into the event log as the operation's ``statementText``; Spark's key
+#: based ``spark.redaction.regex`` does not reach that text)
+PLAN_SECRET_REGEX = (
+    r'(?i:key: "[^"]*(?:password|passwd|pwd|secret|token|credential)[^"]*"\s*'
+    r'value: "(?:[^"\\]|\\.)*")'
+)
+_STRING_REDACTION = "spark.sql.redaction.string.regex"
+
+
+def redact_secret_options(session: Any) -> None:
+    """Make ``session`` mask secret options (a JDBC ``password``) in the plan text it logs.
+
+    Over Spark Connect the options of a read or a write travel in the plan, and the server
+    writes the plan's text into its event log (``SparkListenerConnectOperationStarted``) with
+    only ``spark.sql.redaction.string.regex`` applied, which is unset by default. This adds
+    :data:`PLAN_SECRET_REGEX` to that setting (beside any pattern already set), once per session.
+    """
+    try:
+        current = session.conf.get(_STRING_REDACTION, None)
+    except Exception:  # a session whose settings cannot be read: set ours alone
+        current = None
+    if current and PLAN_SECRET_REGEX in current:
+        return
+    value = f"(?:{current})|{PLAN_SECRET_REGEX}" if current else PLAN_SECRET_REGEX
+    try:
+        session.conf.set(_STRING_REDACTION, value)
+    except Exception as exc:  # a managed session may refuse the setting: say so, carry on
+        logger.warning(
+            "spark: could not set %s (%s); over Spark Connect the server may log the JDBC "
+            "password in the plan text of its event log",
+            _STRING_REDACTION,
+            type(exc).__name__,
+        )
+
+
 def spark_jdbc(target: Any) -> tuple[str, dict[str, str]]:
     """The JDBC URL and properties of a SQL target, for Spark. A MariaDB URL is given with the
     ``jdbc:mysql:`` scheme (and ``permitMysqlScheme`` for Connector/J 3): Spark picks its MySQL
@@ -595,6 +632,7 @@ def read_jdbc(source: DatabaseSource, session: Any) -> Any:
                 upperBound=str(upper),
                 numPartitions=str(spec.num_partitions),
             )
+    redact_secret_options(session)
     frame = session.read.format("jdbc").options(**options).load()
     op = source.current_operation
     op.details.update({"engine": "spark-jdbc", "target": source.where()})
@@ -684,6 +722,7 @@ def write_jdbc(
     failed or killed write leaves the target as it was). ``not_null`` columns are ``NOT NULL``
     in the staging table, so in a table it creates or replaces."""
     url, props = spark_jdbc(storage.target)
+    redact_secret_options(frame.sparkSession)
     schema = spark_to_polars_schema(frame)
     with storage.staging_table(table, schema, primary_key=key, not_null=not_null) as stage:
         with translated(f"writing {table!r} through JDBC", storage.label):
