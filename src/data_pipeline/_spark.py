@@ -56,6 +56,7 @@ __all__ = [
     "spark_path",
     "translate",
     "write_jdbc",
+    "write_parquet_files",
 ]
 
 #: default of ``spark.max_driver_bytes``: larger frames moved between the driver and Spark warn
@@ -174,15 +175,19 @@ _OOM = re.compile(r"OutOfMemoryError|Java heap space|GC overhead limit|Container
 
 def translate(exc: BaseException, what: str, *, component: str | None = None) -> BaseException:
     """A Spark failure as our error: Java out-of-memory with what was running and which setting
-    to raise; other Py4J / Spark / Spark Connect errors with their first line. Our own errors
-    and anything not from Spark come back unchanged."""
+    to raise; other Py4J / Spark / Spark Connect errors with the failure's own line (the Java
+    exception under Py4J's "An error occurred while calling o68.load", the last line of a Python
+    worker's traceback) and, for S3A and class-path failures, a hint. Registered secret values
+    are masked in the text. Our own errors and anything not from Spark come back unchanged."""
     if isinstance(exc, DataPipelineError):
         return exc
     kind = type(exc).__module__ + "." + type(exc).__name__
     if not (kind.startswith(("py4j", "pyspark")) or "grpc" in kind.lower()):
         return exc
+    from data_pipeline.core.secrets import redact_text
+
     text = str(exc)
-    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    first = redact_text(_first_line(text) or type(exc).__name__)
     if _OOM.search(text):
         return DataPipelineError(
             f"{what}: Spark ran out of memory ({first[:300]})",
@@ -192,11 +197,56 @@ def translate(exc: BaseException, what: str, *, component: str | None = None) ->
             "keep data that does not fit on the driver on the executors (file and JDBC sources, "
             "Parquet and JDBC storage)",
         )
+    hint = next((h for pattern, h in _HINTS if pattern.search(text)), None)
     return DataPipelineError(
         f"{what}: Spark failed: {first[:500]}",
         component=component or "engine: spark",
-        hint="the Spark driver log has the whole trace",
+        hint=(hint + "; " if hint else "") + "the Spark driver log has the whole trace",
     )
+
+
+def _first_line(text: str) -> str | None:
+    """The line of a Spark error that says what failed."""
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return None
+    first = lines[0].strip()
+    if first.startswith("An error occurred while calling") and len(lines) > 1:
+        cause = lines[1].strip()
+        if cause.startswith(":"):  # Py4J: the Java exception's own toString()
+            return cause.lstrip(": ").strip()
+    if "Traceback (most recent call last)" in text:  # a Python worker: its exception's line
+        tail = text[text.rindex("Traceback (most recent call last)") :].splitlines()
+        raised = [line for line in tail[1:] if line.strip() and not line[0].isspace()]
+        if raised:
+            return f"{first.rstrip(':.')}: {raised[0].strip()}"
+    return first
+
+
+_HINTS = [
+    (
+        re.compile(
+            r"NoAwsCredentials|AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|"
+            r"Status Code: 403|ExpiredToken"
+        ),
+        "S3 refused the credentials: check the storage_options key and secret (Hadoop "
+        "fs.s3a.access.key / fs.s3a.secret.key) and fs.s3a.aws.credentials.provider",
+    ),
+    (
+        re.compile(r"S3AFileSystem not found|No FileSystem for scheme \"s3a\""),
+        "Spark has no S3A file system: add hadoop-aws and its AWS SDK bundle to spark.jars "
+        "(docs/spark.md, S3)",
+    ),
+    (
+        re.compile(r"NumberFormatException: For input string: \"\d+[a-z]+\""),
+        "a hadoop-aws older than Spark's Hadoop reads durations as plain numbers: set the "
+        "fs.s3a.* settings docs/spark.md lists, or use the hadoop-aws of Spark's Hadoop version",
+    ),
+    (
+        re.compile(r"s3a.*(Connection refused|UnknownHost|Unable to execute HTTP request)"),
+        "the S3 endpoint cannot be reached: check storage_options endpoint_url (fs.s3a.endpoint)",
+    ),
+]
 
 
 @contextmanager
@@ -308,7 +358,8 @@ def read_files(source: FileSystemSource, session: Any) -> Any:
         reader = reader.schema(spark_schema(first)).option("multiLine", "true")
     if fmt in ("parquet", "orc") and s.hive_partitioning is False:
         reader = reader.option("recursiveFileLookup", "true")
-    frame = reader.format(_SPARK_FORMATS[_CANONICAL.get(fmt, fmt)]).load(targets)
+    with translated(f"reading {len(targets)} {fmt} path(s) with Spark", source.label):
+        frame = reader.format(_SPARK_FORMATS[_CANONICAL.get(fmt, fmt)]).load(targets)
     if s.source_file_column:
         from pyspark.sql import functions as F
 
@@ -454,6 +505,43 @@ def jdbc_unsupported(source: DatabaseSource) -> str | None:
     return None
 
 
+#: Spark's ``spark.sql.redaction.string.regex`` piece that masks a secret option in the text of
+#: a plan: ``key: "password" value: "..."`` (the protobuf text of a Spark Connect plan, which the
+#: Connect server writes into the event log as the operation's ``statementText``; Spark's key
+#: based ``spark.redaction.regex`` does not reach that text)
+PLAN_SECRET_REGEX = (
+    r'(?i:key: "[^"]*(?:password|passwd|pwd|secret|token|credential)[^"]*"\s*'
+    r'value: "(?:[^"\\]|\\.)*")'
+)
+_STRING_REDACTION = "spark.sql.redaction.string.regex"
+
+
+def redact_secret_options(session: Any) -> None:
+    """Make ``session`` mask secret options (a JDBC ``password``) in the plan text it logs.
+
+    Over Spark Connect the options of a read or a write travel in the plan, and the server
+    writes the plan's text into its event log (``SparkListenerConnectOperationStarted``) with
+    only ``spark.sql.redaction.string.regex`` applied, which is unset by default. This adds
+    :data:`PLAN_SECRET_REGEX` to that setting (beside any pattern already set), once per session.
+    """
+    try:
+        current = session.conf.get(_STRING_REDACTION, None)
+    except Exception:  # a session whose settings cannot be read: set ours alone
+        current = None
+    if current and PLAN_SECRET_REGEX in current:
+        return
+    value = f"(?:{current})|{PLAN_SECRET_REGEX}" if current else PLAN_SECRET_REGEX
+    try:
+        session.conf.set(_STRING_REDACTION, value)
+    except Exception as exc:  # a managed session may refuse the setting: say so, carry on
+        logger.warning(
+            "spark: could not set %s (%s); over Spark Connect the server may log the JDBC "
+            "password in the plan text of its event log",
+            _STRING_REDACTION,
+            type(exc).__name__,
+        )
+
+
 def spark_jdbc(target: Any) -> tuple[str, dict[str, str]]:
     """The JDBC URL and properties of a SQL target, for Spark. A MariaDB URL is given with the
     ``jdbc:mysql:`` scheme (and ``permitMysqlScheme`` for Connector/J 3): Spark picks its MySQL
@@ -546,6 +634,7 @@ def read_jdbc(source: DatabaseSource, session: Any) -> Any:
                 upperBound=str(upper),
                 numPartitions=str(spec.num_partitions),
             )
+    redact_secret_options(session)
     frame = session.read.format("jdbc").options(**options).load()
     op = source.current_operation
     op.details.update({"engine": "spark-jdbc", "target": source.where()})
@@ -635,6 +724,7 @@ def write_jdbc(
     failed or killed write leaves the target as it was). ``not_null`` columns are ``NOT NULL``
     in the staging table, so in a table it creates or replaces."""
     url, props = spark_jdbc(storage.target)
+    redact_secret_options(frame.sparkSession)
     schema = spark_to_polars_schema(frame)
     with storage.staging_table(table, schema, primary_key=key, not_null=not_null) as stage:
         with translated(f"writing {table!r} through JDBC", storage.label):
@@ -665,6 +755,33 @@ def spark_to_polars_schema(frame: Any) -> Any:
 _CODECS = {"uncompressed": "none", "lz4": "lz4_raw"}
 
 
+def write_parquet_files(
+    frame: Any,
+    url: str,
+    *,
+    compression: str,
+    partition_by: Any,
+    options: Mapping[str, str] | None = None,
+    component: str | None = None,
+) -> None:
+    """``df.write.parquet`` of ``frame`` into ``url`` (a local path or a URL Spark has a file
+    system for, ``s3://`` written as ``s3a://``; it must not exist), from the executors.
+    ``options`` (:func:`hadoop_options`) reach the Hadoop file system of this write."""
+    # "error", not "errorifexists": Spark Connect knows only the short name
+    writer = frame.write.mode("error").option("compression", _CODECS.get(compression, compression))
+    if options:
+        writer = writer.options(**options)
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    with translated(f"writing Parquet to {_no_credentials(url)!r}", component):
+        writer.parquet(spark_path(url) or url)
+
+
+def _no_credentials(url: str) -> str:
+    """``url`` without a ``user:password@`` part."""
+    return re.sub(r"(://)[^/@]*@", r"\1", url)
+
+
 def write_parquet_version(
     frame: Any, directory: str, *, compression: str, partition_by: Any
 ) -> int:
@@ -672,12 +789,7 @@ def write_parquet_version(
     the rows written, read from the written files' footers (nothing is collected)."""
     import pyarrow.parquet as pq
 
-    # "error", not "errorifexists": Spark Connect knows only the short name
-    writer = frame.write.mode("error").option("compression", _CODECS.get(compression, compression))
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
-    with translated(f"writing Parquet to {directory!r}"):
-        writer.parquet(spark_path(directory) or directory)
+    write_parquet_files(frame, directory, compression=compression, partition_by=partition_by)
     rows = 0
     for root, _, names in os.walk(directory):
         for name in names:
