@@ -400,6 +400,29 @@ def test_jdbc_store_from_spark_goes_through_a_staging_table(
     assert not [t for t in storage.list_tables() if t.startswith(STAGE_PREFIX)]
 
 
+@pytest.mark.parametrize("mode", ["upsert", "replace"])
+def test_jdbc_store_from_spark_refuses_a_repeated_key_as_the_driver_does(
+    spark: Any, server: DB, mode: str
+) -> None:
+    """A key repeated in a Spark frame is refused before anything is written, with the
+    driver's message (it was a raw 'Spark failed: ... calling oNN.jdbc' from the staging
+    table's primary key); the table is unchanged. Oracle: the driver's own load's message."""
+    from data_pipeline.core.errors import StorageError
+
+    table = server.table()
+    fill(server, table, range(1, 6))
+    storage = server.make(primary_key=["id"])
+    before = driver_read(server, table)
+    rows = pl.DataFrame({"id": [7, 8, 7], "g": ["a", "b", "c"], "v": [1.0, 2.0, 3.0]})
+    with pytest.raises(StorageError) as on_polars:
+        storage.store(rows, table, if_exists=mode)
+    with pytest.raises(StorageError) as on_spark:
+        storage.store(spark.createDataFrame(rows.to_arrow()), table, if_exists=mode)
+    assert str(on_spark.value) == str(on_polars.value)
+    assert "duplicate primary key {'id': 7} (2 rows)" in str(on_spark.value)
+    assert_frame_equal(driver_read(server, table), before)
+
+
 def test_jdbc_timestamp_cursor_stays_naive(spark: Any, server: DB, tmp_path: Path) -> None:
     """A timestamp-without-zone cursor (PostgreSQL timestamp, MariaDB DATETIME): the Spark read
     gives the driver read's naive values, and the next run reads only the later rows."""

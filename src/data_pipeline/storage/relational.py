@@ -304,9 +304,14 @@ class RelationalDBStorage(StorageSystem):
         )
         key = primary_key(options, self.settings.primary_key)
         if self._spark_writes(data):
-            from data_pipeline._spark import write_jdbc
+            from data_pipeline._spark import check_unique_key_spark, write_jdbc
 
             require_upsert_key(if_exists, key, component=self.label)
+            if key:  # as the driver's load: a repeated key is refused before anything is written
+                require_key_columns(
+                    key, data.columns, what=f"table {target!r}", component=self.label
+                )
+                check_unique_key_spark(data, key, target, self.label)
             not_null = set(options.get("not_null") or [])
             return write_jdbc(self, data, target, if_exists, key, not_null=not_null)
         frame = as_polars(data)
