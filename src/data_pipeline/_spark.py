@@ -11,7 +11,9 @@ With ``engine: spark`` a pipeline hands Spark the work itself, not the data:
   writes ``df.write`` into a new version directory and switches the dataset to it
   (:func:`write_parquet_version`); :class:`~data_pipeline.storage.RelationalDBStorage`
   (PostgreSQL, MySQL/MariaDB) writes ``df.write.jdbc`` into a staging table that the driver
-  merges into the target in one transaction (:func:`write_jdbc`);
+  merges into the target in one transaction (:func:`write_jdbc`); a Delta
+  :class:`~data_pipeline.storage.DataWarehouseStorage` has every partition write its Parquet
+  files and commits them all in one Delta commit (:func:`write_delta_files`);
 * **guard rails**: moving a driver-side frame into Spark and collecting a Spark frame to the
   driver are checked against ``spark.max_driver_bytes`` (:func:`check_driver_size`); Java
   out-of-memory errors and Py4J / Spark Connect failures become our errors with a hint
@@ -54,6 +56,7 @@ __all__ = [
     "spark_path",
     "translate",
     "write_jdbc",
+    "write_parquet_files",
 ]
 
 #: default of ``spark.max_driver_bytes``: larger frames moved between the driver and Spark warn
@@ -160,7 +163,8 @@ def plan_bytes(frame: Any) -> int | None:
     where it is not known (Spark Connect, or an estimate Spark itself calls unknown)."""
     try:
         stats = frame._jdf.queryExecution().optimizedPlan().stats()
-        size = int(str(stats.sizeInBytes().toString()))
+        # a java.math.BigInteger, which Py4J hands over as a Python int (so no .toString())
+        size = int(str(stats.sizeInBytes()))
     except Exception:  # Spark Connect has no _jdf; a plan without statistics
         return None
     return size if 0 < size < 2**62 else None
@@ -171,15 +175,19 @@ _OOM = re.compile(r"OutOfMemoryError|Java heap space|GC overhead limit|Container
 
 def translate(exc: BaseException, what: str, *, component: str | None = None) -> BaseException:
     """A Spark failure as our error: Java out-of-memory with what was running and which setting
-    to raise; other Py4J / Spark / Spark Connect errors with their first line. Our own errors
-    and anything not from Spark come back unchanged."""
+    to raise; other Py4J / Spark / Spark Connect errors with the failure's own line (the Java
+    exception under Py4J's "An error occurred while calling o68.load", the last line of a Python
+    worker's traceback) and, for S3A and class-path failures, a hint. Registered secret values
+    are masked in the text. Our own errors and anything not from Spark come back unchanged."""
     if isinstance(exc, DataPipelineError):
         return exc
     kind = type(exc).__module__ + "." + type(exc).__name__
     if not (kind.startswith(("py4j", "pyspark")) or "grpc" in kind.lower()):
         return exc
+    from data_pipeline.core.secrets import redact_text
+
     text = str(exc)
-    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    first = redact_text(_first_line(text) or type(exc).__name__)
     if _OOM.search(text):
         return DataPipelineError(
             f"{what}: Spark ran out of memory ({first[:300]})",
@@ -189,11 +197,56 @@ def translate(exc: BaseException, what: str, *, component: str | None = None) ->
             "keep data that does not fit on the driver on the executors (file and JDBC sources, "
             "Parquet and JDBC storage)",
         )
+    hint = next((h for pattern, h in _HINTS if pattern.search(text)), None)
     return DataPipelineError(
         f"{what}: Spark failed: {first[:500]}",
         component=component or "engine: spark",
-        hint="the Spark driver log has the whole trace",
+        hint=(hint + "; " if hint else "") + "the Spark driver log has the whole trace",
     )
+
+
+def _first_line(text: str) -> str | None:
+    """The line of a Spark error that says what failed."""
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return None
+    first = lines[0].strip()
+    if first.startswith("An error occurred while calling") and len(lines) > 1:
+        cause = lines[1].strip()
+        if cause.startswith(":"):  # Py4J: the Java exception's own toString()
+            return cause.lstrip(": ").strip()
+    if "Traceback (most recent call last)" in text:  # a Python worker: its exception's line
+        tail = text[text.rindex("Traceback (most recent call last)") :].splitlines()
+        raised = [line for line in tail[1:] if line.strip() and not line[0].isspace()]
+        if raised:
+            return f"{first.rstrip(':.')}: {raised[0].strip()}"
+    return first
+
+
+_HINTS = [
+    (
+        re.compile(
+            r"NoAwsCredentials|AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|"
+            r"Status Code: 403|ExpiredToken"
+        ),
+        "S3 refused the credentials: check the storage_options key and secret (Hadoop "
+        "fs.s3a.access.key / fs.s3a.secret.key) and fs.s3a.aws.credentials.provider",
+    ),
+    (
+        re.compile(r"S3AFileSystem not found|No FileSystem for scheme \"s3a\""),
+        "Spark has no S3A file system: add hadoop-aws and its AWS SDK bundle to spark.jars "
+        "(docs/spark.md, S3)",
+    ),
+    (
+        re.compile(r"NumberFormatException: For input string: \"\d+[a-z]+\""),
+        "a hadoop-aws older than Spark's Hadoop reads durations as plain numbers: set the "
+        "fs.s3a.* settings docs/spark.md lists, or use the hadoop-aws of Spark's Hadoop version",
+    ),
+    (
+        re.compile(r"s3a.*(Connection refused|UnknownHost|Unable to execute HTTP request)"),
+        "the S3 endpoint cannot be reached: check storage_options endpoint_url (fs.s3a.endpoint)",
+    ),
+]
 
 
 @contextmanager
@@ -305,7 +358,8 @@ def read_files(source: FileSystemSource, session: Any) -> Any:
         reader = reader.schema(spark_schema(first)).option("multiLine", "true")
     if fmt in ("parquet", "orc") and s.hive_partitioning is False:
         reader = reader.option("recursiveFileLookup", "true")
-    frame = reader.format(_SPARK_FORMATS[_CANONICAL.get(fmt, fmt)]).load(targets)
+    with translated(f"reading {len(targets)} {fmt} path(s) with Spark", source.label):
+        frame = reader.format(_SPARK_FORMATS[_CANONICAL.get(fmt, fmt)]).load(targets)
     if s.source_file_column:
         from pyspark.sql import functions as F
 
@@ -451,6 +505,43 @@ def jdbc_unsupported(source: DatabaseSource) -> str | None:
     return None
 
 
+#: Spark's ``spark.sql.redaction.string.regex`` piece that masks a secret option in the text of
+#: a plan: ``key: "password" value: "..."`` (the protobuf text of a Spark Connect plan, which the
+#: Connect server writes into the event log as the operation's ``statementText``; Spark's key
+#: based ``spark.redaction.regex`` does not reach that text)
+PLAN_SECRET_REGEX = (
+    r'(?i:key: "[^"]*(?:password|passwd|pwd|secret|token|credential)[^"]*"\s*'
+    r'value: "(?:[^"\\]|\\.)*")'
+)
+_STRING_REDACTION = "spark.sql.redaction.string.regex"
+
+
+def redact_secret_options(session: Any) -> None:
+    """Make ``session`` mask secret options (a JDBC ``password``) in the plan text it logs.
+
+    Over Spark Connect the options of a read or a write travel in the plan, and the server
+    writes the plan's text into its event log (``SparkListenerConnectOperationStarted``) with
+    only ``spark.sql.redaction.string.regex`` applied, which is unset by default. This adds
+    :data:`PLAN_SECRET_REGEX` to that setting (beside any pattern already set), once per session.
+    """
+    try:
+        current = session.conf.get(_STRING_REDACTION, None)
+    except Exception:  # a session whose settings cannot be read: set ours alone
+        current = None
+    if current and PLAN_SECRET_REGEX in current:
+        return
+    value = f"(?:{current})|{PLAN_SECRET_REGEX}" if current else PLAN_SECRET_REGEX
+    try:
+        session.conf.set(_STRING_REDACTION, value)
+    except Exception as exc:  # a managed session may refuse the setting: say so, carry on
+        logger.warning(
+            "spark: could not set %s (%s); over Spark Connect the server may log the JDBC "
+            "password in the plan text of its event log",
+            _STRING_REDACTION,
+            type(exc).__name__,
+        )
+
+
 def spark_jdbc(target: Any) -> tuple[str, dict[str, str]]:
     """The JDBC URL and properties of a SQL target, for Spark. A MariaDB URL is given with the
     ``jdbc:mysql:`` scheme (and ``permitMysqlScheme`` for Connector/J 3): Spark picks its MySQL
@@ -543,6 +634,7 @@ def read_jdbc(source: DatabaseSource, session: Any) -> Any:
                 upperBound=str(upper),
                 numPartitions=str(spec.num_partitions),
             )
+    redact_secret_options(session)
     frame = session.read.format("jdbc").options(**options).load()
     op = source.current_operation
     op.details.update({"engine": "spark-jdbc", "target": source.where()})
@@ -624,13 +716,17 @@ def write_jdbc(
     table: str,
     if_exists: str,
     key: list[str] | None = None,
+    *,
+    not_null: set[str] | None = None,
 ) -> StoreResult:
     """``df.write.jdbc`` from the executors into a staging table, then one transaction on the
     driver moves the rows into ``table`` (append, replace, upsert keep their guarantees: a
-    failed or killed write leaves the target as it was)."""
+    failed or killed write leaves the target as it was). ``not_null`` columns are ``NOT NULL``
+    in the staging table, so in a table it creates or replaces."""
     url, props = spark_jdbc(storage.target)
+    redact_secret_options(frame.sparkSession)
     schema = spark_to_polars_schema(frame)
-    with storage.staging_table(table, schema, primary_key=key) as stage:
+    with storage.staging_table(table, schema, primary_key=key, not_null=not_null) as stage:
         with translated(f"writing {table!r} through JDBC", storage.label):
             frame.select(*[spark_col(c) for c in schema]).write.jdbc(
                 url, storage._backend.qualified(stage), mode="append", properties=props
@@ -659,6 +755,33 @@ def spark_to_polars_schema(frame: Any) -> Any:
 _CODECS = {"uncompressed": "none", "lz4": "lz4_raw"}
 
 
+def write_parquet_files(
+    frame: Any,
+    url: str,
+    *,
+    compression: str,
+    partition_by: Any,
+    options: Mapping[str, str] | None = None,
+    component: str | None = None,
+) -> None:
+    """``df.write.parquet`` of ``frame`` into ``url`` (a local path or a URL Spark has a file
+    system for, ``s3://`` written as ``s3a://``; it must not exist), from the executors.
+    ``options`` (:func:`hadoop_options`) reach the Hadoop file system of this write."""
+    # "error", not "errorifexists": Spark Connect knows only the short name
+    writer = frame.write.mode("error").option("compression", _CODECS.get(compression, compression))
+    if options:
+        writer = writer.options(**options)
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    with translated(f"writing Parquet to {_no_credentials(url)!r}", component):
+        writer.parquet(spark_path(url) or url)
+
+
+def _no_credentials(url: str) -> str:
+    """``url`` without a ``user:password@`` part."""
+    return re.sub(r"(://)[^/@]*@", r"\1", url)
+
+
 def write_parquet_version(
     frame: Any, directory: str, *, compression: str, partition_by: Any
 ) -> int:
@@ -666,12 +789,7 @@ def write_parquet_version(
     the rows written, read from the written files' footers (nothing is collected)."""
     import pyarrow.parquet as pq
 
-    # "error", not "errorifexists": Spark Connect knows only the short name
-    writer = frame.write.mode("error").option("compression", _CODECS.get(compression, compression))
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
-    with translated(f"writing Parquet to {directory!r}"):
-        writer.parquet(spark_path(directory) or directory)
+    write_parquet_files(frame, directory, compression=compression, partition_by=partition_by)
     rows = 0
     for root, _, names in os.walk(directory):
         for name in names:
@@ -799,3 +917,173 @@ def arrow_stream(frame: Any) -> Any:
                     yield batch if batch.schema == schema else batch.cast(schema)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+# -- Delta Lake: the partitions write the files, the driver commits them once --------------------
+
+#: the rows every partition of a Delta write reports (one per file, and one with its row count)
+DELTA_FILES_SCHEMA = (
+    "path string, size long, partition_values string, modification_time long, stats string, "
+    "records long, rows long"
+)
+
+
+def write_delta_files(
+    frame: Any,
+    uri: str,
+    schema: Any,
+    partition_by: list[str],
+    *,
+    load: str,
+    storage_options: dict[str, str] | None,
+) -> tuple[list[dict[str, Any]], int]:
+    """Every partition of ``frame`` writes its rows as Parquet files inside the Delta table
+    ``uri`` from the executor running it (``mapInArrow``); nothing is committed. Returns the
+    files' add actions (paths relative to the table, sizes, partition values, statistics) and
+    the rows the tasks report having written; only these small rows come to the driver.
+
+    Each task writes with deltalake itself (so files, types and statistics are those of
+    ``write_deltalake``): into a table of its own under ``<uri>/<load>/``, whose log it reads
+    and removes; the driver then commits every file in one Delta transaction. ``schema`` is the
+    Arrow schema of the files (the columns of the table, in its order and types: each batch is
+    cast to it, a column it lacks is null). A failed task leaves files no commit names."""
+
+    def write(batches: Iterator[Any]) -> Iterator[Any]:
+        return _write_delta_partition(
+            batches, uri, schema, partition_by, load=load, storage_options=storage_options
+        )
+
+    with translated(f"writing Delta files into {uri!r}"), _arrow_udf():
+        done = frame.mapInArrow(write, DELTA_FILES_SCHEMA).collect()
+    files = [row.asDict() for row in done if row["path"] is not None]
+    rows = sum(int(row["rows"]) for row in done if row["path"] is None)
+    written = sum(int(f["records"]) for f in files)
+    if written != rows:  # the files' statistics must hold exactly the rows the tasks wrote
+        raise DataPipelineError(
+            f"writing Delta files into {uri!r}: the tasks wrote {rows} rows, the files' "
+            f"statistics count {written}; nothing was committed",
+            component="engine: spark",
+            hint="a bug: please report it with the Spark log",
+        )
+    return files, rows
+
+
+def _write_delta_partition(
+    batches: Iterator[Any],
+    uri: str,
+    schema: Any,
+    partition_by: list[str],
+    *,
+    load: str,
+    storage_options: dict[str, str] | None,
+) -> Iterator[Any]:
+    """On an executor: the partition's batches, cast to ``schema``, written by deltalake into
+    the task's own table ``<uri>/<load>/part-<partition>-<attempt>-<id>``; yields one row per
+    file (its add action, the path relative to ``uri``) and one with the rows written."""
+    import json
+    import shutil
+    import uuid
+    from urllib.parse import unquote
+
+    import deltalake
+    import pyarrow as pa
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    assert context is not None
+    task = f"part-{context.partitionId():05d}-{context.attemptNumber()}-{uuid.uuid4().hex[:8]}"
+    relative = f"{load}/{task}"
+    counted = [0]
+
+    def conform(batch: Any) -> Any:
+        columns = []
+        for field in schema:
+            if field.name in batch.schema.names:
+                columns.append(batch.column(field.name).cast(field.type))
+            else:
+                columns.append(pa.nulls(batch.num_rows, field.type))
+        counted[0] += batch.num_rows
+        return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+    source = iter(batches)
+    first = next(source, None)
+    out = pa.schema(
+        [
+            ("path", pa.string()),
+            ("size", pa.int64()),
+            ("partition_values", pa.string()),
+            ("modification_time", pa.int64()),
+            ("stats", pa.string()),
+            ("records", pa.int64()),
+            ("rows", pa.int64()),
+        ]
+    )
+    if first is not None:
+
+        def conformed() -> Iterator[Any]:
+            yield conform(first)
+            for batch in source:
+                yield conform(batch)
+
+        stage = f"{uri.rstrip('/')}/{relative}"
+        deltalake.write_deltalake(
+            stage,
+            pa.RecordBatchReader.from_batches(schema, conformed()),
+            mode="error",
+            partition_by=partition_by or None,
+            storage_options=storage_options,
+        )
+        log = os.path.join(_local_path(stage), "_delta_log")
+        adds: list[dict[str, Any]] = []
+        for name in sorted(os.listdir(log)):
+            if name.endswith(".json"):
+                with open(os.path.join(log, name), encoding="utf-8") as handle:
+                    actions = [json.loads(line) for line in handle if line.strip()]
+                adds += [action["add"] for action in actions if "add" in action]
+        shutil.rmtree(log)  # the task's table is gone; its files wait for the driver's commit
+        for add in adds:
+            stats = add.get("stats") or "{}"
+            yield pa.RecordBatch.from_pylist(
+                [
+                    {
+                        "path": f"{relative}/{unquote(add['path'])}",
+                        "size": int(add["size"]),
+                        "partition_values": json.dumps(add.get("partitionValues") or {}),
+                        "modification_time": int(add["modificationTime"]),
+                        "stats": stats,
+                        "records": int(json.loads(stats).get("numRecords", -1)),
+                        "rows": None,
+                    }
+                ],
+                schema=out,
+            )
+    yield pa.RecordBatch.from_pylist([dict.fromkeys(out.names) | {"rows": counted[0]}], schema=out)
+
+
+def _local_path(uri: str) -> str:
+    """A local path or ``file://`` URL as a path of this machine."""
+    return uri[len("file://") :] if uri.startswith("file://") else uri
+
+
+def delta_arrow_schema(schema: Any) -> Any:
+    """An Arrow schema as Delta Lake holds it (what ``write_deltalake`` converts to):
+    timestamps in microseconds, zoned ones labelled UTC, naive ones naive; nested types
+    converted inside."""
+    import pyarrow as pa
+
+    def convert(dtype: Any) -> Any:
+        if pa.types.is_timestamp(dtype):
+            return pa.timestamp("us", tz="UTC" if dtype.tz is not None else None)
+        if pa.types.is_struct(dtype):
+            return pa.struct([f.with_type(convert(f.type)) for f in dtype])
+        if pa.types.is_large_list(dtype) or pa.types.is_list(dtype):
+            return pa.list_(dtype.value_field.with_type(convert(dtype.value_type)))
+        if pa.types.is_map(dtype):
+            return pa.map_(convert(dtype.key_type), convert(dtype.item_type))
+        if pa.types.is_large_string(dtype):
+            return pa.string()
+        if pa.types.is_large_binary(dtype):
+            return pa.binary()
+        return dtype
+
+    return pa.schema([f.with_type(convert(f.type)) for f in schema])

@@ -1114,7 +1114,8 @@ def _run_loaded(loaded: LoadedPipeline, on_stage: Callable[[str, str], None] | N
                         what,
                         loaded.spec.spark,
                         "a Parquet FileSystemStorage, a PostgreSQL/MySQL RelationalDBStorage, a "
-                        "MongoDB NoSQLDBStorage or a DuckDB DataWarehouseStorage",
+                        "MongoDB NoSQLDBStorage, or a DataWarehouseStorage on DuckDB, on Delta "
+                        "(a local or shared path) or (engine: sqlalchemy) on a PostgreSQL/MySQL URL",
                     )
                 with _spark_errors(engine, what):
                     result = system.store(

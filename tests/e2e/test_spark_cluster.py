@@ -1,10 +1,8 @@
 """``engine: spark`` on a real standalone cluster and over Spark Connect (issue 12).
 
-The module starts, once, a standalone master and one worker on 127.0.0.1
-(``spark-class org.apache.spark.deploy.master.Master`` / ``...deploy.worker.Worker`` from the
-pyspark wheel's ``bin/``: the wheel has no ``sbin`` scripts) and, for the Connect test, a Spark
-Connect server (``spark-submit --class ...SparkConnectServer``, the connect jar ships in the
-wheel) whose master is that cluster. Each test runs the same pipeline file (Parquet files ->
+The ``cluster`` fixture (tests/e2e/conftest.py) starts a standalone master and one worker on
+127.0.0.1 and, for the Connect test, a Spark Connect server whose master is that cluster
+(tests/e2e/spark_cluster.py). Each test runs the same pipeline file (Parquet files ->
 filter -> aggregate -> Parquet) in a separate Python process, since a process has one
 SparkContext and the suite's local session is another.
 
@@ -18,13 +16,8 @@ DuckDB SQL over the same input files.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +26,9 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from tests.conftest import REQUIRE_SERVICES, spark_unavailable
+from tests.e2e.spark_cluster import events
 
 pytestmark = pytest.mark.spark
-
-ROOT = Path(__file__).resolve().parents[2]
 
 #: run in a child process: the pipeline file, then the source's physical plan and the stages
 RUN = """
@@ -79,106 +70,6 @@ FROM read_parquet('{source}/*.parquet') WHERE amount > 3 GROUP BY region ORDER B
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def spark_bin(name: str) -> str:
-    import pyspark
-
-    return str(Path(pyspark.__file__).parent / "bin" / name)
-
-
-def environment(tmp: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        SPARK_LOCAL_IP="127.0.0.1",
-        SPARK_LOG_DIR=str(tmp / "logs"),
-        SPARK_WORKER_DIR=str(tmp / "work"),
-        PYSPARK_PYTHON=sys.executable,
-        PYSPARK_DRIVER_PYTHON=sys.executable,
-        # no REST submission server (it would take the fixed port 6066)
-        SPARK_MASTER_OPTS="-Dspark.master.rest.enabled=false",
-        PYTHONPATH=os.pathsep.join(
-            p for p in (str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")) if p
-        ),
-    )
-    env.pop("SPARK_REMOTE", None)
-    return env
-
-
-def wait_for(proc: subprocess.Popen[bytes], log: Path, marker: str) -> None:
-    """Until ``marker`` appears in ``log``; fails (with the log's end) if the process exits."""
-    while marker not in log.read_text(errors="replace"):
-        if proc.poll() is not None:
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-            pytest.fail(f"{proc.args!r} exited with {proc.returncode} before {marker!r}:\n{tail}")
-        time.sleep(0.5)
-
-
-def start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    with log.open("wb") as handle:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            args, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """End a process this module started, with the JVM it launched (its own process group)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A standalone master and one worker (2 cores) on 127.0.0.1; stopped after the module."""
-    reason = spark_unavailable()
-    if reason:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"Spark unavailable: {reason}")
-        pytest.skip(f"Spark unavailable: {reason}")
-    tmp = tmp_path_factory.mktemp("cluster")
-    env = environment(tmp)
-    port = free_port()
-    url = f"spark://127.0.0.1:{port}"
-    master = start(
-        [
-            spark_bin("spark-class"),
-            "org.apache.spark.deploy.master.Master",
-            *("--host", "127.0.0.1", "--port", str(port)),
-            *("--webui-port", str(free_port())),
-        ],
-        tmp / "master.log",
-        env,
-    )
-    procs = [master]
-    try:
-        wait_for(master, tmp / "master.log", "New state: ALIVE")
-        worker = start(
-            [
-                spark_bin("spark-class"),
-                "org.apache.spark.deploy.worker.Worker",
-                *("--host", "127.0.0.1", "--webui-port", str(free_port())),
-                *("--cores", "2", "--memory", "2g", url),
-            ],
-            tmp / "worker.log",
-            env,
-        )
-        procs.append(worker)
-        wait_for(worker, tmp / "worker.log", "Successfully registered with master")
-        yield {"url": url, "env": env, "tmp": tmp, "procs": procs}
-    finally:
-        for proc in reversed(procs):
-            stop(proc)
-
-
 @pytest.fixture(scope="module")
 def sales_files(cluster: dict[str, Any]) -> Path:
     """6,000 rows in three Parquet files (made here with polars, not by the code under test)."""
@@ -212,15 +103,6 @@ def run_file(path: Path, env: dict[str, str]) -> dict[str, Any]:
     line = next(x for x in done.stdout.splitlines() if x.startswith("@@"))
     result: dict[str, Any] = json.loads(line[2:])
     return result
-
-
-def events(folder: Path) -> list[dict[str, Any]]:
-    """Every event of the event logs under ``folder`` (uncompressed, one JSON object a line)."""
-    out: list[dict[str, Any]] = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and not path.name.startswith((".", "appstatus")):
-            out += [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    return out
 
 
 def executor_work(log: list[dict[str, Any]]) -> dict[str, set[str]]:
@@ -300,45 +182,6 @@ def test_pipeline_file_runs_on_the_executors_of_a_standalone_cluster(
     assert "FileScan parquet" in result["plan"], result["plan"]
     check_executors_did_the_work(events(log_dir))
     assert_frame_equal(written(lake), oracle(sales_files), check_dtypes=False)
-
-
-@pytest.fixture(scope="module")
-def connect_server(cluster: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """A Spark Connect server (the connect jar of the wheel) whose executors are the cluster's."""
-    tmp: Path = cluster["tmp"]
-    log_dir = tmp / "connect-events"
-    log_dir.mkdir()
-    port = free_port()
-    confs = {
-        "spark.connect.grpc.binding.address": "127.0.0.1",
-        "spark.connect.grpc.binding.port": str(port),
-        "spark.driver.host": "127.0.0.1",
-        "spark.driver.bindAddress": "127.0.0.1",
-        "spark.driver.memory": "1g",
-        "spark.executor.memory": "512m",
-        "spark.ui.enabled": "false",
-        "spark.sql.shuffle.partitions": "2",
-        "spark.eventLog.enabled": "true",
-        "spark.eventLog.dir": log_dir.as_uri(),
-        "spark.eventLog.compress": "false",
-        "spark.eventLog.rolling.enabled": "false",
-    }
-    server = start(
-        [
-            spark_bin("spark-submit"),
-            *("--class", "org.apache.spark.sql.connect.service.SparkConnectServer"),
-            *("--master", cluster["url"]),
-            *[x for k, v in confs.items() for x in ("--conf", f"{k}={v}")],
-            "spark-internal",  # the server's class is on the wheel's classpath (jars/)
-        ],
-        tmp / "connect.log",
-        cluster["env"],
-    )
-    try:
-        wait_for(server, tmp / "connect.log", "Spark Connect server started")
-        yield {"remote": f"sc://127.0.0.1:{port}", "events": log_dir}
-    finally:
-        stop(server)
 
 
 def test_same_file_over_spark_connect_sends_plans_not_data(

@@ -440,6 +440,8 @@ def _child(spec: dict[str, Any]) -> None:  # pragma: no cover - runs in the kill
 def _spark_session() -> Any:  # pragma: no cover - runs in the killed process
     """A small local session with the JDBC driver jars (the suite's settings)."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers (mapInArrow: Delta files, partitions sent to the driver) run this Python
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
     from tests.conftest import JDBC_JARS

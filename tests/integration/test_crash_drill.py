@@ -161,3 +161,22 @@ def test_kill_during_spark_parquet_loads(backend: str, tmp_path: Path) -> None:
     report = run_drill(target, modes=("append", "replace"), rounds=1, rows=2_000, spark=True)
     assert not report.failures, report.line() + "\n" + "\n".join(report.failures)
     assert report.loads_done > 0, "no load finished: the drill tested nothing"
+
+
+@pytest.mark.spark
+def test_kill_during_spark_delta_loads(tmp_path: Path) -> None:
+    """Delta from a Spark frame: the executors write the files and the driver commits them in
+    one Delta commit (upsert: a MERGE fed a partition at a time); a kill -9 of the driver during
+    any load leaves the old or the new version. A killed load's files stay unreferenced (Delta
+    keeps orphans until a VACUUM, as for driver writes). One round per mode (each child starts a
+    Spark session of its own)."""
+    from tests.conftest import spark_unavailable
+
+    if spark_unavailable():
+        pytest.skip("Spark is missing")
+    target = make_target("delta", tmp_path, None)  # type: ignore[arg-type]
+    report = run_drill(
+        target, modes=("append", "replace", "upsert"), rounds=1, rows=2_000, spark=True
+    )
+    assert not report.failures, report.line() + "\n" + "\n".join(report.failures)
+    assert report.loads_done > 0, "no load finished: the drill tested nothing"

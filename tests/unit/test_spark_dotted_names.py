@@ -244,6 +244,23 @@ def test_a_spark_frame_with_dotted_and_backticked_names_appends_to_parquet(
     assert sorted(back.select("a.b", "c`d").rows()) == [(1, "x"), (2, "y"), (3, "z")]
 
 
+def test_a_spark_frame_partitioned_by_a_dotted_column_writes_hive_directories(
+    spark: Any, tmp_path: Any
+) -> None:
+    """``partition_by`` with a dotted name: the executors write ``r.g=<value>/`` directories
+    (partitionBy takes names, not expressions). Oracle: the directories and the rows Polars
+    reads back with hive partitioning."""
+    from data_pipeline.storage import FileSystemStorage
+
+    store = FileSystemStorage("lake", {"base_path": str(tmp_path), "partition_by": ["r.g"]})
+    data = pl.DataFrame({"a.b": [1, 2, 3], "r.g": ["x", "y", "x"]})
+    assert store.store(spark_frame(spark, data), "t").rows == 3
+    dirs = sorted(p.name for p in (tmp_path / "t").iterdir() if p.is_dir())
+    assert dirs == ["r.g=x", "r.g=y"]
+    back = pl.read_parquet(str(tmp_path / "t" / "**" / "*.parquet"), hive_partitioning=True)
+    assert sorted(back.select("a.b", "r.g").rows()) == [(1, "x"), (2, "y"), (3, "x")]
+
+
 def test_a_pipeline_file_on_spark_with_dotted_csv_headers(spark: Any, tmp_path: Any) -> None:
     """``engine: spark`` end to end (spark.read of a CSV whose header has dots, a filter, an
     aggregation, a Parquet store). Oracle: the sums and counts computed here."""

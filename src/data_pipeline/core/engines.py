@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,7 @@ __all__ = [
     "check_spark_dotted_names",
     "convert_output",
     "duckdb_connection",
+    "duckdb_scratch",
     "engine_of",
     "is_case_insensitive",
     "is_spark",
@@ -373,6 +375,23 @@ def duckdb_connection(relation: Any) -> Any:
     if connection is None or not hasattr(connection, "from_arrow"):
         return None
     return connection
+
+
+_SCRATCH: list[Any] = []  # the process's in-memory DuckDB database (duckdb_scratch)
+_SCRATCH_LOCK = threading.Lock()
+
+
+def duckdb_scratch() -> Any:
+    """A new cursor of one in-memory DuckDB database kept for the process, for casts and
+    queries over Arrow data that need no tables of their own (opening a DuckDB connection costs
+    about 10 ms; a cursor, microseconds). Each cursor is its own connection: close it after
+    use."""
+    with _SCRATCH_LOCK:
+        if not _SCRATCH:
+            import duckdb
+
+            _SCRATCH.append(duckdb.connect())
+        return _SCRATCH[0].cursor()
 
 
 def spark_from_arrow(session: Any, table: pa.Table) -> Any:

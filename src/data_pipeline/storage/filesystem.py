@@ -116,8 +116,9 @@ class FileSystemStorageConfig(ConfigModel):
     statistics); absent: polars' default."""
     partition_by: ColumnList = None
     """Parquet or IPC only: write a table as a hive-partitioned folder
-    ``<name>/<col>=<value>/...`` by these column(s), local ``base_path`` only. ``append`` adds
-    part files, ``replace`` swaps the whole folder."""
+    ``<name>/<col>=<value>/...`` by these column(s): a local ``base_path``, or an object store
+    (``s3://``) when Spark's executors write the frame. ``append`` adds part files, ``replace``
+    swaps the whole folder."""
     default_table: str | None = None
     """The file name (without extension) ``store()`` writes and ``retrieve()`` reads when
     called without one; absent: a name must be given on each call."""
@@ -173,7 +174,9 @@ class FileSystemStorage(StorageSystem):
     outside it. ``if_exists`` is ``replace`` (default), ``fail`` or ``append`` (a single file is
     rewritten with the new rows added; a partitioned dataset gets new part files). ``base_path``
     may also be an fsspec URL (``s3://bucket/prefix``, ``memory://x``): single files are written
-    to a temporary name and moved, which is atomic only where the file system's move is.
+    to a temporary name and moved, which is atomic only where the file system's move is. A Spark
+    frame stored as Parquet to ``s3://`` is written by the executors as a dataset ``<name>/``
+    published under a manifest (storage/_objects.py; docs/storage.md, Object-store datasets).
 
     Raises:
         ConfigError: a compression the format does not offer, ``partition_by`` with CSV or JSON
@@ -286,6 +289,8 @@ class FileSystemStorage(StorageSystem):
         assert cfg.compression is not None
         rel = self._relative(target, cfg.format, cfg.compression)
         if self._spark_writes_with(data, cfg):
+            if not self.is_local:
+                return self._store_spark_objects(data, rel, if_exists, cfg)
             return self._store_spark(data, rel, if_exists, cfg)
         frame = self._frame(data)
         if cfg.format in TEXT_HOLDS:  # text formats are written from a collected frame anyway
@@ -300,9 +305,11 @@ class FileSystemStorage(StorageSystem):
             require_columns(frame, cfg.partition_by, component=self.label, what="partition column")
             if not self.is_local:
                 raise UnsupportedOperationError(
-                    "partitioned datasets are written to local paths only",
+                    "partitioned datasets are written to local paths only (or to object stores "
+                    "by Spark's executors)",
                     component=self.label,
-                    hint="use a local base_path, or drop partition_by for fsspec URLs",
+                    hint="use a local base_path or engine: spark, or drop partition_by for "
+                    "fsspec URLs",
                 )
             return self._store_dataset(frame, rel, if_exists, cfg)
         if not self.is_local:
@@ -316,12 +323,160 @@ class FileSystemStorage(StorageSystem):
     # -- Spark: the executors write the files ---------------------------------------------------
 
     def writes_spark(self, if_exists: str | None = None) -> bool:
-        return self.settings.format == "parquet" and self.is_local
+        return self.settings.format == "parquet" and self._spark_reaches()
+
+    def _spark_reaches(self) -> bool:
+        """Spark's executors can write under base_path: a local folder, or a URL Spark has a
+        file system for (``s3://`` as ``s3a://``, ``gs://``, ``abfss://``; not ``memory://``)."""
+        if self.is_local:
+            return True
+        from data_pipeline._spark import spark_path
+
+        return spark_path(self.settings.base_path) is not None
 
     def _spark_writes_with(self, data: Any, cfg: FileSystemStorageConfig) -> bool:
         from data_pipeline.core.engines import is_spark
 
-        return is_spark(data) and cfg.format == "parquet" and self.is_local
+        return is_spark(data) and cfg.format == "parquet" and self._spark_reaches()
+
+    def _store_spark_objects(
+        self, frame: Any, rel: str, if_exists: str, cfg: FileSystemStorageConfig
+    ) -> StoreResult:
+        """A Spark DataFrame on an object store (``s3://``): the executors write Parquet part
+        files (hive partitions with ``partition_by``) into a staging prefix beside the target,
+        then the driver publishes them as the dataset ``<rel>/`` under a new manifest
+        (storage/_objects.py says the guarantee). Rows come from the written footers."""
+        from data_pipeline._spark import hadoop_options, write_parquet_files
+        from data_pipeline.core.frames import require_columns
+        from data_pipeline.storage._objects import footer_rows, staged_parts
+
+        assert cfg.compression is not None
+        if cfg.partition_by:
+            require_columns(frame, cfg.partition_by, component=self.label, what="partition column")
+        fs, dataset, single, old, has_single = self._object_target(rel, cfg, if_exists)
+        if if_exists == "append" and (old is not None or has_single):
+            names = self._object_columns(fs, dataset, old, single)
+            check_columns_match(names, list(frame.columns), target=dataset, component=self.label)
+            frame = frame.select(*[spark_col(n) for n in names])
+        token = uuid.uuid4().hex
+        staging = self._staging(dataset, token)
+        options = hadoop_options(self.settings.base_path, self.settings.storage_options or {})
+        try:
+            write_parquet_files(
+                frame,
+                self._url(staging),
+                compression=cfg.compression,
+                partition_by=cfg.partition_by,
+                options=options,
+                component=self.label,
+            )
+            parts = staged_parts(fs, staging)
+            rows = sum(footer_rows(fs, f"{staging}/{p}") for p in parts)
+            size = sum(int(fs.size(f"{staging}/{p}") or 0) for p in parts)
+            return self._publish(
+                fs,
+                staging,
+                parts,
+                dataset,
+                token,
+                if_exists,
+                old,
+                single if has_single else None,
+                rows=rows,
+                size=size,
+                cfg=cfg,
+                engine="spark",
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                fs.rm(staging, recursive=True)
+            with contextlib.suppress(Exception):
+                fs.invalidate_cache()
+
+    def _object_target(
+        self, rel: str, cfg: FileSystemStorageConfig, if_exists: str
+    ) -> tuple[Any, str, str, Any, bool]:
+        """fs, the dataset path, the single-object path, the dataset's manifest (or None) and
+        whether the single object exists; ``if_exists: fail`` raises when either exists."""
+        from data_pipeline.storage._objects import read_manifest
+
+        assert cfg.compression is not None
+        fs, root = self._fs()
+        fs.invalidate_cache()
+        dataset = f"{root.rstrip('/')}/{rel}"
+        single = dataset + self._extension(cfg.format, cfg.compression)
+        old = read_manifest(fs, dataset)
+        has_single = bool(fs.exists(single))
+        if (old is not None or has_single) and if_exists == "fail":
+            raise already_exists_error(
+                repr(self._url(dataset)), component=self.label, modes="'replace' or 'append'"
+            )
+        return fs, dataset, single, old, has_single
+
+    def _object_columns(self, fs: Any, dataset: str, old: Any, single: str) -> list[str]:
+        """The columns of the stored dataset (partition columns included) or single object."""
+        import pyarrow.parquet as pq
+
+        from data_pipeline.storage._objects import dataset_schema
+
+        if old is not None:
+            return list(dataset_schema(fs, dataset).names)
+        with fs.open(single, "rb") as handle:
+            return list(pq.read_schema(handle).names)
+
+    @staticmethod
+    def _staging(dataset: str, token: str) -> str:
+        parent, leaf = dataset.rsplit("/", 1)
+        return f"{parent}/.{leaf}.tmp-{token}"
+
+    def _url(self, path: str) -> str:
+        """An fsspec path of base_path's file system as a URL (``bucket/x`` -> ``s3://bucket/x``)."""
+        if "://" in path:
+            return path
+        return f"{self.settings.base_path.split('://', 1)[0]}://{path.lstrip('/')}"
+
+    def _publish(
+        self,
+        fs: Any,
+        staging: str,
+        parts: list[str],
+        dataset: str,
+        token: str,
+        if_exists: str,
+        old: Any,
+        single: str | None,
+        *,
+        rows: int,
+        size: int,
+        cfg: FileSystemStorageConfig,
+        engine: str,
+    ) -> StoreResult:
+        from data_pipeline.storage._objects import publish
+
+        listed, removed = publish(
+            fs,
+            staging,
+            parts,
+            dataset,
+            token=token,
+            if_exists=if_exists,
+            old=old,
+            single=single,
+            rows=rows,
+        )
+        return StoreResult(
+            target=self._url(dataset),
+            rows=rows,
+            bytes=size,
+            details={
+                "format": cfg.format,
+                "if_exists": if_exists,
+                "partition_by": cfg.partition_by,
+                "engine": engine,
+                "parts": len(listed),
+                "objects_removed": len(removed),
+            },
+        )
 
     def _store_spark(
         self, frame: Any, rel: str, if_exists: str, cfg: FileSystemStorageConfig
@@ -650,6 +805,12 @@ class FileSystemStorage(StorageSystem):
 
         fs, root = self._fs()
         assert cfg.compression is not None
+        if cfg.format == "parquet":
+            from data_pipeline.storage._objects import read_manifest
+
+            fs.invalidate_cache()
+            if read_manifest(fs, f"{root.rstrip('/')}/{rel}") is not None:
+                return self._store_object_part(frame, rel, if_exists, cfg)
         path = f"{root.rstrip('/')}/{rel}{self._extension(cfg.format, cfg.compression)}"
         exists = fs.exists(path)
         if exists and if_exists == "fail":
@@ -686,6 +847,52 @@ class FileSystemStorage(StorageSystem):
             bytes=int(size) if size is not None else None,
             details={"format": cfg.format, "if_exists": if_exists},
         )
+
+    def _store_object_part(
+        self,
+        frame: pl.DataFrame | pl.LazyFrame,
+        rel: str,
+        if_exists: str,
+        cfg: FileSystemStorageConfig,
+    ) -> StoreResult:
+        """A driver-side frame stored to a name that is an object-store dataset (Spark's
+        executors wrote it): one part file, staged and published as :meth:`_store_spark_objects`
+        publishes, so the name stays one dataset."""
+        import polars as pl
+
+        from data_pipeline.storage._objects import dataset_schema
+
+        fs, dataset, single, old, has_single = self._object_target(rel, cfg, if_exists)
+        df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+        if if_exists == "append" and old is not None:
+            schema = to_polars(dataset_schema(fs, dataset).empty_table()).schema
+            check_columns_match(schema.names(), df.columns, target=dataset, component=self.label)
+            df = _cast_to(
+                df.lazy().select(schema.names()), schema, target=dataset, component=self.label
+            ).collect()
+        token = uuid.uuid4().hex
+        staging = self._staging(dataset, token)
+        try:
+            with fs.open(f"{staging}/part-0.parquet", "wb") as handle:
+                _write(df, handle, cfg)
+            size = int(fs.size(f"{staging}/part-0.parquet") or 0)
+            return self._publish(
+                fs,
+                staging,
+                ["part-0.parquet"],
+                dataset,
+                token,
+                if_exists,
+                old,
+                single if has_single else None,
+                rows=int(df.height),
+                size=size,
+                cfg=cfg,
+                engine="driver",
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                fs.rm(staging, recursive=True)
 
     def _fs(self) -> tuple[Any, str]:
         from data_pipeline.core.deps import import_optional
@@ -761,6 +968,13 @@ class FileSystemStorage(StorageSystem):
         ext = self._extension(cfg.format, cfg.compression)
         if not self.is_local:
             fs, root = self._fs()
+            if cfg.format == "parquet":  # a dataset the executors wrote: the manifest's parts
+                from data_pipeline.storage._objects import read_dataset, read_manifest
+
+                fs.invalidate_cache()
+                dataset = f"{root.rstrip('/')}/{rel}"
+                if read_manifest(fs, dataset) is not None:
+                    return to_polars(read_dataset(fs, dataset)).lazy()
             path = f"{root.rstrip('/')}/{rel}{ext}"
             if not fs.exists(path):
                 raise InputNotFoundError(

@@ -32,7 +32,7 @@ import queue
 import tempfile
 import threading
 import uuid
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -304,10 +304,16 @@ class RelationalDBStorage(StorageSystem):
         )
         key = primary_key(options, self.settings.primary_key)
         if self._spark_writes(data):
-            from data_pipeline._spark import write_jdbc
+            from data_pipeline._spark import check_unique_key_spark, write_jdbc
 
             require_upsert_key(if_exists, key, component=self.label)
-            return write_jdbc(self, data, target, if_exists, key)
+            if key:  # as the driver's load: a repeated key is refused before anything is written
+                require_key_columns(
+                    key, data.columns, what=f"table {target!r}", component=self.label
+                )
+                check_unique_key_spark(data, key, target, self.label)
+            not_null = set(options.get("not_null") or [])
+            return write_jdbc(self, data, target, if_exists, key, not_null=not_null)
         frame = as_polars(data)
         self._backend.check_names(target, frame.columns)
         check_holdable(frame, HOLDS.get(self._backend.kind, HOLDS["sql"]), component=self.label)
@@ -394,13 +400,19 @@ class RelationalDBStorage(StorageSystem):
 
     @contextmanager
     def staging_table(
-        self, table: str, schema: Any, *, primary_key: Sequence[str] | None = None
+        self,
+        table: str,
+        schema: Any,
+        *,
+        primary_key: Sequence[str] | None = None,
+        not_null: Iterable[str] | None = None,
     ) -> Iterator[str]:
         """A new, empty staging table for a load of ``table``, created from ``schema``.
 
         ``schema`` is a frame or a polars/Arrow schema; the columns get this storage's DDL types.
         ``primary_key`` (default: the configured one) becomes the staging table's PRIMARY KEY,
-        and so the table's when the staging table is swapped in.
+        and so the table's when the staging table is swapped in; so do the ``not_null``
+        columns (``NOT NULL``, as a driver load's table gets them).
         Yields the staging table's name (unquoted, in the configured schema) for an outside
         writer (Spark's ``df.write.jdbc(url, name, mode="append")``); then call
         :meth:`merge_staging` inside the block. While the block runs this process holds a lock
@@ -408,7 +420,7 @@ class RelationalDBStorage(StorageSystem):
         block the staging table is dropped if it is still there.
         """
         key = list(primary_key or self.settings.primary_key or []) or None
-        yield from self._backend.staging_table(table, schema, key)
+        yield from self._backend.staging_table(table, schema, key, set(not_null or ()))
 
     def merge_staging(
         self,
@@ -726,7 +738,9 @@ class _Backend:
         """Around the INSERT of a merge (inside :meth:`ddl_transaction`)."""
         return contextlib.nullcontext()
 
-    def staging_table(self, table: str, schema: Any, key: Sequence[str] | None) -> Iterator[str]:
+    def staging_table(
+        self, table: str, schema: Any, key: Sequence[str] | None, not_null: set[str]
+    ) -> Iterator[str]:
         self.require_staging()
         frame = _schema_frame(schema)
         self.check_names(table, frame.columns)
@@ -735,7 +749,10 @@ class _Backend:
             self.hold(con, name)
             try:
                 self.execute(
-                    con, self.create_sql(self.qualified(name), frame, list(key or []) or None)
+                    con,
+                    self.create_sql(
+                        self.qualified(name), frame, list(key or []) or None, not_null=not_null
+                    ),
                 )
                 self.commit(con)
                 yield name

@@ -9,6 +9,7 @@ load lands whole or not at all. Delta Lake tables (``engine: delta``) are writte
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import uuid
@@ -148,7 +149,9 @@ class DataWarehouseStorageConfig(ConfigModel):
     engine: Literal["duckdb", "delta", "sqlalchemy"] = "duckdb"
     """``duckdb``: an embedded DuckDB database (``database``); ``delta``: Delta Lake tables
     under ``path`` (needs the ``delta`` extra); ``sqlalchemy``: another warehouse through a
-    SQLAlchemy ``url``, loaded by RelationalDBStorage's generic path."""
+    SQLAlchemy ``url``, loaded by RelationalDBStorage (its fast paths for PostgreSQL, MySQL and
+    SQLite URLs, the generic SQLAlchemy path for others; a Spark frame on a PostgreSQL or
+    MySQL/MariaDB URL is written by the executors through its JDBC staging table)."""
     database: str = ":memory:"
     """DuckDB only: the database file (its folder is created); ``:memory:`` keeps the data
     in this object until ``close()``. A file is opened per call (so other processes can use it
@@ -215,7 +218,9 @@ class DataWarehouseStorage(StorageSystem):
     Other warehouses: ``engine: sqlalchemy`` with a SQLAlchemy ``url`` (Snowflake, BigQuery,
     Redshift, ... where a dialect is installed); loads go through RelationalDBStorage's generic
     SQLAlchemy path (PostgreSQL, MySQL and SQLite URLs through its fast paths). Only those three
-    are tested here.
+    are tested here. With a Spark frame and a PostgreSQL or MySQL/MariaDB URL the executors
+    write the rows (RelationalDBStorage's ``df.write.jdbc`` into a staging table, then one
+    transaction on the driver); other dialects collect the frame on the driver.
 
     DuckDB: ``database`` is a file path (``":memory:"`` keeps the data in this object only).
     ``store(data, "sales", if_exists=...)``: ``fail``, ``replace`` (atomic, in one transaction),
@@ -224,7 +229,9 @@ class DataWarehouseStorage(StorageSystem):
     set. ``retrieve("sales")`` or ``retrieve(query="SELECT ... WHERE x > :x", params={"x": 1})``.
 
     Delta Lake (``engine: delta``): each table is the directory ``<path>/<table>``; ``upsert``
-    is a Delta MERGE on ``primary_key``; ``partition_by`` partitions new tables.
+    is a Delta MERGE on ``primary_key``; ``partition_by`` partitions new tables. A Spark frame
+    on a local or shared ``path`` is written by the executors and committed once by this
+    process (docs/spark.md).
 
     Raises:
         ConfigError: an invalid config (``delta`` without ``path``, ``url`` outside ``sqlalchemy``,
@@ -361,11 +368,17 @@ class DataWarehouseStorage(StorageSystem):
         key = primary_key(options, self.settings.primary_key)
         check_identifier(target, component=self.label)
         require_upsert_key(if_exists, key, component=self.label)
-        if self._spark_writes(data):  # DuckDB takes the partitions one at a time
-            from data_pipeline._spark import arrow_stream
-
+        if self._spark_writes(data):
             if key:
                 require_key_columns(key, data.columns, what=repr(target), component=self.label)
+            if self._sql is not None:  # PostgreSQL, MySQL/MariaDB: the executors' JDBC staging
+                return self._sql._store(  # type: ignore[no-any-return]
+                    data, target, if_exists, primary_key=key, not_null=not_null
+                )
+            if self.settings.engine == "delta":  # the executors write the files
+                return self._store_delta_spark(data, target, if_exists, key)
+            from data_pipeline._spark import arrow_stream  # DuckDB: a partition at a time
+
             return self._store_duckdb(arrow_stream(data), target, if_exists, key, not_null)
         table = as_arrow(data)
         if key:
@@ -377,7 +390,17 @@ class DataWarehouseStorage(StorageSystem):
         return self._store_duckdb(table, target, if_exists, key, not_null)
 
     def writes_spark(self, if_exists: str | None = None) -> bool:
-        return self.settings.engine == "duckdb" and self._sql is None
+        """DuckDB takes a Spark frame a partition at a time; ``engine: sqlalchemy`` on a
+        PostgreSQL or MySQL/MariaDB URL has RelationalDBStorage write it from the executors
+        (``df.write.jdbc`` into a staging table, merged in one transaction); Delta on a local or
+        shared path, outside a transaction(): the executors write the files, this process
+        commits them (upsert: the partitions stream into a MERGE here). Other SQLAlchemy
+        dialects and Delta on object stores collect it on the driver."""
+        if self._sql is not None:
+            return bool(self._sql.writes_spark(if_exists))
+        if self.settings.engine == "delta":
+            return self.supports_transactions() and self._open_tx() is None
+        return self.settings.engine == "duckdb"
 
     def _store_duckdb(
         self,
@@ -732,6 +755,169 @@ class DataWarehouseStorage(StorageSystem):
             details={"action": action, "engine": "delta"},
         )
 
+    def _store_delta_spark(
+        self, frame: Any, target: str, if_exists: str, key: list[str] | None
+    ) -> StoreResult:
+        """A Spark frame into a Delta table: every partition writes its Parquet files into the
+        table's directory from its executor, then this process commits all of them in ONE
+        Delta transaction (``append``; ``replace``: an overwrite in that same commit). Readers
+        see the old version until that commit and the whole new data after it; a failed task
+        fails the load before anything is committed (its files stay unreferenced, see
+        docs/storage.md). ``upsert``: the partitions stream one at a time into deltalake's
+        MERGE here (it needs the source where the merge runs)."""
+        import polars as pl
+        import pyarrow as pa
+
+        from data_pipeline._spark import (
+            arrow_schema,
+            arrow_stream,
+            check_unique_key_spark,
+            delta_arrow_schema,
+            spark_to_polars_schema,
+            write_delta_files,
+        )
+
+        deltalake = import_optional("deltalake", extra="delta", feature="Delta Lake tables")
+        uri = self._delta_uri(target)
+        opts = self.settings.storage_options
+        check_holdable(
+            pl.DataFrame(schema=spark_to_polars_schema(frame)), DELTA_HOLDS, component=self.label
+        )
+        exists = self._delta_exists(uri)
+        if exists and if_exists == "fail":
+            raise already_exists_error(f"Delta table {uri!r}", component=self.label)
+        if key:
+            check_unique_key_spark(frame, key, target, self.label)
+        if exists and if_exists == "upsert":
+            operation = {"kind": "delta", "uri": uri, "how": "merge", "key": key}
+            metrics = self._apply_delta(operation, arrow_stream(frame))
+            rows = int(metrics["num_source_rows"])  # counted by deltalake's MERGE
+            return StoreResult(
+                target=uri,
+                rows=rows,
+                bytes=0,
+                details={"action": "upserted", "engine": "delta, from Spark a partition at a time"},
+            )
+        incoming = delta_arrow_schema(arrow_schema(frame))
+        table = deltalake.DeltaTable(uri, storage_options=opts) if exists else None
+        if table is not None and if_exists == "append":
+            current = pa.schema(table.schema().to_arrow())
+            partition_by = list(table.metadata().partition_columns)
+            new = [n for n in incoming.names if n not in current.names]
+            missing = [n for n in current.names if n not in incoming.names]
+            if (new or missing) and not self.settings.schema_evolution:
+                raise StorageSchemaError(
+                    f"the data does not fit Delta table {uri!r}: "
+                    + "; ".join(
+                        part
+                        for part in (
+                            f"new column(s) {', '.join(map(repr, new))}" if new else "",
+                            f"missing column(s) {', '.join(map(repr, missing))}" if missing else "",
+                        )
+                        if part
+                    ),
+                    component=self.label,
+                    hint="set schema_evolution: true to add new columns, or use "
+                    "if_exists='replace'",
+                )
+            files = pa.schema([*current, *[incoming.field(n) for n in new]])
+            how, action = "append", "appended"
+        else:
+            files = incoming
+            partition_by = list(self.settings.partition_by or [])
+            absent = [c for c in partition_by if c not in incoming.names]
+            if absent:
+                raise StorageSchemaError(
+                    f"partition column(s) {', '.join(map(repr, absent))} are not in the data "
+                    f"for Delta table {uri!r}",
+                    component=self.label,
+                    hint="add the column(s) to the data, or change partition_by",
+                )
+            how, action = "overwrite", ("replaced" if exists else "created")
+        load = f"dp-load-{uuid.uuid4().hex}"
+        try:
+            written, rows = write_delta_files(
+                frame, uri, files, partition_by, load=load, storage_options=opts
+            )
+        except BaseException:
+            self._drop_load_dir(uri, load)  # best effort: no commit names these files
+            raise
+        adds = [
+            deltalake.transaction.AddAction(
+                path=f["path"],
+                size=int(f["size"]),
+                partition_values=json.loads(f["partition_values"]),
+                modification_time=int(f["modification_time"]),
+                data_change=True,
+                stats=f["stats"],
+            )
+            for f in written
+        ]
+        self._commit_delta(uri, table, how, files, partition_by, adds)
+        return StoreResult(
+            target=uri,
+            rows=rows,
+            bytes=sum(int(f["size"]) for f in written),
+            details={"action": action, "engine": "delta, files written by the Spark executors"},
+        )
+
+    def _commit_delta(
+        self,
+        uri: str,
+        table: Any,
+        how: str,
+        schema: pa.Schema,
+        partition_by: list[str],
+        adds: list[Any],
+    ) -> None:
+        """ONE Delta commit of the files the executors wrote: a new table, an append to
+        ``table``, or an overwrite (the same schema and partitioning: a write transaction that
+        removes the old files; otherwise CREATE OR REPLACE with the new schema)."""
+        deltalake = import_optional("deltalake", extra="delta", feature="Delta Lake tables")
+        delta_schema = deltalake.Schema.from_arrow(schema)
+        opts = self.settings.storage_options
+        if table is None:
+            deltalake.transaction.create_table_with_add_actions(
+                uri,
+                delta_schema,
+                adds,
+                mode="error",
+                partition_by=partition_by,
+                storage_options=opts,
+            )
+            return
+        if how == "append":
+            current = table.schema()
+            added = [
+                f for f in delta_schema.fields if f.name not in {c.name for c in current.fields}
+            ]
+            if added:  # schema_evolution: the columns first (a commit of their own)
+                table.alter.add_columns(added)
+                table = deltalake.DeltaTable(uri, storage_options=opts)
+            table.create_write_transaction(adds, "append", delta_schema, partition_by)
+            return
+        same = list(table.metadata().partition_columns) == partition_by and [
+            (f.name, str(f.type)) for f in table.schema().fields
+        ] == [(f.name, str(f.type)) for f in delta_schema.fields]
+        if same:
+            table.create_write_transaction(adds, "overwrite", delta_schema, partition_by)
+        else:
+            deltalake.transaction.create_table_with_add_actions(
+                uri,
+                delta_schema,
+                adds,
+                mode="overwrite",
+                partition_by=partition_by,
+                storage_options=opts,
+            )
+
+    def _drop_load_dir(self, uri: str, load: str) -> None:
+        """Remove a failed load's files (nothing references them); best effort."""
+        import shutil
+
+        local = uri[len("file://") :] if uri.startswith("file://") else uri
+        shutil.rmtree(os.path.join(local, load), ignore_errors=True)
+
     def _stage_file(self, table: pa.Table) -> str:
         """The batch's rows in a Parquet file beside the tables (fsynced), for the commit."""
         import pyarrow.parquet as pq
@@ -759,7 +945,8 @@ class DataWarehouseStorage(StorageSystem):
         self._apply_delta(operation, pq.read_table(staged))
         os.remove(staged)
 
-    def _apply_delta(self, operation: Any, table: pa.Table) -> None:
+    def _apply_delta(self, operation: Any, table: pa.Table | pa.RecordBatchReader) -> Any:
+        """Write ``table`` as ``operation`` says; a MERGE returns deltalake's metrics."""
         deltalake = import_optional("deltalake", extra="delta", feature="Delta Lake tables")
         uri, how, opts = operation["uri"], operation["how"], self.settings.storage_options
         commit: Any = None
@@ -770,7 +957,7 @@ class DataWarehouseStorage(StorageSystem):
                     txn["app_id"]
                 )
                 if done is not None and done >= txn["version"]:
-                    return  # this commit was applied before the process stopped
+                    return None  # this commit was applied before the process stopped
             commit = deltalake.CommitProperties(
                 app_transactions=[deltalake.Transaction(txn["app_id"], txn["version"])]
             )
@@ -780,7 +967,7 @@ class DataWarehouseStorage(StorageSystem):
             predicate = " AND ".join(
                 f"t.{quote_ident(k, '`')} IS NOT DISTINCT FROM s.{quote_ident(k, '`')}" for k in key
             )
-            (
+            return (
                 deltalake.DeltaTable(uri, storage_options=opts)
                 .merge(
                     source=table,
@@ -793,7 +980,6 @@ class DataWarehouseStorage(StorageSystem):
                 .when_not_matched_insert_all()
                 .execute()
             )
-            return
         kwargs: dict[str, Any] = {}
         if operation.get("schema_mode"):
             kwargs["schema_mode"] = operation["schema_mode"]
@@ -809,6 +995,7 @@ class DataWarehouseStorage(StorageSystem):
                 component=self.label,
                 hint="set schema_evolution: true to add new columns, or use if_exists='replace'",
             ) from exc
+        return None
 
     # -- retrieve -----------------------------------------------------------------------------
 

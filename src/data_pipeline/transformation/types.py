@@ -1071,10 +1071,11 @@ def _float_text(array: Any) -> Any:
     """Floats (an Arrow array) as Python writes them (``repr``: ``1.0``, ``-0.0``, ``1e-07``,
     ``nan``), by DuckDB's cast, which writes exactly that; Polars and PyArrow write some floats
     otherwise (``1e-7``, ``NaN``; ``1``, ``-0``, ``1e+15``)."""
-    import duckdb
     import pyarrow as pa
 
-    connection = duckdb.connect()
+    from data_pipeline.core.engines import duckdb_scratch
+
+    connection = duckdb_scratch()
     try:
         floats = connection.from_arrow(pa.table({"x": array}))
         return floats.select("CAST(x AS VARCHAR) AS x").to_arrow_table()["x"]
