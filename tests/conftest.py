@@ -93,6 +93,27 @@ S3A_JARS = [
 if len(S3A_JARS) < 2:
     S3A_JARS = []
 
+#: Google's GCS connector for Hadoop 3 for the Spark GCS test, which scripts/fetch-gcs-jar.sh
+#: (run by `make pytest`) takes from PyPI's pyspark-gcs 2.2.6.1 source archive
+GCS_JARS = [
+    str(SPARK_JARS_DIR / jar)
+    for jar in ("gcs-connector-hadoop3-2.2.6-shaded.jar",)
+    if (SPARK_JARS_DIR / jar).is_file()
+]
+
+#: connector 2.2.6 under pyspark 4's Hadoop 3.5 defaults (core-default.xml): its fs.gs.impl names
+#: a class the wheel lacks, and it reads these sizes as plain numbers where the defaults carry
+#: units ("64m" -> NumberFormatException) (docs/spark.md)
+GCS_COMPAT = {
+    "spark.hadoop.fs.gs.impl": "com.google.cloud.hadoop.fs.gcs.GoogleHadoopFileSystem",
+    "spark.hadoop.fs.AbstractFileSystem.gs.impl": "com.google.cloud.hadoop.fs.gcs.GoogleHadoopFS",
+    "spark.hadoop.fs.gs.block.size": "67108864",
+    "spark.hadoop.fs.gs.rewrite.max.chunk.size": "536870912",
+    "spark.hadoop.fs.gs.outputstream.buffer.size": "8388608",
+    "spark.hadoop.fs.gs.inputstream.inplace.seek.limit": "8388608",
+    "spark.hadoop.fs.gs.inputstream.min.range.request.size": "2097152",
+}
+
 #: hadoop-aws 3.3.1 under pyspark 4's Hadoop 3.4+ defaults (core-default.xml): it reads these
 #: as plain numbers where the newer defaults carry units ("60s" -> NumberFormatException), and
 #: the default credential providers are AWS SDK v2 classes it does not have (docs/spark.md)
@@ -140,8 +161,8 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """ONE local SparkSession for the whole test run (starting one takes ~15 s).
 
     Skips when pyspark or Java is missing; fails instead under DATA_PIPELINE_REQUIRE_SERVICES=1.
-    Bound to 127.0.0.1, no UI, two shuffle partitions, UTC, quiet logs; the JDBC and S3A jars
-    that are present.
+    Bound to 127.0.0.1, no UI, two shuffle partitions, UTC, quiet logs; the JDBC, S3A and GCS
+    jars that are present.
     """
     reason = spark_unavailable()
     if reason:
@@ -160,6 +181,8 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     builder = SparkSession.builder
     for key, value in S3A_COMPAT.items() if S3A_JARS else ():
         builder = builder.config(key, value)
+    for key, value in GCS_COMPAT.items() if GCS_JARS else ():
+        builder = builder.config(key, value)
     session = (
         builder.master("local[2]")
         .appName("data-pipeline-tests")
@@ -176,8 +199,9 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         .config("spark.sql.adaptive.enabled", "false")
         .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
         # the JDBC drivers of Debian's libpostgresql-jdbc-java / libmariadb-java (.ci/run),
-        # Hadoop's S3A file system (scripts/fetch-s3a-jars.sh)
-        .config("spark.jars", ",".join(JDBC_JARS + S3A_JARS))
+        # Hadoop's S3A file system (scripts/fetch-s3a-jars.sh), the GCS connector
+        # (scripts/fetch-gcs-jar.sh)
+        .config("spark.jars", ",".join(JDBC_JARS + S3A_JARS + GCS_JARS))
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")

@@ -90,6 +90,18 @@ _S3A = {  # s3fs storage option -> Hadoop S3A setting
     "region_name": "fs.s3a.endpoint.region",
 }
 
+#: gcsfs ``storage_options`` -> the GCS connector's settings
+_GS = {"endpoint_url": "fs.gs.storage.root.url", "project": "fs.gs.project.id"}
+
+
+def _is_key_file(value: Any) -> bool:
+    """``value`` is the path of a file ending .json (a service account key; never read here)."""
+    return (
+        isinstance(value, (str, os.PathLike))
+        and str(value).endswith(".json")
+        and (os.path.isfile(value))
+    )
+
 
 def hadoop_options(url: str, storage_options: Mapping[str, Any]) -> dict[str, str]:
     """fsspec ``storage_options`` of ``url`` as Hadoop settings, passed as read options (Spark
@@ -98,7 +110,9 @@ def hadoop_options(url: str, storage_options: Mapping[str, Any]) -> dict[str, st
     s3 (``key``, ``secret``, ``token``, ``endpoint_url``, ``region_name``, also under
     ``client_kwargs``, and ``anon``) -> ``fs.s3a.*``; an endpoint turns on path-style access (as
     MinIO and other S3 servers need). Keys that are already Hadoop settings (``fs.*``) pass as
-    they are. Anything else is a ConfigError naming the key.
+    they are. gs/gcs (gcsfs's ``endpoint_url``, ``project``, ``token``: ``"anon"`` or the path of
+    a service account JSON key file) -> ``fs.gs.*``. Anything else is a ConfigError naming the
+    key.
 
     >>> sorted(hadoop_options("s3://b/k", {"key": "K", "endpoint_url": "http://127.0.0.1:9000"}).items())
     [('fs.s3a.access.key', 'K'), ('fs.s3a.endpoint', 'http://127.0.0.1:9000'), ('fs.s3a.path.style.access', 'true')]
@@ -117,6 +131,13 @@ def hadoop_options(url: str, storage_options: Mapping[str, Any]) -> dict[str, st
                 out["fs.s3a.aws.credentials.provider"] = (
                     "org.apache.hadoop.fs.s3a.AnonymousAWSCredentialsProvider"
                 )
+        elif scheme in ("gs", "gcs") and key in _GS:
+            out[_GS[key]] = str(value)
+        elif scheme in ("gs", "gcs") and key == "token" and value == "anon":
+            out["fs.gs.auth.null.enable"] = "true"
+            out["fs.gs.auth.service.account.enable"] = "false"
+        elif scheme in ("gs", "gcs") and key == "token" and _is_key_file(value):
+            out["fs.gs.auth.service.account.json.keyfile"] = str(value)
         else:
             raise ConfigError(
                 f"storage option {key!r} has no Spark (Hadoop) equivalent for {scheme}:// here",
