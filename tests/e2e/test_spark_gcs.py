@@ -56,8 +56,8 @@ def sales(n: int = 300) -> pl.DataFrame:
 def test_gs_source_is_read_by_the_executors(
     spark: Any,
     connector: None,
-    gcs: Any,
-    fmt: str,  # noqa: F811
+    gcs: Any,  # noqa: F811 (the fixture imported above)
+    fmt: str,
 ) -> None:
     fs, bucket, options = gcs
     keys = []
