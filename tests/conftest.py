@@ -261,6 +261,22 @@ def make_frame(engine: str, duckdb_connection: Any, request: pytest.FixtureReque
     return make
 
 
+def forbid_collecting(monkeypatch: pytest.MonkeyPatch, frame: Any, data: list[str]) -> None:
+    """Make every way of bringing a frame's rows to the driver fail for frames holding a data
+    column (on the class Spark made); the tasks' small metadata rows, and the key check's one
+    aggregate row (``__dp_n``), may come."""
+    cls = type(frame)
+    for method in ("toArrow", "toPandas", "collect", "toLocalIterator"):
+        real = getattr(cls, method)
+
+        def guarded(self: Any, *args: Any, _real: Any = real, _m: str = method, **kw: Any) -> Any:
+            if set(self.columns) & set(data) and "__dp_n" not in self.columns:
+                raise AssertionError(f"the driver collected rows of the data ({_m})")
+            return _real(self, *args, **kw)
+
+        monkeypatch.setattr(cls, method, guarded)
+
+
 def spark_frame(spark: Any, df: pl.DataFrame) -> Any:
     """A Spark DataFrame from Arrow (keeps nulls, NaN and dtypes; no pandas on the way).
 

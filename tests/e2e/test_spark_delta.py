@@ -22,6 +22,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from tests.conftest import forbid_collecting
+
 pytestmark = pytest.mark.spark
 
 N = 600
@@ -65,22 +67,6 @@ def commit_actions(uri: str, v: int) -> list[dict[str, Any]]:
     """The actions of commit ``v`` in the table's log."""
     log = Path(uri) / "_delta_log" / f"{v:020d}.json"
     return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line]
-
-
-def forbid_collecting(monkeypatch: pytest.MonkeyPatch, frame: Any, data: list[str]) -> None:
-    """Make every way of bringing a frame's rows to the driver fail for frames holding a data
-    column (on the class Spark made); the tasks' small metadata rows, and the key check's one
-    aggregate row (``__dp_n``), may come."""
-    cls = type(frame)
-    for method in ("toArrow", "toPandas", "collect", "toLocalIterator"):
-        real = getattr(cls, method)
-
-        def guarded(self: Any, *args: Any, _real: Any = real, _m: str = method, **kw: Any) -> Any:
-            if set(self.columns) & set(data) and "__dp_n" not in self.columns:
-                raise AssertionError(f"the driver collected rows of the data ({_m})")
-            return _real(self, *args, **kw)
-
-        monkeypatch.setattr(cls, method, guarded)
 
 
 @pytest.fixture

@@ -636,17 +636,14 @@ def test_sqlalchemy_warehouse_stores_a_spark_frame_through_the_jdbc_staging_tabl
 
     from data_pipeline.storage import DataWarehouseStorage
     from data_pipeline.storage.relational import STAGE_PREFIX
-    from tests.conftest import spark_frame
+    from tests.conftest import forbid_collecting, spark_frame
 
     rows = warehouse_rows()
     columns = rows.columns
     frame = spark_frame(spark, rows).repartition(4)
 
-    def collected(*_: Any, **__: Any) -> Any:
-        raise AssertionError("the Spark frame was collected on the driver")
-
-    for method in ("toArrow", "toPandas", "collect"):  # on the class Spark made
-        monkeypatch.setattr(type(frame), method, collected)
+    # rows of the data never reach the driver; the key check's one aggregate row may
+    forbid_collecting(monkeypatch, frame, columns)
     table = server.table()
     wh = DataWarehouseStorage(
         name="wh",
