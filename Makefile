@@ -27,9 +27,8 @@ demo: $(VENV)/.base
 browser:
 	@bash scripts/ensure-chromium.sh
 
-spark-jars: $(VENV)/.test  ## hadoop-aws + AWS SDK jars (Spark S3 tests), GCS connector (Spark GCS test), once, into ~/.cache
-	@bash scripts/fetch-s3a-jars.sh $(PY)
-	@bash scripts/fetch-gcs-jar.sh $(PY)
+spark-jars: $(VENV)/.test  ## hadoop-aws + AWS SDK (Spark S3 tests) and the GCS connector (Spark GCS test), once, into ~/.cache
+	@bash scripts/fetch-spark-jars.sh $(PY)
 
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check src tests benchmarks examples

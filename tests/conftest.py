@@ -77,7 +77,7 @@ JDBC_JARS = [
 ]
 
 #: Hadoop's S3A file system for the Spark S3 tests: hadoop-aws 3.3.1 and its AWS SDK bundle,
-#: which scripts/fetch-s3a-jars.sh (run by `make pytest`) takes from PyPI's sagemaker_pyspark
+#: which scripts/fetch-spark-jars.sh (run by `make pytest`) takes from PyPI's sagemaker_pyspark
 #: 1.4.5 source archive (the pyspark wheel has no hadoop-aws; Maven Central is unreachable here)
 SPARK_JARS_DIR = Path(
     os.environ.get("DATA_PIPELINE_SPARK_JARS")
@@ -93,7 +93,7 @@ S3A_JARS = [
 if len(S3A_JARS) < 2:
     S3A_JARS = []
 
-#: Google's GCS connector for Hadoop 3 for the Spark GCS test, which scripts/fetch-gcs-jar.sh
+#: Google's GCS connector for Hadoop 3 for the Spark GCS test, which scripts/fetch-spark-jars.sh
 #: (run by `make pytest`) takes from PyPI's pyspark-gcs 2.2.6.1 source archive
 GCS_JARS = [
     str(SPARK_JARS_DIR / jar)
@@ -199,8 +199,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         .config("spark.sql.adaptive.enabled", "false")
         .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
         # the JDBC drivers of Debian's libpostgresql-jdbc-java / libmariadb-java (.ci/run),
-        # Hadoop's S3A file system (scripts/fetch-s3a-jars.sh), the GCS connector
-        # (scripts/fetch-gcs-jar.sh)
+        # Hadoop's S3A file system and the GCS connector (scripts/fetch-spark-jars.sh)
         .config("spark.jars", ",".join(JDBC_JARS + S3A_JARS + GCS_JARS))
         .getOrCreate()
     )

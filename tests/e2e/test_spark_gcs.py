@@ -3,7 +3,7 @@ the executors, its gcsfs ``storage_options`` (``endpoint_url``, ``project``, ``t
 handed to Google's GCS connector as ``fs.gs.*``.
 
 The GCS server is gcp-storage-emulator on 127.0.0.1 (tests/integration/test_filesystem_remote.py's
-fixture). The connector is gcs-connector-hadoop3-2.2.6-shaded.jar (scripts/fetch-gcs-jar.sh, from
+fixture). The connector is gcs-connector-hadoop3-2.2.6-shaded.jar (scripts/fetch-spark-jars.sh, from
 PyPI), on the suite's one SparkSession (tests/conftest.py: ``spark.jars`` and the settings it
 needs under Hadoop 3.5).
 
@@ -35,7 +35,7 @@ def connector(spark: Any) -> None:
     if not GCS_JARS:
         message = (
             f"GCS connector jar missing in {SPARK_JARS_DIR}: run "
-            "scripts/fetch-gcs-jar.sh (make pytest does)"
+            "scripts/fetch-spark-jars.sh (make pytest does)"
         )
         if REQUIRE_SERVICES:
             pytest.fail(message + "; DATA_PIPELINE_REQUIRE_SERVICES=1 forbids skipping")

@@ -7,7 +7,7 @@ The S3 server is moto's (``python -m moto.server``) on 127.0.0.1, recording each
 objects must have been fetched by Hadoop's S3A client (the AWS Java SDK) signing with the
 source's key, so ``storage_options`` reached Spark. (moto cannot check the Java SDK's signatures:
 it signs ``User-Agent``, which botocore, moto's verifier, never does.) Hadoop's S3A file system is hadoop-aws 3.3.1 with the AWS SDK
-bundle 1.11.901 (scripts/fetch-s3a-jars.sh, from PyPI), on the suite's one SparkSession
+bundle 1.11.901 (scripts/fetch-spark-jars.sh, from PyPI), on the suite's one SparkSession
 (tests/conftest.py: ``spark.jars`` and the settings that version needs under Hadoop 3.4+).
 
 Oracles: boto3 GETs of the same objects, parsed by pyarrow; the aggregate in plain Python.
@@ -50,7 +50,7 @@ def s3a(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
     if not S3A_JARS:
         message = (
             f"hadoop-aws / AWS SDK jars missing in {SPARK_JARS_DIR}: run "
-            "scripts/fetch-s3a-jars.sh (make pytest does)"
+            "scripts/fetch-spark-jars.sh (make pytest does)"
         )
         if REQUIRE_SERVICES:
             pytest.fail(message + "; DATA_PIPELINE_REQUIRE_SERVICES=1 forbids skipping")
