@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -358,14 +358,14 @@ class FileSystemStorage(StorageSystem):
             names = self._object_columns(fs, dataset, old, single)
             check_columns_match(names, list(frame.columns), target=dataset, component=self.label)
             frame = frame.select(*[spark_col(n) for n in names])
-        token = uuid.uuid4().hex
-        staging = self._staging(dataset, token)
         options = hadoop_options(self.settings.base_path, self.settings.storage_options or {})
-        try:
+        compression = cfg.compression
+
+        def write(staging: str) -> tuple[list[str], int, int]:
             write_parquet_files(
                 frame,
                 self._url(staging),
-                compression=cfg.compression,
+                compression=compression,
                 partition_by=cfg.partition_by,
                 options=options,
                 component=self.label,
@@ -373,25 +373,11 @@ class FileSystemStorage(StorageSystem):
             parts = staged_parts(fs, staging)
             rows = sum(footer_rows(fs, f"{staging}/{p}") for p in parts)
             size = sum(int(fs.size(f"{staging}/{p}") or 0) for p in parts)
-            return self._publish(
-                fs,
-                staging,
-                parts,
-                dataset,
-                token,
-                if_exists,
-                old,
-                single if has_single else None,
-                rows=rows,
-                size=size,
-                cfg=cfg,
-                engine="spark",
-            )
-        finally:
-            with contextlib.suppress(Exception):
-                fs.rm(staging, recursive=True)
-            with contextlib.suppress(Exception):
-                fs.invalidate_cache()
+            return parts, rows, size
+
+        return self._publish_staged(
+            fs, dataset, write, if_exists, old, single if has_single else None, cfg, "spark"
+        )
 
     def _object_target(
         self, rel: str, cfg: FileSystemStorageConfig, if_exists: str
@@ -435,35 +421,42 @@ class FileSystemStorage(StorageSystem):
             return path
         return f"{self.settings.base_path.split('://', 1)[0]}://{path.lstrip('/')}"
 
-    def _publish(
+    def _publish_staged(
         self,
         fs: Any,
-        staging: str,
-        parts: list[str],
         dataset: str,
-        token: str,
+        write: Callable[[str], tuple[list[str], int, int]],
         if_exists: str,
         old: Any,
         single: str | None,
-        *,
-        rows: int,
-        size: int,
         cfg: FileSystemStorageConfig,
         engine: str,
     ) -> StoreResult:
+        """``write`` fills a new staging prefix beside ``dataset`` (returns its part files, rows
+        and bytes); they are published under a new manifest (storage/_objects.py); the staging
+        prefix goes either way."""
         from data_pipeline.storage._objects import publish
 
-        listed, removed = publish(
-            fs,
-            staging,
-            parts,
-            dataset,
-            token=token,
-            if_exists=if_exists,
-            old=old,
-            single=single,
-            rows=rows,
-        )
+        token = uuid.uuid4().hex
+        staging = self._staging(dataset, token)
+        try:
+            parts, rows, size = write(staging)
+            listed, removed = publish(
+                fs,
+                staging,
+                parts,
+                dataset,
+                token=token,
+                if_exists=if_exists,
+                old=old,
+                single=single,
+                rows=rows,
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                fs.rm(staging, recursive=True)
+            with contextlib.suppress(Exception):
+                fs.invalidate_cache()
         return StoreResult(
             target=self._url(dataset),
             rows=rows,
@@ -870,29 +863,19 @@ class FileSystemStorage(StorageSystem):
             df = _cast_to(
                 df.lazy().select(schema.names()), schema, target=dataset, component=self.label
             ).collect()
-        token = uuid.uuid4().hex
-        staging = self._staging(dataset, token)
-        try:
+
+        def write(staging: str) -> tuple[list[str], int, int]:
             with fs.open(f"{staging}/part-0.parquet", "wb") as handle:
                 _write(df, handle, cfg)
-            size = int(fs.size(f"{staging}/part-0.parquet") or 0)
-            return self._publish(
-                fs,
-                staging,
+            return (
                 ["part-0.parquet"],
-                dataset,
-                token,
-                if_exists,
-                old,
-                single if has_single else None,
-                rows=int(df.height),
-                size=size,
-                cfg=cfg,
-                engine="driver",
+                int(df.height),
+                int(fs.size(f"{staging}/part-0.parquet") or 0),
             )
-        finally:
-            with contextlib.suppress(Exception):
-                fs.rm(staging, recursive=True)
+
+        return self._publish_staged(
+            fs, dataset, write, if_exists, old, single if has_single else None, cfg, "driver"
+        )
 
     def _fs(self) -> tuple[Any, str]:
         from data_pipeline.core.deps import import_optional
