@@ -559,15 +559,25 @@ class PartialAggregation:
     def partial(self, frame: Any) -> Any:
         """Per-batch partial aggregates of a Narwhals frame (any engine), as a Narwhals Polars
         frame."""
+        # partials are small (a row per group): Polars from here on, whatever the batch's engine
+        return self._typed(nw.from_native(to_polars(self._aggregated(frame))))
+
+    def partial_plan(self, frame: Any) -> Any:
+        """:meth:`partial` of a Polars LazyFrame (a Narwhals frame), left lazy: the plan that
+        :class:`~data_pipeline.core.replay.Replay` keeps for a stream's micro-batches."""
+        return self._typed(self._aggregated(frame))
+
+    def _aggregated(self, frame: Any) -> Any:
         check_engine_support(frame, self.plans, self.component)
         schema = dict(frame.collect_schema())
         check_types(schema, self.plans, self.component)
         if not self.dtypes:
             reads = {*self.keys, *(c for p in self.plans for c in p.reads)}
             self.dtypes = {c: t for c, t in schema.items() if c in reads}
-        result = aggregate_frame(frame, self.keys, self.parts, component=self.component)
-        # partials are small (a row per group): Polars from here on, whatever the batch's engine
-        result = nw.from_native(to_polars(result))
+        return aggregate_frame(frame, self.keys, self.parts, component=self.component)
+
+    def _typed(self, result: Any) -> Any:
+        """Partials in their logical types; ``std``'s population variance becomes M2."""
         wanted = {k: self.dtypes[k] for k in self.keys if k in self.dtypes}
         wanted.update({p.output: output_dtype(p, self.dtypes.get(p.column)) for p in self.parts})
         result = conform(result, wanted)
