@@ -73,38 +73,60 @@ class Watermarks:
         if len(ticks) == 0:
             return pl.Series("wm", [], dtype=pl.Int64)
         ticks = ticks.cast(pl.Int64)
-        frame = pl.DataFrame({"t": ticks} if parts is None else {"t": ticks, "p": parts})
         if parts is None:
             known = self.partitions.get(None)
             start = known[0] if known is not None and None in active else None
-            lowest = pl.col("t").cum_max().shift(1)
-            if start is not None:
-                lowest = lowest.fill_null(start)
-            stats = frame.select(pl.col("t").max()).row(0)
-            maxima: dict[Any, int] = {None: int(stats[0])}
-        else:
-            if self.partition_dtype is None:
-                self.partition_dtype = parts.dtype
-            grouped = frame.group_by("p", maintain_order=True).agg(pl.col("t").max())
-            maxima = dict(zip(grouped["p"].to_list(), grouped["t"].to_list(), strict=True))
-            columns = []
-            for value in sorted(set(maxima) | active, key=_sort_key):
-                mask = pl.col("p").is_null() if value is None else pl.col("p") == value
-                run = pl.when(mask).then(pl.col("t")).cum_max().forward_fill().shift(1)
-                if value in active:
-                    run = run.fill_null(self.partitions[value][0])
-                columns.append(run)
-            lowest = columns[0] if len(columns) == 1 else pl.min_horizontal(columns)
+            before, top = self._one_partition(ticks, start)
+            self._advance({None: top}, active, now_us)
+            return before
+        frame = pl.DataFrame({"t": ticks, "p": parts})
+        if self.partition_dtype is None:
+            self.partition_dtype = parts.dtype
+        grouped = frame.group_by("p", maintain_order=True).agg(pl.col("t").max())
+        maxima = dict(zip(grouped["p"].to_list(), grouped["t"].to_list(), strict=True))
+        columns = []
+        for value in sorted(set(maxima) | active, key=_sort_key):
+            mask = pl.col("p").is_null() if value is None else pl.col("p") == value
+            run = pl.when(mask).then(pl.col("t")).cum_max().forward_fill().shift(1)
+            if value in active:
+                run = run.fill_null(self.partitions[value][0])
+            columns.append(run)
+        lowest = columns[0] if len(columns) == 1 else pl.min_horizontal(columns)
         watermark = lowest.cum_max().forward_fill()
         if self.watermark is not None:
             watermark = watermark.fill_null(self.watermark).clip(lower_bound=self.watermark)
         before = frame.select(watermark.cast(pl.Int64).alias("wm")).to_series()
+        self._advance(maxima, active, now_us)
+        return before
+
+    def _one_partition(self, ticks: Any, start: int | None) -> tuple[Any, int]:
+        """:meth:`before_each` of one partition (NumPy: a running maximum, shifted by one):
+        the watermark before row ``i`` is the largest of ``start``, the stream's watermark and
+        the times of rows ``0 .. i-1``; also the batch's largest time."""
+        import numpy as np
+        import polars as pl
+
+        values = ticks.to_numpy()
+        running = np.maximum.accumulate(values)
+        floors = [v for v in (start, self.watermark) if v is not None]
+        floor = max(floors) if floors else None
+        before = np.empty_like(running)
+        before[1:] = running[:-1]
+        before[0] = running[0] if floor is None else floor
+        if floor is not None:
+            np.maximum(before, floor, out=before)
+        series = pl.Series("wm", before, dtype=pl.Int64)
+        if floor is None:  # no watermark before the first row
+            series = pl.concat([pl.Series("wm", [None], dtype=pl.Int64), series.slice(1)])
+        return series, int(running[-1])
+
+    def _advance(self, maxima: dict[Any, int], active: set[Any], now_us: int) -> None:
+        """Move the partitions past a batch (their largest times) and raise the watermark."""
         for value, mark in maxima.items():
             known = self.partitions.get(value)
             self.partitions[value] = [mark if known is None else max(known[0], mark), now_us]
         held = [self.partitions[p][0] for p in (active | set(maxima))]
         self._raise(min(held) if held else None)
-        return before
 
     def observe(self, now_ticks: int) -> None:
         """Processing time: the watermark is the clock."""

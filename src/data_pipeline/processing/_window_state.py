@@ -32,6 +32,7 @@ import narwhals as nw
 from data_pipeline.core.engines import engine_of
 from data_pipeline.core.errors import UnsupportedOperationError
 from data_pipeline.core.frames import to_polars
+from data_pipeline.core.replay import Replay
 from data_pipeline.processing._aggregation import (
     AggPlan,
     PartialAggregation,
@@ -124,6 +125,14 @@ class WindowState:
         self._id_table: Any = None
         self.time_dtype: Any = None  # the Polars dtype of the time column (set by the first add)
         self.arrivals = 0  # rows added so far (the next arrival number)
+        # the same work for every micro-batch, planned once (core.replay)
+        self._batch_partials = Replay(self._batch_plan)
+        self._merged = Replay(self._merge_plan)
+        self._finished = Replay(self._finish_plan)
+
+    def _types(self) -> tuple[Any, ...]:
+        """What the kept plans depend on beside their inputs' schemas."""
+        return (self.time_dtype, tuple(self.partials.dtypes.items()))
 
     # -- durations in the time column's unit ------------------------------------------------
 
@@ -156,9 +165,8 @@ class WindowState:
 
     def _span(self, low: int | None, high: int | None) -> Any:
         """The panes whose start is in ``[low, high]`` (None: unbounded), a slice."""
-        panes = self._state[PANE]
-        start = 0 if low is None else int(panes.search_sorted(low, side="left"))
-        stop = panes.len() if high is None else int(panes.search_sorted(high, side="right"))
+        start = 0 if low is None else self._position(low, "left")
+        stop = self._state.height if high is None else self._position(high, "right")
         return self._state.slice(start, max(stop - start, 0))
 
     def _keep(self, *parts: Any) -> None:
@@ -193,7 +201,6 @@ class WindowState:
         Returns what the batch touched, a Polars DataFrame: ``GROUP`` and ``PANE`` (panes) or
         ``GROUP`` and the merged sessions' start (sessions).
         """
-        import polars as pl
 
         if not checked:
             frame = self._timed(frame.filter(~nw.col(self.step.time_column).is_null()))
@@ -207,20 +214,56 @@ class WindowState:
             self.arrivals += height
         if self.kind == "session":
             return self._add_sessions(frame)
-        framed = self.step.pane_start(frame, PANE)
-        partial = self._identified(to_polars(self.partials.partial(framed).to_native()), PANE)
-        if partial.height and (self._state is None or self._state.height == 0):
-            self._keep(self._merge(partial).sort(PANE))
-        elif partial.height:
+        if engine_of(frame) == "polars":  # a stream's micro-batch: the plans are kept
+            native = frame.to_native()
+            if self.groups is None:
+                self.groups = native.select(self.group_by).clear()
+            if self.time_dtype is None:
+                self.time_dtype = native.schema[self.step.time_column]
+            partial = self._with_ids(self._batch_partials(native, self._ids(), key=self._types()))
+        else:
+            framed = self.step.pane_start(frame, PANE)
+            partial = self._identified(to_polars(self.partials.partial(framed).to_native()), PANE)
+        if partial.height == 0:
+            if self._state is None:
+                self._state = partial
+            return partial.select(GROUP, PANE)
+        if self._state is None or self._state.height == 0:
+            cut, tail = 0, partial.clear()
+        else:
             # only the panes from the batch's oldest on can change (streams are mostly in order)
             oldest = int(partial[PANE].min())
-            cut = int(self._state[PANE].search_sorted(oldest, side="left"))
+            cut = self._position(oldest, "left")
             tail = self._state.slice(cut)
-            merged = self._merge(pl.concat([tail, partial], how="vertical_relaxed")).sort(PANE)
-            self._keep(merged) if cut == 0 else self._keep(self._state.slice(0, cut), merged)
-        elif self._state is None:
-            self._state = partial
+        merged = self._merged(tail, partial, key=self._types())
+        self._keep(merged) if cut == 0 else self._keep(self._state.slice(0, cut), merged)
         return partial.select(GROUP, PANE)
+
+    def _batch_plan(self, rows: Any, ids: Any) -> Any:
+        """A micro-batch -> its partials per group id and pane (``PANE`` physical); the group
+        values stay, and ``GROUP`` is null for a group not seen before."""
+        import polars as pl
+
+        partial = self.partials.partial_plan(self.step.pane_start(rows, PANE)).to_native()
+        partial = partial.with_columns(pl.col(PANE).to_physical().cast(pl.Int64))
+        if not self.group_by:
+            return nw.from_native(partial.select(pl.lit(0, pl.Int64).alias(GROUP), pl.all()))
+        ids = ids.to_native()
+        return nw.from_native(partial.join(ids, on=self.group_by, how="left", nulls_equal=True))
+
+    def _merge_plan(self, tail: Any, partial: Any) -> Any:
+        """The state's panes from the batch's oldest on, merged with the batch's partials,
+        sorted by pane."""
+        import polars as pl
+
+        both = pl.concat([tail.to_native(), partial.to_native()], how="vertical_relaxed")
+        return self.merger.merge(nw.from_native(both)).sort(PANE)
+
+    def _position(self, pane: int, side: str) -> int:
+        """Where ``pane`` falls in the state's (sorted) panes."""
+        import numpy as np
+
+        return int(np.searchsorted(self._state[PANE].to_numpy(), pane, side=side))  # type: ignore[call-overload]
 
     def _identified(self, partial: Any, inner: str) -> Any:
         """A batch's partials with the group values replaced by group ids (new groups get new
@@ -238,23 +281,35 @@ class WindowState:
             if self.groups is None:
                 self.groups = pl.DataFrame()
             return partial.select(pl.lit(0, pl.Int64).alias(GROUP), pl.all())
-        values = partial.select(self.group_by)
         if self.groups is None:
-            self.groups = values.clear()
-        known = values.join(self._ids(), on=self.group_by, how="left", nulls_equal=True)
-        if known[GROUP].null_count():
-            fresh = known.filter(pl.col(GROUP).is_null()).select(self.group_by)
+            self.groups = partial.select(self.group_by).clear()
+        return self._with_ids(partial)
+
+    def _with_ids(self, partial: Any) -> Any:
+        """Partials with their group values -> with the group's id instead (``GROUP`` first);
+        a group not seen before (``GROUP`` null or absent) gets the next id."""
+        import polars as pl
+
+        if not self.group_by:
+            return partial
+        keys = self.group_by
+        if GROUP not in partial.columns:
+            partial = partial.join(self._ids(), on=keys, how="left", nulls_equal=True)
+        if partial[GROUP].null_count():
+            fresh = partial.filter(pl.col(GROUP).is_null()).select(keys)
             self.groups = pl.concat(
                 [self.groups, fresh.unique(maintain_order=True)], how="vertical_relaxed"
             )
             self._id_table = None
-            known = values.join(self._ids(), on=self.group_by, how="left", nulls_equal=True)
-        return partial.drop(self.group_by).select(known[GROUP], pl.all())
+            partial = partial.drop(GROUP).join(self._ids(), on=keys, how="left", nulls_equal=True)
+        return partial.select(GROUP, pl.all().exclude(GROUP, *keys))
 
     def _ids(self) -> Any:
         """The group values with their ids (kept until the groups change)."""
         import polars as pl
 
+        if self.groups is None:
+            return pl.DataFrame(schema={GROUP: pl.Int64})
         if self._id_table is None:
             self._id_table = self.groups.with_row_index(GROUP).with_columns(
                 pl.col(GROUP).cast(pl.Int64)
@@ -464,15 +519,12 @@ class WindowState:
         keep = panes > 0
         out: dict[str, Any] = {GROUP: win_g[keep], _START: start_ticks[keep], _PANES: panes[keep]}
         for column, how in parts:
-            values = prepared[column].to_numpy()
-            out[column] = reduce(values, fills.get(column, 0), how)[keep]
-        fixes = []
-        for column, _ in parts:
-            expr = pl.col(column)
-            if column in fills:
-                expr = pl.when(expr == fills[column]).then(None).otherwise(expr)
-            fixes.append(expr.cast(schema[column]).alias(column))
-        return pl.DataFrame(out).with_columns(fixes)
+            values = reduce(prepared[column].to_numpy(), fills.get(column, 0), how)[keep]
+            series = pl.Series(column, values)
+            if column in fills and (values == fills[column]).any():
+                series = series.scatter(np.flatnonzero(values == fills[column]), None)
+            out[column] = series if series.dtype == schema[column] else series.cast(schema[column])
+        return pl.DataFrame(out)
 
     def _grid(self, after: int | None, upto: int) -> Any:
         """Every group of the state x every window start in ``(after, upto]`` (empty windows are
@@ -690,15 +742,26 @@ class WindowState:
         return pl.concat([values, rows], how="horizontal")
 
     def _finish_panes(self, rows: Any) -> Any:
+        """Merged pane partials (``GROUP``, ``_START``, partials) -> the step's output."""
+        return nw.from_native(self._finished(self._values(rows), key=self._types()))
+
+    def _finish_plan(self, rows: Any) -> Any:
+        """The windows' bounds in the time column's type, the aggregates, then ``having`` and
+        ``sort`` (lazy; the group values are in ``rows`` already)."""
+        s = self.step.settings
+        start = nw.col(_START).cast(nw.Int64)
+        typed = rows.with_columns(
+            start.cast(self._time_type()).alias(s.start_column),
+            (start + self.window_ticks).cast(self._time_type()).alias(s.end_column),
+        )
+        finalizer = self._finalizer(self.group_by)
+        return self.step.finish(finalizer.finalize(typed).drop(GROUP))
+
+    def _time_type(self) -> Any:
+        """The time column's type as a Narwhals dtype."""
         import polars as pl
 
-        s = self.step.settings
-        width = self.window_ticks
-        typed = rows.with_columns(
-            pl.col(_START).cast(pl.Int64).cast(self.time_dtype).alias(s.start_column),
-            (pl.col(_START) + width).cast(pl.Int64).cast(self.time_dtype).alias(s.end_column),
-        )
-        return self.step.finish(self._finalize(typed))
+        return nw.from_native(pl.DataFrame(schema={"t": self.time_dtype})).schema["t"]
 
     def _finish_sessions(self, rows: Any) -> Any:
         import polars as pl
@@ -712,14 +775,18 @@ class WindowState:
         )
         return self.step.finish(self._finalize(typed).drop(_START, _LAST))
 
-    def _finalize(self, rows: Any) -> Any:
-        """Partials -> group keys, window bounds and the aggregates (a Narwhals frame)."""
+    def _finalizer(self, values: list[str] | None = None) -> PartialAggregation:
+        """Finishes merged partials; ``values``: the group columns the rows carry already."""
         s = self.step.settings
         finalizer = PartialAggregation(
-            [GROUP, s.start_column, s.end_column], self.plans, self.component
+            [*(values or []), GROUP, s.start_column, s.end_column], self.plans, self.component
         )
         finalizer.dtypes = self.partials.dtypes  # the input types: outputs get their logical type
-        done = finalizer.finalize(nw.from_native(rows)).to_native()
+        return finalizer
+
+    def _finalize(self, rows: Any) -> Any:
+        """Partials -> group keys, window bounds and the aggregates (a Narwhals frame)."""
+        done = self._finalizer().finalize(nw.from_native(rows)).to_native()
         return nw.from_native(self._values(done).drop(GROUP))
 
     # -- snapshot -----------------------------------------------------------------------------

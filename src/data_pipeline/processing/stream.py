@@ -487,31 +487,31 @@ class StreamProcessor(DataProcessor):
             rows = events if not pre else int(original.select(nw.len()).collect().item())
         self.progress["rows_in"] += rows
         op.rows_in = rows
-        empty = collected.clear().with_columns(pl.lit(None, pl.String).alias(LATE_REASON))
-        no_rejects = collected.clear().with_columns(pl.lit(None, pl.String).alias(REJECT_REASON))
         metrics: dict[str, Any] = {
             "events_in": events,
             "accepted": events,
             "late": 0,
             "rejected": 0,
         }
+        if isinstance(agg_step, WindowedAggregator):
+            return self._windowed(collected, agg_step, post, metrics, op)
+        empty = collected.clear().with_columns(pl.lit(None, pl.String).alias(LATE_REASON))
+        no_rejects = collected.clear().with_columns(pl.lit(None, pl.String).alias(REJECT_REASON))
         if agg_step is None:
             return collected, empty, no_rejects, metrics
-        if not isinstance(agg_step, WindowedAggregator):
-            if self._groups is None:
-                self._groups = IncrementalAggregation(agg_step, self.label)
-            groups = self._groups
-            started = time.perf_counter()
-            partial = groups.add(nw.from_native(collected))
-            op.details["merge_seconds"] = round(time.perf_counter() - started, 6)
-            state = groups.state
-            touched = partial.select(groups.keys).unique() if groups.keys else None
-            if touched is not None:
-                state = state.join(touched, on=groups.keys, how="semi", nulls_equal=True)
-            metrics["state_rows"] = int(groups.state.height)
-            metrics["state_bytes"] = int(groups.state.estimated_size())
-            return self._post(groups.result(state), post), empty, no_rejects, metrics
-        return self._windowed(collected, agg_step, post, metrics, op)
+        if self._groups is None:
+            self._groups = IncrementalAggregation(agg_step, self.label)
+        groups = self._groups
+        started = time.perf_counter()
+        partial = groups.add(nw.from_native(collected))
+        op.details["merge_seconds"] = round(time.perf_counter() - started, 6)
+        state = groups.state
+        touched = partial.select(groups.keys).unique() if groups.keys else None
+        if touched is not None:
+            state = state.join(touched, on=groups.keys, how="semi", nulls_equal=True)
+        metrics["state_rows"] = int(groups.state.height)
+        metrics["state_bytes"] = int(groups.state.estimated_size())
+        return self._post(groups.result(state), post), empty, no_rejects, metrics
 
     def _windowed(
         self,
