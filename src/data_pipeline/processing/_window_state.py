@@ -90,6 +90,45 @@ def unsupported_time(column: str, dtype: Any, component: str | None) -> Unsuppor
     )
 
 
+def _extreme(dtype: Any, how: str) -> Any:
+    """The NumPy value of ``dtype`` that loses every ``min`` / ``max`` comparison."""
+    import numpy as np
+
+    if dtype.kind == "f":
+        return np.inf if how == "min" else -np.inf
+    info = np.iinfo(dtype)
+    return info.max if how == "min" else info.min
+
+
+def _dense_fill(column: str, how: str, dtype: Any) -> Any:
+    """``column`` as plain numbers for a NumPy grid: temporal values as Int64, a null sum as
+    0, a null minimum / maximum as the value that loses every comparison (:func:`_extreme`)."""
+    import numpy as np
+    import polars as pl
+
+    physical = pl.col(column).to_physical()
+    if how == "sum":
+        return physical.fill_null(0).alias(column)
+    if not dtype.is_float():
+        physical = physical.cast(pl.Int64)
+    kind = np.dtype(np.float64 if dtype.is_float() else np.int64)
+    return physical.fill_null(_extreme(kind, how)).alias(column)
+
+
+def _dense_series(name: str, values: Any, fill: Any, dtype: Any) -> Any:
+    """A column of a NumPy grid as a Polars Series of ``dtype``: ``fill`` (a minimum or maximum
+    no row had) becomes null again."""
+    import numpy as np
+    import polars as pl
+
+    series = pl.Series(name, values)
+    if fill is not None:
+        empty = np.flatnonzero(values == fill)
+        if empty.size:
+            series = series.scatter(empty, None)
+    return series if series.dtype == dtype else series.cast(dtype)
+
+
 class WindowState:
     """Open windows of one :class:`WindowedAggregator` as merged partial aggregates (Polars).
 
@@ -127,7 +166,6 @@ class WindowState:
         self.arrivals = 0  # rows added so far (the next arrival number)
         # the same work for every micro-batch, planned once (core.replay)
         self._batch_partials = Replay(self._batch_plan)
-        self._merged = Replay(self._merge_plan)
         self._finished = Replay(self._finish_plan)
 
     def _types(self) -> tuple[Any, ...]:
@@ -201,6 +239,7 @@ class WindowState:
         Returns what the batch touched, a Polars DataFrame: ``GROUP`` and ``PANE`` (panes) or
         ``GROUP`` and the merged sessions' start (sessions).
         """
+        import polars as pl
 
         if not checked:
             frame = self._timed(frame.filter(~nw.col(self.step.time_column).is_null()))
@@ -235,7 +274,10 @@ class WindowState:
             oldest = int(partial[PANE].min())
             cut = self._position(oldest, "left")
             tail = self._state.slice(cut)
-        merged = self._merged(tail, partial, key=self._types())
+        merged = self._merge_dense(tail, partial)
+        if merged is None:
+            both = pl.concat([tail, partial], how="vertical_relaxed")
+            merged = self._merge(both).sort(PANE)
         self._keep(merged) if cut == 0 else self._keep(self._state.slice(0, cut), merged)
         return partial.select(GROUP, PANE)
 
@@ -250,14 +292,6 @@ class WindowState:
             return nw.from_native(partial.select(pl.lit(0, pl.Int64).alias(GROUP), pl.all()))
         ids = ids.to_native()
         return nw.from_native(partial.join(ids, on=self.group_by, how="left", nulls_equal=True))
-
-    def _merge_plan(self, tail: Any, partial: Any) -> Any:
-        """The state's panes from the batch's oldest on, merged with the batch's partials,
-        sorted by pane."""
-        import polars as pl
-
-        both = pl.concat([tail.to_native(), partial.to_native()], how="vertical_relaxed")
-        return self.merger.merge(nw.from_native(both)).sort(PANE)
 
     def _position(self, pane: int, side: str) -> int:
         """Where ``pane`` falls in the state's (sorted) panes."""
@@ -468,35 +502,15 @@ class WindowState:
         cells = groups * columns
         if cells > 20_000_000:
             return None
-        schema = self.state.schema
-        fills: dict[str, Any] = {}
-        exprs = [(pl.col(GROUP) * columns + (pl.col(PANE) - base) // slide).alias("__dp_cell")]
-        finite = []
-        for column, how in parts:
-            dtype = schema[column]
-            if not (dtype.is_numeric() or dtype.is_temporal()) or dtype.is_decimal():
-                return None
-            physical = pl.col(column).to_physical()
-            if how == "sum":
-                exprs.append(physical.fill_null(0).alias(column))
-                continue
-            if dtype.is_float():
-                # NumPy orders NaN and inf otherwise than Polars: let Polars merge those
-                finite.append(pl.col(column).is_finite().fill_null(True).all())
-                fills[column] = np.inf if how == "min" else -np.inf
-            else:
-                info = np.iinfo(np.int64)
-                fills[column] = info.max if how == "min" else info.min
-                physical = physical.cast(pl.Int64)
-            exprs.append(physical.fill_null(fills[column]).alias(column))
-        # one pass over the state: the panes the windows read, as grid cells and plain numbers
-        needed = self._span(base, top).lazy().filter(pl.col(GROUP) < groups)
-        prepared, checks = pl.collect_all(
-            [needed.select(exprs), needed.select(finite or [pl.lit(True)])]
-        )
-        if cells > 4 * (prepared.height + windows.height) + 100_000 or not all(checks.row(0)):
+        # the panes the windows read, as grid cells and plain numbers
+        dense = self._dense([self._span(base, top)], parts, base)
+        if dense is None:
             return None
-        cell = prepared["__dp_cell"].to_numpy()
+        group, pane, values, fills = dense
+        inside = group < groups
+        cell = group[inside] * columns + pane[inside]
+        if cells > 4 * (cell.size + windows.height) + 100_000:
+            return None
         first = (start_ticks - base) // slide
         aligned = first % k == 0
         every_aligned = bool(aligned.all())
@@ -515,16 +529,111 @@ class WindowState:
                 return head
             return np.where(aligned, head, op(head, prefix[win_g, first + k - 1]))
 
-        panes = reduce(np.ones(prepared.height, dtype=np.int64), 0, "sum")
+        panes = reduce(np.ones(cell.size, dtype=np.int64), 0, "sum")
         keep = panes > 0
         out: dict[str, Any] = {GROUP: win_g[keep], _START: start_ticks[keep], _PANES: panes[keep]}
+        schema = self.state.schema
         for column, how in parts:
-            values = reduce(prepared[column].to_numpy(), fills.get(column, 0), how)[keep]
-            series = pl.Series(column, values)
-            if column in fills and (values == fills[column]).any():
-                series = series.scatter(np.flatnonzero(values == fills[column]), None)
-            out[column] = series if series.dtype == schema[column] else series.cast(schema[column])
+            merged = reduce(values[column][inside], fills.get(column, 0), how)[keep]
+            out[column] = _dense_series(column, merged, fills.get(column), schema[column])
         return pl.DataFrame(out)
+
+    def _dense(self, frames: list[Any], parts: list[tuple[str, str]], base: int) -> Any:
+        """The rows of ``frames`` (``GROUP``, ``PANE``, partials; one schema) as NumPy arrays
+        for a dense grid: group ids, pane indexes from ``base`` (in panes), each partial column
+        as plain numbers, and per minimum / maximum the fill that loses every comparison (a
+        null minimum / maximum is read as that fill).
+
+        None when NumPy would not give Polars' answer: a column that is not numeric or
+        temporal (or a decimal), NaN in a minimum / maximum (NumPy propagates it, Polars
+        ignores it), a value equal to its fill (it would read as null), or a pane off the
+        ``base + n * slide`` grid."""
+        import numpy as np
+
+        schema = frames[0].schema
+        if any(frame.schema != schema for frame in frames):
+            return None
+        for column, _ in parts:
+            dtype = schema[column]
+            if not (dtype.is_numeric() or dtype.is_temporal()) or dtype.is_decimal():
+                return None
+        pieces: dict[str, list[Any]] = {column: [] for column in (GROUP, PANE, *dict(parts))}
+        nulls = dict.fromkeys(dict(parts), 0)
+        for frame in frames:
+            # plain numeric columns without nulls are read as they are; the others are made
+            # plain numbers by Polars (one select)
+            direct = {
+                column
+                for column, _ in parts
+                if schema[column].is_numeric() and not frame[column].null_count()
+            }
+            exprs = [_dense_fill(c, how, schema[c]) for c, how in parts if c not in direct]
+            filled = frame.select(exprs) if exprs else frame
+            for column in pieces:
+                source = frame if column in direct or column in (GROUP, PANE) else filled
+                pieces[column].append(source[column].to_numpy())
+            for column in nulls:
+                nulls[column] += frame[column].null_count()
+        arrays = {c: v[0] if len(v) == 1 else np.concatenate(v) for c, v in pieces.items()}
+        fills: dict[str, Any] = {}
+        for column, how in parts:
+            values = arrays[column]
+            if how == "sum":
+                continue
+            fills[column] = _extreme(values.dtype, how)
+            if np.count_nonzero(values == fills[column]) != nulls[column]:
+                return None
+            if values.dtype.kind == "f" and np.isnan(values).any():
+                return None
+        offset = arrays[PANE] - base
+        slide = self.pane_ticks
+        if (offset % slide).any():
+            return None
+        values = {column: arrays[column] for column, _ in parts}
+        return arrays[GROUP], offset // slide, values, fills
+
+    def _merge_dense(self, tail: Any, partial: Any) -> Any:
+        """The open panes (``tail``) merged with a batch's partials on a dense group x pane
+        grid (NumPy), when every aggregation is a sum, count, mean, min or max: both are a few
+        panes of every group, and a grid merges them in one pass where a group-by sorts.
+        Panes come out sorted by start (then group id). None when :meth:`_dense` says no, or
+        when the grid would be much larger than the rows: the caller merges with Polars."""
+        import numpy as np
+        import polars as pl
+
+        parts = self._simple_parts()
+        if parts is None:
+            return None
+        frames = [tail, partial] if tail.height else [partial]
+        base = int(partial[PANE].min())  # the tail starts at the batch's oldest pane
+        dense = self._dense(frames, parts, base)
+        if dense is None:
+            return None
+        group, pane, values, fills = dense
+        groups = int(group.max()) + 1
+        cells = (int(pane.max()) + 1) * groups
+        if cells > 4 * group.size + 100_000:
+            return None
+        cell = pane * groups + group
+        seen = np.zeros(cells, dtype=bool)
+        seen[cell] = True
+        taken = np.flatnonzero(seen)
+        out: dict[str, Any] = {
+            GROUP: taken % groups,
+            PANE: base + (taken // groups) * self.pane_ticks,
+        }
+        for column, how in parts:
+            merged = np.full(cells, fills.get(column, 0), dtype=values[column].dtype)
+            {"sum": np.add, "min": np.minimum, "max": np.maximum}[how].at(
+                merged, cell, values[column]
+            )
+            out[column] = _dense_series(
+                column, merged[taken], fills.get(column), partial.schema[column]
+            )
+        merged_frame = pl.DataFrame(out)
+        if merged_frame.columns != partial.columns:
+            merged_frame = merged_frame.select(partial.columns)
+        return merged_frame
 
     def _grid(self, after: int | None, upto: int) -> Any:
         """Every group of the state x every window start in ``(after, upto]`` (empty windows are
@@ -743,7 +852,10 @@ class WindowState:
 
     def _finish_panes(self, rows: Any) -> Any:
         """Merged pane partials (``GROUP``, ``_START``, partials) -> the step's output."""
-        return nw.from_native(self._finished(self._values(rows), key=self._types()))
+        done = nw.from_native(self._finished(self._values(rows), key=self._types()))
+        # sorted here: an eager sort of a few thousand rows costs half of a planned one
+        starts = rows[_START]
+        return self.step.sort_windows(done, one_start=starts.len() > 0 and starts.n_unique() == 1)
 
     def _finish_plan(self, rows: Any) -> Any:
         """The windows' bounds in the time column's type, the aggregates, then ``having`` and
@@ -755,7 +867,7 @@ class WindowState:
             (start + self.window_ticks).cast(self._time_type()).alias(s.end_column),
         )
         finalizer = self._finalizer(self.group_by)
-        return self.step.finish(finalizer.finalize(typed).drop(GROUP))
+        return self.step.finish(finalizer.finalize(typed).drop(GROUP), sort=False)
 
     def _time_type(self) -> Any:
         """The time column's type as a Narwhals dtype."""

@@ -330,8 +330,8 @@ class WindowedAggregator(DataProcessor):
             (ids.over(*keys, order_by=self.time_column) if keys else ids).alias(name)
         )
 
-    def finish(self, aggregated: Any) -> Any:
-        """Add ``window_end``, order the columns, apply ``having`` and ``sort``."""
+    def finish(self, aggregated: Any, *, sort: bool = True) -> Any:
+        """Add ``window_end``, order the columns, apply ``having`` and (``sort``) ``sort``."""
         s = self.settings
         if s.end_column not in aggregated.columns:
             aggregated = aggregated.with_columns(
@@ -340,7 +340,15 @@ class WindowedAggregator(DataProcessor):
         result = aggregated.select(self.output_columns([]))
         if self.having is not None:
             result = where(result, self.having)
-        return sort_frame(result, self.sort_keys)
+        return sort_frame(result, self.sort_keys) if sort else result
+
+    def sort_windows(self, result: Any, *, one_start: bool = False) -> Any:
+        """:meth:`finish`'s ``sort`` on its own; ``one_start``: every row has the same window
+        start, so a leading sort by it is left out (same order, a cheaper sort)."""
+        keys = self.sort_keys
+        if one_start and keys and keys[0] == (self.settings.start_column, False):
+            keys = keys[1:]
+        return sort_frame(result, keys)
 
     def _apply_frame(self, frame: Any, op: Operation) -> Any:
         s = self.settings

@@ -698,6 +698,119 @@ def test_every_aggregation_merges_exactly_on_each_combine_path(
     assert_same(got, expected, rel_tol=1e-7 if path == "merge" else 1e-12)
 
 
+# -- the two ways of merging a batch into the open panes -------------------------------------
+
+_BIG = 2**63 - 1
+
+
+def _hostile_rows(values: str) -> pl.DataFrame:
+    """400 events over 10 minutes with nulls (values and a group key); ``extremes`` adds the
+    infinities and the Int64 / Int32 extremes (the values a NumPy grid uses as fills), ``nan``
+    NaN."""
+    import random
+
+    rng = random.Random(5)
+    floats: list[Any] = [None, 0.5, -2.25, 1e300, -1e-300]
+    wide: list[Any] = [None, 7, -3, 2**40]
+    narrow: list[Any] = [None, 5, -9]
+    if values == "extremes":
+        floats += [float("inf"), float("-inf")]
+        wide += [_BIG, -_BIG - 1]
+        narrow += [2**31 - 1, -(2**31)]
+    if values == "nan":  # often enough that a batch's partial of some window is all NaN
+        floats += [float("nan")] * len(floats)
+    return pl.DataFrame(
+        {
+            "ts": [T0 + dt.timedelta(seconds=rng.randint(0, 600)) for _ in range(400)],
+            "key": [None if i % 17 == 0 else "abc"[i % 3] for i in range(400)],
+            "f": [rng.choice(floats) for _ in range(400)],
+            "w": [rng.choice(wide) for _ in range(400)],
+            "n": [rng.choice(narrow) for _ in range(400)],
+        },
+        schema={
+            "ts": pl.Datetime("us"),
+            "key": pl.String,
+            "f": pl.Float64,
+            "w": pl.Int64,
+            "n": pl.Int32,
+        },
+    )
+
+
+@pytest.mark.parametrize("values", ["plain", "extremes", "nan"])
+@pytest.mark.parametrize("path", ["numpy", "polars"])
+def test_a_batch_merges_into_the_open_panes_exactly_on_each_path(
+    values: str, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tumbling windows of sums, minima, maxima and counts over shuffled events (so every batch
+    merges into panes already open) equal DuckDB's, with the NumPy grid merge and with the
+    Polars group-by merge. Minima and maxima ignore NaN unless every value is NaN
+    (docs/semantics.md); a value equal to a grid fill (an infinity, an integer extreme) must
+    come out as itself, never as null."""
+    from data_pipeline.processing._window_state import WindowState
+
+    used: list[str] = []
+    original = WindowState._merge_dense
+
+    def spy(self: Any, tail: Any, partial: Any) -> Any:
+        result = None if path == "polars" else original(self, tail, partial)
+        used.append("polars" if result is None else "numpy")
+        return result
+
+    monkeypatch.setattr(WindowState, "_merge_dense", spy)
+    data = _hostile_rows(values)
+    aggregations = {
+        "f": ["sum", "min", "max", "count"],
+        "w": ["min", "max"],
+        "n": ["min", "max"],
+        "*": "count",
+    }
+    stream = StreamProcessor(
+        name="m",
+        config={"emit": "final", "allowed_lateness": "1h", "output": "polars"},
+        pipeline=ProcessingPipeline("p").add_processor(
+            WindowedAggregator(
+                name="w",
+                config={
+                    "time_column": "ts",
+                    "window": "30s",
+                    "group_by": "key",
+                    "aggregations": aggregations,
+                },
+            )
+        ),
+        clock=lambda: NOW,
+    )
+    outputs = list(stream.process_stream(data.slice(i, 37) for i in range(0, 400, 37)))
+    got = pl.concat([o for o in outputs if o.height], how="vertical_relaxed")
+
+    def extreme(how: str, column: str) -> str:
+        if column != "f":
+            return f"{how}({column}) as {column}_{how}"
+        # NaN is ignored unless every value is NaN (DuckDB orders it above every number)
+        return f"coalesce({how}(f) filter (where not isnan(f)), {how}(f)) as f_{how}"
+
+    expected = duck(
+        f"""select key, time_bucket(interval '30 seconds', ts, timestamp '1970-01-01')
+                       as window_start,
+                   time_bucket(interval '30 seconds', ts, timestamp '1970-01-01')
+                       + interval '30 seconds' as window_end,
+                   coalesce(sum(f), 0) as f_sum, {extreme("min", "f")}, {extreme("max", "f")},
+                   count(f) as f_count, {extreme("min", "w")}, {extreme("max", "w")},
+                   {extreme("min", "n")}, {extreme("max", "n")}, count(*) as "count"
+            from t group by all""",
+        t=data,
+    )
+    assert stream.progress["late_rows"] == 0
+    assert_same(got, expected)
+    if path == "polars":
+        assert set(used) == {"polars"}
+    elif values == "plain":
+        assert set(used) == {"numpy"}  # the grid takes every batch of plain values
+    else:
+        assert "polars" in used  # a fill-valued extreme or NaN sends a batch to Polars
+
+
 def test_a_batch_level_watermark_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """The broken variant of the per-event watermark: judging a whole micro-batch against the
     watermark it started with makes the answer depend on the cuts; the oracle check sees it."""
