@@ -35,9 +35,11 @@ class _Slot:
     def read(
         self, with_columns: list[str] | None, predicate: Any, n_rows: int | None, _batch: Any
     ) -> Any:
+        import polars as pl
+
         frame = self.frame
-        if with_columns is not None:
-            frame = frame.select(with_columns)
+        if with_columns is not None:  # the columns the plan reads: a new frame, no query
+            frame = pl.DataFrame([frame.get_column(name) for name in with_columns])
         if predicate is not None:
             frame = frame.filter(predicate)
         if n_rows is not None:

@@ -279,7 +279,7 @@ class WindowState:
             both = pl.concat([tail, partial], how="vertical_relaxed")
             merged = self._merge(both).sort(PANE)
         self._keep(merged) if cut == 0 else self._keep(self._state.slice(0, cut), merged)
-        return partial.select(GROUP, PANE)
+        return pl.DataFrame([partial.get_column(GROUP), partial.get_column(PANE)])
 
     def _batch_plan(self, rows: Any, ids: Any) -> Any:
         """A micro-batch -> its partials per group id and pane (``PANE`` physical); the group
@@ -336,7 +336,9 @@ class WindowState:
             )
             self._id_table = None
             partial = partial.drop(GROUP).join(self._ids(), on=keys, how="left", nulls_equal=True)
-        return partial.select(GROUP, pl.all().exclude(GROUP, *keys))
+        dropped = {GROUP, *keys}
+        rest = [partial.get_column(c) for c in partial.columns if c not in dropped]
+        return pl.DataFrame([partial.get_column(GROUP), *rest])  # a new frame, no query
 
     def _ids(self) -> Any:
         """The group values with their ids (kept until the groups change)."""

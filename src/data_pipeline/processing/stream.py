@@ -521,6 +521,7 @@ class StreamProcessor(DataProcessor):
         metrics: dict[str, Any],
         op: Operation,
     ) -> tuple[Any, Any, Any, dict[str, Any]]:
+        import numpy as np
         import polars as pl
 
         s = self.settings
@@ -582,23 +583,20 @@ class StreamProcessor(DataProcessor):
                     valid.filter(future).with_columns(pl.lit(why_future).alias(LATE_REASON))
                 )
                 valid = valid.filter(~future)
-        ticks = valid[tcol].to_physical()
+        ticks = _physical(valid[tcol])
         parts = valid[s.partition_column] if s.partition_column is not None else None
-        before = marks.before_each(ticks, parts, now_us)
-        wm = pl.lit(before)
+        before = marks.before_each(pl.Series(tcol, ticks), parts, now_us)
         if step.kind == "session":
-            late = pl.col(tcol).to_physical() + lateness < wm
             why = f"late: more than allowed_lateness {s.allowed_lateness} behind the watermark"
         else:
-            pane = pl.col(tcol).dt.truncate(step.pane_step).to_physical()
-            late = pane + (windows.pane_ticks + lateness) <= wm
             why = f"late: its window had closed (allowed_lateness {s.allowed_lateness})"
-        flags = valid.select(late.fill_null(False).alias("late"), late.any().alias("any"))
-        mask = flags["late"]
+        late_at = self._late_rows(valid, ticks, before, step, windows, lateness)
         accepted = valid
-        if flags.height and flags["any"][0]:
-            late_parts.append(valid.filter(mask).with_columns(pl.lit(why).alias(LATE_REASON)))
-            accepted = valid.filter(~mask)
+        if late_at.size:
+            late_parts.append(valid[late_at].with_columns(pl.lit(why).alias(LATE_REASON)))
+            keep = np.ones(valid.height, dtype=bool)
+            keep[late_at] = False
+            accepted = valid.filter(pl.Series(keep))
         late_rows = (
             pl.concat(late_parts, how="vertical_relaxed")
             if late_parts
@@ -660,6 +658,45 @@ class StreamProcessor(DataProcessor):
         )
         return self._post(result, post), late_rows, rejected, metrics
 
+    @staticmethod
+    def _late_rows(
+        valid: Any, ticks: Any, before: Any, step: Any, windows: Any, lateness: int
+    ) -> Any:
+        """The positions of the late rows: a row is late when its window had closed under the
+        watermark before it (``before``: per row, null while there is none), i.e. its pane's
+        end plus the lateness is at or before that watermark (a session row: its time plus
+        the lateness is before it).
+
+        Either rule needs the row's time to be earlier than the watermark minus the lateness
+        (a pane holds times from its start to its end), so only those rows are judged, by
+        the exact rule, in Polars (panes are the step's truncation). Not for a zone other
+        than UTC: a local calendar day can be longer than its ticks."""
+        import numpy as np
+        import polars as pl
+
+        tcol = step.time_column
+        zone = getattr(valid.schema[tcol], "time_zone", None)
+        if step.kind != "session" and zone not in (None, "UTC"):
+            candidates = np.arange(valid.height)
+        else:
+            if before.null_count():  # no watermark yet before the first rows
+                before_np = before.fill_null(np.iinfo(np.int64).min).to_numpy()
+            else:
+                before_np = before.to_numpy()
+            bound = before_np
+            candidates = np.flatnonzero(ticks + lateness < bound)
+        if candidates.size == 0:
+            return candidates
+        rows = valid if candidates.size == valid.height else valid[candidates]
+        wm = pl.lit(before if candidates.size == valid.height else before[candidates])
+        if step.kind == "session":
+            late = pl.col(tcol).to_physical() + lateness < wm
+        else:
+            pane = pl.col(tcol).dt.truncate(step.pane_step).to_physical()
+            late = pane + (windows.pane_ticks + lateness) <= wm
+        judged = rows.select(late.fill_null(False)).to_series().to_numpy()
+        return candidates[judged]
+
     def _open_windows(self, *, after: int | None) -> Any:
         windows = self._windows
         assert windows is not None
@@ -710,6 +747,14 @@ class StreamProcessor(DataProcessor):
             unsigned = [c for c, t in polars_result.schema.items() if t.is_unsigned_integer()]
             polars_result = polars_result.with_columns(pl.col(unsigned).cast(pl.Int64))
         return _to_engine(self._template, polars_result)
+
+
+def _physical(times: Any) -> Any:
+    """A timestamp Series (no nulls) as its physical integers, a NumPy array."""
+    import numpy as np
+
+    values = times.to_numpy()
+    return values.view(np.int64) if values.dtype.kind == "M" else values.astype(np.int64)
 
 
 def pack_state(meta: dict[str, Any], tables: dict[str, Any]) -> bytes:

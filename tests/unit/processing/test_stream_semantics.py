@@ -529,6 +529,33 @@ def test_restore_refuses_a_snapshot_of_another_pipeline() -> None:
     assert fresh.get_state() is None and fresh.progress["batches"] == 0
 
 
+@pytest.mark.parametrize(
+    ("kind", "zone"), [("tumbling", None), ("tumbling", "Asia/Kolkata"), ("session", None)]
+)
+def test_rows_a_microsecond_either_side_of_the_late_line(kind: str, zone: str | None) -> None:
+    """The watermark reaches 12:02:00; with no lateness a 1-minute pane [12:01, 12:02) has
+    closed, so its last microsecond is late and 12:02:00 is not; a session row is late when
+    its time is before the watermark. (The stream judges only rows older than the watermark
+    minus the lateness: a bound one microsecond too tight loses the first of these.)"""
+    edge = dt.timedelta(seconds=120)
+    tiny = dt.timedelta(microseconds=1)
+    times = [T0, T0 + edge, T0 + edge - tiny, T0 + edge, T0 + dt.timedelta(seconds=60)]
+    data = pl.DataFrame(
+        {"ts": times, "key": ["a"] * 5, "part": [0] * 5, "v": [1, 2, 3, 4, 5]},
+        schema={"ts": pl.Datetime("us"), "key": pl.String, "part": pl.Int64, "v": pl.Int64},
+    )
+    if zone is not None:
+        data = data.with_columns(pl.col("ts").dt.replace_time_zone(zone))
+    stream = stream_of(kind)
+    late: list[int] = []
+    for i in range(data.height):  # one row a batch: each row meets the watermark before it
+        stream.process_batch(data.slice(i, 1))
+        late += stream.last_batch.late["v"].to_list()
+    # 12:01:59.999999 and 12:01:00 are in the closed pane [12:01, 12:02) (a session: before
+    # 12:02:00); 12:02:00 itself is on time
+    assert late == [3, 5]
+
+
 # -- the answer does not depend on how the events are cut into batches ----------------------
 
 EVENTS = st.lists(
