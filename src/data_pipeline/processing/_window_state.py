@@ -553,7 +553,7 @@ class WindowState:
         import numpy as np
 
         schema = frames[0].schema
-        if any(frame.schema != schema for frame in frames):
+        if any(frame.schema != schema for frame in frames[1:]):
             return None
         for column, _ in parts:
             dtype = schema[column]
@@ -624,14 +624,18 @@ class WindowState:
             GROUP: taken % groups,
             PANE: base + (taken // groups) * self.pane_ticks,
         }
+        # a pane of a group is at most once in the tail and once in the batch: the tail's
+        # values are written, the batch's combined in (no unbuffered ufunc.at)
+        split = tail.height
+        head, rest = cell[:split], cell[split:]
+        schema = partial.schema
         for column, how in parts:
-            merged = np.full(cells, fills.get(column, 0), dtype=values[column].dtype)
-            {"sum": np.add, "min": np.minimum, "max": np.maximum}[how].at(
-                merged, cell, values[column]
-            )
-            out[column] = _dense_series(
-                column, merged[taken], fills.get(column), partial.schema[column]
-            )
+            column_values = values[column]
+            merged = np.full(cells, fills.get(column, 0), dtype=column_values.dtype)
+            merged[head] = column_values[:split]
+            op = {"sum": np.add, "min": np.minimum, "max": np.maximum}[how]
+            merged[rest] = op(merged[rest], column_values[split:])
+            out[column] = _dense_series(column, merged[taken], fills.get(column), schema[column])
         merged_frame = pl.DataFrame(out)
         if merged_frame.columns != partial.columns:
             merged_frame = merged_frame.select(partial.columns)
