@@ -864,8 +864,8 @@ class WindowState:
         return self.step.sort_windows(done, one_start=starts.len() > 0 and starts.n_unique() == 1)
 
     def _finish_plan(self, rows: Any) -> Any:
-        """The windows' bounds in the time column's type, the aggregates, then ``having`` and
-        ``sort`` (lazy; the group values are in ``rows`` already)."""
+        """The windows' bounds in the time column's type, the aggregates, then ``having``
+        (lazy; the group values are in ``rows`` already; :meth:`_finish_panes` sorts)."""
         s = self.step.settings
         start = nw.col(_START).cast(nw.Int64)
         typed = rows.with_columns(
