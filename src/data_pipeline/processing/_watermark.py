@@ -10,7 +10,8 @@ The watermark is computed *per row*, in arrival order: the watermark a row is ju
 is the one left by the rows before it. That makes lateness a property of the order of the
 events alone, never of how they were cut into micro-batches. Everything is vectorised: a
 running maximum per partition (one column per partition present), their minimum across
-partitions, a running maximum of that (cost: rows x partitions, on Polars columns).
+partitions, a running maximum of that (cost: rows x partitions, on Polars columns; one
+partition: a NumPy running maximum).
 """
 
 from __future__ import annotations
