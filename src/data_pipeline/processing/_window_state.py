@@ -704,7 +704,8 @@ class WindowState:
     def _combine_rolling(self, windows: Any) -> Any:
         """Merged partials per window: rolling sums / minima / maxima over the panes, read at
         each window's last pane (an anchor row stands there); None unless every aggregation is
-        a sum, count, mean, min or max."""
+        a sum, count, mean, min or max, or when a minimum / maximum holds NaN (a rolling
+        minimum does not skip NaN; ``min`` / ``max`` do, unless every value is NaN)."""
         import polars as pl
 
         parts = self._simple_parts()
@@ -716,6 +717,9 @@ class WindowState:
             for c, _ in parts
         ):
             return None  # Polars rolls neither text minima nor decimals: merge those
+        floats = [c for c, how in parts if how != "sum" and schema[c].is_float()]
+        if floats and self.state.select(pl.any_horizontal(pl.col(floats).is_nan().any())).item():
+            return None
         width, slide = self.window_ticks, self.pane_ticks
         panes = self.state
         if windows.height * 4 < panes.height:

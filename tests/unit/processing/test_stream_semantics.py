@@ -766,12 +766,14 @@ def _hostile_rows(values: str) -> pl.DataFrame:
 
 @pytest.mark.parametrize("values", ["plain", "extremes", "nan"])
 @pytest.mark.parametrize("path", ["numpy", "polars"])
+@pytest.mark.parametrize("slide", [None, "10s"], ids=["tumbling", "sliding"])
 def test_a_batch_merges_into_the_open_panes_exactly_on_each_path(
-    values: str, path: str, monkeypatch: pytest.MonkeyPatch
+    values: str, path: str, slide: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Tumbling windows of sums, minima, maxima and counts over shuffled events (so every batch
-    merges into panes already open) equal DuckDB's, with the NumPy grid merge and with the
-    Polars group-by merge. Minima and maxima ignore NaN unless every value is NaN
+    """30 s windows (tumbling, or sliding by 10 s) of sums, minima, maxima and counts over
+    shuffled events (so every batch merges into panes already open) equal DuckDB's, with the
+    NumPy grid merge and with the Polars group-by merge (sliding windows are then combined
+    from the panes on the grid too). Minima and maxima ignore NaN unless every value is NaN
     (docs/semantics.md); a value equal to a grid fill (an infinity, an integer extreme) must
     come out as itself, never as null."""
     from data_pipeline.processing._window_state import WindowState
@@ -803,6 +805,7 @@ def test_a_batch_merges_into_the_open_panes_exactly_on_each_path(
                     "window": "30s",
                     "group_by": "key",
                     "aggregations": aggregations,
+                    **({"slide": slide} if slide else {}),
                 },
             )
         ),
@@ -817,15 +820,17 @@ def test_a_batch_merges_into_the_open_panes_exactly_on_each_path(
         # NaN is ignored unless every value is NaN (DuckDB orders it above every number)
         return f"coalesce({how}(f) filter (where not isnan(f)), {how}(f)) as f_{how}"
 
+    step = 10 if slide else 30
     expected = duck(
-        f"""select key, time_bucket(interval '30 seconds', ts, timestamp '1970-01-01')
-                       as window_start,
-                   time_bucket(interval '30 seconds', ts, timestamp '1970-01-01')
-                       + interval '30 seconds' as window_end,
+        f"""with ws as (select unnest(generate_series(timestamp '2024-06-01 11:59:30',
+                                                      timestamp '2024-06-01 12:10:30',
+                                                      interval '{step} seconds')) as s)
+            select key, ws.s as window_start, ws.s + interval '30 seconds' as window_end,
                    coalesce(sum(f), 0) as f_sum, {extreme("min", "f")}, {extreme("max", "f")},
                    count(f) as f_count, {extreme("min", "w")}, {extreme("max", "w")},
                    {extreme("min", "n")}, {extreme("max", "n")}, count(*) as "count"
-            from t group by all""",
+            from t join ws on t.ts >= ws.s and t.ts < ws.s + interval '30 seconds'
+            group by all""",
         t=data,
     )
     assert stream.progress["late_rows"] == 0
