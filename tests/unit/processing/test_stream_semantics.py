@@ -753,6 +753,7 @@ def _hostile_rows(values: str) -> pl.DataFrame:
             "f": [rng.choice(floats) for _ in range(400)],
             "w": [rng.choice(wide) for _ in range(400)],
             "n": [rng.choice(narrow) for _ in range(400)],
+            "d": [rng.choice([None, T0, T0 - dt.timedelta(days=400)]) for _ in range(400)],
         },
         schema={
             "ts": pl.Datetime("us"),
@@ -760,6 +761,7 @@ def _hostile_rows(values: str) -> pl.DataFrame:
             "f": pl.Float64,
             "w": pl.Int64,
             "n": pl.Int32,
+            "d": pl.Datetime("us"),
         },
     )
 
@@ -792,6 +794,7 @@ def test_a_batch_merges_into_the_open_panes_exactly_on_each_path(
         "f": ["sum", "min", "max", "count"],
         "w": ["min", "max"],
         "n": ["min", "max"],
+        "d": ["min", "max"],
         "*": "count",
     }
     stream = StreamProcessor(
@@ -828,7 +831,8 @@ def test_a_batch_merges_into_the_open_panes_exactly_on_each_path(
             select key, ws.s as window_start, ws.s + interval '30 seconds' as window_end,
                    coalesce(sum(f), 0) as f_sum, {extreme("min", "f")}, {extreme("max", "f")},
                    count(f) as f_count, {extreme("min", "w")}, {extreme("max", "w")},
-                   {extreme("min", "n")}, {extreme("max", "n")}, count(*) as "count"
+                   {extreme("min", "n")}, {extreme("max", "n")}, {extreme("min", "d")},
+                   {extreme("max", "d")}, count(*) as "count"
             from t join ws on t.ts >= ws.s and t.ts < ws.s + interval '30 seconds'
             group by all""",
         t=data,
