@@ -847,6 +847,72 @@ def test_a_batch_merges_into_the_open_panes_exactly_on_each_path(
         assert "polars" in used  # a fill-valued extreme or NaN sends a batch to Polars
 
 
+@pytest.mark.parametrize(
+    ("unit", "zone"), [("ns", None), ("ms", None), ("us", "UTC"), ("ns", "Asia/Kolkata")]
+)
+@pytest.mark.parametrize("slide", [None, "20s"], ids=["tumbling", "sliding"])
+def test_windows_in_every_time_unit_and_zone(
+    unit: str, zone: str | None, slide: str | None
+) -> None:
+    """Windows keep the time column's unit (nanoseconds survive) and zone: sums, minima,
+    counts and the first / last timestamp of each window equal a plain-Python count over the
+    physical integers (1-minute windows: +05:30 cuts them where UTC does)."""
+    import random
+
+    rng = random.Random(3)
+    start_ns = 1_717_243_200_000_000_000  # 2024-06-01 12:00 UTC
+    divide = {"ns": 1, "us": 1_000, "ms": 1_000_000}[unit]
+    physical = [
+        (start_ns + rng.randint(0, 600 * 10**9) + rng.randint(0, 999)) // divide for _ in range(300)
+    ]
+    keys = [rng.choice("ab") for _ in range(300)]
+    values = [rng.randint(1, 9) for _ in range(300)]
+    times = pl.Series("ts", physical, dtype=pl.Int64).cast(pl.Datetime(unit))
+    if zone is not None:
+        times = times.dt.replace_time_zone("UTC").dt.convert_time_zone(zone)
+    data = pl.DataFrame({"ts": times, "key": keys, "v": values})
+    config: dict[str, Any] = {
+        "time_column": "ts",
+        "window": "1m",
+        "group_by": "key",
+        "aggregations": {"v": ["sum", "min"], "ts": ["min", "max"], "*": "count"},
+    }
+    if slide:
+        config["slide"] = slide
+    stream = StreamProcessor(
+        name="u",
+        config={"emit": "final", "allowed_lateness": "1h", "output": "polars"},
+        pipeline=ProcessingPipeline("p").add_processor(WindowedAggregator(name="w", config=config)),
+        clock=lambda: NOW,
+    )
+    outputs = stream.process_stream(data.slice(i, 23) for i in range(0, 300, 23))
+    got = pl.concat([o for o in outputs if o.height])
+    assert got.schema["window_start"] == data.schema["ts"] == got.schema["ts_min"]
+    width = 60 * 10**9 // divide
+    step = (20 if slide else 60) * 10**9 // divide
+    expected: dict[tuple[str, int], list[int]] = {}
+    for t, key, v in zip(physical, keys, values, strict=True):
+        for begin in range(t - t % step - width + step, t + 1, step):
+            entry = expected.setdefault((key, begin), [0, 10, 0, t, t])
+            entry[0] += v
+            entry[1] = min(entry[1], v)
+            entry[2] += 1
+            entry[3] = min(entry[3], t)
+            entry[4] = max(entry[4], t)
+    rows = got.with_columns(pl.col("window_start", "ts_min", "ts_max").to_physical())
+    seen = {
+        (r["key"], r["window_start"]): [
+            r["v_sum"],
+            r["v_min"],
+            r["count"],
+            r["ts_min"],
+            r["ts_max"],
+        ]
+        for r in rows.to_dicts()
+    }
+    assert seen == expected
+
+
 def test_a_batch_level_watermark_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """The broken variant of the per-event watermark: judging a whole micro-batch against the
     watermark it started with makes the answer depend on the cuts; the oracle check sees it."""
