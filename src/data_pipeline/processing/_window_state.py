@@ -284,14 +284,23 @@ class WindowState:
     def _batch_plan(self, rows: Any, ids: Any) -> Any:
         """A micro-batch -> its partials per group id and pane (``PANE`` physical); the group
         values stay, and ``GROUP`` is null for a group not seen before."""
-        import polars as pl
 
         partial = self.partials.partial_plan(self.step.pane_start(rows, PANE)).to_native()
-        partial = partial.with_columns(pl.col(PANE).to_physical().cast(pl.Int64))
+        partial = self._numbered(partial)
         if not self.group_by:
-            return nw.from_native(partial.select(pl.lit(0, pl.Int64).alias(GROUP), pl.all()))
+            return nw.from_native(partial)
         ids = ids.to_native()
         return nw.from_native(partial.join(ids, on=self.group_by, how="left", nulls_equal=True))
+
+    def _numbered(self, partial: Any) -> Any:
+        """Pane partials (a Polars DataFrame or LazyFrame) with ``PANE`` as physical integers,
+        and without group columns the one group id 0 in front."""
+        import polars as pl
+
+        partial = partial.with_columns(pl.col(PANE).to_physical().cast(pl.Int64))
+        if self.group_by:
+            return partial
+        return partial.select(pl.lit(0, pl.Int64).alias(GROUP), pl.all())
 
     def _position(self, pane: int, side: str) -> int:
         """Where ``pane`` falls in the state's (sorted) panes."""
@@ -308,12 +317,14 @@ class WindowState:
             dtype = partial.schema[PANE]
             if self.time_dtype is None and isinstance(dtype, pl.Datetime):
                 self.time_dtype = dtype
-            partial = partial.with_columns(pl.col(PANE).to_physical().cast(pl.Int64))
+            partial = self._numbered(partial)
         elif self.time_dtype is None and partial.height:
             self.time_dtype = partial.schema[self._name(0, "v")]
         if not self.group_by:
             if self.groups is None:
                 self.groups = pl.DataFrame()
+            if inner == PANE:
+                return partial  # numbered above
             return partial.select(pl.lit(0, pl.Int64).alias(GROUP), pl.all())
         if self.groups is None:
             self.groups = partial.select(self.group_by).clear()
@@ -880,10 +891,8 @@ class WindowState:
         return self.step.finish(finalizer.finalize(typed).drop(GROUP), sort=False)
 
     def _time_type(self) -> Any:
-        """The time column's type as a Narwhals dtype."""
-        import polars as pl
-
-        return nw.from_native(pl.DataFrame(schema={"t": self.time_dtype})).schema["t"]
+        """The time column's type (a Polars Datetime) as a Narwhals dtype."""
+        return nw.Datetime(self.time_dtype.time_unit, self.time_dtype.time_zone)
 
     def _finish_sessions(self, rows: Any) -> Any:
         import polars as pl

@@ -680,10 +680,9 @@ class StreamProcessor(DataProcessor):
             candidates = np.arange(valid.height)
         else:
             if before.null_count():  # no watermark yet before the first rows
-                before_np = before.fill_null(np.iinfo(np.int64).min).to_numpy()
+                bound = before.fill_null(np.iinfo(np.int64).min).to_numpy()
             else:
-                before_np = before.to_numpy()
-            bound = before_np
+                bound = before.to_numpy()
             candidates = np.flatnonzero(ticks + lateness < bound)
         if candidates.size == 0:
             return candidates
