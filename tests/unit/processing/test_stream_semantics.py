@@ -766,6 +766,16 @@ def _hostile_rows(values: str) -> pl.DataFrame:
     )
 
 
+def _final_windows(config: dict[str, Any]) -> StreamProcessor:
+    """A stream of one WindowedAggregator (``config``), ``emit: final``, an hour of lateness."""
+    return StreamProcessor(
+        name="w",
+        config={"emit": "final", "allowed_lateness": "1h", "output": "polars"},
+        pipeline=ProcessingPipeline("p").add_processor(WindowedAggregator(name="w", config=config)),
+        clock=lambda: NOW,
+    )
+
+
 @pytest.mark.parametrize("values", ["plain", "extremes", "nan"])
 @pytest.mark.parametrize("path", ["numpy", "polars"])
 @pytest.mark.parametrize("slide", [None, "10s"], ids=["tumbling", "sliding"])
@@ -797,23 +807,14 @@ def test_a_batch_merges_into_the_open_panes_exactly_on_each_path(
         "d": ["min", "max"],
         "*": "count",
     }
-    stream = StreamProcessor(
-        name="m",
-        config={"emit": "final", "allowed_lateness": "1h", "output": "polars"},
-        pipeline=ProcessingPipeline("p").add_processor(
-            WindowedAggregator(
-                name="w",
-                config={
-                    "time_column": "ts",
-                    "window": "30s",
-                    "group_by": "key",
-                    "aggregations": aggregations,
-                    **({"slide": slide} if slide else {}),
-                },
-            )
-        ),
-        clock=lambda: NOW,
-    )
+    config: dict[str, Any] = {
+        "time_column": "ts",
+        "window": "30s",
+        "group_by": "key",
+        "aggregations": aggregations,
+        **({"slide": slide} if slide else {}),
+    }
+    stream = _final_windows(config)
     outputs = list(stream.process_stream(data.slice(i, 37) for i in range(0, 400, 37)))
     got = pl.concat([o for o in outputs if o.height], how="vertical_relaxed")
 
@@ -879,12 +880,7 @@ def test_windows_in_every_time_unit_and_zone(
     }
     if slide:
         config["slide"] = slide
-    stream = StreamProcessor(
-        name="u",
-        config={"emit": "final", "allowed_lateness": "1h", "output": "polars"},
-        pipeline=ProcessingPipeline("p").add_processor(WindowedAggregator(name="w", config=config)),
-        clock=lambda: NOW,
-    )
+    stream = _final_windows(config)
     outputs = stream.process_stream(data.slice(i, 23) for i in range(0, 300, 23))
     got = pl.concat([o for o in outputs if o.height])
     assert got.schema["window_start"] == data.schema["ts"] == got.schema["ts_min"]
